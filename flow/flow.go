@@ -1,0 +1,707 @@
+// Package flow is Penstock's dynamic flow control: it watches the outcome
+// of every attempt per site and per path, and puts a destination that
+// produces too many errors in a brief period into backoff or suspension so
+// that a throttling event does not become a block. It recovers on its own.
+//
+// Algorithm. Each site keeps a sliding window (window, split into fixed
+// buckets: no allocation per event) of attempts and errors. An error is any
+// failed attempt to connect or deliver, our own local errors included;
+// recipient-level rejections (user unknown) are filtered out by the caller.
+//
+//   - normal → backoff when the window holds at least min_attempts and the
+//     error ratio reaches error_ratio, or at once when a reply matches a
+//     response pattern whose action is backoff. In backoff the rule's
+//     connection limit is multiplied by connections_factor and the message
+//     rate by rate_factor (when the rule sets no rate, the rate observed in
+//     the window is cut instead).
+//   - backoff → suspended when errors stay at or above suspend_ratio for a
+//     whole step interval, or when a pattern says suspend. A suspension
+//     lasts suspend_for, doubling on each repeat up to max_suspend. While
+//     suspended only a probe (one connection, one message) goes out each
+//     probe_interval; a probe that delivers, or the end of the suspension,
+//     steps the site back to backoff.
+//   - backoff → normal after recover_after without errors, in steps of one
+//     step_interval each (factor halfway up to 1 each step), so a site never
+//     flaps faster than one change per step.
+//
+// Local or reputation? The controller also looks across sites: when errors
+// rise at many active sites at once (at least local_min_sites and
+// local_site_ratio of the active ones), or the resolver fails for many
+// domains, the cause is most likely on our side (DNS, network, TLS setup,
+// the MTA). It then records a local problem, says so in every site's
+// detail, and does not escalate sites into suspensions for it. Errors that
+// sit at a few sites are reported as the provider throttling or blocking
+// us (reputation).
+//
+// Patterns only ever see replies from remote servers (a code was
+// received), never Penstock's own deferral texts, so a suspension can not
+// feed itself.
+//
+// The package never opens connections and never touches the queue: the
+// dispatcher asks Check before opening a connection and reports each
+// attempt with Record.
+package flow
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// States of a site.
+const (
+	Normal    = "normal"
+	Backoff   = "backoff"
+	Suspended = "suspended"
+)
+
+// Event is one attempt's outcome, as the dispatcher reports it.
+type Event struct {
+	Time     time.Time
+	Site     string // "" when the site is unknown (MX lookup failed)
+	Domain   string
+	Path     string // "sourceIP>mxIP"; "" when no connection was made
+	OK       bool
+	Err      bool
+	Local    bool // our side: DNS, bind, refused/timeout connect, TLS setup
+	DNS      bool
+	Code     int
+	Enhanced string
+	Text     string
+}
+
+// Decision is flow control's answer for a site.
+type Decision struct {
+	State      string    `json:"state"`
+	Hold       bool      `json:"hold"`
+	Probe      bool      `json:"probe,omitempty"`
+	ConnFactor float64   `json:"connections_factor"`
+	RateFactor float64   `json:"rate_factor"`
+	ObservedPH int       `json:"observed_per_hour,omitempty"` // deliveries per hour seen in the window
+	Since      time.Time `json:"since,omitempty"`
+	Until      time.Time `json:"until,omitempty"`
+	Attempts   int       `json:"attempts"`
+	Errors     int       `json:"errors"`
+	Ratio      float64   `json:"error_ratio"`
+	Local      bool      `json:"local_problem,omitempty"`
+	Diagnosis  string    `json:"diagnosis,omitempty"`
+	Detail     string    `json:"detail"`
+	LastErrors []string  `json:"last_errors,omitempty"`
+}
+
+// Pattern puts a site in a state at once when a remote reply matches.
+type Pattern struct {
+	Match    *regexp.Regexp
+	Action   string // Backoff or Suspended
+	Duration time.Duration
+	Count    int           // threshold: Count matches ...
+	Per      time.Duration // ... within Per (0/0: the first match acts)
+}
+
+// ParseThreshold parses "N/duration" (e.g. "3/5m").
+func ParseThreshold(s string) (int, time.Duration, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	n, d, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("threshold %q: want N/duration, e.g. 3/5m", s)
+	}
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || count < 1 {
+		return 0, 0, fmt.Errorf("threshold %q: N must be a positive integer", s)
+	}
+	per, err := time.ParseDuration(strings.TrimSpace(d))
+	if err != nil || per <= 0 {
+		return 0, 0, fmt.Errorf("threshold %q: bad duration", s)
+	}
+	return count, per, nil
+}
+
+// Config holds the thresholds. Zero fields take the defaults of Defaults.
+type Config struct {
+	Window         time.Duration
+	MinAttempts    int
+	ErrorRatio     float64
+	SuspendRatio   float64
+	ConnFactor     float64
+	RateFactor     float64
+	SuspendFor     time.Duration
+	MaxSuspend     time.Duration
+	ProbeInterval  time.Duration
+	RecoverAfter   time.Duration
+	StepInterval   time.Duration
+	LocalSiteRatio float64
+	LocalMinSites  int
+	Patterns       []Pattern
+}
+
+// Defaults are the documented defaults of [flow_control].
+func Defaults() Config {
+	return Config{
+		Window:         5 * time.Minute,
+		MinAttempts:    20,
+		ErrorRatio:     0.3,
+		SuspendRatio:   0.6,
+		ConnFactor:     0.5,
+		RateFactor:     0.5,
+		SuspendFor:     5 * time.Minute,
+		MaxSuspend:     2 * time.Hour,
+		ProbeInterval:  time.Minute,
+		RecoverAfter:   5 * time.Minute,
+		StepInterval:   time.Minute,
+		LocalSiteRatio: 0.5,
+		LocalMinSites:  4,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := Defaults()
+	if c.Window <= 0 {
+		c.Window = d.Window
+	}
+	if c.MinAttempts <= 0 {
+		c.MinAttempts = d.MinAttempts
+	}
+	if c.ErrorRatio <= 0 {
+		c.ErrorRatio = d.ErrorRatio
+	}
+	if c.SuspendRatio <= 0 {
+		c.SuspendRatio = d.SuspendRatio
+	}
+	if c.ConnFactor <= 0 {
+		c.ConnFactor = d.ConnFactor
+	}
+	if c.RateFactor <= 0 {
+		c.RateFactor = d.RateFactor
+	}
+	if c.SuspendFor <= 0 {
+		c.SuspendFor = d.SuspendFor
+	}
+	if c.MaxSuspend <= 0 {
+		c.MaxSuspend = d.MaxSuspend
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = d.ProbeInterval
+	}
+	if c.RecoverAfter <= 0 {
+		c.RecoverAfter = d.RecoverAfter
+	}
+	if c.StepInterval <= 0 {
+		c.StepInterval = d.StepInterval
+	}
+	if c.LocalSiteRatio <= 0 {
+		c.LocalSiteRatio = d.LocalSiteRatio
+	}
+	if c.LocalMinSites <= 0 {
+		c.LocalMinSites = d.LocalMinSites
+	}
+	return c
+}
+
+// Change is a state change, for the delivery log and metrics.
+type Change struct {
+	Time     time.Time
+	Site     string
+	From, To string
+	Until    time.Time
+	Reason   string
+	Attempts int
+	Errors   int
+	Local    bool
+}
+
+// LocalProblem is raised when errors look like ours rather than the
+// providers'.
+type LocalProblem struct {
+	Time        time.Time
+	Active      bool // false: the problem has cleared
+	ErrorSites  int
+	ActiveSites int
+	DNSDomains  int
+	Detail      string
+}
+
+// Options are the controller's outlets.
+type Options struct {
+	Now      func() time.Time
+	OnChange func(Change)       // called without locks held
+	OnLocal  func(LocalProblem) // called without locks held
+}
+
+const buckets = 30
+
+// window counts attempts and errors in fixed time buckets.
+type window struct {
+	span     time.Duration // per bucket
+	stamp    [buckets]int64
+	attempts [buckets]int32
+	errors   [buckets]int32
+	oks      [buckets]int32
+}
+
+func (w *window) add(t time.Time, ok, isErr bool) {
+	slot := t.UnixNano() / int64(w.span)
+	i := slot % buckets
+	if w.stamp[i] != slot {
+		w.stamp[i] = slot
+		w.attempts[i], w.errors[i], w.oks[i] = 0, 0, 0
+	}
+	w.attempts[i]++
+	if isErr {
+		w.errors[i]++
+	}
+	if ok {
+		w.oks[i]++
+	}
+}
+
+func (w *window) sums(now time.Time) (attempts, errs, oks int) {
+	slot := now.UnixNano() / int64(w.span)
+	for i := range w.stamp {
+		if slot-w.stamp[i] < buckets {
+			attempts += int(w.attempts[i])
+			errs += int(w.errors[i])
+			oks += int(w.oks[i])
+		}
+	}
+	return
+}
+
+type hits struct{ times []time.Time }
+
+type siteState struct {
+	win        window
+	state      string
+	since      time.Time
+	until      time.Time // end of a suspension or of a pattern's backoff
+	level      float64   // current factor in backoff
+	lastChange time.Time
+	lastError  time.Time
+	lastLocal  bool // the last error was local
+	suspends   int  // repeats, for doubling
+	nextProbe  time.Time
+	lastErrs   []string
+	reason     string
+	pattern    map[int]*hits
+}
+
+// Controller is the in-process flow control. Safe for concurrent use.
+type Controller struct {
+	cfg  Config
+	opts Options
+
+	mu        sync.Mutex
+	sites     map[string]*siteState
+	dns       map[string]time.Time // domains whose MX lookup failed, and when
+	dnsOK     time.Time
+	local     bool
+	localInfo LocalProblem
+	lastScan  time.Time
+}
+
+// New builds a controller.
+func New(cfg Config, opts Options) *Controller {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Controller{cfg: cfg.withDefaults(), opts: opts, sites: map[string]*siteState{}, dns: map[string]time.Time{}}
+}
+
+// SetConfig swaps thresholds and patterns (reload); states are kept.
+func (c *Controller) SetConfig(cfg Config) {
+	c.mu.Lock()
+	c.cfg = cfg.withDefaults()
+	c.mu.Unlock()
+}
+
+func (c *Controller) site(key string) *siteState {
+	s := c.sites[key]
+	if s == nil {
+		s = &siteState{state: Normal, level: 1, win: window{span: c.cfg.Window / buckets}}
+		if s.win.span <= 0 {
+			s.win.span = time.Second
+		}
+		c.sites[key] = s
+	}
+	return s
+}
+
+// Record reports one attempt.
+func (c *Controller) Record(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = c.opts.Now()
+	}
+	var changes []Change
+	var locals []LocalProblem
+	c.mu.Lock()
+	if ev.DNS && ev.Site == "" {
+		// MX lookup of a domain: feeds the local-problem view only.
+		if ev.Err {
+			if len(c.dns) < 10000 {
+				c.dns[ev.Domain] = ev.Time
+			}
+		}
+		locals = c.scan(ev.Time, true)
+		c.mu.Unlock()
+		c.emit(changes, locals)
+		return
+	}
+	if ev.DNS && ev.OK {
+		c.dnsOK = ev.Time
+		delete(c.dns, ev.Domain)
+		c.mu.Unlock()
+		return
+	}
+	s := c.site(ev.Site)
+	s.win.add(ev.Time, ev.OK, ev.Err)
+	if ev.Err {
+		s.lastError = ev.Time
+		s.lastLocal = ev.Local
+		msg := ev.Text
+		if ev.Code != 0 {
+			msg = strings.TrimSpace(fmt.Sprintf("%d %s %s", ev.Code, ev.Enhanced, ev.Text))
+		}
+		if len(s.lastErrs) >= 5 {
+			copy(s.lastErrs, s.lastErrs[1:])
+			s.lastErrs = s.lastErrs[:4]
+		}
+		s.lastErrs = append(s.lastErrs, ev.Time.UTC().Format("15:04:05")+" "+msg)
+		// Patterns see only remote replies, never our own texts.
+		if ev.Code != 0 {
+			if ch, ok := c.matchPatterns(ev, s); ok {
+				changes = append(changes, ch)
+			}
+		}
+	}
+	if ch, ok := c.evaluate(ev.Site, s, ev.Time, ev); ok {
+		changes = append(changes, ch)
+	}
+	if ev.Err {
+		locals = c.scan(ev.Time, false)
+	}
+	c.mu.Unlock()
+	c.emit(changes, locals)
+}
+
+func (c *Controller) emit(changes []Change, locals []LocalProblem) {
+	if c.opts.OnChange != nil {
+		for _, ch := range changes {
+			c.opts.OnChange(ch)
+		}
+	}
+	if c.opts.OnLocal != nil {
+		for _, l := range locals {
+			c.opts.OnLocal(l)
+		}
+	}
+}
+
+func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
+	line := strconv.Itoa(ev.Code) + " " + ev.Enhanced + " " + ev.Text
+	for i, p := range c.cfg.Patterns {
+		if p.Match == nil || !p.Match.MatchString(line) {
+			continue
+		}
+		if p.Count > 1 {
+			if s.pattern == nil {
+				s.pattern = map[int]*hits{}
+			}
+			h := s.pattern[i]
+			if h == nil {
+				h = &hits{}
+				s.pattern[i] = h
+			}
+			cut := 0
+			for cut < len(h.times) && ev.Time.Sub(h.times[cut]) > p.Per {
+				cut++
+			}
+			h.times = append(h.times[cut:], ev.Time)
+			if len(h.times) < p.Count {
+				continue
+			}
+			h.times = h.times[:0]
+		}
+		reason := fmt.Sprintf("reply matched pattern %q (%s for %s)", p.Match.String(), p.Action, p.Duration)
+		switch p.Action {
+		case Suspended:
+			if s.state == Suspended && !s.until.Before(ev.Time.Add(p.Duration)) {
+				return Change{}, false
+			}
+			return c.to(ev.Site, s, Suspended, ev.Time, ev.Time.Add(p.Duration), reason), true
+		default:
+			if s.state != Normal {
+				if s.state == Backoff && s.until.Before(ev.Time.Add(p.Duration)) {
+					s.until = ev.Time.Add(p.Duration)
+					s.level = c.cfg.ConnFactor
+				}
+				return Change{}, false
+			}
+			return c.to(ev.Site, s, Backoff, ev.Time, ev.Time.Add(p.Duration), reason), true
+		}
+	}
+	return Change{}, false
+}
+
+// to moves a site to a state. Caller holds c.mu.
+func (c *Controller) to(key string, s *siteState, state string, now, until time.Time, reason string) Change {
+	a, e, _ := s.win.sums(now)
+	ch := Change{Time: now, Site: key, From: s.state, To: state, Until: until, Reason: reason, Attempts: a, Errors: e, Local: c.local}
+	if state == Suspended && s.state != Suspended {
+		s.suspends++
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+	}
+	s.state = state
+	s.since = now
+	s.until = until
+	s.lastChange = now
+	s.reason = reason
+	switch state {
+	case Normal:
+		s.level = 1
+	case Backoff:
+		s.level = c.cfg.ConnFactor
+	}
+	return ch
+}
+
+// suspendFor is the length of the next suspension: suspend_for doubling on
+// each repeat, up to max_suspend.
+func (c *Controller) suspendFor(s *siteState) time.Duration {
+	d := c.cfg.SuspendFor
+	for i := 0; i < s.suspends && d < c.cfg.MaxSuspend; i++ {
+		d *= 2
+	}
+	return min(d, c.cfg.MaxSuspend)
+}
+
+// evaluate applies the time- and ratio-driven transitions. Caller holds c.mu.
+func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event) (Change, bool) {
+	a, e, _ := s.win.sums(now)
+	ratio := 0.0
+	if a > 0 {
+		ratio = float64(e) / float64(a)
+	}
+	switch s.state {
+	case Normal:
+		if ev.Err && a >= c.cfg.MinAttempts && ratio >= c.cfg.ErrorRatio {
+			return c.to(key, s, Backoff, now, time.Time{}, fmt.Sprintf("%d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
+		}
+	case Backoff:
+		if ev.Err && !c.local && a >= c.cfg.MinAttempts && ratio >= c.cfg.SuspendRatio && now.Sub(s.lastChange) >= c.cfg.StepInterval {
+			d := c.suspendFor(s)
+			return c.to(key, s, Suspended, now, now.Add(d), fmt.Sprintf("errors went on in backoff: %d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
+		}
+		if now.Before(s.until) || now.Sub(s.lastError) < c.cfg.RecoverAfter || now.Sub(s.lastChange) < c.cfg.StepInterval {
+			return Change{}, false
+		}
+		s.level += (1 - s.level) / 2
+		s.lastChange = now
+		if s.level > 0.9 {
+			if s.suspends > 0 && now.Sub(s.since) > c.cfg.MaxSuspend {
+				s.suspends = 0
+			}
+			return c.to(key, s, Normal, now, time.Time{}, fmt.Sprintf("no error for %s", now.Sub(s.lastError).Round(time.Second))), true
+		}
+	case Suspended:
+		if ev.OK && !ev.Err {
+			return c.to(key, s, Backoff, now, time.Time{}, "a probe was delivered"), true
+		}
+		if !now.Before(s.until) {
+			return c.to(key, s, Backoff, now, time.Time{}, "suspension ended"), true
+		}
+	}
+	return Change{}, false
+}
+
+// scan looks across sites for a local problem, at most once a second.
+// Caller holds c.mu.
+func (c *Controller) scan(now time.Time, force bool) []LocalProblem {
+	if !force && now.Sub(c.lastScan) < time.Second {
+		return nil
+	}
+	c.lastScan = now
+	active, erroring := 0, 0
+	for _, s := range c.sites {
+		a, e, _ := s.win.sums(now)
+		if a == 0 {
+			continue
+		}
+		active++
+		if e > 0 && float64(e)/float64(a) >= c.cfg.ErrorRatio {
+			erroring++
+		}
+	}
+	dnsFail := 0
+	for d, t := range c.dns {
+		if now.Sub(t) > c.cfg.Window {
+			delete(c.dns, d)
+			continue
+		}
+		dnsFail++
+	}
+	isLocal := (erroring >= c.cfg.LocalMinSites && float64(erroring) >= c.cfg.LocalSiteRatio*float64(active)) ||
+		(dnsFail >= c.cfg.LocalMinSites && now.Sub(c.dnsOK) > c.cfg.Window/buckets)
+	if isLocal == c.local {
+		c.localInfo.ErrorSites, c.localInfo.ActiveSites, c.localInfo.DNSDomains = erroring, active, dnsFail
+		return nil
+	}
+	c.local = isLocal
+	lp := LocalProblem{Time: now, Active: isLocal, ErrorSites: erroring, ActiveSites: active, DNSDomains: dnsFail}
+	if isLocal {
+		lp.Detail = fmt.Sprintf("errors at %d of %d active sites, MX lookups failing for %d domains: the cause is most likely on our side (our DNS, network, TLS setup or the MTA itself), not the providers' view of our reputation", erroring, active, dnsFail)
+	} else {
+		lp.Detail = fmt.Sprintf("local problem cleared: errors at %d of %d active sites", erroring, active)
+	}
+	c.localInfo = lp
+	return []LocalProblem{lp}
+}
+
+// Check says how a site may be used now. When a suspended site's probe is
+// due, it returns Probe and takes the probe slot (the next one comes one
+// probe_interval later), so callers must open the probe connection.
+func (c *Controller) Check(key string, now time.Time) Decision {
+	return c.decide(key, now, true)
+}
+
+// Peek is Check without taking a probe slot (for explain and the API).
+func (c *Controller) Peek(key string, now time.Time) Decision {
+	return c.decide(key, now, false)
+}
+
+func (c *Controller) decide(key string, now time.Time, take bool) Decision {
+	var changes []Change
+	c.mu.Lock()
+	s := c.sites[key]
+	if s == nil {
+		local := c.local
+		c.mu.Unlock()
+		return Decision{State: Normal, ConnFactor: 1, RateFactor: 1, Local: local}
+	}
+	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+		changes = append(changes, ch)
+	}
+	a, e, oks := s.win.sums(now)
+	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
+		Attempts: a, Errors: e, Local: c.local, LastErrors: append([]string(nil), s.lastErrs...)}
+	if a > 0 {
+		d.Ratio = float64(e) / float64(a)
+	}
+	if oks > 0 {
+		d.ObservedPH = int(float64(oks) * float64(time.Hour) / float64(c.cfg.Window))
+	}
+	switch s.state {
+	case Backoff:
+		d.ConnFactor = s.level
+		d.RateFactor = s.level * c.cfg.RateFactor / c.cfg.ConnFactor
+		if d.RateFactor > 1 {
+			d.RateFactor = 1
+		}
+	case Suspended:
+		d.Hold = true
+		d.ConnFactor, d.RateFactor = 0, 0
+		if !now.Before(s.nextProbe) {
+			d.Probe = true
+			if take {
+				s.nextProbe = now.Add(c.cfg.ProbeInterval)
+			}
+		}
+	}
+	d.Diagnosis = c.diagnose(s, now)
+	d.Detail = c.detail(key, s, d, now)
+	c.mu.Unlock()
+	c.emit(changes, nil)
+	return d
+}
+
+func (c *Controller) diagnose(s *siteState, now time.Time) string {
+	if s.state == Normal && now.Sub(s.lastError) > c.cfg.Window {
+		return ""
+	}
+	if c.local {
+		return "local problem: " + c.localInfo.Detail
+	}
+	if s.lastLocal {
+		return "errors at this site are on the connection level (refused, timeout, TLS, DNS) while other sites are healthy: the provider's servers are unreachable from here, or it refuses our connections"
+	}
+	return "reputation: this provider is throttling or blocking us (errors sit at few sites, not everywhere)"
+}
+
+func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "flow state %s since %s", s.state, s.since.UTC().Format(time.RFC3339))
+	if !s.until.IsZero() && now.Before(s.until) {
+		fmt.Fprintf(&b, " until %s", s.until.UTC().Format(time.RFC3339))
+	}
+	if s.reason != "" {
+		fmt.Fprintf(&b, " (%s)", s.reason)
+	}
+	fmt.Fprintf(&b, "; window %s: %d errors in %d attempts (%.0f%%)", c.cfg.Window, d.Errors, d.Attempts, 100*d.Ratio)
+	switch s.state {
+	case Backoff:
+		fmt.Fprintf(&b, "; limits cut to %.0f%% of connections, %.0f%% of rate", 100*d.ConnFactor, 100*d.RateFactor)
+	case Suspended:
+		fmt.Fprintf(&b, "; probes only, next probe at %s", s.nextProbe.UTC().Format(time.RFC3339))
+	}
+	if len(s.lastErrs) > 0 {
+		fmt.Fprintf(&b, "; last error: %s", s.lastErrs[len(s.lastErrs)-1])
+	}
+	return b.String()
+}
+
+// Reset returns a site to normal at once (operator resume).
+func (c *Controller) Reset(key string) {
+	var changes []Change
+	c.mu.Lock()
+	if s := c.sites[key]; s != nil && s.state != Normal {
+		changes = append(changes, c.to(key, s, Normal, c.opts.Now(), time.Time{}, "resumed by operator"))
+		s.suspends = 0
+	}
+	c.mu.Unlock()
+	c.emit(changes, nil)
+}
+
+// Suspend forces a suspension (operator action) for d.
+func (c *Controller) Suspend(key string, d time.Duration, reason string) {
+	now := c.opts.Now()
+	c.mu.Lock()
+	ch := c.to(key, c.site(key), Suspended, now, now.Add(d), reason)
+	c.mu.Unlock()
+	c.emit([]Change{ch}, nil)
+}
+
+// Local reports whether a local problem is in force, with its detail.
+func (c *Controller) Local() (bool, LocalProblem) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local, c.localInfo
+}
+
+// States counts sites per state (for metrics).
+func (c *Controller) States() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{Normal: 0, Backoff: 0, Suspended: 0}
+	for _, s := range c.sites {
+		out[s.state]++
+	}
+	return out
+}
+
+// NotNormal lists sites not in the normal state, sorted.
+func (c *Controller) NotNormal() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, s := range c.sites {
+		if s.state != Normal {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
