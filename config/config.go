@@ -1,0 +1,378 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// TLS modes for [server] tls and [[mx_rule]] tls.
+const (
+	TLSDefault       = "default" // mx_rule only: take [server] tls
+	TLSDisabled      = "disabled"
+	TLSOpportunistic = "opportunistic" // STARTTLS when offered, any certificate
+	TLSRequired      = "required"      // STARTTLS or no delivery, any certificate
+	TLSVerify        = "verify"        // STARTTLS with a verified certificate
+)
+
+// MX rule scopes: what a rule's quotas count over.
+const (
+	ScopePath   = "path"   // each source × remote MX IP
+	ScopeSource = "source" // each source, across the site's MX IPs
+	ScopeRule   = "rule"   // everything matching the rule, all sources and nodes
+)
+
+// Bounce classes.
+const (
+	ClassHard    = "hard"
+	ClassSoft    = "soft"
+	ClassIgnored = "ignored"
+)
+
+// Flow-control pattern actions.
+const (
+	ActionBackoff = "backoff"
+	ActionSuspend = "suspend"
+)
+
+// Per-rule timeout defaults, applied to an [[mx_rule]] that omits them.
+const (
+	DefaultConnectTimeout = 30 * time.Second
+	// RFC 5321 §4.5.3.2.2-4: MAIL, RCPT and the 220 greeting wait 5 minutes.
+	DefaultCommandTimeout = 5 * time.Minute
+	// RFC 5321 §4.5.3.2.6: the reply to the end of DATA may take 10 minutes.
+	DefaultDataTimeout = 10 * time.Minute
+)
+
+// Config is the whole of penstock.toml.
+type Config struct {
+	Server      Server       `toml:"server"`
+	SMTP        SMTP         `toml:"smtp"`
+	HTTP        HTTP         `toml:"http"`
+	DNS         DNS          `toml:"dns"`
+	Delivery    Delivery     `toml:"delivery"`
+	Sources     []Source     `toml:"source,omitempty"`
+	Pools       []Pool       `toml:"pool,omitempty"`
+	MXRules     []MXRule     `toml:"mx_rule,omitempty"`
+	FlowControl FlowControl  `toml:"flow_control"`
+	BounceRules []BounceRule `toml:"bounce_rule,omitempty"`
+	Quarantine  Quarantine   `toml:"quarantine"`
+	Bounce      BounceIn     `toml:"bounce"`
+	Cluster     Cluster      `toml:"cluster"`
+
+	File string `toml:"-"` // path it was loaded from, "" for defaults
+
+	lines *lineIndex // key path -> line in File, for Validate's messages
+}
+
+// Server is [server].
+type Server struct {
+	Hostname        string `toml:"hostname"`          // default: os.Hostname()
+	SpoolDir        string `toml:"spool_dir"`         // default "./penstock-data"
+	LogDir          string `toml:"log_dir"`           // default "./penstock-data/log"
+	TLS             string `toml:"tls"`               // disabled|opportunistic|required|verify; default opportunistic
+	UseShippedRules bool   `toml:"use_shipped_rules"` // default true: provider MX rules after the user's
+}
+
+// SMTP is [smtp], the injection listener.
+type SMTP struct {
+	Listen          string            `toml:"listen"`           // default 127.0.0.1:2525
+	AllowedNetworks []string          `toml:"allowed_networks"` // CIDRs that may inject without AUTH
+	MaxMessageSize  int64             `toml:"max_message_size"` // bytes, default 25 MiB
+	MaxRecipients   int               `toml:"max_recipients"`   // per message, default 1000
+	MaxConnections  int               `toml:"max_connections"`  // default 1000
+	TLSCert         string            `toml:"tls_cert"`         // PEM file; with tls_key enables STARTTLS
+	TLSKey          string            `toml:"tls_key"`
+	Users           map[string]string `toml:"users"` // AUTH PLAIN user -> password
+}
+
+// HTTP is [http], the API and dashboard listener.
+type HTTP struct {
+	Listen string `toml:"listen"` // default 127.0.0.1:8025
+	Token  string `toml:"token"`  // bearer token; required off loopback
+}
+
+// DNS is [dns].
+type DNS struct {
+	Nameservers []string `toml:"nameservers"` // "ip" or "ip:port"; empty = system resolver
+	Timeout     Duration `toml:"timeout"`     // default 5s
+}
+
+// Delivery is [delivery].
+type Delivery struct {
+	Port        int        `toml:"port"`         // remote SMTP port, default 25
+	Retry       []Duration `toml:"retry"`        // waits between attempts; the last repeats
+	Validity    Duration   `toml:"validity"`     // give up and bounce after this, default 5d
+	DefaultPool string     `toml:"default_pool"` // pool for mail that names none
+	ReturnPath  string     `toml:"return_path"`  // optional VERP pattern
+}
+
+// Source is one [[source]]: a local IP that mail leaves from.
+type Source struct {
+	Name string `toml:"name"`
+	IP   string `toml:"ip"`
+	EHLO string `toml:"ehlo"` // default: [server] hostname
+}
+
+// Pool is one [[pool]]: a weighted set of sources.
+type Pool struct {
+	Name    string       `toml:"name"`
+	Sources []PoolSource `toml:"sources,omitempty"`
+}
+
+// PoolSource is one member of a pool.
+type PoolSource struct {
+	Source string `toml:"source"` // a [[source]] name
+	Weight int    `toml:"weight"` // default (and 0) = 1
+}
+
+// MXRule is one [[mx_rule]]. Zero limits mean "no limit from this rule".
+type MXRule struct {
+	Name                     string   `toml:"name"`
+	MX                       Patterns `toml:"mx"`
+	Scope                    string   `toml:"scope"` // path|source|rule, default source
+	MaxConnections           int      `toml:"max_connections"`
+	MaxMessagesPerConnection int      `toml:"max_messages_per_connection"`
+	MessagesPerHour          int      `toml:"messages_per_hour"`
+	ConnectTimeout           Duration `toml:"connect_timeout"` // default 30s
+	CommandTimeout           Duration `toml:"command_timeout"` // default 5m
+	DataTimeout              Duration `toml:"data_timeout"`    // default 10m
+	TLS                      string   `toml:"tls"`             // default|disabled|opportunistic|required|verify
+
+	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
+}
+
+// FlowControl is [flow_control]: when a destination's error ratio over
+// Window reaches ErrorRatio (with at least MinAttempts attempts), it backs
+// off; at SuspendRatio it is suspended.
+type FlowControl struct {
+	Enabled           bool          `toml:"enabled"`            // default true
+	Window            Duration      `toml:"window"`             // default 5m
+	MinAttempts       int           `toml:"min_attempts"`       // default 20
+	ErrorRatio        float64       `toml:"error_ratio"`        // default 0.3
+	ConnectionsFactor float64       `toml:"connections_factor"` // default 0.5
+	RateFactor        float64       `toml:"rate_factor"`        // default 0.5
+	SuspendRatio      float64       `toml:"suspend_ratio"`      // default 0.6
+	SuspendFor        Duration      `toml:"suspend_for"`        // default 5m
+	MaxSuspend        Duration      `toml:"max_suspend"`        // default 2h
+	ProbeInterval     Duration      `toml:"probe_interval"`     // default 1m
+	RecoverAfter      Duration      `toml:"recover_after"`      // default 5m
+	StepInterval      Duration      `toml:"step_interval"`      // default 1m
+	LocalSiteRatio    float64       `toml:"local_site_ratio"`   // default 0.5
+	LocalMinSites     int           `toml:"local_min_sites"`    // default 4
+	Patterns          []FlowPattern `toml:"pattern,omitempty"`
+}
+
+// FlowPattern is one [[flow_control.pattern]]: a reply text that triggers an
+// action at once (or after Threshold matches).
+type FlowPattern struct {
+	Match     string   `toml:"match"`     // regexp on the reply text
+	Action    string   `toml:"action"`    // backoff|suspend
+	Duration  Duration `toml:"duration"`  // default: [flow_control] suspend_for
+	Threshold string   `toml:"threshold"` // optional "N/duration", e.g. "3/5m"
+}
+
+// BounceRule is one [[bounce_rule]].
+type BounceRule struct {
+	Name     string   `toml:"name"`
+	Code     string   `toml:"code"`     // "550", "5*", "" = any
+	Enhanced string   `toml:"enhanced"` // "5.1.1", "5.7.*", "" = any
+	Match    string   `toml:"match"`    // regexp on the reply text
+	Reason   string   `toml:"reason"`   // default: name
+	Class    string   `toml:"class"`    // hard|soft|ignored
+	Retry    Duration `toml:"retry"`    // optional wait before the next attempt
+}
+
+// Quarantine is [quarantine].
+type Quarantine struct {
+	MaxErrors             int      `toml:"max_errors"`              // default 5
+	SignificantErrorDelay Duration `toml:"significant_error_delay"` // default 1d
+	ResetAfter            Duration `toml:"reset_after"`             // default 10d
+	CaseSensitiveLocal    bool     `toml:"case_sensitive_local"`    // default true
+}
+
+// BounceIn is [bounce], the listener for asynchronous bounces.
+type BounceIn struct {
+	Listen string `toml:"listen"` // empty = disabled
+	Domain string `toml:"domain"` // domain of VERP return paths
+}
+
+// Cluster is [cluster].
+type Cluster struct {
+	Redis    string   `toml:"redis"`     // redis://host:port/db; empty = single node
+	Node     string   `toml:"node"`      // default: os.Hostname()
+	LeaseTTL Duration `toml:"lease_ttl"` // default 15s
+}
+
+// Default returns a Config holding every key with its default value.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || !hostname(host) {
+		// Defaults must validate: a machine name that is not a DNS name
+		// (say "build_box") cannot be an EHLO name either.
+		host = "localhost"
+	}
+	return &Config{
+		Server: Server{
+			Hostname:        host,
+			SpoolDir:        "./penstock-data",
+			LogDir:          "./penstock-data/log",
+			TLS:             TLSOpportunistic,
+			UseShippedRules: true,
+		},
+		SMTP: SMTP{
+			Listen:          "127.0.0.1:2525",
+			AllowedNetworks: []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageSize:  25 << 20,
+			MaxRecipients:   1000,
+			MaxConnections:  1000,
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:8025"},
+		// An empty list rather than nil, so that the effective config's
+		// nameservers = [] reads back equal.
+		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second)},
+		Delivery: Delivery{
+			Port: 25,
+			Retry: []Duration{
+				Duration(5 * time.Minute), Duration(10 * time.Minute), Duration(20 * time.Minute),
+				Duration(40 * time.Minute), Duration(time.Hour),
+			},
+			Validity: Duration(5 * day),
+		},
+		FlowControl: FlowControl{
+			Enabled:           true,
+			Window:            Duration(5 * time.Minute),
+			MinAttempts:       20,
+			ErrorRatio:        0.3,
+			ConnectionsFactor: 0.5,
+			RateFactor:        0.5,
+			SuspendRatio:      0.6,
+			SuspendFor:        Duration(5 * time.Minute),
+			MaxSuspend:        Duration(2 * time.Hour),
+			ProbeInterval:     Duration(time.Minute),
+			RecoverAfter:      Duration(5 * time.Minute),
+			StepInterval:      Duration(time.Minute),
+			LocalSiteRatio:    0.5,
+			LocalMinSites:     4,
+		},
+		Quarantine: Quarantine{
+			MaxErrors:             5,
+			SignificantErrorDelay: Duration(day),
+			ResetAfter:            Duration(10 * day),
+			CaseSensitiveLocal:    true,
+		},
+		Cluster: Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
+	}
+}
+
+// Load reads the file at path and returns the validated config, or every
+// problem found, each naming path, line and key.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (named name in messages) strictly over Default(), fills
+// per-entry defaults and validates. On error the returned Config is nil.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	c.File = name
+	idx, probs, ok := decodeStrict(name, data, c)
+	c.lines = idx
+	if ok {
+		c.ApplyDefaults()
+		probs = append(probs, c.problems()...)
+	}
+	if len(probs) > 0 {
+		return nil, joinProblems(probs)
+	}
+	return c, nil
+}
+
+// ApplyDefaults fills the per-entry defaults of the arrays of tables (and
+// normalises MX patterns to lower case). Parse calls it; call it after
+// building a Config in code. It is idempotent.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Sources {
+		if c.Sources[i].EHLO == "" {
+			c.Sources[i].EHLO = c.Server.Hostname
+		}
+	}
+	for i := range c.Pools {
+		for j := range c.Pools[i].Sources {
+			if c.Pools[i].Sources[j].Weight == 0 {
+				c.Pools[i].Sources[j].Weight = 1
+			}
+		}
+	}
+	for i := range c.MXRules {
+		c.MXRules[i].ApplyDefaults()
+		if c.lines != nil && c.MXRules[i].Line == 0 {
+			c.MXRules[i].Line = c.lines.lines[fmt.Sprintf("mx_rule[%d]", i)]
+		}
+	}
+	for i := range c.FlowControl.Patterns {
+		if c.FlowControl.Patterns[i].Duration == 0 {
+			c.FlowControl.Patterns[i].Duration = c.FlowControl.SuspendFor
+		}
+	}
+	for i := range c.BounceRules {
+		if c.BounceRules[i].Reason == "" {
+			c.BounceRules[i].Reason = c.BounceRules[i].Name
+		}
+	}
+}
+
+// ApplyDefaults fills the rule's unset keys: scope "source", tls "default",
+// the RFC 5321 timeouts; and lower-cases its MX patterns, since host names
+// compare case-insensitively.
+func (r *MXRule) ApplyDefaults() {
+	if r.Scope == "" {
+		r.Scope = ScopeSource
+	}
+	if r.TLS == "" {
+		r.TLS = TLSDefault
+	}
+	if r.ConnectTimeout == 0 {
+		r.ConnectTimeout = Duration(DefaultConnectTimeout)
+	}
+	if r.CommandTimeout == 0 {
+		r.CommandTimeout = Duration(DefaultCommandTimeout)
+	}
+	if r.DataTimeout == 0 {
+		r.DataTimeout = Duration(DefaultDataTimeout)
+	}
+	for i, p := range r.MX {
+		r.MX[i] = strings.ToLower(p)
+	}
+}
+
+// mxRuleFile is the shape of a file holding only [[mx_rule]] tables.
+type mxRuleFile struct {
+	MXRules []MXRule `toml:"mx_rule,omitempty"`
+}
+
+// DecodeMXRules decodes a file that holds only [[mx_rule]] tables (the
+// provider rule set package mxrule embeds), as strictly as Parse, fills rule
+// defaults and validates the rules on their own.
+func DecodeMXRules(name string, data []byte) ([]MXRule, error) {
+	var f mxRuleFile
+	idx, probs, ok := decodeStrict(name, data, &f)
+	if ok {
+		for i := range f.MXRules {
+			f.MXRules[i].ApplyDefaults()
+			f.MXRules[i].Line = idx.lines[fmt.Sprintf("mx_rule[%d]", i)]
+		}
+		v := &validator{file: name, idx: idx}
+		v.mxRules(f.MXRules)
+		probs = append(probs, v.probs...)
+	}
+	if len(probs) > 0 {
+		return nil, joinProblems(probs)
+	}
+	return f.MXRules, nil
+}
