@@ -102,26 +102,6 @@ type Pattern struct {
 	Per      time.Duration // ... within Per (0/0: the first match acts)
 }
 
-// ParseThreshold parses "N/duration" (e.g. "3/5m").
-func ParseThreshold(s string) (int, time.Duration, error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	n, d, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("threshold %q: want N/duration, e.g. 3/5m", s)
-	}
-	count, err := strconv.Atoi(strings.TrimSpace(n))
-	if err != nil || count < 1 {
-		return 0, 0, fmt.Errorf("threshold %q: N must be a positive integer", s)
-	}
-	per, err := time.ParseDuration(strings.TrimSpace(d))
-	if err != nil || per <= 0 {
-		return 0, 0, fmt.Errorf("threshold %q: bad duration", s)
-	}
-	return count, per, nil
-}
-
 // Config holds the thresholds. Zero fields take the defaults of Defaults.
 type Config struct {
 	Window         time.Duration

@@ -295,30 +295,6 @@ func TestResetAndSuspend(t *testing.T) {
 	}
 }
 
-func TestParseThreshold(t *testing.T) {
-	good := func(s string, n int, d time.Duration) {
-		t.Helper()
-		gn, gd, err := ParseThreshold(s)
-		if err != nil || gn != n || gd != d {
-			t.Errorf("%q: %d %s %v", s, gn, gd, err)
-		}
-	}
-	bad := func(s string) {
-		t.Helper()
-		if _, _, err := ParseThreshold(s); err == nil {
-			t.Errorf("%q accepted", s)
-		}
-	}
-	good("", 0, 0)
-	good("3/5m", 3, 5*time.Minute)
-	good(" 10 / 1h", 10, time.Hour)
-	bad("3")
-	bad("x/5m")
-	bad("0/5m")
-	bad("3/")
-	bad("3/-1m")
-}
-
 func BenchmarkRecord(b *testing.B) {
 	c := New(Config{}, Options{})
 	now := time.Now()

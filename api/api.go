@@ -1,0 +1,227 @@
+// Package api is Penstock's HTTP API under /api/v1: JSON in and out,
+// bearer-token authentication, errors as {"error": ..., "field": ...} with
+// the right 4xx code. It translates requests into calls on the Backend
+// (the assembled MTA) and never touches queues, sockets or the spool
+// itself.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/penstock-mta/penstock/queue"
+)
+
+// Backend is what the API drives.
+type Backend interface {
+	Sites() []queue.SiteView
+	Site(name string) (queue.SiteView, bool)
+	Explain(ctx context.Context, target string) queue.Explanation
+	Totals() queue.Totals
+	Suspend(site string, d time.Duration, who string) error
+	Resume(site, who string) error
+	Retry(site, who string) (int, error)
+	Purge(site, who string) (int, error)
+	Reload() error
+	LocalProblem() (bool, string)
+	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
+}
+
+// Error is the JSON error body.
+type Error struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// maxBody bounds request bodies other than injection.
+const maxBody = 1 << 20
+
+// Handler returns the API's http.Handler. An empty token disables
+// authentication (the caller then listens on loopback only).
+func Handler(b Backend, token string, maxMessage int64) http.Handler {
+	h := &handler{b: b, token: token, maxMessage: maxMessage}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", h.status)
+	mux.HandleFunc("GET /api/v1/queues", h.queues)
+	mux.HandleFunc("GET /api/v1/queues/{site}", h.queue)
+	mux.HandleFunc("GET /api/v1/explain", h.explain)
+	mux.HandleFunc("POST /api/v1/sites/{site}/{action}", h.siteAction)
+	mux.HandleFunc("POST /api/v1/reload", h.reload)
+	mux.HandleFunc("POST /api/v1/messages", h.messages)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, "")
+	})
+	return h.auth(mux)
+}
+
+type handler struct {
+	b          Backend
+	token      string
+	maxMessage int64
+}
+
+func (h *handler) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.token != "" && strings.HasPrefix(r.URL.Path, "/api/") {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="penstock"`)
+				writeErr(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <[http] token>)", "Authorization")
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
+				writeErr(w, http.StatusUnauthorized, "wrong bearer token", "Authorization")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg, field string) {
+	writeJSON(w, code, Error{Error: msg, Field: field})
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	local, detail := h.b.LocalProblem()
+	writeJSON(w, http.StatusOK, map[string]any{"totals": h.b.Totals(), "local_problem": local, "local_problem_detail": detail})
+}
+
+func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"sites": h.b.Sites()})
+}
+
+func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("site")
+	v, ok := h.b.Site(name)
+	if !ok {
+		writeErr(w, http.StatusNotFound, "unknown site or domain: "+name, "site")
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target := q.Get("address")
+	field := "address"
+	if target == "" {
+		target, field = q.Get("domain"), "domain"
+	}
+	if target == "" {
+		writeErr(w, http.StatusBadRequest, "give ?address= or ?domain=", "address")
+		return
+	}
+	if len(target) > 320 || strings.ContainsAny(target, " \r\n\t") {
+		writeErr(w, http.StatusBadRequest, "not an address or domain: "+target, field)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	writeJSON(w, http.StatusOK, h.b.Explain(ctx, target))
+}
+
+type actionRequest struct {
+	For string `json:"for"` // suspend: duration, "" = until resumed
+	By  string `json:"by"`
+}
+
+func (h *handler) siteAction(w http.ResponseWriter, r *http.Request) {
+	site, action := r.PathValue("site"), r.PathValue("action")
+	var req actionRequest
+	if r.ContentLength != 0 {
+		if !decode(w, r, &req, maxBody) {
+			return
+		}
+	}
+	who := req.By
+	if who == "" {
+		who = "api"
+	}
+	var err error
+	res := map[string]any{"site": site, "action": action}
+	switch action {
+	case "suspend":
+		var d time.Duration
+		if req.For != "" {
+			d, err = time.ParseDuration(req.For)
+			if err != nil || d < 0 {
+				writeErr(w, http.StatusBadRequest, "bad duration "+req.For+" (e.g. 30m, 2h)", "for")
+				return
+			}
+		}
+		err = h.b.Suspend(site, d, who)
+	case "resume":
+		err = h.b.Resume(site, who)
+	case "retry":
+		var n int
+		n, err = h.b.Retry(site, who)
+		res["recipients"] = n
+	case "purge":
+		var n int
+		n, err = h.b.Purge(site, who)
+		res["recipients"] = n
+	default:
+		writeErr(w, http.StatusNotFound, "unknown action "+action+" (suspend, resume, retry, purge)", "action")
+		return
+	}
+	if err != nil {
+		if queue.ErrUnknownSite(err) {
+			writeErr(w, http.StatusNotFound, err.Error(), "site")
+			return
+		}
+		writeErr(w, http.StatusInternalServerError, err.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
+	if err := h.b.Reload(); err != nil {
+		writeErr(w, http.StatusUnprocessableEntity, "reload refused, the running configuration stays: "+err.Error(), "config")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"result": "reloaded"})
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors, and the size is bounded.
+func decode(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			writeErr(w, http.StatusRequestEntityTooLarge, "request body too large", "")
+		case errors.As(err, &ute):
+			writeErr(w, http.StatusBadRequest, "wrong type for "+ute.Field+": "+err.Error(), ute.Field)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			writeErr(w, http.StatusBadRequest, "unknown field "+f, f)
+		default:
+			writeErr(w, http.StatusBadRequest, "bad JSON: "+err.Error(), "")
+		}
+		return false
+	}
+	if dec.More() {
+		writeErr(w, http.StatusBadRequest, "bad JSON: trailing data after the object", "")
+		return false
+	}
+	return true
+}

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"mime"
+	"mime/quotedprintable"
+	"net/http"
+	"net/mail"
+	"sort"
+	"strings"
+	"time"
+)
+
+// MessageRequest is the body of POST /api/v1/messages: either Raw (an RFC
+// 5322 message) or the parts from which Penstock builds correct MIME.
+type MessageRequest struct {
+	From    string            `json:"from"`
+	To      []string          `json:"to"`
+	Subject string            `json:"subject,omitempty"`
+	Text    string            `json:"text,omitempty"`
+	HTML    string            `json:"html,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Raw     string            `json:"raw,omitempty"`
+	Body    []byte            `json:"-"` // the message as built
+}
+
+func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
+	var req MessageRequest
+	if !decode(w, r, &req, max(h.maxMessage*2, maxBody)) {
+		return
+	}
+	if f, msg := req.validate(); f != "" {
+		writeErr(w, http.StatusBadRequest, msg, f)
+		return
+	}
+	body, err := req.build(time.Now())
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error(), "raw")
+		return
+	}
+	if h.maxMessage > 0 && int64(len(body)) > h.maxMessage {
+		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message of %d bytes exceeds max_message_size %d", len(body), h.maxMessage), "raw")
+		return
+	}
+	req.Body = body
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	id, err := h.b.InjectMessage(ctx, req)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, "not stored, try again: "+err.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "recipients": len(req.To)})
+}
+
+func (req *MessageRequest) validate() (field, msg string) {
+	if req.From != "" {
+		if _, err := mail.ParseAddress(req.From); err != nil {
+			return "from", "from: not an address: " + req.From
+		}
+	}
+	if len(req.To) == 0 {
+		return "to", "to: at least one recipient is required"
+	}
+	for _, t := range req.To {
+		a, err := mail.ParseAddress(t)
+		if err != nil || a.Address != t || !strings.Contains(t, "@") {
+			return "to", "to: not a plain address: " + t
+		}
+	}
+	if req.Raw == "" && req.Text == "" && req.HTML == "" {
+		return "text", "give raw, or text and/or html"
+	}
+	if req.Raw != "" && (req.Text != "" || req.HTML != "" || req.Subject != "") {
+		return "raw", "raw excludes subject, text and html"
+	}
+	for k, v := range req.Headers {
+		if k == "" || strings.ContainsAny(k, ": \r\n") || strings.ContainsAny(v, "\r\n") {
+			return "headers", "bad header " + k
+		}
+	}
+	return "", ""
+}
+
+// build returns the message to store, with CRLF line ends.
+func (req *MessageRequest) build(now time.Time) ([]byte, error) {
+	if req.Raw != "" {
+		raw := strings.ReplaceAll(strings.ReplaceAll(req.Raw, "\r\n", "\n"), "\n", "\r\n")
+		if _, err := mail.ReadMessage(strings.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("raw: not an RFC 5322 message: %v", err)
+		}
+		return []byte(raw), nil
+	}
+	var b bytes.Buffer
+	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	hdr("From", req.From)
+	hdr("To", strings.Join(req.To, ", "))
+	if req.Subject != "" {
+		hdr("Subject", mime.QEncoding.Encode("utf-8", req.Subject))
+	}
+	hdr("Date", now.Format(time.RFC1123Z))
+	hdr("Message-ID", "<"+randomID()+"@"+domainOf(req.From)+">")
+	hdr("MIME-Version", "1.0")
+	keys := make([]string, 0, len(req.Headers))
+	for k := range req.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		hdr(k, mime.QEncoding.Encode("utf-8", req.Headers[k]))
+	}
+	part := func(ctype, text string) {
+		fmt.Fprintf(&b, "Content-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", ctype)
+		qp := quotedprintable.NewWriter(&b)
+		qp.Write([]byte(strings.ReplaceAll(text, "\r\n", "\n")))
+		qp.Close()
+		b.WriteString("\r\n")
+	}
+	switch {
+	case req.Text != "" && req.HTML != "":
+		boundary := "=_" + randomID()
+		fmt.Fprintf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary)
+		fmt.Fprintf(&b, "--%s\r\n", boundary)
+		part("text/plain", req.Text)
+		fmt.Fprintf(&b, "--%s\r\n", boundary)
+		part("text/html", req.HTML)
+		fmt.Fprintf(&b, "--%s--\r\n", boundary)
+	case req.HTML != "":
+		part("text/html", req.HTML)
+	default:
+		part("text/plain", req.Text)
+	}
+	// quoted-printable writes bare LF line ends for "\n": make them CRLF.
+	out := bytes.ReplaceAll(b.Bytes(), []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(out, []byte("\n"), []byte("\r\n")), nil
+}
+
+func randomID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.Trim(addr[i+1:], "> ")
+	}
+	return "penstock.invalid"
+}

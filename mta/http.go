@@ -1,0 +1,110 @@
+package mta
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/penstock-mta/penstock/api"
+	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/smtpserver"
+)
+
+type httpServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (h *httpServer) Shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
+
+// backend adapts the MTA to the API.
+type backend struct{ m *MTA }
+
+func (b backend) Sites() []queue.SiteView                 { return b.m.Queue.Sites() }
+func (b backend) Site(name string) (queue.SiteView, bool) { return b.m.Queue.Site(name) }
+func (b backend) Explain(ctx context.Context, t string) queue.Explanation {
+	return b.m.Queue.Explain(ctx, t)
+}
+func (b backend) Totals() queue.Totals { return b.m.Queue.Totals() }
+func (b backend) Suspend(site string, d time.Duration, who string) error {
+	return b.m.Queue.Suspend(site, d, who)
+}
+func (b backend) Resume(site, who string) error       { return b.m.Queue.Resume(site, who) }
+func (b backend) Retry(site, who string) (int, error) { return b.m.Queue.Retry(site, who) }
+func (b backend) Purge(site, who string) (int, error) { return b.m.Queue.Purge(site, who) }
+func (b backend) Reload() error                       { return b.m.ReloadFile() }
+func (b backend) LocalProblem() (bool, string) {
+	on, lp := b.m.Flow.Local()
+	return on, lp.Detail
+}
+func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
+	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
+}
+
+func (m *MTA) startHTTP(cfg *config.Config) error {
+	ln := m.opts.HTTPListener
+	if ln == nil {
+		if cfg.HTTP.Listen == "" {
+			return nil
+		}
+		var err error
+		ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("[http] listen %s: %w", cfg.HTTP.Listen, err)
+		}
+	}
+	if cfg.HTTP.Token == "" {
+		if ap, err := netipAddrPort(ln.Addr()); err == nil && !ap.Addr().IsLoopback() {
+			ln.Close()
+			return errors.New("[http] token is empty: the API listens on loopback only without a token; set [http] token or a loopback listen address")
+		}
+		m.logger.Warn("HTTP API without a token: listening on loopback only", "addr", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", api.Handler(backend{m}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "Penstock is running. API under /api/v1.")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.httpSrv = &httpServer{srv: srv, ln: ln}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.logger.Error("http listener stopped", "err", err)
+		}
+	}()
+	m.logger.Info("HTTP API listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// HTTPAddr is the API listener's address ("" when disabled).
+func (m *MTA) HTTPAddr() string {
+	if m.httpSrv == nil {
+		return ""
+	}
+	return m.httpSrv.ln.Addr().String()
+}
+
+func loadTLS(cert, key string) (*tls.Config, error) {
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("[smtp] tls_cert/tls_key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func netipAddrPort(a net.Addr) (netip.AddrPort, error) {
+	return netip.ParseAddrPort(a.String())
+}

@@ -1,0 +1,483 @@
+// Package mta assembles Penstock from its configuration: it builds the
+// spool, resolver, quota store, flow control, bounce classifier, delivery
+// log, scheduler and listeners, passes each the parts it needs, and owns
+// their lifetimes (start, reload, graceful stop). It holds no protocol or
+// scheduling logic of its own: injection hands messages to Accept, which
+// stores them durably and gives them to the queue.
+package mta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/smtpclient"
+	"github.com/penstock-mta/penstock/smtpserver"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// Options are the parts a caller (tests, demo, bench) may replace.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	Dialer smtpclient.Dialer
+	// SMTPListener / HTTPListener: use these instead of listening on the
+	// configured addresses (tests pass 127.0.0.1:0 listeners).
+	SMTPListener net.Listener
+	HTTPListener net.Listener
+	// NoSync disables fsync: benchmarks of the unsafe mode only, labelled.
+	NoSync bool
+}
+
+// MTA is one running Penstock node.
+type MTA struct {
+	opts   Options
+	logger *slog.Logger
+	cfg    atomic.Pointer[config.Config]
+
+	Spool    *spool.Spool
+	Queue    *queue.Queue
+	Log      *events.Log
+	Flow     *flow.Controller
+	Quotas   quota.Store
+	Resolver dns.Resolver
+	Bounce   *bounce.Classifier
+
+	smtp     *smtpserver.Server
+	smtpLn   net.Listener
+	httpSrv  *httpServer
+	wg       sync.WaitGroup
+	started  time.Time
+	validity atomic.Int64
+	reloadMu sync.Mutex
+}
+
+// New builds every part from cfg. Nothing listens until Start.
+func New(cfg *config.Config, opts Options) (*MTA, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &MTA{opts: opts, logger: opts.Logger}
+	m.cfg.Store(cfg)
+	m.validity.Store(int64(time.Duration(cfg.Delivery.Validity)))
+
+	if err := os.MkdirAll(cfg.Server.SpoolDir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool_dir %s: %w", cfg.Server.SpoolDir, err)
+	}
+	sp, err := spool.Open(cfg.Server.SpoolDir, spool.Options{NoSync: opts.NoSync, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("opening the spool in %s: %w", cfg.Server.SpoolDir, err)
+	}
+	m.Spool = sp
+	lg, err := events.Open(cfg.Server.LogDir, events.Options{Now: opts.Now})
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("opening the delivery log in %s: %w", cfg.Server.LogDir, err)
+	}
+	m.Log = lg
+
+	res, err := dns.New(cfg.DNS.Nameservers, time.Duration(cfg.DNS.Timeout))
+	if err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	m.Resolver = dns.NewCache(res, 100000, opts.Now)
+	m.Quotas = quota.NewLocal(quota.RealClock())
+
+	bc, err := buildBounce(cfg)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
+	m.Bounce = bc
+
+	fc, err := flowConfig(cfg)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
+	m.Flow = flow.New(fc, flow.Options{Now: opts.Now, OnChange: m.onFlowChange, OnLocal: m.onLocalProblem})
+
+	qc, err := queueConfig(cfg)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
+	var fl queue.Flow = m.Flow
+	if !cfg.FlowControl.Enabled {
+		fl = nil
+	}
+	m.Queue = queue.New(qc, queue.Deps{
+		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now,
+	})
+	return m, nil
+}
+
+func (m *MTA) closeStores() {
+	if m.Log != nil {
+		m.Log.Close()
+	}
+	if m.Spool != nil {
+		m.Spool.Close()
+	}
+}
+
+// Config returns the configuration in force.
+func (m *MTA) Config() *config.Config { return m.cfg.Load() }
+
+func (m *MTA) onFlowChange(ch flow.Change) {
+	m.Log.Write(&events.Record{Type: events.FlowControl, Time: ch.Time, Site: ch.Site, State: ch.To,
+		Status: fmt.Sprintf("%s -> %s", ch.From, ch.To), Detail: ch.Reason})
+	m.logger.Warn("flow control", "site", ch.Site, "from", ch.From, "to", ch.To, "reason", ch.Reason,
+		"attempts", ch.Attempts, "errors", ch.Errors, "local_problem", ch.Local)
+}
+
+func (m *MTA) onLocalProblem(lp flow.LocalProblem) {
+	m.Log.Write(&events.Record{Type: events.LocalProblem, Time: lp.Time, Detail: lp.Detail,
+		Status: map[bool]string{true: "local problem", false: "cleared"}[lp.Active]})
+	if lp.Active {
+		m.logger.Error("LOCAL PROBLEM: "+lp.Detail, "error_sites", lp.ErrorSites, "active_sites", lp.ActiveSites, "dns_domains", lp.DNSDomains)
+	} else {
+		m.logger.Warn(lp.Detail)
+	}
+}
+
+// Start loads the spool into the queue and starts the listeners.
+func (m *MTA) Start(ctx context.Context) error {
+	m.started = m.opts.Now()
+	n := 0
+	err := m.Spool.Load(func(msg *spool.Message) error {
+		m.Queue.Enqueue(msg)
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading the spool: %w", err)
+	}
+	if n > 0 {
+		m.logger.Info("spool loaded", "messages", n, "took", m.opts.Now().Sub(m.started).Round(time.Millisecond))
+	}
+	cfg := m.Config()
+	if err := m.startSMTP(cfg); err != nil {
+		return err
+	}
+	if err := m.startHTTP(cfg); err != nil {
+		m.smtp.Shutdown(ctx)
+		return err
+	}
+	return nil
+}
+
+func (m *MTA) startSMTP(cfg *config.Config) error {
+	var nets []netip.Prefix
+	for _, s := range cfg.SMTP.AllowedNetworks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("[smtp] allowed_networks: %w", err)
+		}
+		nets = append(nets, p)
+	}
+	sc := smtpserver.Config{
+		Listen:          cfg.SMTP.Listen,
+		Hostname:        cfg.Server.Hostname,
+		AllowedNetworks: nets,
+		Users:           cfg.SMTP.Users,
+		MaxMessageSize:  cfg.SMTP.MaxMessageSize,
+		MaxRecipients:   cfg.SMTP.MaxRecipients,
+		MaxConnections:  cfg.SMTP.MaxConnections,
+	}
+	if cfg.SMTP.TLSCert != "" {
+		tc, err := loadTLS(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
+		if err != nil {
+			return err
+		}
+		sc.TLSConfig = tc
+	}
+	srv, err := smtpserver.New(sc, m, m.logger)
+	if err != nil {
+		return err
+	}
+	ln := m.opts.SMTPListener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.SMTP.Listen)
+		if err != nil {
+			return fmt.Errorf("[smtp] listen %s: %w", cfg.SMTP.Listen, err)
+		}
+	}
+	m.smtp, m.smtpLn = srv, ln
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !isServerClosed(err) {
+			m.logger.Error("smtp listener stopped", "err", err)
+		}
+	}()
+	m.logger.Info("SMTP injection listening", "addr", ln.Addr().String())
+	return nil
+}
+
+func isServerClosed(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "closed")
+}
+
+// SMTPAddr is the injection listener's address.
+func (m *MTA) SMTPAddr() string {
+	if m.smtpLn == nil {
+		return ""
+	}
+	return m.smtpLn.Addr().String()
+}
+
+// Shutdown stops accepting, lets sessions finish within ctx's deadline and
+// keeps everything else in the spool.
+func (m *MTA) Shutdown(ctx context.Context) error {
+	var errs []error
+	if m.smtp != nil {
+		if err := m.smtp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("smtp: %w", err))
+		}
+	}
+	if m.httpSrv != nil {
+		if err := m.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if err := m.Queue.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("queue: %w", err))
+	}
+	m.wg.Wait()
+	if err := m.Log.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("delivery log: %w", err))
+	}
+	if err := m.Spool.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("spool: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Accept stores an injected message durably and queues it. It returns
+// only after the message is on disk (DESIGN.md §5, invariant 1).
+func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
+	now := m.opts.Now()
+	msg := &spool.Message{
+		Sender:   env.From,
+		Received: now,
+		Expires:  now.Add(time.Duration(m.validity.Load())),
+		Size:     int64(len(body)),
+	}
+	msg.Recipients = make([]spool.Recipient, len(env.To))
+	for i, to := range env.To {
+		msg.Recipients[i] = spool.Recipient{Addr: to}
+	}
+	if err := m.Spool.Put(ctx, msg, body); err != nil {
+		m.logger.Error("spool write failed", "err", err)
+		return "", err
+	}
+	id := msg.ID.String()
+	for _, r := range msg.Recipients {
+		m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: id, Sender: msg.Sender, Recipient: r.Addr, Size: msg.Size})
+	}
+	m.Queue.Enqueue(msg)
+	return id, nil
+}
+
+// Reload swaps in a new configuration: new rules apply to new connections.
+// A configuration that fails to build is refused and the running one stays.
+func (m *MTA) Reload(cfg *config.Config) error {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	qc, err := queueConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fc, err := flowConfig(cfg)
+	if err != nil {
+		return err
+	}
+	m.Queue.SetConfig(qc)
+	m.Flow.SetConfig(fc)
+	m.validity.Store(int64(time.Duration(cfg.Delivery.Validity)))
+	m.cfg.Store(cfg)
+	m.Log.Write(&events.Record{Type: events.AdminAction, Time: m.opts.Now(), Status: "reload", Detail: cfg.File})
+	m.logger.Info("configuration reloaded", "file", cfg.File, "rules", len(qc.Rules.Rules()))
+	return nil
+}
+
+// ReloadFile re-reads the configuration file in force.
+func (m *MTA) ReloadFile() error {
+	f := m.Config().File
+	if f == "" {
+		return errors.New("running on built-in defaults: no file to reload")
+	}
+	cfg, err := config.Load(f)
+	if err != nil {
+		return err
+	}
+	return m.Reload(cfg)
+}
+
+// Rules builds the MX rule set of a configuration: the user's rules in
+// order, then the shipped provider rules (unless use_shipped_rules =
+// false), then the built-in catch-all.
+func Rules(cfg *config.Config) (*mxrule.Set, error) {
+	var rules []mxrule.Rule
+	conv := func(file string, rs []config.MXRule, builtin bool) error {
+		for _, r := range rs {
+			sc, err := mxrule.ParseScope(r.Scope)
+			if err != nil {
+				return fmt.Errorf("%s:%d: [[mx_rule]] %q: scope: %w", file, r.Line, r.Name, err)
+			}
+			rules = append(rules, mxrule.Rule{
+				Name: r.Name, Patterns: r.MX, Scope: sc,
+				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
+				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
+				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),
+				TLS: r.TLS, Builtin: builtin,
+			})
+		}
+		return nil
+	}
+	if err := conv(cfg.File, cfg.MXRules, false); err != nil {
+		return nil, err
+	}
+	if cfg.Server.UseShippedRules {
+		shipped, err := config.DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML())
+		if err != nil {
+			return nil, fmt.Errorf("shipped rules: %w", err)
+		}
+		if err := conv("mxrule/providers.toml", shipped, true); err != nil {
+			return nil, err
+		}
+	}
+	return mxrule.New(rules)
+}
+
+func queueConfig(cfg *config.Config) (*queue.Config, error) {
+	rules, err := Rules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	qc := &queue.Config{
+		Rules:       rules,
+		Port:        cfg.Delivery.Port,
+		TLSDefault:  cfg.Server.TLS,
+		Hostname:    cfg.Server.Hostname,
+		DefaultPool: cfg.Delivery.DefaultPool,
+		Pools:       map[string][]queue.Source{},
+	}
+	for _, d := range cfg.Delivery.Retry {
+		qc.Retry = append(qc.Retry, time.Duration(d))
+	}
+	sources := map[string]queue.Source{}
+	for _, s := range cfg.Sources {
+		ip, err := netip.ParseAddr(s.IP)
+		if err != nil {
+			return nil, fmt.Errorf("[[source]] %q: ip: %w", s.Name, err)
+		}
+		ehlo := s.EHLO
+		if ehlo == "" {
+			ehlo = cfg.Server.Hostname
+		}
+		sources[s.Name] = queue.Source{Name: s.Name, IP: ip, EHLO: ehlo, Weight: 1}
+	}
+	for _, p := range cfg.Pools {
+		for _, ps := range p.Sources {
+			src, ok := sources[ps.Source]
+			if !ok {
+				return nil, fmt.Errorf("[[pool]] %q: unknown source %q", p.Name, ps.Source)
+			}
+			src.Weight = max(1, ps.Weight)
+			qc.Pools[p.Name] = append(qc.Pools[p.Name], src)
+		}
+	}
+	if qc.DefaultPool == "" {
+		qc.DefaultPool = "default"
+	}
+	if _, ok := qc.Pools[qc.DefaultPool]; !ok && len(cfg.Sources) > 0 {
+		// No pool named: every source, equal weights.
+		for _, s := range cfg.Sources {
+			qc.Pools[qc.DefaultPool] = append(qc.Pools[qc.DefaultPool], sources[s.Name])
+		}
+	}
+	return qc, nil
+}
+
+func flowConfig(cfg *config.Config) (flow.Config, error) {
+	f := cfg.FlowControl
+	fc := flow.Config{
+		Window: time.Duration(f.Window), MinAttempts: f.MinAttempts, ErrorRatio: f.ErrorRatio,
+		SuspendRatio: f.SuspendRatio, ConnFactor: f.ConnectionsFactor, RateFactor: f.RateFactor,
+		SuspendFor: time.Duration(f.SuspendFor), MaxSuspend: time.Duration(f.MaxSuspend),
+		ProbeInterval: time.Duration(f.ProbeInterval), RecoverAfter: time.Duration(f.RecoverAfter),
+		StepInterval: time.Duration(f.StepInterval), LocalSiteRatio: f.LocalSiteRatio, LocalMinSites: f.LocalMinSites,
+	}
+	for i, p := range f.Patterns {
+		re, err := regexp.Compile(p.Match)
+		if err != nil {
+			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: match: %w", i+1, err)
+		}
+		count, per, err := config.ParseThreshold(p.Threshold)
+		if err != nil {
+			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: %w", i+1, err)
+		}
+		action := flow.Backoff
+		if p.Action == "suspend" {
+			action = flow.Suspended
+		}
+		d := time.Duration(p.Duration)
+		if d <= 0 {
+			d = time.Duration(f.SuspendFor)
+		}
+		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per})
+	}
+	fc.Patterns = append(fc.Patterns, flow.ShippedPatterns()...)
+	return fc, nil
+}
+
+func buildBounce(cfg *config.Config) (*bounce.Classifier, error) {
+	var rules []bounce.Rule
+	for _, r := range cfg.BounceRules {
+		rules = append(rules, bounce.Rule{Name: r.Name, Code: r.Code, Enhanced: r.Enhanced, Match: r.Match,
+			Reason: bounce.Reason(r.Reason), Class: bounce.Class(r.Class), Retry: time.Duration(r.Retry)})
+	}
+	c, err := bounce.New(rules, true)
+	if err != nil {
+		return nil, fmt.Errorf("[[bounce_rule]]: %w", err)
+	}
+	return c, nil
+}
+
+// EnsureDirs creates the spool and log directories.
+func EnsureDirs(cfg *config.Config) error {
+	for _, d := range []string{cfg.Server.SpoolDir, cfg.Server.LogDir} {
+		if err := os.MkdirAll(filepath.Clean(d), 0o750); err != nil {
+			return err
+		}
+	}
+	return nil
+}

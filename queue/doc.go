@@ -1,0 +1,44 @@
+// Package queue is Penstock's scheduler and dispatcher: it owns the
+// in-memory queues of recipients waiting for delivery and decides when a
+// connection is opened, on which path, and which messages it carries.
+//
+// The algorithm, as the data flows:
+//
+//  1. Enqueue takes a message that the spool already holds durably. Its
+//     queued recipients are grouped by domain into jobs (one job = one
+//     message × one domain, so a message with several recipients at one
+//     domain goes out in one SMTP transaction).
+//  2. Each domain is resolved to its MX hosts (through the caching
+//     resolver, one lookup in flight per domain). The sorted MX host set
+//     names the site: every domain with the same MX hosts shares one site
+//     queue. A temporary DNS failure holds the domain's jobs with the
+//     status "Messages queued (MX lookup failed)" and retries the lookup;
+//     a permanent one (NXDOMAIN, null MX) bounces them at once.
+//  3. A site keeps its jobs in a heap ordered by due time, so finding work
+//     is O(log n) and nothing ever scans the queue. A site with jobs has
+//     one runner goroutine; a site with none has no goroutine at all.
+//  4. The runner sleeps until the earliest job is due, then asks, in
+//     order: is the site suspended by the operator? does flow control hold
+//     it? is the matched MX rule's connection quota met (site-local count,
+//     then the quota store for the rule's scope key)? is there a
+//     message-rate token? Each "no" records the exact status text and its
+//     numbers on the site (shown by explain) and the runner waits for the
+//     event that can change the answer: a session ending, a lease released
+//     in the quota store, a timer for the next token or the end of a
+//     suspension. It never polls in a busy loop.
+//  5. A "yes" hands the claimed job and a connection lease to a session
+//     goroutine. The session owns the socket: it dials the MX hosts in
+//     preference order from its source address, sends the job, then keeps
+//     claiming due jobs of the same site (connection reuse) until none is
+//     due, the rule's messages-per-connection is reached, or the
+//     connection breaks. The lease is released when the socket closes.
+//  6. Each result is qualified by the bounce rules, written to the spool
+//     (durably) and to the delivery log, and fed to flow control.
+//     Delivered and hard-bounced recipients are final; soft failures are
+//     pushed back into the site heap at their next retry time; a
+//     recipient whose validity has run out expires.
+//
+// The package never touches sockets of the injection side, never decides
+// durability (the spool does), and never knows whether quotas and flow
+// state are local or shared through Redis: both sit behind interfaces.
+package queue

@@ -1,0 +1,478 @@
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"github.com/penstock-mta/penstock/flow"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// RuleView is the MX rule governing a site and why.
+type RuleView struct {
+	Name                     string `json:"name"`
+	Pattern                  string `json:"pattern"`
+	MatchedHost              string `json:"matched_host"`
+	Scope                    string `json:"scope"`
+	MaxConnections           int    `json:"max_connections"`
+	MaxMessagesPerConnection int    `json:"max_messages_per_connection"`
+	MessagesPerHour          int    `json:"messages_per_hour"`
+	TLS                      string `json:"tls"`
+	Why                      string `json:"why"`
+}
+
+// SiteView is a site's queue as operators see it.
+type SiteView struct {
+	Site              string         `json:"site"`
+	MXHosts           []string       `json:"mx_hosts"`
+	Rule              RuleView       `json:"rule"`
+	Queued            int            `json:"queued"`
+	InFlight          int            `json:"in_flight"`
+	Connections       int            `json:"connections"`
+	ByStatus          map[string]int `json:"by_status"`
+	Wait              *Wait          `json:"wait,omitempty"`
+	Flow              flow.Decision  `json:"flow"`
+	Suspended         bool           `json:"suspended_by_operator"`
+	Delivered         int64          `json:"delivered"`
+	Bounced           int64          `json:"bounced"`
+	Deferred          int64          `json:"deferred"`
+	Expired           int64          `json:"expired"`
+	DeliveredLastHour int64          `json:"delivered_last_hour"`
+	Recent            []Reply        `json:"recent_replies,omitempty"`
+	Quotas            []quota.Usage  `json:"quotas,omitempty"`
+}
+
+// RecipientView is one queued recipient in explain.
+type RecipientView struct {
+	ID          string    `json:"id"`
+	Recipient   string    `json:"recipient"`
+	Status      string    `json:"status"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitempty"`
+	LastReply   string    `json:"last_reply,omitempty"`
+}
+
+// Explanation answers "why does mail to X wait?".
+type Explanation struct {
+	Target     string          `json:"target"`
+	Domain     string          `json:"domain"`
+	MXHosts    []dns.MX        `json:"mx_hosts,omitempty"`
+	MXError    string          `json:"mx_error,omitempty"`
+	Site       *SiteView       `json:"site,omitempty"`
+	Recipients []RecipientView `json:"recipients,omitempty"`
+	Verdict    string          `json:"verdict"`
+}
+
+// Totals are process-wide counters.
+type Totals struct {
+	Delivered  int64 `json:"delivered"`
+	Bounced    int64 `json:"bounced"`
+	Deferred   int64 `json:"deferred"`
+	Expired    int64 `json:"expired"`
+	Suppressed int64 `json:"suppressed"`
+	Queued     int   `json:"queued"`
+	Sites      int   `json:"sites"`
+}
+
+// Totals returns the process-wide counters.
+func (q *Queue) Totals() Totals {
+	t := Totals{
+		Delivered: q.counters.delivered.Load(), Bounced: q.counters.bounced.Load(),
+		Deferred: q.counters.deferred.Load(), Expired: q.counters.expired.Load(),
+		Suppressed: q.counters.suppressed.Load(),
+	}
+	q.mu.Lock()
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	for _, d := range q.domains {
+		t.Queued += len(d.pending)
+	}
+	q.mu.Unlock()
+	for _, s := range sites {
+		s.mu.Lock()
+		n := len(s.jobs) + s.inflight
+		s.mu.Unlock()
+		if n > 0 {
+			t.Sites++
+		}
+		t.Queued += n
+	}
+	return t
+}
+
+// Sites lists every known site with queued mail or recent activity.
+func (q *Queue) Sites() []SiteView {
+	q.mu.Lock()
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	q.mu.Unlock()
+	out := make([]SiteView, 0, len(sites))
+	for _, s := range sites {
+		out = append(out, q.view(s, false))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Queued != out[j].Queued {
+			return out[i].Queued > out[j].Queued
+		}
+		return out[i].Site < out[j].Site
+	})
+	return out
+}
+
+// Site returns one site's view, by site key or by domain.
+func (q *Queue) Site(name string) (SiteView, bool) {
+	s := q.findSite(name)
+	if s == nil {
+		return SiteView{}, false
+	}
+	return q.view(s, true), true
+}
+
+func (q *Queue) findSite(name string) *site {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s := q.sites[name]; s != nil {
+		return s
+	}
+	if d := q.domains[name]; d != nil {
+		return d.site
+	}
+	return nil
+}
+
+func (q *Queue) view(s *site, detail bool) SiteView {
+	cfg := q.config()
+	now := q.now()
+	flow := q.flowPeek(s.key, now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := cfg.Rules.Match(s.hostNames())
+	v := SiteView{
+		Site: s.key, MXHosts: s.hostNames(),
+		Queued: len(s.jobs) + s.inflight, InFlight: s.inflight, Connections: s.active,
+		ByStatus: map[string]int{}, Flow: flow, Suspended: s.opSuspended,
+		Delivered: s.stats.delivered, Bounced: s.stats.bounced, Deferred: s.stats.deferred,
+		Expired: s.stats.expired, DeliveredLastHour: s.stats.hour.total(now),
+	}
+	r := m.Rule
+	v.Rule = RuleView{
+		Name: r.Name, Pattern: m.Pattern, MatchedHost: m.Host, Scope: r.Scope.String(),
+		MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
+		MessagesPerHour: r.MessagesPerHour, TLS: r.TLS,
+	}
+	if m.Host != "" {
+		v.Rule.Why = fmt.Sprintf("rule #%d %q is the first whose pattern %q matches MX host %s", m.Index+1, r.Name, m.Pattern, m.Host)
+	} else {
+		v.Rule.Why = fmt.Sprintf("no rule matches; the catch-all %q applies", r.Name)
+	}
+	if s.wait.Status != "" {
+		w := s.wait
+		v.Wait = &w
+	}
+	if s.inflight > 0 {
+		v.ByStatus[StatusInFlight] = s.inflight
+	}
+	for _, j := range s.jobs {
+		v.ByStatus[s.statusOf(j, now)] += len(j.rcpts)
+	}
+	if detail {
+		v.Recent = append([]Reply(nil), s.recent...)
+		for _, u := range q.deps.Quotas.Snapshot() {
+			if strings.Contains(u.Key, "|"+r.Name+"|"+s.key+"|") || strings.HasSuffix(u.Key, "|rule|"+r.Name) ||
+				strings.HasPrefix(u.Key, "conn|path|"+r.Name+"|") || strings.HasPrefix(u.Key, "rate|path|"+r.Name+"|") {
+				v.Quotas = append(v.Quotas, u)
+			}
+		}
+	}
+	return v
+}
+
+func (q *Queue) flowPeek(site string, now time.Time) flow.Decision {
+	if q.deps.Flow == nil {
+		return flow.Decision{State: flow.Normal, ConnFactor: 1, RateFactor: 1}
+	}
+	return q.deps.Flow.Peek(site, now)
+}
+
+// statusOf is a queued job's status text. Caller holds s.mu.
+func (s *site) statusOf(j *job, now time.Time) string {
+	if j.due.After(now) {
+		return StatusRetry
+	}
+	if s.wait.Status != "" {
+		return s.wait.Status
+	}
+	return StatusDue
+}
+
+// Explain says why mail to an address or a domain waits.
+func (q *Queue) Explain(ctx context.Context, target string) Explanation {
+	target = strings.TrimSpace(target)
+	addr := ""
+	domain := strings.ToLower(strings.TrimSuffix(target, "."))
+	if strings.Contains(target, "@") {
+		addr = target
+		domain = domainOf(target)
+	}
+	ex := Explanation{Target: target, Domain: domain}
+	s := q.findSite(domain)
+	if s == nil {
+		if sk := q.findSite(target); sk != nil {
+			s = sk
+		}
+	}
+	res, err := q.deps.Resolver.LookupMX(ctx, domain)
+	if err == nil {
+		ex.MXHosts = res.Hosts
+	} else {
+		ex.MXError = err.Error()
+	}
+	q.mu.Lock()
+	var mxHeld []*job
+	var mxErr error
+	var errSince time.Time
+	if d := q.domains[domain]; d != nil {
+		mxHeld = append(mxHeld, d.pending...)
+		mxErr, errSince = d.lastErr, d.errSince
+	}
+	q.mu.Unlock()
+
+	if s != nil {
+		v := q.view(s, true)
+		ex.Site = &v
+	}
+	now := q.now()
+	addRcpt := func(j *job, status string) {
+		for _, ri := range j.rcpts {
+			j.e.mu.Lock()
+			r := j.e.m.Recipients[ri]
+			j.e.mu.Unlock()
+			if addr != "" && !strings.EqualFold(r.Addr, addr) {
+				continue
+			}
+			rv := RecipientView{ID: j.e.m.ID.String(), Recipient: r.Addr, Status: status, Attempts: int(r.Attempts)}
+			if r.NextAttempt.After(now) {
+				rv.NextAttempt = r.NextAttempt
+			}
+			if r.LastCode != 0 || r.LastText != "" {
+				rv.LastReply = strings.TrimSpace(fmt.Sprintf("%d %s %s", r.LastCode, r.LastEnhanced, r.LastText))
+			}
+			if len(ex.Recipients) < 100 {
+				ex.Recipients = append(ex.Recipients, rv)
+			}
+		}
+	}
+	for _, j := range mxHeld {
+		st := statusResolvingMX
+		if mxErr != nil {
+			st = StatusMXFailed
+		}
+		addRcpt(j, st)
+	}
+	if s != nil {
+		s.mu.Lock()
+		jobs := make([]*job, 0, len(s.jobs))
+		statuses := make([]string, 0, len(s.jobs))
+		for _, j := range s.jobs {
+			if j.domain == domain || addr == "" && domain == s.key {
+				jobs = append(jobs, j)
+				statuses = append(statuses, s.statusOf(j, now))
+			}
+		}
+		s.mu.Unlock()
+		for i, j := range jobs {
+			addRcpt(j, statuses[i])
+		}
+	}
+	ex.Verdict = q.verdict(ex, mxErr, errSince, len(mxHeld))
+	return ex
+}
+
+func (q *Queue) verdict(ex Explanation, mxErr error, since time.Time, held int) string {
+	if mxErr != nil && held > 0 {
+		return fmt.Sprintf("%s: %d recipient(s) wait for the MX lookup of %s, failing since %s: %v",
+			StatusMXFailed, held, ex.Domain, since.UTC().Format(time.RFC3339), mxErr)
+	}
+	if ex.Site == nil {
+		if ex.MXError != "" {
+			return "no mail queued; MX lookup: " + ex.MXError
+		}
+		return "no mail queued for " + ex.Target
+	}
+	v := ex.Site
+	if v.Queued == 0 {
+		return fmt.Sprintf("no mail queued for %s; site %s is governed by rule %q", ex.Target, v.Site, v.Rule.Name)
+	}
+	if v.Wait != nil {
+		msg := v.Wait.Status + ": " + v.Wait.Detail
+		if !v.Wait.Until.IsZero() {
+			msg += "; next slot expected at " + v.Wait.Until.UTC().Format(time.RFC3339)
+		}
+		return msg
+	}
+	if v.InFlight > 0 {
+		return fmt.Sprintf("mail is moving: %d in delivery on %d connection(s)", v.InFlight, v.Connections)
+	}
+	if n := v.ByStatus[StatusRetry]; n > 0 {
+		last := ""
+		if len(v.Recent) > 0 {
+			r := v.Recent[len(v.Recent)-1]
+			last = fmt.Sprintf("; last reply from %s: %d %s %s", r.MXHost, r.Code, r.Enhanced, r.Text)
+		}
+		return fmt.Sprintf("%s: %d recipient(s) wait for their next attempt%s", StatusRetry, n, last)
+	}
+	return "mail is due and about to be sent"
+}
+
+// ErrUnknownSite is returned by operator actions on a name that is neither
+// a known site nor a domain with queued mail.
+var errUnknownSite = errors.New("unknown site or domain (no mail queued for it)")
+
+// ErrUnknownSite reports whether err means the site or domain is unknown.
+func ErrUnknownSite(err error) bool { return errors.Is(err, errUnknownSite) }
+
+// Suspend stops all traffic to a site (by site key or domain) until Resume,
+// or for d when d > 0.
+func (q *Queue) Suspend(name string, d time.Duration, who string) error {
+	s := q.findSite(name)
+	if s == nil {
+		return fmt.Errorf("%s: %w", name, errUnknownSite)
+	}
+	now := q.now()
+	s.mu.Lock()
+	s.opSuspended = true
+	s.opUntil = time.Time{}
+	if d > 0 {
+		s.opUntil = now.Add(d)
+	}
+	s.mu.Unlock()
+	s.poke()
+	q.admin(s.key, "suspend", who, fmt.Sprintf("for %s", durText(d)))
+	return nil
+}
+
+// Resume ends an operator suspension and any flow-control backoff or
+// suspension of the site.
+func (q *Queue) Resume(name, who string) error {
+	s := q.findSite(name)
+	if s == nil {
+		return fmt.Errorf("%s: %w", name, errUnknownSite)
+	}
+	s.mu.Lock()
+	s.opSuspended = false
+	s.opUntil = time.Time{}
+	s.wait = Wait{}
+	s.mu.Unlock()
+	if q.deps.Flow != nil {
+		q.deps.Flow.Reset(s.key)
+	}
+	s.poke()
+	q.admin(s.key, "resume", who, "")
+	return nil
+}
+
+// Retry makes every queued recipient of a site due now.
+func (q *Queue) Retry(name, who string) (int, error) {
+	s := q.findSite(name)
+	if s == nil {
+		return 0, fmt.Errorf("%s: %w", name, errUnknownSite)
+	}
+	now := q.now()
+	s.mu.Lock()
+	n := 0
+	for _, j := range s.jobs {
+		if j.due.After(now) {
+			j.due = now
+			n += len(j.rcpts)
+		}
+	}
+	// Every due time moved to now or stayed earlier: the order is intact
+	// except among equals, which heap.Init settles.
+	heapInit(&s.jobs)
+	s.mu.Unlock()
+	s.poke()
+	q.admin(s.key, "retry", who, fmt.Sprintf("%d recipient(s) made due", n))
+	return n, nil
+}
+
+// Purge cancels every queued recipient of a site (or, with a domain, of
+// that domain only).
+func (q *Queue) Purge(name, who string) (int, error) {
+	s := q.findSite(name)
+	if s == nil {
+		return 0, fmt.Errorf("%s: %w", name, errUnknownSite)
+	}
+	domain := strings.ToLower(strings.TrimSuffix(name, "."))
+	whole := domain == s.key
+	s.mu.Lock()
+	var purged, kept []*job
+	for _, j := range s.jobs {
+		if whole || j.domain == domain {
+			j.index = -1
+			purged = append(purged, j)
+		} else {
+			kept = append(kept, j)
+		}
+	}
+	s.jobs = kept
+	heapInit(&s.jobs)
+	s.mu.Unlock()
+	n := 0
+	now := q.now()
+	for _, j := range purged {
+		e := j.e
+		e.mu.Lock()
+		for _, ri := range j.rcpts {
+			r := &e.m.Recipients[ri]
+			if r.State.Final() {
+				continue
+			}
+			r.State = spool.Cancelled
+			e.pending--
+			n++
+			q.deps.Log.Write(&events.Record{Type: events.AdminAction, Time: now, ID: e.m.ID.String(), Recipient: r.Addr,
+				Sender: e.m.Sender, DeliveryID: e.m.DeliveryID, Site: s.key, Status: "purged by " + who})
+		}
+		if err := q.deps.Spool.Update(e.m); err != nil {
+			q.deps.Logger.Error("spool update failed", "id", e.m.ID.String(), "err", err)
+		}
+		e.mu.Unlock()
+	}
+	s.poke()
+	q.admin(s.key, "purge", who, fmt.Sprintf("%d recipient(s) purged", n))
+	return n, nil
+}
+
+func (q *Queue) admin(site, action, who, detail string) {
+	q.deps.Log.Write(&events.Record{Type: events.AdminAction, Time: q.now(), Site: site,
+		Status: action + " by " + who, Detail: detail})
+	q.deps.Logger.Info("operator action", "action", action, "site", site, "by", who, "detail", detail)
+}
+
+func durText(d time.Duration) string {
+	if d <= 0 {
+		return "until resumed"
+	}
+	return d.String()
+}
+
+// heapInit restores the heap after due times changed or jobs were removed.
+func heapInit(h *jobHeap) {
+	for i, j := range *h {
+		j.index = i
+	}
+	heap.Init(h)
+}

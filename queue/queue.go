@@ -1,0 +1,397 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"github.com/penstock-mta/penstock/flow"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/smtpclient"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// Status texts (DESIGN.md §4). Operators search for them: never reword.
+const (
+	StatusConnQuota     = "Messages queued (connection quotas met)"
+	StatusHourlyQuota   = "Messages queued (hourly quota met)"
+	StatusFlowControl   = "Messages queued (dynamic flow control)"
+	StatusSuspended     = "Messages queued (suspended by operator)"
+	StatusRetry         = "Messages queued (retry scheduled)"
+	StatusMXFailed      = "Messages queued (MX lookup failed)"
+	StatusDue           = "Messages queued (due)"
+	StatusInFlight      = "Messages in delivery"
+	statusResolvingMX   = "Messages queued (resolving MX)"
+	defaultDNSRetryWait = time.Minute
+)
+
+// Source is a local address mail leaves from, with its EHLO name.
+type Source struct {
+	Name   string
+	IP     netip.Addr // zero: let the kernel choose
+	EHLO   string
+	Weight int
+}
+
+// Config is the part of the configuration the scheduler needs. It is
+// swapped as a whole on reload (SetConfig).
+type Config struct {
+	Rules       *mxrule.Set
+	Retry       []time.Duration // the last interval repeats
+	Port        int             // remote SMTP port (25; tests use a high port)
+	TLSDefault  string          // what tls = "default" means
+	Pools       map[string][]Source
+	DefaultPool string
+	Hostname    string
+	MaxMXAddrs  int           // addresses tried per session (Postfix's smtp_mx_address_limit); default 5
+	DNSRetry    time.Duration // wait after a temporary MX lookup failure
+}
+
+// Deps are the long-lived parts the scheduler works with.
+type Deps struct {
+	Spool    *spool.Spool
+	Resolver dns.Resolver
+	Quotas   quota.Store
+	Flow     Flow // nil: no dynamic flow control
+	Bounce   *bounce.Classifier
+	Log      *events.Log
+	Logger   *slog.Logger
+	Dialer   smtpclient.Dialer // nil: the default dialer
+	Render   Renderer          // nil: bodies come from the spool as stored
+	Now      func() time.Time
+	// Final is called after a recipient reaches a final state (delivered,
+	// bounced, expired), once its spool update is durable. It may be nil.
+	Final func(m *spool.Message, rcpt int, v Outcome)
+}
+
+// Renderer builds the body sent to one set of recipients of a message
+// (campaign messages are stored as template + variables, not whole).
+type Renderer interface {
+	Render(m *spool.Message, rcpts []int) ([]byte, error)
+}
+
+// Queue is the scheduler. The zero value is not usable: call New.
+type Queue struct {
+	deps Deps
+	cfg  atomic.Pointer[Config]
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	domains map[string]*domainState
+	sites   map[string]*site
+	closed  bool
+
+	counters counters
+}
+
+type counters struct {
+	delivered, bounced, deferred, expired, suppressed atomic.Int64
+}
+
+// entry is the in-memory record of one spooled message, shared by the jobs
+// of its domains. mu serialises recipient updates and the spool write.
+type entry struct {
+	mu      sync.Mutex
+	m       *spool.Message
+	pending int // recipients not final
+}
+
+// job is one message × one domain: the recipients of that message at that
+// domain, delivered together in one transaction.
+type job struct {
+	e      *entry
+	rcpts  []int
+	domain string
+	due    time.Time
+	index  int // heap position, -1 when not in a heap
+}
+
+type domainState struct {
+	name      string
+	site      *site
+	expires   time.Time // when the MX answer must be looked up again
+	resolving bool
+	pending   []*job // jobs waiting for an MX answer
+	lastErr   error
+	errSince  time.Time
+}
+
+// New builds a scheduler. Run nothing until Start.
+func New(cfg *Config, deps Deps) *Queue {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Log == nil {
+		deps.Log = events.Discard()
+	}
+	q := &Queue{
+		deps:    deps,
+		domains: make(map[string]*domainState),
+		sites:   make(map[string]*site),
+	}
+	q.SetConfig(cfg)
+	q.ctx, q.stop = context.WithCancel(context.Background())
+	return q
+}
+
+// SetConfig swaps the configuration; new connections use it at once.
+func (q *Queue) SetConfig(cfg *Config) {
+	c := *cfg
+	if len(c.Retry) == 0 {
+		c.Retry = []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour}
+	}
+	if c.Port == 0 {
+		c.Port = 25
+	}
+	if c.MaxMXAddrs == 0 {
+		c.MaxMXAddrs = 5
+	}
+	if c.DNSRetry == 0 {
+		c.DNSRetry = defaultDNSRetryWait
+	}
+	if c.Hostname == "" {
+		c.Hostname = "localhost"
+	}
+	if c.TLSDefault == "" || c.TLSDefault == "default" {
+		c.TLSDefault = "opportunistic"
+	}
+	if c.Rules == nil {
+		c.Rules, _ = mxrule.New(nil)
+	}
+	if len(c.Pools[c.DefaultPool]) == 0 {
+		if c.Pools == nil {
+			c.Pools = map[string][]Source{}
+		} else {
+			p := make(map[string][]Source, len(c.Pools)+1)
+			for k, v := range c.Pools {
+				p[k] = v
+			}
+			c.Pools = p
+		}
+		c.Pools[c.DefaultPool] = []Source{{Name: "default", EHLO: c.Hostname, Weight: 1}}
+	}
+	q.cfg.Store(&c)
+}
+
+func (q *Queue) config() *Config { return q.cfg.Load() }
+
+func (q *Queue) now() time.Time { return q.deps.Now() }
+
+// Close stops every runner and session and waits for them. Recipients in
+// flight keep their spooled state; they are delivered after a restart.
+func (q *Queue) Close(ctx context.Context) error {
+	q.mu.Lock()
+	q.closed = true
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	q.mu.Unlock()
+	// Sessions finish the message they are sending; they claim no more.
+	for _, s := range sites {
+		s.poke()
+	}
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		q.stop()
+		return nil
+	case <-ctx.Done():
+		q.stop() // cancel what is still on the wire
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (q *Queue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// Enqueue schedules the queued recipients of a message the spool holds.
+// It never blocks on the network.
+func (q *Queue) Enqueue(m *spool.Message) {
+	e := &entry{m: m}
+	byDomain := make(map[string]*job)
+	var order []*job
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.State.Final() {
+			continue
+		}
+		e.pending++
+		d := domainOf(r.Addr)
+		j := byDomain[d]
+		if j == nil {
+			j = &job{e: e, domain: d, due: r.NextAttempt, index: -1}
+			byDomain[d] = j
+			order = append(order, j)
+		}
+		if r.NextAttempt.After(j.due) {
+			j.due = r.NextAttempt
+		}
+		j.rcpts = append(j.rcpts, i)
+	}
+	for _, j := range order {
+		q.route(j)
+	}
+}
+
+// EnqueueAll is Enqueue for a batch (campaign ingestion, restart).
+func (q *Queue) EnqueueAll(ms []*spool.Message) {
+	for _, m := range ms {
+		q.Enqueue(m)
+	}
+}
+
+func domainOf(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+}
+
+// route puts a job on its domain's site, resolving the MX hosts first when
+// the domain's answer is unknown or stale.
+func (q *Queue) route(j *job) {
+	now := q.now()
+	q.mu.Lock()
+	d := q.domains[j.domain]
+	if d == nil {
+		d = &domainState{name: j.domain}
+		q.domains[j.domain] = d
+	}
+	if d.site != nil && now.Before(d.expires) {
+		s := d.site
+		q.mu.Unlock()
+		s.push(j)
+		return
+	}
+	d.pending = append(d.pending, j)
+	start := !d.resolving
+	d.resolving = true
+	q.mu.Unlock()
+	if start {
+		q.wg.Add(1)
+		go q.resolve(d)
+	}
+}
+
+// resolve looks up a domain's MX hosts and moves its pending jobs to the
+// site queue, or bounces / holds them on failure.
+func (q *Queue) resolve(d *domainState) {
+	defer q.wg.Done()
+	for {
+		cfg := q.config()
+		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+		res, err := q.deps.Resolver.LookupMX(ctx, d.name)
+		cancel()
+		now := q.now()
+		if d.name == "" {
+			err = &dns.Error{Domain: d.name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
+		}
+		q.mu.Lock()
+		jobs := d.pending
+		d.pending = nil
+		if err == nil {
+			s := q.siteFor(res)
+			d.site = s
+			ttl := res.TTL
+			if ttl < time.Minute {
+				ttl = time.Minute
+			}
+			d.expires = now.Add(ttl)
+			d.lastErr = nil
+			d.resolving = false
+			q.mu.Unlock()
+			if q.deps.Flow != nil {
+				q.deps.Flow.Record(flow.Event{Time: now, Site: s.key, Domain: d.name, OK: true, DNS: true})
+			}
+			for _, j := range jobs {
+				s.push(j)
+			}
+			return
+		}
+		var de *dns.Error
+		permanent := errors.As(err, &de) && de.Permanent()
+		if permanent {
+			d.resolving = false
+			q.mu.Unlock()
+			for _, j := range jobs {
+				q.failJob(j, err, now)
+			}
+			return
+		}
+		// Temporary: hold the jobs, say why, and look again later. Jobs
+		// arriving meanwhile join d.pending.
+		if d.lastErr == nil {
+			d.errSince = now
+		}
+		d.lastErr = err
+		d.pending = jobs
+		q.mu.Unlock()
+		if q.deps.Flow != nil {
+			q.deps.Flow.Record(flow.Event{Time: now, Domain: d.name, Err: true, Local: true, DNS: true, Text: err.Error()})
+		}
+		q.expireHeld(d, now)
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-time.After(cfg.DNSRetry):
+		}
+		if q.isClosed() {
+			return
+		}
+	}
+}
+
+// expireHeld expires the jobs of a domain held by MX lookup failures whose
+// validity is over.
+func (q *Queue) expireHeld(d *domainState, now time.Time) {
+	q.mu.Lock()
+	var keep, expired []*job
+	for _, j := range d.pending {
+		if !j.e.m.Expires.IsZero() && now.After(j.e.m.Expires) {
+			expired = append(expired, j)
+		} else {
+			keep = append(keep, j)
+		}
+	}
+	d.pending = keep
+	q.mu.Unlock()
+	for _, j := range expired {
+		q.expire(j, nil, now)
+	}
+}
+
+// siteFor returns the site of an MX answer, creating it. Caller holds q.mu.
+func (q *Queue) siteFor(res dns.MXResult) *site {
+	key := dns.SiteKey(res.Hosts)
+	s := q.sites[key]
+	if s == nil {
+		s = newSite(q, key, res.Hosts)
+		q.sites[key] = s
+	} else {
+		s.mu.Lock()
+		s.hosts = res.Hosts // preference order may have been reshuffled
+		s.mu.Unlock()
+	}
+	return s
+}

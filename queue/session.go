@@ -1,0 +1,178 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/penstock-mta/penstock/flow"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/smtpclient"
+)
+
+// session owns one SMTP connection: it delivers the job the runner claimed
+// for it, then keeps claiming due jobs of the same site (connection reuse)
+// until none is due, the rule's messages per connection is reached, or the
+// connection breaks.
+func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
+	q := s.q
+	defer func() {
+		lease.Release()
+		s.mu.Lock()
+		s.active--
+		if lim.probe {
+			s.probing = false
+		}
+		s.mu.Unlock()
+		s.poke()
+		q.wg.Done()
+	}()
+
+	c, t, err := s.dial(p, lim)
+	if err != nil {
+		q.fail(first, s, err, t, p, lim, q.now())
+		return
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
+		_ = c.Quit(ctx)
+		cancel()
+	}()
+	sent := 0
+	j := first
+	for {
+		s.deliver(c, j, t, p, lim)
+		sent++
+		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
+			return
+		}
+		j, _ = s.claim(lim, lease.Key())
+		if j == nil {
+			return
+		}
+	}
+}
+
+// dial connects to the first MX address that answers with a usable
+// greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
+// or a 4xx greeting the next address is tried).
+func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
+	q := s.q
+	cfg := q.config()
+	var targets []target
+	if p.fixed != nil {
+		targets = []target{*p.fixed}
+	} else {
+		s.mu.Lock()
+		hosts := append([]dns.MX(nil), s.hosts...)
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+		targets = s.targets(ctx, cfg, hosts)
+		cancel()
+	}
+	if len(targets) == 0 {
+		err := &smtpclient.Error{Command: "connect", Local: true, Err: fmt.Errorf("no address found for the MX hosts of %s", s.key)}
+		q.flowRecord(flow.Event{Site: s.key, Err: true, Local: true, DNS: true, Text: err.Error()})
+		return nil, target{}, err
+	}
+	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
+	if err != nil {
+		mode = smtpclient.TLSOpportunistic
+	}
+	var lastErr error
+	var lastT target
+	for _, t := range targets {
+		opts := smtpclient.Options{
+			LocalAddr:      p.src.IP,
+			EHLO:           p.src.EHLO,
+			TLS:            mode,
+			ServerName:     t.host,
+			ConnectTimeout: lim.connTimeout,
+			CommandTimeout: lim.cmdTimeout,
+			DataTimeout:    lim.dataTimeout,
+			Dialer:         q.deps.Dialer,
+		}
+		if opts.EHLO == "" {
+			opts.EHLO = cfg.Hostname
+		}
+		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
+		ctx := q.ctx
+		c, err := smtpclient.Dial(ctx, addr, opts)
+		if err == nil {
+			if terr := c.TLSError(); terr != nil {
+				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",
+					"site", s.key, "mx", t.host, "ip", t.ip.String(), "err", terr)
+			}
+			return c, t, nil
+		}
+		lastErr, lastT = err, t
+		ev := flow.Event{Site: s.key, Path: p.String(t), Err: true, Text: err.Error()}
+		var se *smtpclient.Error
+		if errors.As(err, &se) {
+			ev.Local = se.Local
+			ev.Code, ev.Enhanced = se.Reply.Code, se.Reply.Enhanced
+			if se.Reply.Code != 0 {
+				ev.Text = se.Reply.Text
+			}
+			if se.Permanent && se.Command != "greeting" {
+				break
+			}
+		}
+		q.flowRecord(ev)
+		s.remember(replyOf(err, t))
+		if q.ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastT, lastErr
+}
+
+func (q *Queue) flowRecord(ev flow.Event) {
+	if q.deps.Flow == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = q.now()
+	}
+	q.deps.Flow.Record(ev)
+}
+
+func replyOf(err error, t target) Reply {
+	r := Reply{Time: time.Now(), MXHost: t.host, Text: err.Error(), Local: true}
+	if t.ip.IsValid() {
+		r.MXIP = t.ip.String()
+	}
+	var se *smtpclient.Error
+	if errors.As(err, &se) && se.Reply.Code != 0 {
+		r.Code, r.Enhanced, r.Text, r.Local = se.Reply.Code, se.Reply.Enhanced, se.Reply.Text, false
+	}
+	return r
+}
+
+// deliver sends one job on an open connection and applies the results.
+func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limits) {
+	q := s.q
+	body, err := q.body(j)
+	if err != nil {
+		q.fail(j, s, &smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, t, p, lim, q.now())
+		return
+	}
+	rcpts := make([]string, len(j.rcpts))
+	for i, ri := range j.rcpts {
+		rcpts[i] = j.e.m.Recipients[ri].Addr
+	}
+	ctx := q.ctx
+	res, err := c.Send(ctx, j.e.m.Sender, rcpts, body)
+	q.complete(j, s, res, err, t, p, lim, c.TLS())
+}
+
+func (q *Queue) body(j *job) ([]byte, error) {
+	if q.deps.Render != nil && j.e.m.DeliveryID != "" {
+		return q.deps.Render.Render(j.e.m, j.rcpts)
+	}
+	return q.deps.Spool.Body(j.e.m.ID)
+}

@@ -1,0 +1,582 @@
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"github.com/penstock-mta/penstock/flow"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/quota"
+)
+
+// forever stands for "until something wakes the runner".
+const forever = time.Duration(math.MaxInt64)
+
+// quotaRecheck bounds how long a runner held by the quota store waits for a
+// release notification; in cluster mode a lease can also vanish by expiry,
+// which nobody announces.
+const quotaRecheck = time.Second
+
+// flowRecheck bounds how long a site held by flow control waits before it
+// asks again (states change by time and by other sites' events).
+const flowRecheck = time.Second
+
+// Wait says why the due mail of a site is not moving, with the numbers.
+type Wait struct {
+	Status string    `json:"status"`
+	Detail string    `json:"detail"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until,omitempty"` // when the next slot is expected
+	Rule   string    `json:"rule,omitempty"`
+	Key    string    `json:"key,omitempty"` // quota scope key
+	Limit  int       `json:"limit,omitempty"`
+	InUse  int       `json:"in_use,omitempty"`
+}
+
+// Reply is a response remembered for explain.
+type Reply struct {
+	Time     time.Time `json:"time"`
+	Code     int       `json:"code,omitempty"`
+	Enhanced string    `json:"enhanced,omitempty"`
+	Text     string    `json:"text"`
+	MXHost   string    `json:"mx_host,omitempty"`
+	MXIP     string    `json:"mx_ip,omitempty"`
+	Local    bool      `json:"local,omitempty"`
+}
+
+const recentReplies = 10
+
+type site struct {
+	q    *Queue
+	key  string
+	wake chan struct{}
+
+	mu          sync.Mutex
+	hosts       []dns.MX
+	jobs        jobHeap
+	running     bool
+	active      int // sessions open or dialing
+	inflight    int // jobs claimed and not yet back
+	probing     bool
+	wait        Wait
+	opSuspended bool
+	opUntil     time.Time // zero: until resumed
+	recent      []Reply
+	stats       siteStats
+}
+
+type siteStats struct {
+	delivered, bounced, deferred, expired int64
+	hour                                  hourRing
+}
+
+func newSite(q *Queue, key string, hosts []dns.MX) *site {
+	return &site{q: q, key: key, hosts: hosts, wake: make(chan struct{}, 1)}
+}
+
+// poke wakes the runner if it sleeps.
+func (s *site) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push adds a job and makes sure a runner looks at it.
+func (s *site) push(j *job) {
+	s.mu.Lock()
+	heap.Push(&s.jobs, j)
+	start := !s.running
+	top := j.index == 0
+	if start {
+		if s.q.isClosed() {
+			s.mu.Unlock()
+			return
+		}
+		s.running = true
+		s.q.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	} else if top {
+		s.poke()
+	}
+}
+
+func (s *site) hostNames() []string {
+	names := make([]string, len(s.hosts))
+	for i, h := range s.hosts {
+		names[i] = h.Host
+	}
+	return names
+}
+
+func (s *site) setWait(w Wait) {
+	if s.wait.Status != w.Status || s.wait.Since.IsZero() {
+		w.Since = s.q.now()
+	} else {
+		w.Since = s.wait.Since
+	}
+	s.wait = w
+}
+
+// run is the site's runner: it opens sessions while there is due mail and
+// the limits allow, and sleeps otherwise. It exits when the site is empty.
+func (s *site) run() {
+	defer s.q.wg.Done()
+	for {
+		if s.q.isClosed() {
+			s.mu.Lock()
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		d, ch := s.step()
+		if d < 0 {
+			return
+		}
+		if d == 0 && ch == nil {
+			continue
+		}
+		s.sleep(d, ch)
+	}
+}
+
+func (s *site) sleep(d time.Duration, ch <-chan struct{}) {
+	var tc <-chan time.Time
+	if d != forever {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		tc = t.C
+	}
+	select {
+	case <-tc:
+	case <-ch:
+	case <-s.wake:
+	case <-s.q.ctx.Done():
+	}
+}
+
+// limits are the effective limits of one session, after flow control.
+type limits struct {
+	match       mxrule.Match
+	maxConns    int
+	maxMsgs     int
+	perHour     int
+	probe       bool
+	flowState   string
+	tlsMode     string
+	connTimeout time.Duration
+	cmdTimeout  time.Duration
+	dataTimeout time.Duration
+}
+
+// step tries to start one session. It returns how long to sleep (forever:
+// until poked; negative: the runner must exit) and an extra channel that
+// ends the sleep.
+func (s *site) step() (time.Duration, <-chan struct{}) {
+	q := s.q
+	cfg := q.config()
+	now := q.now()
+
+	s.mu.Lock()
+	if len(s.jobs) == 0 {
+		s.running = false
+		s.wait = Wait{}
+		s.mu.Unlock()
+		return -1, nil
+	}
+	if top := s.jobs[0]; top.due.After(now) {
+		if s.active == 0 {
+			s.wait = Wait{}
+		}
+		d := top.due.Sub(now)
+		s.mu.Unlock()
+		return d, nil
+	}
+	if s.opSuspended {
+		if s.opUntil.IsZero() || now.Before(s.opUntil) {
+			detail := "suspended by operator until resumed"
+			d := forever
+			if !s.opUntil.IsZero() {
+				detail = "suspended by operator until " + s.opUntil.UTC().Format(time.RFC3339)
+				d = s.opUntil.Sub(now)
+			}
+			s.setWait(Wait{Status: StatusSuspended, Detail: detail, Until: s.opUntil})
+			s.mu.Unlock()
+			return d, nil
+		}
+		s.opSuspended = false
+	}
+	lim := s.limits(cfg, q.flowCheck(s.key, now))
+	if lim.flowState != "" && lim.maxConns == 0 {
+		s.mu.Unlock()
+		return flowRecheck, nil
+	}
+	if lim.probe && s.probing {
+		s.mu.Unlock()
+		return flowRecheck, nil
+	}
+	if s.active >= lim.maxConns {
+		status := StatusConnQuota
+		if lim.flowState != "" && lim.flowState != "normal" {
+			status = StatusFlowControl
+		}
+		if status == StatusConnQuota || s.wait.Status != StatusFlowControl {
+			s.setWait(Wait{Status: status, Rule: lim.match.Rule.Name, Key: "site " + s.key, Limit: lim.maxConns, InUse: s.active,
+				Detail: fmt.Sprintf("rule %q: %d of %d connections open to this site", lim.match.Rule.Name, s.active, lim.maxConns)})
+		}
+		s.mu.Unlock()
+		return forever, nil
+	}
+	hosts := append([]dns.MX(nil), s.hosts...)
+	s.mu.Unlock()
+
+	pool := cfg.Pools[cfg.DefaultPool]
+	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
+	if !ok {
+		s.mu.Lock()
+		s.setWait(Wait{Status: StatusConnQuota, Rule: lim.match.Rule.Name, Key: usage.Key, Limit: usage.Limit, InUse: usage.InUse,
+			Until: usage.NextSlot,
+			Detail: fmt.Sprintf("rule %q scope %s: %d of %d connections in use (key %s)", lim.match.Rule.Name,
+				lim.match.Rule.Scope, usage.InUse, usage.Limit, usage.Key)})
+		s.mu.Unlock()
+		if usage.Key == "" {
+			return quotaRecheck, nil
+		}
+		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
+	}
+	j, retryIn := s.claim(lim, lease.Key())
+	if j == nil {
+		lease.Release()
+		if retryIn > 0 {
+			return retryIn, nil
+		}
+		return 0, nil
+	}
+	s.mu.Lock()
+	s.active++
+	if lim.probe {
+		s.probing = true
+	}
+	if s.wait.Status == StatusConnQuota || s.wait.Status == StatusHourlyQuota {
+		// A connection is opening: the quota no longer holds the mail.
+		s.wait = Wait{}
+	}
+	s.mu.Unlock()
+	q.wg.Add(1)
+	go s.session(lease, p, j, lim)
+	return 0, nil
+}
+
+func (q *Queue) flowCheck(site string, now time.Time) flow.Decision {
+	if q.deps.Flow == nil {
+		return flow.Decision{State: "normal", ConnFactor: 1, RateFactor: 1}
+	}
+	return q.deps.Flow.Check(site, now)
+}
+
+// limits derives the effective limits from the matched rule and flow
+// control. It records the flow-control wait when the site is held.
+// Caller holds s.mu.
+func (s *site) limits(cfg *Config, dec flow.Decision) limits {
+	m := cfg.Rules.Match(s.hostNames())
+	r := m.Rule
+	lim := limits{
+		match:       m,
+		maxConns:    r.MaxConnections,
+		maxMsgs:     r.MaxMessagesPerConnection,
+		perHour:     r.MessagesPerHour,
+		flowState:   dec.State,
+		tlsMode:     r.TLS,
+		connTimeout: r.ConnectTimeout,
+		cmdTimeout:  r.CommandTimeout,
+		dataTimeout: r.DataTimeout,
+	}
+	if lim.tlsMode == "" || lim.tlsMode == "default" {
+		lim.tlsMode = cfg.TLSDefault
+	}
+	if lim.maxConns <= 0 {
+		lim.maxConns = 1
+	}
+	switch {
+	case dec.Hold && !dec.Probe:
+		lim.maxConns = 0
+		s.setWait(Wait{Status: StatusFlowControl, Detail: dec.Detail, Until: dec.Until, Rule: r.Name})
+	case dec.Probe:
+		lim.probe = true
+		lim.maxConns = 1
+		lim.maxMsgs = 1
+		s.setWait(Wait{Status: StatusFlowControl, Detail: dec.Detail + " (probe)", Until: dec.Until, Rule: r.Name})
+	default:
+		if dec.ConnFactor > 0 && dec.ConnFactor < 1 {
+			lim.maxConns = max(1, int(float64(lim.maxConns)*dec.ConnFactor))
+		}
+		if dec.RateFactor > 0 && dec.RateFactor < 1 {
+			switch {
+			case lim.perHour > 0:
+				lim.perHour = max(1, int(float64(lim.perHour)*dec.RateFactor))
+			case dec.ObservedPH > 0:
+				// The rule sets no rate: slow down from what the site
+				// took in the window, so backoff means slower too.
+				lim.perHour = max(60, int(float64(dec.ObservedPH)*dec.RateFactor))
+			}
+		}
+	}
+	return lim
+}
+
+// path is where a session goes: a source and, for path-scoped rules, the
+// one remote address its lease covers.
+type path struct {
+	src   Source
+	fixed *target
+}
+
+type target struct {
+	host string
+	ip   netip.Addr
+}
+
+func (p path) String(t target) string { return sourceIP(p.src) + ">" + t.ip.String() }
+
+func sourceIP(s Source) string {
+	if !s.IP.IsValid() {
+		return "*"
+	}
+	return s.IP.String()
+}
+
+// acquire takes a connection lease for the rule's scope, trying the pool's
+// sources in weighted random order (and, for path scope, the MX addresses
+// in preference order).
+func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (quota.Lease, path, quota.Usage, bool) {
+	q := s.q
+	r := lim.match.Rule
+	srcs := weightedOrder(pool)
+	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+	defer cancel()
+	var last quota.Usage
+	try := func(key string) (quota.Lease, bool) {
+		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, r.MaxConnections)
+		if err != nil {
+			q.deps.Logger.Warn("quota store", "key", key, "err", err)
+			u = quota.Usage{Key: key, Limit: r.MaxConnections}
+		}
+		if !ok || err != nil {
+			last = u
+			return nil, false
+		}
+		return l, true
+	}
+	switch r.Scope {
+	case mxrule.ScopeRule:
+		if l, ok := try("conn|rule|" + r.Name); ok {
+			return l, path{src: srcs[0]}, quota.Usage{}, true
+		}
+	case mxrule.ScopePath:
+		targets := s.targets(ctx, cfg, hosts)
+		for _, src := range srcs {
+			for i := range targets {
+				t := targets[i]
+				if l, ok := try("conn|path|" + r.Name + "|" + sourceIP(src) + "|" + t.ip.String()); ok {
+					return l, path{src: src, fixed: &t}, quota.Usage{}, true
+				}
+			}
+		}
+		if len(targets) == 0 {
+			// No address resolves: let the session fail and report it.
+			if l, ok := try("conn|path|" + r.Name + "|" + sourceIP(srcs[0]) + "|none"); ok {
+				return l, path{src: srcs[0]}, quota.Usage{}, true
+			}
+		}
+	default: // source
+		for _, src := range srcs {
+			if l, ok := try("conn|src|" + r.Name + "|" + s.key + "|" + sourceIP(src)); ok {
+				return l, path{src: src}, quota.Usage{}, true
+			}
+		}
+	}
+	return nil, path{}, last, false
+}
+
+// targets resolves the MX hosts to addresses, in preference order, at most
+// cfg.MaxMXAddrs of them.
+func (s *site) targets(ctx context.Context, cfg *Config, hosts []dns.MX) []target {
+	var out []target
+	for _, h := range hosts {
+		ips, err := s.q.deps.Resolver.LookupIP(ctx, h.Host)
+		if err != nil {
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, target{host: h.Host, ip: ip})
+			if len(out) >= cfg.MaxMXAddrs {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+func weightedOrder(pool []Source) []Source {
+	if len(pool) <= 1 {
+		return pool
+	}
+	rest := append([]Source(nil), pool...)
+	out := make([]Source, 0, len(pool))
+	for len(rest) > 0 {
+		total := 0
+		for _, s := range rest {
+			total += max(1, s.Weight)
+		}
+		n := rand.IntN(total)
+		for i, s := range rest {
+			n -= max(1, s.Weight)
+			if n < 0 {
+				out = append(out, s)
+				rest = append(rest[:i], rest[i+1:]...)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// claim pops the earliest due job and takes a message-rate token for it.
+// It returns nil when no job is due, or when the rate quota is met (then
+// with the time until the next token, and the wait recorded).
+func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
+	q := s.q
+	for {
+		now := q.now()
+		s.mu.Lock()
+		if len(s.jobs) == 0 || s.jobs[0].due.After(now) {
+			s.mu.Unlock()
+			return nil, 0
+		}
+		j := heap.Pop(&s.jobs).(*job)
+		s.inflight++
+		s.mu.Unlock()
+		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+			q.expire(j, s, now)
+			continue
+		}
+		if lim.perHour <= 0 {
+			return j, 0
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+		rateKey := "rate|" + leaseKey[len("conn|"):]
+		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
+		cancel()
+		if err == nil && ok {
+			return j, 0
+		}
+		if err != nil {
+			q.deps.Logger.Warn("quota store", "key", rateKey, "err", err)
+			retryIn = quotaRecheck
+		}
+		s.mu.Lock()
+		s.inflight--
+		heap.Push(&s.jobs, j)
+		s.setWait(Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
+			Until:  now.Add(retryIn),
+			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))})
+		s.mu.Unlock()
+		return nil, max(retryIn, time.Millisecond)
+	}
+}
+
+// release gives a claimed job back: rescheduled at its (new) due time when
+// it still has queued recipients.
+func (s *site) release(j *job, requeue bool) {
+	s.mu.Lock()
+	s.inflight--
+	if requeue {
+		heap.Push(&s.jobs, j)
+		top := j.index == 0
+		start := !s.running && !s.q.isClosed()
+		if start {
+			s.running = true
+			s.q.wg.Add(1)
+		}
+		s.mu.Unlock()
+		if start {
+			go s.run()
+		} else if top {
+			s.poke()
+		}
+		return
+	}
+	s.mu.Unlock()
+}
+
+func (s *site) remember(r Reply) {
+	s.mu.Lock()
+	if len(s.recent) >= recentReplies {
+		copy(s.recent, s.recent[1:])
+		s.recent = s.recent[:recentReplies-1]
+	}
+	s.recent = append(s.recent, r)
+	s.mu.Unlock()
+}
+
+// jobHeap orders jobs by due time.
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h jobHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *jobHeap) Push(x any) {
+	j := x.(*job)
+	j.index = len(*h)
+	*h = append(*h, j)
+}
+func (h *jobHeap) Pop() any {
+	old := *h
+	n := len(old)
+	j := old[n-1]
+	old[n-1] = nil
+	j.index = -1
+	*h = old[:n-1]
+	return j
+}
+
+// hourRing counts events per minute over the last hour.
+type hourRing struct {
+	minute [60]int64
+	stamp  [60]int64 // unix minute of each slot
+}
+
+func (h *hourRing) add(t time.Time) {
+	m := t.Unix() / 60
+	i := m % 60
+	if h.stamp[i] != m {
+		h.stamp[i] = m
+		h.minute[i] = 0
+	}
+	h.minute[i]++
+}
+
+func (h *hourRing) total(now time.Time) int64 {
+	m := now.Unix() / 60
+	var n int64
+	for i := range h.minute {
+		if m-h.stamp[i] < 60 {
+			n += h.minute[i]
+		}
+	}
+	return n
+}

@@ -1,0 +1,148 @@
+package smtpclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fastSink is the cheapest server that still speaks SMTP: it accepts
+// everything, reads the data, and flushes its replies only when it has read
+// all the client sent (so a pipelined group gets its replies in one write).
+func fastSink(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				sinkConn(conn)
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func sinkConn(conn net.Conn) {
+	r := bufio.NewReaderSize(conn, 64<<10)
+	w := bufio.NewWriterSize(conn, 4<<10)
+	w.WriteString("220 sink ESMTP\r\n")
+	for {
+		if r.Buffered() == 0 && w.Flush() != nil {
+			return
+		}
+		line, err := r.ReadSlice('\n')
+		if err != nil || len(line) < 4 {
+			return
+		}
+		switch string(bytes.ToUpper(line[:4])) {
+		case "EHLO":
+			w.WriteString("250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n")
+		case "MAIL":
+			w.WriteString("250 2.1.0 Ok\r\n")
+		case "RCPT":
+			w.WriteString("250 2.1.5 Ok\r\n")
+		case "RSET":
+			w.WriteString("250 2.0.0 Ok\r\n")
+		case "DATA":
+			w.WriteString("354 End data with <CR><LF>.<CR><LF>\r\n")
+			if w.Flush() != nil {
+				return
+			}
+			for {
+				l, err := r.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(l) == 3 && l[0] == '.' {
+					break
+				}
+			}
+			w.WriteString("250 2.0.0 Ok: queued\r\n")
+		case "QUIT":
+			w.WriteString("221 2.0.0 Bye\r\n")
+			w.Flush()
+			return
+		default:
+			w.WriteString("502 5.5.2 unknown\r\n")
+		}
+	}
+}
+
+// body2K is a 2 KB message with realistic line lengths.
+func body2K() []byte {
+	var b strings.Builder
+	b.WriteString("From: sender@example.org\r\nTo: rcpt@example.com\r\nSubject: benchmark\r\nMessage-ID: <1@example.org>\r\n\r\n")
+	for b.Len() < 2048 {
+		b.WriteString(strings.Repeat("lorem ipsum ", 6) + "dolor sit\r\n")
+	}
+	return []byte(b.String()[:2046] + "\r\n")
+}
+
+func BenchmarkSend(b *testing.B) {
+	addr := fastSink(b)
+	c, err := Dial(context.Background(), addr, testOpts())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	body := body2K()
+	rcpts := []string{"rcpt@example.com"}
+	ctx, cancel := context.WithCancel(context.Background()) // as a session would: a cancellable context
+	defer cancel()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Send(ctx, "sender@example.org", rcpts, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkSendParallel runs one connection per goroutine, as the queue's
+// sessions do.
+func BenchmarkSendParallel(b *testing.B) {
+	addr := fastSink(b)
+	body := body2K()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.SetParallelism(2)
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := Dial(context.Background(), addr, testOpts())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		rcpts := []string{"rcpt@example.com"}
+		for pb.Next() {
+			if _, err := c.Send(context.Background(), "sender@example.org", rcpts, body); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

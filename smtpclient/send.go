@@ -1,0 +1,396 @@
+package smtpclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+)
+
+// RcptResult is the outcome for one recipient.
+type RcptResult struct {
+	Addr  string
+	Reply Reply  // the reply to its RCPT TO, zero if it was never sent
+	Err   *Error // nil: the server took the message for this recipient
+}
+
+// Result is the outcome of one Send.
+type Result struct {
+	Rcpts []RcptResult // one per recipient, in the order given
+	Data  Reply        // the reply that ended the transaction after DATA, if any
+}
+
+// fail gives e to every recipient without an error of its own and returns
+// it: a failure of the whole transaction.
+func (r *Result) fail(e *Error) (*Result, error) {
+	for i := range r.Rcpts {
+		if r.Rcpts[i].Err == nil {
+			r.Rcpts[i].Err = e
+		}
+	}
+	return r, e
+}
+
+// Send delivers body from from to rcpts in one transaction.
+//
+// Addresses are bare ("user@example.com"; "" for the null sender of a
+// bounce). body is the message as stored: header, blank line, body, with
+// LF or CRLF line ends; Send dot-stuffs it and ends lines with CRLF.
+//
+// The Result always has one entry per recipient. Its error is nil when the
+// transaction ran to its end: every recipient with a nil Err was accepted;
+// when every recipient was refused, the error is nil too and the connection
+// stays usable. A non-nil error (always an *Error) is a failure of the whole
+// transaction (MAIL refused, DATA refused, the final reply, a network error)
+// and is also set on every recipient that had no error of its own.
+func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []byte) (*Result, error) {
+	res := &Result{Rcpts: make([]RcptResult, len(rcpts))}
+	for i, a := range rcpts {
+		res.Rcpts[i].Addr = a
+	}
+	if c.broken {
+		return res.fail(localErr("MAIL", ErrBroken))
+	}
+	if len(rcpts) == 0 {
+		return res, permErr("MAIL", ErrNoRecipients)
+	}
+	ok, utf8 := checkAddr(from)
+	if !ok {
+		return res.fail(permErr("MAIL", fmt.Errorf("%w: sender %q", ErrAddress, from)))
+	}
+	valid := 0
+	for i, a := range rcpts {
+		ok, u := checkAddr(a)
+		if !ok || a == "" {
+			res.Rcpts[i].Err = permErr("RCPT", fmt.Errorf("%w: recipient %q", ErrAddress, a))
+			continue
+		}
+		valid++
+		utf8 = utf8 || u
+	}
+	if valid == 0 {
+		return res, nil
+	}
+	// RFC 6531 §3.4: a non-ASCII address must not go to a server without
+	// SMTPUTF8. Retrying will not change the server, so it is permanent.
+	if utf8 && !c.extUTF8 {
+		return res.fail(permErr("MAIL", ErrSMTPUTF8Unsupported))
+	}
+	eightBit, size := scanBody(body)
+	// RFC 1870 §6: do not send what the server announced it will refuse.
+	if c.maxSize > 0 && size > c.maxSize {
+		return res.fail(permErr("MAIL", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, c.maxSize)))
+	}
+	if err := ctx.Err(); err != nil {
+		return res.fail(localErr("MAIL", err))
+	}
+
+	stop := c.watch(ctx)
+	defer c.unwatch(stop)
+	c.messages++
+	c.deadline(ctx, c.opts.CommandTimeout)
+	c.writeMail(from, size, eightBit, utf8)
+	var data bool
+	var e *Error
+	if c.extPipelining {
+		data, e = c.pipelined(ctx, res, rcpts)
+	} else {
+		data, e = c.lockstep(ctx, res, rcpts)
+	}
+	if e != nil {
+		return res.fail(e)
+	}
+	if !data {
+		return res, nil // every recipient refused, connection ready for the next
+	}
+
+	// RFC 5321 §4.5.3.2.5 gives 3 minutes per block written; the whole
+	// body gets DataTimeout, which is longer and simpler.
+	c.deadline(ctx, c.opts.DataTimeout)
+	writeBody(c.w, body)
+	if err := c.w.Flush(); err != nil {
+		return res.fail(c.ioErr(ctx, "DATA", err))
+	}
+	// RFC 5321 §4.5.3.2.6: the server may take 10 minutes to answer the
+	// final dot, while it scans and stores the message.
+	c.deadline(ctx, c.opts.DataTimeout)
+	if e := c.recv(ctx, "DATA"); e != nil {
+		return res.fail(e)
+	}
+	res.Data = c.rr.reply()
+	if res.Data.Code/100 != 2 {
+		return res.fail(replyErr("DATA", res.Data))
+	}
+	return res, nil
+}
+
+// pipelined runs MAIL, RCPT and DATA as one group (RFC 2920): the commands go
+// out in one write, the replies are read in order after. Recipient lists
+// larger than pipelineWindow go in several groups. It returns true when the
+// server is waiting for the body.
+func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string) (bool, *Error) {
+	var mailErr *Error
+	mailRead := false
+	accepted := 0
+	next := 0 // first recipient whose reply is unread
+	i := 0    // first recipient not yet written
+	for {
+		for ; i < len(rcpts) && c.w.Buffered() < pipelineWindow; i++ {
+			if res.Rcpts[i].Err == nil {
+				c.writeCmd("RCPT TO:<", rcpts[i], ">")
+			}
+		}
+		last := i == len(rcpts)
+		if last {
+			c.w.WriteString("DATA\r\n")
+		}
+		c.deadline(ctx, c.opts.CommandTimeout)
+		if err := c.w.Flush(); err != nil {
+			return false, c.ioErr(ctx, "MAIL", err)
+		}
+		if !mailRead {
+			mailRead = true
+			if e := c.recv(ctx, "MAIL"); e != nil {
+				return false, e
+			}
+			if c.rr.code/100 != 2 {
+				mailErr = replyErr("MAIL", c.rr.reply())
+				if c.broken {
+					return false, mailErr // 421: no more replies will come
+				}
+			}
+		}
+		// RFC 2920 §3.1: every reply in the group must be read and checked.
+		for ; next < i; next++ {
+			if res.Rcpts[next].Err != nil {
+				continue // refused locally, never sent
+			}
+			c.deadline(ctx, c.opts.CommandTimeout)
+			if e := c.recv(ctx, "RCPT"); e != nil {
+				return false, e
+			}
+			rep := c.rr.reply()
+			res.Rcpts[next].Reply = rep
+			switch {
+			case mailErr != nil:
+				// Replies to RCPT without a sender (503) say nothing about
+				// the recipient: each gets the MAIL error.
+				if c.broken {
+					return false, mailErr
+				}
+			case rep.Code/100 == 2:
+				accepted++
+			default:
+				e := replyErr("RCPT", rep)
+				res.Rcpts[next].Err = e
+				if c.broken {
+					return false, e
+				}
+			}
+		}
+		if last {
+			break
+		}
+		if mailErr != nil {
+			return false, mailErr // everything sent was read; DATA not sent
+		}
+	}
+
+	c.deadline(ctx, c.opts.CommandTimeout)
+	if e := c.recv(ctx, "DATA"); e != nil {
+		return false, e
+	}
+	if c.rr.code == 354 {
+		if mailErr == nil && accepted > 0 {
+			return true, nil
+		}
+		// RFC 2920 §3.1: the server took DATA though nothing is to be
+		// delivered; a lone dot ends it without a message.
+		c.w.WriteString(".\r\n")
+		if err := c.w.Flush(); err != nil {
+			return false, c.ioErr(ctx, "DATA", err)
+		}
+		c.deadline(ctx, c.opts.DataTimeout)
+		if e := c.recv(ctx, "DATA"); e != nil {
+			return false, e
+		}
+		res.Data = c.rr.reply()
+		return false, mailErr
+	}
+	res.Data = c.rr.reply()
+	if c.broken {
+		return false, replyErr("DATA", res.Data)
+	}
+	if mailErr != nil {
+		return false, mailErr
+	}
+	if accepted == 0 {
+		// The expected 503/554 to DATA. RSET so the next MAIL starts clean;
+		// if it fails, Broken says so and this message's outcome stands.
+		c.rset(ctx)
+		return false, nil
+	}
+	// DATA refused with recipients accepted: the transaction is still open
+	// (RFC 5321 §4.1.1.4); close it before the next one.
+	e := replyErr("DATA", res.Data)
+	c.rset(ctx)
+	return false, e
+}
+
+// lockstep runs MAIL, each RCPT and DATA one at a time, for servers without
+// PIPELINING. It returns true when the server is waiting for the body.
+func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string) (bool, *Error) {
+	if err := c.w.Flush(); err != nil {
+		return false, c.ioErr(ctx, "MAIL", err)
+	}
+	if e := c.recv(ctx, "MAIL"); e != nil {
+		return false, e
+	}
+	if c.rr.code/100 != 2 {
+		return false, replyErr("MAIL", c.rr.reply())
+	}
+	accepted := 0
+	for i, a := range rcpts {
+		if res.Rcpts[i].Err != nil {
+			continue
+		}
+		c.deadline(ctx, c.opts.CommandTimeout)
+		c.writeCmd("RCPT TO:<", a, ">")
+		if err := c.w.Flush(); err != nil {
+			return false, c.ioErr(ctx, "RCPT", err)
+		}
+		if e := c.recv(ctx, "RCPT"); e != nil {
+			return false, e
+		}
+		rep := c.rr.reply()
+		res.Rcpts[i].Reply = rep
+		if rep.Code/100 == 2 {
+			accepted++
+			continue
+		}
+		e := replyErr("RCPT", rep)
+		res.Rcpts[i].Err = e
+		if c.broken {
+			return false, e
+		}
+	}
+	if accepted == 0 {
+		c.rset(ctx)
+		return false, nil
+	}
+	rep, e := c.cmd(ctx, "DATA", "DATA", "")
+	if e != nil {
+		return false, e
+	}
+	if rep.Code == 354 {
+		return true, nil
+	}
+	res.Data = rep
+	e = replyErr("DATA", rep)
+	if !c.broken {
+		c.rset(ctx)
+	}
+	return false, e
+}
+
+// writeMail buffers MAIL FROM with the parameters the server understands:
+// SIZE (RFC 1870 §4), BODY=8BITMIME (RFC 6152 §3) and SMTPUTF8 (RFC 6531 §3.4).
+// A body with 8-bit bytes goes out as is to a server without 8BITMIME:
+// converting MIME is not this package's job, and in practice servers take it.
+func (c *Client) writeMail(from string, size int64, eightBit, utf8 bool) {
+	c.w.WriteString("MAIL FROM:<")
+	c.w.WriteString(from)
+	c.w.WriteByte('>')
+	if c.extSize {
+		c.w.WriteString(" SIZE=")
+		c.scratch = strconv.AppendInt(c.scratch[:0], size, 10)
+		c.w.Write(c.scratch)
+	}
+	if eightBit && c.ext8bit {
+		c.w.WriteString(" BODY=8BITMIME")
+	}
+	if utf8 {
+		c.w.WriteString(" SMTPUTF8")
+	}
+	c.w.WriteString("\r\n")
+}
+
+func (c *Client) writeCmd(a, b, d string) {
+	c.w.WriteString(a)
+	c.w.WriteString(b)
+	c.w.WriteString(d)
+	c.w.WriteString("\r\n")
+}
+
+// checkAddr reports whether a can go between "<" and ">" in a command, and
+// whether it needs SMTPUTF8. CR, LF and NUL would let it inject commands;
+// "<" and ">" would let it inject parameters.
+func checkAddr(a string) (ok, nonASCII bool) {
+	for i := 0; i < len(a); i++ {
+		switch b := a[i]; {
+		case b == '\r' || b == '\n' || b == 0 || b == '<' || b == '>':
+			return false, false
+		case b >= 0x80:
+			nonASCII = true
+		}
+	}
+	return true, nonASCII
+}
+
+// scanBody reports whether body has 8-bit bytes, and its size as sent:
+// CRLF line ends included, dot-stuffing and the final dot not
+// (RFC 1870 §3).
+func scanBody(body []byte) (eightBit bool, size int64) {
+	size = int64(len(body))
+	i := 0
+	for ; i+8 <= len(body); i += 8 {
+		if binary.LittleEndian.Uint64(body[i:])&0x8080808080808080 != 0 {
+			eightBit = true
+			break
+		}
+	}
+	for ; !eightBit && i < len(body); i++ {
+		eightBit = body[i] >= 0x80
+	}
+	for off := 0; ; {
+		j := bytes.IndexByte(body[off:], '\n')
+		if j < 0 {
+			break
+		}
+		p := off + j
+		if p == 0 || body[p-1] != '\r' {
+			size++ // bare LF, sent as CRLF
+		}
+		off = p + 1
+	}
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		size += 2 // the CRLF Send adds
+	}
+	return eightBit, size
+}
+
+// writeBody buffers body as DATA content in one pass: every line ends in
+// CRLF (bare LF becomes CRLF), a line starting with "." gets another
+// (RFC 5321 §4.5.2), and "." ends it. A last line without a line end gets one.
+// Write errors stick in w and surface at Flush.
+func writeBody(w *bufio.Writer, body []byte) {
+	for len(body) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			line, body = body, nil
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) > 0 && line[0] == '.' {
+			w.WriteByte('.')
+		}
+		w.Write(line)
+		w.WriteString("\r\n")
+	}
+	w.WriteString(".\r\n")
+}
