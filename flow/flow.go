@@ -12,8 +12,10 @@
 //     error ratio reaches error_ratio, or at once when a reply matches a
 //     response pattern whose action is backoff. In backoff the rule's
 //     connection limit is multiplied by connections_factor and the message
-//     rate by rate_factor (when the rule sets no rate, the rate observed in
-//     the window is cut instead).
+//     rate by rate_factor (when the rule sets no rate, the delivery rate
+//     the site took before the trouble began is cut instead). Errors that
+//     go on at the cut limits halve them again, at most once per
+//     step_interval, down to 1/16 (multiplicative decrease).
 //   - backoff → suspended when errors stay at or above suspend_ratio for a
 //     whole step interval, or when a pattern says suspend. A suspension
 //     lasts suspend_for, doubling on each repeat up to max_suspend. While
@@ -81,7 +83,7 @@ type Decision struct {
 	Probe      bool      `json:"probe,omitempty"`
 	ConnFactor float64   `json:"connections_factor"`
 	RateFactor float64   `json:"rate_factor"`
-	ObservedPH int       `json:"observed_per_hour,omitempty"` // deliveries per hour seen in the window
+	ObservedPH int       `json:"observed_per_hour,omitempty"` // deliveries per hour the site took before trouble began
 	Since      time.Time `json:"since,omitempty"`
 	Until      time.Time `json:"until,omitempty"`
 	Attempts   int       `json:"attempts"`
@@ -268,6 +270,9 @@ type siteState struct {
 	lastErrs   []string
 	reason     string
 	pattern    map[int]*hits
+	created    time.Time
+	baseRate   int // deliveries per hour seen when trouble began (0: unknown)
+	consec     int // errors in a row, without a success between them
 }
 
 // Controller is the in-process flow control. Safe for concurrent use.
@@ -302,7 +307,7 @@ func (c *Controller) SetConfig(cfg Config) {
 func (c *Controller) site(key string) *siteState {
 	s := c.sites[key]
 	if s == nil {
-		s = &siteState{state: Normal, level: 1, win: window{span: c.cfg.Window / buckets}}
+		s = &siteState{state: Normal, level: 1, win: window{span: c.cfg.Window / buckets}, created: c.opts.Now()}
 		if s.win.span <= 0 {
 			s.win.span = time.Second
 		}
@@ -339,7 +344,11 @@ func (c *Controller) Record(ev Event) {
 	}
 	s := c.site(ev.Site)
 	s.win.add(ev.Time, ev.OK, ev.Err)
+	if ev.OK && !ev.Err {
+		s.consec = 0
+	}
 	if ev.Err {
+		s.consec++
 		s.lastError = ev.Time
 		s.lastLocal = ev.Local
 		msg := ev.Text
@@ -431,6 +440,9 @@ func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
 func (c *Controller) to(key string, s *siteState, state string, now, until time.Time, reason string) Change {
 	a, e, _ := s.win.sums(now)
 	ch := Change{Time: now, Site: key, From: s.state, To: state, Until: until, Reason: reason, Attempts: a, Errors: e, Local: c.local}
+	if s.state == Normal && state != Normal {
+		s.baseRate = c.observedRate(s, now)
+	}
 	if state == Suspended && s.state != Suspended {
 		s.suspends++
 		s.nextProbe = now.Add(c.cfg.ProbeInterval)
@@ -459,6 +471,36 @@ func (c *Controller) suspendFor(s *siteState) time.Duration {
 	return min(d, c.cfg.MaxSuspend)
 }
 
+// observedRate is the delivery rate (per hour) the site took over the
+// window, or since it was first seen if that is shorter.
+func (c *Controller) observedRate(s *siteState, now time.Time) int {
+	_, _, oks := s.win.sums(now)
+	if oks == 0 {
+		return 0
+	}
+	span := min(c.cfg.Window, now.Sub(s.created))
+	span = max(span, s.win.span)
+	return int(float64(oks) * float64(time.Hour) / float64(span))
+}
+
+// pace is how long to wait after the last of n errors in a row before the
+// next attempt: nothing for the first two (another MX host, a hiccup),
+// then 100 ms doubling up to 2 s. A dead site that refuses connections at
+// once costs at most one attempt every 2 s until flow control suspends it.
+func pace(n int) time.Duration {
+	if n < 3 {
+		return 0
+	}
+	d := 100 * time.Millisecond
+	for i := 3; i < n && d < 2*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Second)
+}
+
+// minLevel is the floor of the backoff cuts: 1/16 of the rule's limits.
+const minLevel = 1.0 / 16
+
 // evaluate applies the time- and ratio-driven transitions. Caller holds c.mu.
 func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event) (Change, bool) {
 	a, e, _ := s.win.sums(now)
@@ -475,6 +517,14 @@ func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event)
 		if ev.Err && !c.local && a >= c.cfg.MinAttempts && ratio >= c.cfg.SuspendRatio && now.Sub(s.lastChange) >= c.cfg.StepInterval {
 			d := c.suspendFor(s)
 			return c.to(key, s, Suspended, now, now.Add(d), fmt.Sprintf("errors went on in backoff: %d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
+		}
+		if ev.Err && a >= c.cfg.MinAttempts/2 && ratio >= c.cfg.ErrorRatio && now.Sub(s.lastChange) >= c.cfg.StepInterval && s.level > minLevel {
+			// Errors go on at the cut limits: cut again (multiplicative
+			// decrease), at most once per step.
+			s.level = max(minLevel, s.level/2)
+			s.lastChange = now
+			return Change{Time: now, Site: key, From: Backoff, To: Backoff, Until: s.until, Attempts: a, Errors: e, Local: c.local,
+				Reason: fmt.Sprintf("errors go on: %d errors in %d attempts (%.0f%%); limits cut to %.0f%%", e, a, 100*ratio, 100*s.level)}, true
 		}
 		if now.Before(s.until) || now.Sub(s.lastError) < c.cfg.RecoverAfter || now.Sub(s.lastChange) < c.cfg.StepInterval {
 			return Change{}, false
@@ -565,14 +615,22 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
 		changes = append(changes, ch)
 	}
-	a, e, oks := s.win.sums(now)
+	a, e, _ := s.win.sums(now)
 	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
 		Attempts: a, Errors: e, Local: c.local, LastErrors: append([]string(nil), s.lastErrs...)}
 	if a > 0 {
 		d.Ratio = float64(e) / float64(a)
 	}
-	if oks > 0 {
-		d.ObservedPH = int(float64(oks) * float64(time.Hour) / float64(c.cfg.Window))
+	if s.state != Normal {
+		d.ObservedPH = s.baseRate
+	}
+	if s.state != Suspended {
+		if next := s.lastError.Add(pace(s.consec)); now.Before(next) {
+			// Errors in a row (connections refused at once, say): space
+			// the next attempts out instead of hammering a dead site.
+			d.Hold = true
+			d.Until = next
+		}
 	}
 	switch s.state {
 	case Backoff:
@@ -626,6 +684,9 @@ func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time)
 		fmt.Fprintf(&b, "; limits cut to %.0f%% of connections, %.0f%% of rate", 100*d.ConnFactor, 100*d.RateFactor)
 	case Suspended:
 		fmt.Fprintf(&b, "; probes only, next probe at %s", s.nextProbe.UTC().Format(time.RFC3339))
+	}
+	if d.Hold && s.state != Suspended {
+		fmt.Fprintf(&b, "; %d errors in a row: next attempt at %s", s.consec, d.Until.UTC().Format("15:04:05.000"))
 	}
 	if len(s.lastErrs) > 0 {
 		fmt.Fprintf(&b, "; last error: %s", s.lastErrs[len(s.lastErrs)-1])

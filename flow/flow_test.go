@@ -63,6 +63,11 @@ func TestNormalToBackoffOnErrorRatio(t *testing.T) {
 	}
 	c.Record(errEv("a", ck.Add(time.Second), 451, "try later"))
 	d := c.Check("a", ck.Now())
+	if !d.Hold || !strings.Contains(d.Detail, "20 errors in a row") {
+		t.Fatalf("20 errors in a row and no pacing: %+v", d)
+	}
+	ck.Add(2 * time.Second) // the pacing ends
+	d = c.Check("a", ck.Now())
 	if d.State != Backoff || d.ConnFactor != 0.5 || d.RateFactor != 0.5 || d.Hold {
 		t.Fatalf("got %+v, want backoff with factors 0.5", d)
 	}
@@ -153,6 +158,27 @@ func TestEscalationProbesAndRecovery(t *testing.T) {
 	want := []string{"a:backoff", "a:suspended", "a:backoff", "a:normal"}
 	if got := rec.states(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("changes %v, want %v", got, want)
+	}
+}
+
+func TestPacingAfterErrorsInARow(t *testing.T) {
+	want := []time.Duration{0, 0, 0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+		800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
+	for n, w := range want {
+		if got := pace(n); got != w {
+			t.Errorf("pace(%d) = %s, want %s", n, got, w)
+		}
+	}
+	c, ck, _ := newTest(t, Config{})
+	for i := 0; i < 5; i++ {
+		c.Record(Event{Time: ck.Now(), Site: "dead", Err: true, Local: true, Text: "connection refused"})
+	}
+	if d := c.Check("dead", ck.Now()); !d.Hold || !d.Until.Equal(ck.Now().Add(400*time.Millisecond)) {
+		t.Fatalf("5 refusals in a row: %+v", d)
+	}
+	c.Record(okEv("dead", ck.Add(time.Second)))
+	if d := c.Check("dead", ck.Now()); d.Hold {
+		t.Fatalf("a success did not end the pacing: %+v", d)
 	}
 }
 

@@ -441,9 +441,13 @@ func flowConfig(cfg *config.Config) (flow.Config, error) {
 		if err != nil {
 			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: match: %w", i+1, err)
 		}
-		count, per, err := config.ParseThreshold(p.Threshold)
-		if err != nil {
-			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: %w", i+1, err)
+		var count int
+		var per time.Duration
+		if p.Threshold != "" {
+			count, per, err = config.ParseThreshold(p.Threshold)
+			if err != nil {
+				return fc, fmt.Errorf("[[flow_control.pattern]] #%d: %w", i+1, err)
+			}
 		}
 		action := flow.Backoff
 		if p.Action == "suspend" {

@@ -219,6 +219,9 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	lim := s.limits(cfg, q.flowCheck(s.key, now))
 	if lim.flowState != "" && lim.maxConns == 0 {
 		s.mu.Unlock()
+		if u := s.wait.Until; !u.IsZero() && u.Sub(now) < flowRecheck {
+			return max(u.Sub(now), time.Millisecond), nil
+		}
 		return flowRecheck, nil
 	}
 	if lim.probe && s.probing {

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,6 +92,9 @@ type Behavior struct {
 	// RCPT get ThrottleReply. Transactions already past RCPT still complete, so
 	// concurrent connections may overshoot by the transactions in flight.
 	RateLimit int
+	// RateWindow is the sliding window of RateLimit: default (and at most)
+	// one minute; tests and the demo use shorter ones.
+	RateWindow time.Duration
 	// ThrottleReply defaults to "421 4.7.0 [TSS04] Messages from <client IP>
 	// temporarily deferred due to unexpected volume"; a 421 closes the connection.
 	ThrottleReply string
@@ -661,6 +665,11 @@ func (p *Provider) throttled(b *behavior) bool {
 	now := int64(time.Since(p.start))
 	p.smu.Lock()
 	n := p.recentLocked(now)
+	if w := b.RateWindow; w > 0 && w < rateWindow {
+		recent := p.recent[p.recentHead:]
+		cut := now - int64(w)
+		n = len(recent) - sort.Search(len(recent), func(i int) bool { return recent[i] > cut })
+	}
 	p.smu.Unlock()
 	return n >= b.RateLimit
 }

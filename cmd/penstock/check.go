@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/mta"
+)
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
+	domain := fs.String("domain", "", "resolve this domain's MX hosts and say which rule governs it")
+	quiet := fs.Bool("q", false, "print only errors and the -domain answer, not the effective configuration")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	rules, err := mta.Rules(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *domain != "" {
+		res, err := dns.New(cfg.DNS.Nameservers, time.Duration(cfg.DNS.Timeout))
+		if err != nil {
+			fmt.Fprintln(stderr, "dns:", err)
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		mx, err := res.LookupMX(ctx, *domain)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: MX lookup failed: %v\n", *domain, err)
+			return 1
+		}
+		var hosts []string
+		for _, h := range mx.Hosts {
+			hosts = append(hosts, h.Host)
+		}
+		m := rules.Match(hosts)
+		fmt.Fprintf(stdout, "domain:  %s\nsite:    %s\nMX:      %s\n", *domain, dns.SiteKey(mx.Hosts), strings.Join(hosts, ", "))
+		if m.Host != "" {
+			fmt.Fprintf(stdout, "rule:    %s (pattern %q matches %s)\n", m.Rule.Name, m.Pattern, m.Host)
+		} else {
+			fmt.Fprintf(stdout, "rule:    %s (no rule matches; catch-all)\n", m.Rule.Name)
+		}
+		r := m.Rule
+		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
+			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
+		return 0
+	}
+	if *quiet {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	fmt.Fprintln(stdout, "# effective configuration")
+	if err := cfg.WriteEffective(stdout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "\n# effective MX rules, in match order (first match wins)")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tname\tmx\tscope\tconns\tmsgs/conn\tmsgs/hour\ttls\tfrom")
+	for i, r := range rules.Rules() {
+		from := "config"
+		if r.Builtin {
+			from = "shipped"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", i+1, r.Name, strings.Join(r.Patterns, ","), r.Scope,
+			r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS, from)
+	}
+	tw.Flush()
+	return 0
+}

@@ -1,0 +1,26 @@
+// Package dns finds where a domain's mail goes: its MX hosts in the order to
+// try them, and the IP addresses of a host. It owns every DNS query Penstock
+// makes and hides github.com/miekg/dns behind the small Resolver interface.
+//
+// Algorithm. A lookup validates and normalises the name (lowercase ASCII,
+// IDNs to A-labels, RFC 1035 §2.3.4 length limits), then asks each
+// configured nameserver in turn over UDP with EDNS0 (RFC 6891), repeating
+// over TCP when the reply is truncated (RFC 7766 §5). A reply is used only if
+// its ID, question, opcode and QR bit match the query; stray or garbled
+// datagrams are skipped, so a spoofer cannot end a lookup early. CNAMEs in the
+// answer are followed up to 8 hops. MX records are sorted by preference and
+// hosts of equal preference shuffled (RFC 5321 §5.1); a domain with no MX but
+// an address gets the implicit MX (itself, preference 0); a null MX (RFC 7505)
+// is a permanent error, as are NXDOMAIN and a domain with neither MX nor
+// address. Everything else that goes wrong (SERVFAIL, REFUSED, timeouts,
+// network errors, hostile or malformed replies) is Temporary: the queue
+// retries later. Nothing here panics on any reply.
+//
+// NewCache wraps a Resolver with a TTL cache: positive answers live for the
+// records' TTL, permanent errors for the SOA negative TTL capped at 5 minutes
+// (RFC 2308 §5), temporary errors for 2 seconds, and concurrent lookups of the
+// same name share one query.
+//
+// This package never decides what to do with an answer: filtering addresses
+// (loopback, private ranges), MX rules and retries belong to its callers.
+package dns

@@ -1,0 +1,393 @@
+package smtpserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultListen         = "127.0.0.1:2525" // DESIGN §4: injection on loopback unless configured
+	DefaultMaxMessageSize = 10 << 20
+	DefaultMaxRecipients  = 1000 // RFC 5321 §4.5.3.1.8 asks for at least 100
+	DefaultMaxConnections = 100
+	// RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the
+	// next command.
+	DefaultReadTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = time.Minute
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
+var ErrServerClosed = errors.New("smtpserver: server shut down")
+
+// Envelope is the SMTP envelope of one accepted message.
+type Envelope struct {
+	From     string   // reverse path; "" for the null sender <>
+	To       []string // recipients, duplicates removed, domains lower-cased
+	Remote   netip.AddrPort
+	Helo     string // the client's EHLO/HELO argument, control characters replaced by '_'
+	User     string // authenticated user, "" if none
+	SMTPUTF8 bool   // MAIL FROM had SMTPUTF8 (RFC 6531)
+	Body8Bit bool   // BODY=8BITMIME was declared or the body has octets above 127
+}
+
+// Acceptor stores a message durably. Penstock answers 250 only after Accept
+// returns nil, so Accept must not return before the message would survive a
+// crash. An error that is (or wraps) an *smtp.SMTPError with a 4xx or 5xx
+// code is passed to the client as is; any other error is answered
+// "451 4.3.0 Temporary local problem, try again later". body is the message
+// as stored: CRLF lines, Received: header first; Accept may keep it. ctx is
+// cancelled when Shutdown gives up waiting; Accept must then return soon.
+type Acceptor interface {
+	Accept(ctx context.Context, env *Envelope, body []byte) (id string, err error)
+}
+
+// Config configures a Server. Zero values take the Default* constants.
+type Config struct {
+	Listen          string
+	Hostname        string            // greeting and Received: name; default os.Hostname()
+	AllowedNetworks []netip.Prefix    // relaying allowed without AUTH from these
+	Users           map[string]string // AUTH PLAIN/LOGIN user -> password; AUTH offered only over TLS or to loopback
+	MaxMessageSize  int64             // octets, as advertised with SIZE (RFC 1870)
+	MaxRecipients   int               // per message
+	MaxConnections  int               // concurrent sessions; beyond: 421 4.7.0 and close
+	ReadTimeout     time.Duration     // per command, and for the whole DATA transfer
+	WriteTimeout    time.Duration     // per reply
+	TLSConfig       *tls.Config       // enables STARTTLS (RFC 3207)
+}
+
+// Server is an SMTP injection server. Build it with New.
+type Server struct {
+	cfg      Config
+	acc      Acceptor
+	log      *slog.Logger
+	smtp     *smtp.Server
+	idPrefix string
+	bufs     sync.Pool // *bytes.Buffer for reading DATA
+
+	// acceptCtx is given to Acceptor calls; cancelled when Shutdown's
+	// deadline passes.
+	acceptCtx    context.Context
+	cancelAccept context.CancelFunc
+
+	draining atomic.Bool // set once by Shutdown; read on every MAIL
+	stats    counters
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*trackedConn]struct{}
+	inflight  int           // Accept calls running
+	connSeq   uint64        // connections admitted, for ids
+	drained   chan struct{} // closed when draining and no conns or Accept calls are left
+}
+
+// New checks cfg and returns a server ready to Serve.
+func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
+	if acc == nil {
+		return nil, errors.New("smtpserver: no Acceptor")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:          cfg,
+		acc:          acc,
+		log:          log,
+		idPrefix:     hex.EncodeToString(rnd[:]) + "-",
+		acceptCtx:    ctx,
+		cancelAccept: cancel,
+		conns:        make(map[*trackedConn]struct{}),
+		drained:      make(chan struct{}),
+	}
+	s.bufs.New = func() any { return new(bytes.Buffer) }
+
+	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	ss.Addr = cfg.Listen
+	ss.Domain = cfg.Hostname
+	// Advertised as SIZE and checked at MAIL SIZE= and during DATA. go-smtp
+	// v0.25.1 refuses a message of exactly this many octets (its reader
+	// fails when the budget reaches zero before it sees the end marker);
+	// we keep the advertised number true to the config rather than fudge it.
+	ss.MaxMessageBytes = cfg.MaxMessageSize
+	// go-smtp's own recipient limit answers with its own text; ours answers
+	// with RFC 5321 §4.5.3.1.10's "Too many recipients" (see session.Rcpt).
+	ss.MaxRecipients = 0
+	ss.ReadTimeout = cfg.ReadTimeout
+	ss.WriteTimeout = cfg.WriteTimeout
+	ss.TLSConfig = cfg.TLSConfig
+	// go-smtp would allow AUTH only over TLS; we also allow it from loopback
+	// and decide per session (session.AuthMechanisms).
+	ss.AllowInsecureAuth = true
+	ss.EnableSMTPUTF8 = true
+	ss.ErrorLog = errorLog{log}
+	s.smtp = ss
+	return s, nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("smtpserver: no hostname configured and the system's is unknown: %w", err)
+		}
+		c.Hostname = h
+	}
+	if strings.ContainsAny(c.Hostname, " \t\r\n()") {
+		return fmt.Errorf("smtpserver: hostname %q is not a host name", c.Hostname)
+	}
+	nonNegative := map[string]int64{
+		"max message size": c.MaxMessageSize, "max recipients": int64(c.MaxRecipients),
+		"max connections": int64(c.MaxConnections), "read timeout": int64(c.ReadTimeout),
+		"write timeout": int64(c.WriteTimeout),
+	}
+	for name, v := range nonNegative {
+		if v < 0 {
+			return fmt.Errorf("smtpserver: %s is negative", name)
+		}
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxMessageSize > 1<<32-1 {
+		// go-smtp parses MAIL FROM SIZE= as a 32-bit number.
+		return fmt.Errorf("smtpserver: max message size %d is over 4 GiB", c.MaxMessageSize)
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = DefaultMaxRecipients
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	nets := make([]netip.Prefix, 0, len(c.AllowedNetworks))
+	for _, p := range c.AllowedNetworks {
+		if !p.IsValid() {
+			return fmt.Errorf("smtpserver: allowed network %v is not valid", p)
+		}
+		nets = append(nets, netip.PrefixFrom(p.Addr().Unmap(), unmappedBits(p)).Masked())
+	}
+	c.AllowedNetworks = nets
+	for u, p := range c.Users {
+		if u == "" || p == "" {
+			return fmt.Errorf("smtpserver: user %q has an empty name or password", u)
+		}
+	}
+	return nil
+}
+
+// unmappedBits converts a ::ffff:a.b.c.d/n prefix length to IPv4's.
+func unmappedBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return max(p.Bits()-96, 0)
+	}
+	return p.Bits()
+}
+
+// Serve serves SMTP on l until Shutdown, then returns nil; it returns
+// ErrServerClosed if Shutdown came first.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	ll := &listener{Listener: l, srv: s}
+	s.listeners = append(s.listeners, ll)
+	s.mu.Unlock()
+	s.log.Info("SMTP injection listening", "addr", l.Addr().String(), "hostname", s.cfg.Hostname,
+		"max_connections", s.cfg.MaxConnections, "starttls", s.cfg.TLSConfig != nil)
+	err := s.smtp.Serve(ll)
+	if s.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// ListenAndServe listens on Config.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("smtpserver: listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(l)
+}
+
+// Addr is the address of the first listener, nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.listeners) == 0 {
+		return nil
+	}
+	return s.listeners[0].Addr()
+}
+
+// Shutdown stops accepting connections, closes idle sessions with 421, lets
+// sessions in a transaction finish it (the client gets its reply; the
+// session is closed right after), and returns nil when none is left. If ctx
+// ends first, the remaining sessions are cut, Accept calls see their context
+// cancelled, and Shutdown returns ctx's error once they are all gone. In
+// either case no Accept call is running when Shutdown returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	listeners := s.listeners
+	conns := s.connList()
+	s.checkDrainedLocked()
+	s.mu.Unlock()
+
+	for _, l := range listeners {
+		l.Close()
+	}
+	s.log.Info("SMTP injection shutting down", "sessions", len(conns))
+	for _, c := range conns {
+		// A client that does not read could stall the 421 write for
+		// kickWriteTimeout; do not let one hold up the others.
+		go c.kickIfIdle()
+	}
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancelAccept()
+	s.mu.Lock()
+	conns = s.connList()
+	s.mu.Unlock()
+	s.log.Warn("SMTP injection shutdown deadline passed; closing sessions", "sessions", len(conns))
+	for _, c := range conns {
+		go c.kick()
+	}
+	// Every session is now unblocked: its socket is closed and its Accept
+	// call, if any, has a cancelled context.
+	<-s.drained
+	return ctx.Err()
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	open := len(s.conns)
+	s.mu.Unlock()
+	return s.stats.snapshot(open)
+}
+
+// admit registers a new connection, or says why it is refused.
+func (s *Server) admit(c net.Conn) (*trackedConn, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining.Load():
+		s.stats.reject(ReasonShuttingDown)
+		return nil, ReasonShuttingDown
+	case len(s.conns) >= s.cfg.MaxConnections:
+		s.stats.reject(ReasonTooManyConnections)
+		return nil, ReasonTooManyConnections
+	}
+	s.connSeq++
+	tc := newTrackedConn(c, s, s.connSeq)
+	s.conns[tc] = struct{}{}
+	s.stats.sessions.Add(1)
+	return tc, ""
+}
+
+// release unregisters a connection go-smtp has finished with.
+func (s *Server) release(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.checkDrainedLocked()
+	s.mu.Unlock()
+}
+
+// acceptStart and acceptDone bracket an Acceptor call, so that Shutdown can
+// wait for it.
+func (s *Server) acceptStart() {
+	s.mu.Lock()
+	s.inflight++
+	s.mu.Unlock()
+}
+
+func (s *Server) acceptDone() {
+	s.mu.Lock()
+	s.inflight--
+	s.checkDrainedLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) checkDrainedLocked() {
+	if !s.draining.Load() || len(s.conns) > 0 || s.inflight > 0 {
+		return
+	}
+	select {
+	case <-s.drained:
+	default:
+		close(s.drained)
+	}
+}
+
+func (s *Server) connList() []*trackedConn {
+	l := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		l = append(l, c)
+	}
+	return l
+}
+
+// relayAllowed reports whether a client at ip may relay without AUTH.
+func (s *Server) relayAllowed(ip netip.Addr) bool {
+	for _, p := range s.cfg.AllowedNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorLog routes go-smtp's internal messages to slog: panics at error
+// level, accept trouble at warn, broken sessions at debug (a client that
+// drops the connection is no news).
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.emit(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.emit(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (e errorLog) emit(msg string) {
+	switch {
+	case strings.HasPrefix(msg, "panic"):
+		e.log.Error("SMTP session panic", "detail", msg)
+	case strings.HasPrefix(msg, "accept error"):
+		e.log.Warn("SMTP accept error", "detail", msg)
+	default:
+		e.log.Debug("SMTP session error", "detail", msg)
+	}
+}
