@@ -173,6 +173,7 @@ type limits struct {
 	perHour     int
 	probe       bool
 	flowState   string
+	flowDetail  string
 	tlsMode     string
 	connTimeout time.Duration
 	cmdTimeout  time.Duration
@@ -228,18 +229,6 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		s.mu.Unlock()
 		return flowRecheck, nil
 	}
-	if s.active >= lim.maxConns {
-		status := StatusConnQuota
-		if lim.flowState != "" && lim.flowState != "normal" {
-			status = StatusFlowControl
-		}
-		if status == StatusConnQuota || s.wait.Status != StatusFlowControl {
-			s.setWait(Wait{Status: status, Rule: lim.match.Rule.Name, Key: "site " + s.key, Limit: lim.maxConns, InUse: s.active,
-				Detail: fmt.Sprintf("rule %q: %d of %d connections open to this site", lim.match.Rule.Name, s.active, lim.maxConns)})
-		}
-		s.mu.Unlock()
-		return forever, nil
-	}
 	hosts := append([]dns.MX(nil), s.hosts...)
 	s.mu.Unlock()
 
@@ -247,10 +236,19 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
 	if !ok {
 		s.mu.Lock()
-		s.setWait(Wait{Status: StatusConnQuota, Rule: lim.match.Rule.Name, Key: usage.Key, Limit: usage.Limit, InUse: usage.InUse,
+		status := StatusConnQuota
+		if lim.flowState != "" && lim.flowState != flow.Normal {
+			// The quota met is the one flow control cut.
+			status = StatusFlowControl
+		}
+		s.setWait(Wait{Status: status, Rule: lim.match.Rule.Name, Key: usage.Key, Limit: usage.Limit, InUse: usage.InUse,
 			Until: usage.NextSlot,
 			Detail: fmt.Sprintf("rule %q scope %s: %d of %d connections in use (key %s)", lim.match.Rule.Name,
 				lim.match.Rule.Scope, usage.InUse, usage.Limit, usage.Key)})
+		if status == StatusFlowControl {
+			s.wait.Detail = fmt.Sprintf("flow control cut rule %q from %d to %d connections, all in use (key %s); %s",
+				lim.match.Rule.Name, lim.match.Rule.MaxConnections, usage.Limit, usage.Key, lim.flowDetail)
+		}
 		s.mu.Unlock()
 		if usage.Key == "" {
 			return quotaRecheck, nil
@@ -299,6 +297,7 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		maxMsgs:     r.MaxMessagesPerConnection,
 		perHour:     r.MessagesPerHour,
 		flowState:   dec.State,
+		flowDetail:  dec.Detail,
 		tlsMode:     r.TLS,
 		connTimeout: r.ConnectTimeout,
 		cmdTimeout:  r.CommandTimeout,
@@ -369,10 +368,11 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 	defer cancel()
 	var last quota.Usage
 	try := func(key string) (quota.Lease, bool) {
-		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, r.MaxConnections)
+		// The limit is per scope key; flow control's cut applies to it.
+		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, lim.maxConns)
 		if err != nil {
 			q.deps.Logger.Warn("quota store", "key", key, "err", err)
-			u = quota.Usage{Key: key, Limit: r.MaxConnections}
+			u = quota.Usage{Key: key, Limit: lim.maxConns}
 		}
 		if !ok || err != nil {
 			last = u

@@ -371,6 +371,16 @@ func (c *Client) Quit(ctx context.Context) error {
 	if rep.Code/100 != 2 {
 		return replyErr("QUIT", rep)
 	}
+	// RFC 5321 §4.1.1.10: the server closes after its reply to QUIT. Wait
+	// (briefly) for that close, so that a connection quota counts the
+	// connection as open until the server itself has let go of it.
+	c.netConn.SetReadDeadline(time.Now().Add(time.Second))
+	var b [64]byte
+	for i := 0; i < 4; i++ {
+		if _, err := c.netConn.Read(b[:]); err != nil {
+			break
+		}
+	}
 	return nil
 }
 
