@@ -498,6 +498,29 @@ func pace(n int) time.Duration {
 	return min(d, 2*time.Second)
 }
 
+// inARow is how many errors in a row, with no success between them,
+// suspend a site in backoff (half as many put a normal site in backoff).
+func (c *Controller) inARow() int { return max(4, c.cfg.MinAttempts/2) }
+
+// Tick applies the time-driven transitions (end of a suspension, recovery
+// after a quiet period) to sites that see no traffic, and lets a local
+// problem clear. The owner calls it about once a second.
+func (c *Controller) Tick(now time.Time) {
+	var changes []Change
+	c.mu.Lock()
+	for key, s := range c.sites {
+		if s.state == Normal {
+			continue
+		}
+		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+			changes = append(changes, ch)
+		}
+	}
+	locals := c.scan(now, true)
+	c.mu.Unlock()
+	c.emit(changes, locals)
+}
+
 // minLevel is the floor of the backoff cuts: 1/16 of the rule's limits.
 const minLevel = 1.0 / 16
 
@@ -513,10 +536,19 @@ func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event)
 		if ev.Err && a >= c.cfg.MinAttempts && ratio >= c.cfg.ErrorRatio {
 			return c.to(key, s, Backoff, now, time.Time{}, fmt.Sprintf("%d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
 		}
+		if ev.Err && s.consec >= c.inARow()/2 {
+			return c.to(key, s, Backoff, now, time.Time{}, fmt.Sprintf("%d errors in a row", s.consec)), true
+		}
 	case Backoff:
-		if ev.Err && !c.local && a >= c.cfg.MinAttempts && ratio >= c.cfg.SuspendRatio && now.Sub(s.lastChange) >= c.cfg.StepInterval {
-			d := c.suspendFor(s)
-			return c.to(key, s, Suspended, now, now.Add(d), fmt.Sprintf("errors went on in backoff: %d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
+		if ev.Err && !c.local && now.Sub(s.lastChange) >= c.cfg.StepInterval {
+			// Pacing keeps a dead site's attempts few, so errors in a row
+			// escalate too, not only the ratio over many attempts.
+			if a >= c.cfg.MinAttempts && ratio >= c.cfg.SuspendRatio {
+				return c.to(key, s, Suspended, now, now.Add(c.suspendFor(s)), fmt.Sprintf("errors went on in backoff: %d errors in %d attempts (%.0f%%) within %s", e, a, 100*ratio, c.cfg.Window)), true
+			}
+			if s.consec >= c.inARow() {
+				return c.to(key, s, Suspended, now, now.Add(c.suspendFor(s)), fmt.Sprintf("errors went on in backoff: %d errors in a row", s.consec)), true
+			}
 		}
 		if ev.Err && a >= c.cfg.MinAttempts/2 && ratio >= c.cfg.ErrorRatio && now.Sub(s.lastChange) >= c.cfg.StepInterval && s.level > minLevel {
 			// Errors go on at the cut limits: cut again (multiplicative
@@ -526,7 +558,10 @@ func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event)
 			return Change{Time: now, Site: key, From: Backoff, To: Backoff, Until: s.until, Attempts: a, Errors: e, Local: c.local,
 				Reason: fmt.Sprintf("errors go on: %d errors in %d attempts (%.0f%%); limits cut to %.0f%%", e, a, 100*ratio, 100*s.level)}, true
 		}
-		if now.Before(s.until) || now.Sub(s.lastError) < c.cfg.RecoverAfter || now.Sub(s.lastChange) < c.cfg.StepInterval {
+		// Recovery needs evidence: deliveries since the last error (a site
+		// held by pacing is quiet because it gets no traffic, not because
+		// it is healthy), then recover_after without errors.
+		if s.consec > 0 || now.Before(s.until) || now.Sub(s.lastError) < c.cfg.RecoverAfter || now.Sub(s.lastChange) < c.cfg.StepInterval {
 			return Change{}, false
 		}
 		s.level += (1 - s.level) / 2
@@ -624,12 +659,15 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 	if s.state != Normal {
 		d.ObservedPH = s.baseRate
 	}
-	if s.state != Suspended {
+	if s.state != Suspended && pace(s.consec) > 0 {
+		// Errors in a row (connections refused at once, say): space the
+		// attempts out instead of hammering a dead site, and make the next
+		// one a probe (one connection, one message) whose outcome decides.
+		d.Hold = true
 		if next := s.lastError.Add(pace(s.consec)); now.Before(next) {
-			// Errors in a row (connections refused at once, say): space
-			// the next attempts out instead of hammering a dead site.
-			d.Hold = true
 			d.Until = next
+		} else {
+			d.Probe = true
 		}
 	}
 	switch s.state {

@@ -54,28 +54,57 @@ func okEv(site string, t time.Time) Event { return Event{Time: t, Site: site, OK
 
 func TestNormalToBackoffOnErrorRatio(t *testing.T) {
 	c, ck, rec := newTest(t, Config{})
-	// 19 errors are below min_attempts: still normal.
+	// Two errors, one success, ...: a 67% error ratio, never many in a
+	// row. Below min_attempts (20) it stays normal.
+	ev := func(i int) Event {
+		if i%3 == 2 {
+			return okEv("a", ck.Add(time.Second))
+		}
+		return errEv("a", ck.Add(time.Second), 451, "try later")
+	}
 	for i := 0; i < 19; i++ {
-		c.Record(errEv("a", ck.Add(time.Second), 451, "try later"))
+		c.Record(ev(i))
 	}
 	if d := c.Check("a", ck.Now()); d.State != Normal {
 		t.Fatalf("state %s after 19 attempts, want normal", d.State)
 	}
-	c.Record(errEv("a", ck.Add(time.Second), 451, "try later"))
+	c.Record(ev(19))
 	d := c.Check("a", ck.Now())
-	if !d.Hold || !strings.Contains(d.Detail, "20 errors in a row") {
-		t.Fatalf("20 errors in a row and no pacing: %+v", d)
-	}
-	ck.Add(2 * time.Second) // the pacing ends
-	d = c.Check("a", ck.Now())
-	if d.State != Backoff || d.ConnFactor != 0.5 || d.RateFactor != 0.5 || d.Hold {
+	if d.State != Backoff || d.ConnFactor != 0.5 || d.RateFactor != 0.5 {
 		t.Fatalf("got %+v, want backoff with factors 0.5", d)
 	}
-	if !strings.Contains(d.Detail, "20 errors in 20 attempts") {
+	if !strings.Contains(d.Detail, "14 errors in 20 attempts") {
 		t.Errorf("detail lacks the numbers: %s", d.Detail)
 	}
 	if got := rec.states(); len(got) != 1 || got[0] != "a:backoff" {
 		t.Errorf("changes %v", got)
+	}
+}
+
+func TestErrorsInARow(t *testing.T) {
+	c, ck, rec := newTest(t, Config{StepInterval: time.Second})
+	// min_attempts 20: 5 in a row put the site in backoff, 10 suspend it,
+	// although the window holds fewer than min_attempts attempts.
+	for i := 0; i < 5; i++ {
+		c.Record(Event{Time: ck.Add(3 * time.Second), Site: "dead", Err: true, Local: true, Text: "connection refused"})
+	}
+	if got := strings.Join(rec.states(), ","); got != "dead:backoff" {
+		t.Fatalf("5 refusals in a row (paced, few attempts): %s", got)
+	}
+	for i := 0; i < 5; i++ {
+		c.Record(Event{Time: ck.Add(3 * time.Second), Site: "dead", Err: true, Local: true, Text: "connection refused"})
+	}
+	if got := strings.Join(rec.states(), ","); got != "dead:backoff,dead:suspended" {
+		t.Fatalf("10 refusals in a row: %s", got)
+	}
+	d := c.Check("dead", ck.Now())
+	if !d.Hold {
+		t.Fatalf("suspended but not held: %+v", d)
+	}
+	// Tick ends the suspension of a site without traffic.
+	c.Tick(ck.Add(10 * time.Minute))
+	if d := c.Peek("dead", ck.Now()); d.State != Backoff {
+		t.Fatalf("after its suspension: %s", d.State)
 	}
 }
 

@@ -68,6 +68,23 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
+	tickStop chan struct{}
+}
+
+// tick drives flow control's time-based transitions for sites without
+// traffic (a suspension ends, a quiet site recovers).
+func (m *MTA) tick() {
+	defer m.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.tickStop:
+			return
+		case <-t.C:
+			m.Flow.Tick(m.opts.Now())
+		}
+	}
 }
 
 // New builds every part from cfg. Nothing listens until Start.
@@ -179,6 +196,9 @@ func (m *MTA) Start(ctx context.Context) error {
 	if n > 0 {
 		m.logger.Info("spool loaded", "messages", n, "took", m.opts.Now().Sub(m.started).Round(time.Millisecond))
 	}
+	m.tickStop = make(chan struct{})
+	m.wg.Add(1)
+	go m.tick()
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -266,6 +286,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	if err := m.Queue.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("queue: %w", err))
+	}
+	if m.tickStop != nil {
+		close(m.tickStop)
 	}
 	m.wg.Wait()
 	if err := m.Log.Close(); err != nil {

@@ -68,7 +68,10 @@ type Explanation struct {
 	MXError    string          `json:"mx_error,omitempty"`
 	Site       *SiteView       `json:"site,omitempty"`
 	Recipients []RecipientView `json:"recipients,omitempty"`
-	Verdict    string          `json:"verdict"`
+	// LocalProblem is set when errors across many sites point at our side
+	// (DNS, network, TLS setup, the MTA) rather than at this provider.
+	LocalProblem string `json:"local_problem,omitempty"`
+	Verdict      string `json:"verdict"`
 }
 
 // Totals are process-wide counters.
@@ -297,7 +300,17 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 			addRcpt(j, statuses[i])
 		}
 	}
+	if q.deps.Flow != nil {
+		if on, lp := q.deps.Flow.Local(); on {
+			ex.LocalProblem = lp.Detail
+		}
+	}
 	ex.Verdict = q.verdict(ex, mxErr, errSince, len(mxHeld))
+	if ex.LocalProblem != "" {
+		ex.Verdict = "LOCAL PROBLEM, most likely on our side, not the provider's: " + ex.LocalProblem + ". " + ex.Verdict
+	} else if ex.Site != nil && ex.Site.Flow.Diagnosis != "" && ex.Site.Flow.State != flow.Normal {
+		ex.Verdict += ". Diagnosis: " + ex.Site.Flow.Diagnosis
+	}
 	return ex
 }
 

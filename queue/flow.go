@@ -21,4 +21,6 @@ type Flow interface {
 	Record(ev flow.Event)
 	// Reset ends a backoff or suspension at once (operator resume).
 	Reset(site string)
+	// Local reports whether errors across many sites point at our side.
+	Local() (bool, flow.LocalProblem)
 }

@@ -86,6 +86,10 @@ type Queue struct {
 	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+	// closing is closed when Close starts: runners and resolvers stop at
+	// once, sessions finish the message on the wire (ctx ends that only
+	// when Close's deadline passes).
+	closing chan struct{}
 
 	mu      sync.Mutex
 	domains map[string]*domainState
@@ -142,6 +146,7 @@ func New(cfg *Config, deps Deps) *Queue {
 		deps:    deps,
 		domains: make(map[string]*domainState),
 		sites:   make(map[string]*site),
+		closing: make(chan struct{}),
 	}
 	q.SetConfig(cfg)
 	q.ctx, q.stop = context.WithCancel(context.Background())
@@ -195,6 +200,9 @@ func (q *Queue) now() time.Time { return q.deps.Now() }
 // flight keep their spooled state; they are delivered after a restart.
 func (q *Queue) Close(ctx context.Context) error {
 	q.mu.Lock()
+	if !q.closed {
+		close(q.closing)
+	}
 	q.closed = true
 	sites := make([]*site, 0, len(q.sites))
 	for _, s := range q.sites {
@@ -352,7 +360,7 @@ func (q *Queue) resolve(d *domainState) {
 		}
 		q.expireHeld(d, now)
 		select {
-		case <-q.ctx.Done():
+		case <-q.closing:
 			return
 		case <-time.After(cfg.DNSRetry):
 		}

@@ -137,23 +137,25 @@ func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t t
 			}
 		}
 	}
-	q.apply(j, s, outs, t, p, lim, tls, now)
+	q.apply(j, s, outs, t, p, lim, tls, now, true)
 }
 
 // fail applies one error to every recipient of a job (no transaction took
 // place, e.g. no connection could be made).
-func (q *Queue) fail(j *job, s *site, err error, t target, p path, lim limits, now time.Time) {
+// The caller has reported the error to flow control when it came from a
+// connection attempt (dial reports each address it tries).
+func (q *Queue) fail(j *job, s *site, err error, t target, p path, lim limits, now time.Time, reported bool) {
 	o := outcomeOf(err)
 	outs := make([]Outcome, len(j.rcpts))
 	for i := range outs {
 		outs[i] = o
 	}
-	q.apply(j, s, outs, t, p, lim, false, now)
+	q.apply(j, s, outs, t, p, lim, false, now, !reported)
 }
 
 // failJob is fail for a job that never reached a site (MX lookup).
 func (q *Queue) failJob(j *job, err error, now time.Time) {
-	q.fail(j, nil, err, target{}, path{}, limits{}, now)
+	q.fail(j, nil, err, target{}, path{}, limits{}, now, false)
 }
 
 func (q *Queue) expire(j *job, s *site, now time.Time) {
@@ -161,12 +163,12 @@ func (q *Queue) expire(j *job, s *site, now time.Time) {
 	for i := range outs {
 		outs[i] = Outcome{Expired: true}
 	}
-	q.apply(j, s, outs, target{}, path{}, limits{}, false, now)
+	q.apply(j, s, outs, target{}, path{}, limits{}, false, now, false)
 }
 
 // apply updates the recipients, writes the spool durably, logs one record
 // per recipient, reports to flow control and reschedules what remains.
-func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim limits, tls bool, now time.Time) {
+func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim limits, tls bool, now time.Time, reportFlow bool) {
 	cfg := q.config()
 	for i := range outs {
 		q.classify(&outs[i])
@@ -263,7 +265,9 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			}
 		}
 	}
-	q.report(s, outs, t, p, now)
+	if reportFlow {
+		q.report(s, outs, t, p, now)
+	}
 
 	if len(keep) > 0 {
 		j.rcpts = keep

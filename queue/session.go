@@ -34,7 +34,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 
 	c, t, err := s.dial(p, lim)
 	if err != nil {
-		q.fail(first, s, err, t, p, lim, q.now())
+		q.fail(first, s, err, t, p, lim, q.now(), true)
 		return
 	}
 	defer func() {
@@ -49,6 +49,14 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		sent++
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
 			return
+		}
+		// Flow control may have held the site meanwhile (a reply matched
+		// a suspend pattern, errors in a row): stop here, not after the
+		// rule's messages per connection.
+		if q.deps.Flow != nil && !lim.probe {
+			if dec := q.deps.Flow.Peek(s.key, q.now()); dec.Hold {
+				return
+			}
 		}
 		j, _ = s.claim(lim, lease.Key())
 		if j == nil {
@@ -158,7 +166,7 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	q := s.q
 	body, err := q.body(j)
 	if err != nil {
-		q.fail(j, s, &smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, t, p, lim, q.now())
+		q.fail(j, s, &smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, t, p, lim, q.now(), true)
 		return
 	}
 	rcpts := make([]string, len(j.rcpts))

@@ -161,7 +161,7 @@ func (s *site) sleep(d time.Duration, ch <-chan struct{}) {
 	case <-tc:
 	case <-ch:
 	case <-s.wake:
-	case <-s.q.ctx.Done():
+	case <-s.q.closing:
 	}
 }
 

@@ -256,10 +256,17 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if ex.MXError != "" {
 		fmt.Fprintf(stdout, "MX lookup:   %s\n", ex.MXError)
 	}
+	if ex.LocalProblem != "" {
+		fmt.Fprintf(stdout, "LOCAL PROBLEM: %s\n", ex.LocalProblem)
+	}
 	if ex.Site != nil {
 		printSite(stdout, *ex.Site)
 	}
-	for _, r := range ex.Recipients {
+	for i, r := range ex.Recipients {
+		if i == 10 {
+			fmt.Fprintf(stdout, "recipient:   … and %d more (see -json)\n", len(ex.Recipients)-10)
+			break
+		}
 		next := ""
 		if !r.NextAttempt.IsZero() {
 			next = " next attempt " + r.NextAttempt.Local().Format(time.RFC3339)

@@ -1,0 +1,191 @@
+package spool
+
+import (
+	"context"
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// request is one write waiting for the committer. apply runs on the
+// committer goroutine inside the shared transaction; the caller blocks on
+// done, which is what makes apply's writes to captured variables safe to read
+// afterwards.
+type request struct {
+	ctx   context.Context // nil: cannot be cancelled
+	size  int
+	apply func(w *writeTx) error
+	done  chan error
+}
+
+// writeTx is the shared transaction as the requests see it, plus the Stats
+// deltas they add, applied only if the commit succeeds.
+type writeTx struct {
+	tx         *bolt.Tx
+	meta, body *bolt.Bucket
+	messages   int64
+	recipients int64
+}
+
+// nextID takes the next message ID from the counter stored in the meta
+// bucket, in the same transaction as the message itself.
+func (w *writeTx) nextID() ID {
+	// NextSequence fails only on a closed or read-only transaction, which
+	// the committer never hands out.
+	n, _ := w.meta.NextSequence()
+	return ID(n)
+}
+
+// remove deletes the message keyed k, which held queued recipients.
+func (w *writeTx) remove(k []byte, queued int64) error {
+	if err := w.meta.Delete(k); err != nil {
+		return err
+	}
+	if err := w.body.Delete(k); err != nil {
+		return err
+	}
+	w.messages--
+	w.recipients -= queued
+	return nil
+}
+
+// refusal marks an error returned by apply before it wrote anything: the
+// committer answers it and keeps the transaction for the other requests.
+// Any other error from apply may come after partial writes, so the
+// transaction is rolled back and the others are applied again without it.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+func refuse(err error) error { return refusal{err} }
+
+// submit hands apply to the committer and waits for the commit that carries
+// it. The context only matters until the request joins a transaction.
+func (s *Spool) submit(ctx context.Context, size int, apply func(w *writeTx) error) error {
+	var cancel <-chan struct{}
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cancel = ctx.Done()
+	}
+	r := &request{ctx: ctx, size: size, apply: apply, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-cancel:
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	return <-r.done
+}
+
+// run is the committer: it takes every request already queued (up to the
+// batch limits), applies them in one transaction, commits — one fsync round
+// for all — and answers each caller. There is no timer: while one commit is
+// syncing, the next batch gathers by itself, so batches grow with load and a
+// lone writer pays no added latency.
+func (s *Spool) run() {
+	defer close(s.done)
+	batch := make([]*request, 0, maxBatchRequests)
+	for r := range s.reqs {
+		batch = append(batch[:0], r)
+		size := r.size
+	gather:
+		for len(batch) < maxBatchRequests && size < maxBatchBytes {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+				size += r.size
+			default:
+				break gather
+			}
+		}
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+func (s *Spool) commit(batch []*request) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx != nil && r.ctx.Err() != nil {
+			r.done <- r.ctx.Err() // abandoned before it was written
+			continue
+		}
+		live = append(live, r)
+	}
+	for len(live) > 0 {
+		failed, err := s.try(live)
+		if failed < 0 {
+			for _, r := range live {
+				if r != nil { // nil: already answered by try
+					r.done <- err
+				}
+			}
+			return
+		}
+		// One request failed after it may have written: it gets its error,
+		// the rest go again in a fresh transaction.
+		live[failed].done <- err
+		live = append(live[:failed:failed], live[failed+1:]...)
+	}
+}
+
+// try applies reqs in one transaction and commits it. It returns the index
+// of a request whose apply failed (the transaction rolled back) with that
+// error, or -1 with the commit's result for all.
+func (s *Spool) try(reqs []*request) (int, error) {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			err = ErrClosed
+		}
+		return -1, err
+	}
+	w := &writeTx{tx: tx, meta: tx.Bucket(bucketMeta), body: tx.Bucket(bucketBody)}
+	w.meta.FillPercent = fillPercent
+	w.body.FillPercent = fillPercent
+	answered := make([]error, len(reqs))
+	for i, r := range reqs {
+		err := r.apply(w)
+		var ref refusal
+		if errors.As(err, &ref) {
+			answered[i] = ref.err
+			continue
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			return i, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		s.log.Error("spool: commit failed", "path", s.path, "requests", len(reqs), "err", err)
+		return -1, err
+	}
+	s.commits.Add(1)
+	s.writes.Add(int64(len(reqs)))
+	s.messages.Add(w.messages)
+	s.recipients.Add(w.recipients)
+	if n := int64(len(reqs)); n > s.maxBatch.Load() {
+		s.maxBatch.Store(n) // only the committer writes it
+	}
+	// Refused requests get their own error; the others learn of the commit.
+	for i, r := range reqs {
+		if answered[i] != nil {
+			r.done <- answered[i]
+			reqs[i] = nil
+		}
+	}
+	return -1, nil
+}
