@@ -753,6 +753,22 @@ func (c *Controller) Suspend(key string, d time.Duration, reason string) {
 	c.emit([]Change{ch}, nil)
 }
 
+// Adopt applies a state change decided elsewhere (another node of the
+// cluster): the site takes the state, its until and reason, without
+// emitting a change of its own (no echo).
+func (c *Controller) Adopt(ch Change) {
+	if ch.To != Normal && ch.To != Backoff && ch.To != Suspended {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.site(ch.Site)
+	if s.state == ch.To && !ch.Until.After(s.until) {
+		return
+	}
+	c.to(ch.Site, s, ch.To, ch.Time, ch.Until, ch.Reason+" (on another node)")
+}
+
 // Local reports whether a local problem is in force, with its detail.
 func (c *Controller) Local() (bool, LocalProblem) {
 	c.mu.Lock()

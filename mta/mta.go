@@ -136,6 +136,10 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	}
 	m.Flow = flow.New(fc, flow.Options{Now: opts.Now, OnChange: m.onFlowChange, OnLocal: m.onLocalProblem})
 
+	if err := setupCluster(m, cfg); err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("[cluster]: %w", err)
+	}
 	qc, err := queueConfig(cfg)
 	if err != nil {
 		m.closeStores()

@@ -146,6 +146,7 @@ func Open(dir string, opts Options) (_ *Spool, err error) {
 		NoFreelistSync:  noFreelistSync,
 		InitialMmapSize: initialMmap,
 		NoSync:          opts.NoSync,
+		MmapFlags:       mmapFlags,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("spool: %s is locked by another process (waited %s); is another penstock running on this spool?", path, lockTimeout)
