@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,27 @@ type Backend interface {
 	Reload() error
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
+	Timeline(minutes int) []Minute
+	FlowChanges(site string) (string, []FlowChange, bool)
+}
+
+// Minute counts delivery-log events in one minute (for the throughput plot).
+type Minute struct {
+	Minute     int64 `json:"minute"` // unix time of the minute's start
+	Received   int   `json:"received"`
+	Delivered  int   `json:"delivered"`
+	Deferred   int   `json:"deferred"`
+	Bounced    int   `json:"bounced"`
+	Expired    int   `json:"expired"`
+	Suppressed int   `json:"suppressed"`
+}
+
+// FlowChange is one flow-control state change of a site.
+type FlowChange struct {
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"`
+	Change string    `json:"change"`
+	Reason string    `json:"reason"`
 }
 
 // Error is the JSON error body.
@@ -51,6 +73,8 @@ func Handler(b Backend, token string, maxMessage int64) http.Handler {
 	mux.HandleFunc("GET /api/v1/queues/{site}", h.queue)
 	mux.HandleFunc("GET /api/v1/explain", h.explain)
 	mux.HandleFunc("POST /api/v1/sites/{site}/{action}", h.siteAction)
+	mux.HandleFunc("GET /api/v1/sites/{site}/flow", h.siteFlow)
+	mux.HandleFunc("GET /api/v1/timeline", h.timeline)
 	mux.HandleFunc("POST /api/v1/reload", h.reload)
 	mux.HandleFunc("POST /api/v1/messages", h.messages)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -132,6 +156,31 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	writeJSON(w, http.StatusOK, h.b.Explain(ctx, target))
+}
+
+func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
+	n := 60
+	if v := r.URL.Query().Get("minutes"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		if err != nil || n < 1 || n > 60 {
+			writeErr(w, http.StatusBadRequest, "minutes must be 1 to 60", "minutes")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"minutes": h.b.Timeline(n)})
+}
+
+func (h *handler) siteFlow(w http.ResponseWriter, r *http.Request) {
+	site, changes, ok := h.b.FlowChanges(r.PathValue("site"))
+	if !ok {
+		writeErr(w, http.StatusNotFound, "unknown site or domain: "+r.PathValue("site"), "site")
+		return
+	}
+	if changes == nil {
+		changes = []FlowChange{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"site": site, "changes": changes})
 }
 
 type actionRequest struct {

@@ -43,6 +43,14 @@ func (b backend) LocalProblem() (bool, string) {
 	on, lp := b.m.Flow.Local()
 	return on, lp.Detail
 }
+func (b backend) Timeline(n int) []api.Minute { return b.m.activity.timeline(b.m.opts.Now(), n) }
+func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
+	v, ok := b.m.Queue.Site(name)
+	if !ok {
+		return "", nil, false
+	}
+	return v.Site, b.m.activity.flowChanges(v.Site), true
+}
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
 	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
 }

@@ -69,6 +69,8 @@ type MTA struct {
 	validity atomic.Int64
 	reloadMu sync.Mutex
 	tickStop chan struct{}
+	activity *activity
+	unsub    func()
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -203,6 +205,10 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.tickStop = make(chan struct{})
 	m.wg.Add(1)
 	go m.tick()
+	m.activity = newActivity()
+	sub, unsub := m.Log.Subscribe(8192)
+	m.unsub = unsub
+	go m.activity.run(sub)
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -293,6 +299,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	if m.tickStop != nil {
 		close(m.tickStop)
+	}
+	if m.unsub != nil {
+		m.unsub()
 	}
 	m.wg.Wait()
 	if err := m.Log.Close(); err != nil {
