@@ -3,6 +3,8 @@ package mta_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -213,4 +215,37 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	t.Logf("300 messages over %d connections, max %d per connection", st.Connections, st.MaxMsgsPerConn)
 	_ = context.Background
+}
+
+// /metrics exports the counters and gauges, with rule labels only.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "m"}, []string{"metrics.test"}, "mx.metrics.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, nil)
+	h.sendMany(20, 4, func(i int) string { return fmt.Sprintf("u%d@metrics.test", i) })
+	waitDelivered(t, p, 20, 10*time.Second)
+	var body string
+	waitFor(t, 5*time.Second, "delivered counter", func() bool {
+		resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return strings.Contains(body, `penstock_delivery_delivered_total{rule="default"} 20`)
+	})
+	for _, want := range []string{"penstock_smtpserver_recipients_injected_total 20", "penstock_spool_messages",
+		"penstock_flow_sites{state=\"normal\"}", "penstock_smtpserver_ack_seconds_count 20", "penstock_delivery_time_to_delivery_seconds_count 20"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(body, "metrics.test") {
+		t.Error("a recipient domain appears in a metric label")
+	}
 }

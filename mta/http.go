@@ -76,6 +76,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler(backend{m}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
+	mux.Handle("GET /metrics", m.metrics.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

@@ -26,6 +26,7 @@ import (
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
@@ -70,7 +71,8 @@ type MTA struct {
 	reloadMu sync.Mutex
 	tickStop chan struct{}
 	activity *activity
-	unsub    func()
+	metrics  *metrics.Metrics
+	unsub    []func()
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -153,8 +155,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	}
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Final: m.onFinal,
 	})
+	m.metrics = metrics.New(metricsSource{m})
 	return m, nil
 }
 
@@ -207,8 +210,10 @@ func (m *MTA) Start(ctx context.Context) error {
 	go m.tick()
 	m.activity = newActivity()
 	sub, unsub := m.Log.Subscribe(8192)
-	m.unsub = unsub
 	go m.activity.run(sub)
+	msub, munsub := m.Log.Subscribe(8192)
+	go m.metrics.Run(msub)
+	m.unsub = []func(){unsub, munsub}
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -300,8 +305,8 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	if m.tickStop != nil {
 		close(m.tickStop)
 	}
-	if m.unsub != nil {
-		m.unsub()
+	for _, f := range m.unsub {
+		f()
 	}
 	m.wg.Wait()
 	if err := m.Log.Close(); err != nil {
@@ -331,6 +336,7 @@ func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte)
 		m.logger.Error("spool write failed", "err", err)
 		return "", err
 	}
+	m.metrics.ObserveAck(m.opts.Now().Sub(now))
 	id := msg.ID.String()
 	for _, r := range msg.Recipients {
 		m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: id, Sender: msg.Sender, Recipient: r.Addr, Size: msg.Size})

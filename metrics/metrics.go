@@ -1,0 +1,165 @@
+// Package metrics exports Penstock's Prometheus metrics. Counters are fed
+// by the delivery log (one subscriber, no work on the delivery path);
+// gauges are read from the running parts at scrape time. Each MTA has its
+// own registry: nothing is global.
+//
+// Names follow penstock_<pkg>_<thing>[_total]. Labels are low-cardinality
+// only: rule (MX rule names), reason and class (bounce qualification),
+// status (the status texts), state (flow states). Never a recipient
+// domain or site.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/penstock-mta/penstock/events"
+)
+
+// Source is what the gauges read at scrape time.
+type Source interface {
+	// QueuedByStatus counts queued recipients per status text.
+	QueuedByStatus() map[string]int
+	// ConnectionsByRule counts open connections per MX rule.
+	ConnectionsByRule() map[string]int
+	// FlowStates counts sites per flow state.
+	FlowStates() map[string]int
+	// LocalProblem reports the local-problem indicator.
+	LocalProblem() bool
+	// Spool returns messages, queued recipients and bytes on disk.
+	Spool() (messages, recipients, bytes int64)
+	// QuotaDegraded reports a cluster node running on its local share.
+	QuotaDegraded() bool
+}
+
+// Metrics holds the registry and the counters.
+type Metrics struct {
+	reg        *prometheus.Registry
+	injected   prometheus.Counter
+	delivered  *prometheus.CounterVec
+	deferred   *prometheus.CounterVec
+	bounced    *prometheus.CounterVec
+	expired    prometheus.Counter
+	suppressed prometheus.Counter
+	flowChange *prometheus.CounterVec
+	ack        prometheus.Histogram
+	toDelivery prometheus.Histogram
+}
+
+// New builds the registry with the gauges of src.
+func New(src Source) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		injected: prometheus.NewCounter(prometheus.CounterOpts{Name: "penstock_smtpserver_recipients_injected_total",
+			Help: "Recipients accepted for delivery (SMTP and HTTP)."}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "penstock_delivery_delivered_total",
+			Help: "Recipients delivered, by MX rule."}, []string{"rule"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "penstock_delivery_deferred_total",
+			Help: "Temporary failures, by MX rule and bounce reason."}, []string{"rule", "reason"}),
+		bounced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "penstock_delivery_bounced_total",
+			Help: "Recipients bounced, by MX rule, reason and class."}, []string{"rule", "reason", "class"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "penstock_delivery_expired_total",
+			Help: "Recipients whose validity ran out."}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "penstock_delivery_suppressed_total",
+			Help: "Recipients not sent because they are quarantined or denylisted."}),
+		flowChange: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "penstock_flow_changes_total",
+			Help: "Flow-control state changes, by the state entered."}, []string{"state"}),
+		ack: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "penstock_smtpserver_ack_seconds",
+			Help: "Time from the end of DATA to the durable acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		toDelivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "penstock_delivery_time_to_delivery_seconds",
+			Help: "Time from reception to delivery.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 12)}),
+	}
+	reg.MustRegister(m.injected, m.delivered, m.deferred, m.bounced, m.expired, m.suppressed, m.flowChange, m.ack, m.toDelivery)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(&gauges{src: src,
+		queued: prometheus.NewDesc("penstock_queue_recipients", "Queued recipients, by status text.", []string{"status"}, nil),
+		conns:  prometheus.NewDesc("penstock_queue_connections", "Open delivery connections, by MX rule.", []string{"rule"}, nil),
+		flow:   prometheus.NewDesc("penstock_flow_sites", "Sites per flow-control state.", []string{"state"}, nil),
+		local:  prometheus.NewDesc("penstock_flow_local_problem", "1 while errors across many sites point at our side.", nil, nil),
+		spoolM: prometheus.NewDesc("penstock_spool_messages", "Messages in the spool.", nil, nil),
+		spoolR: prometheus.NewDesc("penstock_spool_recipients", "Queued recipients in the spool.", nil, nil),
+		spoolB: prometheus.NewDesc("penstock_spool_bytes", "Spool size on disk.", nil, nil),
+		degr:   prometheus.NewDesc("penstock_quota_degraded", "1 while a cluster node runs on its local share of the quotas (Redis unreachable).", nil, nil),
+	})
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// ObserveAck records one injection's acknowledgement latency.
+func (m *Metrics) ObserveAck(d time.Duration) { m.ack.Observe(d.Seconds()) }
+
+// ObserveDelivered records one delivery's time since reception.
+func (m *Metrics) ObserveDelivered(d time.Duration) { m.toDelivery.Observe(d.Seconds()) }
+
+// Run counts delivery-log records until ch closes.
+func (m *Metrics) Run(ch <-chan events.Record) {
+	for r := range ch {
+		m.Count(&r)
+	}
+}
+
+// Count counts one record.
+func (m *Metrics) Count(r *events.Record) {
+	rule := r.Rule
+	switch r.Type {
+	case events.Reception:
+		m.injected.Inc()
+	case events.Delivery:
+		m.delivered.WithLabelValues(rule).Inc()
+	case events.TransientFailure:
+		m.deferred.WithLabelValues(rule, r.Reason).Inc()
+	case events.Bounce:
+		m.bounced.WithLabelValues(rule, r.Reason, r.Class).Inc()
+	case events.Expiration:
+		m.expired.Inc()
+	case events.Suppressed:
+		m.suppressed.Inc()
+	case events.FlowControl:
+		m.flowChange.WithLabelValues(r.State).Inc()
+	}
+}
+
+type gauges struct {
+	src                                                      Source
+	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
+}
+
+func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr} {
+		ch <- d
+	}
+}
+
+func (g *gauges) Collect(ch chan<- prometheus.Metric) {
+	for st, n := range g.src.QueuedByStatus() {
+		ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(n), st)
+	}
+	for rule, n := range g.src.ConnectionsByRule() {
+		ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(n), rule)
+	}
+	for st, n := range g.src.FlowStates() {
+		ch <- prometheus.MustNewConstMetric(g.flow, prometheus.GaugeValue, float64(n), st)
+	}
+	ch <- prometheus.MustNewConstMetric(g.local, prometheus.GaugeValue, b2f(g.src.LocalProblem()))
+	msgs, rcpts, bytes := g.src.Spool()
+	ch <- prometheus.MustNewConstMetric(g.spoolM, prometheus.GaugeValue, float64(msgs))
+	ch <- prometheus.MustNewConstMetric(g.spoolR, prometheus.GaugeValue, float64(rcpts))
+	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(g.src.QuotaDegraded()))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

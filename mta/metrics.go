@@ -1,0 +1,52 @@
+package mta
+
+import (
+	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// metricsSource reads the gauges of package metrics from the running parts.
+type metricsSource struct{ m *MTA }
+
+func (s metricsSource) QueuedByStatus() map[string]int {
+	out := map[string]int{}
+	for _, v := range s.m.Queue.Sites() {
+		for st, n := range v.ByStatus {
+			out[st] += n
+		}
+	}
+	return out
+}
+
+func (s metricsSource) ConnectionsByRule() map[string]int {
+	out := map[string]int{}
+	for _, v := range s.m.Queue.Sites() {
+		if v.Connections > 0 {
+			out[v.Rule.Name] += v.Connections
+		}
+	}
+	return out
+}
+
+func (s metricsSource) FlowStates() map[string]int { return s.m.Flow.States() }
+func (s metricsSource) LocalProblem() bool {
+	on, _ := s.m.Flow.Local()
+	return on
+}
+func (s metricsSource) Spool() (int64, int64, int64) {
+	st := s.m.Spool.Stats()
+	return st.Messages, st.Recipients, st.Bytes
+}
+func (s metricsSource) QuotaDegraded() bool {
+	if d, ok := s.m.Quotas.(interface{ Degraded() bool }); ok {
+		return d.Degraded()
+	}
+	return false
+}
+
+// onFinal observes time to delivery when a recipient is delivered.
+func (m *MTA) onFinal(msg *spool.Message, _ int, o queue.Outcome) {
+	if o.Delivered && !msg.Received.IsZero() {
+		m.metrics.ObserveDelivered(m.opts.Now().Sub(msg.Received))
+	}
+}
