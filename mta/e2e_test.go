@@ -249,3 +249,48 @@ func TestMetrics(t *testing.T) {
 		t.Error("a recipient domain appears in a metric label")
 	}
 }
+
+// Validity runs out: a recipient that keeps failing expires with an
+// Expiration record, and so does one held by a quota that never got a
+// connection.
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	_, err := w.AddProvider(sim.Behavior{Name: "greylist", RcptReply: func(string) string { return "451 4.7.1 try later" }}, []string{"exp.test"}, "mx.exp.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall, err := w.AddProvider(sim.Behavior{Name: "stall", StallAt: sim.AtDot, StallFor: 3 * time.Second}, []string{"held.test"}, "mx.held.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, func(c *config.Config) {
+		c.Delivery.Validity = config.Duration(time.Second)
+		c.FlowControl.Enabled = false
+		c.MXRules = append(c.MXRules, config.MXRule{Name: "one", MX: config.Patterns{"mx.held.test"}, MaxConnections: 1})
+		c.ApplyDefaults()
+	})
+	if err := h.send("s@penstock.test", []string{"a@exp.test"}, message("s@penstock.test", "a@exp.test", "exp", 300)); err != nil {
+		t.Fatal(err)
+	}
+	h.sendMany(2, 2, func(i int) string { return fmt.Sprintf("u%d@held.test", i) })
+	waitFor(t, 10*time.Second, "expiration of the retried recipient", func() bool {
+		for _, r := range h.records() {
+			if r.Type == events.Expiration && r.Recipient == "a@exp.test" {
+				return true
+			}
+		}
+		return false
+	})
+	// The second held.test recipient waits behind the one connection.
+	waitFor(t, 10*time.Second, "validity over", func() bool {
+		h.m.Queue.ExpireHeld(time.Now())
+		return countType(h.records(), events.Expiration) == 2
+	})
+	for _, r := range h.records() {
+		if r.Type == events.Expiration && r.Recipient == "a@exp.test" && r.Code != 451 {
+			t.Fatalf("expiration without the last reply: %+v", r)
+		}
+	}
+	_ = stall
+}

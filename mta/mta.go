@@ -85,8 +85,11 @@ func (m *MTA) tick() {
 		select {
 		case <-m.tickStop:
 			return
-		case <-t.C:
-			m.Flow.Tick(m.opts.Now())
+		case now := <-t.C:
+			m.Flow.Tick(now)
+			if now.Second()%15 == 0 {
+				m.Queue.ExpireHeld(m.opts.Now())
+			}
 		}
 	}
 }

@@ -389,6 +389,35 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 	}
 }
 
+// ExpireHeld expires the recipients whose validity ran out while their
+// site held them (claimed jobs expire when claimed). The owner calls it
+// periodically; it returns how many jobs expired.
+func (q *Queue) ExpireHeld(now time.Time) int {
+	q.mu.Lock()
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	domains := make([]*domainState, 0)
+	for _, d := range q.domains {
+		if len(d.pending) > 0 {
+			domains = append(domains, d)
+		}
+	}
+	q.mu.Unlock()
+	n := 0
+	for _, s := range sites {
+		for _, j := range s.expireHeld(now) {
+			q.expire(j, s, now)
+			n++
+		}
+	}
+	for _, d := range domains {
+		q.expireHeld(d, now)
+	}
+	return n
+}
+
 // siteFor returns the site of an MX answer, creating it. Caller holds q.mu.
 func (q *Queue) siteFor(res dns.MXResult) *site {
 	key := dns.SiteKey(res.Hosts)

@@ -70,6 +70,7 @@ type site struct {
 	opUntil     time.Time // zero: until resumed
 	recent      []Reply
 	stats       siteStats
+	minExpires  time.Time // earliest validity end among queued jobs (zero: none)
 }
 
 type siteStats struct {
@@ -93,6 +94,7 @@ func (s *site) poke() {
 func (s *site) push(j *job) {
 	s.mu.Lock()
 	heap.Push(&s.jobs, j)
+	s.noteExpiry(j)
 	start := !s.running
 	top := j.index == 0
 	if start {
@@ -498,6 +500,43 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 	}
 }
 
+// noteExpiry keeps minExpires. Caller holds s.mu.
+func (s *site) noteExpiry(j *job) {
+	if exp := j.e.m.Expires; !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
+		s.minExpires = exp
+	}
+}
+
+// expireHeld takes out the jobs whose validity is over although they were
+// never claimed (their site held by a quota, flow control or the
+// operator). Sites whose earliest validity end is later cost nothing.
+func (s *site) expireHeld(now time.Time) []*job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.minExpires.IsZero() || now.Before(s.minExpires) {
+		return nil
+	}
+	var out []*job
+	kept := s.jobs[:0]
+	s.minExpires = time.Time{}
+	for _, j := range s.jobs {
+		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+			j.index = -1
+			out = append(out, j)
+			s.inflight++ // expire() releases them as claimed jobs
+			continue
+		}
+		kept = append(kept, j)
+		s.noteExpiry(j)
+	}
+	for i := len(kept); i < len(s.jobs); i++ {
+		s.jobs[i] = nil
+	}
+	s.jobs = kept
+	heapInit(&s.jobs)
+	return out
+}
+
 // release gives a claimed job back: rescheduled at its (new) due time when
 // it still has queued recipients.
 func (s *site) release(j *job, requeue bool) {
@@ -505,6 +544,7 @@ func (s *site) release(j *job, requeue bool) {
 	s.inflight--
 	if requeue {
 		heap.Push(&s.jobs, j)
+		s.noteExpiry(j)
 		top := j.index == 0
 		start := !s.running && !s.q.isClosed()
 		if start {
