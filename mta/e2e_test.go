@@ -294,3 +294,32 @@ func TestExpiry(t *testing.T) {
 	}
 	_ = stall
 }
+
+// Bad input at injection gets a clear error and changes nothing queued.
+func TestInjectionLimits(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	h := newHarness(t, w, func(c *config.Config) {
+		c.SMTP.MaxMessageSize = 4096
+		c.SMTP.MaxRecipients = 3
+	})
+	err := h.send("s@penstock.test", []string{"a@x.test"}, message("s@penstock.test", "a@x.test", "big", 10000))
+	if err == nil || !strings.Contains(err.Error(), "552") || !strings.Contains(err.Error(), "5.3.4") {
+		t.Fatalf("oversized message: %v, want 552 5.3.4", err)
+	}
+	err = h.send("s@penstock.test", []string{"a@x.test", "b@x.test", "c@x.test", "d@x.test"}, message("s@penstock.test", "a@x.test", "many", 100))
+	if err == nil || !strings.Contains(err.Error(), "452") {
+		t.Fatalf("too many recipients: %v, want 452", err)
+	}
+	c, err := dialFrom("127.0.0.1", h.m.SMTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("not an address"); err == nil || !strings.HasPrefix(err.Error(), "5") {
+		t.Fatalf("malformed MAIL FROM: %v, want 5xx", err)
+	}
+	if n := h.m.Spool.Stats().Messages; n != 0 {
+		t.Fatalf("%d messages stored from refused input", n)
+	}
+}
