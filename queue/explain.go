@@ -443,9 +443,98 @@ func (q *Queue) Purge(name, who string) (int, error) {
 	s.jobs = kept
 	heapInit(&s.jobs)
 	s.mu.Unlock()
+	n := q.cancelJobs(purged, s.key, who)
+	s.poke()
+	q.admin(s.key, "purge", who, fmt.Sprintf("%d recipient(s) purged", n))
+	return n, nil
+}
+
+// QueuedByDelivery counts a campaign's queued recipients by status text.
+// It scans the queues: for the API, not for scheduling.
+func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
+	out := map[string]int{}
+	now := q.now()
+	q.mu.Lock()
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	for _, d := range q.domains {
+		st := statusResolvingMX
+		if d.lastErr != nil {
+			st = StatusMXFailed
+		}
+		for _, j := range d.pending {
+			if j.e.m.DeliveryID == deliveryID {
+				out[st] += len(j.rcpts)
+			}
+		}
+	}
+	q.mu.Unlock()
+	for _, s := range sites {
+		s.mu.Lock()
+		for _, j := range s.jobs {
+			if j.e.m.DeliveryID == deliveryID {
+				out[s.statusOf(j, now)] += len(j.rcpts)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// CancelDelivery cancels every queued recipient of a campaign, at every
+// site (an operator action: it scans the queues once).
+func (q *Queue) CancelDelivery(deliveryID, who string) int {
+	q.mu.Lock()
+	sites := make([]*site, 0, len(q.sites))
+	for _, s := range q.sites {
+		sites = append(sites, s)
+	}
+	var held []*job
+	for _, d := range q.domains {
+		kept := d.pending[:0]
+		for _, j := range d.pending {
+			if j.e.m.DeliveryID == deliveryID {
+				held = append(held, j)
+			} else {
+				kept = append(kept, j)
+			}
+		}
+		d.pending = kept
+	}
+	q.mu.Unlock()
+	n := q.cancelJobs(held, "", who)
+	for _, s := range sites {
+		s.mu.Lock()
+		var out []*job
+		kept := s.jobs[:0]
+		for _, j := range s.jobs {
+			if j.e.m.DeliveryID == deliveryID {
+				j.index = -1
+				out = append(out, j)
+			} else {
+				kept = append(kept, j)
+			}
+		}
+		for i := len(kept); i < len(s.jobs); i++ {
+			s.jobs[i] = nil
+		}
+		s.jobs = kept
+		heapInit(&s.jobs)
+		s.mu.Unlock()
+		n += q.cancelJobs(out, s.key, who)
+	}
+	q.admin("", "cancel delivery "+deliveryID, who, fmt.Sprintf("%d recipient(s) cancelled", n))
+	return n
+}
+
+// cancelJobs marks the queued recipients of jobs taken out of the queues
+// as cancelled, durably, with one AdminAction record each.
+func (q *Queue) cancelJobs(jobs []*job, site, who string) int {
 	n := 0
 	now := q.now()
-	for _, j := range purged {
+	for _, j := range jobs {
 		e := j.e
 		e.mu.Lock()
 		for _, ri := range j.rcpts {
@@ -457,16 +546,14 @@ func (q *Queue) Purge(name, who string) (int, error) {
 			e.pending--
 			n++
 			q.deps.Log.Write(&events.Record{Type: events.AdminAction, Time: now, ID: e.m.ID.String(), Recipient: r.Addr,
-				Sender: e.m.Sender, DeliveryID: e.m.DeliveryID, Site: s.key, Status: "purged by " + who})
+				Sender: e.m.Sender, DeliveryID: e.m.DeliveryID, Site: site, Status: "cancelled by " + who})
 		}
 		if err := q.deps.Spool.Update(e.m); err != nil {
 			q.deps.Logger.Error("spool update failed", "id", e.m.ID.String(), "err", err)
 		}
 		e.mu.Unlock()
 	}
-	s.poke()
-	q.admin(s.key, "purge", who, fmt.Sprintf("%d recipient(s) purged", n))
-	return n, nil
+	return n
 }
 
 func (q *Queue) admin(site, action, who, detail string) {

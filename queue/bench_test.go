@@ -1,0 +1,170 @@
+package queue
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// Scheduling cost per recipient, as the queue grows. Every recipient goes
+// through site.push (Enqueue, or a retry rescheduled) and site.claim (a
+// session picks the earliest due job); these benchmarks measure that pair
+// with a steady number of jobs queued, spread over a number of sites, so
+// that the cost per job can be compared from 10k to 1M jobs and from 10 to
+// 10,000 sites (DESIGN.md §7: it must not grow with either):
+//
+//	go test -run '^$' -bench 'Schedule|EnqueueClaim' -count 6 ./queue/ | tee sched.txt
+//	benchstat sched.txt
+//
+// The benchmark plays the site's runner (no goroutines, no network): jobs
+// are due in the past in random order, so every claim pops the heap's top
+// and every push sifts a random due time into it.
+
+var benchSizes = []struct {
+	name string
+	jobs int
+}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}}
+
+var benchSiteCounts = []int{10, 1000, 10000}
+
+func benchQueueNew() *Queue {
+	return New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// heldSite registers a site whose runner is the benchmark itself.
+func heldSite(q *Queue, key string) *site {
+	s := newSite(q, key, []dns.MX{{Host: key, Pref: 10}})
+	s.running = true // push starts no runner goroutine
+	q.mu.Lock()
+	q.sites[key] = s
+	q.mu.Unlock()
+	return s
+}
+
+// resolvedDomain routes domain to s without a lookup (as after the MX answer).
+func resolvedDomain(q *Queue, domain string, s *site) {
+	q.mu.Lock()
+	q.domains[domain] = &domainState{name: domain, site: s, expires: time.Now().Add(24 * time.Hour)}
+	q.mu.Unlock()
+}
+
+func benchMessage(i, sites int, now time.Time) *spool.Message {
+	return &spool.Message{
+		ID: spool.ID(i + 1), Sender: "bounce@news.example.com", Received: now, Expires: now.Add(120 * time.Hour),
+		Recipients: []spool.Recipient{{Addr: "user" + strconv.Itoa(i) + "@d" + strconv.Itoa(i%sites) + ".example"}},
+	}
+}
+
+// fill queues jobs spread evenly over the sites, each with its own entry and
+// message (as in production: claim reads the message's expiry), due at a
+// random time in the past hour.
+func fill(q *Queue, sites []*site, jobs int, rng *rand.Rand) {
+	now := time.Now()
+	for i := range jobs {
+		m := benchMessage(i, len(sites), now)
+		e := &entry{m: m, pending: 1}
+		j := &job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%len(sites)) + ".example", index: -1,
+			due: now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))}
+		sites[i%len(sites)].push(j)
+	}
+}
+
+func benchSites(q *Queue, n int) []*site {
+	sites := make([]*site, n)
+	for i := range sites {
+		sites[i] = heldSite(q, fmt.Sprintf("mx%d.example", i))
+		resolvedDomain(q, "d"+strconv.Itoa(i)+".example", sites[i])
+	}
+	return sites
+}
+
+// BenchmarkSchedule: one claim (pop the earliest due job) and one push
+// (reschedule it at a random due time) per op, jobs held constant.
+func BenchmarkSchedule(b *testing.B) {
+	for _, sz := range benchSizes {
+		for _, ns := range benchSiteCounts {
+			if ns > sz.jobs/10 {
+				continue
+			}
+			b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
+				q := benchQueueNew()
+				rng := rand.New(rand.NewPCG(1, 2))
+				sites := benchSites(q, ns)
+				fill(q, sites, sz.jobs, rng)
+				now := time.Now()
+				dues := make([]time.Duration, 4096)
+				for i := range dues {
+					dues[i] = time.Duration(rng.Int64N(int64(time.Hour)))
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					s := sites[i%ns]
+					j, _ := s.claim(limits{}, "conn|src|bench")
+					if j == nil {
+						b.Fatal("no job due")
+					}
+					s.mu.Lock()
+					s.inflight--
+					s.mu.Unlock()
+					j.due = now.Add(-dues[i%len(dues)])
+					s.push(j)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkEnqueueClaim: the whole path of a new message into the
+// scheduler (Enqueue: group by domain, route to the resolved domain's
+// site, push) and out of it (claim), jobs held constant.
+func BenchmarkEnqueueClaim(b *testing.B) {
+	for _, sz := range benchSizes {
+		for _, ns := range benchSiteCounts {
+			if ns > sz.jobs/10 {
+				continue
+			}
+			b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
+				q := benchQueueNew()
+				rng := rand.New(rand.NewPCG(3, 4))
+				sites := benchSites(q, ns)
+				fill(q, sites, sz.jobs, rng)
+				now := time.Now()
+				// Prebuilt messages (not timed), due now: behind the older
+				// jobs of their site in the heap.
+				const pre = 1 << 16
+				ms := make([]*spool.Message, pre)
+				for i := range ms {
+					ms[i] = benchMessage(sz.jobs+i, ns, now)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if i%pre == 0 && i > 0 {
+						b.StopTimer()
+						for k := range ms {
+							ms[k] = benchMessage(sz.jobs+i+k, ns, now)
+						}
+						b.StartTimer()
+					}
+					q.Enqueue(ms[i%pre])
+					s := sites[i%ns]
+					j, _ := s.claim(limits{}, "conn|src|bench")
+					if j == nil {
+						b.Fatal("no job due")
+					}
+					s.mu.Lock()
+					s.inflight--
+					s.mu.Unlock()
+				}
+			})
+		}
+	}
+}
