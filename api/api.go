@@ -31,6 +31,7 @@ type Backend interface {
 	Reload() error
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
+	Deliveries
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
 }
@@ -77,6 +78,11 @@ func Handler(b Backend, token string, maxMessage int64) http.Handler {
 	mux.HandleFunc("GET /api/v1/timeline", h.timeline)
 	mux.HandleFunc("POST /api/v1/reload", h.reload)
 	mux.HandleFunc("POST /api/v1/messages", h.messages)
+	mux.HandleFunc("POST /api/v1/deliveries", h.createDelivery)
+	mux.HandleFunc("GET /api/v1/deliveries", h.listDeliveries)
+	mux.HandleFunc("GET /api/v1/deliveries/{id}", h.getDelivery)
+	mux.HandleFunc("POST /api/v1/deliveries/{id}/recipients", h.addRecipients)
+	mux.HandleFunc("POST /api/v1/deliveries/{id}/cancel", h.cancelDelivery)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, "")
 	})

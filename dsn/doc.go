@@ -25,17 +25,22 @@
 //  2. a delivery status part is a DSN (KindDSN): its per-message group gives
 //     Reporting-MTA, each later group one RecipientStatus, missing Status
 //     and Code being filled in from Diagnostic-Code;
-//  3. a read receipt (report-type=disposition-notification, RFC 8098) or a
-//     message marked automatic (Auto-Submitted other than "no", RFC 3834 §5;
-//     X-Autoreply and friends; Precedence: auto_reply; subjects such as "Out
-//     of Office" or "Réponse automatique") is KindAutoReply, unless it also
-//     looks like a bounce;
+//  3. a read receipt (report-type=disposition-notification, RFC 8098) is
+//     KindAutoReply;
 //  4. a message that looks like a bounce (From MAILER-DAEMON or postmaster,
 //     a bounce subject, X-Failed-Recipients) but has no report part is read
 //     the way a person reads it: lines that start with an address open a
 //     block, and the block's SMTP reply code and RFC 3463 enhanced code give
-//     the status (qmail, Exim, old Postfix and Sendmail texts). With at least
-//     one recipient it is KindDSN, otherwise KindUnknown.
+//     the status (qmail, Exim, old Postfix and Sendmail texts; the returned
+//     copy below "This is a copy of the message" and the like is cut off
+//     first). With at least one recipient it is KindDSN, otherwise
+//     KindUnknown. Bounces often carry Auto-Submitted too, so this comes
+//     before the next rule;
+//  5. a message marked automatic (Auto-Submitted other than "no", RFC 3834
+//     §5; X-Autoreply and friends; Precedence: auto_reply) or with an
+//     out-of-office subject ("Out of Office", "Automatic reply",
+//     "Abwesenheitsnotiz", "Réponse automatique", ...) is KindAutoReply;
+//  6. anything else is KindUnknown.
 //
 // A report whose status part cannot be read is an error; damage after the
 // status part (a truncated returned message, a missing final boundary) is

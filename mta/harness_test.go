@@ -176,8 +176,15 @@ func (h *harness) sendMany(n, c int, rcpt func(i int) string) {
 // another package's counters), bounded by d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitForEvery(t, d, 20*time.Millisecond, what, cond)
+}
+
+// waitForEvery is waitFor with the polling interval given (for conditions
+// that cost something to check).
+func waitForEvery(t *testing.T, d, every time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(d)
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/dashboard"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/smtpserver"
 )
@@ -51,6 +53,15 @@ func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	}
 	return v.Site, b.m.activity.flowChanges(v.Site), true
 }
+func (b backend) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
+	return b.m.deliveries.create(ctx, req)
+}
+func (b backend) AddRecipients(ctx context.Context, id, ct string, body io.Reader) (api.AddResult, error) {
+	return b.m.deliveries.addRecipients(ctx, id, ct, body)
+}
+func (b backend) Deliveries() []api.DeliveryView              { return b.m.deliveries.list() }
+func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.deliveries.detail(id) }
+func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.deliveries.cancel(id, who) }
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
 	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
 }
@@ -77,14 +88,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler(backend{m}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
 	mux.Handle("GET /metrics", m.metrics.Handler())
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "Penstock is running. API under /api/v1.")
-	})
+	mux.Handle("/", dashboard.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	m.httpSrv = &httpServer{srv: srv, ln: ln}
 	m.wg.Add(1)

@@ -46,6 +46,9 @@ func (s metricsSource) QuotaDegraded() bool {
 
 // onFinal observes time to delivery when a recipient is delivered.
 func (m *MTA) onFinal(msg *spool.Message, _ int, o queue.Outcome) {
+	if msg.DeliveryID != "" {
+		m.deliveries.final(msg, o, m.opts.Now())
+	}
 	if o.Delivered && !msg.Received.IsZero() {
 		m.metrics.ObserveDelivered(m.opts.Now().Sub(msg.Received))
 	}

@@ -62,17 +62,18 @@ type MTA struct {
 	Resolver dns.Resolver
 	Bounce   *bounce.Classifier
 
-	smtp     *smtpserver.Server
-	smtpLn   net.Listener
-	httpSrv  *httpServer
-	wg       sync.WaitGroup
-	started  time.Time
-	validity atomic.Int64
-	reloadMu sync.Mutex
-	tickStop chan struct{}
-	activity *activity
-	metrics  *metrics.Metrics
-	unsub    []func()
+	smtp       *smtpserver.Server
+	smtpLn     net.Listener
+	httpSrv    *httpServer
+	wg         sync.WaitGroup
+	started    time.Time
+	validity   atomic.Int64
+	reloadMu   sync.Mutex
+	tickStop   chan struct{}
+	activity   *activity
+	metrics    *metrics.Metrics
+	deliveries *deliveries
+	unsub      []func()
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -87,6 +88,9 @@ func (m *MTA) tick() {
 			return
 		case now := <-t.C:
 			m.Flow.Tick(now)
+			if now.Second()%2 == 0 {
+				m.deliveries.saveDirty()
+			}
 			if now.Second()%15 == 0 {
 				m.Queue.ExpireHeld(m.opts.Now())
 			}
@@ -156,9 +160,10 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
+	m.deliveries = newDeliveries(m)
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Final: m.onFinal,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Final: m.onFinal, Render: m.deliveries,
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	return m, nil
@@ -196,8 +201,19 @@ func (m *MTA) onLocalProblem(lp flow.LocalProblem) {
 // Start loads the spool into the queue and starts the listeners.
 func (m *MTA) Start(ctx context.Context) error {
 	m.started = m.opts.Now()
+	if err := m.deliveries.load(); err != nil {
+		return fmt.Errorf("loading deliveries: %w", err)
+	}
 	n := 0
+	queuedBy := map[string]int{}
 	err := m.Spool.Load(func(msg *spool.Message) error {
+		if msg.DeliveryID != "" {
+			for _, r := range msg.Recipients {
+				if !r.State.Final() {
+					queuedBy[msg.DeliveryID]++
+				}
+			}
+		}
 		m.Queue.Enqueue(msg)
 		n++
 		return nil
@@ -205,6 +221,7 @@ func (m *MTA) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the spool: %w", err)
 	}
+	m.deliveries.reconcile(queuedBy)
 	if n > 0 {
 		m.logger.Info("spool loaded", "messages", n, "took", m.opts.Now().Sub(m.started).Round(time.Millisecond))
 	}
@@ -308,6 +325,8 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	if m.tickStop != nil {
 		close(m.tickStop)
 	}
+	m.wg.Wait()
+	m.deliveries.saveDirty()
 	for _, f := range m.unsub {
 		f()
 	}
@@ -529,4 +548,13 @@ func EnsureDirs(cfg *config.Config) error {
 		}
 	}
 	return nil
+}
+
+// suppressed reports whether an address is quarantined or denylisted.
+func (m *MTA) suppressed(addr string) bool { return false }
+
+// suppressedRecord logs a recipient not sent because of the quarantine.
+func (m *MTA) suppressedRecord(msg *spool.Message, i int, now time.Time) {
+	m.Log.Write(&events.Record{Type: events.Suppressed, Time: now, ID: msg.ID.String(), DeliveryID: msg.DeliveryID,
+		Sender: msg.Sender, Recipient: msg.Recipients[i].Addr, Status: "suppressed: address in quarantine"})
 }

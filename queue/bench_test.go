@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ var benchSizes = []struct {
 	jobs int
 }{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}}
 
-var benchSiteCounts = []int{10, 1000, 10000}
+var benchSiteCounts = []int{1, 10, 1000, 10000}
 
 func benchQueueNew() *Queue {
 	return New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -166,5 +167,131 @@ func BenchmarkEnqueueClaim(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkScheduleFresh is BenchmarkSchedule for new mail: Enqueue gives
+// a fresh recipient the due time of its NextAttempt, the zero time, so
+// every job in the heap has the same key. push and pop then stop at once
+// (O(1)); the price is the order: among equal keys container/heap pops
+// the job pushed last, so a due backlog is sent newest first.
+func BenchmarkScheduleFresh(b *testing.B) {
+	for _, sz := range benchSizes {
+		ns := 10
+		b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
+			q := benchQueueNew()
+			sites := benchSites(q, ns)
+			now := time.Now()
+			for i := range sz.jobs {
+				e := &entry{m: benchMessage(i, ns, now), pending: 1}
+				sites[i%ns].push(&job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%ns) + ".example", index: -1})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s := sites[i%ns]
+				j, _ := s.claim(limits{}, "conn|src|bench")
+				if j == nil {
+					b.Fatal("no job due")
+				}
+				s.mu.Lock()
+				s.inflight--
+				s.mu.Unlock()
+				s.push(j)
+			}
+		})
+	}
+}
+
+// keyedHeap is a prototype for the proposal in BENCHMARKS.md ("Next
+// steps"): the due time and an enqueue sequence number stored in the heap
+// slice itself, so that sifting compares contiguous memory instead of
+// dereferencing every job it passes, and equal due times pop in FIFO
+// order. Test code only: it measures the proposal, the queue does not use it.
+type keyedItem struct {
+	due int64
+	seq uint64
+	j   *job
+}
+
+type keyedHeap struct {
+	items []keyedItem
+	seq   uint64
+}
+
+func (h *keyedHeap) less(a, b int) bool {
+	x, y := &h.items[a], &h.items[b]
+	return x.due < y.due || (x.due == y.due && x.seq < y.seq)
+}
+
+func (h *keyedHeap) push(j *job) {
+	h.seq++
+	h.items = append(h.items, keyedItem{due: j.due.UnixNano(), seq: h.seq, j: j})
+	for i := len(h.items) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *keyedHeap) pop() *job {
+	n := len(h.items) - 1
+	top := h.items[0].j
+	h.items[0] = h.items[n]
+	h.items[n] = keyedItem{}
+	h.items = h.items[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && h.less(c+1, c) {
+			c++
+		}
+		if !h.less(c, i) {
+			break
+		}
+		h.items[i], h.items[c] = h.items[c], h.items[i]
+		i = c
+	}
+	return top
+}
+
+// BenchmarkScheduleKeyedHeap is BenchmarkSchedule's one-site case on the
+// keyedHeap prototype, with the same random due times and the same read of
+// the job's message expiry that claim makes.
+func BenchmarkScheduleKeyedHeap(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run(fmt.Sprintf("jobs=%s/sites=1", sz.name), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			now := time.Now()
+			h := &keyedHeap{}
+			for i := range sz.jobs {
+				e := &entry{m: benchMessage(i, 1, now), pending: 1}
+				h.push(&job{e: e, rcpts: []int{0}, index: -1, due: now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))})
+			}
+			dues := make([]time.Duration, 4096)
+			for i := range dues {
+				dues[i] = time.Duration(rng.Int64N(int64(time.Hour)))
+			}
+			var mu sync.Mutex
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				mu.Lock()
+				j := h.pop()
+				mu.Unlock()
+				if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+					b.Fatal("expired")
+				}
+				j.due = now.Add(-dues[i%len(dues)])
+				mu.Lock()
+				h.push(j)
+				mu.Unlock()
+			}
+		})
 	}
 }

@@ -194,7 +194,7 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	if detail {
 		v.Recent = append([]Reply(nil), s.recent...)
 		for _, u := range q.deps.Quotas.Snapshot() {
-			if strings.Contains(u.Key, "|"+r.Name+"|"+s.key+"|") || strings.HasSuffix(u.Key, "|rule|"+r.Name) ||
+			if strings.Contains(u.Key, "|"+r.Name+"|"+s.mxKey+"|") || strings.HasSuffix(u.Key, "|rule|"+r.Name) ||
 				strings.HasPrefix(u.Key, "conn|path|"+r.Name+"|") || strings.HasPrefix(u.Key, "rate|path|"+r.Name+"|") {
 				v.Quotas = append(v.Quotas, u)
 			}

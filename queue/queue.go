@@ -90,6 +90,12 @@ type Queue struct {
 	// once, sessions finish the message on the wire (ctx ends that only
 	// when Close's deadline passes).
 	closing chan struct{}
+	// durable carries asynchronous spool updates to awaitDurable; its
+	// capacity bounds them (backpressure on sessions when full).
+	durable     chan pendingUpdate
+	durableDone chan struct{}
+
+	closeOnce sync.Once
 
 	mu      sync.Mutex
 	domains map[string]*domainState
@@ -123,6 +129,7 @@ type job struct {
 
 type domainState struct {
 	name      string
+	pool      string // the pool its jobs go out through ("" = default)
 	site      *site
 	expires   time.Time // when the MX answer must be looked up again
 	resolving bool
@@ -143,11 +150,14 @@ func New(cfg *Config, deps Deps) *Queue {
 		deps.Log = events.Discard()
 	}
 	q := &Queue{
-		deps:    deps,
-		domains: make(map[string]*domainState),
-		sites:   make(map[string]*site),
-		closing: make(chan struct{}),
+		deps:        deps,
+		domains:     make(map[string]*domainState),
+		sites:       make(map[string]*site),
+		closing:     make(chan struct{}),
+		durable:     make(chan pendingUpdate, maxPendingUpdates),
+		durableDone: make(chan struct{}),
 	}
+	go q.awaitDurable()
 	q.SetConfig(cfg)
 	q.ctx, q.stop = context.WithCancel(context.Background())
 	return q
@@ -215,15 +225,20 @@ func (q *Queue) Close(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { q.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		q.stop()
-		return nil
 	case <-ctx.Done():
 		q.stop() // cancel what is still on the wire
 		<-done
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	q.stop()
+	// Every session has ended: wait for their updates to be durable
+	// before the owner closes the spool.
+	q.closeOnce.Do(func() { close(q.durable) })
+	<-q.durableDone
+	return err
 }
 
 func (q *Queue) isClosed() bool {
@@ -280,11 +295,18 @@ func domainOf(addr string) string {
 // the domain's answer is unknown or stale.
 func (q *Queue) route(j *job) {
 	now := q.now()
+	pool := q.poolOf(j.e.m)
+	key := j.domain
+	if pool != "" {
+		// Mail through another pool has sites of its own: sessions of a
+		// site all leave from the same pool's sources.
+		key = pool + "\x00" + j.domain
+	}
 	q.mu.Lock()
-	d := q.domains[j.domain]
+	d := q.domains[key]
 	if d == nil {
-		d = &domainState{name: j.domain}
-		q.domains[j.domain] = d
+		d = &domainState{name: j.domain, pool: pool}
+		q.domains[key] = d
 	}
 	if d.site != nil && now.Before(d.expires) {
 		s := d.site
@@ -319,7 +341,7 @@ func (q *Queue) resolve(d *domainState) {
 		jobs := d.pending
 		d.pending = nil
 		if err == nil {
-			s := q.siteFor(res)
+			s := q.siteFor(res, d.pool)
 			d.site = s
 			ttl := res.TTL
 			if ttl < time.Minute {
@@ -389,6 +411,25 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 	}
 }
 
+// poolOf is the pool a message goes out through: "" for the default pool
+// (and for a pool the configuration no longer has).
+func (q *Queue) poolOf(m *spool.Message) string {
+	cfg := q.config()
+	if m.Pool == "" || m.Pool == cfg.DefaultPool {
+		return ""
+	}
+	if _, ok := cfg.Pools[m.Pool]; !ok {
+		return ""
+	}
+	return m.Pool
+}
+
+// Pool returns the sources of a configured pool.
+func (q *Queue) Pool(name string) ([]Source, bool) {
+	p, ok := q.config().Pools[name]
+	return p, ok
+}
+
 // ExpireHeld expires the recipients whose validity ran out while their
 // site held them (claimed jobs expire when claimed). The owner calls it
 // periodically; it returns how many jobs expired.
@@ -419,11 +460,15 @@ func (q *Queue) ExpireHeld(now time.Time) int {
 }
 
 // siteFor returns the site of an MX answer, creating it. Caller holds q.mu.
-func (q *Queue) siteFor(res dns.MXResult) *site {
+func (q *Queue) siteFor(res dns.MXResult, pool string) *site {
 	key := dns.SiteKey(res.Hosts)
+	if pool != "" {
+		key = pool + ":" + key
+	}
 	s := q.sites[key]
 	if s == nil {
 		s = newSite(q, key, res.Hosts)
+		s.pool, s.mxKey = pool, dns.SiteKey(res.Hosts)
 		q.sites[key] = s
 	} else {
 		s.mu.Lock()

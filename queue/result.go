@@ -245,12 +245,13 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		}
 		recs = append(recs, rec)
 	}
-	if err := q.deps.Spool.Update(m); err != nil {
-		// The spool keeps the previous state: after a restart the recipient
-		// is tried again, which may send it twice but never loses it.
-		q.deps.Logger.Error("spool update failed", "id", m.ID.String(), "err", err)
-	}
+	// The session goes on without waiting for this update to be durable:
+	// the committer batches it with the others in flight. Until it commits,
+	// a crash would only send this message again (it is in flight), never
+	// lose it. q.durable bounds how many may be outstanding.
+	done := q.deps.Spool.UpdateAsync(m)
 	e.mu.Unlock()
+	q.durable <- pendingUpdate{id: m.ID, done: done}
 
 	for i := range recs {
 		q.deps.Log.Write(&recs[i])
@@ -280,6 +281,30 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		return
 	}
 	s.release(j, len(keep) > 0)
+}
+
+// pendingUpdate is a spool update not yet known to be durable.
+type pendingUpdate struct {
+	id   spool.ID
+	done <-chan error
+}
+
+// maxPendingUpdates bounds the delivered-but-not-yet-durable outcomes: at
+// most that many messages could be sent again after a crash.
+const maxPendingUpdates = 256
+
+// awaitDurable collects the results of asynchronous spool updates, in
+// commit order, until the channel is closed.
+func (q *Queue) awaitDurable() {
+	defer close(q.durableDone)
+	for p := range q.durable {
+		if err := <-p.done; err != nil {
+			// The spool keeps the previous state: after a restart the
+			// recipient is tried again, which may send it twice but
+			// never loses it.
+			q.deps.Logger.Error("spool update failed", "id", p.id.String(), "err", err)
+		}
+	}
 }
 
 // report feeds flow control and the site's recent replies with one

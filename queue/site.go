@@ -54,9 +54,11 @@ type Reply struct {
 const recentReplies = 10
 
 type site struct {
-	q    *Queue
-	key  string
-	wake chan struct{}
+	q     *Queue
+	key   string
+	pool  string // "" = the default pool
+	mxKey string // the MX host set alone: quotas of a source count across pools
+	wake  chan struct{}
 
 	mu          sync.Mutex
 	hosts       []dns.MX
@@ -79,7 +81,7 @@ type siteStats struct {
 }
 
 func newSite(q *Queue, key string, hosts []dns.MX) *site {
-	return &site{q: q, key: key, hosts: hosts, wake: make(chan struct{}, 1)}
+	return &site{q: q, key: key, mxKey: key, hosts: hosts, wake: make(chan struct{}, 1)}
 }
 
 // poke wakes the runner if it sleeps.
@@ -235,6 +237,9 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	s.mu.Unlock()
 
 	pool := cfg.Pools[cfg.DefaultPool]
+	if p, ok := cfg.Pools[s.pool]; ok && s.pool != "" {
+		pool = p
+	}
 	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
 	if !ok {
 		s.mu.Lock()
@@ -405,7 +410,7 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 		}
 	default: // source
 		for _, src := range srcs {
-			if l, ok := try("conn|src|" + r.Name + "|" + s.key + "|" + sourceIP(src)); ok {
+			if l, ok := try("conn|src|" + r.Name + "|" + s.mxKey + "|" + sourceIP(src)); ok {
 				return l, path{src: src}, quota.Usage{}, true
 			}
 		}

@@ -64,10 +64,20 @@ func refuse(err error) error { return refusal{err} }
 // submit hands apply to the committer and waits for the commit that carries
 // it. The context only matters until the request joins a transaction.
 func (s *Spool) submit(ctx context.Context, size int, apply func(w *writeTx) error) error {
+	r, err := s.enqueue(ctx, size, apply)
+	if err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+// enqueue hands apply to the committer without waiting for the commit: the
+// result arrives on r.done.
+func (s *Spool) enqueue(ctx context.Context, size int, apply func(w *writeTx) error) (*request, error) {
 	var cancel <-chan struct{}
 	if ctx != nil {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		cancel = ctx.Done()
 	}
@@ -75,16 +85,16 @@ func (s *Spool) submit(ctx context.Context, size int, apply func(w *writeTx) err
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case s.reqs <- r:
 	case <-cancel:
 		s.mu.RUnlock()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	s.mu.RUnlock()
-	return <-r.done
+	return r, nil
 }
 
 // run is the committer: it takes every request already queued (up to the

@@ -58,6 +58,7 @@ type Stats struct {
 	Messages   int64 // stored messages
 	Recipients int64 // queued (not final) recipients of stored messages
 	Bytes      int64 // size of the database file
+	Used       int64 // bytes of the database up to its last page in use (bbolt grows the file ahead of need)
 	Commits    int64 // durable commits since Open (each is one fsync round: bbolt fdatasyncs data, then its meta page)
 	Writes     int64 // write requests those commits carried since Open
 }
@@ -340,8 +341,22 @@ func (s *Spool) PutMany(ctx context.Context, ms []*Message, bodies [][]byte) err
 // an ID that is not stored returns ErrNotFound. It rewrites the whole record:
 // its cost grows with the number of recipients in the message.
 func (s *Spool) Update(m *Message) error {
+	ch := s.UpdateAsync(m)
+	return <-ch
+}
+
+// UpdateAsync is Update without waiting for the commit: m is encoded before
+// it returns, so the caller may change m at once; the channel receives the
+// commit's result. Updates of one message commit in the order they were
+// made (one committer, FIFO).
+func (s *Spool) UpdateAsync(m *Message) <-chan error {
+	fail := func(err error) <-chan error {
+		ch := make(chan error, 1)
+		ch <- err
+		return ch
+	}
 	if m == nil || m.ID == 0 {
-		return errors.New("spool: update: message without id")
+		return fail(errors.New("spool: update: message without id"))
 	}
 	final := allFinal(m)
 	var rec []byte
@@ -349,11 +364,11 @@ func (s *Spool) Update(m *Message) error {
 	if !final {
 		var err error
 		if rec, queued, err = encodeMeta(m); err != nil {
-			return fmt.Errorf("spool: update %s: %w", m.ID, err)
+			return fail(fmt.Errorf("spool: update %s: %w", m.ID, err))
 		}
 	}
 	id := m.ID
-	return s.submit(nil, len(rec), func(w *writeTx) error {
+	r, err := s.enqueue(nil, len(rec), func(w *writeTx) error {
 		k := idKey(id)
 		old := w.meta.Get(k)
 		if old == nil {
@@ -369,6 +384,10 @@ func (s *Spool) Update(m *Message) error {
 		w.recipients += queued - oldQueued
 		return nil
 	})
+	if err != nil {
+		return fail(err)
+	}
+	return r.done
 }
 
 // Delete removes a message and its body. It returns ErrNotFound if id is not
@@ -533,6 +552,7 @@ func (s *Spool) Stats() Stats {
 	if fi, err := os.Stat(s.path); err == nil {
 		st.Bytes = fi.Size()
 	}
+	_ = s.view(func(tx *bolt.Tx) error { st.Used = tx.Size(); return nil })
 	return st
 }
 
