@@ -32,6 +32,7 @@ type Backend interface {
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
 	Deliveries
+	Quarantine
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
 }
@@ -69,24 +70,43 @@ const maxBody = 1 << 20
 func Handler(b Backend, token string, maxMessage int64) http.Handler {
 	h := &handler{b: b, token: token, maxMessage: maxMessage}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/status", h.status)
-	mux.HandleFunc("GET /api/v1/queues", h.queues)
-	mux.HandleFunc("GET /api/v1/queues/{site}", h.queue)
-	mux.HandleFunc("GET /api/v1/explain", h.explain)
-	mux.HandleFunc("POST /api/v1/sites/{site}/{action}", h.siteAction)
-	mux.HandleFunc("GET /api/v1/sites/{site}/flow", h.siteFlow)
-	mux.HandleFunc("GET /api/v1/timeline", h.timeline)
-	mux.HandleFunc("POST /api/v1/reload", h.reload)
-	mux.HandleFunc("POST /api/v1/messages", h.messages)
-	mux.HandleFunc("POST /api/v1/deliveries", h.createDelivery)
-	mux.HandleFunc("GET /api/v1/deliveries", h.listDeliveries)
-	mux.HandleFunc("GET /api/v1/deliveries/{id}", h.getDelivery)
-	mux.HandleFunc("POST /api/v1/deliveries/{id}/recipients", h.addRecipients)
-	mux.HandleFunc("POST /api/v1/deliveries/{id}/cancel", h.cancelDelivery)
+	for _, rt := range h.routes() {
+		mux.HandleFunc(rt.Method+" "+rt.Path, rt.handle)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, "")
 	})
 	return h.auth(mux)
+}
+
+// Route is one API route: the method and path pattern as net/http's
+// ServeMux reads them (the OpenAPI description is checked against these).
+type Route struct {
+	Method, Path string
+	handle       http.HandlerFunc
+}
+
+// Routes lists the API's routes.
+func Routes() []Route { return (&handler{}).routes() }
+
+func (h *handler) routes() []Route {
+	rs := []Route{
+		{"GET", "/api/v1/status", h.status},
+		{"GET", "/api/v1/queues", h.queues},
+		{"GET", "/api/v1/queues/{site}", h.queue},
+		{"GET", "/api/v1/explain", h.explain},
+		{"POST", "/api/v1/sites/{site}/{action}", h.siteAction},
+		{"GET", "/api/v1/sites/{site}/flow", h.siteFlow},
+		{"GET", "/api/v1/timeline", h.timeline},
+		{"POST", "/api/v1/reload", h.reload},
+		{"POST", "/api/v1/messages", h.messages},
+		{"POST", "/api/v1/deliveries", h.createDelivery},
+		{"GET", "/api/v1/deliveries", h.listDeliveries},
+		{"GET", "/api/v1/deliveries/{id}", h.getDelivery},
+		{"POST", "/api/v1/deliveries/{id}/recipients", h.addRecipients},
+		{"POST", "/api/v1/deliveries/{id}/cancel", h.cancelDelivery},
+	}
+	return append(rs, h.moreRoutes()...)
 }
 
 type handler struct {

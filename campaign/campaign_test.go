@@ -122,9 +122,11 @@ type parsed struct {
 	parts map[string]string // content type -> decoded body
 }
 
-func parseMsg(t *testing.T, raw []byte) parsed {
+func parseMsg(t *testing.T, raw []byte) parsed { return parseMsgMax(t, raw, 78) }
+
+func parseMsgMax(t *testing.T, raw []byte, headerMax int) parsed {
 	t.Helper()
-	checkLines(t, raw)
+	checkLinesMax(t, raw, headerMax)
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("net/mail cannot read the message: %v\n%s", err, raw)
@@ -179,7 +181,9 @@ func decodeQP(t *testing.T, cte string, params map[string]string, b []byte) stri
 // checkLines holds a message to RFC 5322 §2.1 and §2.1.1: CRLF only, no bare
 // CR or LF, lines of at most 998 octets; header lines of at most 78 where a
 // fold point allowed it (all in these tests) and QP body lines of at most 76.
-func checkLines(t *testing.T, raw []byte) {
+func checkLines(t *testing.T, raw []byte) { checkLinesMax(t, raw, 78) }
+
+func checkLinesMax(t *testing.T, raw []byte, headerMax int) {
 	t.Helper()
 	if !bytes.HasSuffix(raw, []byte("\r\n")) {
 		t.Errorf("message does not end with CRLF")
@@ -196,7 +200,7 @@ func checkLines(t *testing.T, raw []byte) {
 			inHeader = false
 			continue
 		}
-		if inHeader && len(line) > 78 {
+		if inHeader && len(line) > headerMax {
 			t.Errorf("header line %d: %d octets: %q", i+1, len(line), line)
 		}
 		if !inHeader && len(line) > 76 && !bytes.HasPrefix(line, []byte("Content-")) {
@@ -643,4 +647,51 @@ func TestEncodedWords(t *testing.T) {
 			t.Errorf("%q: round trip %q", s, got)
 		}
 	}
+}
+
+// FuzzRender feeds arbitrary variable values to every kind of field: the
+// output must stay a well-formed message with exactly the template's header
+// fields, and the text body must carry the value unchanged.
+func FuzzRender(f *testing.F) {
+	f.Add("Ann", "Zürich")
+	f.Add("a\r\nBcc: x@y\r\n\r\n", "<script>\x00")
+	f.Add(strings.Repeat("w ", 80), "=_penstock_alt_1")
+	c := mustCompile(f, Template{
+		From: "{{.a}} <news@acme.example>", Subject: "S {{.a}} {{.b}}",
+		Text: "T:{{.a}}|{{.b}}", HTML: `<p title="{{.a}}"><a href="{{.b}}">{{.a}}</a></p>`,
+		Headers:         map[string]string{"X-A": "{{.a}}", "X-B": "b {{.b}}"},
+		ListUnsubscribe: "https://u.example/{{.a}}?b={{.b}}", FeedbackID: "{{.b}}:x",
+	})
+	f.Fuzz(func(t *testing.T, a, b string) {
+		raw, err := c.AppendRender(nil, map[string]string{"a": a, "b": b}, testMeta(1))
+		if err != nil {
+			if strings.Contains(err.Error(), "does not fit in a header line") {
+				return // a word over 998 octets: refused, as it must be
+			}
+			t.Fatalf("render: %v", err)
+		}
+		p := parseMsgMax(t, raw, 998)
+		for k := range p.msg.Header {
+			switch k {
+			case "From", "To", "Subject", "Date", "Message-Id", "Mime-Version", "List-Unsubscribe",
+				"List-Unsubscribe-Post", "Feedback-Id", "X-A", "X-B", "Content-Type":
+			default:
+				t.Fatalf("unexpected header %q in\n%s", k, raw)
+			}
+		}
+		want := "T:" + a + "|" + b
+		var norm []byte
+		for i := 0; i < len(want); i++ {
+			if want[i] == '\n' && (i == 0 || want[i-1] != '\r') {
+				norm = append(norm, '\r')
+			}
+			norm = append(norm, want[i])
+		}
+		if got := p.parts["text/plain"]; got != string(norm) {
+			t.Fatalf("text part %q, want %q", got, norm)
+		}
+		if len(p.parts) != 2 {
+			t.Fatalf("parts: %q", p.parts)
+		}
+	})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
@@ -54,13 +55,15 @@ type MTA struct {
 	logger *slog.Logger
 	cfg    atomic.Pointer[config.Config]
 
-	Spool    *spool.Spool
-	Queue    *queue.Queue
-	Log      *events.Log
-	Flow     *flow.Controller
-	Quotas   quota.Store
-	Resolver dns.Resolver
-	Bounce   *bounce.Classifier
+	Spool      *spool.Spool
+	Queue      *queue.Queue
+	Log        *events.Log
+	Flow       *flow.Controller
+	Quotas     quota.Store
+	Resolver   dns.Resolver
+	Bounce     *bounce.Classifier
+	Quarantine *quarantine.Store
+	bounceTop  *bounce.Top
 
 	smtp       *smtpserver.Server
 	smtpLn     net.Listener
@@ -139,6 +142,16 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, err
 	}
 	m.Bounce = bc
+	m.bounceTop = bounce.NewTop(10000)
+	qs, err := quarantine.New(sp.KV(quarantine.Bucket), quarantine.Config{
+		MaxErrors: cfg.Quarantine.MaxErrors, SignificantErrorDelay: time.Duration(cfg.Quarantine.SignificantErrorDelay),
+		ResetAfter: time.Duration(cfg.Quarantine.ResetAfter), CaseInsensitiveLocal: !cfg.Quarantine.CaseSensitiveLocal,
+		Logger: opts.Logger}, opts.Now)
+	if err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("loading the quarantine: %w", err)
+	}
+	m.Quarantine = qs
 
 	fc, err := flowConfig(cfg)
 	if err != nil {
@@ -551,7 +564,10 @@ func EnsureDirs(cfg *config.Config) error {
 }
 
 // suppressed reports whether an address is quarantined or denylisted.
-func (m *MTA) suppressed(addr string) bool { return false }
+func (m *MTA) suppressed(addr string) bool {
+	on, _ := m.Quarantine.Suppressed(addr)
+	return on
+}
 
 // suppressedRecord logs a recipient not sent because of the quarantine.
 func (m *MTA) suppressedRecord(msg *spool.Message, i int, now time.Time) {

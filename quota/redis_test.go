@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sort"
 	"strings"
@@ -162,14 +161,13 @@ func TestRedisLeasesNeverExceedLimit(t *testing.T) {
 						break
 					}
 				}
-				if rand.IntN(10) == 0 {
-					total := 0
-					for _, c := range liveLeases(t, watch, "conn|rule|gmail") {
-						total += c
-					}
-					if total > limit {
-						t.Errorf("%d leases in Redis, limit %d", total, limit)
-					}
+				// The session's work: count the leases in Redis meanwhile.
+				total := 0
+				for _, c := range liveLeases(t, watch, "conn|rule|gmail") {
+					total += c
+				}
+				if total > limit {
+					t.Errorf("%d leases in Redis, limit %d", total, limit)
 				}
 				cur.Add(-1)
 				l.Release()
@@ -242,7 +240,9 @@ func TestRedisLeaseExpiryAfterCrash(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if took > ttl+250*time.Millisecond {
+	// A renewal may have been on its way at the crash; scheduling under
+	// -race adds a little.
+	if took > ttl+ttl/2 {
 		t.Errorf("a slot freed %s after the crash, lease ttl %s", took, ttl)
 	}
 	waitCond(t, 3*time.Second, "a's leases gone", func() bool { return liveLeases(t, watch, "k")["a"] == 0 }, b)

@@ -872,8 +872,11 @@
     periods.forEach((p, i) => {
       const s = STATES.includes(p.state) ? p.state : 'normal';
       const xa = x(p.a), xb = x(p.b);
-      kids.push(sv('rect', { class: 'band-' + s, x: xa, y: laneY(s) + lh * 0.22, width: Math.max(xb - xa, 1.5), height: lh * 0.56, rx: 2 },
-        sv('title', null, s + ' from ' + fmtClock(new Date(p.a)) + (i === periods.length - 1 ? ' until now' : ' to ' + fmtClock(new Date(p.b))) +
+      // Before the first recorded change the state is inferred: drawn faint.
+      const lead = i === 0 && cs.length > 0;
+      kids.push(sv('rect', { class: 'band-' + s + (lead ? ' lead' : ''), x: xa, y: laneY(s) + lh * 0.22, width: Math.max(xb - xa, 1.5), height: lh * 0.56, rx: 2 },
+        sv('title', null, lead ? s + ' before the first recorded change (' + fmtClock(new Date(p.b)) + ')' :
+          s + ' from ' + fmtClock(new Date(p.a)) + (i === periods.length - 1 ? ' until now' : ' to ' + fmtClock(new Date(p.b))) +
           ' (' + fmtDur(p.b - p.a) + ')')));
       path += (i === 0 ? 'M' : 'L') + xa.toFixed(1) + ' ' + mid(s).toFixed(1) + 'L' + xb.toFixed(1) + ' ' + mid(s).toFixed(1);
     });

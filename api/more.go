@@ -1,0 +1,5 @@
+package api
+
+// moreRoutes are routes added by other files of the package (quarantine,
+// bounces, OpenAPI).
+func (h *handler) moreRoutes() []Route { return nil }

@@ -1,0 +1,22 @@
+package api
+
+import (
+	"io"
+
+	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/quarantine"
+)
+
+// Quarantine is the quarantine and bounce-statistics part of the Backend.
+type Quarantine interface {
+	QuarantineList(f quarantine.Filter, limit int, after string) ([]quarantine.Entry, error)
+	QuarantineGet(addr string) (quarantine.Entry, bool)
+	QuarantineAdd(addr string, st quarantine.Status, note string) error
+	QuarantineRemove(addr string) error
+	QuarantineImport(r io.Reader, st quarantine.Status, note string) (int, error)
+	QuarantineRelease(f quarantine.Filter, note string) (int, error)
+	QuarantineCounts() map[quarantine.Status]int
+	// Bounces lists the most frequent normalised failure replies, of one
+	// site or of all ("").
+	Bounces(site string, n int) []bounce.TopEntry
+}
