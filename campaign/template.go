@@ -207,7 +207,7 @@ func Compile(t Template) (*Compiled, error) {
 	// A trial render finds what only shows while executing, and checks the
 	// fields whose rendered form must parse.
 	st := c.state()
-	defer c.pool.Put(st)
+	defer c.release(st)
 	if _, err := c.appendMessage(nil, st, nil, sampleMeta()); err != nil {
 		return nil, err
 	}

@@ -106,6 +106,7 @@ type Delivery struct {
 	Validity    Duration   `toml:"validity"`     // give up and bounce after this, default 5d
 	DefaultPool string     `toml:"default_pool"` // pool for mail that names none
 	ReturnPath  string     `toml:"return_path"`  // optional VERP pattern
+	DSN         bool       `toml:"dsn"`          // send an RFC 3464 report to the sender of SMTP-injected mail that finally fails; default true
 }
 
 // Source is one [[source]]: a local IP that mail leaves from.
@@ -239,6 +240,7 @@ func Default() *Config {
 				Duration(40 * time.Minute), Duration(time.Hour),
 			},
 			Validity: Duration(5 * day),
+			DSN:      true,
 		},
 		FlowControl: FlowControl{
 			Enabled:           true,

@@ -308,30 +308,28 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 	now := d.m.opts.Now()
 	validity := time.Duration(d.m.validity.Load())
 	batch := make([]*spool.Message, 0, ingestBatch)
+	var suppressed []*spool.Message
 	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := d.m.Spool.PutMany(ctx, batch, nil); err != nil {
-			return err
-		}
-		queued := 0
-		for _, msg := range batch {
-			if msg.Recipients[0].State == spool.Suppressed {
-				d.m.suppressedRecord(msg, 0, now)
-				continue
+		if len(batch) > 0 {
+			if err := d.m.Spool.PutMany(ctx, batch, nil); err != nil {
+				return err
 			}
+		}
+		// Suppressed recipients are counted and logged, never stored.
+		for _, msg := range suppressed {
+			d.m.suppressedRecord(msg, 0, now)
+		}
+		for _, msg := range batch {
 			d.m.Queue.Enqueue(msg)
-			queued++
 		}
 		dm.mu.Lock()
-		dm.Total += len(batch)
-		dm.Counts.Suppressed += len(batch) - queued
+		dm.Total += len(batch) + len(suppressed)
+		dm.Counts.Suppressed += len(suppressed)
 		dm.dirty = true
 		dm.mu.Unlock()
-		res.Accepted += queued
-		res.Suppressed += len(batch) - queued
-		batch = batch[:0]
+		res.Accepted += len(batch)
+		res.Suppressed += len(suppressed)
+		batch, suppressed = batch[:0], suppressed[:0]
 		return nil
 	}
 	err := each(func(r campaign.Recipient) error {
@@ -342,9 +340,11 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 			Recipients: []spool.Recipient{{Addr: r.Address, Vars: campaign.EncodeVars(r.Vars)}}}
 		if d.m.suppressed(r.Address) {
 			msg.Recipients[0].State = spool.Suppressed
+			suppressed = append(suppressed, msg)
+		} else {
+			batch = append(batch, msg)
 		}
-		batch = append(batch, msg)
-		if len(batch) == ingestBatch {
+		if len(batch)+len(suppressed) >= ingestBatch {
 			return flush()
 		}
 		return nil

@@ -1,9 +1,6 @@
 package mta
 
-import (
-	"github.com/penstock-mta/penstock/queue"
-	"github.com/penstock-mta/penstock/spool"
-)
+import ()
 
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
@@ -42,14 +39,4 @@ func (s metricsSource) QuotaDegraded() bool {
 		return d.Degraded()
 	}
 	return false
-}
-
-// onFinal observes time to delivery when a recipient is delivered.
-func (m *MTA) onFinal(msg *spool.Message, _ int, o queue.Outcome) {
-	if msg.DeliveryID != "" {
-		m.deliveries.final(msg, o, m.opts.Now())
-	}
-	if o.Delivered && !msg.Received.IsZero() {
-		m.metrics.ObserveDelivered(m.opts.Now().Sub(msg.Received))
-	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/dsn"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/metrics"
@@ -45,6 +46,8 @@ type Options struct {
 	// configured addresses (tests pass 127.0.0.1:0 listeners).
 	SMTPListener net.Listener
 	HTTPListener net.Listener
+	// BounceListener: use this for [bounce] listen.
+	BounceListener net.Listener
 	// NoSync disables fsync: benchmarks of the unsafe mode only, labelled.
 	NoSync bool
 }
@@ -64,6 +67,9 @@ type MTA struct {
 	Bounce     *bounce.Classifier
 	Quarantine *quarantine.Store
 	bounceTop  *bounce.Top
+	verp       *dsn.VERP
+	bounceSrv  *smtpserver.Server
+	bounceLn   net.Listener
 
 	smtp       *smtpserver.Server
 	smtpLn     net.Listener
@@ -152,6 +158,10 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, fmt.Errorf("loading the quarantine: %w", err)
 	}
 	m.Quarantine = qs
+	if err := m.setupBounces(cfg); err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("[bounce]: %w", err)
+	}
 
 	fc, err := flowConfig(cfg)
 	if err != nil {
@@ -176,7 +186,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.deliveries = newDeliveries(m)
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Final: m.onFinal, Render: m.deliveries,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, Render: m.deliveries, ReturnPath: m.returnPath,
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	return m, nil
@@ -246,12 +256,18 @@ func (m *MTA) Start(ctx context.Context) error {
 	go m.activity.run(sub)
 	msub, munsub := m.Log.Subscribe(8192)
 	go m.metrics.Run(msub)
-	m.unsub = []func(){unsub, munsub}
+	tsub, tunsub := m.Log.Subscribe(8192)
+	go m.feedTop(tsub)
+	m.unsub = []func(){unsub, munsub, tunsub}
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
 	}
 	if err := m.startHTTP(cfg); err != nil {
+		m.smtp.Shutdown(ctx)
+		return err
+	}
+	if err := m.startBounceListener(cfg); err != nil {
 		m.smtp.Shutdown(ctx)
 		return err
 	}
@@ -327,6 +343,11 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("smtp: %w", err))
 		}
 	}
+	if m.bounceSrv != nil {
+		if err := m.bounceSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("bounce listener: %w", err))
+		}
+	}
 	if m.httpSrv != nil {
 		if err := m.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
@@ -355,17 +376,28 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 
 // Accept stores an injected message durably and queues it. It returns
 // only after the message is on disk (DESIGN.md §5, invariant 1).
+// Quarantined and denylisted recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	now := m.opts.Now()
+	return m.store(ctx, env.From, env.To, body, flagDSN, m.opts.Now())
+}
+
+// store spools one message for its recipients and queues it.
+func (m *MTA) store(ctx context.Context, from string, to []string, body []byte, flags uint8, now time.Time) (string, error) {
 	msg := &spool.Message{
-		Sender:   env.From,
+		Sender:   from,
 		Received: now,
 		Expires:  now.Add(time.Duration(m.validity.Load())),
 		Size:     int64(len(body)),
+		Flags:    flags,
 	}
-	msg.Recipients = make([]spool.Recipient, len(env.To))
-	for i, to := range env.To {
-		msg.Recipients[i] = spool.Recipient{Addr: to}
+	msg.Recipients = make([]spool.Recipient, len(to))
+	suppressed := 0
+	for i, addr := range to {
+		msg.Recipients[i] = spool.Recipient{Addr: addr}
+		if m.suppressed(addr) {
+			msg.Recipients[i].State = spool.Suppressed
+			suppressed++
+		}
 	}
 	if err := m.Spool.Put(ctx, msg, body); err != nil {
 		m.logger.Error("spool write failed", "err", err)
@@ -373,10 +405,17 @@ func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte)
 	}
 	m.metrics.ObserveAck(m.opts.Now().Sub(now))
 	id := msg.ID.String()
-	for _, r := range msg.Recipients {
+	for i, r := range msg.Recipients {
 		m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: id, Sender: msg.Sender, Recipient: r.Addr, Size: msg.Size})
+		if r.State == spool.Suppressed {
+			m.suppressedRecord(msg, i, now)
+		}
 	}
-	m.Queue.Enqueue(msg)
+	if suppressed < len(to) {
+		m.Queue.Enqueue(msg)
+	} else if err := m.Spool.Delete(msg.ID); err != nil {
+		m.logger.Warn("spool delete", "id", id, "err", err)
+	}
 	return id, nil
 }
 
@@ -571,6 +610,10 @@ func (m *MTA) suppressed(addr string) bool {
 
 // suppressedRecord logs a recipient not sent because of the quarantine.
 func (m *MTA) suppressedRecord(msg *spool.Message, i int, now time.Time) {
-	m.Log.Write(&events.Record{Type: events.Suppressed, Time: now, ID: msg.ID.String(), DeliveryID: msg.DeliveryID,
+	id := ""
+	if msg.ID != 0 {
+		id = msg.ID.String()
+	}
+	m.Log.Write(&events.Record{Type: events.Suppressed, Time: now, ID: id, DeliveryID: msg.DeliveryID,
 		Sender: msg.Sender, Recipient: msg.Recipients[i].Addr, Status: "suppressed: address in quarantine"})
 }

@@ -112,9 +112,7 @@ func BenchmarkSchedule(b *testing.B) {
 					if j == nil {
 						b.Fatal("no job due")
 					}
-					s.mu.Lock()
-					s.inflight--
-					s.mu.Unlock()
+					s.forget(j)
 					j.due = now.Add(-dues[i%len(dues)])
 					s.push(j)
 				}
@@ -161,9 +159,7 @@ func BenchmarkEnqueueClaim(b *testing.B) {
 					if j == nil {
 						b.Fatal("no job due")
 					}
-					s.mu.Lock()
-					s.inflight--
-					s.mu.Unlock()
+					s.forget(j)
 				}
 			})
 		}
@@ -194,9 +190,7 @@ func BenchmarkScheduleFresh(b *testing.B) {
 				if j == nil {
 					b.Fatal("no job due")
 				}
-				s.mu.Lock()
-				s.inflight--
-				s.mu.Unlock()
+				s.forget(j)
 				s.push(j)
 			}
 		})

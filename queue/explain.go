@@ -289,6 +289,12 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 		s.mu.Lock()
 		jobs := make([]*job, 0, len(s.jobs))
 		statuses := make([]string, 0, len(s.jobs))
+		for j := range s.claimed {
+			if j.domain == domain || addr == "" && domain == s.key {
+				jobs = append(jobs, j)
+				statuses = append(statuses, StatusInFlight)
+			}
+		}
 		for _, j := range s.jobs {
 			if j.domain == domain || addr == "" && domain == s.key {
 				jobs = append(jobs, j)

@@ -68,9 +68,13 @@ type Deps struct {
 	Dialer   smtpclient.Dialer // nil: the default dialer
 	Render   Renderer          // nil: bodies come from the spool as stored
 	Now      func() time.Time
-	// Final is called after a recipient reaches a final state (delivered,
-	// bounced, expired), once its spool update is durable. It may be nil.
-	Final func(m *spool.Message, rcpt int, v Outcome)
+	// Outcome is called for each recipient's attempt outcome (o.Final
+	// when its delivery is over), before the spool update is submitted. It
+	// must not block for long. It may be nil.
+	Outcome func(m *spool.Message, rcpt int, o Outcome, site string)
+	// ReturnPath gives the MAIL FROM of a transaction (VERP); nil: the
+	// message's sender.
+	ReturnPath func(m *spool.Message, rcpts []int) string
 }
 
 // Renderer builds the body sent to one set of recipients of a message

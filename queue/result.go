@@ -18,6 +18,8 @@ import (
 type Outcome struct {
 	Delivered bool
 	Expired   bool
+	Final     bool // the recipient's delivery is over (delivered, bounced, expired)
+	skip      bool // the recipient was already final (purged meanwhile)
 	Code      int
 	Enhanced  string
 	Text      string
@@ -178,7 +180,6 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
-	var finals []int
 	siteKey, ruleName := "", ""
 	if s != nil {
 		siteKey = s.key
@@ -196,7 +197,8 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		o := &outs[i]
 		r := &m.Recipients[ri]
 		if r.State.Final() {
-			continue // purged meanwhile
+			o.skip = true // purged meanwhile
+			continue
 		}
 		rec := events.Record{
 			Time: now, ID: m.ID.String(), DeliveryID: m.DeliveryID, Sender: m.Sender, Recipient: r.Addr,
@@ -241,14 +243,28 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		}
 		if r.State.Final() {
 			e.pending--
-			finals = append(finals, ri)
+			o.Final = true
+			o.Expired = r.State == spool.Expired
 		}
 		recs = append(recs, rec)
 	}
+	e.mu.Unlock()
+
+	// The owner's hook sees each outcome before the spool forgets the
+	// message (a DSN to the sender quotes its headers).
+	if q.deps.Outcome != nil {
+		for i, ri := range j.rcpts {
+			if !outs[i].skip {
+				q.deps.Outcome(m, ri, outs[i], siteKey)
+			}
+		}
+	}
+
 	// The session goes on without waiting for this update to be durable:
 	// the committer batches it with the others in flight. Until it commits,
 	// a crash would only send this message again (it is in flight), never
 	// lose it. q.durable bounds how many may be outstanding.
+	e.mu.Lock()
 	done := q.deps.Spool.UpdateAsync(m)
 	e.mu.Unlock()
 	q.durable <- pendingUpdate{id: m.ID, done: done}
@@ -256,15 +272,6 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 	for i := range recs {
 		q.deps.Log.Write(&recs[i])
 		q.count(s, recs[i].Type, now)
-	}
-	if q.deps.Final != nil {
-		for _, ri := range finals {
-			for i, x := range j.rcpts {
-				if x == ri {
-					q.deps.Final(m, ri, outs[i])
-				}
-			}
-		}
 	}
 	if reportFlow {
 		q.report(s, outs, t, p, now)
@@ -298,7 +305,7 @@ const maxPendingUpdates = 256
 func (q *Queue) awaitDurable() {
 	defer close(q.durableDone)
 	for p := range q.durable {
-		if err := <-p.done; err != nil {
+		if err := <-p.done; err != nil && !errors.Is(err, spool.ErrNotFound) {
 			// The spool keeps the previous state: after a restart the
 			// recipient is tried again, which may send it twice but
 			// never loses it.

@@ -173,8 +173,11 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	for i, ri := range j.rcpts {
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
-	ctx := q.ctx
-	res, err := c.Send(ctx, j.e.m.Sender, rcpts, body)
+	from := j.e.m.Sender
+	if q.deps.ReturnPath != nil {
+		from = q.deps.ReturnPath(j.e.m, j.rcpts)
+	}
+	res, err := c.Send(q.ctx, from, rcpts, body)
 	q.complete(j, s, res, err, t, p, lim, c.TLS())
 }
 

@@ -64,8 +64,9 @@ type site struct {
 	hosts       []dns.MX
 	jobs        jobHeap
 	running     bool
-	active      int // sessions open or dialing
-	inflight    int // jobs claimed and not yet back
+	active      int               // sessions open or dialing
+	inflight    int               // jobs claimed and not yet back
+	claimed     map[*job]struct{} // those jobs, for explain
 	probing     bool
 	wait        Wait
 	opSuspended bool
@@ -474,7 +475,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, 0
 		}
 		j := heap.Pop(&s.jobs).(*job)
-		s.inflight++
+		s.take(j)
 		s.mu.Unlock()
 		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
 			q.expire(j, s, now)
@@ -495,7 +496,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			retryIn = quotaRecheck
 		}
 		s.mu.Lock()
-		s.inflight--
+		s.forgetLocked(j)
 		heap.Push(&s.jobs, j)
 		s.setWait(Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
@@ -528,7 +529,7 @@ func (s *site) expireHeld(now time.Time) []*job {
 		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
 			j.index = -1
 			out = append(out, j)
-			s.inflight++ // expire() releases them as claimed jobs
+			s.take(j) // expire() releases them as claimed jobs
 			continue
 		}
 		kept = append(kept, j)
@@ -542,11 +543,32 @@ func (s *site) expireHeld(now time.Time) []*job {
 	return out
 }
 
+// take marks a job claimed. Caller holds s.mu.
+func (s *site) take(j *job) {
+	s.inflight++
+	if s.claimed == nil {
+		s.claimed = map[*job]struct{}{}
+	}
+	s.claimed[j] = struct{}{}
+}
+
+// forget unmarks a claimed job.
+func (s *site) forget(j *job) {
+	s.mu.Lock()
+	s.forgetLocked(j)
+	s.mu.Unlock()
+}
+
+func (s *site) forgetLocked(j *job) {
+	s.inflight--
+	delete(s.claimed, j)
+}
+
 // release gives a claimed job back: rescheduled at its (new) due time when
 // it still has queued recipients.
 func (s *site) release(j *job, requeue bool) {
 	s.mu.Lock()
-	s.inflight--
+	s.forgetLocked(j)
 	if requeue {
 		heap.Push(&s.jobs, j)
 		s.noteExpiry(j)

@@ -121,12 +121,15 @@ type RedisOptions struct {
 	LeaseTTL time.Duration
 	// Prefix of every Redis key and channel (default "penstock:").
 	Prefix string
-	// Timeout bounds each round trip (default 1s); past it Redis counts as
+	// Timeout bounds each round trip (default 2s); past it Redis counts as
 	// unreachable.
 	Timeout time.Duration
 	// MaxBatch caps the rate tokens one round trip takes (default 4; 1
-	// disables batching).
-	MaxBatch int
+	// disables batching). Batches are taken only for rates of at least
+	// BatchFrom messages per hour (default 72000, 20 a second), where the
+	// round trips start to matter.
+	MaxBatch  int
+	BatchFrom int
 	// ProbeEvery is how often a degraded node tries Redis (default 1s).
 	ProbeEvery time.Duration
 	Logger     *slog.Logger
@@ -154,6 +157,7 @@ func (m mode) String() string {
 type connKey struct {
 	leases   map[*redisLease]struct{}
 	pending  int // takes in flight in rejoining mode, counted against the share
+	busy     int // takes in flight: the key must not be forgotten meanwhile
 	limit    int // last limit asked for
 	total    int // leases cluster-wide at the last take (shared mode)
 	releases uint64
@@ -198,10 +202,13 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 		opts.Prefix = "penstock:"
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = time.Second
+		opts.Timeout = 2 * time.Second
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4
+	}
+	if opts.BatchFrom <= 0 {
+		opts.BatchFrom = 72000
 	}
 	if opts.ProbeEvery <= 0 {
 		opts.ProbeEvery = time.Second
@@ -423,6 +430,7 @@ func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usag
 		reserved = true
 	}
 	seen := ks.releases
+	ks.busy++
 	r.mu.Unlock()
 
 	l := r.newLease(key)
@@ -431,10 +439,14 @@ func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usag
 		limit, l.member, r.opts.LeaseTTL.Milliseconds(), r.epochNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ks.busy--
 	if reserved {
 		ks.pending--
 	}
 	if err != nil {
+		// The take may have happened before the answer was lost: remove
+		// it when Redis is back rather than let it hold a slot for a TTL.
+		r.addPendingLocked(key, l.member)
 		if ctx.Err() != nil {
 			return nil, Usage{}, false, ctx.Err()
 		}
@@ -455,9 +467,6 @@ func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usag
 	l.deadline.Store(int64(send + r.opts.LeaseTTL))
 	l.registered.Store(true)
 	ks.leases[l] = struct{}{}
-	if r.keys[key] != ks {
-		r.keys[key] = ks // swept while the script ran
-	}
 	return l, Usage{Key: key, Kind: KindConn, InUse: ks.total, Limit: limit}, true, nil
 }
 
@@ -489,9 +498,6 @@ func (r *Redis) tryLocal(key string, ks *connKey, limit int) (Lease, Usage, bool
 	l.deadline.Store(math.MaxInt64)
 	ks.leases[l] = struct{}{}
 	ks.denied = false
-	if r.keys[key] != ks {
-		r.keys[key] = ks
-	}
 	u.InUse++
 	return l, u, true, nil
 }
@@ -517,7 +523,7 @@ func (r *Redis) release(l *redisLease) {
 	if ks != nil {
 		delete(ks.leases, l)
 		r.wakeLocked(ks)
-		if len(ks.leases) == 0 && ks.pending == 0 && ks.wake == nil && !ks.denied {
+		if len(ks.leases) == 0 && ks.busy == 0 && ks.wake == nil && !ks.denied {
 			delete(r.keys, l.key)
 		}
 	}
@@ -706,6 +712,9 @@ func (r *Redis) TakeMessage(ctx context.Context, key string, perHour int) (bool,
 // batch is the most tokens one round trip may take for perHour: up to
 // MaxBatch and half the burst, so the Redis tolerance keeps room.
 func (r *Redis) batch(perHour int) int {
+	if perHour < r.opts.BatchFrom {
+		return 1
+	}
 	return max(1, min(r.opts.MaxBatch, Burst(perHour)/2))
 }
 
@@ -909,7 +918,17 @@ func (r *Redis) renewOnce() (again, ok bool) {
 		}
 		if len(r.waitFor) == 0 && r.mono() >= r.fenceEnd {
 			r.setModeLocked(modeShared)
-			r.log.Warn("cluster quotas: back to shared mode", "node", r.opts.Node, "nodes", len(r.peers))
+			r.log.Warn("cluster quotas: shared mode", "node", r.opts.Node, "nodes", len(r.peers))
+		}
+	}
+	if r.mode == modeRejoining {
+		// Shares while rejoining count the nodes not back yet: they may
+		// still send on their degraded shares.
+		for name := range r.waitFor {
+			if i := sort.SearchStrings(r.peers, name); i == len(r.peers) || r.peers[i] != name {
+				r.peers = append(r.peers, name)
+				sort.Strings(r.peers)
+			}
 		}
 	}
 	if len(r.pending) > 0 && r.mode != modeDegraded {
@@ -933,6 +952,9 @@ func (r *Redis) renewOnce() (again, ok bool) {
 // leases: wait for every node we knew to renew after now.
 func (r *Redis) enterRejoinLocked(now int64, known []string, alive map[string][2]int64, lost, first bool) {
 	prev := r.mode
+	if prev == modeShared {
+		r.episode++ // the local limiters start afresh, with no burst
+	}
 	r.setModeLocked(modeRejoining)
 	r.rejoinAt = now
 	r.waitFor = map[string]int64{}
@@ -1055,7 +1077,7 @@ func (r *Redis) flushPendingLocked() {
 func (r *Redis) sweepLocked() {
 	now := r.mono()
 	for k, ks := range r.keys {
-		if len(ks.leases) == 0 && ks.pending == 0 && ks.wake == nil {
+		if len(ks.leases) == 0 && ks.busy == 0 && ks.wake == nil {
 			delete(r.keys, k)
 		}
 	}

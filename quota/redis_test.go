@@ -22,8 +22,8 @@ import (
 // outage to react to), short timeouts.
 func redisClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: time.Second, WriteTimeout: time.Second, ContextTimeoutEnabled: true, Protocol: 2, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 5 * time.Second,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, ContextTimeoutEnabled: true, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -41,7 +41,10 @@ func newNodes(t *testing.T, srv *redistest.Server, n int, ttl time.Duration) []*
 	t.Helper()
 	var out []*Redis
 	for i := range n {
-		r, err := NewRedis(redisClient(t, srv), RedisOptions{Node: string(rune('a' + i)), LeaseTTL: ttl, Logger: testLogger()})
+		// A generous timeout: 100 goroutines under -race on two cores are
+		// slow, and this is not the test of a slow Redis.
+		r, err := NewRedis(redisClient(t, srv), RedisOptions{Node: string(rune('a' + i)), LeaseTTL: ttl,
+			Timeout: 5 * time.Second, Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,22 +100,30 @@ func waitCond(t *testing.T, d time.Duration, what string, cond func() bool, r *R
 // liveLeases counts the unexpired members of a lease set, by node.
 func liveLeases(t *testing.T, c *redis.Client, key string) map[string]int {
 	t.Helper()
+	out, err := countLeases(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func countLeases(c *redis.Client, key string) (map[string]int, error) {
 	ctx := context.Background()
 	tm, err := c.Time(ctx).Result()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ms := tm.UnixMilli()
 	zs, err := c.ZRangeByScoreWithScores(ctx, "penstock:lease:"+key, &redis.ZRangeBy{Min: fmt.Sprint(ms + 1), Max: "+inf"}).Result()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out := map[string]int{}
 	for _, z := range zs {
 		m := z.Member.(string)
 		out[m[:strings.LastIndex(m, "#")]]++
 	}
-	return out
+	return out, nil
 }
 
 // 3 nodes × 34 goroutines compete for 7 slots of one key; a counter of
@@ -162,8 +173,12 @@ func TestRedisLeasesNeverExceedLimit(t *testing.T) {
 					}
 				}
 				// The session's work: count the leases in Redis meanwhile.
+				held, err := countLeases(watch, "conn|rule|gmail")
+				if err != nil {
+					t.Error(err)
+				}
 				total := 0
-				for _, c := range liveLeases(t, watch, "conn|rule|gmail") {
+				for _, c := range held {
 					total += c
 				}
 				if total > limit {
@@ -293,16 +308,26 @@ func TestRedisWaitWakesOnRemoteRelease(t *testing.T) {
 	t.Logf("woken %s after the remote release", time.Since(start).Round(time.Microsecond))
 }
 
-// The shared GCRA: 3 nodes ask as fast as they can for 10 s at 36000/h
-// (10/s). Every window holds at most rate×W + burst grants, and the
-// total is close to the rate: the shared limiter is neither leaky nor
-// stingy, batches included.
+// The shared GCRA: 3 nodes ask as fast as they can at 36000/h (10/s) for
+// 10 s, and at 360000/h (100/s, taken in batches) for 5 s. Every window
+// holds at most rate×W + burst grants, and the total is close to the
+// rate: the shared limiter is neither leaky nor stingy.
 func TestRedisRateWindows(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		perHour int
+		period  time.Duration
+	}{{36000, 10 * time.Second}, {360000, 5 * time.Second}} {
+		t.Run(fmt.Sprint(tc.perHour), func(t *testing.T) {
+			t.Parallel()
+			rateWindows(t, tc.perHour, tc.period)
+		})
+	}
+}
+
+func rateWindows(t *testing.T, perHour int, period time.Duration) {
 	srv := redistest.Start(t)
 	nodes := newNodes(t, srv, 3, 5*time.Second)
-	const perHour = 36000
-	const period = 10 * time.Second
 	var mu sync.Mutex
 	var grants []time.Time
 	start := time.Now()
@@ -327,25 +352,30 @@ func TestRedisRateWindows(t *testing.T) {
 				if retry <= 0 || retry > time.Second {
 					t.Errorf("retryIn %v", retry)
 				}
-				time.Sleep(retry) // the dispatcher's behaviour: sleep retryIn
+				// The dispatcher's pacing (not a synchronisation): it
+				// comes back after retryIn.
+				time.Sleep(retry)
 			}
 		}()
 	}
 	wg.Wait()
 	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
 	burst := Burst(perHour)
-	for _, w := range []time.Duration{time.Second, 5 * time.Second, period} {
-		limit := float64(perHour)*w.Seconds()/3600 + float64(burst)
+	for _, w := range []time.Duration{time.Second, period / 2, period} {
+		// +1: grants are timed when the answer arrives, up to a round
+		// trip after Redis granted them.
+		limit := float64(perHour)*w.Seconds()/3600 + float64(burst) + 1
 		n := maxInWindow(grants, w)
 		if float64(n) > limit {
 			t.Errorf("%d grants in a %s window, limit %.0f", n, w, limit)
 		}
-		t.Logf("window %s: at most %d grants (bound %.0f)", w, n, limit)
+		t.Logf("%d/h, window %s: at most %d grants (bound %.0f)", perHour, w, n, limit)
 	}
 	want := float64(perHour) * period.Hours()
-	if float64(len(grants)) < 0.9*want {
-		t.Errorf("%d grants in %s, want at least 90%% of %.0f", len(grants), period, want)
+	if float64(len(grants)) < 0.85*want {
+		t.Errorf("%d grants in %s, want at least 85%% of %.0f", len(grants), period, want)
 	}
+	t.Logf("%d grants in %s (%.0f%% of the rate)", len(grants), period, 100*float64(len(grants))/want)
 	for _, r := range nodes {
 		if r.Degraded() {
 			t.Errorf("node %s degraded: %s", r.Node(), r.State().LastError)

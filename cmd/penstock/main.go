@@ -28,6 +28,12 @@ func commands() map[string]command {
 		"reload":  {"make a running daemon reload its configuration file", cmdReload},
 		"status":  {"totals and the local-problem indicator", cmdStatus},
 		"bench":   {"throughput benchmark: SMTP in, durable spool, SMTP out to a loopback sink", cmdBench},
+
+		// Campaigns and the quarantine.
+		"send":       {"send a campaign (template + recipient list) and follow its progress", cmdSend},
+		"deliveries": {"list deliveries, show one's progress, or cancel one (-cancel ID)", cmdDeliveries},
+		"quarantine": {"list, show, add, remove, import or release quarantined addresses", cmdQuarantine},
+		"bounces":    {"the most frequent failure replies and their bounce reason and class", cmdBounces},
 	}
 }
 

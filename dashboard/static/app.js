@@ -582,7 +582,7 @@
       el('td', { class: 'num' }, num('site-delivered-hour', s.delivered_last_hour)),
       el('td', { class: 'num' }, num('site-bounced', s.bounced)),
       el('td', { class: 'reply' }, top === undefined ? el('span', { class: 'muted' }, '…') :
-        top === null ? el('span', { class: 'muted' }, '—') :
+        top === null ? el('span', { class: 'muted', title: 'no error reply recorded recently' }, '—') :
           el('span', { class: 'clip', title: (top.r.code || '') + ' ' + replyLine(top.r) + (top.r.mx_host ? ' — ' + top.r.mx_host : '') },
             codePill(top.r.code), replyLine(top.r), top.n > 1 ? el('span', { class: 'muted' }, ' ×' + top.n) : '')));
     });

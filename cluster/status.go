@@ -1,0 +1,297 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/penstock-mta/penstock/config"
+)
+
+// Member is one node as its heartbeats show it.
+type Member struct {
+	Node     string    `json:"node"`
+	Live     bool      `json:"live"`
+	LastSeen time.Time `json:"last_seen"`
+	Age      string    `json:"age"` // since the last heartbeat, by Redis time
+	Started  time.Time `json:"started"`
+	Sources  []string  `json:"sources,omitempty"`
+	Mode     string    `json:"quota_mode,omitempty"` // shared, degraded, rejoining
+	Host     string    `json:"host,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+}
+
+// Members reads the heartbeats: every node seen within the last hour,
+// live or not (a heartbeat within ttl, by Redis time), sorted by name.
+func Members(ctx context.Context, c *redis.Client, prefix string, ttl time.Duration) ([]Member, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if ttl <= 0 {
+		ttl = 3 * time.Second
+	}
+	var tc *redis.TimeCmd
+	var hc *redis.MapStringStringCmd
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		tc = p.Time(ctx)
+		hc = p.HGetAll(ctx, prefix+"nodes")
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	now := tc.Val()
+	var out []Member
+	for name, v := range hc.Val() {
+		msStr, js, ok := strings.Cut(v, " ")
+		ms, err := strconv.ParseInt(msStr, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		var hb heartbeat
+		_ = json.Unmarshal([]byte(js), &hb)
+		seen := time.UnixMilli(ms)
+		age := now.Sub(seen)
+		out = append(out, Member{Node: name, Live: age <= ttl, LastSeen: seen, Age: age.Round(100 * time.Millisecond).String(),
+			Started: hb.Started, Sources: hb.Sources, Mode: hb.Mode, Host: hb.Host, PID: hb.PID})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// Holding is the live leases one node holds under one quota key.
+type Holding struct {
+	Node  string `json:"node"`
+	Rule  string `json:"rule"`
+	Key   string `json:"key"`
+	Conns int    `json:"connections"`
+}
+
+// maxLeaseKeys bounds the scan of lease sets.
+const maxLeaseKeys = 100000
+
+// Leases counts the unexpired leases per node and quota key, sorted by
+// rule, key and node.
+func Leases(ctx context.Context, c *redis.Client, prefix string) ([]Holding, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	var cursor uint64
+	for i := 0; i < maxLeaseKeys/100; i++ {
+		ks, next, err := c.Scan(ctx, cursor, prefix+"lease:*", 100).Result()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, ks...)
+		cursor = next
+		if cursor == 0 || len(keys) >= maxLeaseKeys {
+			break
+		}
+	}
+	cmds := make([]*redis.StringSliceCmd, len(keys))
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.ZRangeByScore(ctx, k, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	count := map[[2]string]int{} // key, node
+	for i, k := range keys {
+		for _, m := range cmds[i].Val() {
+			node := m
+			if j := strings.LastIndex(m, "#"); j >= 0 {
+				node = m[:j]
+			}
+			count[[2]string{strings.TrimPrefix(k, prefix+"lease:"), node}]++
+		}
+	}
+	var out []Holding
+	for kn, n := range count {
+		out = append(out, Holding{Node: kn[1], Rule: RuleOf(kn[0]), Key: kn[0], Conns: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		if a.Key != b.Key {
+			return a.Key < b.Key
+		}
+		return a.Node < b.Node
+	})
+	return out, nil
+}
+
+// RuleOf returns the MX rule of a quota key: "conn|<scope>|<rule>|...".
+func RuleOf(key string) string {
+	parts := strings.SplitN(key, "|", 4)
+	if len(parts) >= 3 {
+		return parts[2]
+	}
+	return key
+}
+
+// Status is what `penstock cluster status` shows.
+type Status struct {
+	Redis   string    `json:"redis"`
+	Members []Member  `json:"nodes"`
+	Leases  []Holding `json:"leases"`
+}
+
+// ReadStatus reads the membership and the leases.
+func ReadStatus(ctx context.Context, c *redis.Client, prefix string, ttl time.Duration) (Status, error) {
+	st := Status{Redis: c.Options().Addr}
+	var err error
+	if st.Members, err = Members(ctx, c, prefix, ttl); err != nil {
+		return st, err
+	}
+	if st.Leases, err = Leases(ctx, c, prefix); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// PerRule sums the leases of each node per MX rule.
+func (s Status) PerRule() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, h := range s.Leases {
+		if out[h.Rule] == nil {
+			out[h.Rule] = map[string]int{}
+		}
+		out[h.Rule][h.Node] += h.Conns
+	}
+	return out
+}
+
+// WriteText prints the status as tables: nodes, then connections held
+// per rule and node.
+func (s Status) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Redis %s\n\n", s.Redis)
+	fmt.Fprintln(tw, "NODE\tSTATE\tQUOTAS\tLAST SEEN\tSTARTED\tSOURCES")
+	live := 0
+	for _, m := range s.Members {
+		state := "gone"
+		if m.Live {
+			state = "live"
+			live++
+		}
+		mode := m.Mode
+		if mode == "" {
+			mode = "-"
+		} else if mode != "shared" {
+			mode = strings.ToUpper(mode)
+		}
+		src := strings.Join(m.Sources, ", ")
+		if src == "" {
+			src = "(system default)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\n", m.Node, state, mode, m.Age, m.Started.UTC().Format(time.RFC3339), src)
+	}
+	fmt.Fprintf(tw, "\n%d live node(s)\n\n", live)
+	per := s.PerRule()
+	if len(per) == 0 {
+		fmt.Fprintln(tw, "No connection leases held.")
+		return tw.Flush()
+	}
+	nodes := map[string]bool{}
+	for _, m := range s.Members {
+		nodes[m.Node] = true
+	}
+	for _, byNode := range per {
+		for n := range byNode {
+			nodes[n] = true
+		}
+	}
+	names := make([]string, 0, len(nodes))
+	for n := range nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	rules := make([]string, 0, len(per))
+	for r := range per {
+		rules = append(rules, r)
+	}
+	sort.Strings(rules)
+	fmt.Fprintf(tw, "CONNECTIONS HELD (live leases)\nRULE\t%s\tTOTAL\n", strings.Join(names, "\t"))
+	for _, r := range rules {
+		total := 0
+		cells := make([]string, len(names))
+		for i, n := range names {
+			cells[i] = strconv.Itoa(per[r][n])
+			total += per[r][n]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", r, strings.Join(cells, "\t"), total)
+	}
+	return tw.Flush()
+}
+
+// CLI is `penstock cluster status [-config F] [-json]`: it reads
+// [cluster] from the configuration and prints the status.
+func CLI(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "status" {
+		fmt.Fprintln(stderr, "usage: penstock cluster status [-config penstock.toml] [-json]")
+		return 2
+	}
+	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file with the [cluster] section")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if fs.Parse(args[1:]) != nil {
+		return 2
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "penstock cluster status: -config is needed: the [cluster] redis URL is in the configuration file")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if cfg.Cluster.Redis == "" {
+		fmt.Fprintf(stderr, "%s: [cluster] redis is not set: this node runs alone\n", *cfgPath)
+		return 1
+	}
+	c, err := Dial(cfg.Cluster.Redis)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := ReadStatus(ctx, c, "", 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "cluster status: Redis at %s: %v\n", c.Options().Addr, err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(st)
+	} else {
+		err = st.WriteText(stdout)
+	}
+	if err != nil && !errors.Is(err, io.ErrShortWrite) {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
