@@ -64,15 +64,16 @@ func (o *Options) defaults() {
 
 // Node is this node's membership heartbeat and its flow-control bridge.
 type Node struct {
-	c      *redis.Client
-	opts   Options
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	out    chan flowMsg
-	ps     *redis.PubSub
-	closed atomic.Bool
+	c          *redis.Client
+	beatScript *redis.Script
+	opts       Options
+	log        *slog.Logger
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	out        chan flowMsg
+	ps         *redis.PubSub
+	closed     atomic.Bool
 	// down: the last heartbeat failed (logged once per transition).
 	down    atomic.Bool
 	dropped atomic.Int64
@@ -104,7 +105,7 @@ func Start(c *redis.Client, opts Options) (*Node, error) {
 		return nil, errors.New("cluster: a node needs a name")
 	}
 	opts.defaults()
-	n := &Node{c: c, opts: opts, log: opts.Logger, out: make(chan flowMsg, 1024)}
+	n := &Node{c: c, beatScript: redis.NewScript(beatScriptSrc), opts: opts, log: opts.Logger, out: make(chan flowMsg, 1024)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.beat()
 	n.wg.Add(2)
@@ -137,9 +138,9 @@ func (n *Node) Close() error {
 // Adopted returns how many flow changes of other nodes this node applied.
 func (n *Node) Adopted() int64 { return n.adopted.Load() }
 
-// beatScript: KEYS: nodes. ARGV: node, JSON, ms after which an entry is
+// beatScriptSrc: KEYS: nodes. ARGV: node, JSON, ms after which an entry is
 // dropped. Stamps the heartbeat with Redis time.
-var beatScript = redis.NewScript(`
+const beatScriptSrc = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], ARGV[1], now .. ' ' .. ARGV[2])
@@ -149,7 +150,7 @@ for i = 1, #all, 2 do
   if ts == nil or now - ts > tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], all[i]) end
 end
 return now
-`)
+`
 
 // pruneAfter drops heartbeats of nodes gone for this long.
 const pruneAfter = time.Hour
@@ -163,7 +164,7 @@ func (n *Node) beat() {
 	js, _ := json.Marshal(hb)
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
 	defer cancel()
-	err := beatScript.Run(ctx, n.c, []string{n.opts.Prefix + "nodes"}, n.opts.Node, string(js), pruneAfter.Milliseconds()).Err()
+	err := n.beatScript.Run(ctx, n.c, []string{n.opts.Prefix + "nodes"}, n.opts.Node, string(js), pruneAfter.Milliseconds()).Err()
 	switch {
 	case err != nil && n.ctx.Err() == nil && !n.down.Swap(true):
 		n.log.Error("cluster: heartbeat failed: this node drops out of the membership until Redis answers", "node", n.opts.Node, "err", err)

@@ -317,9 +317,11 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 		}
 		// Suppressed recipients are counted and logged, never stored.
 		for _, msg := range suppressed {
+			d.m.Log.Write(&events.Record{Type: events.Reception, Time: now, DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
 			d.m.suppressedRecord(msg, 0, now)
 		}
 		for _, msg := range batch {
+			d.m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: msg.ID.String(), DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
 			d.m.Queue.Enqueue(msg)
 		}
 		dm.mu.Lock()

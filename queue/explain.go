@@ -98,12 +98,14 @@ func (q *Queue) Totals() Totals {
 		sites = append(sites, s)
 	}
 	for _, d := range q.domains {
-		t.Queued += len(d.pending)
+		for _, j := range d.pending {
+			t.Queued += len(j.rcpts)
+		}
 	}
 	q.mu.Unlock()
 	for _, s := range sites {
 		s.mu.Lock()
-		n := len(s.jobs) + s.inflight
+		n := s.queuedRecipients()
 		s.mu.Unlock()
 		if n > 0 {
 			t.Sites++
@@ -165,7 +167,7 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	m := cfg.Rules.Match(s.hostNames())
 	v := SiteView{
 		Site: s.key, MXHosts: s.hostNames(),
-		Queued: len(s.jobs) + s.inflight, InFlight: s.inflight, Connections: s.active,
+		Queued: s.queuedRecipients(), InFlight: s.inflightRecipients(), Connections: s.active,
 		ByStatus: map[string]int{}, Flow: flow, Suspended: s.opSuspended,
 		Delivered: s.stats.delivered, Bounced: s.stats.bounced, Deferred: s.stats.deferred,
 		Expired: s.stats.expired, DeliveredLastHour: s.stats.hour.total(now),
@@ -185,8 +187,8 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 		w := s.wait
 		v.Wait = &w
 	}
-	if s.inflight > 0 {
-		v.ByStatus[StatusInFlight] = s.inflight
+	if v.InFlight > 0 {
+		v.ByStatus[StatusInFlight] = v.InFlight
 	}
 	for _, j := range s.jobs {
 		v.ByStatus[s.statusOf(j, now)] += len(j.rcpts)
@@ -208,6 +210,25 @@ func (q *Queue) flowPeek(site string, now time.Time) flow.Decision {
 		return flow.Decision{State: flow.Normal, ConnFactor: 1, RateFactor: 1}
 	}
 	return q.deps.Flow.Peek(site, now)
+}
+
+// queuedRecipients counts the recipients of the site's jobs, queued or in
+// flight. Caller holds s.mu.
+func (s *site) queuedRecipients() int {
+	n := s.inflightRecipients()
+	for _, j := range s.jobs {
+		n += len(j.rcpts)
+	}
+	return n
+}
+
+// inflightRecipients counts the recipients of claimed jobs. Caller holds s.mu.
+func (s *site) inflightRecipients() int {
+	n := 0
+	for j := range s.claimed {
+		n += len(j.rcpts)
+	}
+	return n
 }
 
 // statusOf is a queued job's status text. Caller holds s.mu.

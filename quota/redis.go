@@ -78,22 +78,27 @@ import (
 // fence covers message boundaries, not a message in flight past its
 // lease's validity.
 type Redis struct {
-	c     *redis.Client
-	opts  RedisOptions
-	log   *slog.Logger
-	t0    time.Time // base of the monotonic deadlines
-	nonce string
-	seq   atomic.Uint64
-	free  chan struct{} // closed: returned by Wait when a slot may be free
-	kick  chan struct{}
-	fence time.Duration // lease_ttl + 1/8
+	c       *redis.Client
+	scripts redisScripts
+	opts    RedisOptions
+	log     *slog.Logger
+	t0      time.Time // base of the monotonic deadlines
+	nonce   string
+	seq     atomic.Uint64
+	free    chan struct{} // closed: returned by Wait when a slot may be free
+	kick    chan struct{}
+	fence   time.Duration // lease_ttl + 1/8
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	psMu   sync.Mutex
 	ps     *redis.PubSub
-	closed atomic.Bool
+	// renewMu orders releases after a renewal under way (so the renewal
+	// cannot add back a lease released meanwhile): the renewal holds it
+	// for writing, a release for reading.
+	renewMu sync.RWMutex
+	closed  atomic.Bool
 
 	mu       sync.Mutex
 	mode     mode
@@ -134,6 +139,10 @@ type RedisOptions struct {
 	ProbeEvery time.Duration
 	Logger     *slog.Logger
 }
+
+// redisScripts are the store's Lua scripts (each run as EVALSHA, loaded
+// again after a Redis restart).
+type redisScripts struct{ take, release, gcra, renew *redis.Script }
 
 type mode int
 
@@ -222,6 +231,8 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 	}
 	r := &Redis{
 		c: c, opts: opts, log: opts.Logger, t0: time.Now(), nonce: hex.EncodeToString(nb[:]),
+		scripts: redisScripts{take: redis.NewScript(takeScriptSrc), release: redis.NewScript(releaseScriptSrc),
+			gcra: redis.NewScript(gcraScriptSrc), renew: redis.NewScript(renewScriptSrc)},
 		free: make(chan struct{}), kick: make(chan struct{}, 1),
 		fence: opts.LeaseTTL + opts.LeaseTTL/8,
 		mode:  modeDegraded, since: time.Now(), peerTTL: map[string]int64{},
@@ -379,10 +390,10 @@ func (r *Redis) connKey(key string) *connKey {
 	return ks
 }
 
-// take: drop expired leases, add one if fewer than limit. KEYS: lease set,
+// takeScriptSrc: drop expired leases, add one if fewer than limit. KEYS: lease set,
 // epoch. ARGV: limit, member, ttl ms, epoch. Returns {1|0, count} or {-1}
 // when the epoch is not ours (Redis lost its data).
-var takeScript = redis.NewScript(`
+const takeScriptSrc = `
 if redis.call('GET', KEYS[2]) ~= ARGV[4] then return {-1, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -393,15 +404,15 @@ if n >= tonumber(ARGV[1]) then return {0, n} end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return {1, n + 1}
-`)
+`
 
-// release: remove the lease and tell the waiters. KEYS: lease set. ARGV:
+// releaseScriptSrc: remove the lease and tell the waiters. KEYS: lease set. ARGV:
 // member, channel.
-var releaseScript = redis.NewScript(`
+const releaseScriptSrc = `
 local n = redis.call('ZREM', KEYS[1], ARGV[1])
 if n == 1 then redis.call('PUBLISH', ARGV[2], '1') end
 return n
-`)
+`
 
 // TryConn implements Store.
 func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usage, bool, error) {
@@ -435,7 +446,7 @@ func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usag
 
 	l := r.newLease(key)
 	send := r.mono()
-	res, err := r.runInts(ctx, takeScript, []string{r.k("lease", key), r.k("quota", "epoch")},
+	res, err := r.runInts(ctx, r.scripts.take, []string{r.k("lease", key), r.k("quota", "epoch")},
 		limit, l.member, r.opts.LeaseTTL.Milliseconds(), r.epochNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -540,7 +551,9 @@ func (r *Redis) release(l *redisLease) {
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	defer cancel()
-	err := releaseScript.Run(ctx, r.c, []string{r.k("lease", l.key)}, l.member, r.k("release", l.key)).Err()
+	r.renewMu.RLock()
+	err := r.scripts.release.Run(ctx, r.c, []string{r.k("lease", l.key)}, l.member, r.k("release", l.key)).Err()
+	r.renewMu.RUnlock()
 	if err != nil {
 		r.mu.Lock()
 		r.addPendingLocked(l.key, l.member)
@@ -593,10 +606,10 @@ func (r *Redis) Conns(key string) int {
 
 // ---- message rate ----
 
-// gcra: KEYS: tat, epoch. ARGV: T us, tau us, tokens wanted, epoch.
+// gcraScriptSrc: KEYS: tat, epoch. ARGV: T us, tau us, tokens wanted, epoch.
 // Grants up to the tokens wanted that fit the tolerance and returns
 // {granted, retry us}, or {-1, 0} when the epoch is not ours.
-var gcraScript = redis.NewScript(`
+const gcraScriptSrc = `
 if redis.call('GET', KEYS[2]) ~= ARGV[4] then return {-1, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -610,7 +623,7 @@ local n = math.min(math.floor(room / T) + 1, tonumber(ARGV[3]))
 tat = tat + n * T
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
 return {n, 0}
-`)
+`
 
 // TakeMessage implements Store.
 func (r *Redis) TakeMessage(ctx context.Context, key string, perHour int) (bool, time.Duration, error) {
@@ -670,7 +683,7 @@ func (r *Redis) TakeMessage(ctx context.Context, key string, perHour int) (bool,
 	}
 	delta := time.Duration(tau-tauR) * time.Microsecond
 	send := r.mono()
-	res, err := r.runInts(ctx, gcraScript, []string{r.k("tat", key), r.k("quota", "epoch")}, tUS, tauR, want, r.epochNow())
+	res, err := r.runInts(ctx, r.scripts.gcra, []string{r.k("tat", key), r.k("quota", "epoch")}, tUS, tauR, want, r.epochNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -746,15 +759,17 @@ func (r *Redis) takeLocalLocked(rk *rateKey, perHour int, now time.Duration) (bo
 
 // ---- renewal, membership and modes ----
 
-// renew: register this node's leases, check the epoch, heartbeat, and read
-// the membership. KEYS: alive, epoch, lease sets... ARGV: node, ttl ms,
-// epoch, new epoch, nreg, members... The first nreg leases are registered
-// (added); the others only renewed if still there, so a lease released
-// while the renewal was under way does not come back. When the epoch is
-// not ours (Redis lost its data) every lease is added again. Returns
-// {server ms, epoch state (0 same, 1 other, 2 created), epoch, {node, ms,
-// ttl, ...}, {1 if the lease was renewed or added, else 0, ...}}.
-var renewScript = redis.NewScript(`
+// renewScriptSrc: register this node's leases, check the epoch, heartbeat,
+// and read the membership. KEYS: alive, epoch, lease sets... ARGV: node,
+// ttl ms, epoch, new epoch, members... Every lease this node holds is
+// (re)added with a new expiry: a connection open is a slot taken, even if
+// its lease expired in Redis meanwhile (renewals late) or Redis lost it
+// (restart). A lease released while the renewal was under way may come
+// back for a moment (registered by a renewal that raced with its local
+// release); the caller removes it again. Returns {server ms,
+// epoch state (0 same, 1 other, 2 created), epoch, {node, ms, ttl, ...},
+// {1 if the lease was there, 0 if it was added, ...}}.
+const renewScriptSrc = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
@@ -767,17 +782,10 @@ if not cur then
 elseif cur ~= ARGV[3] then
   state = 1
 end
-local nreg = tonumber(ARGV[5])
 local found = {}
 for i = 3, #KEYS do
-  local m = ARGV[i + 3]
-  if state ~= 0 or i - 2 <= nreg or redis.call('ZSCORE', KEYS[i], m) then
-    redis.call('ZADD', KEYS[i], now + ttl, m)
-    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-    table.insert(found, 1)
-  else
-    table.insert(found, 0)
-  end
+  table.insert(found, 1 - redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 2]))
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 redis.call('HSET', KEYS[1], ARGV[1], now .. ' ' .. ttl)
 local all = redis.call('HGETALL', KEYS[1])
@@ -795,7 +803,7 @@ for i = 1, #all, 2 do
   end
 end
 return {now, state, cur, out, found}
-`)
+`
 
 func (r *Redis) epochNow() string {
 	r.mu.Lock()
@@ -820,33 +828,27 @@ func (r *Redis) renew() bool {
 }
 
 func (r *Redis) renewOnce() (again, ok bool) {
+	r.renewMu.Lock()
 	r.mu.Lock()
 	keys := []string{r.k("quota", "alive"), r.k("quota", "epoch")}
 	var nb [8]byte
 	_, _ = rand.Read(nb[:])
-	args := []any{r.opts.Node, r.opts.LeaseTTL.Milliseconds(), r.epoch, hex.EncodeToString(nb[:]), 0}
+	args := []any{r.opts.Node, r.opts.LeaseTTL.Milliseconds(), r.epoch, hex.EncodeToString(nb[:])}
 	var leases []*redisLease
-	// Leases to register first (granted in degraded mode), then the rest.
-	for pass := range 2 {
-		for key, ks := range r.keys {
-			for l := range ks.leases {
-				if l.registered.Load() == (pass == 1) {
-					keys = append(keys, r.k("lease", key))
-					args = append(args, l.member)
-					leases = append(leases, l)
-				}
-			}
-		}
-		if pass == 0 {
-			args[4] = len(leases)
+	for key, ks := range r.keys {
+		for l := range ks.leases {
+			keys = append(keys, r.k("lease", key))
+			args = append(args, l.member)
+			leases = append(leases, l)
 		}
 	}
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	send := r.mono()
-	v, err := renewScript.Run(ctx, r.c, keys, args...).Slice()
+	v, err := r.scripts.renew.Run(ctx, r.c, keys, args...).Slice()
 	cancel()
+	r.renewMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -865,11 +867,10 @@ func (r *Redis) renewOnce() (again, ok bool) {
 	}
 	lostLeases := 0
 	for i, l := range leases {
-		if found[i] == 0 {
-			// Expired in Redis before we renewed it: the slot may be
-			// someone else's now. It stays invalid until released.
+		if found[i] == 0 && l.registered.Load() && state == 0 && !l.released.Load() {
+			// Expired in Redis before we renewed it: the slot may have
+			// gone to another node meanwhile.
 			lostLeases++
-			continue
 		}
 		l.registered.Store(true)
 		if l.released.Load() {
@@ -880,7 +881,7 @@ func (r *Redis) renewOnce() (again, ok bool) {
 		l.deadline.Store(int64(send + r.opts.LeaseTTL))
 	}
 	if lostLeases > 0 {
-		r.log.Warn("cluster quotas: leases expired in Redis before their renewal (renewals late by more than the lease TTL?)",
+		r.log.Warn("cluster quotas: leases had expired in Redis before their renewal (renewals late by more than the lease TTL?); registered again",
 			"node", r.opts.Node, "leases", lostLeases, "lease_ttl", r.opts.LeaseTTL)
 	}
 	first := !r.contact

@@ -132,7 +132,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	for _, dp := range provs {
 		fmt.Fprintf(stdout, "  %-8s %-40s %s\n", dp.name, strings.Join(dp.mx, ","), dp.story)
 	}
-	fmt.Fprintf(stdout, "SMTP injection on %s, API on http://%s\n\n", m.SMTPAddr(), m.HTTPAddr())
+	fmt.Fprintf(stdout, "SMTP injection on %s; dashboard and API on http://%s/\n\n", m.SMTPAddr(), m.HTTPAddr())
 
 	// The outage ends by itself.
 	go func() {
@@ -189,7 +189,7 @@ loop:
 	}
 	demoReport(stdout, m, provs, flowEvents, &flowMu, time.Since(start))
 	if *keep && ctx.Err() == nil {
-		fmt.Fprintf(stdout, "\nServing the API on http://%s until interrupted (Ctrl-C).\n", m.HTTPAddr())
+		fmt.Fprintf(stdout, "\nThe dashboard stays at http://%s/ (API under /api/v1) until interrupted (Ctrl-C).\n", m.HTTPAddr())
 		<-ctx.Done()
 	}
 	return 0
