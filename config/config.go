@@ -105,7 +105,6 @@ type Delivery struct {
 	Retry       []Duration `toml:"retry"`        // waits between attempts; the last repeats
 	Validity    Duration   `toml:"validity"`     // give up and bounce after this, default 5d
 	DefaultPool string     `toml:"default_pool"` // pool for mail that names none
-	ReturnPath  string     `toml:"return_path"`  // optional VERP pattern
 	DSN         bool       `toml:"dsn"`          // send an RFC 3464 report to the sender of SMTP-injected mail that finally fails; default true
 }
 

@@ -45,7 +45,7 @@ port = 2525
 retry = ["1m", "1h30m"]
 validity = "2d"
 default_pool = "main"
-return_path = "bounce+{id}@bounces.example.com"
+dsn = false
 
 [[source]]
 name = "ip1"

@@ -262,9 +262,6 @@ func (v *validator) delivery(d *Delivery, pools []Pool) {
 			v.errf(at, "default_pool", "no [[pool]] is named %q", d.DefaultPool)
 		}
 	}
-	if d.ReturnPath != "" && !strings.Contains(d.ReturnPath, "@") {
-		v.errf(at, "return_path", "%q is not an address pattern (it has no '@')", d.ReturnPath)
-	}
 }
 
 // name checks that entry i of an array of tables has a name, unique there.
