@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -193,6 +194,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 }
 
 func (m *MTA) closeStores() {
+	if c, ok := m.Quotas.(io.Closer); ok {
+		c.Close()
+	}
 	if m.Log != nil {
 		m.Log.Close()
 	}
@@ -355,6 +359,12 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	if err := m.Queue.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("queue: %w", err))
+	}
+	// Cluster mode: stop the flow bridge, give back the leases, leave.
+	if c, ok := m.Quotas.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: %w", err))
+		}
 	}
 	if m.tickStop != nil {
 		close(m.tickStop)

@@ -58,6 +58,11 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 				return
 			}
 		}
+		// A cluster lease Redis could not renew within lease_ttl may
+		// belong to another node now: stop using the connection.
+		if v, ok := lease.(interface{ Valid() bool }); ok && !v.Valid() {
+			return
+		}
 		j, _ = s.claim(lim, lease.Key())
 		if j == nil {
 			return

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/penstock-mta/penstock/cluster"
 	"io"
 	"os"
 	"sort"
@@ -27,6 +28,7 @@ func commands() map[string]command {
 		"purge":   {"cancel every queued recipient of a site or domain", siteAction("purge")},
 		"reload":  {"make a running daemon reload its configuration file", cmdReload},
 		"status":  {"totals and the local-problem indicator", cmdStatus},
+		"cluster": {"cluster status: live nodes, their sources, connections held per rule", cluster.CLI},
 		"bench":   {"throughput benchmark: SMTP in, durable spool, SMTP out to a loopback sink", cmdBench},
 
 		// Campaigns and the quarantine.
