@@ -46,6 +46,7 @@ func (m *MTA) onOutcome(msg *spool.Message, i int, o queue.Outcome, site string)
 		m.deliveries.final(msg, o, now)
 	}
 	switch {
+	case o.Cancelled:
 	case o.Delivered:
 		if !msg.Received.IsZero() {
 			m.metrics.ObserveDelivered(now.Sub(msg.Received))
@@ -63,7 +64,7 @@ func (m *MTA) onOutcome(msg *spool.Message, i int, o queue.Outcome, site string)
 			}
 		}
 	}
-	if o.Final && !o.Delivered && msg.Flags&flagDSN != 0 && msg.Sender != "" && m.Config().Delivery.DSN {
+	if o.Final && !o.Delivered && !o.Cancelled && msg.Flags&flagDSN != 0 && msg.Sender != "" && m.Config().Delivery.DSN {
 		if err := m.sendDSN(msg, i, o, now); err != nil {
 			m.logger.Error("DSN to the sender not sent", "id", msg.ID.String(), "sender", msg.Sender, "err", err)
 		}

@@ -148,6 +148,8 @@ func (d *deliveries) final(msg *spool.Message, o queue.Outcome, now time.Time) {
 	dm.mu.Lock()
 	defer dm.mu.Unlock()
 	switch {
+	case o.Cancelled:
+		dm.Counts.Cancelled++
 	case o.Delivered:
 		dm.Counts.Delivered++
 		if dm.First.IsZero() {
@@ -374,11 +376,9 @@ func (d *deliveries) cancel(id, who string) (int, error) {
 	dm.mu.Lock()
 	dm.Stopped = true
 	dm.mu.Unlock()
+	// The queue reports each cancelled recipient through the outcome hook
+	// (now, or when it comes back from a connection): that is what counts.
 	n := d.m.Queue.CancelDelivery(id, who)
-	dm.mu.Lock()
-	dm.Counts.Cancelled += n
-	dm.dirty = true
-	dm.mu.Unlock()
 	return n, d.save(dm)
 }
 

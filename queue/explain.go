@@ -514,6 +514,11 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 // site (an operator action: it scans the queues once).
 func (q *Queue) CancelDelivery(deliveryID, who string) int {
 	q.mu.Lock()
+	if q.cancelled == nil {
+		q.cancelled = map[string]bool{}
+	}
+	// Jobs on a connection now are cancelled when they come back (apply).
+	q.cancelled[deliveryID] = true
 	sites := make([]*site, 0, len(q.sites))
 	for _, s := range q.sites {
 		sites = append(sites, s)
@@ -579,8 +584,24 @@ func (q *Queue) cancelJobs(jobs []*job, site, who string) int {
 			q.deps.Logger.Error("spool update failed", "id", e.m.ID.String(), "err", err)
 		}
 		e.mu.Unlock()
+		if q.deps.Outcome != nil {
+			for _, ri := range j.rcpts {
+				if e.m.Recipients[ri].State == spool.Cancelled {
+					q.deps.Outcome(e.m, ri, Outcome{Final: true, Cancelled: true}, site)
+				}
+			}
+		}
 	}
 	return n
+}
+
+func (q *Queue) isCancelled(deliveryID string) bool {
+	if deliveryID == "" {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cancelled[deliveryID]
 }
 
 func (q *Queue) admin(site, action, who, detail string) {

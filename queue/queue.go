@@ -101,10 +101,11 @@ type Queue struct {
 
 	closeOnce sync.Once
 
-	mu      sync.Mutex
-	domains map[string]*domainState
-	sites   map[string]*site
-	closed  bool
+	mu        sync.Mutex
+	domains   map[string]*domainState
+	sites     map[string]*site
+	closed    bool
+	cancelled map[string]bool // cancelled campaigns
 
 	counters counters
 }

@@ -18,7 +18,8 @@ import (
 type Outcome struct {
 	Delivered bool
 	Expired   bool
-	Final     bool // the recipient's delivery is over (delivered, bounced, expired)
+	Final     bool // the recipient's delivery is over (delivered, bounced, expired, cancelled)
+	Cancelled bool // its campaign was cancelled
 	skip      bool // the recipient was already final (purged meanwhile)
 	Code      int
 	Enhanced  string
@@ -225,6 +226,12 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		case o.hard():
 			r.State = spool.Bounced
 			rec.Type = events.Bounce
+		case q.isCancelled(m.DeliveryID):
+			// Back from a connection while its campaign was cancelled.
+			r.State = spool.Cancelled
+			rec.Type = events.AdminAction
+			rec.Status = "cancelled (the delivery was cancelled)"
+			o.Cancelled = true
 		default:
 			next := now.Add(q.retryAfter(cfg, int(r.Attempts), o))
 			if !m.Expires.IsZero() && next.After(m.Expires) {
