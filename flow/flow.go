@@ -456,7 +456,14 @@ func (c *Controller) to(key string, s *siteState, state string, now, until time.
 	case Normal:
 		s.level = 1
 	case Backoff:
-		s.level = c.cfg.ConnFactor
+		if ch.From == Suspended {
+			// Back from a suspension: start below where the trouble
+			// began (multiplicative decrease), so that the site does not
+			// flap between backoff and suspension at the same rate.
+			s.level = max(minLevel, s.level/2)
+		} else {
+			s.level = c.cfg.ConnFactor
+		}
 	}
 	return ch
 }
