@@ -32,6 +32,8 @@ const (
 	StatusInFlight      = "Messages in delivery"
 	statusResolvingMX   = "Messages queued (resolving MX)"
 	defaultDNSRetryWait = time.Minute
+	firstDNSRetry       = 5 * time.Second
+	maxLookups          = 64
 )
 
 // Source is a local address mail leaves from, with its EHLO name.
@@ -98,6 +100,7 @@ type Queue struct {
 	// capacity bounds them (backpressure on sessions when full).
 	durable     chan pendingUpdate
 	durableDone chan struct{}
+	lookups     chan struct{} // MX lookups in flight (bounded)
 
 	closeOnce sync.Once
 
@@ -161,6 +164,7 @@ func New(cfg *Config, deps Deps) *Queue {
 		closing:     make(chan struct{}),
 		durable:     make(chan pendingUpdate, maxPendingUpdates),
 		durableDone: make(chan struct{}),
+		lookups:     make(chan struct{}, maxLookups),
 	}
 	go q.awaitDurable()
 	q.SetConfig(cfg)
@@ -333,11 +337,20 @@ func (q *Queue) route(j *job) {
 // site queue, or bounces / holds them on failure.
 func (q *Queue) resolve(d *domainState) {
 	defer q.wg.Done()
+	wait := firstDNSRetry
 	for {
 		cfg := q.config()
+		// Bounded concurrency: a restart with 10,000 domains must not
+		// fire 10,000 queries at once at our resolver (and lose them).
+		select {
+		case q.lookups <- struct{}{}:
+		case <-q.closing:
+			return
+		}
 		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
 		res, err := q.deps.Resolver.LookupMX(ctx, d.name)
 		cancel()
+		<-q.lookups
 		now := q.now()
 		if d.name == "" {
 			err = &dns.Error{Domain: d.name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
@@ -386,11 +399,13 @@ func (q *Queue) resolve(d *domainState) {
 			q.deps.Flow.Record(flow.Event{Time: now, Domain: d.name, Err: true, Local: true, DNS: true, Text: err.Error()})
 		}
 		q.expireHeld(d, now)
+		// Look again soon, then less often, up to [dns] retry.
 		select {
 		case <-q.closing:
 			return
-		case <-time.After(cfg.DNSRetry):
+		case <-time.After(min(wait, cfg.DNSRetry)):
 		}
+		wait *= 2
 		if q.isClosed() {
 			return
 		}
