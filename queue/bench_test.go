@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,8 +36,17 @@ var benchSizes = []struct {
 
 var benchSiteCounts = []int{1, 10, 1000, 10000}
 
-func benchQueueNew() *Queue {
-	return New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// benchQueueNew builds a queue without spool or network, closed when the
+// benchmark ends (New starts a goroutine that would keep it, and its
+// million jobs, alive).
+func benchQueueNew(tb testing.TB) *Queue {
+	q := New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		q.Close(ctx)
+	})
+	return q
 }
 
 // heldSite registers a site whose runner is the benchmark itself.
@@ -95,7 +105,7 @@ func BenchmarkSchedule(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
-				q := benchQueueNew()
+				q := benchQueueNew(b)
 				rng := rand.New(rand.NewPCG(1, 2))
 				sites := benchSites(q, ns)
 				fill(q, sites, sz.jobs, rng)
@@ -131,7 +141,7 @@ func BenchmarkEnqueueClaim(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
-				q := benchQueueNew()
+				q := benchQueueNew(b)
 				rng := rand.New(rand.NewPCG(3, 4))
 				sites := benchSites(q, ns)
 				fill(q, sites, sz.jobs, rng)
@@ -175,7 +185,7 @@ func BenchmarkScheduleFresh(b *testing.B) {
 	for _, sz := range benchSizes {
 		ns := 10
 		b.Run(fmt.Sprintf("jobs=%s/sites=%d", sz.name, ns), func(b *testing.B) {
-			q := benchQueueNew()
+			q := benchQueueNew(b)
 			sites := benchSites(q, ns)
 			now := time.Now()
 			for i := range sz.jobs {

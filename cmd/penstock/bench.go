@@ -74,6 +74,8 @@ type benchFlags struct {
 	queued                    int
 	cpuProfile, memProfile    string
 	dir                       string
+	extraRules                int  // rules tried (and missed) before the bench rule
+	noShipped                 bool // without the shipped provider rules
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -100,7 +102,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.unsafeNoSync, "unsafe-nosync", false, "UNSAFE: no fsync in the spool (acked mail can be lost); results are labelled unsafe")
 	fs.BoolVar(&f.campaign, "campaign", false, "inject through POST /deliveries (not built yet)")
 	fs.IntVar(&f.queued, "queued", 0, "instead of relaying: hold this many queued recipients (0-byte bodies), report RSS, restart and time until all are scheduled")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write Penstock's CPU profile over the measured run to this file")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write Penstock's CPU profile over the measured run (with -queued: over the restart) to this file")
+	fs.IntVar(&f.extraRules, "rules", 0, "this many extra MX rules, each with limits, tried (and missed) before the bench rule: the cost of rules in force")
+	fs.BoolVar(&f.noShipped, "no-shipped-rules", false, "leave out the shipped provider rules")
 	fs.StringVar(&f.dir, "dir", "", "directory for the spool and delivery log, kept and reused by later runs (default: a new temporary directory, removed after)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write Penstock's allocation profile (allocs) after the run to this file")
 	fs.Usage = func() {
@@ -558,6 +562,18 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	if err != nil {
 		return nil, err
 	}
+	if f.extraRules > 0 || f.noShipped {
+		extra := make([]config.MXRule, 0, f.extraRules+1)
+		for i := 0; i < f.extraRules; i++ {
+			r := config.MXRule{Name: fmt.Sprintf("extra-%d", i), MX: config.Patterns{fmt.Sprintf("mx?.unused-%d.*.example", i)},
+				MaxConnections: 5, MaxMessagesPerConnection: 50, MessagesPerHour: 3600}
+			r.ApplyDefaults()
+			extra = append(extra, r)
+		}
+		cfg.MXRules = append(extra, cfg.MXRules...)
+		cfg.Server.UseShippedRules = !f.noShipped
+		res.Settings += fmt.Sprintf("; %d extra rules before the bench rule, shipped rules %v", f.extraRules, !f.noShipped)
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := mta.New(cfg, mta.Options{Logger: logger, NoSync: f.unsafeNoSync})
 	if err != nil {
@@ -959,8 +975,12 @@ func benchQueued(ctx context.Context, f benchFlags, stdout, stderr io.Writer) in
 			"due in 30-60 min (retry scheduled), so sites are held without traffic"}
 	run := func(phase string, rep *queuedReport) (time.Duration, error) {
 		t0 := time.Now()
-		ch, err := startChild(ctx, stderr, "_queued", "-phase", phase, "-dir", dir, "-n", strconv.Itoa(f.queued),
-			"-domains", strconv.Itoa(f.domains), "-t0", strconv.FormatInt(t0.UnixNano(), 10))
+		args := []string{"_queued", "-phase", phase, "-dir", dir, "-n", strconv.Itoa(f.queued),
+			"-domains", strconv.Itoa(f.domains), "-t0", strconv.FormatInt(t0.UnixNano(), 10)}
+		if phase == "restart" && f.cpuProfile != "" {
+			args = append(args, "-cpuprofile", f.cpuProfile)
+		}
+		ch, err := startChild(ctx, stderr, args...)
 		if err != nil {
 			return 0, err
 		}
@@ -1012,8 +1032,20 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 0, "")
 	domains := fs.Int("domains", 1, "")
 	t0ns := fs.Int64("t0", 0, "")
+	cpuProfile := fs.String("cpuprofile", "", "")
 	if fs.Parse(args) != nil || *dir == "" || *n <= 0 {
 		return 2
+	}
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fail(stderr, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	t0 := time.Unix(0, *t0ns)
 	rep := queuedReport{Phase: *phase, Recipients: *n}
@@ -1065,8 +1097,18 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	rep.LoadedS = time.Since(t0).Seconds()
 	// Wait (bounded, polled: the queue has no "all scheduled" event) until
 	// every recipient is on its site: all domains resolved, none pending.
+	// Queue.Totals walks every queued job, so it is asked only once the DNS
+	// server has answered for every domain, and then every 100 ms.
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	for dnsSrv.Queries() < int64(*domains) {
+		select {
+		case <-ctx.Done():
+			return failRep(fmt.Errorf("MX lookups not answered in time: %d of %d", dnsSrv.Queries(), *domains))
+		case <-tick.C:
+		}
+	}
+	tick.Reset(100 * time.Millisecond)
 	for {
 		t := m.Queue.Totals()
 		if t.Queued >= *n && t.Sites >= *domains {
