@@ -173,7 +173,7 @@ RATIO=$(awk -v a="$PS" -v b="$PF" 'BEGIN{ if (b>0) printf "%.1f", a/b; else prin
   printf '%-10s %12s %16s %14s\n' "relay" "msgs/s e2e" "injection msgs/s" "cpu s (median)"
   printf '%-10s %12s %16s %14s\n' "postfix" "$PF" "-" "$PF_CPU"
   printf '%-10s %12s %16s %14s   peak RSS %s MiB, ack p99 %s ms, delivery p99 %s ms\n' "penstock" "$PS" "$PS_INJ" "$PS_CPU" "$PS_RSS" "$PS_ACK" "$PS_LAT"
-  echo "other processes' cpu during the Penstock runs (median): $PS_OTHER s; Postfix relay runs: machine busy $(awk -F'\t' '$1=="relay"{print $9}' "$OUT/postfix/results.tsv" | median)% (Postfix + smtp-source + smtp-sink + others)"
+  echo "cpu of other processes during the Penstock runs (median, smtp-sink included): $PS_OTHER s; Postfix relay runs: machine busy $(awk -F'\t' '$1=="relay"{print $9}' "$OUT/postfix/results.tsv" | median)% (Postfix + smtp-source + smtp-sink + others)"
   echo "ratio penstock/postfix: $RATIO"
   echo "postfix_relay_msgs_per_s=$PF penstock_relay_msgs_per_s=$PS ratio=$RATIO sink_limit_msgs_per_s=$SINK_LIMIT"
 } | tee "$OUT/compare.txt"
