@@ -58,6 +58,12 @@ func TestRedisDegradedAndBack(t *testing.T) {
 			t.Error("a shared lease still valid after the fence")
 		}
 	}
+	// Each node noticed the outage at its own moment (later under load):
+	// wait until every node's fence has passed before counting shares.
+	for _, r := range nodes {
+		fence := r.State().FenceUntil
+		waitCond(t, 5*time.Second, "node "+r.Node()+"'s fence to pass", func() bool { return time.Now().After(fence) }, r)
+	}
 	// Shares: a 3 (it already holds 3), b 2, c 2.
 	grants := map[string]int{}
 	var degradedLeases []Lease
