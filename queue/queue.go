@@ -132,7 +132,8 @@ type job struct {
 	rcpts  []int
 	domain string
 	due    time.Time
-	index  int // heap position, -1 when not in a heap
+	index  int    // heap position, -1 when not in a heap
+	seq    uint64 // push order: among equal due times, first in first out
 }
 
 type domainState struct {

@@ -65,7 +65,48 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		}
 		j, _ = s.claim(lim, lease.Key())
 		if j == nil {
-			return
+			if j = s.linger(lim, lease.Key()); j == nil {
+				return
+			}
+		}
+	}
+}
+
+// lingerFor is how long an idle session keeps its connection for the next
+// job of its site (Postfix's connection cache does the same, 2 s): mail
+// arriving a few at a time then reuses the connection instead of dialling
+// for each message.
+const lingerFor = 500 * time.Millisecond
+
+// linger waits up to lingerFor for a job to become due on the site and
+// claims it; nil when none came (or the queue closes).
+func (s *site) linger(lim limits, leaseKey string) *job {
+	deadline := time.NewTimer(lingerFor)
+	defer deadline.Stop()
+	for {
+		now := s.q.now()
+		s.mu.Lock()
+		if len(s.jobs) > 0 && !s.jobs[0].due.After(now) {
+			s.mu.Unlock()
+			if j, _ := s.claim(lim, leaseKey); j != nil {
+				return j
+			}
+			// Taken by another session, or no rate token: wait again.
+			s.mu.Lock()
+		}
+		// The channel is taken under the same lock as the check above, so
+		// a push between them cannot be missed.
+		if s.arrivals == nil {
+			s.arrivals = make(chan struct{})
+		}
+		ch := s.arrivals
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return nil
+		case <-s.q.closing:
+			return nil
 		}
 	}
 }

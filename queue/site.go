@@ -73,7 +73,9 @@ type site struct {
 	opUntil     time.Time // zero: until resumed
 	recent      []Reply
 	stats       siteStats
-	minExpires  time.Time // earliest validity end among queued jobs (zero: none)
+	minExpires  time.Time     // earliest validity end among queued jobs (zero: none)
+	seq         uint64        // pushes so far: FIFO among equal due times
+	arrivals    chan struct{} // closed at the next push: wakes lingering sessions
 }
 
 type siteStats struct {
@@ -96,8 +98,11 @@ func (s *site) poke() {
 // push adds a job and makes sure a runner looks at it.
 func (s *site) push(j *job) {
 	s.mu.Lock()
+	s.seq++
+	j.seq = s.seq
 	heap.Push(&s.jobs, j)
 	s.noteExpiry(j)
+	s.arrived()
 	start := !s.running
 	top := j.index == 0
 	if start {
@@ -224,8 +229,9 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	}
 	lim := s.limits(cfg, q.flowCheck(s.key, now))
 	if lim.flowState != "" && lim.maxConns == 0 {
+		u := s.wait.Until
 		s.mu.Unlock()
-		if u := s.wait.Until; !u.IsZero() && u.Sub(now) < flowRecheck {
+		if !u.IsZero() && u.Sub(now) < flowRecheck {
 			return max(u.Sub(now), time.Millisecond), nil
 		}
 		return flowRecheck, nil
@@ -506,6 +512,14 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 	}
 }
 
+// arrived wakes the sessions lingering for a job. Caller holds s.mu.
+func (s *site) arrived() {
+	if s.arrivals != nil {
+		close(s.arrivals)
+		s.arrivals = nil
+	}
+}
+
 // noteExpiry keeps minExpires. Caller holds s.mu.
 func (s *site) noteExpiry(j *job) {
 	if exp := j.e.m.Expires; !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
@@ -570,8 +584,11 @@ func (s *site) release(j *job, requeue bool) {
 	s.mu.Lock()
 	s.forgetLocked(j)
 	if requeue {
+		s.seq++
+		j.seq = s.seq
 		heap.Push(&s.jobs, j)
 		s.noteExpiry(j)
+		s.arrived()
 		top := j.index == 0
 		start := !s.running && !s.q.isClosed()
 		if start {
@@ -602,8 +619,16 @@ func (s *site) remember(r Reply) {
 // jobHeap orders jobs by due time.
 type jobHeap []*job
 
-func (h jobHeap) Len() int           { return len(h) }
-func (h jobHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h jobHeap) Len() int { return len(h) }
+
+// Less orders by due time, then by push order: new mail (all due "now")
+// goes out first in, first out, not newest first.
+func (h jobHeap) Less(i, j int) bool {
+	if h[i].due.Equal(h[j].due) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].due.Before(h[j].due)
+}
 func (h jobHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index = i
