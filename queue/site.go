@@ -98,18 +98,21 @@ func (s *site) poke() {
 // push adds a job and makes sure a runner looks at it.
 func (s *site) push(j *job) {
 	s.mu.Lock()
+	s.enqueueLocked(j)
+}
+
+// enqueueLocked puts a job in the heap, wakes lingering sessions, then
+// unlocks and starts the runner if none runs, or pokes it when the job is
+// the new earliest. Caller holds s.mu; it is released here.
+func (s *site) enqueueLocked(j *job) {
 	s.seq++
 	j.seq = s.seq
 	heap.Push(&s.jobs, j)
 	s.noteExpiry(j)
 	s.arrived()
-	start := !s.running
 	top := j.index == 0
+	start := !s.running && !s.q.isClosed()
 	if start {
-		if s.q.isClosed() {
-			s.mu.Unlock()
-			return
-		}
 		s.running = true
 		s.q.wg.Add(1)
 	}
@@ -584,23 +587,7 @@ func (s *site) release(j *job, requeue bool) {
 	s.mu.Lock()
 	s.forgetLocked(j)
 	if requeue {
-		s.seq++
-		j.seq = s.seq
-		heap.Push(&s.jobs, j)
-		s.noteExpiry(j)
-		s.arrived()
-		top := j.index == 0
-		start := !s.running && !s.q.isClosed()
-		if start {
-			s.running = true
-			s.q.wg.Add(1)
-		}
-		s.mu.Unlock()
-		if start {
-			go s.run()
-		} else if top {
-			s.poke()
-		}
+		s.enqueueLocked(j)
 		return
 	}
 	s.mu.Unlock()
