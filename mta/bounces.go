@@ -37,6 +37,12 @@ var recipientLevel = map[bounce.Reason]bool{
 	bounce.UserUnknown: true, bounce.InvalidDomain: true, bounce.MailboxFull: true, bounce.AccountDisabled: true,
 }
 
+// countsForQuarantine: a hard failure, or a soft one that is about the
+// address itself.
+func countsForQuarantine(v bounce.Verdict) bool {
+	return v.Class == bounce.Hard || (v.Class == bounce.Soft && recipientLevel[v.Reason])
+}
+
 // onOutcome is the queue's hook for every attempt's outcome: campaign
 // counts, metrics, the quarantine, and DSNs to senders.
 func (m *MTA) onOutcome(msg *spool.Message, i int, o queue.Outcome, site string) {
@@ -56,7 +62,7 @@ func (m *MTA) onOutcome(msg *spool.Message, i int, o queue.Outcome, site string)
 		}
 	case !o.Expired:
 		v := o.Verdict
-		if v.Class == bounce.Hard || (v.Class == bounce.Soft && recipientLevel[v.Reason]) {
+		if countsForQuarantine(v) {
 			_, _, err := m.Quarantine.Failure(addr, quarantine.Failure{Time: now, Code: o.Code, Enhanced: o.Enhanced,
 				Text: o.Text, Reason: string(v.Reason), Class: string(v.Class), Site: site, MessageID: msg.ID.String()})
 			if err != nil && !errors.Is(err, quarantine.ErrBadAddress) {
@@ -261,7 +267,7 @@ func (a bounceAcceptor) Accept(ctx context.Context, env *smtpserver.Envelope, bo
 				EnhancedCode: enh, Text: text, Reason: string(v.Reason), Class: string(v.Class), MXHost: rs.RemoteMTA,
 				Status: "asynchronous bounce", Detail: fmt.Sprintf("reported by %s, rcpt #%d", rep.Reporter, rcptIdx)})
 			m.bounceTop.Add("async", rs.Code, enh, bounce.Normalize(text), v)
-			if v.Class == bounce.Hard || (v.Class == bounce.Soft && recipientLevel[v.Reason]) {
+			if countsForQuarantine(v) {
 				if _, _, err := m.Quarantine.Failure(addr, quarantine.Failure{Time: now, Code: rs.Code, Enhanced: enh, Text: text,
 					Reason: string(v.Reason), Class: string(v.Class), MessageID: msgID}); err != nil && !errors.Is(err, quarantine.ErrBadAddress) {
 					m.logger.Warn("quarantine", "addr", addr, "err", err)

@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,16 +317,12 @@ func (m *MTA) startSMTP(cfg *config.Config) error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !isServerClosed(err) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtpserver.ErrServerClosed) {
 			m.logger.Error("smtp listener stopped", "err", err)
 		}
 	}()
 	m.logger.Info("SMTP injection listening", "addr", ln.Addr().String())
 	return nil
-}
-
-func isServerClosed(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "closed")
 }
 
 // SMTPAddr is the injection listener's address.

@@ -323,7 +323,7 @@ func demoProgress(w io.Writer, m *mta.MTA, provs []*demoProvider, injected, n in
 		fmt.Fprintf(&b, "  %-8s %6d %5d %9d %-9s %s\n", dp.name, v.Queued, v.Connections, dp.p.Delivered(), v.Flow.State, why)
 	}
 	io.WriteString(w, b.String())
-	return strings.Count(b.String(), "\n") - 0
+	return strings.Count(b.String(), "\n")
 }
 
 func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, flowEvents []events.Record, mu *sync.Mutex, el time.Duration) {
