@@ -22,10 +22,9 @@ import (
 
 // Source is what the gauges read at scrape time.
 type Source interface {
-	// QueuedByStatus counts queued recipients per status text.
-	QueuedByStatus() map[string]int
-	// ConnectionsByRule counts open connections per MX rule.
-	ConnectionsByRule() map[string]int
+	// Queues counts queued recipients per status text and open
+	// connections per MX rule (one walk of the queues for both).
+	Queues() (byStatus, connsByRule map[string]int)
 	// FlowStates counts sites per flow state.
 	FlowStates() map[string]int
 	// LocalProblem reports the local-problem indicator.
@@ -140,10 +139,11 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
-	for st, n := range g.src.QueuedByStatus() {
+	byStatus, connsByRule := g.src.Queues()
+	for st, n := range byStatus {
 		ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(n), st)
 	}
-	for rule, n := range g.src.ConnectionsByRule() {
+	for rule, n := range connsByRule {
 		ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(n), rule)
 	}
 	for st, n := range g.src.FlowStates() {

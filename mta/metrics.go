@@ -1,28 +1,20 @@
 package mta
 
-import ()
-
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
 
-func (s metricsSource) QueuedByStatus() map[string]int {
-	out := map[string]int{}
+// Queues walks the site views once for both queue gauges.
+func (s metricsSource) Queues() (byStatus, connsByRule map[string]int) {
+	byStatus, connsByRule = map[string]int{}, map[string]int{}
 	for _, v := range s.m.Queue.Sites() {
 		for st, n := range v.ByStatus {
-			out[st] += n
+			byStatus[st] += n
 		}
-	}
-	return out
-}
-
-func (s metricsSource) ConnectionsByRule() map[string]int {
-	out := map[string]int{}
-	for _, v := range s.m.Queue.Sites() {
 		if v.Connections > 0 {
-			out[v.Rule.Name] += v.Connections
+			connsByRule[v.Rule.Name] += v.Connections
 		}
 	}
-	return out
+	return byStatus, connsByRule
 }
 
 func (s metricsSource) FlowStates() map[string]int { return s.m.Flow.States() }
