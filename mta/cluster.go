@@ -9,7 +9,6 @@ import (
 
 	"github.com/penstock-mta/penstock/cluster"
 	"github.com/penstock-mta/penstock/config"
-	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/quota"
 )
 
@@ -51,35 +50,22 @@ func setupCluster(m *MTA, cfg *config.Config) error {
 		client.Close()
 		return fmt.Errorf("node %q: %w", cc.Node, err)
 	}
-	// Flow control is rebuilt with an OnChange that also publishes: the
-	// controller takes its outlets at construction and the queue, built
-	// after this, is the first to use it.
-	fc, err := flowConfig(cfg)
-	if err != nil {
-		store.Close()
-		client.Close()
-		return err
-	}
-	var node *cluster.Node
-	fl := flow.New(fc, flow.Options{Now: m.opts.Now, OnLocal: m.onLocalProblem, OnChange: func(ch flow.Change) {
-		m.onFlowChange(ch)
-		node.PublishFlow(ch)
-	}})
 	var sources []string
 	for _, s := range cfg.Sources {
 		sources = append(sources, s.Name+" "+s.IP)
 	}
-	node, err = cluster.Start(client, cluster.Options{
+	node, err := cluster.Start(client, cluster.Options{
 		Node: cc.Node, Sources: sources, Started: m.opts.Now(), Logger: m.logger,
 		Mode:  func() string { return store.State().Mode },
-		Adopt: fl.Adopt,
+		Adopt: m.Flow.Adopt,
 	})
 	if err != nil {
 		store.Close()
 		client.Close()
 		return err
 	}
-	m.Flow = fl
+	// Local flow-control changes go to the other nodes too.
+	m.flowHooks = append(m.flowHooks, node.PublishFlow)
 	m.Quotas = &clusterStore{Redis: store, node: node, client: client}
 	st := store.State()
 	m.logger.Info("cluster mode: quotas and flow control shared through Redis", "redis", client.Options().Addr,

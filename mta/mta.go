@@ -71,14 +71,17 @@ type MTA struct {
 	bounceSrv  *smtpserver.Server
 	bounceLn   net.Listener
 
-	smtp       *smtpserver.Server
-	smtpLn     net.Listener
-	httpSrv    *httpServer
-	wg         sync.WaitGroup
-	started    time.Time
-	validity   atomic.Int64
-	reloadMu   sync.Mutex
-	tickStop   chan struct{}
+	smtp     *smtpserver.Server
+	smtpLn   net.Listener
+	httpSrv  *httpServer
+	wg       sync.WaitGroup
+	started  time.Time
+	validity atomic.Int64
+	reloadMu sync.Mutex
+	tickStop chan struct{}
+	// flowHooks also receive every local flow-control change (cluster:
+	// publish it to the other nodes).
+	flowHooks  []func(flow.Change)
 	activity   *activity
 	metrics    *metrics.Metrics
 	deliveries *deliveries
@@ -208,6 +211,9 @@ func (m *MTA) closeStores() {
 func (m *MTA) Config() *config.Config { return m.cfg.Load() }
 
 func (m *MTA) onFlowChange(ch flow.Change) {
+	for _, h := range m.flowHooks {
+		h(ch)
+	}
 	m.Log.Write(&events.Record{Type: events.FlowControl, Time: ch.Time, Site: ch.Site, State: ch.To,
 		Status: fmt.Sprintf("%s -> %s", ch.From, ch.To), Detail: ch.Reason})
 	m.logger.Warn("flow control", "site", ch.Site, "from", ch.From, "to", ch.To, "reason", ch.Reason,
