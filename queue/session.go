@@ -177,7 +177,7 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 			}
 		}
 		q.flowRecord(ev)
-		s.remember(replyOf(err, t))
+		s.remember(replyOf(err, t, q.now()))
 		if q.ctx.Err() != nil {
 			break
 		}
@@ -195,8 +195,8 @@ func (q *Queue) flowRecord(ev flow.Event) {
 	q.deps.Flow.Record(ev)
 }
 
-func replyOf(err error, t target) Reply {
-	r := Reply{Time: time.Now(), MXHost: t.host, Text: err.Error(), Local: true}
+func replyOf(err error, t target, now time.Time) Reply {
+	r := Reply{Time: now, MXHost: t.host, Text: err.Error(), Local: true}
 	if t.ip.IsValid() {
 		r.MXIP = t.ip.String()
 	}
