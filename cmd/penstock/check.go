@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,12 +13,11 @@ import (
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check", stderr)
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	domain := fs.String("domain", "", "resolve this domain's MX hosts and say which rule governs it")
 	quiet := fs.Bool("q", false, "print only errors and the -domain answer, not the effective configuration")
-	if fs.Parse(args) != nil {
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)

@@ -99,20 +99,20 @@ func fail(stderr io.Writer, err error) int {
 }
 
 func cmdQueue(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("queue", stderr)
 	client := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if fs.Parse(args) != nil {
+	pos, ok := positional(fs, args, 0, 1)
+	if !ok {
 		return 2
 	}
 	c, err := client()
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if fs.NArg() == 1 {
+	if len(pos) == 1 {
 		var v queue.SiteView
-		if err := c.do("GET", "/api/v1/queues/"+url.PathEscape(fs.Arg(0)), nil, &v); err != nil {
+		if err := c.do("GET", "/api/v1/queues/"+url.PathEscape(pos[0]), nil, &v); err != nil {
 			return fail(stderr, err)
 		}
 		if *asJSON {
@@ -225,22 +225,18 @@ func printSite(w io.Writer, s queue.SiteView) {
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("explain", stderr)
 	client := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: penstock explain [flags] ADDRESS|DOMAIN")
+	pos, ok := positional(fs, args, 1, 1)
+	if !ok {
 		return 2
 	}
 	c, err := client()
 	if err != nil {
 		return fail(stderr, err)
 	}
-	t := fs.Arg(0)
+	t := pos[0]
 	key := "domain"
 	if strings.Contains(t, "@") {
 		key = "address"
@@ -279,18 +275,14 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 
 func siteAction(action string) func(args []string, stdout, stderr io.Writer) int {
 	return func(args []string, stdout, stderr io.Writer) int {
-		fs := flag.NewFlagSet(action, flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlags(action, stderr)
 		client := clientFlags(fs)
 		var dur *time.Duration
 		if action == "suspend" {
 			dur = fs.Duration("for", 0, "suspension length (default: until resumed)")
 		}
-		if fs.Parse(args) != nil {
-			return 2
-		}
-		if fs.NArg() != 1 {
-			fmt.Fprintf(stderr, "usage: penstock %s [flags] SITE|DOMAIN\n", action)
+		pos, ok := positional(fs, args, 1, 1)
+		if !ok {
 			return 2
 		}
 		c, err := client()
@@ -302,10 +294,10 @@ func siteAction(action string) func(args []string, stdout, stderr io.Writer) int
 			body["for"] = dur.String()
 		}
 		var res map[string]any
-		if err := c.do("POST", "/api/v1/sites/"+url.PathEscape(fs.Arg(0))+"/"+action, body, &res); err != nil {
+		if err := c.do("POST", "/api/v1/sites/"+url.PathEscape(pos[0])+"/"+action, body, &res); err != nil {
 			return fail(stderr, err)
 		}
-		msg := fmt.Sprintf("%s: %s done", fs.Arg(0), action)
+		msg := fmt.Sprintf("%s: %s done", pos[0], action)
 		if n, ok := res["recipients"]; ok {
 			msg += fmt.Sprintf(" (%v recipients)", n)
 		}
@@ -315,10 +307,9 @@ func siteAction(action string) func(args []string, stdout, stderr io.Writer) int
 }
 
 func cmdReload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("reload", stderr)
 	client := clientFlags(fs)
-	if fs.Parse(args) != nil {
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	c, err := client()
@@ -333,10 +324,9 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("status", stderr)
 	client := clientFlags(fs)
-	if fs.Parse(args) != nil {
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	c, err := client()

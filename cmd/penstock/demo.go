@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -68,12 +67,11 @@ func demoProviders() []*demoProvider {
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", stderr)
 	n := fs.Int("n", 2000, "messages to inject")
 	keep := fs.Bool("keep", false, "keep serving the API until interrupted")
 	outage := fs.Duration("outage", 12*time.Second, "how long the orange provider is down")
-	if fs.Parse(args) != nil {
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -4,54 +4,84 @@ package main
 
 import (
 	"fmt"
-	"github.com/penstock-mta/penstock/cluster"
 	"io"
 	"os"
-	"sort"
+
+	"github.com/penstock-mta/penstock/cluster"
 )
 
+// command is one entry of the command table. Its texts are the help that
+// `penstock help NAME` and `penstock NAME -h` print.
 type command struct {
-	summary string
+	summary string // one line, for the list of commands
+	args    string // positional arguments after the flags, e.g. "ADDRESS|DOMAIN"
+	about   string // what it does, a few lines
+	example string // one or more example command lines
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {"run the MTA", cmdServe},
-		"check":   {"validate the configuration and print the effective config and rules", cmdCheck},
-		"demo":    {"run a simulated world and show quotas and flow control at work", cmdDemo},
-		"queue":   {"show queues per site: counts by state and waiting reason", cmdQueue},
-		"explain": {"explain why mail to an address or domain waits", cmdExplain},
-		"suspend": {"suspend a site or domain (-for D)", siteAction("suspend")},
-		"resume":  {"resume a site or domain (ends operator and flow-control holds)", siteAction("resume")},
-		"retry":   {"make every queued recipient of a site due now", siteAction("retry")},
-		"purge":   {"cancel every queued recipient of a site or domain", siteAction("purge")},
-		"reload":  {"make a running daemon reload its configuration file", cmdReload},
-		"status":  {"totals and the local-problem indicator", cmdStatus},
-		"cluster": {"cluster status: live nodes, their sources, connections held per rule", cluster.CLI},
-		"bench":   {"throughput benchmark: SMTP in, durable spool, SMTP out to a loopback sink", cmdBench},
+		"serve": {summary: "run the MTA", run: cmdServe,
+			about:   "Runs the MTA in the foreground: SMTP injection, the HTTP API and dashboard,\nand delivery. SIGHUP reloads the configuration; SIGTERM stops gracefully\n(what is not delivered stays in the spool).",
+			example: "penstock serve -config /etc/penstock/penstock.toml"},
+		"check": {summary: "validate the configuration and print the effective config and rules", run: cmdCheck,
+			about:   "Loads and validates a configuration file (errors name file:line and key),\nthen prints the configuration and MX rules in force. With -domain, resolves\nthe domain's MX hosts and says which rule governs them and with what limits.",
+			example: "penstock check -config penstock.toml\npenstock check -config penstock.toml -domain gmail.com"},
+		"demo": {summary: "run a simulated world and show quotas and flow control at work", run: cmdDemo,
+			about:   "Starts simulated receiving providers and DNS on loopback, a node, and sends\nmail through it, showing per-site progress, quotas and flow control.",
+			example: "penstock demo"},
+		"queue": {summary: "show queues per site: counts by state and waiting reason", run: cmdQueue, args: "[SITE|DOMAIN]",
+			about:   "Without an argument, lists every site with queued mail and why it waits.\nWith a site or domain, shows that site in detail.",
+			example: "penstock queue\npenstock queue gmail.com -json"},
+		"explain": {summary: "explain why mail to an address or domain waits", run: cmdExplain, args: "ADDRESS|DOMAIN",
+			about:   "Shows the MX hosts, the rule that governs them and why, quota use,\nflow-control state, the recipients waiting with their status and last reply,\nand a verdict.",
+			example: "penstock explain bob@example.com\npenstock explain yahoo.com -api http://127.0.0.1:8025"},
+		"suspend": {summary: "suspend a site or domain (-for D)", run: siteAction("suspend"), args: "SITE|DOMAIN",
+			about:   "Holds every recipient of a site: they wait as \"Messages queued (suspended by\noperator)\" until resumed or until -for has passed.",
+			example: "penstock suspend yahoo.com -for 30m"},
+		"resume": {summary: "resume a site or domain (ends operator and flow-control holds)", run: siteAction("resume"), args: "SITE|DOMAIN",
+			about:   "Ends an operator suspension and any flow-control backoff or suspension of\nthe site at once.",
+			example: "penstock resume yahoo.com"},
+		"retry": {summary: "make every queued recipient of a site due now", run: siteAction("retry"), args: "SITE|DOMAIN",
+			about:   "Makes every recipient of the site that waits for its next retry due now\n(quotas and flow control still apply).",
+			example: "penstock retry example.com"},
+		"purge": {summary: "cancel every queued recipient of a site or domain", run: siteAction("purge"), args: "SITE|DOMAIN",
+			about:   "Cancels every queued recipient of the site: they are logged as cancelled\nand never sent.",
+			example: "penstock purge example.com"},
+		"reload": {summary: "make a running daemon reload its configuration file", run: cmdReload,
+			about:   "Asks the running daemon to reload its configuration file, as SIGHUP does.\nA file with errors is refused and the running configuration stays.",
+			example: "penstock reload"},
+		"status": {summary: "totals and the local-problem indicator", run: cmdStatus,
+			about:   "Prints the node's totals (queued, delivered, bounced...) and whether a\nlocal problem (our resolver, sockets or network) is detected.",
+			example: "penstock status -api http://127.0.0.1:8025"},
+		"cluster": {summary: "cluster status: live nodes, their sources, connections held per rule", run: cluster.CLI, args: "status",
+			about:   "Shows the cluster as Redis sees it: live nodes, their sources, connections\nheld per rule, and whether any node runs degraded.",
+			example: "penstock cluster status -config penstock.toml"},
+		"bench": {summary: "throughput benchmark: SMTP in, durable spool, SMTP out to a loopback sink", run: cmdBench,
+			about:   "Measures end-to-end throughput on this machine: SMTP injection, the durable\nspool, delivery to a loopback sink; prints msgs/s, CPU per message and\npeak RSS.",
+			example: "penstock bench -n 20000"},
+		"version": {summary: "print the version of this binary", run: cmdVersion,
+			about:   "Prints the module version, the source revision and the Go version this\nbinary was built with.",
+			example: "penstock version"},
+		"help": {summary: "describe a command: what it does, its arguments and an example", run: cmdHelp, args: "[COMMAND]",
+			about:   "Without an argument, lists the commands. With one, describes it.",
+			example: "penstock help explain"},
 
 		// Campaigns and the quarantine.
-		"send":       {"send a campaign (template + recipient list) and follow its progress", cmdSend},
-		"deliveries": {"list deliveries, show one's progress, or cancel one (-cancel ID)", cmdDeliveries},
-		"quarantine": {"list, show, add, remove, import or release quarantined addresses", cmdQuarantine},
-		"bounces":    {"the most frequent failure replies and their bounce reason and class", cmdBounces},
+		"send": {summary: "send a campaign (template + recipient list) and follow its progress", run: cmdSend, args: "-template T.json -recipients R.csv|R.ndjson",
+			about:   "Creates a delivery through the API from a template file and a CSV or\nNDJSON recipient list, then follows its progress until done.",
+			example: "penstock send -template welcome.json -recipients list.csv"},
+		"deliveries": {summary: "list deliveries, show one's progress, or cancel one (-cancel ID)", run: cmdDeliveries, args: "[ID]",
+			about:   "Lists deliveries (campaigns), shows one's counts, or cancels one.",
+			example: "penstock deliveries\npenstock deliveries d-1234 -json\npenstock deliveries -cancel d-1234"},
+		"quarantine": {summary: "list, show, add, remove, import or release quarantined addresses", run: cmdQuarantine, args: "list|show|add|remove|import|release ...",
+			about:   "Manages the quarantine: addresses that bounced hard, complained or were\nadded by an operator are suppressed at injection.",
+			example: "penstock quarantine list\npenstock quarantine show bob@example.com"},
+		"bounces": {summary: "the most frequent failure replies and their bounce reason and class", run: cmdBounces,
+			about:   "The most frequent failure replies, normalised, with how the bounce rules\nqualified them: a frequent reply with reason unknown wants a [[bounce_rule]].",
+			example: "penstock bounces -site gmail.com -n 50"},
 	}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: penstock <command> [flags]")
-	fmt.Fprintln(w)
-	cmds := commands()
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'penstock <command> -h' for a command's flags.")
 }
 
 func main() {
@@ -63,14 +93,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		usage(stdout)
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return cmdVersion(nil, stdout, stderr)
+	}
 	c, ok := commands()[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "penstock: unknown command %q\n\n", args[0])
-		usage(stderr)
+		fmt.Fprintf(stderr, "penstock: unknown command %q\n", args[0])
+		if s := suggest(args[0]); s != "" {
+			fmt.Fprintf(stderr, "Did you mean 'penstock %s'?\n", s)
+		}
+		fmt.Fprintln(stderr, "Run 'penstock help' for the list of commands.")
 		return 2
 	}
 	return c.run(args[1:], stdout, stderr)

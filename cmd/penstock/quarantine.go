@@ -440,20 +440,12 @@ func quarantineRelease(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdBounces(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bounces", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("bounces", stderr)
 	client := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	site := fs.String("site", "", "one site, or a domain it serves (default: all)")
 	n := fs.Int("n", 20, "how many replies (1 to 1000)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: penstock bounces [-site S] [-n 20] [-json]\n\nThe most frequent failure replies, normalised, with how the bounce rules\nqualified them: a frequent reply with reason unknown wants a [[bounce_rule]].")
-		fs.PrintDefaults()
-	}
-	if pos, ok := parseArgs(fs, args); !ok || len(pos) > 0 {
-		if ok {
-			fs.Usage()
-		}
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	c, err := client()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,12 +23,11 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", stderr)
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM/SIGINT, how long sessions may take to finish")
 	verbose := fs.Bool("v", false, "debug logging")
-	if fs.Parse(args) != nil {
+	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
