@@ -504,6 +504,20 @@ func TestDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, want an error", bad, d)
 		}
 	}
+	// The reason names the real fault: "10 seconds" used to be a
+	// "malformed day count" (the d of "seconds").
+	for in, want := range map[string]string{
+		"10 seconds": "spaces are not allowed",
+		"10seconds":  `unknown unit "seconds"`,
+		"5 m":        "spaces are not allowed",
+		"3 days":     "spaces are not allowed",
+		"2weeks":     `unknown unit "weeks"`,
+	} {
+		_, err := ParseDuration(in)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "day count") {
+			t.Errorf("ParseDuration(%q) = %v, want %q", in, err, want)
+		}
+	}
 	for _, d := range []Duration{1<<63 - 1, -(1<<63 - 1)} {
 		if back, err := ParseDuration(d.String()); err != nil || back != d {
 			t.Errorf("%d formats as %q which parses to %d, %v", int64(d), d.String(), int64(back), err)

@@ -33,6 +33,9 @@ func ParseDuration(s string) (Duration, error) {
 	case '+':
 		body = body[1:]
 	}
+	if why := unitProblem(body); why != "" && body != "0" { // "0" needs no unit, as in time.ParseDuration
+		return bad(why)
+	}
 	i := strings.IndexByte(body, 'd')
 	if i < 0 {
 		if body == "" || body[0] == '-' || body[0] == '+' {
@@ -173,4 +176,41 @@ func ParseThreshold(s string) (count int, per time.Duration, err error) {
 		return 0, 0, errors.New("threshold " + strconv.Quote(s) + ": duration must be positive")
 	}
 	return count, time.Duration(dur), nil
+}
+
+// unitProblem names what is wrong with the units of a duration, so that
+// "10 seconds" is told "unknown unit" rather than failing deep in the
+// day-count parser on the d of "seconds". "" when every number carries one
+// of the units ParseDuration accepts.
+func unitProblem(body string) string {
+	for body != "" {
+		n := 0
+		for n < len(body) && (body[n] >= '0' && body[n] <= '9' || body[n] == '.') {
+			n++
+		}
+		if n == 0 {
+			if body[0] == ' ' || body[0] == '\t' {
+				return "spaces are not allowed"
+			}
+			return "a number must come before each unit"
+		}
+		body = body[n:]
+		u := 0
+		for u < len(body) && !(body[u] >= '0' && body[u] <= '9' || body[u] == '.') {
+			u++
+		}
+		unit := body[:u]
+		body = body[u:]
+		switch unit {
+		case "":
+			return "missing unit"
+		case "ns", "us", "µs", "μs", "ms", "s", "m", "h", "d":
+		default:
+			if strings.TrimSpace(unit) != unit {
+				return "spaces are not allowed"
+			}
+			return fmt.Sprintf("unknown unit %q (units: d, h, m, s, ms)", unit)
+		}
+	}
+	return ""
 }

@@ -473,8 +473,19 @@ func (m *MTA) ReloadFile() error {
 // false), then the built-in catch-all.
 func Rules(cfg *config.Config) (*mxrule.Set, error) {
 	var rules []mxrule.Rule
+	// An operator's rule named like a shipped one replaces it: that is
+	// how a shipped rule is tuned (the README's yahoo example).
+	mine := map[string]int{}
 	conv := func(file string, rs []config.MXRule, builtin bool) error {
 		for _, r := range rs {
+			if builtin {
+				if i, ok := mine[r.Name]; ok {
+					rules[i].ReplacesShipped = true
+					continue
+				}
+			} else {
+				mine[r.Name] = len(rules)
+			}
 			sc, err := mxrule.ParseScope(r.Scope)
 			if err != nil {
 				return fmt.Errorf("%s:%d: [[mx_rule]] %q: scope: %w", file, r.Line, r.Name, err)

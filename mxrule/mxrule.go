@@ -73,6 +73,9 @@ type Rule struct {
 	// Builtin marks the catch-all and the shipped provider rules, so that
 	// `penstock check` and explain can tell them from the operator's own.
 	Builtin bool
+	// ReplacesShipped marks an operator's rule named like a shipped one:
+	// it takes the shipped rule's place (the shipped one is dropped).
+	ReplacesShipped bool
 }
 
 // DefaultName is the name of the built-in catch-all rule.

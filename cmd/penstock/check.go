@@ -73,6 +73,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(tw, "#\tname\tmx\tscope\tconns\tmsgs/conn\tmsgs/hour\ttls\tfrom")
 	for i, r := range rules.Rules() {
 		from := "config"
+		if r.ReplacesShipped {
+			from = "config (replaces shipped)"
+		}
 		if r.Builtin {
 			from = "shipped"
 		}
