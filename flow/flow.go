@@ -415,7 +415,7 @@ func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
 			}
 			h.times = h.times[:0]
 		}
-		reason := fmt.Sprintf("reply matched pattern %q (%s for %s)", p.Match.String(), p.Action, p.Duration)
+		reason := fmt.Sprintf("reply matched pattern `%s` (%s for %s)", p.Match.String(), p.Action, p.Duration)
 		switch p.Action {
 		case Suspended:
 			if s.state == Suspended && !s.until.Before(ev.Time.Add(p.Duration)) {

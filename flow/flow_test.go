@@ -234,11 +234,18 @@ func TestPatternsActAtOnce(t *testing.T) {
 		{Match: regexp.MustCompile(`blocked`), Action: Suspended, Duration: 2 * time.Minute},
 		{Match: regexp.MustCompile(`slow down`), Action: Backoff, Duration: time.Minute, Count: 3, Per: time.Minute},
 	}}
-	c, ck, _ := newTest(t, cfg)
+	c, ck, rec := newTest(t, cfg)
 	c.Record(errEv("y", ck.Add(time.Second), 421, "[TSS04] Messages from 1.2.3.4 temporarily deferred"))
 	d := c.Check("y", ck.Now())
 	if d.State != Backoff || !d.Until.Equal(ck.Now().Add(10*time.Minute)) {
 		t.Fatalf("TSS04: %+v", d)
+	}
+	// The reason shows the pattern as written, not Go-quoted ("\\[TSS04\\]").
+	rec.mu.Lock()
+	reason := rec.changes[len(rec.changes)-1].Reason
+	rec.mu.Unlock()
+	if !strings.Contains(reason, "pattern `\\[TSS04\\]`") {
+		t.Fatalf("reason of the change: %q", reason)
 	}
 	c.Record(errEv("b", ck.Add(time.Second), 554, "5.7.1 blocked"))
 	d = c.Check("b", ck.Now())

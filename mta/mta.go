@@ -327,7 +327,6 @@ func (m *MTA) startSMTP(cfg *config.Config) error {
 			m.logger.Error("smtp listener stopped", "err", err)
 		}
 	}()
-	m.logger.Info("SMTP injection listening", "addr", ln.Addr().String())
 	return nil
 }
 

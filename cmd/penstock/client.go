@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -147,13 +148,6 @@ func shortStatus(s string) string {
 	return strings.TrimSuffix(s, ")")
 }
 
-func trunc(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
-}
-
 // printSites prints one line per site, readable at 80 columns.
 func printSites(w io.Writer, sites []queue.SiteView) {
 	if len(sites) == 0 {
@@ -176,8 +170,10 @@ func printSites(w io.Writer, sites []queue.SiteView) {
 				why = shortStatus(keys[0])
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", trunc(s.Site, 24), s.Queued, s.Connections, s.DeliveredLastHour,
-			s.Flow.State, trunc(s.Rule.Name, 10), trunc(why, 24))
+		// Site and rule are never cut: operators copy them into explain,
+		// suspend and the configuration.
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", s.Site, s.Queued, s.Connections, s.DeliveredLastHour,
+			s.Flow.State, s.Rule.Name, why)
 	}
 	tw.Flush()
 }
@@ -186,8 +182,12 @@ func printSite(w io.Writer, s queue.SiteView) {
 	fmt.Fprintf(w, "site:        %s\n", s.Site)
 	fmt.Fprintf(w, "MX hosts:    %s\n", strings.Join(s.MXHosts, ", "))
 	fmt.Fprintf(w, "rule:        %s — %s\n", s.Rule.Name, s.Rule.Why)
-	fmt.Fprintf(w, "limits:      scope %s, %d connections, %d msgs/connection, %d msgs/hour, tls %s\n",
-		s.Rule.Scope, s.Rule.MaxConnections, s.Rule.MaxMessagesPerConnection, s.Rule.MessagesPerHour, s.Rule.TLS)
+	perHour := "unlimited per hour"
+	if s.Rule.MessagesPerHour > 0 {
+		perHour = fmt.Sprintf("%d msgs/hour", s.Rule.MessagesPerHour)
+	}
+	fmt.Fprintf(w, "limits:      scope %s, %d connections, %d msgs/connection, %s, tls %s\n",
+		s.Rule.Scope, s.Rule.MaxConnections, s.Rule.MaxMessagesPerConnection, perHour, s.Rule.TLS)
 	fmt.Fprintf(w, "queued:      %d (%d in delivery on %d connections)\n", s.Queued, s.InFlight, s.Connections)
 	keys := make([]string, 0, len(s.ByStatus))
 	for k := range s.ByStatus {
@@ -220,7 +220,11 @@ func printSite(w io.Writer, s queue.SiteView) {
 	fmt.Fprintf(w, "totals:      %d delivered (%d in the last hour), %d bounced, %d deferred, %d expired\n",
 		s.Delivered, s.DeliveredLastHour, s.Bounced, s.Deferred, s.Expired)
 	for _, r := range s.Recent {
-		fmt.Fprintf(w, "reply:       %s %s [%s] %d %s %s\n", r.Time.Local().Format("15:04:05"), r.MXHost, r.MXIP, r.Code, r.Enhanced, r.Text)
+		code := "(no reply)" // our side failed before the remote said anything
+		if r.Code != 0 {
+			code = strconv.Itoa(r.Code)
+		}
+		fmt.Fprintf(w, "reply:       %s %s [%s] %s %s %s\n", r.Time.Local().Format("15:04:05"), r.MXHost, r.MXIP, code, r.Enhanced, r.Text)
 	}
 }
 

@@ -114,7 +114,7 @@ func printDeliveries(w io.Writer, ds []api.DeliveryView) {
 			num(d.Counts.Queued), num(int(d.RatePerMinute + 0.5)), done})
 	}
 	writeTable(w, []column{
-		{name: "ID", max: 17}, {name: "NAME", flex: true}, {name: "TOTAL", right: true, max: 9},
+		{name: "ID", max: 17, keep: true}, {name: "NAME", flex: true}, {name: "TOTAL", right: true, max: 9},
 		{name: "DELIVERED", right: true, max: 9}, {name: "BOUNCED", right: true, max: 9},
 		{name: "QUEUED", right: true, max: 9}, {name: "/MIN", right: true, max: 7}, {name: "DONE", max: 4},
 	}, rows)
@@ -240,11 +240,14 @@ type column struct {
 	max   int  // characters at most (0: no cap)
 	flex  bool // takes the width the others leave
 	mid   bool // cut in the middle (addresses: the domain stays)
+	keep  bool // never cut: names an operator copies (site, rule, reason, address, id)
 }
 
 // writeTable writes rows under a header, columns two spaces apart, within
 // tableWidth: capped columns are cut to their cap, the flex column gets
-// what remains (at least 8), and cut values end in "…".
+// what remains (at least 8), and cut values end in "…". A kept column is
+// never cut: a row with a long name runs past tableWidth rather than
+// hide what the operator must copy (and -json has everything).
 func writeTable(w io.Writer, cols []column, rows [][]string) {
 	const gap = 2
 	width := make([]int, len(cols))
@@ -253,12 +256,12 @@ func writeTable(w io.Writer, cols []column, rows [][]string) {
 		for _, r := range rows {
 			width[i] = max(width[i], utf8.RuneCountInString(r[i]))
 		}
-		if c.max > 0 {
+		if c.max > 0 && !c.keep {
 			width[i] = min(width[i], max(c.max, utf8.RuneCountInString(c.name)))
 		}
 	}
 	for i, c := range cols {
-		if !c.flex {
+		if !c.flex || c.keep {
 			continue
 		}
 		rest := tableWidth - gap*(len(cols)-1)

@@ -106,3 +106,14 @@ func TestFlagsAfterArguments(t *testing.T) {
 		}
 	}
 }
+
+// Names an operator copies are never cut, whatever their length.
+func TestTableKeepsNames(t *testing.T) {
+	var out bytes.Buffer
+	site := "alt1.gmail-smtp-in.l.google.com,alt2.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com"
+	writeTable(&out, []column{{name: "SITE", flex: true, keep: true}, {name: "RULE", max: 5, keep: true}, {name: "N", right: true}},
+		[][]string{{site, "google-workspace", "3"}})
+	if !strings.Contains(out.String(), site+"  google-workspace  3") {
+		t.Fatalf("cut:\n%s", out.String())
+	}
+}

@@ -170,8 +170,8 @@ func quarantineList(args []string, stdout, stderr io.Writer) int {
 		}
 		// The last reply and the history are in show.
 		writeTable(stdout, []column{
-			{name: "ADDRESS", flex: true, mid: true}, {name: "STATUS", max: 11}, {name: "ERR", right: true, max: 3},
-			{name: "REASON", max: 12}, {name: "UPDATED", max: 16},
+			{name: "ADDRESS", flex: true, keep: true}, {name: "STATUS", max: 11}, {name: "ERR", right: true, max: 3},
+			{name: "REASON", max: 12, keep: true}, {name: "UPDATED", max: 16},
 		}, rows)
 	}
 	if res.Next != "" {
@@ -477,11 +477,11 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 	}
 	cols := []column{
 		{name: "COUNT", right: true, max: 9}, {name: "CODE", max: 4}, {name: "ENHANCED", max: 8},
-		{name: "REASON", max: 16}, {name: "CLASS", max: 7},
+		{name: "REASON", max: 16, keep: true}, {name: "CLASS", max: 7},
 	}
 	withSite := len(sites) > 1
 	if withSite {
-		cols = append(cols, column{name: "SITE", flex: true})
+		cols = append(cols, column{name: "SITE", flex: true, keep: true})
 	} else {
 		fmt.Fprintf(stdout, "site: %s\n", res.Replies[0].Site)
 	}
