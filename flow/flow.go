@@ -716,7 +716,10 @@ func (c *Controller) diagnose(s *siteState, now time.Time) string {
 
 func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "flow state %s since %s", s.state, s.since.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "flow state %s", s.state)
+	if !s.since.IsZero() { // a site never out of normal has no "since"
+		fmt.Fprintf(&b, " since %s", s.since.UTC().Format(time.RFC3339))
+	}
 	if !s.until.IsZero() && now.Before(s.until) {
 		fmt.Fprintf(&b, " until %s", s.until.UTC().Format(time.RFC3339))
 	}

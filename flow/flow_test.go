@@ -67,6 +67,8 @@ func TestNormalToBackoffOnErrorRatio(t *testing.T) {
 	}
 	if d := c.Check("a", ck.Now()); d.State != Normal {
 		t.Fatalf("state %s after 19 attempts, want normal", d.State)
+	} else if strings.Contains(d.Detail, "0001-01-01") {
+		t.Errorf("a site never out of normal has no since: %s", d.Detail)
 	}
 	c.Record(ev(19))
 	d := c.Check("a", ck.Now())
