@@ -83,6 +83,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	defer world.Close()
 	provs := demoProviders()
+	// The sender's own domain resolves too, to a mailbox that takes the
+	// DSNs Penstock sends for the unknown users: without it each DSN
+	// would bounce for an unknown domain and quarantine the sender.
+	senderBox, err := world.AddProvider(sim.Behavior{Name: "sender"}, []string{demoSenderDomain}, "mx."+demoSenderDomain)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	for _, dp := range provs {
 		dp.p, err = world.AddProvider(dp.b, dp.domains, dp.mx...)
 		if err != nil {
@@ -130,7 +137,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	for _, dp := range provs {
 		fmt.Fprintf(stdout, "  %-8s %-40s %s\n", dp.name, strings.Join(dp.mx, ","), dp.story)
 	}
-	fmt.Fprintf(stdout, "SMTP injection on %s; dashboard and API on http://%s/\n\n", m.SMTPAddr(), m.HTTPAddr())
+	fmt.Fprintf(stdout, "SMTP injection on %s; dashboard and API on http://%s/\n", m.SMTPAddr(), m.HTTPAddr())
+	fmt.Fprintf(stdout, "While it runs, ask it from another terminal: penstock explain user1@yahoo.test -api http://%s\n\n", m.HTTPAddr())
 
 	// The outage ends by itself.
 	go func() {
@@ -185,7 +193,7 @@ loop:
 			break
 		}
 	}
-	demoReport(stdout, m, provs, flowEvents, &flowMu, time.Since(start))
+	demoReport(stdout, m, provs, senderBox, injected.Load(), flowEvents, &flowMu, time.Since(start))
 	if *keep && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "\nThe dashboard stays at http://%s/ (API under /api/v1) until interrupted (Ctrl-C).\n", m.HTTPAddr())
 		<-ctx.Done()
@@ -259,9 +267,9 @@ func demoInject(ctx context.Context, addr string, n int, provs []*demoProvider, 
 					local = fmt.Sprintf("gone%d", i)
 				}
 				to := local + "@" + d
-				body := fmt.Sprintf("From: News <news@demo.penstock.test>\r\nTo: <%s>\r\nSubject: Demo %d\r\nMessage-ID: <demo%d@demo.penstock.test>\r\n\r\n%s\r\n",
-					to, i, i, strings.Repeat("Penstock meters mail like water to a turbine. ", 40))
-				if err := smtpSend(addr, "news@demo.penstock.test", to, body); err != nil {
+				body := fmt.Sprintf("From: News <news@%s>\r\nTo: <%s>\r\nSubject: Demo %d\r\nMessage-ID: <demo%d@%s>\r\n\r\n%s\r\n",
+					demoSenderDomain, to, i, i, demoSenderDomain, strings.Repeat("Penstock meters mail like water to a turbine. ", 40))
+				if err := smtpSend(addr, "news@"+demoSenderDomain, to, body); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					continue
 				}
@@ -324,10 +332,24 @@ func demoProgress(w io.Writer, m *mta.MTA, provs []*demoProvider, injected, n in
 	return strings.Count(b.String(), "\n")
 }
 
-func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, flowEvents []events.Record, mu *sync.Mutex, el time.Duration) {
+// demoSenderDomain is the domain of the demo's sender, news@.
+const demoSenderDomain = "demo.penstock.test"
+
+func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, senderBox *sim.Provider, injected int64, flowEvents []events.Record, mu *sync.Mutex, el time.Duration) {
 	t := m.Queue.Totals()
 	fmt.Fprintf(w, "\n== Report after %s ==\n", el.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "delivered %d, bounced %d, deferred attempts %d, still queued %d\n\n", t.Delivered, t.Bounced, t.Deferred, t.Queued)
+	// The node's totals also count the DSNs it sent to the sender (one
+	// per unknown user); the report separates them so that it adds up.
+	dsns := senderBox.Delivered()
+	fmt.Fprintf(w, "%d recipients injected = %d delivered + %d bounced + %d expired + %d still queued\n",
+		injected, t.Delivered-dsns, t.Bounced, t.Expired, t.Queued)
+	fmt.Fprintf(w, "plus %d DSNs (delivery reports for the bounces) delivered to the sender, news@%s; %d deferred attempts along the way\n",
+		dsns, demoSenderDomain, t.Deferred)
+	var domains []string
+	for _, dp := range provs {
+		domains = append(domains, dp.domains...)
+	}
+	fmt.Fprintf(w, "recipient domains: %s\n\n", strings.Join(domains, ", "))
 	fmt.Fprintf(w, "%-8s %9s %8s %13s %14s %12s %s\n", "provider", "delivered", "attempts", "max conns", "max msgs/conn", "rejected", "rule")
 	for _, dp := range provs {
 		st := dp.p.Stats()
@@ -351,13 +373,9 @@ func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, flowEvents []eve
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
 	fmt.Fprintf(w, "\nflow control (%d state changes):\n", len(evs))
 	for _, r := range evs {
-		site := r.Site
-		if len(site) > 40 {
-			site = site[:39] + "…"
-		}
-		fmt.Fprintf(w, "  %s %-14s %-40s %s: %s\n", r.Time.Format("15:04:05.0"), r.Type, site, r.Status, r.Detail)
+		fmt.Fprintf(w, "  %s %-14s %s  %s: %s\n", r.Time.Format("15:04:05.0"), r.Type, r.Site, r.Status, r.Detail)
 	}
-	fmt.Fprintln(w, "\nEvery waiting recipient carries its reason; try 'penstock explain' against a running node.")
+	fmt.Fprintf(w, "\nEvery waiting recipient carries its reason: run the demo with -keep and ask it, e.g.\n  penstock explain yahoo.test -api http://%s\n  penstock queue -api http://%s\n", m.HTTPAddr(), m.HTTPAddr())
 }
 
 // isTerminal reports whether w is a terminal (live progress redraws in
