@@ -28,7 +28,9 @@ type Backend interface {
 	Resume(site, who string) error
 	Retry(site, who string) (int, error)
 	Purge(site, who string) (int, error)
-	Reload() error
+	// Reload re-reads the configuration file; it returns the keys that
+	// changed but wait for a restart.
+	Reload() (restartNeeded []string, err error)
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
 	Deliveries
@@ -265,11 +267,20 @@ func (h *handler) siteAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
-	if err := h.b.Reload(); err != nil {
+	keys, err := h.b.Reload()
+	if err != nil {
 		writeErr(w, http.StatusUnprocessableEntity, "reload refused, the running configuration stays: "+err.Error(), "config")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"result": "reloaded"})
+	writeJSON(w, http.StatusOK, ReloadResult{Result: "reloaded", RestartNeeded: keys})
+}
+
+// ReloadResult answers POST /api/v1/reload.
+type ReloadResult struct {
+	Result string `json:"result"`
+	// RestartNeeded names keys that differ from the running node's but
+	// only take effect at the next start ("dns.nameservers").
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // decode reads a JSON body strictly: unknown fields and trailing data are

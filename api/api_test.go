@@ -143,7 +143,7 @@ func (f *fake) Explain(ctx context.Context, target string) queue.Explanation {
 }
 func (f *fake) Totals() queue.Totals          { return queue.Totals{Queued: 3, Sites: 1} }
 func (f *fake) LocalProblem() (bool, string)  { return false, "" }
-func (f *fake) Reload() error                 { return nil }
+func (f *fake) Reload() ([]string, error)     { return nil, nil }
 func (f *fake) Timeline(minutes int) []Minute { return make([]Minute, minutes) }
 func (f *fake) action(site, what string) error {
 	if _, ok := f.siteName(site); !ok {

@@ -40,7 +40,12 @@ func (b backend) Suspend(site string, d time.Duration, who string) error {
 func (b backend) Resume(site, who string) error       { return b.m.Queue.Resume(site, who) }
 func (b backend) Retry(site, who string) (int, error) { return b.m.Queue.Retry(site, who) }
 func (b backend) Purge(site, who string) (int, error) { return b.m.Queue.Purge(site, who) }
-func (b backend) Reload() error                       { return b.m.ReloadFile() }
+func (b backend) Reload() ([]string, error) {
+	if err := b.m.ReloadFile(); err != nil {
+		return nil, err
+	}
+	return b.m.RestartNeeded(), nil
+}
 func (b backend) LocalProblem() (bool, string) {
 	on, lp := b.m.Flow.Local()
 	return on, lp.Detail

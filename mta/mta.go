@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,9 @@ type MTA struct {
 	opts   Options
 	logger *slog.Logger
 	cfg    atomic.Pointer[config.Config]
+	// started is the configuration the node started with: what listeners,
+	// stores and the resolver run with until a restart.
+	startCfg *config.Config
 
 	Spool      *spool.Spool
 	Queue      *queue.Queue
@@ -120,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	}
 	m := &MTA{opts: opts, logger: opts.Logger}
 	m.cfg.Store(cfg)
+	m.startCfg = cfg
 	m.validity.Store(int64(time.Duration(cfg.Delivery.Validity)))
 
 	if err := os.MkdirAll(cfg.Server.SpoolDir, 0o750); err != nil {
@@ -430,6 +435,8 @@ func (m *MTA) store(ctx context.Context, from string, to []string, body []byte, 
 }
 
 // Reload swaps in a new configuration: new rules apply to new connections.
+// Keys that only take effect at start are named in the log (and by
+// RestartNeeded), never silently kept.
 // A configuration that fails to build is refused and the running one stays.
 func (m *MTA) Reload(cfg *config.Config) error {
 	m.reloadMu.Lock()
@@ -451,8 +458,15 @@ func (m *MTA) Reload(cfg *config.Config) error {
 	m.cfg.Store(cfg)
 	m.Log.Write(&events.Record{Type: events.AdminAction, Time: m.opts.Now(), Status: "reload", Detail: cfg.File})
 	m.logger.Info("configuration reloaded", "file", cfg.File, "rules", len(qc.Rules.Rules()))
+	if keys := config.RestartNeeded(m.startCfg, cfg); len(keys) > 0 {
+		m.logger.Warn("configuration reloaded, but some keys wait for a restart", "keys", strings.Join(keys, ","))
+	}
 	return nil
 }
+
+// RestartNeeded names the keys of the configuration in force that differ
+// from the one the node started with and wait for a restart.
+func (m *MTA) RestartNeeded() []string { return config.RestartNeeded(m.startCfg, m.Config()) }
 
 // ReloadFile re-reads the configuration file in force.
 func (m *MTA) ReloadFile() error {
@@ -460,11 +474,16 @@ func (m *MTA) ReloadFile() error {
 	if f == "" {
 		return errors.New("running on built-in defaults: no file to reload")
 	}
+	// Logged here, so that a reload through the API that fails is logged
+	// like one by SIGHUP.
 	cfg, err := config.Load(f)
-	if err != nil {
-		return err
+	if err == nil {
+		err = m.Reload(cfg)
 	}
-	return m.Reload(cfg)
+	if err != nil {
+		m.logger.Error("reload refused, the running configuration stays", "file", f, "err", err)
+	}
+	return err
 }
 
 // Rules builds the MX rule set of a configuration: the user's rules in

@@ -295,3 +295,22 @@ func TestReload(t *testing.T) {
 		t.Fatalf("running rules are %q after a refused reload", got)
 	}
 }
+
+// A reload names each changed key that waits for a restart (DNS settings
+// used to keep their old values while the reload said it succeeded).
+func TestReloadNamesRestartKeys(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	h := newHarness(t, w, nil)
+	next := *h.cfg
+	next.DNS.Nameservers = []string{"127.0.0.1:1"}
+	next.DNS.Timeout = config.Duration(time.Second)
+	next.Delivery.Retry = []config.Duration{config.Duration(time.Minute)} // live
+	if err := h.m.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(h.m.RestartNeeded(), ",")
+	if got != "dns.nameservers,dns.timeout" {
+		t.Fatalf("restart needed for %q, want dns.nameservers,dns.timeout", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/penstock-mta/penstock/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -320,10 +321,14 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if err := c.do("POST", "/api/v1/reload", nil, nil); err != nil {
+	var res api.ReloadResult
+	if err := c.do("POST", "/api/v1/reload", nil, &res); err != nil {
 		return fail(stderr, err)
 	}
 	fmt.Fprintln(stdout, "reloaded")
+	for _, k := range res.RestartNeeded {
+		fmt.Fprintf(stdout, "  %s: changed, applied only at the next start (restart penstock serve)\n", k)
+	}
 	return 0
 }
 
