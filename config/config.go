@@ -97,6 +97,12 @@ type HTTP struct {
 type DNS struct {
 	Nameservers []string `toml:"nameservers"` // "ip" or "ip:port"; empty = system resolver
 	Timeout     Duration `toml:"timeout"`     // default 5s
+	// Canaries are names that must always resolve ("." = the root zone's
+	// NS; others: their MX). An NXDOMAIN is believed only while one of
+	// them resolves; if they all fail the resolver is at fault and mail
+	// waits instead of bouncing. Default: ".", gmail.com, outlook.com,
+	// yahoo.com; [] = off.
+	Canaries []string `toml:"canaries"`
 }
 
 // Delivery is [delivery].
@@ -231,7 +237,8 @@ func Default() *Config {
 		HTTP: HTTP{Listen: "127.0.0.1:8025"},
 		// An empty list rather than nil, so that the effective config's
 		// nameservers = [] reads back equal.
-		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second)},
+		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second),
+			Canaries: []string{".", "gmail.com", "outlook.com", "yahoo.com"}},
 		Delivery: Delivery{
 			Port: 25,
 			Retry: []Duration{

@@ -239,6 +239,14 @@ func (v *validator) dns(d *DNS) {
 		v.errf(at, elem("nameservers", i), "%q is not \"ip\" or \"ip:port\" (IPv6 with a port: \"[::1]:53\")", ns)
 	}
 	v.positive(at, "timeout", d.Timeout)
+	for i, c := range d.Canaries {
+		if c == "." {
+			continue
+		}
+		if c == "" || strings.ContainsAny(c, " \t/@:") || strings.HasPrefix(c, ".") || !strings.Contains(strings.TrimSuffix(c, "."), ".") {
+			v.errf(at, elem("canaries", i), "%q is not a domain name that must exist (or \".\" for the root zone)", c)
+		}
+	}
 }
 
 func (v *validator) delivery(d *Delivery, pools []Pool) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
 )
@@ -189,6 +190,51 @@ func TestLocalProblemDNS(t *testing.T) {
 	if !st.Local {
 		t.Fatal("status does not report the local problem")
 	}
+}
+
+// A resolver that answers NXDOMAIN for everything (the canaries too)
+// does not bounce real addresses nor quarantine them: the mail waits as
+// MX lookup failed, the local-problem indicator goes up, and the mail is
+// delivered once the resolver heals.
+func TestNXDOMAINForEverythingIsLocal(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var provs []*sim.Provider
+	for i := 0; i < 5; i++ {
+		p, err := w.AddProvider(sim.Behavior{Name: fmt.Sprintf("n%d", i)}, []string{fmt.Sprintf("n%d.test", i)}, fmt.Sprintf("mx.n%d.test", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		provs = append(provs, p)
+	}
+	h := newHarness(t, w, fastFlow)
+	w.DNS.SetFailAll(mdns.RcodeNameError)
+	for i := 0; i < 5; i++ {
+		to := fmt.Sprintf("bob@n%d.test", i)
+		if err := h.send("s@penstock.test", []string{to}, message("s@penstock.test", to, "nx", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "LocalProblem record", func() bool { return countType(h.records(), events.LocalProblem) > 0 })
+	var ex queue.Explanation
+	h.api("GET", "/api/v1/explain?address=bob@n1.test", &ex)
+	if !strings.Contains(ex.Verdict, queue.StatusMXFailed) || ex.LocalProblem == "" {
+		t.Fatalf("verdict %q, local %q", ex.Verdict, ex.LocalProblem)
+	}
+	if n := countType(h.records(), events.Bounce); n != 0 {
+		t.Fatalf("%d bounces for domains that exist", n)
+	}
+	if e, ok := h.m.Quarantine.Get("bob@n1.test"); ok && e.Status != quarantine.Valid {
+		t.Fatalf("bob@n1.test is %s", e.Status)
+	}
+	w.DNS.SetFailAll(0)
+	waitFor(t, 30*time.Second, "all delivered after the resolver heals", func() bool {
+		var n int64
+		for _, p := range provs {
+			n += p.Delivered()
+		}
+		return n == 5
+	})
 }
 
 // Errors at one provider out of five: a reputation verdict for that one,

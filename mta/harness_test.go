@@ -40,6 +40,11 @@ func testConfig(t *testing.T, w *sim.World, dir string) *config.Config {
 	cfg.Server.LogDir = filepath.Join(dir, "log")
 	cfg.DNS.Nameservers = []string{w.Nameserver()}
 	cfg.DNS.Timeout = config.Duration(2 * time.Second)
+	// The simulated world's canary: a name that must always resolve, so
+	// that NXDOMAIN answers are believed while the world's DNS is sane.
+	w.DNS.SetMX("canary.sim.test", sim.MXRecord{Pref: 10, Host: "mx.canary.sim.test"})
+	w.DNS.SetA("mx.canary.sim.test", "127.0.0.1")
+	cfg.DNS.Canaries = []string{"canary.sim.test"}
 	cfg.Delivery.Port = w.Port
 	cfg.Delivery.Retry = []config.Duration{config.Duration(200 * time.Millisecond)}
 	cfg.SMTP.Listen = "127.0.0.1:0"

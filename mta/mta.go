@@ -147,6 +147,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, fmt.Errorf("dns: %w", err)
 	}
+	// The guard sits under the cache: an NXDOMAIN it does not believe
+	// reaches the cache as a temporary error, never cached as permanent.
+	res = dns.NewGuard(res, dns.GuardConfig{Canaries: cfg.DNS.Canaries, Now: opts.Now})
 	m.Resolver = dns.NewCache(res, 100000, opts.Now)
 	m.Quotas = quota.NewLocal(quota.RealClock())
 
