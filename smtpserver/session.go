@@ -26,6 +26,7 @@ var (
 	errNoMail        = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Send MAIL FROM first"}
 	errNoRcpts       = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"} // RFC 5321 §3.3
 	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors"}
 	errAuthTooMany   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentication attempts, closing connection"}
 	errBodyLineLimit = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 0}, Message: "Message has a line longer than SMTP allows (RFC 5321 section 4.5.3.1.6): encode the body as quoted-printable or base64"}
 )
@@ -94,6 +95,18 @@ func (s *session) fail(err error) error {
 	return err
 }
 
+// overLimit closes a TLS session that has had its last error reply: the
+// reply to the command that reached the limit is written by now, as go-smtp
+// moved on to the next (pipelined) command. trackedConn.Read does the same
+// when the client waited for that reply.
+func (s *session) overLimit() error {
+	if !s.conn.errLimit.Load() {
+		return nil
+	}
+	s.conn.closeWith(replyTooManyErrors)
+	return errTooManyErrors
+}
+
 // authOfferedTo says whether AUTH may be offered: only where the password
 // cannot be sniffed, over TLS or from the machine itself.
 func authOfferedTo(ip netip.Addr, isTLS bool) bool { return isTLS || ip.IsLoopback() }
@@ -104,7 +117,12 @@ func (s *session) logAttrs() []any {
 	return []any{"conn", s.conn.id, "remote", s.conn.remote.String()}
 }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error { return s.fail(s.mail(from, opts)) }
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.mail(from, opts))
+}
 
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
@@ -148,7 +166,12 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error { return s.fail(s.rcpt(to, opts)) }
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.rcpt(to, opts))
+}
 
 func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
@@ -210,7 +233,12 @@ func addressError(err error, role string, code smtp.EnhancedCode) error {
 // Data reads the whole message, shapes it and hands it to the Acceptor. Its
 // return value becomes the reply; go-smtp writes it only after Data returns,
 // which is what makes the 250 follow durability.
-func (s *session) Data(r io.Reader) error { return s.fail(s.data(r)) }
+func (s *session) Data(r io.Reader) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.data(r))
+}
 
 func (s *session) data(r io.Reader) error {
 	buf := s.srv.bufs.Get().(*bytes.Buffer)
@@ -323,6 +351,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return nil, smtp.ErrAuthUnsupported
 	case !s.authOffered:
 		return nil, s.fail(errAuthNeedsTLS)
+	}
+	if err := s.overLimit(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	fails := s.authFails

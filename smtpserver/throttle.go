@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -106,21 +107,38 @@ func (t *authThrottle) failed(key netip.Addr) time.Duration {
 	return min(d, authMaxDelay)
 }
 
-// evictLocked makes room: the forgotten entries go, or else the stalest.
+// evictLocked makes room: the forgotten entries go and, if that is not
+// enough, the stalest eighth of the rest, addresses locked out last. One
+// sort per authMaxClients/8 new addresses keeps a flood of addresses cheap.
 func (t *authThrottle) evictLocked(now time.Time) {
-	var stalest netip.Addr
-	var oldest time.Time
+	type entry struct {
+		key    netip.Addr
+		locked bool
+		last   time.Time
+	}
+	var rest []entry
 	for k, r := range t.m {
-		if now.Sub(r.last) >= authForget && !now.Before(r.lockedUntil) {
+		locked := now.Before(r.lockedUntil)
+		if !locked && now.Sub(r.last) >= authForget {
 			delete(t.m, k)
 			continue
 		}
-		if !stalest.IsValid() || r.last.Before(oldest) {
-			stalest, oldest = k, r.last
-		}
+		rest = append(rest, entry{k, locked, r.last})
 	}
-	if len(t.m) >= authMaxClients && stalest.IsValid() {
-		delete(t.m, stalest)
+	if len(t.m) < authMaxClients {
+		return
+	}
+	slices.SortFunc(rest, func(a, b entry) int {
+		if a.locked != b.locked {
+			if a.locked {
+				return 1
+			}
+			return -1
+		}
+		return a.last.Compare(b.last)
+	})
+	for _, e := range rest[:len(rest)/8] {
+		delete(t.m, e.key)
 	}
 }
 
