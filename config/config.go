@@ -85,6 +85,13 @@ type SMTP struct {
 	TLSCert         string            `toml:"tls_cert"`         // PEM file; with tls_key enables STARTTLS
 	TLSKey          string            `toml:"tls_key"`
 	Users           map[string]string `toml:"users"` // AUTH PLAIN user -> password
+
+	// Defences against clients that hold slots or hammer the listener.
+	MaxConnectionsPerClient  int      `toml:"max_connections_per_client"` // default 50; allowed_networks exempt
+	ReservedConnectionsRatio float64  `toml:"reserved_connections_ratio"` // default 0.1 of max_connections, for allowed_networks (and loopback with users)
+	IdleTimeout              Duration `toml:"idle_timeout"`               // wait for a command, default 5m
+	StressIdleTimeout        Duration `toml:"stress_idle_timeout"`        // the same under stress, default 10s
+	MaxErrors                int      `toml:"max_errors"`                 // error replies before 421 and close, default 20
 }
 
 // HTTP is [http], the API and dashboard listener.
@@ -233,6 +240,12 @@ func Default() *Config {
 			MaxMessageSize:  25 << 20,
 			MaxRecipients:   1000,
 			MaxConnections:  1000,
+
+			MaxConnectionsPerClient:  50,
+			ReservedConnectionsRatio: 0.1,
+			IdleTimeout:              Duration(5 * time.Minute),
+			StressIdleTimeout:        Duration(10 * time.Second),
+			MaxErrors:                20,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8025"},
 		// An empty list rather than nil, so that the effective config's

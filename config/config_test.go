@@ -227,6 +227,20 @@ func TestFullConfig(t *testing.T) {
 	}
 }
 
+func TestSMTPDefences(t *testing.T) {
+	d := mustParse(t, "d.toml", "")
+	if s := d.SMTP; s.MaxConnectionsPerClient != 50 || s.ReservedConnectionsRatio != 0.1 || s.IdleTimeout != Duration(5*time.Minute) ||
+		s.StressIdleTimeout != Duration(10*time.Second) || s.MaxErrors != 20 {
+		t.Errorf("defaults: %+v", s)
+	}
+	c := mustParse(t, "s.toml", "[smtp]\nmax_connections_per_client = 5\nreserved_connections_ratio = 0\n"+
+		"idle_timeout = \"2m\"\nstress_idle_timeout = \"5s\"\nmax_errors = 7\n")
+	if s := c.SMTP; s.MaxConnectionsPerClient != 5 || s.ReservedConnectionsRatio != 0 || s.IdleTimeout != Duration(2*time.Minute) ||
+		s.StressIdleTimeout != Duration(5*time.Second) || s.MaxErrors != 7 {
+		t.Errorf("set: %+v", s)
+	}
+}
+
 func TestEffectiveRoundTrip(t *testing.T) {
 	for name, c := range map[string]*Config{
 		"defaults": Default(),
@@ -290,6 +304,14 @@ func TestBad(t *testing.T) {
 			[]string{`[[mx_rule]] "yahoo" scope`, `"site" is not one of path, source, rule`}},
 		{"negative max_connections", "[[mx_rule]]\nname = \"a\"\nmx = \"*\"\n\nmax_connections = -1\n", 5,
 			[]string{`[[mx_rule]] "a" max_connections`, "negative"}},
+		{"zero max_connections_per_client", "[smtp]\nmax_connections_per_client = 0\n", 2,
+			[]string{"[smtp] max_connections_per_client", "below the minimum of 1"}},
+		{"reserved ratio too high", "[smtp]\nreserved_connections_ratio = 0.95\n", 2,
+			[]string{"[smtp] reserved_connections_ratio", "outside [0, 0.9]"}},
+		{"stress timeout over idle timeout", "[smtp]\nidle_timeout = \"1m\"\nstress_idle_timeout = \"2m\"\n", 3,
+			[]string{"[smtp] stress_idle_timeout", "longer than idle_timeout"}},
+		{"zero idle timeout", "[smtp]\nidle_timeout = \"0s\"\n", 2, []string{"[smtp] idle_timeout", "positive"}},
+		{"zero max_errors", "[smtp]\nmax_errors = 0\n", 2, []string{"[smtp] max_errors", "below the minimum of 1"}},
 		{"negative messages_per_hour", "[[mx_rule]]\nname = \"a\"\nmx = \"*\"\nmessages_per_hour = -5\n", 4, []string{"messages_per_hour", "negative"}},
 		{"negative rule timeout", "[[mx_rule]]\nname = \"a\"\nmx = \"*\"\nconnect_timeout = \"-1s\"\n", 4, []string{"connect_timeout", "positive"}},
 		{"bad wildcard", "[[mx_rule]]\nname = \"a\"\nmx = \"*.gmail_com\"\n", 3, []string{`[[mx_rule]] "a" mx`, `"*.gmail_com" is not an MX wildcard`}},

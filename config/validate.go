@@ -202,6 +202,16 @@ func (v *validator) smtp(s *SMTP) {
 	}
 	v.atLeast(at, "max_recipients", s.MaxRecipients, 1)
 	v.atLeast(at, "max_connections", s.MaxConnections, 1)
+	v.atLeast(at, "max_connections_per_client", s.MaxConnectionsPerClient, 1)
+	if !(s.ReservedConnectionsRatio >= 0 && s.ReservedConnectionsRatio <= 0.9) {
+		v.errf(at, "reserved_connections_ratio", "%v is outside [0, 0.9]: write a fraction of max_connections like 0.1 (0 reserves none)", s.ReservedConnectionsRatio)
+	}
+	v.positive(at, "idle_timeout", s.IdleTimeout)
+	v.positive(at, "stress_idle_timeout", s.StressIdleTimeout)
+	if s.StressIdleTimeout > s.IdleTimeout && s.IdleTimeout > 0 {
+		v.errf(at, "stress_idle_timeout", "%s is longer than idle_timeout %s: under stress the wait is meant to be shorter", s.StressIdleTimeout, s.IdleTimeout)
+	}
+	v.atLeast(at, "max_errors", s.MaxErrors, 1)
 	switch {
 	case s.TLSCert != "" && s.TLSKey == "":
 		v.errf(at, "tls_cert", "tls_key is missing: set both tls_cert and tls_key, or neither")

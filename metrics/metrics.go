@@ -33,6 +33,19 @@ type Source interface {
 	Spool() (messages, recipients, bytes int64)
 	// QuotaDegraded reports a cluster node running on its local share.
 	QuotaDegraded() bool
+	// SMTP reports the injection listener's counters; ok is false when
+	// it does not run.
+	SMTP() (st SMTPStats, ok bool)
+}
+
+// SMTPStats is what the injection listener counts (smtpserver.Stats).
+type SMTPStats struct {
+	SessionsOpen  int
+	Rejected      map[string]uint64 // by reason
+	Stressed      bool
+	StressEntered uint64
+	AuthDelayed   uint64
+	AuthThrottled int // client addresses refused AUTH for a cool-down now
 }
 
 // Metrics holds the registry and the counters.
@@ -84,6 +97,14 @@ func New(src Source) *Metrics {
 		spoolR: prometheus.NewDesc("penstock_spool_recipients", "Queued recipients in the spool.", nil, nil),
 		spoolB: prometheus.NewDesc("penstock_spool_bytes", "Spool size on disk.", nil, nil),
 		degr:   prometheus.NewDesc("penstock_quota_degraded", "1 while a cluster node runs on its local share of the quotas (Redis unreachable).", nil, nil),
+		smtp: smtpDescs{
+			sessions:  prometheus.NewDesc("penstock_smtpserver_sessions", "Open SMTP injection sessions.", nil, nil),
+			rejected:  prometheus.NewDesc("penstock_smtpserver_rejected_total", "SMTP injection refusals, by reason.", []string{"reason"}, nil),
+			stress:    prometheus.NewDesc("penstock_smtpserver_stress", "1 while the SMTP listener is under stress (idle sessions time out sooner).", nil, nil),
+			stressed:  prometheus.NewDesc("penstock_smtpserver_stress_entered_total", "Times the SMTP listener entered stress mode.", nil, nil),
+			delayed:   prometheus.NewDesc("penstock_smtpserver_auth_delayed_total", "Failed AUTH replies held back by the per-address throttle.", nil, nil),
+			throttled: prometheus.NewDesc("penstock_smtpserver_auth_throttled_clients", "Client addresses refused AUTH for a cool-down now.", nil, nil),
+		},
 	})
 	return m
 }
@@ -130,12 +151,36 @@ func (m *Metrics) Count(r *events.Record) {
 type gauges struct {
 	src                                                      Source
 	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
+	smtp                                                     smtpDescs
+}
+
+type smtpDescs struct {
+	sessions, rejected, stress, stressed, delayed, throttled *prometheus.Desc
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr} {
+	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
+		g.smtp.sessions, g.smtp.rejected, g.smtp.stress, g.smtp.stressed, g.smtp.delayed, g.smtp.throttled} {
 		ch <- d
 	}
+}
+
+// collectSMTP reads the listener's counters, which live in smtpserver and
+// only grow, hence constant metrics rather than counters of our own.
+func (g *gauges) collectSMTP(ch chan<- prometheus.Metric) {
+	st, ok := g.src.SMTP()
+	if !ok {
+		return
+	}
+	d := g.smtp
+	ch <- prometheus.MustNewConstMetric(d.sessions, prometheus.GaugeValue, float64(st.SessionsOpen))
+	for reason, n := range st.Rejected {
+		ch <- prometheus.MustNewConstMetric(d.rejected, prometheus.CounterValue, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(d.stress, prometheus.GaugeValue, b2f(st.Stressed))
+	ch <- prometheus.MustNewConstMetric(d.stressed, prometheus.CounterValue, float64(st.StressEntered))
+	ch <- prometheus.MustNewConstMetric(d.delayed, prometheus.CounterValue, float64(st.AuthDelayed))
+	ch <- prometheus.MustNewConstMetric(d.throttled, prometheus.GaugeValue, float64(st.AuthThrottled))
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
@@ -155,6 +200,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.spoolR, prometheus.GaugeValue, float64(rcpts))
 	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(g.src.QuotaDegraded()))
+	g.collectSMTP(ch)
 }
 
 func b2f(b bool) float64 {

@@ -240,7 +240,9 @@ func TestMetrics(t *testing.T) {
 		return strings.Contains(body, `penstock_delivery_delivered_total{rule="default"} 20`)
 	})
 	for _, want := range []string{"penstock_smtpserver_recipients_injected_total 20", "penstock_spool_messages",
-		"penstock_flow_sites{state=\"normal\"}", "penstock_smtpserver_ack_seconds_count 20", "penstock_delivery_time_to_delivery_seconds_count 20"} {
+		"penstock_flow_sites{state=\"normal\"}", "penstock_smtpserver_ack_seconds_count 20", "penstock_delivery_time_to_delivery_seconds_count 20",
+		`penstock_smtpserver_rejected_total{reason="too_many_errors"} 0`, "penstock_smtpserver_stress 0",
+		"penstock_smtpserver_auth_throttled_clients 0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -1,5 +1,7 @@
 package mta
 
+import "github.com/penstock-mta/penstock/metrics"
+
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
 
@@ -31,4 +33,13 @@ func (s metricsSource) QuotaDegraded() bool {
 		return d.Degraded()
 	}
 	return false
+}
+
+func (s metricsSource) SMTP() (metrics.SMTPStats, bool) {
+	if s.m.smtp == nil {
+		return metrics.SMTPStats{}, false
+	}
+	st := s.m.smtp.Stats()
+	return metrics.SMTPStats{SessionsOpen: st.SessionsOpen, Rejected: st.Rejected, Stressed: st.Stressed,
+		StressEntered: st.StressEntered, AuthDelayed: st.AuthDelayed, AuthThrottled: st.AuthThrottled}, true
 }

@@ -308,6 +308,15 @@ func (m *MTA) startSMTP(cfg *config.Config) error {
 		MaxMessageSize:  cfg.SMTP.MaxMessageSize,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		MaxConnections:  cfg.SMTP.MaxConnections,
+
+		MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
+		ReservedConnections:     int(cfg.SMTP.ReservedConnectionsRatio * float64(cfg.SMTP.MaxConnections)),
+		ReadTimeout:             time.Duration(cfg.SMTP.IdleTimeout),
+		StressIdleTimeout:       time.Duration(cfg.SMTP.StressIdleTimeout),
+		MaxErrors:               cfg.SMTP.MaxErrors,
+	}
+	if sc.ReservedConnections == 0 {
+		sc.ReservedConnections = -1 // smtpserver reads 0 as "its default"
 	}
 	if cfg.SMTP.TLSCert != "" {
 		tc, err := loadTLS(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)

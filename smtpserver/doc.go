@@ -22,6 +22,20 @@
 //     CRLF (so the stored form is unambiguous CRLF lines, which also defuses
 //     SMTP smuggling through "\n.\r\n"), and a Received: trace header
 //     (RFC 5321 §4.4) is put in front.
+//   - Abuse control. At connect, by address: Config.MaxConnectionsPerClient
+//     per client outside AllowedNetworks, and the last
+//     Config.ReservedConnections slots only for AllowedNetworks (and
+//     loopback when Users is set). At 80% of MaxConnections the server is
+//     under stress until it falls to 60%: the wait for a silent client drops
+//     from ReadTimeout to StressIdleTimeout (Postfix's stress mode). Every
+//     4xx/5xx reply counts toward Config.MaxErrors, after which the session
+//     gets "421 4.7.0 Too many errors" and is closed (Postfix's
+//     smtpd_hard_error_limit); the connection wrapper counts the replies it
+//     carries, and in a TLS session, where it carries only ciphertext, the
+//     session counts its own refusals. AUTH failures are counted per
+//     address across sessions in a bounded table: past a few, each is
+//     answered late, and past a threshold the address is refused AUTH for
+//     a cool-down (throttle.go).
 //   - Connection control. A listener wrapper tracks every connection, caps
 //     them at Config.MaxConnections ("421 4.7.0 Too many connections" beyond)
 //     and lets Shutdown drain: idle sessions are told 421 and closed at once,

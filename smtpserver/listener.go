@@ -1,12 +1,15 @@
 package smtpserver
 
 import (
+	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +22,9 @@ const maxReplyBuf = 4096
 const kickWriteTimeout = time.Second
 
 const (
-	replyTooManyConns = "421 4.7.0 Too many connections\r\n"
-	replyShutdown     = "421 4.3.2 Service shutting down, try again later\r\n"
+	replyTooManyConns  = "421 4.7.0 Too many connections\r\n"
+	replyShutdown      = "421 4.3.2 Service shutting down, try again later\r\n"
+	replyTooManyErrors = "421 4.7.0 Too many errors\r\n"
 )
 
 // listener wraps the real listener: it admits at most Config.MaxConnections
@@ -44,9 +48,13 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		l.srv.log.Debug("connection refused", "remote", c.RemoteAddr().String(), "reason", refusal)
 		c.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
-		if refusal == ReasonTooManyConnections {
+		switch refusal {
+		case ReasonTooManyConnections:
 			io.WriteString(c, replyTooManyConns)
-		} else {
+		case ReasonTooManyFromClient:
+			fmt.Fprintf(c, "421 4.7.0 Too many connections from your address (limit %d per client), try again later\r\n",
+				l.srv.cfg.MaxConnectionsPerClient)
+		default:
 			io.WriteString(c, replyShutdown)
 		}
 		c.Close()
@@ -69,11 +77,27 @@ type trackedConn struct {
 	srv    *Server
 	id     string
 	remote netip.AddrPort
+	client netip.Addr // clientKey counted in Server.perClient; invalid if exempt
 
 	closeOnce sync.Once
+	closed    chan struct{} // closed when the socket is closed, by anyone
 
-	wmu  sync.Mutex
-	wbuf []byte
+	wmu     sync.Mutex
+	wbuf    []byte
+	midLine bool // the reply stream's last write did not end a line
+	cut     bool // closed for too many errors; later writes are dropped
+
+	// errs counts the session's error replies (see countsAsError) against
+	// Config.MaxErrors; errLimit is set when a TLS session reaches it, so
+	// that the next Read, after the last reply has gone out, closes.
+	errs     atomic.Int64
+	errLimit atomic.Bool
+
+	// Read deadline: what go-smtp asked for, and whether stress mode
+	// shortens it (applyDeadlineLocked).
+	dmu          sync.Mutex
+	readDeadline time.Time
+	stressed     atomic.Bool
 
 	mu      sync.Mutex
 	busy    bool     // a transaction is open: MAIL accepted, DATA reply not yet written
@@ -83,19 +107,32 @@ type trackedConn struct {
 }
 
 func newTrackedConn(c net.Conn, srv *Server, id uint64) *trackedConn {
-	tc := &trackedConn{Conn: c, srv: srv, id: srv.idPrefix + strconv.FormatUint(id, 36)}
+	tc := &trackedConn{Conn: c, srv: srv, id: srv.idPrefix + strconv.FormatUint(id, 36),
+		remote: remoteAddr(c), closed: make(chan struct{})}
 	tc.replyTo = tc
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		ap := a.AddrPort()
-		tc.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
 	return tc
 }
 
-// Write holds p back until the next Read (or Close, or a full buffer).
+// remoteAddr is c's peer, IPv4-mapped addresses unmapped.
+func remoteAddr(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Write holds p back until the next Read (or Close, or a full buffer). On
+// the way it counts error replies; the one that reaches Config.MaxErrors is
+// followed by "421 4.7.0 Too many errors" and the connection is closed at
+// once (RFC 5321 §3.8), even if the client has pipelined more commands.
 func (c *trackedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.cut {
+		return len(p), nil
+	}
+	nerr := c.scanRepliesLocked(p)
 	if len(c.wbuf)+len(p) > maxReplyBuf {
 		if err := c.flushLocked(); err != nil {
 			return 0, err
@@ -105,7 +142,96 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		}
 	}
 	c.wbuf = append(c.wbuf, p...)
+	if nerr > 0 && c.addErrors(nerr) {
+		c.wbuf = append(c.wbuf, replyTooManyErrors...)
+		c.cut = true
+		c.mu.Lock()
+		c.kicked = true
+		c.mu.Unlock()
+		c.Conn.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
+		c.flushLocked()
+		c.closeSocket()
+	}
 	return len(p), nil
+}
+
+// scanRepliesLocked counts the error replies in p, a piece of the reply
+// stream. After STARTTLS the stream is TLS records, which are skipped (a
+// record starts with a content type, 0x14 to 0x17, never a digit); errors
+// in a TLS session are counted by the session instead (session.fail).
+func (c *trackedConn) scanRepliesLocked(p []byte) int {
+	if len(p) > 0 && p[0] >= 0x14 && p[0] <= 0x17 {
+		c.midLine = false
+		return 0
+	}
+	n := 0
+	for len(p) > 0 {
+		line := p
+		end := bytes.IndexByte(p, '\n')
+		if end >= 0 {
+			line, p = p[:end+1], p[end+1:]
+		} else {
+			p = nil
+		}
+		if !c.midLine && replyLineIsError(line) {
+			n++
+		}
+		c.midLine = end < 0
+	}
+	return n
+}
+
+// replyLineIsError parses the start of a reply line, "NNN X.Y.Z text"
+// (RFC 3463 enhanced code); continuation lines ("NNN-") are not replies.
+func replyLineIsError(line []byte) bool {
+	if len(line) < 4 || line[3] != ' ' || (line[0] != '4' && line[0] != '5') {
+		return false
+	}
+	code, err := strconv.Atoi(string(line[:3]))
+	if err != nil {
+		return false
+	}
+	subject, detail := -1, -1
+	if f := bytes.Fields(line[4:]); len(f) > 0 {
+		if parts := bytes.Split(f[0], []byte{'.'}); len(parts) == 3 {
+			s, err1 := strconv.Atoi(string(parts[1]))
+			d, err2 := strconv.Atoi(string(parts[2]))
+			if err1 == nil && err2 == nil {
+				subject, detail = s, d
+			}
+		}
+	}
+	return countsAsError(code, subject, detail)
+}
+
+// countsAsError says whether a reply counts toward Config.MaxErrors. Like
+// Postfix's smtpd_hard_error_limit it counts the 4xx and 5xx replies, but
+// not those a correct client may get many of through no fault of its own:
+// 421 (the session ends anyway), RFC 3463 X.3.X (trouble on our side: the
+// spool failed, shutting down, message too large) and X.5.3 "Too many
+// recipients" (RFC 5321 §4.5.3.1.10: the client is to send the rest in
+// another transaction).
+func countsAsError(code, subject, detail int) bool {
+	switch {
+	case code < 400 || code > 599 || code == 421:
+		return false
+	case subject == 3, subject == 5 && detail == 3:
+		return false
+	}
+	return true
+}
+
+// addErrors counts n error replies and reports whether the count has just
+// reached Config.MaxErrors.
+func (c *trackedConn) addErrors(n int) bool {
+	limit := int64(c.srv.cfg.MaxErrors)
+	after := c.errs.Add(int64(n))
+	if after < limit || after-int64(n) >= limit {
+		return false
+	}
+	c.srv.stats.reject(ReasonTooManyErrors)
+	c.srv.log.Info("too many errors; closing session", "conn", c.id, "remote", c.remote.String(), "errors", after)
+	return true
 }
 
 // Read sends the held-back replies before it may block waiting for the
@@ -114,7 +240,69 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
+	if c.errLimit.Load() {
+		// A TLS session reached MaxErrors; its last reply is out.
+		c.closeWith(replyTooManyErrors)
+		return 0, net.ErrClosed
+	}
+	if c.stressed.Load() {
+		// Under stress the timeout is for silence: every read re-arms it.
+		c.dmu.Lock()
+		c.applyDeadlineLocked()
+		c.dmu.Unlock()
+	}
 	return c.Conn.Read(p)
+}
+
+// SetReadDeadline records go-smtp's deadline (set before each command, and
+// covering the DATA transfer) and applies it, shortened under stress.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.readDeadline = t
+	return c.applyDeadlineLocked()
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// applyDeadlineLocked sets the socket's read deadline: go-smtp's, or under
+// stress no later than StressIdleTimeout from now. A session that keeps
+// sending (a long DATA transfer) is thus not cut; one that is silent is.
+func (c *trackedConn) applyDeadlineLocked() error {
+	d := c.readDeadline
+	if c.stressed.Load() {
+		if s := time.Now().Add(c.srv.cfg.StressIdleTimeout); d.IsZero() || s.Before(d) {
+			d = s
+		}
+	}
+	return c.Conn.SetReadDeadline(d)
+}
+
+// setStress turns stress mode on or off for this connection; a read
+// already waiting gets the new deadline at once.
+func (c *trackedConn) setStress(on bool) {
+	c.dmu.Lock()
+	c.stressed.Store(on)
+	c.applyDeadlineLocked()
+	c.dmu.Unlock()
+}
+
+// closeSocket closes the socket and announces it on c.closed.
+func (c *trackedConn) closeSocket() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	c.mu.Unlock()
+	return err
 }
 
 func (c *trackedConn) flush() error {
@@ -142,7 +330,7 @@ func (c *trackedConn) Close() error {
 	// queueing close_notify, expecting it to be written already.
 	c.Conn.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
 	c.flush()
-	return c.Conn.Close()
+	return c.closeSocket()
 }
 
 // trackedOf finds our wrapper under what go-smtp's Conn.Conn returns, which
@@ -167,6 +355,12 @@ func (c *trackedConn) setReplyTo(w net.Conn) {
 // returns ok=false: no new transaction starts once draining has begun.
 func (c *trackedConn) beginTx() (n int, ok bool) {
 	c.mu.Lock()
+	if c.kicked {
+		// Closed already (too many errors): commands the client pipelined
+		// before it saw the 421 start nothing.
+		c.mu.Unlock()
+		return 0, false
+	}
 	if c.srv.draining.Load() {
 		c.mu.Unlock()
 		c.kick()
@@ -236,5 +430,5 @@ func (c *trackedConn) closeWith(line string) {
 		io.WriteString(w, line)
 		c.flush()
 	}
-	c.Conn.Close()
+	c.closeSocket()
 }

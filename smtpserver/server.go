@@ -30,6 +30,12 @@ const (
 	// next command.
 	DefaultReadTimeout  = 5 * time.Minute
 	DefaultWriteTimeout = time.Minute
+	// Postfix's anvil default (smtpd_client_connection_count_limit).
+	DefaultMaxConnectionsPerClient = 50
+	// Postfix's stress-mode smtpd_timeout.
+	DefaultStressIdleTimeout = 10 * time.Second
+	// Postfix's smtpd_hard_error_limit.
+	DefaultMaxErrors = 20
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
@@ -69,6 +75,25 @@ type Config struct {
 	ReadTimeout     time.Duration     // per command, and for the whole DATA transfer
 	WriteTimeout    time.Duration     // per reply
 	TLSConfig       *tls.Config       // enables STARTTLS (RFC 3207)
+
+	// MaxConnectionsPerClient caps the sessions of one client address (an
+	// IPv6 client's whole /64) at once; clients in AllowedNetworks are
+	// exempt, as Postfix exempts $mynetworks.
+	MaxConnectionsPerClient int
+	// ReservedConnections is how many of MaxConnections only privileged
+	// clients may take: those in AllowedNetworks, and loopback clients when
+	// Users is set (they may AUTH in clear). Zero means MaxConnections/10;
+	// negative means none.
+	ReservedConnections int
+	// StressIdleTimeout replaces ReadTimeout as the wait for the client's
+	// next octet while the server is under stress (at least 80% of
+	// MaxConnections in use), so idle sessions give their slots back.
+	StressIdleTimeout time.Duration
+	// MaxErrors is how many error replies a session gets before it is
+	// told "421 4.7.0 Too many errors" and closed.
+	MaxErrors int
+	// Clock drives the AUTH failure throttle; nil is the real clock.
+	Clock Clock
 }
 
 // Server is an SMTP injection server. Build it with New.
@@ -87,13 +112,16 @@ type Server struct {
 
 	draining atomic.Bool // set once by Shutdown; read on every MAIL
 	stats    counters
+	authFail *authThrottle
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*trackedConn]struct{}
-	inflight  int           // Accept calls running
-	connSeq   uint64        // connections admitted, for ids
-	drained   chan struct{} // closed when draining and no conns or Accept calls are left
+	perClient map[netip.Addr]int // open sessions by clientKey, for clients not in AllowedNetworks
+	stressed  bool               // see updateStressLocked
+	inflight  int                // Accept calls running
+	connSeq   uint64             // connections admitted, for ids
+	drained   chan struct{}      // closed when draining and no conns or Accept calls are left
 }
 
 // New checks cfg and returns a server ready to Serve.
@@ -118,7 +146,9 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 		acceptCtx:    ctx,
 		cancelAccept: cancel,
 		conns:        make(map[*trackedConn]struct{}),
+		perClient:    make(map[netip.Addr]int),
 		drained:      make(chan struct{}),
+		authFail:     newAuthThrottle(cfg.Clock),
 	}
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 
@@ -162,7 +192,8 @@ func (c *Config) setDefaults() error {
 	nonNegative := map[string]int64{
 		"max message size": c.MaxMessageSize, "max recipients": int64(c.MaxRecipients),
 		"max connections": int64(c.MaxConnections), "read timeout": int64(c.ReadTimeout),
-		"write timeout": int64(c.WriteTimeout),
+		"write timeout": int64(c.WriteTimeout), "max connections per client": int64(c.MaxConnectionsPerClient),
+		"stress idle timeout": int64(c.StressIdleTimeout), "max errors": int64(c.MaxErrors),
 	}
 	for name, v := range nonNegative {
 		if v < 0 {
@@ -184,6 +215,26 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.MaxConnectionsPerClient == 0 {
+		c.MaxConnectionsPerClient = DefaultMaxConnectionsPerClient
+	}
+	switch {
+	case c.ReservedConnections == 0:
+		c.ReservedConnections = c.MaxConnections / 10
+	case c.ReservedConnections < 0:
+		c.ReservedConnections = 0
+	case c.ReservedConnections >= c.MaxConnections:
+		return fmt.Errorf("smtpserver: %d reserved connections leave none of the %d for other clients", c.ReservedConnections, c.MaxConnections)
+	}
+	if c.StressIdleTimeout == 0 {
+		c.StressIdleTimeout = min(DefaultStressIdleTimeout, c.ReadTimeout)
+	}
+	if c.MaxErrors == 0 {
+		c.MaxErrors = DefaultMaxErrors
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
@@ -297,27 +348,50 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	open := len(s.conns)
+	open, stressed := len(s.conns), s.stressed
 	s.mu.Unlock()
-	return s.stats.snapshot(open)
+	st := s.stats.snapshot(open)
+	st.Stressed = stressed
+	st.AuthThrottled = s.authFail.throttled()
+	return st
 }
 
-// admit registers a new connection, or says why it is refused.
+// admit registers a new connection, or says why it is refused. Three limits
+// apply, all decided by the client's address since nothing else is known at
+// connect: MaxConnections for everyone; the last ReservedConnections slots
+// for privileged clients only, so that a flood from outside cannot lock out
+// the applications the server exists for; and MaxConnectionsPerClient for
+// clients outside AllowedNetworks.
 func (s *Server) admit(c net.Conn) (*trackedConn, string) {
+	ip := remoteAddr(c).Addr()
+	allowed := ip.IsValid() && s.relayAllowed(ip)
+	privileged := allowed || (len(s.cfg.Users) > 0 && ip.IsLoopback())
+	key := clientKey(ip)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	open := len(s.conns)
 	switch {
 	case s.draining.Load():
 		s.stats.reject(ReasonShuttingDown)
 		return nil, ReasonShuttingDown
-	case len(s.conns) >= s.cfg.MaxConnections:
+	case open >= s.cfg.MaxConnections,
+		!privileged && open >= s.cfg.MaxConnections-s.cfg.ReservedConnections:
 		s.stats.reject(ReasonTooManyConnections)
 		return nil, ReasonTooManyConnections
+	case !allowed && s.perClient[key] >= s.cfg.MaxConnectionsPerClient:
+		s.stats.reject(ReasonTooManyFromClient)
+		return nil, ReasonTooManyFromClient
 	}
 	s.connSeq++
 	tc := newTrackedConn(c, s, s.connSeq)
+	if !allowed {
+		tc.client = key
+		s.perClient[key]++
+	}
+	tc.stressed.Store(s.stressed)
 	s.conns[tc] = struct{}{}
 	s.stats.sessions.Add(1)
+	s.updateStressLocked()
 	return tc, ""
 }
 
@@ -325,8 +399,48 @@ func (s *Server) admit(c net.Conn) (*trackedConn, string) {
 func (s *Server) release(c *trackedConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.client.IsValid() {
+		if s.perClient[c.client]--; s.perClient[c.client] <= 0 {
+			delete(s.perClient, c.client)
+		}
+	}
+	s.updateStressLocked()
 	s.checkDrainedLocked()
 	s.mu.Unlock()
+}
+
+// updateStressLocked enters stress mode when at least 80% of MaxConnections
+// are in use and leaves it at 60% or less; the gap keeps a load hovering at
+// the threshold from flapping (and logging) on every connection. Under
+// stress every session waits StressIdleTimeout rather than ReadTimeout for
+// its client, as Postfix's stress mode shortens smtpd_timeout: idle
+// sessions, the cheapest way to hold slots, are closed within seconds.
+func (s *Server) updateStressLocked() {
+	open, limit := len(s.conns), s.cfg.MaxConnections
+	switch {
+	case !s.stressed && open*5 >= limit*4:
+		s.stressed = true
+		s.stats.stressEntered.Add(1)
+		s.log.Warn("SMTP injection under stress: idle sessions now time out sooner",
+			"sessions", open, "max_connections", limit, "stress_idle_timeout", s.cfg.StressIdleTimeout)
+	case s.stressed && open*5 <= limit*3:
+		s.stressed = false
+		s.log.Info("SMTP injection no longer under stress", "sessions", open, "max_connections", limit)
+	default:
+		return
+	}
+	for c := range s.conns {
+		c.setStress(s.stressed)
+	}
+}
+
+// clientKey is the unit the per-client limits count: the address, or for
+// IPv6 its /64, which one client usually holds whole.
+func clientKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
 }
 
 // acceptStart and acceptDone bracket an Acceptor call, so that Shutdown can

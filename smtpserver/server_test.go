@@ -564,6 +564,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Hostname: "h", MaxMessageSize: 1 << 33},
 		{Hostname: "h", Users: map[string]string{"u": ""}},
 		{Hostname: "h", AllowedNetworks: []netip.Prefix{{}}},
+		{Hostname: "h", MaxConnections: 10, ReservedConnections: 10},
+		{Hostname: "h", MaxConnectionsPerClient: -1},
+		{Hostname: "h", StressIdleTimeout: -time.Second},
+		{Hostname: "h", MaxErrors: -1},
 	} {
 		if _, err := New(cfg, &fakeAcceptor{}, nil); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

@@ -26,6 +26,7 @@ var (
 	errNoMail        = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Send MAIL FROM first"}
 	errNoRcpts       = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"} // RFC 5321 §3.3
 	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors"}
 	errAuthTooMany   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentication attempts, closing connection"}
 	errBodyLineLimit = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 0}, Message: "Message has a line longer than SMTP allows (RFC 5321 section 4.5.3.1.6): encode the body as quoted-printable or base64"}
 )
@@ -41,8 +42,9 @@ type session struct {
 	c            *smtp.Conn
 	conn         *trackedConn
 	tls          bool
-	authOffered  bool // TLS or loopback, and users are configured
-	allowedRelay bool // the client's IP is in AllowedNetworks
+	authOffered  bool       // TLS or loopback, and users are configured
+	allowedRelay bool       // the client's IP is in AllowedNetworks
+	key          netip.Addr // clientKey of the client's IP, for the AUTH throttle
 
 	mu        sync.Mutex
 	user      string
@@ -73,7 +75,36 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		tls:          isTLS,
 		authOffered:  len(s.cfg.Users) > 0 && authOfferedTo(ip, isTLS),
 		allowedRelay: ip.IsValid() && s.relayAllowed(ip),
+		key:          clientKey(ip),
 	}, nil
+}
+
+// fail counts err toward Config.MaxErrors in a TLS session, where the
+// connection sees only ciphertext and cannot count the replies itself (in
+// clear text it does, trackedConn.Write). Replies go-smtp writes on its own
+// (syntax errors, bad sequence) are not seen here; go-smtp's own limit of
+// three unrecognised commands still applies to them.
+func (s *session) fail(err error) error {
+	var se *smtp.SMTPError
+	if err == nil || !s.tls || !errors.As(err, &se) {
+		return err
+	}
+	if countsAsError(se.Code, se.EnhancedCode[1], se.EnhancedCode[2]) && s.conn.addErrors(1) {
+		s.conn.errLimit.Store(true)
+	}
+	return err
+}
+
+// overLimit closes a TLS session that has had its last error reply: the
+// reply to the command that reached the limit is written by now, as go-smtp
+// moved on to the next (pipelined) command. trackedConn.Read does the same
+// when the client waited for that reply.
+func (s *session) overLimit() error {
+	if !s.conn.errLimit.Load() {
+		return nil
+	}
+	s.conn.closeWith(replyTooManyErrors)
+	return errTooManyErrors
 }
 
 // authOfferedTo says whether AUTH may be offered: only where the password
@@ -87,6 +118,13 @@ func (s *session) logAttrs() []any {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inTx {
@@ -110,7 +148,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	n, ok := s.conn.beginTx()
 	if !ok {
-		s.srv.stats.reject(ReasonShuttingDown)
+		if s.srv.draining.Load() {
+			s.srv.stats.reject(ReasonShuttingDown)
+		}
 		return errShuttingDown
 	}
 	s.inTx, s.txN, s.from = true, n, from
@@ -126,7 +166,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.rcpt(to, opts))
+}
+
+func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -187,6 +234,13 @@ func addressError(err error, role string, code smtp.EnhancedCode) error {
 // return value becomes the reply; go-smtp writes it only after Data returns,
 // which is what makes the 250 follow durability.
 func (s *session) Data(r io.Reader) error {
+	if err := s.overLimit(); err != nil {
+		return err
+	}
+	return s.fail(s.data(r))
+}
+
+func (s *session) data(r io.Reader) error {
 	buf := s.srv.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -296,7 +350,10 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case len(s.srv.cfg.Users) == 0:
 		return nil, smtp.ErrAuthUnsupported
 	case !s.authOffered:
-		return nil, errAuthNeedsTLS
+		return nil, s.fail(errAuthNeedsTLS)
+	}
+	if err := s.overLimit(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	fails := s.authFails
@@ -305,6 +362,14 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		s.conn.closeWith(fmt.Sprintf("%d %d.%d.%d %s\r\n", errAuthTooMany.Code, errAuthTooMany.EnhancedCode[0],
 			errAuthTooMany.EnhancedCode[1], errAuthTooMany.EnhancedCode[2], errAuthTooMany.Message))
 		return nil, errAuthTooMany
+	}
+	if until, ok := s.srv.authFail.check(s.key); !ok {
+		s.srv.stats.reject(ReasonAuthThrottled)
+		s.srv.log.Info("AUTH refused: too many failures from this address", s.logAttrs()...)
+		// RFC 4954 §6: 454 4.7.0 is a temporary authentication failure.
+		wait := max(until.Sub(s.srv.cfg.Clock.Now()).Round(time.Minute), time.Minute)
+		return nil, s.fail(&smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: fmt.Sprintf("Too many failed authentication attempts from your address, try again in %d minutes", int(wait/time.Minute))})
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
@@ -328,7 +393,16 @@ func (s *session) authenticate(user, pass string) error {
 	s.mu.Unlock()
 	s.srv.stats.reject(ReasonAuthFailed)
 	s.srv.log.Info("authentication failed", append(s.logAttrs(), "user", user)...)
-	return smtp.ErrAuthFailed
+	if d := s.srv.authFail.failed(s.key); d > 0 {
+		// Holding the reply back slows a guesser down whatever number of
+		// sessions it runs; the wait ends early if the connection closes.
+		s.srv.stats.authDelayed.Add(1)
+		select {
+		case <-s.srv.cfg.Clock.After(d):
+		case <-s.conn.closed:
+		}
+	}
+	return s.fail(smtp.ErrAuthFailed)
 }
 
 // accept calls the Acceptor and turns its answer into the DATA reply.
