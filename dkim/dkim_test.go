@@ -454,6 +454,16 @@ func TestKeepExisting(t *testing.T) {
 	if err := e.allValid(out, 1); err != nil {
 		t.Errorf("ours after removing theirs: %v", err)
 	}
+	var buf bytes.Buffer
+	res, err := strip.WriteSigned(&buf, msg, time.Now(), "")
+	if err != nil || !res.Signed() || bytes.Count(buf.Bytes(), []byte("DKIM-Signature:")) != 1 || e.allValid(buf.Bytes(), 1) != nil {
+		t.Errorf("WriteSigned with keep_existing false: %+v %v\n%s", res, err, buf.Bytes())
+	}
+	buf.Reset()
+	if _, err := keep.WriteSigned(&buf, msg, time.Now(), ""); err != nil || bytes.Count(buf.Bytes(), []byte("DKIM-Signature:")) != 2 ||
+		!bytes.HasSuffix(buf.Bytes(), msg) {
+		t.Errorf("WriteSigned keeping theirs: %v\n%s", err, buf.Bytes())
+	}
 	if got := WithoutSignatures(msg[len(theirs):]); !bytes.Equal(got, msg[len(theirs):]) {
 		t.Errorf("WithoutSignatures changed a message with none")
 	}

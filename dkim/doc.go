@@ -2,8 +2,9 @@
 // Ed25519-SHA256 keys (RFC 8463), and checks that the keys are published in
 // DNS. It owns the [[dkim]] keys once loaded: reading and vetting the key
 // files, choosing which keys sign a message, and making the DKIM-Signature
-// fields. It never changes a message: Sign returns the fields to write in
-// front of it, and the caller writes them.
+// fields. It never changes a message in place: Sign returns the fields to
+// write in front of it, and WriteSigned writes both (without the message's
+// own signatures when keep_existing is false).
 //
 // Choosing the keys. The From field's domain (RFC 5322 §3.6.2) is read; with
 // no From, several From fields, or authors of several domains, the message

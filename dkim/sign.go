@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/mail"
 	"strconv"
 	"strings"
@@ -93,6 +94,26 @@ func (b *Body) Hash(relaxed bool) []byte {
 func (s *Signer) Sign(msg []byte, now time.Time, pool string) ([]byte, Result, error) {
 	fields, body := splitMessage(msg)
 	return s.sign(fields, NewBody(body), now, pool)
+}
+
+// WriteSigned writes msg to w signed: our DKIM-Signature fields, then the
+// message, without its own DKIM-Signature fields when [dkim_default]
+// keep_existing is false. An unsigned message is written unchanged but for
+// that removal; Result says why it is unsigned. This is the one call a
+// delivery path needs.
+func (s *Signer) WriteSigned(w io.Writer, msg []byte, now time.Time, pool string) (Result, error) {
+	fields, res, err := s.Sign(msg, now, pool)
+	if err != nil {
+		return res, err
+	}
+	if res.RemoveExisting {
+		msg = WithoutSignatures(msg)
+	}
+	if _, err := w.Write(fields); err != nil {
+		return res, err
+	}
+	_, err = w.Write(msg)
+	return res, err
 }
 
 // SignHeader is Sign for a message given as its header section (the fields,
