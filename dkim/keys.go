@@ -8,7 +8,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -149,9 +152,10 @@ func New(cfg *config.Config) (s *Signer, warnings []string, err error) {
 	if len(errs) > 0 {
 		return nil, warnings, errors.Join(errs...)
 	}
-	for domain, ks := range s.byDomain {
+	domains := slices.Sorted(maps.Keys(s.byDomain))
+	for _, domain := range domains {
 		rsaKey := false
-		for _, k := range ks {
+		for _, k := range s.byDomain[domain] {
 			rsaKey = rsaKey || k.Algorithm == AlgRSA
 		}
 		if !rsaKey {
@@ -169,7 +173,7 @@ func New(cfg *config.Config) (s *Signer, warnings []string, err error) {
 func loadKey(path string) (crypto.Signer, int, string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, "", fmt.Errorf("cannot read %s: %v", path, errors.Unwrap(err))
+		return nil, 0, "", fmt.Errorf("cannot read %s: %v", path, cause(err))
 	}
 	if !st.Mode().IsRegular() {
 		return nil, 0, "", fmt.Errorf("%s is not a regular file", path)
@@ -184,13 +188,22 @@ func loadKey(path string) (crypto.Signer, int, string, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, 0, "", fmt.Errorf("cannot read %s: %v", path, errors.Unwrap(err))
+		return nil, 0, "", fmt.Errorf("cannot read %s: %v", path, cause(err))
 	}
 	signer, bits, err := ParsePrivateKey(data)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("%s: %v", path, err)
 	}
 	return signer, bits, warn, nil
+}
+
+// cause drops the path from a file error: the message names it already.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // ParsePrivateKey reads the first PEM private key in data and checks that
