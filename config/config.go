@@ -60,6 +60,8 @@ type Config struct {
 	Quarantine  Quarantine   `toml:"quarantine"`
 	Bounce      BounceIn     `toml:"bounce"`
 	Cluster     Cluster      `toml:"cluster"`
+	DKIM        []DKIM       `toml:"dkim,omitempty"`
+	DKIMDefault DKIMDefault  `toml:"dkim_default"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -132,6 +134,9 @@ type Source struct {
 type Pool struct {
 	Name    string       `toml:"name"`
 	Sources []PoolSource `toml:"sources,omitempty"`
+	// DKIMDomain signs this pool's mail whose From domain has no key of its
+	// own (a third-party signature); default: [dkim_default] domain.
+	DKIMDomain string `toml:"dkim_domain"`
 }
 
 // PoolSource is one member of a pool.
@@ -283,7 +288,8 @@ func Default() *Config {
 			ResetAfter:            Duration(10 * day),
 			CaseSensitiveLocal:    true,
 		},
-		Cluster: Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
+		Cluster:     Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
+		DKIMDefault: DKIMDefault{KeepExisting: true},
 	}
 }
 
@@ -345,6 +351,9 @@ func (c *Config) ApplyDefaults() {
 		if c.BounceRules[i].Reason == "" {
 			c.BounceRules[i].Reason = c.BounceRules[i].Name
 		}
+	}
+	for i := range c.DKIM {
+		c.DKIM[i].ApplyDefaults()
 	}
 }
 

@@ -84,6 +84,7 @@ func (c *Config) problems() []*Error {
 	v.quarantine(&c.Quarantine)
 	v.bounceIn(&c.Bounce)
 	v.cluster(&c.Cluster)
+	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
 	return v.probs
 }
 

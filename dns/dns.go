@@ -109,6 +109,10 @@ func (e *Error) Error() string {
 	case Invalid:
 		return fmt.Sprintf("dns: %q is not a valid domain name: %v", e.Domain, e.Err)
 	}
+	if e.qtype == "TXT" {
+		// Nobody retries a TXT lookup on its own: say only what failed.
+		return fmt.Sprintf("dns: TXT lookup for %q failed: %v", e.Domain, e.Err)
+	}
 	what := e.qtype
 	if what == "" {
 		what = "DNS"

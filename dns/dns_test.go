@@ -544,3 +544,26 @@ func TestDNSErrorTexts(t *testing.T) {
 		t.Error("Kind.String")
 	}
 }
+
+func TestDNSLookupTXT(t *testing.T) {
+	s, _ := world(t)
+	r, err := NewTXT([]string{s.Addr()}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "v=DKIM1; k=rsa; p=" + strings.Repeat("A", 400) // two character-strings on the wire
+	s.SetTXT("s1._domainkey.example.test", long)
+	got, err := r.LookupTXT(ctxT(t), "S1._domainkey.Example.TEST.")
+	if err != nil || len(got) != 1 || got[0] != long {
+		t.Fatalf("LookupTXT = %q, %v; want the record joined", got, err)
+	}
+	s.SetA("host.example.test", "127.0.0.2")
+	if got, err := r.LookupTXT(ctxT(t), "host.example.test"); err != nil || len(got) != 0 {
+		t.Errorf("NODATA: got %q, %v; want no records, no error", got, err)
+	}
+	_, err = r.LookupTXT(ctxT(t), "missing._domainkey.example.test")
+	wantErr(t, err, NXDomain, "does not exist")
+	s.SetRcode("broken.example.test", 2)
+	_, err = r.LookupTXT(ctxT(t), "broken.example.test")
+	wantErr(t, err, Temporary, "TXT lookup")
+}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,5 +182,33 @@ func BenchmarkDNSServer(b *testing.B) {
 		if _, _, err := c.ExchangeWithConn(q, conn); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDNSServerTXT: a record longer than 255 bytes is served as several
+// character-strings of one record, which join back to the original. (Over
+// UDP without EDNS0 the 600-byte record does not fit: TC, then TCP.)
+func TestDNSServerTXT(t *testing.T) {
+	s := startDNS(t)
+	long := strings.Repeat("k", 600)
+	s.SetTXT("sel._domainkey.example.test", "v=DKIM1; p="+long, "other")
+	if r := askDNS(t, s, "udp", "sel._domainkey.example.test", dns.TypeTXT); !r.Truncated {
+		t.Errorf("udp without EDNS0: want TC, got %v", r)
+	}
+	for _, network := range []string{"tcp"} {
+		r := askDNS(t, s, network, "sel._domainkey.example.test", dns.TypeTXT)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 2 {
+			t.Fatalf("%s TXT: %v", network, r)
+		}
+		txt := r.Answer[0].(*dns.TXT)
+		if len(txt.Txt) != 3 || len(txt.Txt[0]) != 255 || strings.Join(txt.Txt, "") != "v=DKIM1; p="+long {
+			t.Errorf("%s: strings %d, first %d bytes; want 3 joining to the record", network, len(txt.Txt), len(txt.Txt[0]))
+		}
+		if got := r.Answer[1].(*dns.TXT).Txt; len(got) != 1 || got[0] != "other" {
+			t.Errorf("%s: second record %q", network, got)
+		}
+	}
+	if r := askDNS(t, s, "udp", "sel._domainkey.example.test", dns.TypeMX); len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess {
+		t.Errorf("MX of a TXT-only name: want NODATA, got %v", r)
 	}
 }

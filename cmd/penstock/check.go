@@ -30,6 +30,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// The DKIM key files (readable, strong enough); their DNS records are
+	// `penstock dkim check`'s job.
+	if _, ok := loadDKIM(cfg, stderr); !ok {
+		return 1
+	}
 	if *domain != "" {
 		res, err := dns.New(cfg.DNS.Nameservers, time.Duration(cfg.DNS.Timeout))
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/penstock-mta/penstock/dkim"
 )
 
 // readmeBlocks returns the fenced blocks of the given language in the
@@ -42,7 +44,26 @@ func TestReadmeConfigExamples(t *testing.T) {
 		t.Fatalf("found %d toml blocks in the README; the extraction is broken", len(blocks))
 	}
 	dir := t.TempDir()
+	// Key files named by the examples are made here, of the type their
+	// selector suggests, so that check loads real keys.
+	keyFile := regexp.MustCompile(`key_file = "([^"]+)"`)
 	for i, b := range blocks {
+		b = keyFile.ReplaceAllStringFunc(b, func(m string) string {
+			path := keyFile.FindStringSubmatch(m)[1]
+			typ := "rsa"
+			if strings.Contains(path, "ed") {
+				typ = "ed25519"
+			}
+			_, pemBytes, err := dkim.GenerateKey(typ, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := filepath.Join(dir, filepath.Base(path))
+			if err := os.WriteFile(local, pemBytes, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return `key_file = "` + local + `"`
+		})
 		f := filepath.Join(dir, "example.toml")
 		if err := os.WriteFile(f, []byte(b), 0o600); err != nil {
 			t.Fatal(err)
