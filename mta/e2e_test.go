@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -221,13 +224,22 @@ func TestConnectionReuse(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	p, err := w.AddProvider(sim.Behavior{Name: "m"}, []string{"metrics.test"}, "mx.metrics.test")
+	p, err := w.AddProvider(sim.Behavior{Name: "m", RcptReply: func(rcpt string) string {
+		if strings.HasPrefix(rcpt, "gone") {
+			return "550 5.1.1 no such user"
+		}
+		return ""
+	}}, []string{"metrics.test"}, "mx.metrics.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := newHarness(t, w, nil)
 	h.sendMany(20, 4, func(i int) string { return fmt.Sprintf("u%d@metrics.test", i) })
 	waitDelivered(t, p, 20, 10*time.Second)
+	if err := h.send("s@penstock.test", []string{"gone@metrics.test"}, message("s@penstock.test", "gone@metrics.test", "m", 100)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the bounce", func() bool { return countType(h.records(), events.Bounce) == 1 })
 	var body string
 	waitFor(t, 5*time.Second, "delivered counter", func() bool {
 		resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
@@ -239,8 +251,25 @@ func TestMetrics(t *testing.T) {
 		body = string(b)
 		return strings.Contains(body, `penstock_delivery_delivered_total{rule="default"} 20`)
 	})
-	for _, want := range []string{"penstock_smtpserver_recipients_injected_total 20", "penstock_spool_messages",
-		"penstock_flow_sites{state=\"normal\"}", "penstock_smtpserver_ack_seconds_count 20", "penstock_delivery_time_to_delivery_seconds_count 20",
+	// Every status is a series even when nothing waits (the documented
+	// penstock_queue_recipients{status} was missing when the queue was empty).
+	for _, st := range queue.Statuses() {
+		if !strings.Contains(body, fmt.Sprintf("penstock_queue_recipients{status=%q} 0", st)) {
+			t.Errorf("metrics lack the %q series", st)
+		}
+	}
+	// Every metric the README names exists.
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`penstock_[a-z_]+[a-z]`).FindAllString(string(readme), -1) {
+		if !strings.Contains(body, "\n"+name+" ") && !strings.Contains(body, "\n"+name+"{") && !strings.Contains(body, "\n"+name+"_bucket{") {
+			t.Errorf("the README documents %s; /metrics has no such series", name)
+		}
+	}
+	for _, want := range []string{"penstock_smtpserver_recipients_injected_total 21", "penstock_spool_messages",
+		"penstock_flow_sites{state=\"normal\"}", "penstock_smtpserver_ack_seconds_count 21", "penstock_delivery_time_to_delivery_seconds_count 20",
 		`penstock_smtpserver_rejected_total{reason="too_many_errors"} 0`, "penstock_smtpserver_stress 0",
 		"penstock_smtpserver_auth_throttled_clients 0"} {
 		if !strings.Contains(body, want) {

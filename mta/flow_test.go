@@ -190,6 +190,30 @@ func TestLocalProblemDNS(t *testing.T) {
 	if !st.Local {
 		t.Fatal("status does not report the local problem")
 	}
+	// The recipients held for their MX answer are visible: in the site
+	// list, by domain, and in the totals (they were invisible: "no sites
+	// known yet", "queued 5 at 0 sites", a 404 for the domain).
+	var qs struct {
+		Sites []queue.SiteView `json:"sites"`
+	}
+	waitFor(t, 20*time.Second, "5 recipients shown as MX lookup failed", func() bool {
+		h.api("GET", "/api/v1/queues", &qs)
+		held := 0
+		for _, v := range qs.Sites {
+			if v.Wait != nil && v.Wait.Status == queue.StatusMXFailed {
+				held += v.Queued
+			}
+		}
+		return held == 5
+	})
+	var one queue.SiteView
+	h.api("GET", "/api/v1/queues/d1.test", &one)
+	if one.Queued != 1 || one.Wait == nil || !strings.Contains(one.Wait.Detail, "d1.test") {
+		t.Fatalf("d1.test: %+v", one)
+	}
+	if tot := h.m.Queue.Totals(); tot.Queued != 5 || tot.Sites != 5 {
+		t.Fatalf("totals %+v", tot)
+	}
 }
 
 // A resolver that answers NXDOMAIN for everything (the canaries too)

@@ -1,6 +1,9 @@
 package mta
 
-import "github.com/penstock-mta/penstock/metrics"
+import (
+	"github.com/penstock-mta/penstock/metrics"
+	"github.com/penstock-mta/penstock/queue"
+)
 
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
@@ -8,6 +11,9 @@ type metricsSource struct{ m *MTA }
 // Queues walks the site views once for both queue gauges.
 func (s metricsSource) Queues() (byStatus, connsByRule map[string]int) {
 	byStatus, connsByRule = map[string]int{}, map[string]int{}
+	for _, st := range queue.Statuses() {
+		byStatus[st] = 0 // every status is a series, at 0 when nothing waits so
+	}
 	for _, v := range s.m.Queue.Sites() {
 		for st, n := range v.ByStatus {
 			byStatus[st] += n

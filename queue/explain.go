@@ -98,8 +98,13 @@ func (q *Queue) Totals() Totals {
 		sites = append(sites, s)
 	}
 	for _, d := range q.domains {
+		held := 0
 		for _, j := range d.pending {
-			t.Queued += len(j.rcpts)
+			held += len(j.rcpts)
+		}
+		if held > 0 {
+			t.Queued += held
+			t.Sites++ // shown as a site of its own until its MX is known
 		}
 	}
 	q.mu.Unlock()
@@ -127,6 +132,7 @@ func (q *Queue) Sites() []SiteView {
 	for _, s := range sites {
 		out = append(out, q.view(s, false))
 	}
+	out = append(out, q.heldViews("")...)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Queued != out[j].Queued {
 			return out[i].Queued > out[j].Queued
@@ -136,13 +142,51 @@ func (q *Queue) Sites() []SiteView {
 	return out
 }
 
-// Site returns one site's view, by site key or by domain.
+// Site returns one site's view, by site key or by domain. A domain whose
+// recipients wait for their MX answer has a view of its own.
 func (q *Queue) Site(name string) (SiteView, bool) {
 	s := q.findSite(name)
 	if s == nil {
+		if held := q.heldViews(strings.ToLower(strings.TrimSuffix(name, "."))); len(held) > 0 {
+			return held[0], true
+		}
 		return SiteView{}, false
 	}
 	return q.view(s, true), true
+}
+
+// heldViews lists the domains (all, or the one named) whose recipients
+// wait for an MX answer. They have no site yet; without these views they
+// were invisible in queue, status, the metrics and the dashboard.
+func (q *Queue) heldViews(domain string) []SiteView {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []SiteView
+	for _, d := range q.domains {
+		if domain != "" && d.name != domain {
+			continue
+		}
+		n := 0
+		for _, j := range d.pending {
+			n += len(j.rcpts)
+		}
+		if n == 0 {
+			continue
+		}
+		w := &Wait{Status: statusResolvingMX, Detail: "waiting for the MX answer of " + d.name}
+		if d.lastErr != nil {
+			w = &Wait{Status: StatusMXFailed, Since: d.errSince,
+				Detail: fmt.Sprintf("the MX lookup of %s has failed since %s (retried): %v", d.name, d.errSince.UTC().Format(time.RFC3339), d.lastErr)}
+		}
+		name := d.name
+		if d.pool != "" {
+			name += " (pool " + d.pool + ")"
+		}
+		out = append(out, SiteView{Site: name, Queued: n, ByStatus: map[string]int{w.Status: n}, Wait: w,
+			Rule: RuleView{Why: "no rule yet: the domain's MX hosts are not known"}})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Site < out[j].Site })
+	return out
 }
 
 func (q *Queue) findSite(name string) *site {

@@ -36,6 +36,13 @@ const (
 	maxLookups          = 64
 )
 
+// Statuses lists every status text a queued recipient can have, for
+// gauges that must exist (at 0) before anything waits.
+func Statuses() []string {
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
+		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX}
+}
+
 // Source is a local address mail leaves from, with its EHLO name.
 type Source struct {
 	Name   string
