@@ -1,7 +1,7 @@
 package sim
 
 // This file is the simulated world's DNS: a real DNS server (miekg/dns) on a
-// loopback address that answers MX, A, AAAA and CNAME queries from an
+// loopback address that answers MX, A, AAAA, CNAME and TXT queries from an
 // in-memory table the test or demo fills in, and can be told to fail a name or
 // everything. It is authoritative for every name it knows and answers NXDOMAIN
 // for every other; it never recurses and never talks to the outside world.
@@ -61,6 +61,7 @@ type dnsName struct {
 	mx    []MXRecord
 	a     []netip.Addr
 	aaaa  []netip.Addr
+	txt   []string
 	cname string // FQDN, lowercased; "" if none
 	rcode int    // forced reply code for this name; 0 = answer normally
 }
@@ -188,6 +189,16 @@ func (s *DNSServer) SetA(host string, ips ...string) {
 	defer s.mu.Unlock()
 	n := s.name(host)
 	n.a, n.aaaa = a, aaaa
+}
+
+// SetTXT replaces name's TXT records, one per string (a DKIM key record,
+// say, at "sel._domainkey.example.test"). A string longer than 255 octets is
+// served as several character-strings of one record (RFC 1035 §3.3.14), which
+// clients join.
+func (s *DNSServer) SetTXT(name string, txt ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name(name).txt = append([]string(nil), txt...)
 }
 
 // SetCNAME makes name an alias of target. The server follows its own CNAMEs
@@ -330,6 +341,10 @@ func (s *DNSServer) answer(q dns.Question) (rcode int, rrs []dns.RR, drop bool) 
 			for _, ip := range n.aaaa {
 				rrs = append(rrs, &dns.AAAA{Hdr: hdr(owner, dns.TypeAAAA), AAAA: ip.AsSlice()})
 			}
+		case dns.TypeTXT:
+			for _, t := range n.txt {
+				rrs = append(rrs, &dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: chunks(t, 255)})
+			}
 		case dns.TypeCNAME:
 			if n.cname != "" {
 				rrs = append(rrs, &dns.CNAME{Hdr: hdr(owner, dns.TypeCNAME), Target: n.cname})
@@ -337,4 +352,14 @@ func (s *DNSServer) answer(q dns.Question) (rcode int, rrs []dns.RR, drop bool) 
 		}
 		return dns.RcodeSuccess, rrs, false
 	}
+}
+
+// chunks cuts s into character-strings of at most n octets.
+func chunks(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return append(out, s)
 }
