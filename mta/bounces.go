@@ -208,6 +208,9 @@ func (m *MTA) Reports() reports.Stats {
 	return m.reports.Stats()
 }
 
+// Reports serves api.Reports.
+func (b backend) Reports() reports.Stats { return b.m.Reports() }
+
 // feedTop counts failure replies for `penstock bounces`, from the
 // delivery log (a statistic: a record dropped under load is no harm).
 func (m *MTA) feedTop(ch <-chan events.Record) {

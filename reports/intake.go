@@ -271,7 +271,15 @@ func (r *report) handle() {
 	state, msgID, rcpt, ci := in.cfg.VERP.match(r.env.To, cands)
 	if state == validVERP {
 		addr := cands[ci]
-		others := distinct(cands, addr)
+		// Addresses of other statuses (the matched status may name a
+		// forwarding target too; that is the mismatch logged below).
+		var rest []string
+		for i, c := range cands {
+			if rep.Kind != dsn.KindDSN || statuses[i] != statuses[ci] {
+				rest = append(rest, c)
+			}
+		}
+		others := distinct(rest, addr)
 		if others > 0 {
 			in.stats.extra(others)
 			r.log().Warn("report names other recipients than its VERP address; they are ignored",
