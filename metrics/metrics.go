@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/reports"
 )
 
 // Source is what the gauges read at scrape time.
@@ -33,6 +34,8 @@ type Source interface {
 	Spool() (messages, recipients, bytes int64)
 	// QuotaDegraded reports a cluster node running on its local share.
 	QuotaDegraded() bool
+	// Reports is the bounce listener's tally.
+	Reports() reports.Stats
 }
 
 // Metrics holds the registry and the counters.
@@ -84,6 +87,18 @@ func New(src Source) *Metrics {
 		spoolR: prometheus.NewDesc("penstock_spool_recipients", "Queued recipients in the spool.", nil, nil),
 		spoolB: prometheus.NewDesc("penstock_spool_bytes", "Spool size on disk.", nil, nil),
 		degr:   prometheus.NewDesc("penstock_quota_degraded", "1 while a cluster node runs on its local share of the quotas (Redis unreachable).", nil, nil),
+	})
+	reg.MustRegister(&reportCounters{src: src,
+		reports: prometheus.NewDesc("penstock_reports_total",
+			"Reports received by the bounce listener: outcome acted (label how: verp, trusted_network, trusted_dkim) or ignored (reason: no_verp, bad_verp, old_verp, untrusted, unreadable, ...).",
+			[]string{"outcome", "reason"}, nil),
+		refused: prometheus.NewDesc("penstock_reports_refused_total", "Reports refused at SMTP level, by reason (rate, too_big).", []string{"reason"}, nil),
+		extra: prometheus.NewDesc("penstock_reports_extra_recipients_total",
+			"Addresses named in reports beyond what the report may act on (ignored).", nil, nil),
+		dropped: prometheus.NewDesc("penstock_reports_kept_dropped_total",
+			"Kept unreadable reports removed, oldest first, to stay within unparsed_max_files and unparsed_max_bytes.", nil, nil),
+		notKept: prometheus.NewDesc("penstock_reports_not_kept_total",
+			"Unreadable reports not kept, by reason (low_disk, too_big, disabled, error).", []string{"reason"}, nil),
 	})
 	return m
 }
@@ -155,6 +170,40 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.spoolR, prometheus.GaugeValue, float64(rcpts))
 	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(g.src.QuotaDegraded()))
+}
+
+// reportCounters exposes the bounce listener's counters, kept by package
+// reports, as Prometheus counters.
+type reportCounters struct {
+	src                                       Source
+	reports, refused, extra, dropped, notKept *prometheus.Desc
+}
+
+func (r *reportCounters) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{r.reports, r.refused, r.extra, r.dropped, r.notKept} {
+		ch <- d
+	}
+}
+
+func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
+	st := r.src.Reports()
+	c := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for how, n := range st.Acted {
+		c(r.reports, n, "acted", how)
+	}
+	for why, n := range st.Ignored {
+		c(r.reports, n, "ignored", why)
+	}
+	for why, n := range st.Refused {
+		c(r.refused, n, why)
+	}
+	for why, n := range st.NotKept {
+		c(r.notKept, n, why)
+	}
+	c(r.extra, st.ExtraRecipients)
+	c(r.dropped, st.KeptDropped)
 }
 
 func b2f(b bool) float64 {

@@ -1,5 +1,7 @@
 package mta
 
+import "github.com/penstock-mta/penstock/reports"
+
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
 
@@ -32,3 +34,5 @@ func (s metricsSource) QuotaDegraded() bool {
 	}
 	return false
 }
+
+func (s metricsSource) Reports() reports.Stats { return s.m.Reports() }

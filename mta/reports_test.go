@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -116,6 +117,22 @@ func sendFrom(local, addr, from string, to []string, body string) error {
 	return c.Quit()
 }
 
+// metricsHave fails the test unless /metrics has every line of want.
+func metricsHave(t *testing.T, h *harness, want ...string) {
+	t.Helper()
+	resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, w := range want {
+		if !strings.Contains(string(b), "\n"+w+"\n") {
+			t.Errorf("metrics lack %q", w)
+		}
+	}
+}
+
 func quarantined(h *harness) int {
 	n := 0
 	for _, c := range h.m.Quarantine.Counts() {
@@ -157,6 +174,7 @@ func TestReportForgedVERPQuarantinesNobody(t *testing.T) {
 	if st.Ignored["bad_verp"] != 1 || st.Unverified != 1 || len(st.Acted) != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	metricsHave(t, h, `penstock_reports_total{outcome="ignored",reason="bad_verp"} 1`)
 }
 
 // The attack: a DSN to postmaster@ of the bounce domain. Nobody is
@@ -356,6 +374,8 @@ func TestReportJunkKeptWithinBounds(t *testing.T) {
 	if st.KeptDropped != uint64(12-len(ents)) || st.Kept != 12 || st.KeptFiles != len(ents) {
 		t.Fatalf("stats %+v", st)
 	}
+	metricsHave(t, h, fmt.Sprintf("penstock_reports_kept_dropped_total %d", 12-len(ents)),
+		`penstock_reports_total{outcome="ignored",reason="not_a_report"} 12`)
 	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("b", 998)+"\r\n", 80)
 	if err := sendSMTP(h.m.BounceAddr(), "", to, big); err == nil || !strings.Contains(err.Error(), "552") {
 		t.Fatalf("report over max_report_size: %v, want 552", err)
@@ -390,4 +410,5 @@ func TestReportRatePerNetwork(t *testing.T) {
 	if st := h.m.Reports(); st.Refused["rate"] != 2 {
 		t.Fatalf("stats %+v", st)
 	}
+	metricsHave(t, h, `penstock_reports_refused_total{reason="rate"} 2`)
 }
