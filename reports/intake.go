@@ -316,24 +316,31 @@ func (r *report) handle() {
 		return
 	}
 	seen := map[string]bool{}
+	extra := 0
 	for i, addr := range cands {
-		if seen[addr] || len(seen) == MaxActions {
+		// Final and Original of one status both name it: act on the final
+		// address when there is one.
+		if rep.Kind == dsn.KindDSN {
+			if f := normAddr(statuses[i].Final); f != "" && f != addr {
+				continue
+			}
+		}
+		if seen[addr] {
+			continue
+		}
+		if len(seen) == MaxActions {
+			extra++
 			continue
 		}
 		seen[addr] = true
 		if rep.Kind == dsn.KindDSN {
-			rs := statuses[i]
-			// Final and Original of one status both name it: act once.
-			if f := normAddr(rs.Final); f != "" && f != addr {
-				continue
-			}
-			r.bounce(rep, rs, addr, "", fmt.Sprintf("reported by %s, %s", rep.Reporter, strings.ReplaceAll(how, "_", " ")))
+			r.bounce(rep, statuses[i], addr, "", fmt.Sprintf("reported by %s, %s", rep.Reporter, strings.ReplaceAll(how, "_", " ")))
 		} else {
 			r.complaint(rep, addr, "")
 		}
 	}
-	if n := len(distinctAll(cands)); n > MaxActions {
-		in.stats.extra(n - MaxActions)
+	if extra > 0 {
+		in.stats.extra(extra)
 	}
 	in.stats.act(how)
 }
