@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -99,6 +100,7 @@ type Intake struct {
 	lim   *limiter
 	keep  *keeper
 	stats stats
+	seq   atomic.Uint64 // makes refs unique within one clock reading
 }
 
 // New builds an Intake.
@@ -162,7 +164,7 @@ func (in *Intake) Accept(ctx context.Context, env *smtpserver.Envelope, body []b
 		in.stats.refuse("too_big")
 		return "", errTooBig
 	}
-	ref := "r" + strconv.FormatInt(now.UnixNano(), 16)
+	ref := "r" + strconv.FormatInt(now.UnixNano(), 16) + "-" + strconv.FormatUint(in.seq.Add(1), 10)
 	r := &report{in: in, ctx: ctx, env: env, body: body, remote: remote, trustedNet: trustedNet, now: now, ref: ref}
 	r.handle()
 	return ref, nil
@@ -384,8 +386,7 @@ func (r *report) complaint(rep *dsn.Report, addr, msgID string) {
 // verifies, and whether the report carried a signature at all.
 func (r *report) dkimDomain() (domain string, signed bool) {
 	in := r.in
-	if len(in.cfg.TrustedDomains) == 0 || in.deps.Resolver == nil || !bytes.Contains(r.body, []byte("DKIM-Signature")) &&
-		!bytes.Contains(bytes.ToLower(r.body), []byte("dkim-signature")) {
+	if len(in.cfg.TrustedDomains) == 0 || in.deps.Resolver == nil {
 		return "", false
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, dkimTimeout)
