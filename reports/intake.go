@@ -307,14 +307,21 @@ func (r *report) handle() {
 		how = ActedTrustedNetwork
 	} else if d, signed := r.dkimDomain(); d != "" {
 		how = ActedTrustedDKIM
+		r.log().Info("report signed by a trusted domain", "dkim_domain", d)
 	} else if signed {
 		reason = ReasonUntrusted
 	}
 	if how == "" {
+		named := len(distinctAll(cands))
 		in.stats.unverified(Unverified{Time: r.now, Remote: r.remote.String(), From: r.env.From,
-			To: strings.Join(r.env.To, ","), Kind: rep.Kind.String(), Reason: reason, Named: len(cands)})
-		r.log().Warn("unverified report ignored: it may not change the quarantine",
-			"reason", reason, "kind", rep.Kind.String(), "to", strings.Join(r.env.To, ","), "named", len(cands))
+			To: strings.Join(r.env.To, ","), Kind: rep.Kind.String(), Reason: reason, Named: named})
+		msg := "unverified report ignored: it may not change the quarantine"
+		if reason == ReasonBadVERP {
+			// A genuine report to a genuine return path that names another
+			// address than the one it was made for looks the same.
+			msg += " (the return path's check fails for every address the report names: forged, or naming someone else)"
+		}
+		r.log().Warn(msg, "reason", reason, "kind", rep.Kind.String(), "to", strings.Join(r.env.To, ","), "named", named)
 		return
 	}
 	seen := map[string]bool{}
