@@ -15,6 +15,7 @@ import (
 
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/reports"
 )
 
 var updateOpenAPI = flag.Bool("update-openapi", false, "rewrite openapi.json's schemas of Go types from the types")
@@ -161,6 +162,7 @@ var schemaTypes = map[string]any{
 	"QuarantineUpdate": QuarantineUpdate{},
 	"ReleaseRequest":   ReleaseRequest{},
 	"BounceReply":      BounceReply{},
+	"ReportStats":      reports.Stats{},
 }
 
 // schemaGen derives OpenAPI 3.0 schemas from Go types as encoding/json

@@ -341,5 +341,9 @@ func (h *handler) bounces(w http.ResponseWriter, r *http.Request) {
 		out[i] = BounceReply{Site: t.Site, Code: t.Code, Enhanced: t.Enhanced, Text: t.Text,
 			Reason: string(t.Reason), Class: string(t.Class), Count: t.Count, Last: t.Last}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"replies": out})
+	res := map[string]any{"replies": out}
+	if rb, ok := h.b.(Reports); ok {
+		res["reports"] = rb.Reports()
+	}
+	writeJSON(w, http.StatusOK, res)
 }

@@ -5,7 +5,15 @@ import (
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/quarantine"
+	"github.com/penstock-mta/penstock/reports"
 )
+
+// Reports is an optional part of the Backend: what the bounce listener did
+// with the reports it received (acted on, ignored by reason, unverified),
+// shown beside the bounce replies.
+type Reports interface {
+	Reports() reports.Stats
+}
 
 // Quarantine is the quarantine and bounce-statistics part of the Backend.
 type Quarantine interface {

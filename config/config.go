@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -214,6 +215,51 @@ type Quarantine struct {
 type BounceIn struct {
 	Listen string `toml:"listen"` // empty = disabled
 	Domain string `toml:"domain"` // domain of VERP return paths
+	// TrustedReporters are feedback-loop senders whose reports may act
+	// without a VERP address: networks in CIDR form, and domains whose DKIM
+	// signature on the report verifies. Default none.
+	TrustedReporters []string `toml:"trusted_reporters"`
+	MaxReportSize    int64    `toml:"max_report_size"`    // bytes; larger reports get 552; default 1 MiB
+	ReportsPerMinute int      `toml:"reports_per_minute"` // per client /24 (IPv4) or /64 (IPv6), then 450; default 120
+	UnparsedMaxBytes int64    `toml:"unparsed_max_bytes"` // kept unreadable reports, oldest dropped first; default 100 MiB
+	UnparsedMaxFiles int      `toml:"unparsed_max_files"` // default 1000
+	UnparsedMinFree  int64    `toml:"unparsed_min_free"`  // bytes the filesystem keeps free, else nothing is kept; default 1 GiB
+}
+
+// Trusted splits TrustedReporters into networks (v4-mapped IPv6 prefixes
+// normalised to IPv4) and lowercased domains. Entries that are neither are
+// left out: Validate reports them.
+func (b *BounceIn) Trusted() (nets []netip.Prefix, domains []string) {
+	for _, s := range b.TrustedReporters {
+		if p, err := trustedNet(s); err == nil {
+			nets = append(nets, p)
+		} else if hostname(s) {
+			domains = append(domains, strings.ToLower(strings.TrimSuffix(s, ".")))
+		}
+	}
+	return nets, domains
+}
+
+// trustedNet parses a CIDR entry of trusted_reporters, normalising a
+// v4-mapped IPv6 prefix (::ffff:192.0.2.0/120) to IPv4 (192.0.2.0/24), and
+// refuses one that covers every IPv4 or IPv6 address: trust must name the
+// feedback loop, not the Internet.
+func trustedNet(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, err
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return p, fmt.Errorf("covers every IPv4 address and more")
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	p = p.Masked()
+	if p.Bits() == 0 {
+		return p, fmt.Errorf("covers every %s address", map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()])
+	}
+	return p, nil
 }
 
 // Cluster is [cluster].
@@ -287,6 +333,14 @@ func Default() *Config {
 			SignificantErrorDelay: Duration(day),
 			ResetAfter:            Duration(10 * day),
 			CaseSensitiveLocal:    true,
+		},
+		Bounce: BounceIn{
+			TrustedReporters: []string{},
+			MaxReportSize:    1 << 20,
+			ReportsPerMinute: 120,
+			UnparsedMaxBytes: 100 << 20,
+			UnparsedMaxFiles: 1000,
+			UnparsedMinFree:  1 << 30,
 		},
 		Cluster:     Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
 		DKIMDefault: DKIMDefault{KeepExisting: true},

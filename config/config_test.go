@@ -367,6 +367,14 @@ func TestBad(t *testing.T) {
 		{"bounce hard retry", "[[bounce_rule]]\nname = \"b\"\ncode = \"550\"\nclass = \"hard\"\nretry = \"1h\"\n", 5, []string{"retry", "never retried"}},
 		{"quarantine max errors", "[quarantine]\nmax_errors = 0\n", 2, []string{"[quarantine] max_errors"}},
 		{"bounce listener without domain", "[bounce]\nlisten = \"127.0.0.1:2526\"\n", 1, []string{"[bounce] domain"}},
+		{"trusted reporters all IPv4", "[bounce]\ntrusted_reporters = [\"0.0.0.0/0\"]\n", 2, []string{"[bounce] trusted_reporters #1", "every IPv4"}},
+		{"trusted reporters all IPv6", "[bounce]\ntrusted_reporters = [\"192.0.2.0/24\", \"::/0\"]\n", 2, []string{"trusted_reporters #2", "every IPv6"}},
+		{"trusted reporters mapped all IPv4", "[bounce]\ntrusted_reporters = [\"::ffff:0.0.0.0/96\"]\n", 2, []string{"trusted_reporters #1", "every IPv4"}},
+		{"trusted reporters address", "[bounce]\ntrusted_reporters = [\"192.0.2.7\"]\n", 2, []string{"trusted_reporters #1", `"192.0.2.7/32"`}},
+		{"trusted reporters junk", "[bounce]\ntrusted_reporters = [\"fbl_example\"]\n", 2, []string{"trusted_reporters #1", "neither"}},
+		{"max report size", "[bounce]\nmax_report_size = 100\n", 2, []string{"[bounce] max_report_size", "between"}},
+		{"reports per minute", "[bounce]\nreports_per_minute = 0\n", 2, []string{"[bounce] reports_per_minute"}},
+		{"unparsed max bytes", "[bounce]\nunparsed_max_bytes = -1\n", 2, []string{"[bounce] unparsed_max_bytes"}},
 		{"bad redis", "[cluster]\nredis = \"http://x:1\"\n", 2, []string{"[cluster] redis", "scheme"}},
 		{"lease ttl", "[cluster]\nlease_ttl = \"0s\"\n", 2, []string{"[cluster] lease_ttl"}},
 	} {
@@ -622,5 +630,24 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil {
 		t.Error("Load of a missing file succeeded")
+	}
+}
+
+// Trusted reporters: networks normalised (v4-mapped to IPv4, host bits
+// cleared), domains lowercased.
+func TestBounceTrustedReporters(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[bounce]\ntrusted_reporters = [\"::ffff:192.0.2.9/120\", \"2001:db8::/48\", \"FBL.Example.com.\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, domains := c.Bounce.Trusted()
+	if len(nets) != 2 || nets[0].String() != "192.0.2.0/24" || nets[1].String() != "2001:db8::/48" {
+		t.Errorf("networks %v", nets)
+	}
+	if len(domains) != 1 || domains[0] != "fbl.example.com" {
+		t.Errorf("domains %v", domains)
+	}
+	if d := Default().Bounce; d.MaxReportSize != 1<<20 || d.UnparsedMaxFiles != 1000 || d.ReportsPerMinute != 120 {
+		t.Errorf("defaults %+v", d)
 	}
 }

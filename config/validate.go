@@ -526,6 +526,39 @@ func (v *validator) bounceIn(b *BounceIn) {
 	if b.Domain != "" && !hostname(b.Domain) {
 		v.errf(at, "domain", "%q is not a domain name", b.Domain)
 	}
+	for i, s := range b.TrustedReporters {
+		key := elem("trusted_reporters", i)
+		if strings.Contains(s, "/") {
+			if _, err := trustedNet(s); err != nil {
+				if strings.Contains(err.Error(), "covers") {
+					v.errf(at, key, "%q %v: list the feedback loop's own networks", s, err)
+				} else {
+					v.errf(at, key, "%q is not a network in CIDR form, like \"192.0.2.0/24\"", s)
+				}
+			}
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			v.errf(at, key, "%q is an address, not a network: write \"%s/%d\"", s, a.Unmap(), a.Unmap().BitLen())
+			continue
+		}
+		if !hostname(s) || !strings.Contains(strings.Trim(s, "."), ".") {
+			v.errf(at, key, "%q is neither a network in CIDR form nor a domain name (a DKIM signing domain such as \"fbl.example.com\")", s)
+		}
+	}
+	// The parser refuses more than 10 MiB; real reports carry at most the
+	// first part of the returned message (Postfix 50 kB, Exim 100 kB).
+	if b.MaxReportSize < 1024 || b.MaxReportSize > 10<<20 {
+		v.errf(at, "max_report_size", "%d: must be between 1024 and 10485760 bytes", b.MaxReportSize)
+	}
+	v.atLeast(at, "reports_per_minute", b.ReportsPerMinute, 1)
+	if b.UnparsedMaxBytes < 0 {
+		v.errf(at, "unparsed_max_bytes", "%d: must be 0 (keep none) or a positive number of bytes", b.UnparsedMaxBytes)
+	}
+	v.atLeast(at, "unparsed_max_files", b.UnparsedMaxFiles, 0)
+	if b.UnparsedMinFree < 0 {
+		v.errf(at, "unparsed_min_free", "%d: must be 0 or a positive number of bytes", b.UnparsedMinFree)
+	}
 }
 
 func (v *validator) cluster(c *Cluster) {

@@ -187,8 +187,8 @@ func checkOne(ctx context.Context, r dns.TXTResolver, k *Key, name string) (stri
 	txts, err := r.LookupTXT(ctx, name)
 	var de *dns.Error
 	switch {
-	case errors.As(err, &de) && de.Kind == dns.NXDomain:
-		return StateMissing, name + " does not exist"
+	case errors.As(err, &de) && (de.Kind == dns.NXDomain || de.Kind == dns.NoHost):
+		return StateMissing, name + " has no TXT record"
 	case err != nil:
 		return StateLookupFail, err.Error()
 	case len(txts) == 0:

@@ -28,8 +28,8 @@ const (
 	// temporaryTTL: a SERVFAIL or timeout is remembered just long enough to
 	// absorb a burst of recipients at the same domain.
 	temporaryTTL = 2 * time.Second
-	// foreignIPTTL is the lifetime of addresses from a Resolver that does not
-	// tell their TTL.
+	// foreignIPTTL is the lifetime of addresses (and TXT records) from a
+	// Resolver that does not tell their TTL.
 	foreignIPTTL = time.Minute
 )
 
@@ -39,10 +39,16 @@ type ttlIPResolver interface {
 	lookupIPTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error)
 }
 
+// ttlTXTResolver is ttlIPResolver for TXT records.
+type ttlTXTResolver interface {
+	lookupTXTTTL(ctx context.Context, name string) ([]string, time.Duration, error)
+}
+
 // answer is one lookup's outcome, cached or shared with concurrent callers.
 type answer struct {
 	mx    MXResult
 	addrs []netip.Addr
+	txt   []string
 	ttl   time.Duration // of the positive result
 	err   error
 }
@@ -136,6 +142,26 @@ func (c *cache) LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 		return nil, ans.err
 	}
 	return slices.Clone(ans.addrs), nil
+}
+
+// LookupTXT implements Resolver.
+func (c *cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	n, err := normalizeName(name)
+	if err != nil {
+		return nil, &Error{Domain: name, Kind: Invalid, Rcode: -1, Err: err, qtype: "TXT"}
+	}
+	ans := c.get(ctx, "txt:"+n, name, "TXT", func(ctx context.Context) answer {
+		if tr, ok := c.r.(ttlTXTResolver); ok {
+			txt, ttl, err := tr.lookupTXTTTL(ctx, name)
+			return answer{txt: txt, ttl: ttl, err: err}
+		}
+		txt, err := c.r.LookupTXT(ctx, name)
+		return answer{txt: txt, ttl: foreignIPTTL, err: err}
+	})
+	if ans.err != nil {
+		return nil, ans.err
+	}
+	return slices.Clone(ans.txt), nil
 }
 
 // get returns the cached answer for key, or joins or starts the lookup.

@@ -223,6 +223,10 @@ func (g *gate) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) 
 	return nil, errors.New("not used")
 }
 
+func (g *gate) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return nil, errors.New("not used")
+}
+
 // recv waits for a value from ch, failing the test after a few seconds.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()

@@ -173,6 +173,36 @@ func (c *client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 	return addrs, err
 }
 
+// LookupTXT implements Resolver.
+func (c *client) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	txt, _, err := c.lookupTXTTTL(ctx, name)
+	return txt, err
+}
+
+// lookupTXTTTL is LookupTXT with the answer's TTL, for the cache.
+func (c *client) lookupTXTTTL(ctx context.Context, name string) ([]string, time.Duration, error) {
+	n, err := normalizeName(name)
+	if err != nil {
+		return nil, 0, &Error{Domain: name, Kind: Invalid, Rcode: -1, Err: err, qtype: "TXT"}
+	}
+	fqdn := n + "."
+	r, rcode, err := c.query(ctx, fqdn, mdns.TypeTXT)
+	if err != nil {
+		return nil, 0, &Error{Domain: name, Kind: Temporary, Rcode: rcode, Err: err, qtype: "TXT"}
+	}
+	if r.Rcode == mdns.RcodeNameError {
+		return nil, 0, &Error{Domain: name, Kind: NXDomain, Rcode: r.Rcode, qtype: "TXT", ttl: seconds(negativeTTL(r))}
+	}
+	txt, ttl, err := parseTXT(r, fqdn)
+	if err != nil {
+		return nil, 0, &Error{Domain: name, Kind: Temporary, Rcode: r.Rcode, Err: err, qtype: "TXT"}
+	}
+	if len(txt) == 0 {
+		return nil, 0, &Error{Domain: name, Kind: NoHost, Rcode: r.Rcode, qtype: "TXT", ttl: seconds(negativeTTL(r))}
+	}
+	return txt, seconds(ttl), nil
+}
+
 // lookupIPTTL is LookupIP with the answer's TTL, for the cache.
 func (c *client) lookupIPTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
 	name, err := normalizeName(host)

@@ -35,6 +35,11 @@ type Resolver interface {
 	// LookupIP returns host's IPv4 addresses, then its IPv6 addresses.
 	// Errors are *Error.
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+	// LookupTXT returns name's TXT records, each record's strings joined
+	// (RFC 7208 §3.3, RFC 6376 §3.6.2.2). Names may hold underscores
+	// ("sel._domainkey.example.com"). A name without TXT records is an
+	// *Error of Kind NoHost; other errors are *Error too.
+	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
 // Kind classifies a lookup failure.
@@ -104,6 +109,9 @@ func (e *Error) Error() string {
 	case NoHost:
 		if e.qtype == "MX" {
 			return fmt.Sprintf("dns: %q has no MX and no A/AAAA records: no host accepts its mail", e.Domain)
+		}
+		if e.qtype == "TXT" {
+			return fmt.Sprintf("dns: %q has no TXT records", e.Domain)
 		}
 		return fmt.Sprintf("dns: host %q has no A/AAAA records", e.Domain)
 	case Invalid:

@@ -83,6 +83,11 @@ func (g *Guard) LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 	return g.r.LookupIP(ctx, host)
 }
 
+// LookupTXT implements Resolver; TXT lookups pass through.
+func (g *Guard) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return g.r.LookupTXT(ctx, name)
+}
+
 // lookupIPTTL keeps the cache's TTL-aware path when the wrapped resolver
 // has it.
 func (g *Guard) lookupIPTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {

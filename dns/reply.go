@@ -22,6 +22,9 @@ const (
 	maxMXHosts = 20
 	// maxAddrs: addresses kept per family for one host.
 	maxAddrs = 32
+	// maxTXT: TXT records kept for one name. A DKIM key or a policy is one
+	// record; a name with dozens is not one we need to read to the end.
+	maxTXT = 32
 )
 
 // errHostile marks replies that break the protocol: wrong ID or question,
@@ -191,6 +194,25 @@ func parseAddrs(r *mdns.Msg, qname string, qtype uint16) ([]netip.Addr, uint32, 
 		if !dup {
 			out = append(out, ip)
 			if len(out) == maxAddrs {
+				break
+			}
+		}
+	}
+	return out, ttl, nil
+}
+
+// parseTXT reads the TXT records answering qname (FQDN, lowercased), each
+// record's character-strings joined into one string, at most maxTXT records.
+func parseTXT(r *mdns.Msg, qname string) ([]string, uint32, error) {
+	rrs, ttl, err := followAnswer(r, qname, mdns.TypeTXT)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []string
+	for _, rr := range rrs {
+		if t, ok := rr.(*mdns.TXT); ok {
+			out = append(out, strings.Join(t.Txt, ""))
+			if len(out) == maxTXT {
 				break
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/reports"
 )
 
 // Source is what the gauges read at scrape time.
@@ -36,6 +37,8 @@ type Source interface {
 	// SMTP reports the injection listener's counters; ok is false when
 	// it does not run.
 	SMTP() (st SMTPStats, ok bool)
+	// Reports is the bounce listener's tally.
+	Reports() reports.Stats
 }
 
 // SMTPStats is what the injection listener counts (smtpserver.Stats).
@@ -105,6 +108,18 @@ func New(src Source) *Metrics {
 			delayed:   prometheus.NewDesc("penstock_smtpserver_auth_delayed_total", "Failed AUTH replies held back by the per-address throttle.", nil, nil),
 			throttled: prometheus.NewDesc("penstock_smtpserver_auth_throttled_clients", "Client addresses refused AUTH for a cool-down now.", nil, nil),
 		},
+	})
+	reg.MustRegister(&reportCounters{src: src,
+		reports: prometheus.NewDesc("penstock_reports_total",
+			"Reports received by the bounce listener: outcome acted (label how: verp, trusted_network, trusted_dkim) or ignored (reason: no_verp, bad_verp, old_verp, untrusted, unreadable, ...).",
+			[]string{"outcome", "reason"}, nil),
+		refused: prometheus.NewDesc("penstock_reports_refused_total", "Reports refused at SMTP level, by reason (rate, too_big).", []string{"reason"}, nil),
+		extra: prometheus.NewDesc("penstock_reports_extra_recipients_total",
+			"Addresses named in reports beyond what the report may act on (ignored).", nil, nil),
+		dropped: prometheus.NewDesc("penstock_reports_kept_dropped_total",
+			"Kept unreadable reports removed, oldest first, to stay within unparsed_max_files and unparsed_max_bytes.", nil, nil),
+		notKept: prometheus.NewDesc("penstock_reports_not_kept_total",
+			"Unreadable reports not kept, by reason (low_disk, too_big, disabled, error).", []string{"reason"}, nil),
 	})
 	return m
 }
@@ -201,6 +216,40 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(g.src.QuotaDegraded()))
 	g.collectSMTP(ch)
+}
+
+// reportCounters exposes the bounce listener's counters, kept by package
+// reports, as Prometheus counters.
+type reportCounters struct {
+	src                                       Source
+	reports, refused, extra, dropped, notKept *prometheus.Desc
+}
+
+func (r *reportCounters) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{r.reports, r.refused, r.extra, r.dropped, r.notKept} {
+		ch <- d
+	}
+}
+
+func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
+	st := r.src.Reports()
+	c := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for how, n := range st.Acted {
+		c(r.reports, n, "acted", how)
+	}
+	for why, n := range st.Ignored {
+		c(r.reports, n, "ignored", why)
+	}
+	for why, n := range st.Refused {
+		c(r.refused, n, why)
+	}
+	for why, n := range st.NotKept {
+		c(r.notKept, n, why)
+	}
+	c(r.extra, st.ExtraRecipients)
+	c(r.dropped, st.KeptDropped)
 }
 
 func b2f(b bool) float64 {

@@ -8,13 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/config"
@@ -22,6 +18,7 @@ import (
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/reports"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -142,7 +139,7 @@ func (m *MTA) setupBounces(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("VERP key: %w", err)
 	}
-	m.verp = &dsn.VERP{Prefix: dsn.DefaultPrefix, Domain: cfg.Bounce.Domain, Key: key}
+	m.verp = &reports.VERP{Domain: cfg.Bounce.Domain, Key: key}
 	return nil
 }
 
@@ -152,19 +149,27 @@ func (m *MTA) returnPath(msg *spool.Message, rcpts []int) string {
 	if m.verp == nil || msg.Sender == "" || len(rcpts) == 0 {
 		return msg.Sender
 	}
-	return m.verp.Encode(msg.ID.String(), rcpts[0])
+	// Bound to the address: a report to it may act on that address only.
+	return m.verp.Encode(msg.ID.String(), rcpts[0], msg.Recipients[rcpts[0]].Addr)
 }
 
 // startBounceListener accepts asynchronous bounces and complaints for the
-// bounce domain, from anyone.
+// bounce domain, from anyone; package reports decides what they may do.
 func (m *MTA) startBounceListener(cfg *config.Config) error {
 	if cfg.Bounce.Listen == "" {
 		return nil
 	}
+	b := cfg.Bounce
+	nets, domains := b.Trusted()
+	m.reports = reports.New(reports.Config{VERP: m.verp, TrustedNets: nets, TrustedDomains: domains,
+		MaxReportSize: b.MaxReportSize, PerMinute: b.ReportsPerMinute, Dir: filepath.Join(cfg.Server.LogDir, "unparsed-reports"),
+		MaxBytes: b.UnparsedMaxBytes, MaxFiles: b.UnparsedMaxFiles, MinFree: b.UnparsedMinFree},
+		reports.Deps{Quarantine: m.Quarantine, Log: m.Log, Logger: m.logger, Now: m.opts.Now, Classifier: m.Bounce,
+			CountsTowardQuarantine: countsForQuarantine, Top: m.bounceTop, Resolver: m.Resolver})
 	any4, any6 := netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")
 	srv, err := smtpserver.New(smtpserver.Config{Listen: cfg.Bounce.Listen, Hostname: cfg.Server.Hostname,
-		AllowedNetworks: []netip.Prefix{any4, any6}, MaxMessageSize: dsn.MaxSize, MaxRecipients: 10, MaxConnections: 200},
-		bounceAcceptor{m}, m.logger)
+		AllowedNetworks: []netip.Prefix{any4, any6}, MaxMessageSize: b.MaxReportSize, MaxRecipients: 10, MaxConnections: 200},
+		m.reports, m.logger)
 	if err != nil {
 		return err
 	}
@@ -195,107 +200,16 @@ func (m *MTA) BounceAddr() string {
 	return m.bounceLn.Addr().String()
 }
 
-type bounceAcceptor struct{ m *MTA }
-
-var errNotBounceDomain = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1},
-	Message: "relaying denied: this listener only takes bounces for its bounce domain"}
-
-// Accept takes a report addressed to a VERP return path. A report that
-// cannot be parsed is kept on disk and logged, never lost.
-func (a bounceAcceptor) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	m := a.m
-	if m.verp == nil {
-		return "", errNotBounceDomain
+// Reports is the bounce listener's tally (zero when it is disabled).
+func (m *MTA) Reports() reports.Stats {
+	if m.reports == nil {
+		return reports.Stats{}
 	}
-	var msgID string
-	rcptIdx := -1
-	for _, to := range env.To {
-		at := strings.LastIndexByte(to, '@')
-		if at < 0 || !strings.EqualFold(to[at+1:], m.verp.Domain) {
-			return "", errNotBounceDomain
-		}
-		if id, i, err := m.verp.Decode(to); err == nil {
-			msgID, rcptIdx = id, i
-		}
-	}
-	now := m.opts.Now()
-	ref := "b" + strconv.FormatInt(now.UnixNano(), 36)
-	rep, err := dsn.Parse(body)
-	if err != nil {
-		path := m.keepUnparsed(ref, body)
-		m.Log.Write(&events.Record{Type: events.Bounce, Time: now, ID: msgID, Status: "asynchronous report not understood",
-			Detail: fmt.Sprintf("%v; kept in %s", err, path)})
-		m.logger.Warn("asynchronous report not understood, kept", "err", err, "file", path)
-		return ref, nil
-	}
-	switch rep.Kind {
-	case dsn.KindAutoReply:
-		m.logger.Debug("auto-reply to a bounce address ignored", "from", env.From, "subject", rep.Subject)
-	case dsn.KindARF:
-		addr := ""
-		if rep.Feedback != nil {
-			addr = rep.Feedback.OriginalRcptTo
-		}
-		addr = strings.Trim(addr, "<> ")
-		if addr == "" {
-			m.keepUnparsed(ref, body)
-			m.logger.Warn("complaint without Original-Rcpt-To, kept", "ref", ref)
-			break
-		}
-		ftype := rep.Feedback.Type
-		m.Log.Write(&events.Record{Type: events.Complaint, Time: now, ID: msgID, Recipient: addr, Reason: "complaint",
-			Status: "feedback-loop complaint: " + ftype, Detail: rep.Reporter})
-		if err := m.Quarantine.Complaint(addr, quarantine.Failure{Time: now, Reason: "complaint", Text: ftype, MessageID: msgID}); err != nil {
-			m.logger.Warn("quarantine", "addr", addr, "err", err)
-		}
-	case dsn.KindDSN:
-		for _, rs := range rep.Recipients {
-			if rs.Action != "failed" {
-				continue // delayed, delivered, relayed: nothing to learn
-			}
-			addr := rs.Final
-			if addr == "" {
-				addr = rs.Original
-			}
-			enh := rs.Status
-			text := rs.Diagnostic
-			if k := strings.Index(text, ";"); k >= 0 {
-				text = strings.TrimSpace(text[k+1:])
-			}
-			v := m.Bounce.Classify(rs.Code, enh, text)
-			m.Log.Write(&events.Record{Type: events.Bounce, Time: now, ID: msgID, Recipient: addr, Code: rs.Code,
-				EnhancedCode: enh, Text: text, Reason: string(v.Reason), Class: string(v.Class), MXHost: rs.RemoteMTA,
-				Status: "asynchronous bounce", Detail: fmt.Sprintf("reported by %s, rcpt #%d", rep.Reporter, rcptIdx)})
-			m.bounceTop.Add("async", rs.Code, enh, bounce.Normalize(text), v)
-			if countsForQuarantine(v) {
-				if _, _, err := m.Quarantine.Failure(addr, quarantine.Failure{Time: now, Code: rs.Code, Enhanced: enh, Text: text,
-					Reason: string(v.Reason), Class: string(v.Class), MessageID: msgID}); err != nil && !errors.Is(err, quarantine.ErrBadAddress) {
-					m.logger.Warn("quarantine", "addr", addr, "err", err)
-				}
-			}
-		}
-	default:
-		path := m.keepUnparsed(ref, body)
-		m.logger.Info("mail to a bounce address that is no report, kept", "from", env.From, "file", path)
-	}
-	return ref, nil
+	return m.reports.Stats()
 }
 
-// keepUnparsed writes a report Penstock could not use to log_dir, for an
-// operator to read.
-func (m *MTA) keepUnparsed(ref string, body []byte) string {
-	dir := filepath.Join(m.Config().Server.LogDir, "unparsed-reports")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		m.logger.Error("keeping an unparsed report", "err", err)
-		return ""
-	}
-	path := filepath.Join(dir, ref+".eml")
-	if err := os.WriteFile(path, body, 0o640); err != nil {
-		m.logger.Error("keeping an unparsed report", "err", err)
-		return ""
-	}
-	return path
-}
+// Reports serves api.Reports.
+func (b backend) Reports() reports.Stats { return b.m.Reports() }
 
 // feedTop counts failure replies for `penstock bounces`, from the
 // delivery log (a statistic: a record dropped under load is no harm).

@@ -3,6 +3,7 @@ package mta
 import (
 	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/reports"
 )
 
 // metricsSource reads the gauges of package metrics from the running parts.
@@ -49,3 +50,5 @@ func (s metricsSource) SMTP() (metrics.SMTPStats, bool) {
 	return metrics.SMTPStats{SessionsOpen: st.SessionsOpen, Rejected: st.Rejected, Stressed: st.Stressed,
 		StressEntered: st.StressEntered, AuthDelayed: st.AuthDelayed, AuthThrottled: st.AuthThrottled}, true
 }
+
+func (s metricsSource) Reports() reports.Stats { return s.m.Reports() }

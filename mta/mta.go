@@ -25,7 +25,6 @@ import (
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dns"
-	"github.com/penstock-mta/penstock/dsn"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/metrics"
@@ -33,6 +32,7 @@ import (
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/reports"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
@@ -71,7 +71,8 @@ type MTA struct {
 	Bounce     *bounce.Classifier
 	Quarantine *quarantine.Store
 	bounceTop  *bounce.Top
-	verp       *dsn.VERP
+	verp       *reports.VERP
+	reports    *reports.Intake
 	bounceSrv  *smtpserver.Server
 	bounceLn   net.Listener
 

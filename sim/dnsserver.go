@@ -1,9 +1,9 @@
 package sim
 
 // This file is the simulated world's DNS: a real DNS server (miekg/dns) on a
-// loopback address that answers MX, A, AAAA, TXT (DKIM keys) and CNAME
-// queries from an in-memory table the test or demo fills in, and can be told
-// to fail a name or everything. It is authoritative for every name it knows and answers NXDOMAIN
+// loopback address that answers MX, A, AAAA, CNAME and TXT queries from an
+// in-memory table the test or demo fills in, and can be told to fail a name or
+// everything. It is authoritative for every name it knows and answers NXDOMAIN
 // for every other; it never recurses and never talks to the outside world.
 //
 // It must not import package dns (our resolver): the resolver's tests use this
@@ -61,9 +61,9 @@ type dnsName struct {
 	mx    []MXRecord
 	a     []netip.Addr
 	aaaa  []netip.Addr
-	txt   [][]string // each record's character-strings
-	cname string     // FQDN, lowercased; "" if none
-	rcode int        // forced reply code for this name; 0 = answer normally
+	txt   []string
+	cname string // FQDN, lowercased; "" if none
+	rcode int    // forced reply code for this name; 0 = answer normally
 }
 
 // NewDNSServer starts a DNS server on addr, such as "127.0.0.1:0", serving
@@ -191,22 +191,14 @@ func (s *DNSServer) SetA(host string, ips ...string) {
 	n.a, n.aaaa = a, aaaa
 }
 
-// SetTXT replaces name's TXT records, one per string given. A string longer
-// than 255 bytes is served as several character-strings of one record, as a
-// zone file must write it (RFC 1035 §3.3.14); a client joins them again.
-func (s *DNSServer) SetTXT(name string, records ...string) {
-	recs := make([][]string, len(records))
-	for i, r := range records {
-		parts := []string{}
-		for len(r) > 255 {
-			parts = append(parts, r[:255])
-			r = r[255:]
-		}
-		recs[i] = append(parts, r)
-	}
+// SetTXT replaces name's TXT records, one per string (a DKIM key record,
+// say, at "sel._domainkey.example.test"). A string longer than 255 octets is
+// served as several character-strings of one record (RFC 1035 §3.3.14), which
+// clients join.
+func (s *DNSServer) SetTXT(name string, txt ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.name(name).txt = recs
+	s.name(name).txt = append([]string(nil), txt...)
 }
 
 // SetCNAME makes name an alias of target. The server follows its own CNAMEs
@@ -351,7 +343,7 @@ func (s *DNSServer) answer(q dns.Question) (rcode int, rrs []dns.RR, drop bool) 
 			}
 		case dns.TypeTXT:
 			for _, t := range n.txt {
-				rrs = append(rrs, &dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: t})
+				rrs = append(rrs, &dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: chunks(t, 255)})
 			}
 		case dns.TypeCNAME:
 			if n.cname != "" {
@@ -360,4 +352,14 @@ func (s *DNSServer) answer(q dns.Question) (rcode int, rrs []dns.RR, drop bool) 
 		}
 		return dns.RcodeSuccess, rrs, false
 	}
+}
+
+// chunks cuts s into character-strings of at most n octets.
+func chunks(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return append(out, s)
 }

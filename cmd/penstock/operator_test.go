@@ -22,6 +22,7 @@ import (
 	"github.com/penstock-mta/penstock/campaign"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/reports"
 	"github.com/penstock-mta/penstock/spool"
 )
 
@@ -143,6 +144,13 @@ func (b *opBackend) Bounces(site string, n int) []bounce.TopEntry {
 		}
 	}
 	return out[:min(n, len(out))]
+}
+
+func (b *opBackend) Reports() reports.Stats {
+	return reports.Stats{Acted: map[string]uint64{"verp": 7}, Ignored: map[string]uint64{"no_verp": 1, "bad_verp": 1, "auto_reply": 3},
+		Unverified: 2, Recent: []reports.Unverified{
+			{Time: time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC), Remote: "192.0.2.9", Reason: "bad_verp", Kind: "dsn", Named: 5000, To: "b+0000000000000001.0.aaaaaaaa@bounces.example.com"},
+			{Time: time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC), Remote: "192.0.2.8", Reason: "no_verp", Kind: "arf", Named: 1, To: "postmaster@bounces.example.com"}}}
 }
 
 func (b *opBackend) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
@@ -577,6 +585,12 @@ func TestBouncesCommand(t *testing.T) {
 	for _, want := range []string{"COUNT  CODE  ENHANCED  REASON", "1,234  550   5.1.1     user_unknown   hard     alt1.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com\n       the email account that you tried to reach does not exist. please try dou…\n", "SITE", "1 with reason unknown"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("lacks %q: %d\n%s%s", want, code, out, errs)
+		}
+	}
+	for _, want := range []string{"reports to the bounce listener: 7 acted on, 5 ignored\n  acted on: verp 7\n  ignored:  auto_reply 3, bad_verp 1, no_verp 1\n",
+		"2 unverified (no valid VERP", "2026-12-07 01:02:03  192.0.2.9  bad_verp  dsn    5000  b+0000000000000001"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lacks %q:\n%s", want, out)
 		}
 	}
 	code, out, _ = runOp(t, append([]string{"bounces", "-site", "gmail.com", "-n", "1"}, flags...)...)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/quarantine"
+	"github.com/penstock-mta/penstock/reports"
 )
 
 // cmdQuarantine dispatches penstock quarantine's subcommands.
@@ -458,6 +460,7 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 	}
 	var res struct {
 		Replies []api.BounceReply `json:"replies"`
+		Reports *reports.Stats    `json:"reports,omitempty"`
 	}
 	if err := c.do("GET", "/api/v1/bounces?"+v.Encode(), nil, &res); err != nil {
 		return fail(stderr, err)
@@ -465,6 +468,7 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		return printJSON(stdout, res)
 	}
+	defer printReports(stdout, res.Reports)
 	if len(res.Replies) == 0 {
 		fmt.Fprintln(stdout, "no failure replies yet")
 		return 0
@@ -515,4 +519,48 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%d with reason unknown: no bounce rule matches; add a [[bounce_rule]]\n", unknown)
 	}
 	return 0
+}
+
+// printReports tells what the bounce listener did with the reports it
+// received, and lists the latest that could not be verified.
+func printReports(w io.Writer, st *reports.Stats) {
+	if st == nil {
+		return
+	}
+	tally := func(m map[string]uint64) (uint64, string) {
+		var total uint64
+		keys := make([]string, 0, len(m))
+		for k, n := range m {
+			total += n
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + " " + num(int(m[k]))
+		}
+		return total, strings.Join(parts, ", ")
+	}
+	acted, actedBy := tally(st.Acted)
+	ignored, ignoredBy := tally(st.Ignored)
+	if acted+ignored == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nreports to the bounce listener: %s acted on, %s ignored\n", num(int(acted)), num(int(ignored)))
+	if actedBy != "" {
+		fmt.Fprintln(w, "  acted on: "+clip(actedBy, tableWidth-12))
+	}
+	if ignoredBy != "" {
+		fmt.Fprintln(w, "  ignored:  "+clip(ignoredBy, tableWidth-12))
+	}
+	if st.Unverified == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s unverified (no valid VERP address, no trusted reporter): never acted on\n", num(int(st.Unverified)))
+	rows := make([][]string, 0, len(st.Recent))
+	for _, u := range st.Recent {
+		rows = append(rows, []string{u.Time.UTC().Format("2006-01-02 15:04:05"), u.Remote, u.Reason, u.Kind, strconv.Itoa(u.Named), u.To})
+	}
+	writeTable(w, []column{{name: "TIME", max: 19}, {name: "REMOTE", max: 39}, {name: "REASON", max: 12}, {name: "KIND", max: 10},
+		{name: "NAMED", right: true, max: 6}, {name: "TO", flex: true}}, rows)
 }
