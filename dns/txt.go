@@ -21,4 +21,3 @@ func NewTXT(nameservers []string, timeout time.Duration) (TXTResolver, error) {
 	}
 	return r, nil
 }
-

@@ -236,14 +236,23 @@ func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
 	c := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	if _, ok := st.Acted["verp"]; !ok {
+		c(r.reports, 0, "acted", "verp") // the series exists before the first report
+	}
 	for how, n := range st.Acted {
 		c(r.reports, n, "acted", how)
 	}
 	for why, n := range st.Ignored {
 		c(r.reports, n, "ignored", why)
 	}
+	if _, ok := st.Refused["rate"]; !ok {
+		c(r.refused, 0, "rate")
+	}
 	for why, n := range st.Refused {
 		c(r.refused, n, why)
+	}
+	if _, ok := st.NotKept["low_disk"]; !ok {
+		c(r.notKept, 0, "low_disk")
 	}
 	for why, n := range st.NotKept {
 		c(r.notKept, n, why)
