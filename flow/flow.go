@@ -619,18 +619,44 @@ func (c *Controller) scan(now time.Time, force bool) []LocalProblem {
 	isLocal := (erroring >= c.cfg.LocalMinSites && float64(erroring) >= c.cfg.LocalSiteRatio*float64(active)) ||
 		(dnsFail >= c.cfg.LocalMinSites && now.Sub(c.dnsOK) > c.cfg.Window/buckets)
 	if isLocal == c.local {
+		// No transition, but the numbers move: the text follows them (it
+		// used to keep the numbers of the moment the problem began).
 		c.localInfo.ErrorSites, c.localInfo.ActiveSites, c.localInfo.DNSDomains = erroring, active, dnsFail
+		c.localInfo.Detail = localDetail(isLocal, erroring, active, dnsFail)
 		return nil
 	}
 	c.local = isLocal
-	lp := LocalProblem{Time: now, Active: isLocal, ErrorSites: erroring, ActiveSites: active, DNSDomains: dnsFail}
-	if isLocal {
-		lp.Detail = fmt.Sprintf("errors at %d of %d active sites, MX lookups failing for %d domains: the cause is most likely on our side (our DNS, network, TLS setup or the MTA itself), not the providers' view of our reputation", erroring, active, dnsFail)
-	} else {
-		lp.Detail = fmt.Sprintf("local problem cleared: errors at %d of %d active sites", erroring, active)
-	}
+	lp := LocalProblem{Time: now, Active: isLocal, ErrorSites: erroring, ActiveSites: active, DNSDomains: dnsFail,
+		Detail: localDetail(isLocal, erroring, active, dnsFail)}
 	c.localInfo = lp
 	return []LocalProblem{lp}
+}
+
+// localDetail is the local-problem indicator as one sentence with its
+// numbers; a number that says nothing (0 of 0 sites) is left out.
+func localDetail(on bool, erroring, active, dnsFail int) string {
+	var parts []string
+	if dnsFail > 0 {
+		parts = append(parts, fmt.Sprintf("MX lookups are failing for %d domains", dnsFail))
+	}
+	if active > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d sites with recent attempts have errors", erroring, active))
+	}
+	numbers := strings.Join(parts, "; ")
+	if !on {
+		if numbers == "" {
+			return "local problem cleared"
+		}
+		return "local problem cleared: " + numbers
+	}
+	cause := "our network, sources, TLS setup or the MTA itself"
+	if dnsFail > 0 && erroring < max(1, active/2) {
+		cause = "our resolver ([dns] nameservers) or our network"
+	}
+	if numbers == "" {
+		return "the cause is most likely on our side (" + cause + ")"
+	}
+	return numbers + ": the cause is most likely on our side (" + cause + "), not the providers' view of our reputation"
 }
 
 // Check says how a site may be used now. When a suspended site's probe is

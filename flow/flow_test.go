@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -307,6 +308,29 @@ func TestLocalProblemAcrossSites(t *testing.T) {
 		if !strings.HasPrefix(d.Diagnosis, "local problem") {
 			t.Fatalf("site %s diagnosis %q", s, d.Diagnosis)
 		}
+	}
+}
+
+// The local-problem text follows the numbers as they change ("failing for
+// 4 domains" while 6 failed), and says nothing of sites when no site had
+// attempts ("errors at 0 of 0 active sites").
+func TestLocalProblemTextFollowsNumbers(t *testing.T) {
+	cfg := Config{Window: time.Minute, MinAttempts: 5, LocalMinSites: 4}
+	c, ck, _ := newTest(t, cfg)
+	for i := 0; i < 4; i++ {
+		c.Record(Event{Time: ck.Add(300 * time.Millisecond), Domain: fmt.Sprintf("d%d.test", i), DNS: true, Err: true, Local: true, Text: "SERVFAIL"})
+	}
+	c.Tick(ck.Add(2 * time.Second))
+	on, lp := c.Local()
+	if !on || !strings.Contains(lp.Detail, "failing for 4 domains") || strings.Contains(lp.Detail, "0 of 0") {
+		t.Fatalf("%v %q", on, lp.Detail)
+	}
+	for i := 4; i < 6; i++ {
+		c.Record(Event{Time: ck.Add(300 * time.Millisecond), Domain: fmt.Sprintf("d%d.test", i), DNS: true, Err: true, Local: true, Text: "SERVFAIL"})
+	}
+	c.Tick(ck.Add(2 * time.Second))
+	if _, lp := c.Local(); !strings.Contains(lp.Detail, "failing for 6 domains") || !strings.Contains(lp.Detail, "resolver") {
+		t.Fatalf("stale text: %q", lp.Detail)
 	}
 }
 

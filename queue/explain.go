@@ -378,7 +378,7 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 	}
 	ex.Verdict = q.verdict(ex, mxErr, errSince, len(mxHeld))
 	if ex.LocalProblem != "" {
-		ex.Verdict = "LOCAL PROBLEM, most likely on our side, not the provider's: " + ex.LocalProblem + ". " + ex.Verdict
+		ex.Verdict = "LOCAL PROBLEM: " + ex.LocalProblem + ". " + ex.Verdict
 	} else if ex.Site != nil && ex.Site.Flow.Diagnosis != "" && ex.Site.Flow.State != flow.Normal {
 		ex.Verdict += ". Diagnosis: " + ex.Site.Flow.Diagnosis
 	}
