@@ -335,6 +335,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
 	client := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
 	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
@@ -349,6 +350,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := c.do("GET", "/api/v1/status", nil, &res); err != nil {
 		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
 	}
 	t := res.Totals
 	fmt.Fprintf(stdout, "queued %d at %d sites; delivered %d, bounced %d, deferred %d, expired %d\n",
