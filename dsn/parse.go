@@ -80,7 +80,17 @@ type Report struct {
 	EnvelopeID string // Original-Envelope-Id (RFC 3464 §2.2.1), if the reporter kept our ENVID
 	From       string // the report's From field, decoded, for logs
 	Subject    string // the report's Subject field, decoded, for logs
+
+	complainants []string // KindARF: see FeedbackRecipients
 }
+
+// FeedbackRecipients returns the addresses a complaint is about: every
+// Original-Rcpt-To (RFC 5965 §3.2 allows one per recipient), or, when the
+// report has none, the addresses in the To and Cc fields of the returned
+// message (many feedback loops leave the optional field out but return the
+// message, whose To names the complainant). Feedback.OriginalRcptTo is the
+// first of them. Nil for other kinds.
+func (r *Report) FeedbackRecipients() []string { return r.complainants }
 
 // OriginalHeader returns the first value of the returned message's header
 // field key (case-insensitive), or "".
@@ -109,7 +119,7 @@ type Feedback struct {
 	Type             string // Feedback-Type, lowercase: abuse, fraud, virus, other, not-spam, auth-failure
 	UserAgent        string
 	Version          string
-	OriginalRcptTo   string // first Original-Rcpt-To, without angle brackets
+	OriginalRcptTo   string // first Original-Rcpt-To, without angle brackets; see Recipients
 	OriginalMailFrom string // Original-Mail-From, without angle brackets
 	ArrivalDate      time.Time
 	SourceIP         string
@@ -127,6 +137,9 @@ func Parse(msg []byte) (rep *Report, err error) {
 	if len(msg) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooBig, len(msg), MaxSize)
 	}
+	msg = normalize(msg)
+	w := &walker{}
+	var h *message.Header
 	e, err := message.ReadWithOptions(bytes.NewReader(msg), &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
 	if e == nil {
 		return nil, fmt.Errorf("dsn: reading the message header: %w", err)
@@ -138,20 +151,32 @@ func Parse(msg []byte) (rep *Report, err error) {
 	if n > maxHeaderFields {
 		return nil, fmt.Errorf("dsn: message has %d header fields, limit %d", n, maxHeaderFields)
 	}
-
-	w := &walker{}
+	h = &e.Header
 	walkErr := w.walk(e, 0)
+	if walkErr != nil && !w.complete {
+		// Damage before a report part was read whole (a truncated
+		// multipart, a boundary parameter folded without indentation, a
+		// part header that is not one): read the message again without
+		// trusting its structure. Damage after the report part is the
+		// usual truncated returned copy and needs nothing.
+		lw := &walker{}
+		if lerr := lw.lenient(msg, 0); lerr != nil {
+			return nil, lerr
+		}
+		if lw.status == nil && lw.feedback == nil && lw.text == nil && lw.html == nil {
+			return nil, walkErr
+		}
+		w = lw
+	}
+	if w.text == nil {
+		w.text = w.html
+	}
 	rep = &Report{
-		From:    decodeWords(e.Header.Get("From")),
-		Subject: decodeWords(e.Header.Get("Subject")),
+		From:    decodeWords(h.Get("From")),
+		Subject: decodeWords(h.Get("Subject")),
 	}
 	if w.returned != nil {
 		rep.OriginalHeaders = w.returned
-	}
-	if walkErr != nil && !w.complete {
-		// Damage before a report part was read whole: nothing can be
-		// trusted. Damage after it is the usual truncated returned copy.
-		return nil, walkErr
 	}
 
 	switch {
@@ -163,15 +188,40 @@ func Parse(msg []byte) (rep *Report, err error) {
 	case w.status != nil:
 		rep.Kind = KindDSN
 		if err := rep.parseStatus(w.status); err != nil {
-			return nil, err
+			// A status part without a usable recipient group: the text
+			// part, read as a person reads it, may still name one.
+			rep.classifyText(h, w.text, true)
+			if rep.Kind != KindDSN {
+				return nil, err
+			}
+		} else if w.text != nil {
+			rep.fillFromText(w.text)
 		}
 	case w.reportType == "disposition-notification" || w.mdn:
 		// RFC 8098 read receipts are automatic answers, not bounces.
 		rep.Kind = KindAutoReply
 	default:
-		rep.classifyText(&e.Header, w.text)
+		rep.classifyText(h, w.text, false)
 	}
 	return rep, nil
+}
+
+// normalize prepares a message for parsing: it drops a leading mbox "From "
+// line (an artefact of storage, never sent over SMTP) and turns CR-only line
+// ends (classic Mac mailboxes) into LF. CRLF is left alone: every reader
+// here accepts it. msg is not modified; a copy is made only when needed.
+func normalize(msg []byte) []byte {
+	for bytes.HasPrefix(msg, []byte("From ")) {
+		i := bytes.IndexByte(msg, '\n')
+		if i < 0 {
+			break
+		}
+		msg = msg[i+1:]
+	}
+	if i := bytes.IndexByte(msg, '\r'); i >= 0 && (i+1 == len(msg) || msg[i+1] != '\n') && bytes.IndexByte(msg, '\n') < 0 {
+		msg = bytes.ReplaceAll(msg, []byte{'\r'}, []byte{'\n'})
+	}
+	return msg
 }
 
 // walker collects the parts Parse needs from a MIME tree. It never enters
@@ -183,6 +233,7 @@ type walker struct {
 	feedback   []byte // first message/feedback-report body
 	mdn        bool   // saw a message/disposition-notification
 	text       []byte // first text/plain body, at most maxTextBytes
+	html       []byte // first text/html body as text, for when there is no text/plain
 	returned   []Header
 	haveRet    bool
 	complete   bool // a status or feedback part was read whole
@@ -235,11 +286,20 @@ func (w *walker) walk(e *message.Entity, depth int) error {
 				return err
 			}
 		}
+	default:
+		return w.leaf(t, isAttachment(&e.Header), e.Body)
+	}
+}
+
+// leaf takes what Parse needs from one non-multipart part of media type t,
+// its body decoded from its transfer encoding.
+func (w *walker) leaf(t string, attachment bool, body io.Reader) error {
+	switch {
 	case t == "message/delivery-status" || t == "message/global-delivery-status":
 		if w.status != nil {
 			return nil
 		}
-		b, err := readLimited(e.Body, maxStatusBytes)
+		b, err := readLimited(body, maxStatusBytes)
 		if err != nil {
 			return fmt.Errorf("dsn: reading the %s part: %w", t, err)
 		}
@@ -248,7 +308,7 @@ func (w *walker) walk(e *message.Entity, depth int) error {
 		if w.feedback != nil {
 			return nil
 		}
-		b, err := readLimited(e.Body, maxStatusBytes)
+		b, err := readLimited(body, maxStatusBytes)
 		if err != nil {
 			return fmt.Errorf("dsn: reading the %s part: %w", t, err)
 		}
@@ -258,17 +318,23 @@ func (w *walker) walk(e *message.Entity, depth int) error {
 	case t == "message/rfc822" || t == "message/global" || t == "text/rfc822-headers" || t == "message/global-headers":
 		if !w.haveRet {
 			w.haveRet = true
-			w.returned = readHeaders(e.Body)
+			w.returned = readHeaders(body)
 		}
 	case t == "text/plain":
-		if w.text == nil && !isAttachment(&e.Header) {
-			b, _ := io.ReadAll(io.LimitReader(e.Body, maxTextBytes))
+		if w.text == nil && !attachment {
+			b, _ := io.ReadAll(io.LimitReader(body, maxTextBytes))
 			// A read error (truncated part) leaves what was read: for
 			// heuristics a prefix is as good as the whole.
 			w.text = b
 			if w.text == nil {
 				w.text = []byte{}
 			}
+		}
+	case t == "text/html":
+		// Some gateways send their explanation only as HTML.
+		if w.html == nil && !attachment {
+			b, _ := io.ReadAll(io.LimitReader(body, maxTextBytes))
+			w.html = htmlText(b)
 		}
 	}
 	return nil
@@ -400,13 +466,29 @@ func (r *Report) parseFeedback(b []byte) error {
 		Type:             strings.ToLower(firstWord(g.get("Feedback-Type"))),
 		UserAgent:        g.get("User-Agent"),
 		Version:          g.get("Version"),
-		OriginalRcptTo:   stripAddr(g.get("Original-Rcpt-To")),
+		OriginalRcptTo:   stripAddr(stripType(g.get("Original-Rcpt-To"))),
 		OriginalMailFrom: stripAddr(g.get("Original-Mail-From")),
 		SourceIP:         g.get("Source-IP"),
 		ReportedDomain:   g.get("Reported-Domain"),
 	}
 	if f.Type == "" {
 		return errors.New("dsn: feedback report without Feedback-Type (RFC 5965 §3.1)")
+	}
+	for _, h := range g {
+		if strings.EqualFold(h.Key, "Original-Rcpt-To") && len(r.complainants) < maxRecipients {
+			if a := stripAddr(stripType(h.Value)); a != "" {
+				r.complainants = append(r.complainants, a)
+			}
+		}
+	}
+	if len(r.complainants) == 0 {
+		// Many feedback loops leave Original-Rcpt-To out (it is optional,
+		// RFC 5965 §3.2) but return the message, whose To names the
+		// complainant.
+		r.complainants = headerAddrs(r.OriginalHeaders, "To", "Cc")
+	}
+	if f.OriginalRcptTo == "" && len(r.complainants) > 0 {
+		f.OriginalRcptTo = r.complainants[0]
 	}
 	date := g.get("Arrival-Date")
 	if date == "" {
@@ -425,4 +507,30 @@ func (r *Report) parseFeedback(b []byte) error {
 	}
 	r.Feedback = f
 	return nil
+}
+
+// headerAddrs returns the addresses in the fields keys of h, in order.
+func headerAddrs(h []Header, keys ...string) []string {
+	var out []string
+	for _, f := range h {
+		for _, k := range keys {
+			if !strings.EqualFold(f.Key, k) {
+				continue
+			}
+			list, err := mail.ParseAddressList(decodeWords(f.Value))
+			if err != nil {
+				// A damaged or undisclosed list: take what looks like addresses.
+				for _, m := range addrRe.FindAllString(f.Value, maxRecipients) {
+					out = append(out, m)
+				}
+				continue
+			}
+			for _, a := range list {
+				if len(out) < maxRecipients {
+					out = append(out, a.Address)
+				}
+			}
+		}
+	}
+	return out
 }
