@@ -230,7 +230,7 @@ func codeBefore(s string, i int) bool {
 
 func codeAfter(c byte) bool {
 	switch c {
-	case ' ', '\t', '-', ')', ']', ',', ';', '\'', '"', '\n', '\r':
+	case ' ', '\t', '-', ')', ']', ',', ';', ':', '\'', '"', '\n', '\r':
 		return true
 	}
 	return false

@@ -355,7 +355,13 @@ func textStatus(addr, text string, assumeFailed bool) (rs RecipientStatus, ok bo
 		rs.Code = code
 		rs.Diagnostic = "smtp; " + clip(text[at:])
 	default:
-		rs.Diagnostic = clip(text)
+		// "<a@b>: Sorry, no mailbox here by that name. (#5.1.1)": the
+		// address that opens the text is not part of the diagnostic.
+		t := strings.TrimSpace(text)
+		if m := lineAddrRe.FindString(t); m != "" && strings.EqualFold(trimAddr(addrRe.FindString(m)), addr) {
+			t = strings.TrimSpace(strings.TrimLeft(t[len(m):], ":.( "))
+		}
+		rs.Diagnostic = clip(t)
 		if enh == "" && !assumeFailed {
 			return rs, false
 		}

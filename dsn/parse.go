@@ -140,33 +140,46 @@ func Parse(msg []byte) (rep *Report, err error) {
 	msg = normalize(msg)
 	w := &walker{}
 	var h *message.Header
+	var strictErr error
 	e, err := message.ReadWithOptions(bytes.NewReader(msg), &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
-	if e == nil {
-		return nil, fmt.Errorf("dsn: reading the message header: %w", err)
+	if e != nil {
+		if n := e.Header.Len(); n > maxHeaderFields {
+			return nil, fmt.Errorf("dsn: message has %d header fields, limit %d", n, maxHeaderFields)
+		}
+		h = &e.Header
+		if walkErr := w.walk(e, 0); walkErr != nil && !w.complete {
+			strictErr = walkErr
+		}
+	} else {
+		strictErr = fmt.Errorf("dsn: reading the message header: %w", err)
 	}
-	n := e.Header.Len()
-	if n == 0 {
-		return nil, errors.New("dsn: message has no header fields")
-	}
-	if n > maxHeaderFields {
-		return nil, fmt.Errorf("dsn: message has %d header fields, limit %d", n, maxHeaderFields)
-	}
-	h = &e.Header
-	walkErr := w.walk(e, 0)
-	if walkErr != nil && !w.complete {
+	if strictErr != nil {
 		// Damage before a report part was read whole (a truncated
 		// multipart, a boundary parameter folded without indentation, a
-		// part header that is not one): read the message again without
-		// trusting its structure. Damage after the report part is the
-		// usual truncated returned copy and needs nothing.
+		// header line that is not a field): read the message again
+		// without trusting its structure. Damage after the report part
+		// is the usual truncated returned copy and needs nothing.
+		lh, body := lenientHeader(msg)
+		if lh.Len() == 0 {
+			return nil, strictErr
+		}
+		if len(msg)-len(body) > maxHeaderBytes {
+			return nil, fmt.Errorf("dsn: reading the message header: longer than %d bytes", maxHeaderBytes)
+		}
 		lw := &walker{}
-		if lerr := lw.lenient(msg, 0); lerr != nil {
-			return nil, lerr
+		if err := lw.lenient(msg, 0); err != nil {
+			return nil, err
 		}
 		if lw.status == nil && lw.feedback == nil && lw.text == nil && lw.html == nil {
-			return nil, walkErr
+			return nil, strictErr
 		}
 		w = lw
+		if h == nil {
+			h = &lh
+		}
+	}
+	if h.Len() == 0 {
+		return nil, errors.New("dsn: message has no header fields")
 	}
 	if w.text == nil {
 		w.text = w.html
@@ -190,6 +203,7 @@ func Parse(msg []byte) (rep *Report, err error) {
 		if err := rep.parseStatus(w.status); err != nil {
 			// A status part without a usable recipient group: the text
 			// part, read as a person reads it, may still name one.
+			rep.Kind, rep.Recipients = KindUnknown, nil
 			rep.classifyText(h, w.text, true)
 			if rep.Kind != KindDSN {
 				return nil, err
