@@ -13,8 +13,13 @@ import (
 // classic text bounce, an automatic reply, or unknown. isReport is true when
 // the message is a report whose status part named no recipient: it is a
 // bounce whatever its headers say.
-func (r *Report) classifyText(h *message.Header, text []byte, isReport bool) {
-	if !isReport && !looksLikeBounce(h, r.From, r.Subject) {
+//
+// A message that returns a copy of the original (message/rfc822 or
+// text/rfc822-headers, flagged by returnedCopy) is read as a possible bounce
+// even when its From and Subject say nothing: carriers word their notices
+// in every language, and automatic replies do not attach what they answer.
+func (r *Report) classifyText(h *message.Header, text []byte, isReport, returnedCopy bool) {
+	if !isReport && !looksLikeBounce(h, r.From, r.Subject) && !(returnedCopy && !isAutoReply(h, r.Subject)) {
 		if isAutoReply(h, r.Subject) {
 			r.Kind = KindAutoReply
 		}
@@ -90,7 +95,7 @@ func looksLikeBounce(h *message.Header, from, subject string) bool {
 		return true
 	}
 	f := strings.ToLower(from)
-	for _, w := range []string{"mailer-daemon@", "postmaster@", "mail delivery subsystem", "mail delivery system"} {
+	for _, w := range []string{"mailer-daemon", "postmaster@", "mail delivery subsystem", "mail delivery system"} {
 		if strings.Contains(f, w) {
 			return true
 		}
@@ -102,6 +107,7 @@ func looksLikeBounce(h *message.Header, from, subject string) bool {
 		"returned mail", "could not be delivered", "delivery has failed",
 		"nondeliverable", "non-deliverable", "unzustellbar", "nicht zustellbar",
 		"non remis", "non distribuable", "mail system error", "delivery failed",
+		"error sending your mail", "returned to sender", "delivery notification",
 	} {
 		if strings.Contains(s, w) {
 			return true

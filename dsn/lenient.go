@@ -41,7 +41,19 @@ func (w *walker) lenient(b []byte, depth int) error {
 			// Not multipart after all: read it as text.
 			return w.leaf("text/plain", false, bytes.NewReader(body))
 		}
-		for _, p := range splitParts(body, boundary) {
+		parts := splitParts(body, boundary)
+		if len(parts) == 0 {
+			// The header's boundary is not the one the body uses (seen
+			// from MTAs that rewrite one and not the other).
+			if g := guessBoundary(body); g != "" && g != boundary {
+				parts = splitParts(body, g)
+			}
+		}
+		if len(parts) == 0 {
+			// No boundary line at all: the body is all there is.
+			return w.leaf("text/plain", false, bytes.NewReader(body))
+		}
+		for _, p := range parts {
 			w.parts++
 			if w.parts > maxParts {
 				return fmt.Errorf("dsn: more than %d MIME parts", maxParts)

@@ -204,7 +204,7 @@ func Parse(msg []byte) (rep *Report, err error) {
 			// A status part without a usable recipient group: the text
 			// part, read as a person reads it, may still name one.
 			rep.Kind, rep.Recipients = KindUnknown, nil
-			rep.classifyText(h, w.text, true)
+			rep.classifyText(h, w.text, true, w.haveRet)
 			if rep.Kind != KindDSN {
 				return nil, err
 			}
@@ -215,7 +215,7 @@ func Parse(msg []byte) (rep *Report, err error) {
 		// RFC 8098 read receipts are automatic answers, not bounces.
 		rep.Kind = KindAutoReply
 	default:
-		rep.classifyText(h, w.text, false)
+		rep.classifyText(h, w.text, false, w.haveRet)
 	}
 	return rep, nil
 }
@@ -413,6 +413,9 @@ func (r *Report) parseStatus(b []byte) error {
 		if len(r.Recipients) >= maxRecipients {
 			continue
 		}
+		if badRFC822(final) && (original == "" || badRFC822(original)) {
+			continue // "rfc822; @mx.example.org": the text may do better
+		}
 		rs := RecipientStatus{
 			Final:      stripAddr(stripType(final)),
 			Original:   stripAddr(stripType(original)),
@@ -421,7 +424,7 @@ func (r *Report) parseStatus(b []byte) error {
 			Diagnostic: g.get("Diagnostic-Code"),
 			RemoteMTA:  stripType(g.get("Remote-MTA")),
 		}
-		if rs.Final == "" {
+		if rs.Final == "" || badRFC822(final) {
 			rs.Final = rs.Original
 		}
 		fillStatus(&rs)
@@ -547,4 +550,16 @@ func headerAddrs(h []Header, keys ...string) []string {
 		}
 	}
 	return out
+}
+
+// badRFC822 reports whether a typed address field (RFC 3464 §2.3.2) is of
+// type rfc822 (or untyped) but no local@domain. Other types (x400, utf-8)
+// are taken as they are.
+func badRFC822(v string) bool {
+	if t, _, ok := strings.Cut(v, ";"); ok && !strings.EqualFold(strings.TrimSpace(t), "rfc822") && isToken(strings.TrimSpace(t)) {
+		return false
+	}
+	a := stripAddr(stripType(v))
+	i := strings.LastIndexByte(a, '@')
+	return i <= 0 || i == len(a)-1
 }
