@@ -214,8 +214,9 @@ var (
 
 // textRecipients reads a text bounce the way a person does. The recipients
 // are the addresses in X-Failed-Recipients and those that start a line
-// ("<a@b>: 550 ...", Exim's and Postfix's lists); failing those, any
-// address the text names that is not in skip ("could not deliver your
+// ("<a@b>: 550 ...", Exim's and Postfix's lists), even if in skip (a
+// sender can write to itself); failing those, any address the text names
+// that is not in skip ("could not deliver your
 // message to a@b"). Each address gets the text from its first mention to
 // the mention of another address, and the best reply code in that text
 // gives its status. When the text names exactly one address, a code
@@ -225,7 +226,7 @@ func textRecipients(text []byte, failed, skip []string) []RecipientStatus {
 	seen := make(map[string]bool)
 	note := func(list *[]string, a string) {
 		k := strings.ToLower(a)
-		if seen[k] || isSkipped(a, skip) || len(seen) >= maxRecipients {
+		if seen[k] || (list == &named && isSkipped(a, skip)) || len(seen) >= maxRecipients {
 			return
 		}
 		seen[k] = true

@@ -27,6 +27,7 @@ const (
 	maxTextBytes    = 256 << 10 // the human-readable text read for heuristics
 	maxRecipients   = 1000      // recipients kept from one report
 	maxValueLen     = 4096      // one field value in a report part
+	maxInnerBytes   = 1 << 20   // an attached message kept in case it is the report
 )
 
 // IDHeader is the header field carrying Penstock's message id in mail it
@@ -131,6 +132,11 @@ type Feedback struct {
 // keep the message. A nil error comes with a Report, possibly KindUnknown.
 // Parse never panics and never modifies msg.
 func Parse(msg []byte) (rep *Report, err error) {
+	return parse(msg, 0)
+}
+
+// parse is Parse for a message at depth levels of attachment.
+func parse(msg []byte, depth int) (rep *Report, err error) {
 	if len(msg) == 0 {
 		return nil, errors.New("dsn: empty message")
 	}
@@ -215,7 +221,18 @@ func Parse(msg []byte) (rep *Report, err error) {
 		// RFC 8098 read receipts are automatic answers, not bounces.
 		rep.Kind = KindAutoReply
 	default:
+		if rep.sesNotification(w.text) {
+			break
+		}
 		rep.classifyText(h, w.text, false, w.haveRet)
+		if rep.Kind == KindUnknown && w.inner != nil && depth < 1 {
+			// A report forwarded as an attachment (a relay or a
+			// mailbox that wraps the bounce it got): read the inner one.
+			if in, err := parse(w.inner, depth+1); err == nil && (in.Kind == KindDSN || in.Kind == KindARF) {
+				in.From, in.Subject = rep.From, rep.Subject
+				return in, nil
+			}
+		}
 	}
 	return rep, nil
 }
@@ -249,6 +266,7 @@ type walker struct {
 	text       []byte // first text/plain body, at most maxTextBytes
 	html       []byte // first text/html body as text, for when there is no text/plain
 	returned   []Header
+	inner      []byte // the first attached message, at most maxInnerBytes
 	haveRet    bool
 	complete   bool // a status or feedback part was read whole
 }
@@ -329,10 +347,15 @@ func (w *walker) leaf(t string, attachment bool, body io.Reader) error {
 		w.feedback, w.complete = b, true
 	case t == "message/disposition-notification" || t == "message/global-disposition-notification":
 		w.mdn = true
-	case t == "message/rfc822" || t == "message/global" || t == "text/rfc822-headers" || t == "message/global-headers":
+	case t == "message/rfc822" || t == "message/global" || t == "text/rfc822-headers" || t == "message/global-headers" ||
+		t == "text/rfc822-header": // sic, seen in feedback reports
 		if !w.haveRet {
 			w.haveRet = true
-			w.returned = readHeaders(body)
+			b, _ := io.ReadAll(io.LimitReader(body, maxInnerBytes))
+			w.returned = readHeaders(bytes.NewReader(b))
+			if t == "message/rfc822" {
+				w.inner = b
+			}
 		}
 	case t == "text/plain":
 		if w.text == nil && !attachment {
@@ -492,7 +515,8 @@ func (r *Report) parseFeedback(b []byte) error {
 		return errors.New("dsn: feedback report without Feedback-Type (RFC 5965 §3.1)")
 	}
 	for _, h := range g {
-		if strings.EqualFold(h.Key, "Original-Rcpt-To") && len(r.complainants) < maxRecipients {
+		// Removal-Recipient: the opt-out reports of early ARF drafts.
+		if (strings.EqualFold(h.Key, "Original-Rcpt-To") || strings.EqualFold(h.Key, "Removal-Recipient")) && len(r.complainants) < maxRecipients {
 			if a := stripAddr(stripType(h.Value)); a != "" {
 				r.complainants = append(r.complainants, a)
 			}
