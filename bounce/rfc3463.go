@@ -88,8 +88,11 @@ func enhancedVerdict(class, subject, detail int) Verdict {
 			return v(Refused, Soft)
 		}
 	case 3: // mail system status
-		if detail == 4 { // message too big for system
+		switch detail {
+		case 4: // message too big for system
 			return v(Refused, Soft)
+		case 2: // system not accepting network messages
+			return v(Unreachable, Soft)
 		}
 		return v(Unknown, Soft)
 	case 4: // network and routing status

@@ -58,8 +58,8 @@ var reasonMap = map[string]expectation{
 		why: "RFC 3463 5.1.6 (mailbox moved, no forwarding address): the address is gone"},
 	"notaccept": {reasons: rs(bounce.InvalidDomain, bounce.Unreachable),
 		why: "a null MX or no MX is a domain that takes no mail; a 4xx DNS failure may heal, so it is unreachable/soft"},
-	"suspend": {reasons: rs(bounce.AccountDisabled), class: bounce.Hard,
-		why: "the corpus calls a disabled, locked or frozen account soft; such accounts do not come back for a sender, so Penstock quarantines"},
+	"suspend": {reasons: rs(bounce.AccountDisabled, bounce.UserUnknown), class: bounce.Hard,
+		why: "the corpus calls a disabled, locked or frozen account soft; such accounts do not come back for a sender, so Penstock quarantines; a reply that only says user unknown is user_unknown"},
 	"mailboxfull": {reasons: rs(bounce.MailboxFull), class: bounce.Soft},
 	"systemfull": {reasons: rs(bounce.Unknown, bounce.MailboxFull),
 		why: "the server's disk, not the mailbox: unknown/soft, but the words are those of a full mailbox"},
@@ -67,14 +67,17 @@ var reasonMap = map[string]expectation{
 		why: "the corpus calls a rejection after DATA (or by a recipient's filter) filtered even when the text says the user is unknown; Penstock reads the text"},
 	"rejected": {reasons: rs(bounce.SenderRejected, bounce.Refused),
 		why: "the corpus's rejected is a refusal of our sender address (sender_rejected) or of us by policy (refused)"},
-	"blocked":         {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"badreputation":   {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"spamdetected":    {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"policyviolation": {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"securityerror":   {reasons: rs(bounce.Refused, bounce.SenderRejected), class: bounce.Soft},
-	"authfailure":     {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"requireptr":      {reasons: rs(bounce.Refused), class: bounce.Soft},
-	"toomanyconn":     {reasons: rs(bounce.Refused, bounce.ErrorIgnored), class: bounce.Soft},
+	"blocked": {reasons: rs(bounce.Refused, bounce.SenderRejected), class: bounce.Soft,
+		why: "a refusal that names our sender address is sender_rejected: about us either way"},
+	"badreputation": {reasons: rs(bounce.Refused), class: bounce.Soft},
+	"spamdetected":  {reasons: rs(bounce.Refused), class: bounce.Soft},
+	"policyviolation": {reasons: rs(bounce.Refused, bounce.SenderRejected), class: bounce.Soft,
+		why: "a refusal that names our sender address is sender_rejected: about us either way"},
+	"securityerror": {reasons: rs(bounce.Refused, bounce.SenderRejected), class: bounce.Soft},
+	"authfailure":   {reasons: rs(bounce.Refused), class: bounce.Soft},
+	"requireptr":    {reasons: rs(bounce.Refused), class: bounce.Soft},
+	"toomanyconn": {reasons: rs(bounce.Refused, bounce.SenderRejected, bounce.ErrorIgnored), class: bounce.Soft,
+		why: "a refusal that names our sender address is sender_rejected: about us either way"},
 	"speeding":        {reasons: rs(bounce.Refused), class: bounce.Soft},
 	"virusdetected":   {reasons: rs(bounce.Refused), class: bounce.Soft},
 	"contenterror":    {reasons: rs(bounce.Refused), class: bounce.Soft},
@@ -234,6 +237,9 @@ func judge(c *bounce.Classifier, rep *dsn.Report, l label) outcome {
 				o.found = true
 			}
 		}
+		// The corpus's tool names a complaint it found no address in
+		// "undisclosed-recipient-in-headers@...": there is none to find.
+		o.found = o.found || strings.HasPrefix(l.recipient, "undisclosed-recipient-in-headers@")
 		o.verdict.Reason = complaint
 		return o
 	case dsn.KindAutoReply:
@@ -242,7 +248,9 @@ func judge(c *bounce.Classifier, rep *dsn.Report, l label) outcome {
 		return o
 	}
 	for _, r := range rep.Recipients {
-		if strings.EqualFold(r.Final, l.recipient) || strings.EqualFold(r.Original, l.recipient) {
+		// A record without a recipient (the sample's address was
+		// redacted away) matches the report's first.
+		if l.recipient == "" || strings.EqualFold(r.Final, l.recipient) || strings.EqualFold(r.Original, l.recipient) {
 			o.found, o.rs = true, r
 			break
 		}
@@ -250,7 +258,7 @@ func judge(c *bounce.Classifier, rep *dsn.Report, l label) outcome {
 	if !o.found {
 		return o
 	}
-	if o.rs.Action == "delivered" || o.rs.Action == "relayed" || o.rs.Action == "expanded" {
+	if o.rs.Action == "delivered" || o.rs.Action == "relayed" || o.rs.Action == "expanded" || strings.HasPrefix(o.rs.Status, "2.") {
 		o.verdict.Reason = delivered
 		return o
 	}

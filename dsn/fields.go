@@ -49,8 +49,12 @@ func fieldGroups(b []byte) []group {
 		if line[0] == ' ' || line[0] == '\t' {
 			if len(cur) > 0 {
 				h := &cur[len(cur)-1]
+				// The fold's indentation is not part of the value: a
+				// reply quoted over several lines must read as one line
+				// for the text rules ("Recipient    address rejected"
+				// would match nothing).
 				if len(h.Value)+len(line) <= maxValueLen {
-					h.Value = strings.TrimSpace(h.Value + string(line))
+					h.Value = strings.TrimSpace(h.Value + " " + string(bytes.TrimSpace(line)))
 				}
 			}
 			continue

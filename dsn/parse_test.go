@@ -30,7 +30,7 @@ func TestParseTestdata(t *testing.T) {
 	}{
 		{file: "postfix.eml", kind: KindDSN, reporter: "mail.example.net", id: "0123456789abcdef",
 			rcpts: []rcpt{{"alice@example.org", "failed", "5.1.1", 550, "mx1.example.org",
-				"smtp; 550 5.1.1 <alice@example.org>: Recipient address    rejected: User unknown"}}},
+				"smtp; 550 5.1.1 <alice@example.org>: Recipient address rejected: User unknown"}}},
 		{file: "postfix-multi.eml", kind: KindDSN, reporter: "relay.example.com", envID: "00000000000000aa",
 			rcpts: []rcpt{
 				{"bob@slow.example", "delayed", "4.4.1", 0, "", "X-Postfix; connect to mx.slow.example[198.51.100.77]:25:"},
