@@ -262,11 +262,7 @@ func judge(c *bounce.Classifier, rep *dsn.Report, l label) outcome {
 		o.verdict.Reason = delivered
 		return o
 	}
-	text := o.rs.Diagnostic
-	if k := strings.Index(text, ";"); k >= 0 {
-		text = strings.TrimSpace(text[k+1:])
-	}
-	o.verdict = c.Classify(o.rs.Code, o.rs.Status, text)
+	o.verdict = c.Classify(o.rs.Code, o.rs.Status, o.rs.DiagnosticText())
 	return o
 }
 
@@ -472,7 +468,7 @@ func BenchmarkParseCorpus(b *testing.B) {
 				continue
 			}
 			for _, r := range rep.Recipients {
-				c.Classify(r.Code, r.Status, r.Diagnostic)
+				c.Classify(r.Code, r.Status, r.DiagnosticText())
 			}
 		}
 	}

@@ -368,7 +368,7 @@ func textStatus(addr, text string, assumeFailed bool) (rs RecipientStatus, ok bo
 		if m := lineAddrRe.FindString(t); m != "" && strings.EqualFold(trimAddr(addrRe.FindString(m)), addr) {
 			t = strings.TrimSpace(strings.TrimLeft(t[len(m):], ":.( "))
 		}
-		rs.Diagnostic = clip(t)
+		rs.Diagnostic = TextDiagnosticType + "; " + clip(t)
 		if enh == "" && !assumeFailed {
 			return rs, false
 		}

@@ -110,9 +110,21 @@ type RecipientStatus struct {
 	Original   string // Original-Recipient address, if given
 	Action     string // failed | delayed | delivered | relayed | expanded (lowercase)
 	Status     string // RFC 3463 code such as "5.1.1"; derived from the diagnostic or action when absent
-	Diagnostic string // Diagnostic-Code as given, e.g. "smtp; 550 5.1.1 user unknown"
+	Diagnostic string // Diagnostic-Code as given, e.g. "smtp; 550 5.1.1 user unknown"; see DiagnosticText
 	Code       int    // SMTP reply code from the diagnostic, 0 if none
 	RemoteMTA  string // Remote-MTA, without its "dns;" type
+}
+
+// TextDiagnosticType is the diagnostic type (RFC 3464 §2.3.6) of a
+// Diagnostic that Parse read from a human-readable text without a reply
+// code in it; with a code, the type is "smtp".
+const TextDiagnosticType = "X-Text"
+
+// DiagnosticText returns the diagnostic without its type: the reply or the
+// text to classify. Only a leading token followed by ";" is a type, so a
+// diagnostic that has none keeps its own semicolons.
+func (rs *RecipientStatus) DiagnosticText() string {
+	return stripType(rs.Diagnostic)
 }
 
 // Feedback is the machine-readable part of an ARF report (RFC 5965 §3.1).

@@ -48,7 +48,7 @@ func TestParseTestdata(t *testing.T) {
 				"smtp; 550 5.1.1 <frank@nowhere.example>: Recipient address rejected"}}},
 		{file: "qmail.eml", kind: KindDSN, id: "0000111122223333",
 			rcpts: []rcpt{
-				{"grace@oldhost.example", "failed", "5.1.1", 0, "", "Sorry, no mailbox here by that name. (#5.1.1)"},
+				{"grace@oldhost.example", "failed", "5.1.1", 0, "", "X-Text; Sorry, no mailbox here by that name. (#5.1.1)"},
 				{"heidi@far.example", "failed", "5.7.1", 550, "", "smtp; 550 5.7.1 <heidi@far.example>: Relay access denied"},
 			}},
 		{file: "yahoo.eml", kind: KindDSN, id: "9999888877776666",
