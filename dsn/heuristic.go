@@ -76,6 +76,11 @@ func (r *Report) fillFromText(text []byte) {
 		seg := segments(body, []string{rs.Final})[strings.ToLower(rs.Final)]
 		code, enh, at := bestCode(seg)
 		if code == 0 || (rs.Status != "" && rs.Status[0] != byte('0'+code/100)) {
+			if rs.Diagnostic == "" && seg != "" {
+				// No diagnostic at all (Gmail's own reports): the
+				// text's words are all there is to classify.
+				rs.Diagnostic = TextDiagnosticType + "; " + clip(seg)
+			}
 			continue
 		}
 		rs.Code = code
