@@ -70,7 +70,13 @@ func fieldGroups(b []byte) []group {
 		if len(v) > maxValueLen {
 			v = v[:maxValueLen]
 		}
-		cur = append(cur, Header{Key: string(k), Value: strings.TrimSpace(string(v))})
+		// Some MTAs leave out the blank line between recipient groups: a
+		// field already in the group starts the next one.
+		key := string(k)
+		if cur.get(key) != "" {
+			flush()
+		}
+		cur = append(cur, Header{Key: key, Value: strings.TrimSpace(string(v))})
 	}
 	flush()
 	return out

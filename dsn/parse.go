@@ -434,15 +434,16 @@ func decodeWords(s string) string {
 func (r *Report) parseStatus(b []byte) error {
 	for _, g := range fieldGroups(b) {
 		final, original := g.get("Final-Recipient"), g.get("Original-Recipient")
+		// Per-message fields. Tolerate them in any group: some MTAs
+		// repeat them, put them last or run them into the first
+		// recipient's group.
+		if v := g.get("Reporting-MTA"); v != "" && r.Reporter == "" {
+			r.Reporter = stripType(v)
+		}
+		if v := g.get("Original-Envelope-Id"); v != "" && r.EnvelopeID == "" {
+			r.EnvelopeID = v
+		}
 		if final == "" && original == "" {
-			// Per-message fields. Tolerate them in any group: some MTAs
-			// repeat them or put them last.
-			if v := g.get("Reporting-MTA"); v != "" && r.Reporter == "" {
-				r.Reporter = stripType(v)
-			}
-			if v := g.get("Original-Envelope-Id"); v != "" && r.EnvelopeID == "" {
-				r.EnvelopeID = v
-			}
 			continue
 		}
 		if len(r.Recipients) >= maxRecipients {
