@@ -23,11 +23,15 @@ type sesRecipient struct {
 // it starts rather than the whole object: damage elsewhere costs nothing.
 func (r *Report) sesNotification(text []byte) bool {
 	t := bytes.TrimSpace(text)
-	if len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"notificationType"`)) {
+	if len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`notificationType`)) {
 		return false
 	}
 	if m := jsonValue[string](t, "Message"); strings.HasPrefix(m, "{") {
 		t = []byte(m) // the raw SNS envelope: the notification is its Message
+	} else if bytes.Contains(t, []byte(`\"notificationType\"`)) {
+		// The same with the Message string broken by a fold: its
+		// members still read once unescaped.
+		t = bytes.ReplaceAll(t, []byte(`\"`), []byte(`"`))
 	}
 	switch strings.ToLower(jsonValue[string](t, "notificationType")) {
 	case "bounce":
