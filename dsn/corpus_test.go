@@ -52,7 +52,8 @@ const (
 // reasonMap maps the corpus's reason vocabulary to Penstock's reasons. It is
 // documented in docs/bounces.md; keep the two in step.
 var reasonMap = map[string]expectation{
-	"userunknown": {reasons: rs(bounce.UserUnknown), class: bounce.Hard},
+	"userunknown": {reasons: rs(bounce.UserUnknown, bounce.AccountDisabled), class: bounce.Hard,
+		why: "an address a provider calls inactive or disabled (iCloud answers 5.1.1 inactive email address) is account_disabled; both quarantine"},
 	"hostunknown": {reasons: rs(bounce.InvalidDomain), class: bounce.Hard},
 	"hasmoved": {reasons: rs(bounce.UserUnknown), class: bounce.Hard,
 		why: "RFC 3463 5.1.6 (mailbox moved, no forwarding address): the address is gone"},
@@ -60,7 +61,8 @@ var reasonMap = map[string]expectation{
 		why: "a null MX or no MX is a domain that takes no mail; a 4xx DNS failure may heal, so it is unreachable/soft"},
 	"suspend": {reasons: rs(bounce.AccountDisabled, bounce.UserUnknown), class: bounce.Hard,
 		why: "the corpus calls a disabled, locked or frozen account soft; such accounts do not come back for a sender, so Penstock quarantines; a reply that only says user unknown is user_unknown"},
-	"mailboxfull": {reasons: rs(bounce.MailboxFull), class: bounce.Soft},
+	"mailboxfull": {reasons: rs(bounce.MailboxFull, bounce.AccountDisabled), class: bounce.Soft,
+		why: "Gmail's full and inactive mailbox is an abandoned account: account_disabled, hard (listed in softCalledHard)"},
 	"systemfull": {reasons: rs(bounce.Unknown, bounce.MailboxFull),
 		why: "the server's disk, not the mailbox: unknown/soft, but the words are those of a full mailbox"},
 	"filtered": {reasons: rs(bounce.Refused, bounce.UserUnknown, bounce.AccountDisabled),
@@ -90,14 +92,15 @@ var reasonMap = map[string]expectation{
 	"expired": {reasons: rs(bounce.Unreachable, bounce.NotConnected, bounce.Unknown, bounce.ErrorIgnored), class: bounce.Soft,
 		why: "a reporter that gave up after its retries says nothing about the address"},
 	"networkerror": {reasons: rs(bounce.Unreachable, bounce.NotConnected, bounce.Unknown), class: bounce.Soft},
-	"systemerror":  {reasons: rs(bounce.Unknown, bounce.ErrorIgnored), class: bounce.Soft},
-	"mailererror":  {reasons: rs(bounce.Unknown), class: bounce.Soft},
-	"onhold":       {reasons: rs(bounce.Unknown, bounce.ErrorIgnored), class: bounce.Soft},
-	"undefined":    {reasons: rs(bounce.Unknown), class: bounce.Soft},
-	"syntaxerror":  {reasons: rs(bounce.Unknown), class: bounce.Soft},
-	"feedback":     {reasons: rs(complaint), kind: dsn.KindARF},
-	"vacation":     {reasons: rs(autoReply), kind: dsn.KindAutoReply},
-	"delivered":    {reasons: rs(delivered), kind: dsn.KindDSN},
+	"systemerror": {reasons: rs(bounce.Unknown, bounce.ErrorIgnored, bounce.Unreachable), class: bounce.Soft,
+		why: "a server fault after which the reporter gave up reads as unreachable (expired); soft either way"},
+	"mailererror": {reasons: rs(bounce.Unknown), class: bounce.Soft},
+	"onhold":      {reasons: rs(bounce.Unknown, bounce.ErrorIgnored), class: bounce.Soft},
+	"undefined":   {reasons: rs(bounce.Unknown), class: bounce.Soft},
+	"syntaxerror": {reasons: rs(bounce.Unknown), class: bounce.Soft},
+	"feedback":    {reasons: rs(complaint), kind: dsn.KindARF},
+	"vacation":    {reasons: rs(autoReply), kind: dsn.KindAutoReply},
+	"delivered":   {reasons: rs(delivered), kind: dsn.KindDSN},
 }
 
 func rs(r ...bounce.Reason) []bounce.Reason { return r }
