@@ -45,18 +45,24 @@ func (r *Report) classifyText(h *message.Header, text []byte, isReport, returned
 	}
 	skip = append(skip, headerAddrs(r.OriginalHeaders, "From", "Return-Path", "Sender", "Reply-To")...)
 	r.Recipients = textRecipients(body, failed, skip)
-	if len(r.Recipients) == 0 {
-		// Nothing in the text names an address (some carriers only say
-		// that "the" address failed): the returned message's single
-		// recipient is the one.
-		if to := headerAddrs(r.OriginalHeaders, "To"); len(to) == 1 && !isSkipped(to[0], skip) {
-			if rs, ok := textStatus(to[0], strings.Join(strings.Fields(string(body)), " "), true); ok {
-				r.Recipients = append(r.Recipients, rs)
-			}
-		}
-	}
 	if len(r.Recipients) > 0 {
 		r.Kind = KindDSN
+	}
+	r.textBody, r.skip = body, skip
+}
+
+// fallbackToReturnedTo is the last resort for a text bounce that names no
+// address (some carriers only say that "the" address failed): the returned
+// message's single recipient is the one.
+func (r *Report) fallbackToReturnedTo() {
+	if r.Kind != KindUnknown || r.textBody == nil {
+		return
+	}
+	if to := headerAddrs(r.OriginalHeaders, "To"); len(to) == 1 && !isSkipped(to[0], r.skip) {
+		if rs, ok := textStatus(to[0], strings.Join(strings.Fields(string(r.textBody)), " "), true); ok {
+			r.Recipients = append(r.Recipients, rs)
+			r.Kind = KindDSN
+		}
 	}
 }
 

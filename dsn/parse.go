@@ -83,6 +83,9 @@ type Report struct {
 	Subject    string // the report's Subject field, decoded, for logs
 
 	complainants []string // KindARF: see FeedbackRecipients
+
+	textBody []byte   // a text bounce's explanation, for fallbackToReturnedTo
+	skip     []string // addresses that are not recipients, ditto
 }
 
 // FeedbackRecipients returns the addresses a complaint is about: every
@@ -223,6 +226,7 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 			// part, read as a person reads it, may still name one.
 			rep.Kind, rep.Recipients = KindUnknown, nil
 			rep.classifyText(h, w.text, true, w.haveRet)
+			rep.fallbackToReturnedTo()
 			if rep.Kind != KindDSN {
 				return nil, err
 			}
@@ -245,6 +249,7 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 				return in, nil
 			}
 		}
+		rep.fallbackToReturnedTo()
 	}
 	return rep, nil
 }
