@@ -220,7 +220,7 @@ var (
 	// lineAddrRe matches a line that starts with an address, as text
 	// bounces list their recipients: "<a@b>:", "  a@b", "\"a@b\":",
 	// "<a@b>: host mx said: 550 ...", "<a@b>... User unknown".
-	lineAddrRe = regexp.MustCompile(`^[ \t]*["<]?[^\s<>@(),;:"\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]>?"?(?:[ \t]*(?::|\.\.\.|<mailto:|\(|$))`)
+	lineAddrRe = regexp.MustCompile(`^[ \t]*["<]?[^\s<>@(),;:"\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]>?"?(?:[ \t]*(?::|\.\.\.|<mailto:|\(|\[|$))`)
 )
 
 // textRecipients reads a text bounce the way a person does. The recipients

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 
@@ -204,6 +205,12 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 	}
 	if w.text == nil {
 		w.text = w.html
+	}
+	if w.status == nil && w.feedback == nil && w.text != nil {
+		// A status part that the MIME structure hid: a boundary line the
+		// reader did not see (indented, or a top-level header without
+		// Content-Type) leaves it inside the text.
+		w.status = embeddedStatus(w.text)
 	}
 	rep = &Report{
 		From:    decodeWords(h.Get("From")),
@@ -604,4 +611,27 @@ func badRFC822(v string) bool {
 	a := stripAddr(stripType(v))
 	i := strings.LastIndexByte(a, '@')
 	return i <= 0 || i == len(a)-1
+}
+
+var statusStartRe = regexp.MustCompile(`(?im)^(Reporting-MTA|Final-Recipient|Original-Recipient)[ \t]*:`)
+
+// embeddedStatus returns the delivery-status fields inside a text, from the
+// first Reporting-MTA, Final-Recipient or Original-Recipient line to the
+// next boundary-like line, or nil when the text has no Final-Recipient.
+func embeddedStatus(text []byte) []byte {
+	loc := statusStartRe.FindIndex(text)
+	if loc == nil {
+		return nil
+	}
+	b := text[loc[0]:]
+	if i := bytes.Index(b, []byte("\n--")); i >= 0 {
+		b = b[:i]
+	}
+	if i := bytes.Index(b, []byte("\n --")); i >= 0 {
+		b = b[:i]
+	}
+	if !bytes.Contains(bytes.ToLower(b), []byte("final-recipient")) {
+		return nil
+	}
+	return b
 }
