@@ -262,9 +262,10 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 }
 
 // normalize prepares a message for parsing: it drops a leading mbox "From "
-// line (an artefact of storage, never sent over SMTP) and turns CR-only line
-// ends (classic Mac mailboxes) into LF. CRLF is left alone: every reader
-// here accepts it. msg is not modified; a copy is made only when needed.
+// line (an artefact of storage, never sent over SMTP) and turns lone CRs
+// (classic Mac mailboxes, or mixed into CRLF text) into LF. CRLF is left
+// alone: every reader here accepts it. msg is not modified; a copy is made
+// only when needed.
 func normalize(msg []byte) []byte {
 	for bytes.HasPrefix(msg, []byte("From ")) {
 		i := bytes.IndexByte(msg, '\n')
@@ -273,10 +274,31 @@ func normalize(msg []byte) []byte {
 		}
 		msg = msg[i+1:]
 	}
-	if i := bytes.IndexByte(msg, '\r'); i >= 0 && (i+1 == len(msg) || msg[i+1] != '\n') && bytes.IndexByte(msg, '\n') < 0 {
-		msg = bytes.ReplaceAll(msg, []byte{'\r'}, []byte{'\n'})
+	lone := false
+	for i := bytes.IndexByte(msg, '\r'); i >= 0 && i < len(msg); {
+		if i+1 == len(msg) || msg[i+1] != '\n' {
+			lone = true
+			break
+		}
+		j := bytes.IndexByte(msg[i+1:], '\r')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
 	}
-	return msg
+	if !lone {
+		return msg
+	}
+	// Some line ends are a lone CR (classic Mac files, or a report that
+	// mixes them into CRLF text): make them LF.
+	out := make([]byte, len(msg))
+	for i, c := range msg {
+		if c == '\r' && (i+1 == len(msg) || msg[i+1] != '\n') {
+			c = '\n'
+		}
+		out[i] = c
+	}
+	return out
 }
 
 // walker collects the parts Parse needs from a MIME tree. It never enters
