@@ -512,6 +512,11 @@ func (r *Report) parseStatus(b []byte) error {
 func fillStatus(rs *RecipientStatus) {
 	code, enh := diagnosticCodes(rs.Diagnostic)
 	rs.Code = code
+	if validStatus(rs.Status) && strings.HasSuffix(rs.Status, ".0.0") && enh != "" && enh[0] == rs.Status[0] {
+		// "Status: 5.0.0" over "550 5.7.1 ...": the reporter knew no
+		// more than the class; the remote server said more.
+		rs.Status = enh
+	}
 	if !validStatus(rs.Status) {
 		switch {
 		case enh != "":
