@@ -70,16 +70,23 @@ func (r *Report) fallbackToReturnedTo() {
 // human-readable part: a recipient whose diagnostic has no reply code often
 // has one in the text (Exchange, Amazon SES, Google Workspace).
 func (r *Report) fillFromText(text []byte) {
-	var body []byte
+	var addrs []string
+	for _, rs := range r.Recipients {
+		if rs.Code == 0 && (rs.Action == "failed" || rs.Action == "delayed") {
+			addrs = append(addrs, rs.Final)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	body, _ := splitReturned(text)
+	segs := segments(body, addrs) // one pass for all of them
 	for i := range r.Recipients {
 		rs := &r.Recipients[i]
 		if rs.Code != 0 || rs.Action != "failed" && rs.Action != "delayed" {
 			continue
 		}
-		if body == nil {
-			body, _ = splitReturned(text)
-		}
-		seg := segments(body, []string{rs.Final})[strings.ToLower(rs.Final)]
+		seg := segs[strings.ToLower(rs.Final)]
 		code, enh, at := bestCode(seg)
 		if code == 0 || (rs.Status != "" && rs.Status[0] != byte('0'+code/100)) {
 			if rs.Diagnostic == "" && seg != "" {
@@ -248,11 +255,14 @@ func textRecipients(text []byte, failed, skip []string) []RecipientStatus {
 	}
 	lines := strings.Split(string(text), "\n")
 	for _, line := range lines {
-		if lineAddrRe.MatchString(line) {
+		if strings.IndexByte(line, '@') >= 0 && lineAddrRe.MatchString(line) {
 			note(&listed, addrRe.FindString(line))
 		}
 	}
 	for _, line := range lines {
+		if strings.IndexByte(line, '@') < 0 {
+			continue // the regexp costs more than this look
+		}
 		for _, a := range addrRe.FindAllString(line, 20) {
 			note(&named, trimAddr(a))
 		}
@@ -308,7 +318,7 @@ func segments(text []byte, addrs []string) map[string]string {
 	n := 0
 	for _, line := range strings.Split(string(text), "\n") {
 		var here []string
-		for _, a := range addrRe.FindAllString(line, 20) {
+		for _, a := range addrsIn(line) {
 			if k := strings.ToLower(trimAddr(a)); known[k] {
 				here = append(here, k)
 			}
@@ -409,4 +419,13 @@ func clip(s string) string {
 		s = s[:1000]
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// addrsIn returns up to 20 addresses in line; lines without '@' skip the
+// regexp, whose leading class would otherwise be tried at every position.
+func addrsIn(line string) []string {
+	if strings.IndexByte(line, '@') < 0 {
+		return nil
+	}
+	return addrRe.FindAllString(line, 20)
 }
