@@ -230,17 +230,40 @@ func decodeBody(b []byte, cte string) []byte {
 	return b
 }
 
-var (
-	tagRe   = regexp.MustCompile(`(?is)<(script|style)\b.*?</(script|style)\s*>|<[^>]*>`)
-	breakRe = regexp.MustCompile(`(?i)<(br|/p|/div|/tr|/li|/h\d|p|div|tr|li)\b[^>]*>`)
-)
-
 // htmlText turns an HTML body into plain text, well enough to read a bounce
 // explanation from it: block tags become line breaks, other tags go,
-// entities are decoded.
+// script and style elements go whole, entities are decoded. One pass, no
+// regexp: report bodies can be large.
 func htmlText(b []byte) []byte {
-	s := breakRe.ReplaceAllString(string(b), "\n")
-	s = tagRe.ReplaceAllString(s, "")
-	s = html.UnescapeString(s)
-	return []byte(s)
+	out := make([]byte, 0, len(b)/2)
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c != '<' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		end := bytes.IndexByte(b[i:], '>')
+		if end < 0 {
+			break
+		}
+		tag := bytes.ToLower(bytes.TrimLeft(b[i+1:i+end], "/"))
+		if j := bytes.IndexAny(tag, " \t\r\n/"); j >= 0 {
+			tag = tag[:j]
+		}
+		i += end + 1
+		switch string(tag) {
+		case "script", "style":
+			// Skip to the closing tag.
+			low := bytes.ToLower(b[i:min(len(b), i+maxTextBytes)])
+			if k := bytes.Index(low, []byte("</"+string(tag))); k >= 0 {
+				i += k
+			} else {
+				i = len(b)
+			}
+		case "br", "p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "h5", "h6":
+			out = append(out, '\n')
+		}
+	}
+	return []byte(html.UnescapeString(string(out)))
 }

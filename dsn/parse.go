@@ -203,8 +203,8 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 	if h.Len() == 0 {
 		return nil, errors.New("dsn: message has no header fields")
 	}
-	if w.text == nil {
-		w.text = w.html
+	if w.text == nil && w.html != nil {
+		w.text = htmlText(w.html)
 	}
 	if w.status == nil && w.feedback == nil && w.text != nil {
 		// A status part that the MIME structure hid: a boundary line the
@@ -417,7 +417,7 @@ func (w *walker) leaf(t string, attachment bool, body io.Reader) error {
 		// Some gateways send their explanation only as HTML.
 		if w.html == nil && !attachment {
 			b, _ := io.ReadAll(io.LimitReader(body, maxTextBytes))
-			w.html = htmlText(b)
+			w.html = b // turned into text only if there is no text/plain
 		}
 	}
 	return nil
