@@ -19,7 +19,7 @@ import (
 // even when its From and Subject say nothing: carriers word their notices
 // in every language, and automatic replies do not attach what they answer.
 func (r *Report) classifyText(h *message.Header, text []byte, isReport, returnedCopy bool) {
-	if !isReport && !looksLikeBounce(h, r.From, r.Subject) && !(returnedCopy && !isAutoReply(h, r.Subject)) {
+	if !isReport && !looksLikeBounce(h, r.From, r.Subject) && !(returnedCopy && !isAutoReply(h, r.Subject) && saysUndelivered(text)) {
 		if isAutoReply(h, r.Subject) {
 			r.Kind = KindAutoReply
 		}
@@ -128,6 +128,25 @@ func looksLikeBounce(h *message.Header, from, subject string) bool {
 		"error sending your mail", "returned to sender", "delivery notification",
 	} {
 		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// saysUndelivered reports whether a text says that mail was not delivered,
+// in the words of the mail systems that write no bounce subject.
+func saysUndelivered(text []byte) bool {
+	if len(text) > 8192 {
+		text = text[:8192]
+	}
+	low := bytes.ToLower(text)
+	for _, w := range []string{
+		"could not be delivered", "couldn't be delivered", "not delivered", "undeliverable",
+		"unable to deliver", "delivery failed", "delivery has failed", "failed to deliver",
+		"delivery to the following", "permanent error", "returned mail",
+	} {
+		if bytes.Contains(low, []byte(w)) {
 			return true
 		}
 	}

@@ -163,6 +163,17 @@ func TestParseRealWorldShapes(t *testing.T) {
 	})
 }
 
+// A person forwarding a message as an attachment is no bounce, even though
+// a returned copy makes a text a bounce candidate.
+func TestParseForwardIsNoBounce(t *testing.T) {
+	msg := lf("From: Alice <alice@example.com>", "Subject: Fwd: lunch", `Content-Type: multipart/mixed; boundary="o"`, "", "--o",
+		"Content-Type: text/plain", "", "Bob <bob@example.org> wrote this, see attached. 550 people came.", "--o",
+		"Content-Type: message/rfc822", "", "From: bob@example.org", "To: alice@example.com", "Subject: lunch", "", "noon?", "--o--")
+	if r := parseOne(t, msg); r.Kind != KindUnknown || len(r.Recipients) != 0 {
+		t.Fatalf("kind %v recipients %+v", r.Kind, r.Recipients)
+	}
+}
+
 func TestParseARFWithoutOriginalRcptTo(t *testing.T) {
 	msg := lf("From: fbl@isp.example", "Subject: complaint", `Content-Type: multipart/report; report-type=feedback-report; boundary="b"`, "",
 		"--b", "Content-Type: text/plain", "", "A complaint", "--b", "Content-Type: message/feedback-report", "",
