@@ -76,6 +76,9 @@ func fieldGroups(b []byte) []group {
 		if cur.get(key) != "" {
 			flush()
 		}
+		if len(cur) >= maxGroupFields {
+			continue // no real group is this long; keep the checks linear
+		}
 		cur = append(cur, Header{Key: key, Value: strings.TrimSpace(string(v))})
 	}
 	flush()

@@ -254,12 +254,19 @@ func htmlText(b []byte) []byte {
 		i += end + 1
 		switch string(tag) {
 		case "script", "style":
-			// Skip to the closing tag.
-			low := bytes.ToLower(b[i:min(len(b), i+maxTextBytes)])
-			if k := bytes.Index(low, []byte("</"+string(tag))); k >= 0 {
+			// Skip to the closing tag, compared without case; each byte
+			// is looked at once, however many such elements there are.
+			for {
+				k := bytes.Index(b[i:], []byte("</"))
+				if k < 0 {
+					i = len(b)
+					break
+				}
 				i += k
-			} else {
-				i = len(b)
+				if j := i + 2 + len(tag); j <= len(b) && bytes.EqualFold(b[i+2:j], tag) {
+					break
+				}
+				i += 2
 			}
 		case "br", "p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "h5", "h6":
 			out = append(out, '\n')

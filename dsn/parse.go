@@ -28,6 +28,7 @@ const (
 	maxTextBytes    = 256 << 10 // the human-readable text read for heuristics
 	maxRecipients   = 1000      // recipients kept from one report
 	maxValueLen     = 4096      // one field value in a report part
+	maxGroupFields  = 100       // fields kept in one group of a report part
 	maxInnerBytes   = 1 << 20   // an attached message kept in case it is the report
 )
 
