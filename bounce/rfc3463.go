@@ -38,11 +38,12 @@ import "strings"
 //   - A refused sender address (x.1.7, x.1.8) is sender_rejected/soft: it
 //     is about us.
 //
-//   - Any other reply, permanent or not, is unknown/soft. RFC 5321 §4.2.1
-//     says not to repeat a permanent reply, and Penstock does not; but a
-//     reply that says nothing precise (550 alone, 5.0.0, 5.1.0) is no
-//     ground to quarantine an address: only a recipient-level reason does
-//     that.
+//   - Any other reply, permanent or not, is unknown/soft. A reply that says
+//     nothing precise (550 alone, 5.0.0, 5.1.0) is no ground to quarantine
+//     an address: only a recipient-level reason does that. The price is
+//     that such a permanent reply is retried within the validity period
+//     (RFC 5321 §4.2.1 would not repeat it): a class of its own for "final
+//     but not the address's fault" would avoid that.
 func defaultVerdict(code int, enhanced, text string) Verdict {
 	if cl, subject, detail, n, ok := parseEnhanced(enhanced); ok && n == len(enhanced) && cl != 2 {
 		if code >= 400 && code < 600 {
