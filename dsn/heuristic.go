@@ -433,9 +433,11 @@ func textStatus(addr, text string, assumeFailed bool) (rs RecipientStatus, ok bo
 }
 
 // clip bounds a diagnostic taken from free text.
+// 2 KB holds a provider's whole explanation even in a script of 3-byte
+// characters, where the words or link that identify it come last.
 func clip(s string) string {
-	if len(s) > 1000 {
-		s = s[:1000]
+	if len(s) > 2048 {
+		s = s[:2048]
 	}
 	return strings.ToValidUTF8(s, "?")
 }

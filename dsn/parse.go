@@ -207,6 +207,7 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 	if w.text == nil && w.html != nil {
 		w.text = htmlText(w.html)
 	}
+	w.text = unquote(w.text)
 	if w.status == nil && w.feedback == nil && w.text != nil {
 		// A status part that the MIME structure hid: a boundary line the
 		// reader did not see (indented, or a top-level header without
@@ -662,4 +663,41 @@ func embeddedStatus(text []byte) []byte {
 		return nil
 	}
 	return b
+}
+
+// unquote removes one level of "> " quoting from a text that is mostly
+// quoted: a bounce that a person forwarded inline. Other texts are returned
+// as they are.
+func unquote(text []byte) []byte {
+	if bytes.Count(text, []byte("\n>")) < 5 {
+		return text
+	}
+	lines := bytes.Split(text, []byte("\n"))
+	quoted, nonEmpty := 0, 0
+	for _, l := range lines {
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		nonEmpty++
+		if l[0] == '>' {
+			quoted++
+		}
+	}
+	if quoted*2 < nonEmpty {
+		return text
+	}
+	out := make([]byte, 0, len(text))
+	for i, l := range lines {
+		if len(l) > 0 && l[0] == '>' {
+			l = l[1:]
+			if len(l) > 0 && l[0] == ' ' {
+				l = l[1:]
+			}
+		}
+		if i > 0 {
+			out = append(out, '\n')
+		}
+		out = append(out, l...)
+	}
+	return out
 }

@@ -155,6 +155,18 @@ func TestParseRealWorldShapes(t *testing.T) {
 			"Final-Recipient: RFC822; a@example.org", "Action: failed", "Status: 4.4.7")
 		wantRcpt(t, parseOne(t, msg), "a@example.org", "4.4.7", 0)
 	})
+	t.Run("bounce forwarded inline, quoted", func(t *testing.T) {
+		msg := lf("From: Alice <alice@example.com>", "Subject: Fwd: returned mail", "", "Forward the message.", "",
+			"> From: Mail Delivery Subsystem <MAILER-DAEMON>", "> Subject: Returned mail: see transcript for details", ">",
+			">    ----- The following addresses had permanent fatal errors -----", "> <a@example.org>",
+			">     (reason: 550 5.1.1 <a@example.org>... User unknown)", ">", "> Final-Recipient: RFC822; a@example.org",
+			"> Action: failed", "> Status: 5.1.1", "> Diagnostic-Code: SMTP; 550 5.1.1 <a@example.org>... User unknown",
+			"> X-Virus-Scanned: ClamAV")
+		rs := wantRcpt(t, parseOne(t, msg), "a@example.org", "5.1.1", 550)
+		if strings.Contains(rs.Diagnostic, "Virus") {
+			t.Errorf("diagnostic runs into the returned headers: %q", rs.Diagnostic)
+		}
+	})
 	t.Run("report forwarded as an attachment", func(t *testing.T) {
 		inner := string(report("x", status, "\n"))
 		msg := lf("From: helpdesk@example.net", "Subject: Fwd: failure", `Content-Type: multipart/mixed; boundary="o"`, "", "--o",
