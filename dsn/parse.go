@@ -260,6 +260,7 @@ func parse(msg []byte, depth int) (rep *Report, err error) {
 		}
 		rep.fallbackToReturnedTo()
 	}
+	rep.textBody, rep.skip = nil, nil // working state, not part of the result
 	return rep, nil
 }
 
