@@ -26,6 +26,7 @@ const (
 	AccountDisabled Reason = "account_disabled" // exists but inactive, suspended or closed
 	Unreachable     Reason = "unreachable"      // no route to the destination (DNS, network)
 	Refused         Reason = "refused"          // policy, reputation, rate limit, content: about us, not the address
+	SenderRejected  Reason = "sender_rejected"  // our envelope sender refused (unknown, unverifiable, listed): about us
 	NotConnected    Reason = "not_connected"    // could not get an SMTP session (refused, timeout, TLS)
 	ErrorIgnored    Reason = "error_ignored"    // greylisting and alike: try again, think nothing of it
 	Unknown         Reason = "unknown"
@@ -34,7 +35,7 @@ const (
 func validReason(r Reason) bool {
 	switch r {
 	case UserUnknown, InvalidDomain, MailboxFull, AccountDisabled,
-		Unreachable, Refused, NotConnected, ErrorIgnored, Unknown:
+		Unreachable, Refused, SenderRejected, NotConnected, ErrorIgnored, Unknown:
 		return true
 	}
 	return false
@@ -143,7 +144,7 @@ func compile(r Rule) (compiled, error) {
 		return compiled{}, fmt.Errorf("bounce rule with code %q, enhanced %q, match %q: missing name", r.Code, r.Enhanced, r.Match)
 	}
 	if !validReason(r.Reason) {
-		return bad("unknown reason %q (want one of user_unknown, invalid_domain, mailbox_full, account_disabled, unreachable, refused, not_connected, error_ignored, unknown)", r.Reason)
+		return bad("unknown reason %q (want one of user_unknown, invalid_domain, mailbox_full, account_disabled, unreachable, refused, sender_rejected, not_connected, error_ignored, unknown)", r.Reason)
 	}
 	switch r.Class {
 	case Hard, Soft, Ignored:
@@ -231,9 +232,16 @@ func (c *Classifier) Classify(code int, enhanced, text string) Verdict {
 	}
 	var hitsBuf [8]uint64 // room for 512 branches without allocating
 	var hits []uint64     // branches whose words occur in text; scanned on first need
+	// Without a reply code (a text bounce, a DSN without a diagnostic
+	// code), the enhanced code's class stands for it: "5*" matches 5.x.x.
+	var class byte
+	if codeStr == "" && len(enhanced) > 0 && (enhanced[0] == '4' || enhanced[0] == '5') {
+		class = enhanced[0]
+	}
+	text = stripContinuationCodes(code, text)
 	for i := range c.rules {
 		r := &c.rules[i]
-		if r.Code != "" && (codeStr == "" || !glob(r.Code, codeStr)) {
+		if r.Code != "" && (codeStr == "" && !classMatches(r.Code, class) || codeStr != "" && !glob(r.Code, codeStr)) {
 			continue
 		}
 		if r.Enhanced != "" && (enhanced == "" || !glob(r.Enhanced, enhanced)) {
@@ -305,6 +313,53 @@ func glob(p, s string) bool {
 		px++
 	}
 	return px == len(p)
+}
+
+// classMatches reports whether a code pattern accepts every code of class
+// ('4' or '5'): "5*", "5??", "*".
+func classMatches(p string, class byte) bool {
+	if class == 0 || p == "" || (p[0] != class && p[0] != '*' && p[0] != '?') {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if p[i] != '*' && p[i] != '?' {
+			return false
+		}
+	}
+	return true
+}
+
+// stripContinuationCodes removes the reply code (and the enhanced code after
+// it) that a multiline reply repeats on every line, as reports quote it:
+// "550-5.2.1 The user is receiving mail at a rate that 550-5.2.1 prevents
+// ..." (RFC 5321 §4.2.1). Only repetitions of the reply's own code go.
+func stripContinuationCodes(code int, text string) string {
+	if code < 400 || code > 599 {
+		return text
+	}
+	var c [4]byte
+	c[0], c[1], c[2], c[3] = byte('0'+code/100), byte('0'+code/10%10), byte('0'+code%10), '-'
+	if !strings.Contains(text, string(c[:])) {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		if strings.HasPrefix(text[i:], string(c[:3])) && i+3 < len(text) && (text[i+3] == '-' || text[i+3] == ' ') &&
+			(i == 0 || text[i-1] == ' ') {
+			j := i + 4
+			if _, _, _, n, ok := parseEnhanced(text[j:]); ok && (j+n == len(text) || text[j+n] == ' ') {
+				j += n
+			}
+			for j < len(text) && text[j] == ' ' {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(text[i])
+		i++
+	}
+	return b.String()
 }
 
 // leadingEnhanced returns the enhanced status code at the start of text when

@@ -241,7 +241,7 @@ func TestDefaults(t *testing.T) {
 		rule   string
 	}{
 		{550, "5.1.1", "", UserUnknown, Hard, RuleRFC3463},
-		{550, "5.1.0", "", UserUnknown, Hard, RuleRFC3463},
+		{550, "5.1.0", "", Unknown, Soft, RuleRFC3463},
 		{553, "5.1.3", "", UserUnknown, Hard, RuleRFC3463},
 		{551, "5.1.6", "", UserUnknown, Hard, RuleRFC3463},
 		{550, "5.1.2", "", InvalidDomain, Hard, RuleRFC3463},
@@ -251,13 +251,13 @@ func TestDefaults(t *testing.T) {
 		{452, "4.2.2", "", MailboxFull, Soft, RuleRFC3463},
 		{550, "5.7.1", "", Refused, Soft, RuleRFC3463},
 		{421, "4.7.0", "", Refused, Soft, RuleRFC3463},
-		{451, "4.4.1", "", Unknown, Soft, RuleRFC3463},
-		{550, "5.0.0", "", Unknown, Hard, RuleRFC3463},
-		{550, "5.4.6", "", Unknown, Hard, RuleRFC3463},
+		{451, "4.4.1", "", Unreachable, Soft, RuleRFC3463},
+		{550, "5.0.0", "", Unknown, Soft, RuleRFC3463},
+		{550, "5.4.6", "", Unreachable, Soft, RuleRFC3463},
 		{501, "5.5.2", "", Unknown, Soft, RuleRFC3463},
 		{552, "5.3.4", "", Refused, Soft, RuleRFC3463},
 		{550, "5.6.0", "", Refused, Soft, RuleRFC3463},
-		{553, "5.1.7", "", Refused, Soft, RuleRFC3463},
+		{553, "5.1.7", "", SenderRejected, Soft, RuleRFC3463},
 		// The reply code decides permanence when the classes disagree.
 		{450, "5.1.1", "", Unknown, Soft, RuleRFC3463},
 		{550, "4.2.2", "", MailboxFull, Soft, RuleRFC3463},
@@ -266,7 +266,7 @@ func TestDefaults(t *testing.T) {
 		{550, "", "No such user here", UserUnknown, Hard, RuleDefault},
 		{551, "", "User not local; please try <x@y>", UserUnknown, Hard, RuleDefault},
 		{553, "", "mailbox name not allowed", UserUnknown, Hard, RuleDefault},
-		{550, "", "Go away", Unknown, Hard, RuleDefault},
+		{550, "", "Go away", Unknown, Soft, RuleDefault},
 		{552, "", "Requested mail action aborted: exceeded storage allocation", MailboxFull, Soft, RuleDefault},
 		{554, "", "Transaction failed", Refused, Soft, RuleDefault},
 		{421, "", "closing", Unknown, Soft, RuleDefault},
@@ -275,7 +275,7 @@ func TestDefaults(t *testing.T) {
 		{452, "", "insufficient system storage", Unknown, Soft, RuleDefault},
 		{500, "", "Syntax error", Unknown, Soft, RuleDefault},
 		{503, "", "Bad sequence", Unknown, Soft, RuleDefault},
-		{557, "", "whatever", Unknown, Hard, RuleDefault},
+		{557, "", "whatever", Unknown, Soft, RuleDefault},
 		{0, "", "", Unknown, Soft, RuleDefault},
 		{250, "", "ok", ErrorIgnored, Ignored, RuleDefault},
 		// An enhanced code at the start of the text is used (RFC 2034 §4)...
@@ -283,8 +283,8 @@ func TestDefaults(t *testing.T) {
 		{550, "", "5.2.1 Mailbox disabled", AccountDisabled, Hard, RuleRFC3463},
 		// ...unless its class contradicts the reply code, or it is not one.
 		{450, "", "5.1.1 whatever", Unknown, Soft, RuleDefault},
-		{550, "", "5.1.1000 whatever", Unknown, Hard, RuleDefault},
-		{550, "", "5.1.1.2 whatever", Unknown, Hard, RuleDefault},
+		{550, "", "5.1.1000 whatever", Unknown, Soft, RuleDefault},
+		{550, "", "5.1.1.2 whatever", Unknown, Soft, RuleDefault},
 	}
 	for _, tc := range cases {
 		v := c.Classify(tc.code, tc.enh, tc.text)

@@ -15,6 +15,18 @@
 // saw; an alternative that is nothing but words needs no regexp at all. When
 // no rule matches, the enhanced code decides (rfc3463.go), or failing that the
 // basic code; the reply code always decides permanence (RFC 5321 §4.2.1).
+// Without a reply code (a text bounce), the enhanced code's class stands in
+// for it in code patterns, and a multiline reply's repeated codes are
+// removed from the text before matching.
+//
+// Reasons. Only user_unknown, invalid_domain, account_disabled (hard) and
+// mailbox_full (soft) are about the recipient's address. Everything about
+// us, the message, the connection or our reputation (refused,
+// sender_rejected for a refused return path, unreachable, not_connected,
+// error_ignored) never counts against it, and a reply that says nothing
+// precise is unknown/soft: no address is quarantined on a vague reply. The
+// mapping from other tools' vocabularies and the measurement on real
+// bounces are in docs/bounces.md.
 //
 // Normalize turns a reply text into a stable key by replacing its variable
 // parts (addresses, IPs, ids, URLs, dates, numbers) with placeholders, so that

@@ -25,7 +25,7 @@ var realWorld = []struct {
 	{421, "4.7.0", "Try again later, closing connection. (EHLO) For more information, go to About SMTP error messages.", ErrorIgnored, Ignored},
 	{421, "4.4.5", "Server busy, try again later. For more information, go to About SMTP error messages.", ErrorIgnored, Ignored},
 	{451, "4.3.0", "Email server has temporarily rejected this message. Go to About SMTP error messages for more information.", ErrorIgnored, Ignored},
-	{452, "4.5.3", "Your message has too many recipients. For more information regarding Google's sending limits, go to Limits for sending & getting email.", Unknown, Soft},
+	{452, "4.5.3", "Your message has too many recipients. For more information regarding Google's sending limits, go to Limits for sending & getting email.", Refused, Soft}, // about our message, not the address
 	{552, "5.3.4", "Your message exceeded Google's message size limits. To view our message size guidelines, go to Send attachments with your Gmail message.", Refused, Soft},
 	{550, "5.7.1", "The user or domain that you are sending to (or from) has a policy that prohibits the email that you sent. Contact your domain administrator for assistance.", Refused, Soft},
 	{550, "5.7.26", "This email has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM. Authentication results: DKIM = did not pass SPF [example.com] with ip: [192.0.2.1] = did not pass.", Refused, Soft},

@@ -31,10 +31,19 @@ import "strings"
 //   - Destination system trouble (5.3.x other than 5.3.4) is unknown/soft:
 //     it is the server, not the address.
 //
-//   - Any other permanent reply is unknown/hard: RFC 5321 §4.2.1 says not to
-//     repeat it.
+//   - Network and routing trouble (x.4.1, x.4.2, x.4.6, x.4.7: no answer,
+//     bad connection, loop, expired) is unreachable/soft; x.4.4 (unable to
+//     route) is invalid_domain/hard.
 //
-//   - Any other transient reply (4xx) is unknown/soft.
+//   - A refused sender address (x.1.7, x.1.8) is sender_rejected/soft: it
+//     is about us.
+//
+//   - Any other reply, permanent or not, is unknown/soft. A reply that says
+//     nothing precise (550 alone, 5.0.0, 5.1.0) is no ground to quarantine
+//     an address: only a recipient-level reason does that. The price is
+//     that such a permanent reply is retried within the validity period
+//     (RFC 5321 §4.2.1 would not repeat it): a class of its own for "final
+//     but not the address's fault" would avoid that.
 func defaultVerdict(code int, enhanced, text string) Verdict {
 	if cl, subject, detail, n, ok := parseEnhanced(enhanced); ok && n == len(enhanced) && cl != 2 {
 		if code >= 400 && code < 600 {
@@ -51,6 +60,10 @@ func enhancedVerdict(class, subject, detail int) Verdict {
 		switch {
 		case subject == 2 && detail == 2: // 4.2.2 mailbox full
 			return v(MailboxFull, Soft)
+		case subject == 1 && (detail == 7 || detail == 8): // our sender address
+			return v(SenderRejected, Soft)
+		case subject == 4: // network and routing: no answer, bad connection, expired
+			return v(Unreachable, Soft)
 		case subject == 7: // 4.7.x security or policy: throttling, reputation
 			return v(Refused, Soft)
 		}
@@ -59,12 +72,12 @@ func enhancedVerdict(class, subject, detail int) Verdict {
 	switch subject {
 	case 1: // addressing status
 		switch detail {
-		case 0, 1, 3, 6, 10: // other, bad mailbox, bad syntax, moved; 5.1.10 (RFC 7505 null MX recipient)
+		case 1, 3, 6, 10: // bad mailbox, bad syntax, moved; 5.1.10 (RFC 7505 null MX recipient)
 			return v(UserUnknown, Hard)
 		case 2: // bad destination system address
 			return v(InvalidDomain, Hard)
 		case 7, 8: // bad sender mailbox or system: about us
-			return v(Refused, Soft)
+			return v(SenderRejected, Soft)
 		}
 	case 2: // mailbox status
 		switch detail {
@@ -76,22 +89,35 @@ func enhancedVerdict(class, subject, detail int) Verdict {
 			return v(Refused, Soft)
 		}
 	case 3: // mail system status
-		if detail == 4 { // message too big for system
+		switch detail {
+		case 4: // message too big for system
 			return v(Refused, Soft)
+		case 2: // system not accepting network messages
+			return v(Unreachable, Soft)
 		}
 		return v(Unknown, Soft)
 	case 4: // network and routing status
-		if detail == 4 { // unable to route
+		switch detail {
+		case 4: // unable to route
 			return v(InvalidDomain, Hard)
+		case 1, 2, 7: // no answer, bad connection, delivery time expired
+			return v(Unreachable, Soft)
+		case 6: // routing loop
+			return v(Unreachable, Soft)
 		}
 	case 5: // protocol status
 		return v(Unknown, Soft)
 	case 6: // media: content conversion and the like
 		return v(Refused, Soft)
 	case 7: // security or policy
+		if detail == 13 { // user account disabled (RFC 5248 registry)
+			return v(AccountDisabled, Hard)
+		}
 		return v(Refused, Soft)
 	}
-	return v(Unknown, Hard)
+	// x.0.0, x.1.0 and the rest say nothing precise: never enough to
+	// quarantine an address.
+	return v(Unknown, Soft)
 }
 
 // userUnknownWords suggest, on a bare 550/551/553, that the mailbox does not
@@ -116,7 +142,7 @@ func basicVerdict(code int, text string) Verdict {
 				return v(UserUnknown, Hard)
 			}
 		}
-		return v(Unknown, Hard)
+		return v(Unknown, Soft)
 	case code == 552: // exceeded storage allocation (RFC 5321 §4.2.3)
 		return v(MailboxFull, Soft)
 	case code == 554: // transaction failed: in practice a policy refusal
@@ -124,7 +150,7 @@ func basicVerdict(code int, text string) Verdict {
 	case code >= 500 && code <= 504: // syntax and sequence errors
 		return v(Unknown, Soft)
 	case code >= 500 && code < 600:
-		return v(Unknown, Hard)
+		return v(Unknown, Soft)
 	case code >= 400 && code < 500:
 		return v(Unknown, Soft)
 	case code >= 200 && code < 400:

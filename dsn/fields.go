@@ -3,7 +3,6 @@ package dsn
 import (
 	"bytes"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -50,8 +49,12 @@ func fieldGroups(b []byte) []group {
 		if line[0] == ' ' || line[0] == '\t' {
 			if len(cur) > 0 {
 				h := &cur[len(cur)-1]
+				// The fold's indentation is not part of the value: a
+				// reply quoted over several lines must read as one line
+				// for the text rules ("Recipient    address rejected"
+				// would match nothing).
 				if len(h.Value)+len(line) <= maxValueLen {
-					h.Value = strings.TrimSpace(h.Value + string(line))
+					h.Value = strings.TrimSpace(h.Value + " " + string(bytes.TrimSpace(line)))
 				}
 			}
 			continue
@@ -67,7 +70,16 @@ func fieldGroups(b []byte) []group {
 		if len(v) > maxValueLen {
 			v = v[:maxValueLen]
 		}
-		cur = append(cur, Header{Key: string(k), Value: strings.TrimSpace(string(v))})
+		// Some MTAs leave out the blank line between recipient groups: a
+		// field already in the group starts the next one.
+		key := string(k)
+		if cur.get(key) != "" {
+			flush()
+		}
+		if len(cur) >= maxGroupFields {
+			continue // no real group is this long; keep the checks linear
+		}
+		cur = append(cur, Header{Key: key, Value: strings.TrimSpace(string(v))})
 	}
 	flush()
 	return out
@@ -121,9 +133,9 @@ func firstWord(s string) string {
 }
 
 var (
-	statusRe   = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
-	enhancedRe = regexp.MustCompile(`(?:^|[\s(#:\[-])([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:$|[\s),;:\]])`)
-	basicRe    = regexp.MustCompile(`(?:^|[\s(:#])([245][0-9][0-9])(?:$|[\s:-])`)
+	statusRe = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
+	// addrRe matches a bare address in running text.
+	addrRe = regexp.MustCompile(`[^\s<>@(),;:"'\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]`)
 )
 
 // validStatus reports whether s is an RFC 3463 status code.
@@ -133,12 +145,139 @@ func validStatus(s string) bool { return statusRe.MatchString(s) }
 // found in a diagnostic such as "smtp; 550 5.1.1 user unknown" or
 // "X-Postfix; host mx said: 550-5.1.1 ...". Either may be missing.
 func diagnosticCodes(d string) (code int, enhanced string) {
-	d = stripType(d)
-	if m := basicRe.FindStringSubmatch(d); m != nil {
-		code, _ = strconv.Atoi(m[1])
-	}
-	if m := enhancedRe.FindStringSubmatch(d); m != nil {
-		enhanced = m[1]
-	}
+	code, enhanced, _ = bestCode(stripType(d))
 	return code, enhanced
+}
+
+// hasCode reports whether s holds a failure reply code.
+func hasCode(s string) bool {
+	c, _, _ := bestCode(s)
+	return c != 0
+}
+
+// bestCode finds the reply code that reports the failure in a diagnostic or
+// a transcript, and its enhanced code, and returns where the reply starts.
+// Real texts hold other numbers that look like codes: greetings ("220-mx
+// ESMTP"), IPv6 and IPv4 fragments, sizes, ids, and the "503 need RCPT"
+// that follows a refused recipient. So: only 4xx and 5xx replies count; a
+// number preceded by a colon counts unless it ends an IPv6 address; a reply
+// followed by an enhanced code of its class (RFC 3463 §2) beats one that is
+// not, a permanent reply beats a transient one, and a 503 (bad sequence of
+// commands, RFC 5321 §4.2.4) counts only when there is nothing else. With
+// no basic code, the first 4.x.x or 5.x.x enhanced code is returned alone
+// and at is its position.
+func bestCode(s string) (code int, enhanced string, at int) {
+	best, bestScore := -1, -1
+	var bestEnh string
+	firstEnh, firstEnhAt := "", -1
+	for i := 0; i+3 <= len(s); i++ {
+		c := s[i]
+		if c < '2' || c > '5' || (i > 0 && !codeBefore(s, i)) {
+			continue
+		}
+		if e, n := enhancedAt(s, i); n > 0 {
+			if firstEnhAt < 0 && e[0] != '2' {
+				firstEnh, firstEnhAt = e, i
+			}
+			i += n - 1
+			continue
+		}
+		if !isDigit(s[i+1]) || !isDigit(s[i+2]) || (i+3 < len(s) && !codeAfter(s[i+3])) {
+			continue
+		}
+		if c != '4' && c != '5' {
+			i += 2
+			continue
+		}
+		score := 1
+		if c == '5' {
+			score = 2
+		}
+		var enh string
+		if i+4 < len(s) && (s[i+3] == ' ' || s[i+3] == '-') {
+			if e, n := enhancedAt(s, i+4); n > 0 && e[0] == c {
+				enh, score = e, score+4
+			}
+		}
+		if s[i:i+3] == "503" {
+			score = 0
+		}
+		if score > bestScore {
+			best, bestScore, bestEnh = i, score, enh
+		}
+		i += 2
+	}
+	if best < 0 {
+		if firstEnhAt >= 0 {
+			return 0, firstEnh, firstEnhAt
+		}
+		return 0, "", 0
+	}
+	code = int(s[best]-'0')*100 + int(s[best+1]-'0')*10 + int(s[best+2]-'0')
+	if bestEnh == "" && firstEnhAt >= 0 && firstEnh[0] == s[best] {
+		bestEnh = firstEnh
+	}
+	return code, bestEnh, best
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// codeBefore reports whether the byte before s[i] may precede a code.
+func codeBefore(s string, i int) bool {
+	switch s[i-1] {
+	case ' ', '\t', '(', '[', '#', '\'', '"', '=', '<', '>', '\n', '\r':
+		return true
+	case ':':
+		// "RCPT TO:550", but not the end of an IPv6 address
+		// ("2001:db8::220").
+		colons, j := 0, i-1
+		for ; j >= 0 && j > i-40 && (s[j] == ':' || isHexDigit(s[j])); j-- {
+			if s[j] == ':' {
+				colons++
+			}
+		}
+		return colons < 2
+	}
+	return false
+}
+
+func codeAfter(c byte) bool {
+	switch c {
+	case ' ', '\t', '-', ')', ']', ',', ';', ':', '\'', '"', '\n', '\r':
+		return true
+	}
+	return false
+}
+
+func isHexDigit(c byte) bool {
+	return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// enhancedAt reads an RFC 3463 code (class.subject.detail, 1 to 3 digits
+// each) at s[i:] and returns it and its length, or n == 0.
+func enhancedAt(s string, i int) (string, int) {
+	j := i
+	if j+5 > len(s) || (s[j] != '2' && s[j] != '4' && s[j] != '5') || s[j+1] != '.' {
+		return "", 0
+	}
+	j += 2
+	for part := 0; part < 2; part++ {
+		k := j
+		for j < len(s) && j-k < 3 && isDigit(s[j]) {
+			j++
+		}
+		if j == k {
+			return "", 0
+		}
+		if part == 0 {
+			if j >= len(s) || s[j] != '.' {
+				return "", 0
+			}
+			j++
+		}
+	}
+	if j < len(s) && (isDigit(s[j]) || s[j] == '.' && j+1 < len(s) && isDigit(s[j+1])) {
+		return "", 0 // a version number or an IP address
+	}
+	return s[i:j], j - i
 }

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/emersion/go-message"
 )
 
-// classifyText decides what a message without a report part is: a classic
-// text bounce, an automatic reply, or unknown.
-func (r *Report) classifyText(h *message.Header, text []byte) {
-	bounce := looksLikeBounce(h, r.From, r.Subject)
-	if !bounce {
+// classifyText decides what a message without a usable report part is: a
+// classic text bounce, an automatic reply, or unknown. isReport is true when
+// the message is a report whose status part named no recipient: it is a
+// bounce whatever its headers say.
+//
+// A message that returns a copy of the original (message/rfc822 or
+// text/rfc822-headers, flagged by returnedCopy) is read as a possible bounce
+// even when its From and Subject say nothing: carriers word their notices
+// in every language, and automatic replies do not attach what they answer.
+func (r *Report) classifyText(h *message.Header, text []byte, isReport, returnedCopy bool) {
+	if !isReport && !looksLikeBounce(h, r.From, r.Subject) && !(returnedCopy && !isAutoReply(h, r.Subject) && saysUndelivered(text)) {
 		if isAutoReply(h, r.Subject) {
 			r.Kind = KindAutoReply
 		}
@@ -32,9 +37,72 @@ func (r *Report) classifyText(h *message.Header, text []byte) {
 			}
 		}
 	}
-	r.Recipients = textRecipients(body, failed)
+	// Addresses that are not recipients: the reporter's and the notified
+	// sender's (a bounce quotes both), and the original sender's.
+	var skip []string
+	for _, k := range []string{"From", "To", "Reply-To", "Return-Path", "Sender"} {
+		skip = append(skip, headerAddrs([]Header{{Key: k, Value: h.Get(k)}}, k)...)
+	}
+	skip = append(skip, headerAddrs(r.OriginalHeaders, "From", "Return-Path", "Sender", "Reply-To")...)
+	r.Recipients = textRecipients(body, failed, skip)
 	if len(r.Recipients) > 0 {
 		r.Kind = KindDSN
+	}
+	r.textBody, r.skip = body, skip
+}
+
+// fallbackToReturnedTo is the last resort for a text bounce that names no
+// address (some carriers only say that "the" address failed): the returned
+// message's single recipient is the one.
+func (r *Report) fallbackToReturnedTo() {
+	if r.Kind != KindUnknown || r.textBody == nil {
+		return
+	}
+	if to := headerAddrs(r.OriginalHeaders, "To"); len(to) == 1 && !isSkipped(to[0], r.skip) {
+		if rs, ok := textStatus(to[0], strings.Join(strings.Fields(string(r.textBody)), " "), true); ok {
+			r.Recipients = append(r.Recipients, rs)
+			r.Kind = KindDSN
+		}
+	}
+}
+
+// fillFromText completes the recipients of a delivery-status part from the
+// human-readable part: a recipient whose diagnostic has no reply code often
+// has one in the text (Exchange, Amazon SES, Google Workspace).
+func (r *Report) fillFromText(text []byte) {
+	var addrs []string
+	for _, rs := range r.Recipients {
+		if rs.Code == 0 && (rs.Action == "failed" || rs.Action == "delayed") {
+			addrs = append(addrs, rs.Final)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	body, _ := splitReturned(text)
+	segs := segments(body, addrs) // one pass for all of them
+	for i := range r.Recipients {
+		rs := &r.Recipients[i]
+		if rs.Code != 0 || rs.Action != "failed" && rs.Action != "delayed" {
+			continue
+		}
+		seg := segs[strings.ToLower(rs.Final)]
+		code, enh, at := bestCode(seg)
+		if code == 0 || (rs.Status != "" && rs.Status[0] != byte('0'+code/100)) {
+			if rs.Diagnostic == "" && seg != "" {
+				// No diagnostic at all (Gmail's own reports): the
+				// text's words are all there is to classify.
+				rs.Diagnostic = TextDiagnosticType + "; " + clip(seg)
+			}
+			continue
+		}
+		rs.Code = code
+		if rs.Diagnostic == "" || !hasCode(rs.Diagnostic) {
+			rs.Diagnostic = "smtp; " + clip(seg[at:])
+		}
+		if enh != "" && (rs.Status == "" || strings.HasSuffix(rs.Status, ".0.0")) {
+			rs.Status = enh
+		}
 	}
 }
 
@@ -45,7 +113,7 @@ func looksLikeBounce(h *message.Header, from, subject string) bool {
 		return true
 	}
 	f := strings.ToLower(from)
-	for _, w := range []string{"mailer-daemon@", "postmaster@", "mail delivery subsystem", "mail delivery system"} {
+	for _, w := range []string{"mailer-daemon", "postmaster@", "mail delivery subsystem", "mail delivery system"} {
 		if strings.Contains(f, w) {
 			return true
 		}
@@ -57,8 +125,28 @@ func looksLikeBounce(h *message.Header, from, subject string) bool {
 		"returned mail", "could not be delivered", "delivery has failed",
 		"nondeliverable", "non-deliverable", "unzustellbar", "nicht zustellbar",
 		"non remis", "non distribuable", "mail system error", "delivery failed",
+		"error sending your mail", "returned to sender", "delivery notification",
 	} {
 		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// saysUndelivered reports whether a text says that mail was not delivered,
+// in the words of the mail systems that write no bounce subject.
+func saysUndelivered(text []byte) bool {
+	if len(text) > 8192 {
+		text = text[:8192]
+	}
+	low := bytes.ToLower(text)
+	for _, w := range []string{
+		"could not be delivered", "couldn't be delivered", "not delivered", "undeliverable",
+		"unable to deliver", "delivery failed", "delivery has failed", "failed to deliver",
+		"delivery to the following", "permanent error", "returned mail",
+	} {
+		if bytes.Contains(low, []byte(w)) {
 			return true
 		}
 	}
@@ -154,110 +242,184 @@ func splitReturned(text []byte) (body []byte, returned []Header) {
 
 var (
 	fieldLineRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*:`)
-	// addrLineRe matches a line that starts with an address, alone or
-	// followed by ":" or "..." and text: "<a@b>:", "  a@b",
+	hostRe      = regexp.MustCompile(`\bhost ([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)[ \[]`)
+	// lineAddrRe matches a line that starts with an address, as text
+	// bounces list their recipients: "<a@b>:", "  a@b", "\"a@b\":",
 	// "<a@b>: host mx said: 550 ...", "<a@b>... User unknown".
-	addrLineRe = regexp.MustCompile(`^[ \t]*<?([^\s<>@(),;:"\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])>?(?:[ \t]*(?::|\.\.\.)[ \t]*(.*?)|[ \t]*)[ \t]*$`)
-	hostRe     = regexp.MustCompile(`\bhost ([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)[ \[]`)
+	lineAddrRe = regexp.MustCompile(`^[ \t]*["<]?[^\s<>@(),;:"\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]>?"?(?:[ \t]*(?::|\.\.\.|<mailto:|\(|\[|$))`)
 )
 
-// block is the text a bounce gives about one address.
-type block struct {
-	addr string
-	text []string
-}
-
-// textRecipients reads a text bounce the way a person does: each line that
-// starts with an address opens a block that runs to the next blank line or
-// address line, and the block's reply codes give the status. Addresses named
-// in failed (X-Failed-Recipients) count as failed even without a code. When
-// the text names exactly one address, a code anywhere in it is that
-// address's.
-func textRecipients(text []byte, failed []string) []RecipientStatus {
-	var blocks []*block
-	var cur *block
-	for _, raw := range strings.Split(string(text), "\n") {
-		line := strings.TrimRight(raw, "\r \t")
-		if line == "" {
-			cur = nil
-			continue
-		}
-		if m := addrLineRe.FindStringSubmatch(line); m != nil {
-			if len(blocks) >= maxRecipients {
-				break
-			}
-			cur = &block{addr: m[1]}
-			if m[2] != "" {
-				cur.text = append(cur.text, m[2])
-			}
-			blocks = append(blocks, cur)
-			continue
-		}
-		if cur != nil && len(cur.text) < 50 {
-			cur.text = append(cur.text, strings.TrimSpace(line))
-		}
-	}
-
-	isFailed := make(map[string]bool, len(failed))
-	for _, a := range failed {
-		isFailed[strings.ToLower(a)] = true
-	}
+// textRecipients reads a text bounce the way a person does. The recipients
+// are the addresses in X-Failed-Recipients and those that start a line
+// ("<a@b>: 550 ...", Exim's and Postfix's lists), even if in skip (a
+// sender can write to itself); failing those, any address the text names
+// that is not in skip ("could not deliver your
+// message to a@b"). Each address gets the text from its first mention to
+// the mention of another address, and the best reply code in that text
+// gives its status. When the text names exactly one address, a code
+// anywhere in it is that address's.
+func textRecipients(text []byte, failed, skip []string) []RecipientStatus {
+	var listed, named []string
 	seen := make(map[string]bool)
-	var out []RecipientStatus
-	add := func(addr, text string, mustFail bool) {
-		key := strings.ToLower(addr)
-		if seen[key] || len(out) >= maxRecipients {
+	note := func(list *[]string, a string) {
+		k := strings.ToLower(a)
+		if seen[k] || (list == &named && isSkipped(a, skip)) || len(seen) >= maxRecipients {
 			return
 		}
-		rs, ok := textStatus(addr, text)
-		if !ok {
-			if !mustFail {
-				return
-			}
-			rs.Action, rs.Status = "failed", "5.0.0"
-		}
-		seen[key] = true
-		out = append(out, rs)
-	}
-	for _, b := range blocks {
-		t := strings.Join(b.text, " ")
-		if _, ok := textStatus(b.addr, t); !ok && len(blocks) == 1 {
-			t = strings.Join(strings.Fields(string(text)), " ")
-		}
-		add(b.addr, t, isFailed[strings.ToLower(b.addr)])
+		seen[k] = true
+		*list = append(*list, a)
 	}
 	for _, a := range failed {
-		add(a, "", true)
+		note(&listed, a)
+	}
+	lines := strings.Split(string(text), "\n")
+	for _, line := range lines {
+		if strings.IndexByte(line, '@') >= 0 && lineAddrRe.MatchString(line) {
+			note(&listed, addrRe.FindString(line))
+		}
+	}
+	for _, line := range lines {
+		if strings.IndexByte(line, '@') < 0 {
+			continue // the regexp costs more than this look
+		}
+		for _, a := range addrRe.FindAllString(line, 20) {
+			note(&named, trimAddr(a))
+		}
+	}
+	addrs := listed
+	if len(addrs) == 0 {
+		addrs = named
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	segs := segments(text, append(append([]string(nil), listed...), named...))
+	whole := ""
+	var out []RecipientStatus
+	for _, a := range addrs {
+		t := segs[strings.ToLower(a)]
+		if c, enh, _ := bestCode(t); c == 0 && enh == "" && len(addrs) == 1 {
+			if whole == "" {
+				whole = strings.Join(strings.Fields(string(text)), " ")
+			}
+			t = whole
+		}
+		if rs, ok := textStatus(a, t, true); ok {
+			out = append(out, rs)
+		}
 	}
 	return out
 }
 
-// textStatus makes a RecipientStatus from the free text about one address.
-// ok is false when the text has no failure or delay code.
-func textStatus(addr, text string) (rs RecipientStatus, ok bool) {
-	rs.Final = addr
-	if len(text) > 512 {
-		text = text[:512]
+func trimAddr(a string) string {
+	return strings.TrimRight(strings.TrimLeft(a, "'\"<"), ".'\">")
+}
+
+func isSkipped(a string, skip []string) bool {
+	for _, s := range skip {
+		if strings.EqualFold(a, s) {
+			return true
+		}
 	}
+	return false
+}
+
+// segments gives each address the text about it: every run of lines from
+// a line naming it to the next line naming another of addrs (at most 40
+// lines a run), joined by single spaces. Keys are lower case.
+func segments(text []byte, addrs []string) map[string]string {
+	known := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		known[strings.ToLower(a)] = true
+	}
+	parts := make(map[string]*strings.Builder, len(addrs))
+	var cur []string // addresses the current run is about
+	n := 0
+	for _, line := range strings.Split(string(text), "\n") {
+		var here []string
+		for _, a := range addrsIn(line) {
+			if k := strings.ToLower(trimAddr(a)); known[k] {
+				here = append(here, k)
+			}
+		}
+		if len(here) > 0 && !sameSet(here, cur) {
+			cur, n = here, 0
+		}
+		if n++; n > 40 || len(cur) == 0 {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		for _, k := range cur {
+			b := parts[k]
+			if b == nil {
+				b = &strings.Builder{}
+				parts[k] = b
+			}
+			if b.Len() < 4096 {
+				if b.Len() > 0 {
+					b.WriteByte(' ')
+				}
+				b.WriteString(strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+	out := make(map[string]string, len(parts))
+	for k, b := range parts {
+		out[k] = b.String()
+	}
+	return out
+}
+
+// sameSet reports whether every address in a is in b.
+func sameSet(a, b []string) bool {
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			found = found || x == y
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// textStatus makes a RecipientStatus from the free text about one address.
+// ok is false when the text reports no failure: a success code, or no code
+// at all unless assumeFailed.
+func textStatus(addr, text string, assumeFailed bool) (rs RecipientStatus, ok bool) {
+	rs.Final = addr
 	text = strings.ToValidUTF8(text, "?")
 	if m := hostRe.FindStringSubmatch(text); m != nil {
 		rs.RemoteMTA = m[1]
 	}
-	loc := basicRe.FindStringSubmatchIndex(text)
-	_, enh := diagnosticCodes(text)
+	code, enh, at := bestCode(text)
 	switch {
-	case loc != nil:
-		rs.Code, _ = strconv.Atoi(text[loc[2]:loc[3]])
-		rs.Diagnostic = "smtp; " + text[loc[2]:]
-	case enh != "":
-		rs.Diagnostic = text
+	case code != 0:
+		rs.Code = code
+		rs.Diagnostic = "smtp; " + clip(text[at:])
 	default:
-		rs.Diagnostic = text
-		return rs, false
+		// "<a@b>: Sorry, no mailbox here by that name. (#5.1.1)": the
+		// address that opens the text is not part of the diagnostic.
+		t := strings.TrimSpace(text)
+		if m := lineAddrRe.FindString(t); m != "" && strings.EqualFold(trimAddr(addrRe.FindString(m)), addr) {
+			t = strings.TrimSpace(strings.TrimLeft(t[len(m):], ":.( "))
+		}
+		rs.Diagnostic = TextDiagnosticType + "; " + clip(t)
+		if enh == "" && !assumeFailed {
+			return rs, false
+		}
 	}
 	rs.Status = enh
-	if rs.Status == "" {
-		rs.Status = fmt.Sprintf("%d.0.0", rs.Code/100)
+	switch {
+	case rs.Status != "":
+	case code != 0:
+		rs.Status = fmt.Sprintf("%d.0.0", code/100)
+	default:
+		rs.Status = "5.0.0"
 	}
 	switch rs.Status[0] {
 	case '5':
@@ -268,4 +430,23 @@ func textStatus(addr, text string) (rs RecipientStatus, ok bool) {
 		return rs, false // a 2xx in a transcript is not about a failure
 	}
 	return rs, true
+}
+
+// clip bounds a diagnostic taken from free text.
+// 2 KB holds a provider's whole explanation even in a script of 3-byte
+// characters, where the words or link that identify it come last.
+func clip(s string) string {
+	if len(s) > 2048 {
+		s = s[:2048]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// addrsIn returns up to 20 addresses in line; lines without '@' skip the
+// regexp, whose leading class would otherwise be tried at every position.
+func addrsIn(line string) []string {
+	if strings.IndexByte(line, '@') < 0 {
+		return nil
+	}
+	return addrRe.FindAllString(line, 20)
 }

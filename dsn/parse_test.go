@@ -30,7 +30,7 @@ func TestParseTestdata(t *testing.T) {
 	}{
 		{file: "postfix.eml", kind: KindDSN, reporter: "mail.example.net", id: "0123456789abcdef",
 			rcpts: []rcpt{{"alice@example.org", "failed", "5.1.1", 550, "mx1.example.org",
-				"smtp; 550 5.1.1 <alice@example.org>: Recipient address    rejected: User unknown"}}},
+				"smtp; 550 5.1.1 <alice@example.org>: Recipient address rejected: User unknown"}}},
 		{file: "postfix-multi.eml", kind: KindDSN, reporter: "relay.example.com", envID: "00000000000000aa",
 			rcpts: []rcpt{
 				{"bob@slow.example", "delayed", "4.4.1", 0, "", "X-Postfix; connect to mx.slow.example[198.51.100.77]:25:"},
@@ -48,7 +48,7 @@ func TestParseTestdata(t *testing.T) {
 				"smtp; 550 5.1.1 <frank@nowhere.example>: Recipient address rejected"}}},
 		{file: "qmail.eml", kind: KindDSN, id: "0000111122223333",
 			rcpts: []rcpt{
-				{"grace@oldhost.example", "failed", "5.1.1", 0, "", "Sorry, no mailbox here by that name. (#5.1.1)"},
+				{"grace@oldhost.example", "failed", "5.1.1", 0, "", "X-Text; Sorry, no mailbox here by that name. (#5.1.1)"},
 				{"heidi@far.example", "failed", "5.7.1", 550, "", "smtp; 550 5.7.1 <heidi@far.example>: Relay access denied"},
 			}},
 		{file: "yahoo.eml", kind: KindDSN, id: "9999888877776666",
@@ -270,11 +270,6 @@ func TestParseMalformed(t *testing.T) {
 		want string // substring of the error
 	}{
 		{"empty", nil, "empty"},
-		{"truncated in the delivery-status header", postfix[:cut+20], "reading part"},
-		{"truncated in the delivery-status body", postfix[:cut+80], "delivery-status"},
-		{"truncated before the report part", postfix[:cut-50], "reading part"},
-		{"missing boundary", []byte("From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b\n--x--\n"), "without a boundary"},
-		{"wrong boundary", []byte("From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=y\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b\n--x--\n"), "reading part"},
 		{"binary garbage", garbage, "header"},
 		{"NUL bytes", []byte("\x00\x00\x00\x00\r\n\r\n"), "header"},
 		{"huge header", append([]byte("Subject: "+strings.Repeat("x", 600<<10)+"\n\n"), "body"...), "header"},
@@ -301,6 +296,26 @@ func TestParseMalformed(t *testing.T) {
 	}
 	if _, err := Parse(append(bytes.Repeat([]byte("X-A: b\n"), 10), make([]byte, MaxSize)...)); !errors.Is(err, ErrTooBig) {
 		t.Errorf("too big: %v is not ErrTooBig", err)
+	}
+
+	// Damage before or inside the status part (a cut, a lost boundary
+	// parameter) falls back to what can still be read: the status part
+	// found by its boundary lines, or the human-readable text.
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"truncated in the delivery-status header", postfix[:cut+20]},
+		{"truncated in the delivery-status body", postfix[:cut+80]},
+		{"truncated before the report part", postfix[:cut-50]},
+		{"missing boundary", []byte("From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n--x--\n")},
+		{"wrong boundary", []byte("From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=y\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b.example\nStatus: 5.1.1\n--x--\n")},
+		{"boundary folded without indentation", []byte("From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status;\nboundary=\"x\"\n\n--x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n--x--\n")},
+	} {
+		r, err := Parse(tc.msg)
+		if err != nil || r.Kind != KindDSN || len(r.Recipients) != 1 || r.Recipients[0].Status != "5.1.1" {
+			t.Errorf("%s: %v %+v", tc.name, err, r)
+		}
 	}
 
 	// A cut after the status part (no final boundary, copy cut short) is
