@@ -17,6 +17,7 @@ import (
 
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
 )
@@ -127,6 +128,36 @@ func TestPermanentFailureBounces(t *testing.T) {
 	}
 	if st := p.Stats(); st.Attempts != 1 {
 		t.Fatalf("the provider saw %d transactions, want 1 (no retry of a hard bounce)", st.Attempts)
+	}
+}
+
+// A 5xx reply no rule recognises ends the delivery at once (RFC 5321: 5yz
+// is permanent) but, being unknown, is soft: never held against the
+// address in the quarantine.
+func TestUnknownPermanentReplyBouncesWithoutQuarantine(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "vague", RcptReply: func(rcpt string) string {
+		return "550 Go away"
+	}}, []string{"vague.test"}, "mx.vague.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, nil)
+	if err := h.send("s@penstock.test", []string{"bob@vague.test"}, message("s@penstock.test", "bob@vague.test", "v", 300)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "bounce record", func() bool { return countType(h.records(), events.Bounce) == 1 })
+	for _, r := range h.records() {
+		if r.Type == events.Bounce && (r.Reason != "unknown" || r.Class != "soft") {
+			t.Fatalf("bounce %+v, want reason unknown, class soft", r)
+		}
+	}
+	if st := p.Stats(); st.Attempts != 1 {
+		t.Fatalf("%d transactions, want 1: a 5xx is not retried", st.Attempts)
+	}
+	if e, ok := h.m.Quarantine.Get("bob@vague.test"); ok && (e.Status == quarantine.Quarantined || e.Errors > 0) {
+		t.Fatalf("an unrecognised reply was held against the address: %+v", e)
 	}
 }
 

@@ -95,7 +95,15 @@ func (o *Outcome) hard() bool {
 		return true
 	}
 	if o.Verdict.Class != "" {
-		return o.Verdict.Class == bounce.Hard
+		if o.Verdict.Class == bounce.Hard {
+			return true
+		}
+		// RFC 5321 §4.2.1: a 5yz reply is permanent. One that no rule
+		// recognises ends the delivery (a bounce) without being held
+		// against the address: its class stays soft, so the quarantine
+		// does not count it; retrying it for days would only annoy the
+		// receiver.
+		return o.Verdict.Reason == bounce.Unknown && o.Code >= 500
 	}
 	if o.Code != 0 {
 		return o.Code >= 500
