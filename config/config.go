@@ -91,6 +91,17 @@ type SMTP struct {
 type HTTP struct {
 	Listen string `toml:"listen"` // default 127.0.0.1:8025
 	Token  string `toml:"token"`  // bearer token; required off loopback
+	// MetricsToken is the bearer token for /metrics; default: Token.
+	MetricsToken string `toml:"metrics_token"`
+	// MetricsOpen serves /metrics without a token (a scraper on a private
+	// network); default false.
+	MetricsOpen bool `toml:"metrics_open"`
+	// MaxConnections caps concurrent HTTP connections (each one a file
+	// descriptor); more wait to be accepted. Default 512.
+	MaxConnections int `toml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection with no request for this
+	// long. Default 1m.
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // DNS is [dns].
@@ -228,7 +239,7 @@ func Default() *Config {
 			MaxRecipients:   1000,
 			MaxConnections:  1000,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8025"},
+		HTTP: HTTP{Listen: "127.0.0.1:8025", MaxConnections: 512, IdleTimeout: Duration(time.Minute)},
 		// An empty list rather than nil, so that the effective config's
 		// nameservers = [] reads back equal.
 		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second)},

@@ -239,6 +239,11 @@ func (v *validator) http(h *HTTP) {
 	if h.Token == "" && !loopback(h.Listen) {
 		v.errf(at, "token", "must be set when listen (%q) is not a loopback address", h.Listen)
 	}
+	if h.MetricsOpen && h.MetricsToken != "" {
+		v.errf(at, "metrics_open", "true with metrics_token set: /metrics is either open or behind metrics_token, not both")
+	}
+	v.atLeast(at, "max_connections", h.MaxConnections, 1)
+	v.positive(at, "idle_timeout", h.IdleTimeout)
 }
 
 func (v *validator) dns(d *DNS) {
