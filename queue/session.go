@@ -164,6 +164,13 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 			return c, t, nil
 		}
 		lastErr, lastT = err, t
+		if resourceFailure(err) {
+			// Our descriptors or buffers ran out (EMFILE, ENOBUFS): not
+			// the site's doing, so flow control hears nothing, and the
+			// next address would fail the same way.
+			s.remember(replyOf(err, t, q.now()))
+			break
+		}
 		ev := flow.Event{Site: s.key, Path: p.String(t), Err: true, Text: err.Error()}
 		var se *smtpclient.Error
 		if errors.As(err, &se) {
