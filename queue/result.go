@@ -23,8 +23,8 @@ type Outcome struct {
 	Code      int
 	Enhanced  string
 	Text      string
-	Local     bool // no remote reply: our side or the network
-	Permanent bool // a local error that will not heal (NXDOMAIN, null MX)
+	Local     bool   // no remote reply: our side or the network
+	Permanent bool   // a local error that will not heal (NXDOMAIN, null MX)
 	Kind      string // without a reply: bounce.KindOf the error (bounce.Local*)
 	// Err is the failure as it happened, its chain intact (nil for a
 	// delivery or a reply), so that kinds are told by errors.Is/As.
