@@ -1,5 +1,7 @@
 package mta
 
+import "github.com/penstock-mta/penstock/quota"
+
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
 
@@ -27,7 +29,7 @@ func (s metricsSource) Spool() (int64, int64, int64) {
 	return st.Messages, st.Recipients, st.Bytes
 }
 func (s metricsSource) QuotaDegraded() bool {
-	if d, ok := s.m.Quotas.(interface{ Degraded() bool }); ok {
+	if d, ok := s.m.Quotas.(quota.Degrader); ok {
 		return d.Degraded()
 	}
 	return false

@@ -60,7 +60,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		}
 		// A cluster lease Redis could not renew within lease_ttl may
 		// belong to another node now: stop using the connection.
-		if v, ok := lease.(interface{ Valid() bool }); ok && !v.Valid() {
+		if v, ok := lease.(quota.Revocable); ok && !v.Valid() {
 			return
 		}
 		j, _ = s.claim(lim, lease.Key())
