@@ -6,13 +6,19 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/smtpclient"
 )
 
@@ -67,5 +73,78 @@ func TestOutcomeKinds(t *testing.T) {
 	}
 	if e := outcomeOf(dial("socket", syscall.EMFILE)); e.siteError() {
 		t.Error("EMFILE counts against the site")
+	}
+}
+
+// recordingFlow is a Flow that keeps what it is told.
+type recordingFlow struct {
+	mu     sync.Mutex
+	events []flow.Event
+}
+
+func (f *recordingFlow) Check(string, time.Time) flow.Decision {
+	return flow.Decision{State: flow.Normal}
+}
+func (f *recordingFlow) Peek(string, time.Time) flow.Decision {
+	return flow.Decision{State: flow.Normal}
+}
+func (f *recordingFlow) Record(ev flow.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, ev)
+}
+func (f *recordingFlow) Reset(string)                     {}
+func (f *recordingFlow) Local() (bool, flow.LocalProblem) { return false, flow.LocalProblem{} }
+func (f *recordingFlow) recorded() []flow.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]flow.Event(nil), f.events...)
+}
+
+// failingResolver fails every address lookup with err.
+type failingResolver struct{ err error }
+
+func (r failingResolver) LookupMX(context.Context, string) (dns.MXResult, error) {
+	return dns.MXResult{}, r.err
+}
+func (r failingResolver) LookupIP(context.Context, string) ([]netip.Addr, error) { return nil, r.err }
+
+// TestDialOwnExhaustionNotTheSite: when the MX hosts' addresses cannot be
+// looked up because we have no descriptor for the resolver's socket, the
+// site is not blamed; when the lookups fail for the site's own reasons, it
+// is.
+func TestDialOwnExhaustionNotTheSite(t *testing.T) {
+	emfile := &dns.Error{Domain: "mx.example.com", Kind: dns.Temporary,
+		Err: fmt.Errorf("asking 127.0.0.1:53: %w", &net.OpError{Op: "dial", Net: "udp", Err: os.NewSyscallError("socket", syscall.EMFILE)})}
+	servfail := &dns.Error{Domain: "mx.example.com", Kind: dns.Temporary, Err: errors.New("127.0.0.1:53 answered SERVFAIL")}
+	for _, tc := range []struct {
+		name    string
+		err     error
+		blamed  bool
+		wantErr string
+	}{
+		{"EMFILE", emfile, false, bounce.LocalResources},
+		{"SERVFAIL", servfail, true, bounce.LocalConnect},
+	} {
+		fl := &recordingFlow{}
+		q := New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Resolver: failingResolver{tc.err}, Flow: fl})
+		s := newSite(q, "mx.example.com", []dns.MX{{Host: "mx.example.com", Pref: 10}})
+		c, _, err := s.dial(path{}, limits{tlsMode: "disabled"})
+		if c != nil || err == nil {
+			t.Fatalf("%s: dial succeeded", tc.name)
+		}
+		if got := outcomeOf(err).Kind; got != tc.wantErr {
+			t.Errorf("%s: kind %q, want %q", tc.name, got, tc.wantErr)
+		}
+		blamed := false
+		for _, ev := range fl.recorded() {
+			blamed = blamed || (ev.Site == s.key && ev.Err)
+		}
+		if blamed != tc.blamed {
+			t.Errorf("%s: site blamed %v, want %v", tc.name, blamed, tc.blamed)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		q.Close(ctx)
+		cancel()
 	}
 }

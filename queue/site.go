@@ -429,20 +429,30 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 // targets resolves the MX hosts to addresses, in preference order, at most
 // cfg.MaxMXAddrs of them.
 func (s *site) targets(ctx context.Context, cfg *Config, hosts []dns.MX) []target {
+	out, _ := s.lookupTargets(ctx, cfg, hosts)
+	return out
+}
+
+// lookupTargets is targets with the last lookup error, so that a caller
+// left with no address can tell our own failure (no descriptor for the
+// resolver's socket) from the site's.
+func (s *site) lookupTargets(ctx context.Context, cfg *Config, hosts []dns.MX) ([]target, error) {
 	var out []target
+	var lastErr error
 	for _, h := range hosts {
 		ips, err := s.q.deps.Resolver.LookupIP(ctx, h.Host)
 		if err != nil {
+			lastErr = err
 			continue
 		}
 		for _, ip := range ips {
 			out = append(out, target{host: h.Host, ip: ip})
 			if len(out) >= cfg.MaxMXAddrs {
-				return out
+				return out, nil
 			}
 		}
 	}
-	return out
+	return out, lastErr
 }
 
 func weightedOrder(pool []Source) []Source {
