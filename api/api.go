@@ -118,18 +118,33 @@ type handler struct {
 }
 
 func (h *handler) auth(next http.Handler) http.Handler {
+	if h.token == "" {
+		return next
+	}
+	guarded := BearerAuth(h.token, "[http] token", next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.token != "" && strings.HasPrefix(r.URL.Path, "/api/") {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="penstock"`)
-				writeErr(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <[http] token>)", "Authorization")
-				return
-			}
-			if subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
-				writeErr(w, http.StatusUnauthorized, "wrong bearer token", "Authorization")
-				return
-			}
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// BearerAuth serves next only to requests that carry "Authorization:
+// Bearer token" (RFC 6750 §2.1), compared in constant time; others get a
+// 401 whose message names setting, where the token is configured.
+func BearerAuth(token, setting string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="penstock"`)
+			writeErr(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <"+setting+">)", "Authorization")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			writeErr(w, http.StatusUnauthorized, "wrong bearer token", "Authorization")
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -32,6 +32,19 @@ const (
 	Unknown         Reason = "unknown"
 )
 
+// RecipientLevel reports whether the reason is about the address itself
+// (it does not exist, its domain takes no mail, it is full or disabled):
+// such a failure counts toward the address's quarantine and says nothing
+// about how the site treats us, so flow control does not count it. Every
+// other reason is about us, the site or the way between.
+func (r Reason) RecipientLevel() bool {
+	switch r {
+	case UserUnknown, InvalidDomain, MailboxFull, AccountDisabled:
+		return true
+	}
+	return false
+}
+
 func validReason(r Reason) bool {
 	switch r {
 	case UserUnknown, InvalidDomain, MailboxFull, AccountDisabled,

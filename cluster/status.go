@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/quota"
 )
 
 // Member is one node as its heartbeats show it.
@@ -92,7 +93,7 @@ func Leases(ctx context.Context, c *redis.Client, prefix string) ([]Holding, err
 	var keys []string
 	var cursor uint64
 	for i := 0; i < maxLeaseKeys/100; i++ {
-		ks, next, err := c.Scan(ctx, cursor, prefix+"lease:*", 100).Result()
+		ks, next, err := c.Scan(ctx, cursor, quota.LeasePattern(prefix), 100).Result()
 		if err != nil {
 			return nil, err
 		}
@@ -111,19 +112,23 @@ func Leases(ctx context.Context, c *redis.Client, prefix string) ([]Holding, err
 	}); err != nil {
 		return nil, err
 	}
-	count := map[[2]string]int{} // key, node
+	type keyNode struct {
+		key  quota.Key
+		node string
+	}
+	count := map[keyNode]int{}
 	for i, k := range keys {
+		qk, err := quota.LeaseKey(prefix, k)
+		if err != nil {
+			continue // not a lease set of ours
+		}
 		for _, m := range cmds[i].Val() {
-			node := m
-			if j := strings.LastIndex(m, "#"); j >= 0 {
-				node = m[:j]
-			}
-			count[[2]string{strings.TrimPrefix(k, prefix+"lease:"), node}]++
+			count[keyNode{qk, quota.LeaseNode(m)}]++
 		}
 	}
 	var out []Holding
 	for kn, n := range count {
-		out = append(out, Holding{Node: kn[1], Rule: RuleOf(kn[0]), Key: kn[0], Conns: n})
+		out = append(out, Holding{Node: kn.node, Rule: kn.key.Rule(), Key: kn.key.String(), Conns: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -136,15 +141,6 @@ func Leases(ctx context.Context, c *redis.Client, prefix string) ([]Holding, err
 		return a.Node < b.Node
 	})
 	return out, nil
-}
-
-// RuleOf returns the MX rule of a quota key: "conn|<scope>|<rule>|...".
-func RuleOf(key string) string {
-	parts := strings.SplitN(key, "|", 4)
-	if len(parts) >= 3 {
-		return parts[2]
-	}
-	return key
 }
 
 // Status is what `penstock cluster status` shows.

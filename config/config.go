@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/penstock-mta/penstock/mxrule"
 )
 
 // TLS modes for [server] tls and [[mx_rule]] tls.
@@ -35,15 +37,6 @@ const (
 const (
 	ActionBackoff = "backoff"
 	ActionSuspend = "suspend"
-)
-
-// Per-rule timeout defaults, applied to an [[mx_rule]] that omits them.
-const (
-	DefaultConnectTimeout = 30 * time.Second
-	// RFC 5321 §4.5.3.2.2-4: MAIL, RCPT and the 220 greeting wait 5 minutes.
-	DefaultCommandTimeout = 5 * time.Minute
-	// RFC 5321 §4.5.3.2.6: the reply to the end of DATA may take 10 minutes.
-	DefaultDataTimeout = 10 * time.Minute
 )
 
 // Config is the whole of penstock.toml.
@@ -101,6 +94,17 @@ type SMTP struct {
 type HTTP struct {
 	Listen string `toml:"listen"` // default 127.0.0.1:8025
 	Token  string `toml:"token"`  // bearer token; required off loopback
+	// MetricsToken is the bearer token for /metrics; default: Token.
+	MetricsToken string `toml:"metrics_token"`
+	// MetricsOpen serves /metrics without a token (a scraper on a private
+	// network); default false.
+	MetricsOpen bool `toml:"metrics_open"`
+	// MaxConnections caps concurrent HTTP connections (each one a file
+	// descriptor); more wait to be accepted. Default 512.
+	MaxConnections int `toml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection with no request for this
+	// long. Default 1m.
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // DNS is [dns].
@@ -146,7 +150,10 @@ type PoolSource struct {
 	Weight int    `toml:"weight"` // default (and 0) = 1
 }
 
-// MXRule is one [[mx_rule]]. Zero limits mean "no limit from this rule".
+// MXRule is one [[mx_rule]]. Unset (zero) max_connections,
+// max_messages_per_connection, timeouts and tls take the built-in catch-all
+// rule's values, which package mxrule owns (mxrule.Default);
+// messages_per_hour 0 means unlimited.
 type MXRule struct {
 	Name                     string   `toml:"name"`
 	MX                       Patterns `toml:"mx"`
@@ -282,7 +289,7 @@ func Default() *Config {
 			Hostname:        host,
 			SpoolDir:        "./penstock-data",
 			LogDir:          "./penstock-data/log",
-			TLS:             TLSOpportunistic,
+			TLS:             mxrule.DefaultServerTLS,
 			UseShippedRules: true,
 		},
 		SMTP: SMTP{
@@ -298,7 +305,7 @@ func Default() *Config {
 			StressIdleTimeout:        Duration(10 * time.Second),
 			MaxErrors:                20,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8025"},
+		HTTP: HTTP{Listen: "127.0.0.1:8025", MaxConnections: 512, IdleTimeout: Duration(time.Minute)},
 		// An empty list rather than nil, so that the effective config's
 		// nameservers = [] reads back equal.
 		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second),
@@ -411,24 +418,34 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// ApplyDefaults fills the rule's unset keys: scope "source", tls "default",
-// the RFC 5321 timeouts; and lower-cases its MX patterns, since host names
-// compare case-insensitively.
+// ApplyDefaults fills the rule's unset keys with the values in force,
+// taken from the catch-all rule that package mxrule owns (scope "source",
+// max_connections 10, max_messages_per_connection 100, the RFC 5321
+// timeouts, tls "default"), so that the effective configuration shows them;
+// and lower-cases its MX patterns, since host names compare
+// case-insensitively. Negative values are left for Validate to refuse.
 func (r *MXRule) ApplyDefaults() {
+	def := mxrule.Default()
 	if r.Scope == "" {
-		r.Scope = ScopeSource
+		r.Scope = def.Scope.String()
 	}
 	if r.TLS == "" {
-		r.TLS = TLSDefault
+		r.TLS = def.TLS
+	}
+	if r.MaxConnections == 0 {
+		r.MaxConnections = def.MaxConnections
+	}
+	if r.MaxMessagesPerConnection == 0 {
+		r.MaxMessagesPerConnection = def.MaxMessagesPerConnection
 	}
 	if r.ConnectTimeout == 0 {
-		r.ConnectTimeout = Duration(DefaultConnectTimeout)
+		r.ConnectTimeout = Duration(def.ConnectTimeout)
 	}
 	if r.CommandTimeout == 0 {
-		r.CommandTimeout = Duration(DefaultCommandTimeout)
+		r.CommandTimeout = Duration(def.CommandTimeout)
 	}
 	if r.DataTimeout == 0 {
-		r.DataTimeout = Duration(DefaultDataTimeout)
+		r.DataTimeout = Duration(def.DataTimeout)
 	}
 	for i, p := range r.MX {
 		r.MX[i] = strings.ToLower(p)

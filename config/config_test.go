@@ -200,8 +200,8 @@ func TestFullConfig(t *testing.T) {
 	}
 	g := c.MXRules[0]
 	if !reflect.DeepEqual(g.MX, Patterns{"*.google.com"}) || g.Scope != ScopeSource || g.TLS != TLSDefault ||
-		g.ConnectTimeout != Duration(DefaultConnectTimeout) || g.CommandTimeout != Duration(DefaultCommandTimeout) ||
-		g.DataTimeout != Duration(DefaultDataTimeout) || g.Line != 54 {
+		g.ConnectTimeout != Duration(30*time.Second) || g.CommandTimeout != Duration(5*time.Minute) ||
+		g.DataTimeout != Duration(10*time.Minute) || g.Line != 54 {
 		t.Errorf("google rule (string mx, lower-cased, rule defaults, line 54): %+v", g)
 	}
 	y := c.MXRules[1]

@@ -180,24 +180,38 @@ func (v *validator) server(s *Server) {
 	}
 }
 
-func (v *validator) smtp(s *SMTP) {
-	at := table("smtp")
-	v.listenAddr(at, "listen", s.Listen)
-	for i, n := range s.AllowedNetworks {
-		p, err := netip.ParsePrefix(n)
+// networks checks a list of networks in CIDR form, each normalised by
+// ParsePrefix, and refuses any network, or the list as a whole, that holds
+// every IPv4 or every IPv6 address in any spelling (0.0.0.0/0, ::/0,
+// ::ffff:0.0.0.0/96, 0.0.0.0/1 with 128.0.0.0/1): open says why that is
+// refused.
+func (v *validator) networks(at place, key string, list []string, open string) {
+	var all []netip.Prefix
+	for i, n := range list {
+		p, err := ParsePrefix(n)
 		if err != nil {
 			if a, err := netip.ParseAddr(n); err == nil {
-				v.errf(at, elem("allowed_networks", i), "%q is an address, not a network: write \"%s/%d\"", n, a, a.BitLen())
+				v.errf(at, elem(key, i), "%q is an address, not a network: write \"%s/%d\"", n, a, a.BitLen())
 			} else {
-				v.errf(at, elem("allowed_networks", i), "%q is not a network in CIDR form, like \"10.0.0.0/8\"", n)
+				v.errf(at, elem(key, i), "%q is not a network in CIDR form, like \"10.0.0.0/8\"", n)
 			}
 			continue
 		}
-		// DESIGN §5.4: no open relay.
-		if p.Bits() == 0 {
-			v.errf(at, elem("allowed_networks", i), "%q lets anyone inject mail (an open relay): list your own networks, or use [smtp.users] for AUTH", n)
+		if CoversAll([]netip.Prefix{p}) {
+			v.errf(at, elem(key, i), "%q (%s) %s", n, p, open)
+			continue
 		}
+		all = append(all, p)
 	}
+	if len(all) > 1 && CoversAll(all) {
+		v.errf(at, key, "%q together hold every address: that %s", list, open)
+	}
+}
+
+func (v *validator) smtp(s *SMTP) {
+	at := table("smtp")
+	v.listenAddr(at, "listen", s.Listen)
+	v.networks(at, "allowed_networks", s.AllowedNetworks, "lets anyone inject mail (an open relay): list your own networks, or use [smtp.users] for AUTH")
 	if s.MaxMessageSize < 1 {
 		v.errf(at, "max_message_size", "%d: must be a positive number of bytes", s.MaxMessageSize)
 	}
@@ -236,6 +250,11 @@ func (v *validator) http(h *HTTP) {
 	if h.Token == "" && !loopback(h.Listen) {
 		v.errf(at, "token", "must be set when listen (%q) is not a loopback address", h.Listen)
 	}
+	if h.MetricsOpen && h.MetricsToken != "" {
+		v.errf(at, "metrics_open", "true with metrics_token set: /metrics is either open or behind metrics_token, not both")
+	}
+	v.atLeast(at, "max_connections", h.MaxConnections, 1)
+	v.positive(at, "idle_timeout", h.IdleTimeout)
 }
 
 func (v *validator) dns(d *DNS) {

@@ -69,7 +69,7 @@ type Event struct {
 	Path     string // "sourceIP>mxIP"; "" when no connection was made
 	OK       bool
 	Err      bool
-	Local    bool // our side: DNS, bind, refused/timeout connect, TLS setup
+	Local    bool // no remote reply: DNS, bind, refused/timeout connect, TLS setup (whose side each is: bounce.OurSide)
 	DNS      bool
 	Code     int
 	Enhanced string

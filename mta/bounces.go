@@ -27,17 +27,10 @@ import (
 // finally fails (relayed SMTP mail; never campaigns, never the null sender).
 const flagDSN = 1
 
-// recipientLevel are the bounce reasons that say something about the
-// address itself; only they count toward the quarantine. A refusal for
-// reputation or a connection problem is about us or the site.
-var recipientLevel = map[bounce.Reason]bool{
-	bounce.UserUnknown: true, bounce.InvalidDomain: true, bounce.MailboxFull: true, bounce.AccountDisabled: true,
-}
-
 // countsForQuarantine: a hard failure, or a soft one that is about the
 // address itself.
 func countsForQuarantine(v bounce.Verdict) bool {
-	return v.Class == bounce.Hard || (v.Class == bounce.Soft && recipientLevel[v.Reason])
+	return v.Class == bounce.Hard || (v.Class == bounce.Soft && v.Reason.RecipientLevel())
 }
 
 // onOutcome is the queue's hook for every attempt's outcome: campaign

@@ -29,6 +29,7 @@ type harness struct {
 	world *sim.World
 	cfg   *config.Config
 	m     *mta.MTA
+	opts  mta.Options // Logger is set by start
 }
 
 // testConfig is a configuration pointing at the world, with short retries.
@@ -85,7 +86,9 @@ func (h *harness) start() {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	m, err := mta.New(h.cfg, mta.Options{Logger: logger})
+	opts := h.opts
+	opts.Logger = logger
+	m, err := mta.New(h.cfg, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package mta
 import (
 	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/reports"
 )
 
@@ -36,7 +37,7 @@ func (s metricsSource) Spool() (int64, int64, int64) {
 	return st.Messages, st.Recipients, st.Bytes
 }
 func (s metricsSource) QuotaDegraded() bool {
-	if d, ok := s.m.Quotas.(interface{ Degraded() bool }); ok {
+	if d, ok := s.m.Quotas.(quota.Degrader); ok {
 		return d.Degraded()
 	}
 	return false

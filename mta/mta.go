@@ -295,7 +295,7 @@ func (m *MTA) Start(ctx context.Context) error {
 func (m *MTA) startSMTP(cfg *config.Config) error {
 	var nets []netip.Prefix
 	for _, s := range cfg.SMTP.AllowedNetworks {
-		p, err := netip.ParsePrefix(s)
+		p, err := config.ParsePrefix(s)
 		if err != nil {
 			return fmt.Errorf("[smtp] allowed_networks: %w", err)
 		}

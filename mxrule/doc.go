@@ -40,7 +40,7 @@
 //	connect_timeout              30s
 //	command_timeout              5m
 //	data_timeout                 10m
-//	tls                          default (takes [server] tls)
+//	tls                          default (takes [server] tls; opportunistic when that is unset too)
 //
 // RFC 5321 §4.5.3.2 recommends 5 minutes for the greeting, MAIL and RCPT
 // replies, 2 minutes for the DATA 354, 3 minutes per data block and 10 minutes
@@ -48,7 +48,10 @@
 // and data_timeout the last. In a configured rule, a zero max_connections,
 // max_messages_per_connection, timeout or an empty tls takes the catch-all's
 // value, so a rule states only what differs; messages_per_hour 0 means
-// unlimited and is not defaulted.
+// unlimited and is not defaulted. These values are decided here and only
+// here: the config package fills a rule's unset keys from Default (so
+// `penstock check` prints what is in force), and EffectiveTLS is the one
+// place where tls = "default" becomes a mode.
 //
 // The package also embeds providers.toml, the shipped rules for the large
 // mailbox providers (ShippedTOML); the config package decodes it and places

@@ -52,7 +52,27 @@ func (s Scope) String() string {
 }
 
 // TLS modes a rule may name (DESIGN §4). "default" takes [server] tls.
-var tlsModes = [...]string{"default", "disabled", "opportunistic", "required", "verify"}
+var tlsModes = [...]string{TLSDefault, "disabled", "opportunistic", "required", "verify"}
+
+const (
+	// TLSDefault is the rule TLS mode that takes the server's ([server] tls).
+	TLSDefault = "default"
+	// DefaultServerTLS is the server's mode when it names none:
+	// opportunistic STARTTLS (RFC 7435).
+	DefaultServerTLS = "opportunistic"
+)
+
+// EffectiveTLS is the TLS mode in force for a rule whose tls is rule, on a
+// server whose [server] tls is server: the one place "default" is resolved.
+func EffectiveTLS(rule, server string) string {
+	if rule != "" && rule != TLSDefault {
+		return rule
+	}
+	if server != "" && server != TLSDefault {
+		return server
+	}
+	return DefaultServerTLS
+}
 
 // Rule is one named set of limits. The field names follow the [[mx_rule]] keys.
 type Rule struct {
@@ -96,7 +116,7 @@ func Default() Rule {
 		CommandTimeout: 5 * time.Minute,
 		// RFC 5321 §4.5.3.2.6: the reply to the final dot may take 10 minutes.
 		DataTimeout: 10 * time.Minute,
-		TLS:         "default",
+		TLS:         TLSDefault,
 		Builtin:     true,
 	}
 }

@@ -533,3 +533,22 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+func TestEffectiveTLS(t *testing.T) {
+	for _, tc := range []struct{ rule, server, want string }{
+		{"", "", "opportunistic"},
+		{"default", "", "opportunistic"},
+		{"default", "default", "opportunistic"},
+		{"default", "verify", "verify"},
+		{"", "required", "required"},
+		{"disabled", "verify", "disabled"},
+		{"verify", "opportunistic", "verify"},
+	} {
+		if got := EffectiveTLS(tc.rule, tc.server); got != tc.want {
+			t.Errorf("EffectiveTLS(%q, %q) = %q, want %q", tc.rule, tc.server, got, tc.want)
+		}
+	}
+	if Default().TLS != TLSDefault {
+		t.Errorf("the catch-all's tls is %q", Default().TLS)
+	}
+}

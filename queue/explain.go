@@ -240,8 +240,7 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	if detail {
 		v.Recent = append([]Reply(nil), s.recent...)
 		for _, u := range q.deps.Quotas.Snapshot() {
-			if strings.Contains(u.Key, "|"+r.Name+"|"+s.mxKey+"|") || strings.HasSuffix(u.Key, "|rule|"+r.Name) ||
-				strings.HasPrefix(u.Key, "conn|path|"+r.Name+"|") || strings.HasPrefix(u.Key, "rate|path|"+r.Name+"|") {
+			if k, err := quota.ParseKey(u.Key); err == nil && k.Governs(r.Name, s.mxKey) {
 				v.Quotas = append(v.Quotas, u)
 			}
 		}

@@ -57,7 +57,7 @@ type Config struct {
 	Rules       *mxrule.Set
 	Retry       []time.Duration // the last interval repeats
 	Port        int             // remote SMTP port (25; tests use a high port)
-	TLSDefault  string          // what tls = "default" means
+	TLSDefault  string          // [server] tls: what tls = "default" means (mxrule.EffectiveTLS)
 	Pools       map[string][]Source
 	DefaultPool string
 	Hostname    string
@@ -197,9 +197,6 @@ func (q *Queue) SetConfig(cfg *Config) {
 	}
 	if c.Hostname == "" {
 		c.Hostname = "localhost"
-	}
-	if c.TLSDefault == "" || c.TLSDefault == "default" {
-		c.TLSDefault = "opportunistic"
 	}
 	if c.Rules == nil {
 		c.Rules, _ = mxrule.New(nil)

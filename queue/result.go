@@ -4,7 +4,6 @@ import (
 	"errors"
 	"github.com/penstock-mta/penstock/flow"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
@@ -24,58 +23,67 @@ type Outcome struct {
 	Code      int
 	Enhanced  string
 	Text      string
-	Local     bool // no remote reply: our side or the network
-	Permanent bool // a local error that will not heal (NXDOMAIN, null MX)
-	Kind      string
-	Verdict   bounce.Verdict
+	Local     bool   // no remote reply: our side or the network
+	Permanent bool   // a local error that will not heal (NXDOMAIN, null MX)
+	Kind      string // without a reply: bounce.KindOf the error (bounce.Local*)
+	// Err is the failure as it happened, its chain intact (nil for a
+	// delivery or a reply), so that kinds are told by errors.Is/As.
+	Err     error
+	Verdict bounce.Verdict
 }
 
 // outcomeOf turns a client error into an outcome.
 func outcomeOf(err error) Outcome {
 	var se *smtpclient.Error
 	if errors.As(err, &se) {
-		o := Outcome{Code: se.Reply.Code, Enhanced: se.Reply.Enhanced, Text: se.Reply.Text, Local: se.Reply.Code == 0, Kind: kindOf(se)}
+		o := Outcome{Code: se.Reply.Code, Enhanced: se.Reply.Enhanced, Text: se.Reply.Text, Local: se.Reply.Code == 0, Err: err}
 		if o.Local {
 			o.Text = err.Error()
 			o.Permanent = se.Permanent
+			o.Kind = kindOf(se)
 		}
 		return o
 	}
 	var de *dns.Error
 	if errors.As(err, &de) {
-		o := Outcome{Local: true, Text: err.Error(), Permanent: de.Permanent()}
+		o := Outcome{Local: true, Text: err.Error(), Permanent: de.Permanent(), Err: err}
 		switch {
 		case de.Kind == dns.NXDomain:
-			o.Kind = "dns-nxdomain"
+			o.Kind = bounce.LocalDNSNXDomain
 		case de.Kind == dns.NullMX:
-			o.Kind = "dns-nullmx"
+			o.Kind = bounce.LocalDNSNullMX
 		case de.Kind == dns.NoHost:
-			o.Kind = "dns-nohost"
+			o.Kind = bounce.LocalDNSNoHost
 		default:
-			o.Kind = "dns-temp"
+			o.Kind = bounce.LocalDNSTemp
 		}
 		return o
 	}
 	// An unknown error is temporary (STYLE.md).
-	return Outcome{Local: true, Text: err.Error(), Kind: "network"}
+	return Outcome{Local: true, Text: err.Error(), Kind: bounce.KindOf(err), Err: err}
 }
 
+// kindOf names a client failure that has no reply: by its cause's chain,
+// except that a failure during STARTTLS is the handshake's unless its cause
+// says more (a certificate, our resources), and an unnamed failure to
+// connect is a connect failure.
 func kindOf(se *smtpclient.Error) string {
-	if se.Reply.Code != 0 {
-		return ""
-	}
+	k := bounce.KindOf(se.Err)
 	switch {
-	case se.Command == "connect":
-		if strings.Contains(se.Error(), "timeout") || strings.Contains(se.Error(), "deadline") {
-			return "timeout"
-		}
-		return "connect"
+	case k == bounce.LocalResources || k == bounce.LocalCertificate || k == bounce.LocalTimeout:
 	case se.Command == "STARTTLS" || se.Command == "TLS":
-		return "tls"
-	case strings.Contains(se.Error(), "timeout") || strings.Contains(se.Error(), "deadline"):
-		return "timeout"
+		return bounce.LocalTLS
+	case se.Command == "connect" && k == bounce.LocalNetwork:
+		return bounce.LocalConnect
 	}
-	return "network"
+	return k
+}
+
+// resourceFailure reports whether err is our own exhaustion of descriptors
+// or buffers (EMFILE, ENFILE, ENOBUFS, ENOMEM): it says nothing about the
+// remote site, and flow control must never count it against one.
+func resourceFailure(err error) bool {
+	return err != nil && bounce.KindOf(err) == bounce.LocalResources
 }
 
 func (q *Queue) classify(o *Outcome) {
@@ -83,7 +91,7 @@ func (q *Queue) classify(o *Outcome) {
 		return
 	}
 	if o.Code == 0 {
-		o.Verdict = q.deps.Bounce.ClassifyLocal(o.Kind, errors.New(o.Text))
+		o.Verdict = q.deps.Bounce.ClassifyLocal(o.Kind, o.Err)
 	} else {
 		o.Verdict = q.deps.Bounce.Classify(o.Code, o.Enhanced, o.Text)
 	}
@@ -119,8 +127,7 @@ func (o *Outcome) siteError() bool {
 	if o.Delivered {
 		return false
 	}
-	switch o.Verdict.Reason {
-	case bounce.UserUnknown, bounce.MailboxFull, bounce.AccountDisabled, bounce.InvalidDomain:
+	if o.Verdict.Reason.RecipientLevel() || o.Kind == bounce.LocalResources {
 		return false
 	}
 	if o.Code >= 500 && o.Verdict.Reason == "" {
@@ -342,13 +349,27 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 		if o.Expired {
 			return
 		}
-		if o.siteError() {
+		switch {
+		case o.Kind == bounce.LocalResources:
+			// Ours: neither an error nor a success of the site.
+		case o.siteError():
 			if bad == nil {
 				bad = o
 			}
-		} else {
+		default:
 			ok = true
 		}
+	}
+	if bad == nil && !ok {
+		// Nothing that speaks for or against the site (our own
+		// resources ran out): flow control hears nothing.
+		for i := range outs {
+			if !outs[i].Delivered {
+				s.remember(Reply{Time: now, Text: outs[i].Text, MXHost: t.host, MXIP: ipString(t), Local: true})
+				break
+			}
+		}
+		return
 	}
 	ev := flow.Event{Time: now, Site: s.key}
 	if t.ip.IsValid() {

@@ -60,7 +60,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		}
 		// A cluster lease Redis could not renew within lease_ttl may
 		// belong to another node now: stop using the connection.
-		if v, ok := lease.(interface{ Valid() bool }); ok && !v.Valid() {
+		if v, ok := lease.(quota.Revocable); ok && !v.Valid() {
 			return
 		}
 		j, _ = s.claim(lim, lease.Key())
@@ -118,6 +118,7 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 	q := s.q
 	cfg := q.config()
 	var targets []target
+	var lookupErr error
 	if p.fixed != nil {
 		targets = []target{*p.fixed}
 	} else {
@@ -125,10 +126,15 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 		hosts := append([]dns.MX(nil), s.hosts...)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-		targets = s.targets(ctx, cfg, hosts)
+		targets, lookupErr = s.lookupTargets(ctx, cfg, hosts)
 		cancel()
 	}
 	if len(targets) == 0 {
+		if resourceFailure(lookupErr) {
+			// The resolver had no socket: ours, not the site's.
+			return nil, target{}, &smtpclient.Error{Command: "connect", Local: true,
+				Err: fmt.Errorf("no address looked up for the MX hosts of %s: %w", s.key, lookupErr)}
+		}
 		err := &smtpclient.Error{Command: "connect", Local: true, Err: fmt.Errorf("no address found for the MX hosts of %s", s.key)}
 		q.flowRecord(flow.Event{Site: s.key, Err: true, Local: true, DNS: true, Text: err.Error()})
 		return nil, target{}, err
@@ -164,6 +170,13 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 			return c, t, nil
 		}
 		lastErr, lastT = err, t
+		if resourceFailure(err) {
+			// Our descriptors or buffers ran out (EMFILE, ENOBUFS): not
+			// the site's doing, so flow control hears nothing, and the
+			// next address would fail the same way.
+			s.remember(replyOf(err, t, q.now()))
+			break
+		}
 		ev := flow.Event{Site: s.key, Path: p.String(t), Err: true, Text: err.Error()}
 		var se *smtpclient.Error
 		if errors.As(err, &se) {

@@ -320,12 +320,9 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		cmdTimeout:  r.CommandTimeout,
 		dataTimeout: r.DataTimeout,
 	}
-	if lim.tlsMode == "" || lim.tlsMode == "default" {
-		lim.tlsMode = cfg.TLSDefault
-	}
-	if lim.maxConns <= 0 {
-		lim.maxConns = 1
-	}
+	// The rule's limits were defaulted by mxrule.New; "default" TLS is
+	// resolved there too.
+	lim.tlsMode = mxrule.EffectiveTLS(lim.tlsMode, cfg.TLSDefault)
 	switch {
 	case dec.Hold && !dec.Probe:
 		lim.maxConns = 0
@@ -384,8 +381,9 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 	defer cancel()
 	var last quota.Usage
-	try := func(key string) (quota.Lease, bool) {
+	try := func(k quota.Key) (quota.Lease, bool) {
 		// The limit is per scope key; flow control's cut applies to it.
+		key := k.String()
 		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, lim.maxConns)
 		if err != nil {
 			q.deps.Logger.Warn("quota store", "key", key, "err", err)
@@ -399,7 +397,7 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 	}
 	switch r.Scope {
 	case mxrule.ScopeRule:
-		if l, ok := try("conn|rule|" + r.Name); ok {
+		if l, ok := try(quota.RuleKey(r.Name)); ok {
 			return l, path{src: srcs[0]}, quota.Usage{}, true
 		}
 	case mxrule.ScopePath:
@@ -407,20 +405,20 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 		for _, src := range srcs {
 			for i := range targets {
 				t := targets[i]
-				if l, ok := try("conn|path|" + r.Name + "|" + sourceIP(src) + "|" + t.ip.String()); ok {
+				if l, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String())); ok {
 					return l, path{src: src, fixed: &t}, quota.Usage{}, true
 				}
 			}
 		}
 		if len(targets) == 0 {
 			// No address resolves: let the session fail and report it.
-			if l, ok := try("conn|path|" + r.Name + "|" + sourceIP(srcs[0]) + "|none"); ok {
+			if l, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none")); ok {
 				return l, path{src: srcs[0]}, quota.Usage{}, true
 			}
 		}
 	default: // source
 		for _, src := range srcs {
-			if l, ok := try("conn|src|" + r.Name + "|" + s.mxKey + "|" + sourceIP(src)); ok {
+			if l, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src))); ok {
 				return l, path{src: src}, quota.Usage{}, true
 			}
 		}
@@ -431,20 +429,30 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 // targets resolves the MX hosts to addresses, in preference order, at most
 // cfg.MaxMXAddrs of them.
 func (s *site) targets(ctx context.Context, cfg *Config, hosts []dns.MX) []target {
+	out, _ := s.lookupTargets(ctx, cfg, hosts)
+	return out
+}
+
+// lookupTargets is targets with the last lookup error, so that a caller
+// left with no address can tell our own failure (no descriptor for the
+// resolver's socket) from the site's.
+func (s *site) lookupTargets(ctx context.Context, cfg *Config, hosts []dns.MX) ([]target, error) {
 	var out []target
+	var lastErr error
 	for _, h := range hosts {
 		ips, err := s.q.deps.Resolver.LookupIP(ctx, h.Host)
 		if err != nil {
+			lastErr = err
 			continue
 		}
 		for _, ip := range ips {
 			out = append(out, target{host: h.Host, ip: ip})
 			if len(out) >= cfg.MaxMXAddrs {
-				return out
+				return out, nil
 			}
 		}
 	}
-	return out
+	return out, lastErr
 }
 
 func weightedOrder(pool []Source) []Source {
@@ -494,7 +502,10 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return j, 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
-		rateKey := "rate|" + leaseKey[len("conn|"):]
+		rateKey := leaseKey // a lease from a store that names no scope
+		if k, err := quota.ParseKey(leaseKey); err == nil {
+			rateKey = k.Rate().String()
+		}
 		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
 		cancel()
 		if err == nil && ok {

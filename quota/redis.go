@@ -254,10 +254,16 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 	return r, nil
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store     = (*Redis)(nil)
+	_ Degrader  = (*Redis)(nil)
+	_ Revocable = (*redisLease)(nil)
+)
 
 func (r *Redis) mono() time.Duration { return time.Since(r.t0) }
 
+// k is the Redis key of one of a quota key's structures: "lease" (the set
+// of leases, read back by LeasePattern and LeaseKey), "tat", "release".
 func (r *Redis) k(kind, key string) string { return r.opts.Prefix + kind + ":" + key }
 
 func (r *Redis) lastError() string {
@@ -378,6 +384,7 @@ func (l *redisLease) Release() {
 }
 
 func (r *Redis) newLease(key string) *redisLease {
+	// The member is "<node>#<id>": LeaseNode reads the node back.
 	return &redisLease{r: r, key: key, member: r.opts.Node + "#" + r.nonce + "-" + strconv.FormatUint(r.seq.Add(1), 36)}
 }
 

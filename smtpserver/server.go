@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/penstock-mta/penstock/config"
 )
 
 // Defaults for zero Config fields.
@@ -244,7 +245,7 @@ func (c *Config) setDefaults() error {
 		if !p.IsValid() {
 			return fmt.Errorf("smtpserver: allowed network %v is not valid", p)
 		}
-		nets = append(nets, netip.PrefixFrom(p.Addr().Unmap(), unmappedBits(p)).Masked())
+		nets = append(nets, config.NormalizePrefix(p))
 	}
 	c.AllowedNetworks = nets
 	for u, p := range c.Users {
@@ -253,14 +254,6 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	return nil
-}
-
-// unmappedBits converts a ::ffff:a.b.c.d/n prefix length to IPv4's.
-func unmappedBits(p netip.Prefix) int {
-	if p.Addr().Is4In6() {
-		return max(p.Bits()-96, 0)
-	}
-	return p.Bits()
 }
 
 // Serve serves SMTP on l until Shutdown, then returns nil; it returns
@@ -479,6 +472,7 @@ func (s *Server) connList() []*trackedConn {
 
 // relayAllowed reports whether a client at ip may relay without AUTH.
 func (s *Server) relayAllowed(ip netip.Addr) bool {
+	ip = ip.Unmap() // the prefixes are unmapped too (config.NormalizePrefix)
 	for _, p := range s.cfg.AllowedNetworks {
 		if p.Contains(ip) {
 			return true

@@ -40,6 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	raiseFileLimit(logger)
 	m, err := mta.New(cfg, mta.Options{Logger: logger})
 	if err != nil {
 		fmt.Fprintln(stderr, "penstock:", err)
