@@ -247,24 +247,21 @@ func (b *BounceIn) Trusted() (nets []netip.Prefix, domains []string) {
 	return nets, domains
 }
 
-// trustedNet parses a CIDR entry of trusted_reporters, normalising a
-// v4-mapped IPv6 prefix (::ffff:192.0.2.0/120) to IPv4 (192.0.2.0/24), and
-// refuses one that covers every IPv4 or IPv6 address: trust must name the
-// feedback loop, not the Internet.
+// trustedNet parses a CIDR entry of trusted_reporters, normalised like
+// every network of the configuration (ParsePrefix), and refuses one that
+// covers every IPv4 or IPv6 address: trust must name the feedback loop,
+// not the Internet.
 func trustedNet(s string) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(s)
+	p, err := ParsePrefix(s)
 	if err != nil {
 		return p, err
 	}
-	if a := p.Addr(); a.Is4In6() {
-		if p.Bits() < 96 {
-			return p, fmt.Errorf("covers every IPv4 address and more")
+	if CoversAll([]netip.Prefix{p}) {
+		fam := "IPv6"
+		if p.Addr().Is4() {
+			fam = "IPv4"
 		}
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	p = p.Masked()
-	if p.Bits() == 0 {
-		return p, fmt.Errorf("covers every %s address", map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()])
+		return p, fmt.Errorf("covers every %s address", fam)
 	}
 	return p, nil
 }
