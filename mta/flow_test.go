@@ -261,6 +261,33 @@ func TestNXDOMAINForEverythingIsLocal(t *testing.T) {
 	})
 }
 
+// A remote host that refuses connections is the remote's doing, not ours:
+// its replies are not labelled "(our side)" (they were).
+func TestRefusedConnectionIsRemote(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	if _, err := w.AddProvider(sim.Behavior{Name: "down", Refuse: true}, []string{"down.test"}, "mx.down.test"); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, fastFlow)
+	if err := h.send("s@penstock.test", []string{"bob@down.test"}, message("s@penstock.test", "bob@down.test", "r", 300)); err != nil {
+		t.Fatal(err)
+	}
+	var v queue.SiteView
+	waitFor(t, 20*time.Second, "a refused attempt", func() bool {
+		h.api("GET", "/api/v1/queues/down.test", &v)
+		return len(v.Recent) > 0
+	})
+	for _, r := range v.Recent {
+		if r.Local {
+			t.Fatalf("a refused connection labelled our side: %+v", r)
+		}
+		if !strings.Contains(r.Text, "refused") {
+			t.Fatalf("reply %+v", r)
+		}
+	}
+}
+
 // Errors at one provider out of five: a reputation verdict for that one,
 // no local problem.
 func TestReputationOneOfFive(t *testing.T) {

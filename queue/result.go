@@ -386,7 +386,8 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 		if o.Delivered {
 			continue
 		}
-		s.remember(Reply{Time: now, Code: o.Code, Enhanced: o.Enhanced, Text: o.Text, MXHost: t.host, MXIP: ipString(t), Local: o.Local})
+		s.remember(Reply{Time: now, Code: o.Code, Enhanced: o.Enhanced, Text: o.Text, MXHost: t.host, MXIP: ipString(t),
+			Local: o.Code == 0 && bounce.OurSide(bounce.KindOf(o.Err))})
 		break
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/flow"
 	"net"
 	"strconv"
@@ -209,7 +210,7 @@ func (q *Queue) flowRecord(ev flow.Event) {
 }
 
 func replyOf(err error, t target, now time.Time) Reply {
-	r := Reply{Time: now, MXHost: t.host, Text: err.Error(), Local: true}
+	r := Reply{Time: now, MXHost: t.host, Text: err.Error(), Local: bounce.OurSide(bounce.KindOf(err))}
 	if t.ip.IsValid() {
 		r.MXIP = t.ip.String()
 	}

@@ -48,7 +48,10 @@ type Reply struct {
 	Text     string    `json:"text"`
 	MXHost   string    `json:"mx_host,omitempty"`
 	MXIP     string    `json:"mx_ip,omitempty"`
-	Local    bool      `json:"local,omitempty"`
+	// Local: the failure is on our side (our resolver, sockets, route or
+	// resources: bounce.OurSide). A remote that refuses, resets or times
+	// out, or answers with a code, is the remote's.
+	Local bool `json:"local,omitempty"`
 }
 
 const recentReplies = 10
