@@ -89,6 +89,54 @@ func TestFlowControlThrottle(t *testing.T) {
 	}
 }
 
+// A site in backoff under a rule with no hourly limit waits with the
+// flow-control status, the cut limits in the detail: "hourly quota met"
+// only ever means the rule's own messages_per_hour (it showed while the
+// site page said "Per hour: unlimited").
+func TestFlowControlCutRateIsNotHourlyQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing run")
+	}
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "thr", RateLimit: 40, RateWindow: 2 * time.Second,
+		ThrottleReply: "421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred"},
+		[]string{"thr.test"}, "mx.thr.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, func(c *config.Config) {
+		fastFlow(c)
+		c.FlowControl.Patterns = []config.FlowPattern{{Match: `\[TSS04\]`, Action: "backoff", Duration: config.Duration(5 * time.Second)}}
+		c.Delivery.Retry = []config.Duration{config.Duration(500 * time.Millisecond)}
+	})
+	h.sendMany(300, 20, func(i int) string { return fmt.Sprintf("u%d@thr.test", i) })
+	seen := map[string]int{}
+	deadline := time.Now().Add(90 * time.Second)
+	for p.Delivered() < 300 && time.Now().Before(deadline) {
+		var v queue.SiteView
+		h.api("GET", "/api/v1/queues/thr.test", &v)
+		if v.Rule.MessagesPerHour != 0 {
+			t.Fatalf("the test needs a rule without an hourly limit, got %q with %d", v.Rule.Name, v.Rule.MessagesPerHour)
+		}
+		if v.Wait != nil {
+			seen[v.Wait.Status]++
+			if v.Wait.Status == queue.StatusFlowControl && v.Flow.State == "backoff" && !strings.Contains(v.Wait.Detail, "flow") {
+				t.Fatalf("flow-control wait without its detail: %+v", v.Wait)
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // sampling the view, not synchronising
+	}
+	waitDelivered(t, p, 300, time.Second)
+	if len(flowRecords(h.records(), "thr.test", "backoff")) == 0 {
+		t.Fatal("no backoff: the test did not test anything")
+	}
+	if seen[queue.StatusHourlyQuota] > 0 {
+		t.Fatalf("%q shown %d times under a rule with no hourly limit (statuses seen: %v)", queue.StatusHourlyQuota, seen[queue.StatusHourlyQuota], seen)
+	}
+	t.Logf("statuses seen: %v", seen)
+}
+
 // A provider in an outage (every connection answered 421 at greeting):
 // the site is suspended, gets only probes while suspended, and recovers
 // without an operator.

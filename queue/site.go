@@ -521,9 +521,21 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		s.mu.Lock()
 		s.forgetLocked(j)
 		heap.Push(&s.jobs, j)
-		s.setWait(Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
+		w := Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
-			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))})
+			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))}
+		if ruleRate := lim.match.Rule.MessagesPerHour; lim.perHour != ruleRate || (lim.flowState != "" && lim.flowState != flow.Normal) {
+			// The rate met is one flow control set: "hourly quota met"
+			// only ever means the rule's own messages_per_hour.
+			from := "unlimited (the rate taken before the trouble was cut instead)"
+			if ruleRate > 0 {
+				from = fmt.Sprintf("%d", ruleRate)
+			}
+			w.Status = StatusFlowControl
+			w.Detail = fmt.Sprintf("flow control cut rule %q's messages per hour from %s to %d (key %s); next message in %s; %s",
+				lim.match.Rule.Name, from, lim.perHour, rateKey, retryIn.Round(time.Millisecond), lim.flowDetail)
+		}
+		s.setWait(w)
 		s.mu.Unlock()
 		return nil, max(retryIn, time.Millisecond)
 	}
