@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"status":  {"totals and the local-problem indicator", cmdStatus},
 		"cluster": {"cluster status: live nodes, their sources, connections held per rule", cluster.CLI},
 		"bench":   {"throughput benchmark: SMTP in, durable spool, SMTP out to a loopback sink", cmdBench},
+		"hostile": {"replay hostile conditions (crash: SIGKILLs; diskfull: a full spool disk) and count lost mail", cmdHostile},
 
 		// Campaigns and the quarantine.
 		"send":       {"send a campaign (template + recipient list) and follow its progress", cmdSend},
