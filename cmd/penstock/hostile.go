@@ -77,7 +77,8 @@ func cmdHostile(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hostile "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := defaultHostileFlags()
-	fs.StringVar(&f.binary, "binary", "", "the penstock binary under test (default: this executable)")
+	fs.StringVar(&f.binary, "binary", "", "the penstock binary under test (default: this executable, or see -build)")
+	build := fs.Bool("build", false, "build the binary under test with 'go build ./cmd/penstock' from the module in the current directory, into a temporary directory")
 	fs.IntVar(&f.n, "n", f.n, "messages to inject (crash: attempts; diskfull: the most attempts before giving up on a full disk)")
 	fs.IntVar(&f.clients, "clients", f.clients, "concurrent injecting SMTP clients")
 	fs.IntVar(&f.size, "size", f.size, "message size in bytes (diskfull: default 65536)")
@@ -105,6 +106,24 @@ func cmdHostile(args []string, stdout, stderr io.Writer) int {
 	if f.n <= 0 || f.clients <= 0 || f.kills < 0 || f.size < 512 || f.size > 10<<20 {
 		fmt.Fprintln(stderr, "penstock hostile: -n and -clients must be positive, -kills not negative, -size from 512 to 10 MiB")
 		return 2
+	}
+	if *build {
+		if f.binary != "" {
+			fmt.Fprintln(stderr, "penstock hostile: -build and -binary exclude each other")
+			return 2
+		}
+		tmp, err := os.MkdirTemp("", "penstock-hostile-bin-")
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer os.RemoveAll(tmp)
+		f.binary = filepath.Join(tmp, "penstock")
+		fmt.Fprintf(stderr, "penstock hostile: go build -o %s ./cmd/penstock\n", f.binary)
+		cmd := exec.Command("go", "build", "-o", f.binary, "./cmd/penstock")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fail(stderr, fmt.Errorf("go build (run from the repository's root): %w", err))
+		}
 	}
 	if f.binary == "" {
 		exe, err := os.Executable()
