@@ -34,8 +34,8 @@ func FuzzCompile(f *testing.F) {
 				t.Fatalf("a variable injected a header:\n%s", raw)
 			}
 			for i, c := range raw {
-				if c == '\n' && (i == 0 || raw[i-1] != '\r') {
-					t.Fatalf("bare LF at %d:\n%q", i, raw)
+				if c == '\n' && (i == 0 || raw[i-1] != '\r') || c == '\r' && (i+1 >= len(raw) || raw[i+1] != '\n') {
+					t.Fatalf("bare CR or LF at %d:\n%q", i, raw)
 				}
 			}
 		}
