@@ -31,3 +31,11 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// A vertical tab is white space too: RE2's \s leaves it out. Found by
+// FuzzClassify.
+func TestNormalizeVerticalTab(t *testing.T) {
+	if got := Normalize("mailbox\v\vfull \v now"); got != "mailbox full now" {
+		t.Fatalf("got %q", got)
+	}
+}
