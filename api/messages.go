@@ -89,7 +89,12 @@ func (req *MessageRequest) validate() (field, msg string) {
 // build returns the message to store, with CRLF line ends.
 func (req *MessageRequest) build(now time.Time) ([]byte, error) {
 	if req.Raw != "" {
-		raw := strings.ReplaceAll(strings.ReplaceAll(req.Raw, "\r\n", "\n"), "\n", "\r\n")
+		// Every line end becomes CRLF, a bare CR included, as the SMTP
+		// listener does: a bare CR passed on could end a line, or with
+		// "\r.\r" the data, at a receiver that takes it as one (RFC 5321
+		// §2.3.8 forbids it; SMTP smuggling).
+		raw := strings.ReplaceAll(req.Raw, "\r\n", "\n")
+		raw = strings.ReplaceAll(strings.ReplaceAll(raw, "\r", "\n"), "\n", "\r\n")
 		if _, err := mail.ReadMessage(strings.NewReader(raw)); err != nil {
 			return nil, fmt.Errorf("raw: not an RFC 5322 message: %v", err)
 		}

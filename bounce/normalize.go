@@ -9,7 +9,7 @@ import (
 // The normaliser's patterns. They are compiled once and only read after;
 // regexp.Regexp is safe for concurrent use.
 var (
-	reSpace = regexp.MustCompile(`\s+`)
+	reSpace = regexp.MustCompile(`[\s\v]+`) // RE2's \s leaves out \v, which needSpace counts
 	reURL   = regexp.MustCompile(`(?i)\b(?:https?|ftp)://[^\s<>"'\])]+|\bwww\.[a-z0-9.-]+\.[a-z]{2,}(?:/[^\s<>"'\])]*)?`)
 	reAddr  = regexp.MustCompile(`<?[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}>?`)
 	// RFC 5322 date-time ("Tue, 30 May 2017 12:46:38 +0200 (CEST)"), ISO

@@ -93,6 +93,14 @@ func checkDomain(d string) string {
 		if d[len(d)-1] != ']' || len(d) < 3 {
 			return "broken address literal"
 		}
+		// RFC 5321 §4.1.3: dcontent is printable ASCII but '[', '\\'
+		// and ']'; a space, a control or a line break would let a key
+		// carry what no address can (and break listings and logs).
+		for i := 1; i < len(d)-1; i++ {
+			if c := d[i]; c < 33 || c > 126 || c == '[' || c == '\\' || c == ']' {
+				return fmt.Sprintf("character %q in the address literal", c)
+			}
+		}
 		return ""
 	}
 	label := 0

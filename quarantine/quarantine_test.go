@@ -333,6 +333,10 @@ func TestNormalize(t *testing.T) {
 		{in: "a b@c.org", bad: "character ' ' in the local part"},
 		{in: "a@c.org;John", bad: "character ';' in the domain"},
 		{in: "a@[1.2.3.4", bad: "broken address literal"},
+		{in: "0@[ ]", bad: "character ' ' in the address literal"}, // found by FuzzNormalize
+		{in: "a@[1.2.3.4\r\nX]", bad: `character '\r' in the address literal`},
+		{in: "a@[[1]]", bad: "character '[' in the address literal"},
+		{in: "a@[IPv6:2001:DB8::1]", sensitive: "a@[ipv6:2001:db8::1]"},
 		{in: "a@b\xff.org", bad: "not UTF-8"},
 		{in: strings.Repeat("x", 250) + "@b.org", bad: "longer than 254"},
 	}
