@@ -16,6 +16,7 @@ const (
 	LocalTimeout     = "timeout"      // connect, command or data timeout
 	LocalTLS         = "tls"          // STARTTLS or certificate failure under a TLS policy
 	LocalNetwork     = "network"      // any other network error
+	LocalBadMessage  = "bad-message"  // the message could not be built, for good (message.Error)
 )
 
 // ClassifyLocal classifies one of our own failures, named by kind. DNS
@@ -28,6 +29,10 @@ const (
 func (c *Classifier) ClassifyLocal(kind string, err error) Verdict {
 	v := func(r Reason, cl Class) Verdict { return Verdict{Reason: r, Class: cl, Rule: RuleLocal} }
 	switch kind {
+	case LocalBadMessage:
+		// Hard for the recipient, yet about neither the address nor the
+		// site: callers keep it out of the quarantine and flow control.
+		return v(BadMessage, Hard)
 	case LocalDNSNXDomain, LocalDNSNullMX, LocalDNSNoHost:
 		return v(InvalidDomain, Hard)
 	case LocalDNSTemp:

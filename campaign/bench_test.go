@@ -41,6 +41,8 @@ func BenchmarkRender(b *testing.B) {
 	}
 	b.Run("fast", func(b *testing.B) { run(b, tp, false) })
 	b.Run("fast+decodevars", func(b *testing.B) { run(b, tp, true) })
+	// Variables in the header only: the body is rendered once per template.
+	b.Run("fixedbody", func(b *testing.B) { run(b, fixedBodyTemplate(), false) })
 	// The same template forced through text/template and html/template.
 	slow := tp
 	for _, p := range []*string{&slow.Subject, &slow.Text, &slow.HTML, &slow.ListUnsubscribe, &slow.FeedbackID} {

@@ -59,6 +59,11 @@ type Compiled struct {
 	unsub    *field
 	feedback *field
 
+	// body is the rendered body (its Content-Type fields, the empty line
+	// and the parts) when text and html use no variable: rendered once per
+	// template instead of once per recipient. nil otherwise.
+	body []byte
+
 	pool sync.Pool // *renderState, reused across renders
 }
 
@@ -211,6 +216,11 @@ func Compile(t Template) (*Compiled, error) {
 	if _, err := c.appendMessage(nil, st, nil, sampleMeta()); err != nil {
 		return nil, err
 	}
+	if literal(c.text) && literal(c.html) {
+		if c.body, err = c.appendBody(nil, st); err != nil {
+			return nil, err
+		}
+	}
 	if c.unsub != nil {
 		u, err := c.unsub.render(nil, st)
 		if err != nil {
@@ -225,6 +235,28 @@ func Compile(t Template) (*Compiled, error) {
 	}
 	return c, nil
 }
+
+// literal reports a field that renders the same for every recipient (or
+// is absent).
+func literal(f *field) bool {
+	if f == nil {
+		return true
+	}
+	if !f.fast {
+		return false
+	}
+	for _, s := range f.segs {
+		if s.ref != refLiteral {
+			return false
+		}
+	}
+	return true
+}
+
+// BodyFixed reports whether the body is the same for every recipient (no
+// variable in text or html): stages that work on the body may do so once
+// per template.
+func (c *Compiled) BodyFixed() bool { return c.body != nil }
 
 // Template returns the template c was compiled from.
 func (c *Compiled) Template() Template {

@@ -10,6 +10,7 @@ import (
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -28,10 +29,22 @@ type Outcome struct {
 	Permanent bool // a local error that will not heal (NXDOMAIN, null MX)
 	Kind      string
 	Verdict   bounce.Verdict
+	notes     string // what the body stages did (message.Send.Results), for the log
 }
 
 // outcomeOf turns a client error into an outcome.
 func outcomeOf(err error) Outcome {
+	var me *message.Error
+	if errors.As(err, &me) {
+		// The message could not be built: nothing was sent. A permanent
+		// cause (a rendered header that is invalid) fails the recipient at
+		// once; a temporary one (reading the spool) is retried.
+		o := Outcome{Local: true, Text: err.Error(), Permanent: me.Permanent}
+		if me.Permanent {
+			o.Kind = bounce.LocalBadMessage
+		}
+		return o
+	}
 	var se *smtpclient.Error
 	if errors.As(err, &se) {
 		o := Outcome{Code: se.Reply.Code, Enhanced: se.Reply.Enhanced, Text: se.Reply.Text, Local: se.Reply.Code == 0, Kind: kindOf(se)}
@@ -112,7 +125,7 @@ func (o *Outcome) siteError() bool {
 		return false
 	}
 	switch o.Verdict.Reason {
-	case bounce.UserUnknown, bounce.MailboxFull, bounce.AccountDisabled, bounce.InvalidDomain:
+	case bounce.UserUnknown, bounce.MailboxFull, bounce.AccountDisabled, bounce.InvalidDomain, bounce.BadMessage:
 		return false
 	}
 	if o.Code >= 500 && o.Verdict.Reason == "" {
@@ -122,7 +135,7 @@ func (o *Outcome) siteError() bool {
 }
 
 // complete applies the result of a transaction to the job's recipients.
-func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool) {
+func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool, notes string) {
 	now := q.now()
 	outs := make([]Outcome, len(j.rcpts))
 	for i := range j.rcpts {
@@ -139,6 +152,7 @@ func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t t
 				outs[i].Code, outs[i].Enhanced, outs[i].Text = res.Data.Code, res.Data.Enhanced, res.Data.Text
 			}
 		}
+		outs[i].notes = notes
 	}
 	q.apply(j, s, outs, t, p, lim, tls, now, true)
 }
@@ -205,7 +219,7 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			Time: now, ID: m.ID.String(), DeliveryID: m.DeliveryID, Sender: m.Sender, Recipient: r.Addr,
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
-			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size,
+			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size, Detail: o.notes,
 		}
 		if !o.Expired {
 			r.Attempts++
@@ -255,7 +269,11 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		}
 		recs = append(recs, rec)
 	}
+	over := e.pending == 0
 	e.mu.Unlock()
+	if over {
+		q.deps.Pipeline.Forget(m.ID)
+	}
 
 	// The owner's hook sees each outcome before the spool forgets the
 	// message (a DSN to the sender quotes its headers).
