@@ -51,6 +51,13 @@ func outcomeOf(err error) Outcome {
 		if o.Local {
 			o.Text = err.Error()
 			o.Permanent = se.Permanent
+			if se.Permanent {
+				// Refused before sending (a sender the client cannot put
+				// in MAIL FROM, a size the server announced it refuses):
+				// no retry changes it, and neither the site nor the
+				// address is at fault.
+				o.Kind = bounce.LocalBadMessage
+			}
 		}
 		return o
 	}
@@ -352,6 +359,9 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 		if o.Expired {
 			return
 		}
+		if o.Verdict.Reason == bounce.BadMessage {
+			continue // ours: says nothing about the site, good or bad
+		}
 		if o.siteError() {
 			if bad == nil {
 				bad = o
@@ -359,6 +369,9 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 		} else {
 			ok = true
 		}
+	}
+	if bad == nil && !ok {
+		return // only messages we could not build
 	}
 	ev := flow.Event{Time: now, Site: s.key}
 	if t.ip.IsValid() {
@@ -372,7 +385,7 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 	q.flowRecord(ev)
 	for i := range outs {
 		o := &outs[i]
-		if o.Delivered {
+		if o.Delivered || o.Verdict.Reason == bounce.BadMessage {
 			continue
 		}
 		s.remember(Reply{Time: now, Code: o.Code, Enhanced: o.Enhanced, Text: o.Text, MXHost: t.host, MXIP: ipString(t), Local: o.Local})
