@@ -60,3 +60,16 @@ func BenchmarkDecodeVars(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheck is the acceptance-time check of one recipient's variables
+// (headers only: what a value can make invalid).
+func BenchmarkCheck(b *testing.B) {
+	c := mustCompile(b, testTemplate())
+	vars, m := testVars(), testMeta(1)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := c.Check(vars, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -70,6 +71,12 @@ func TestCheckMatchesRender(t *testing.T) {
 		{slow, map[string]string{"code": "ABCD"}, true},
 		{slow, map[string]string{"code": "AB"}, false},
 		{fixedBodyTemplate(), map[string]string{"anything": "\r\n<>"}, true},
+		// Nothing but the length of a word can fail in these headers:
+		// Check skips the render for short values, not for long ones.
+		{testTemplate(), testVars(), true},
+		{testTemplate(), map[string]string{"first_name": strings.Repeat("x", 990)}, false},
+		{testTemplate(), map[string]string{"first_name": strings.Repeat("x ", 990)}, true},
+		{testTemplate(), map[string]string{"unused": strings.Repeat("x", 990)}, true},
 	} {
 		c := mustCompile(t, tc.tp)
 		cerr := c.Check(tc.vars, testMeta(1))

@@ -202,6 +202,21 @@ func (c *Compiled) Check(vars map[string]string, meta Meta) error {
 	if err := checkMeta(meta); err != nil {
 		return err
 	}
+	if !c.checkAll {
+		// Only a word too long for a line can fail here: skip the render
+		// when no field can make one with these values.
+		longest := max(len(meta.Recipient), len(meta.MessageID), len(meta.DeliveryID))
+		for _, v := range vars {
+			longest = max(longest, len(v))
+		}
+		fits := true
+		for _, b := range c.bounds {
+			fits = fits && b.name+b.lit+b.refs*b.factor*longest <= maxLine
+		}
+		if fits {
+			return nil
+		}
+	}
 	st := c.state()
 	defer c.release(st)
 	var err error
