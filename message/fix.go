@@ -58,7 +58,9 @@ func Canonical(b []byte) []byte {
 }
 
 // isCanonical reports whether every CR in b is followed by LF, every LF
-// preceded by CR, and b ends in CRLF (or is empty).
+// preceded by CR, and b ends in CRLF (or is empty). It runs on every
+// message sent, so it uses the vectorised byte searches: each LF must
+// follow a CR, and then there are as many CRs as LFs only if no CR is bare.
 func isCanonical(b []byte) bool {
 	if len(b) == 0 {
 		return true
@@ -66,18 +68,20 @@ func isCanonical(b []byte) bool {
 	if len(b) < 2 || b[len(b)-2] != '\r' || b[len(b)-1] != '\n' {
 		return false
 	}
-	for off := 0; off < len(b); {
-		i := bytes.IndexAny(b[off:], "\r\n")
+	lines := 0
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\n')
 		if i < 0 {
-			return true
+			break
 		}
 		p := off + i
-		if b[p] == '\n' || p+1 >= len(b) || b[p+1] != '\n' {
-			return false // a bare LF, or a CR not followed by LF
+		if p == 0 || b[p-1] != '\r' {
+			return false
 		}
-		off = p + 2
+		lines++
+		off = p + 1
 	}
-	return true
+	return bytes.Count(b, []byte{'\r'}) == lines
 }
 
 // headerEnd finds the end of the header in canonical d: n is the length of

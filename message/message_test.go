@@ -332,3 +332,27 @@ func TestPrependDoesNotWriteShared(t *testing.T) {
 		t.Fatalf("body %q", s.Body())
 	}
 }
+
+// FuzzCanonical: the output is canonical, keeps every line, and a
+// canonical input comes back unchanged.
+func FuzzCanonical(f *testing.F) {
+	for _, s := range []string{"", "a", "a\r\n", "a\n", "a\r", "\r\r\n\n", "x\r\ny\rz\n", ".\r\n..\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := Canonical(in)
+		if !isCanonical(out) {
+			t.Fatalf("Canonical(%q) = %q, not canonical", in, out)
+		}
+		if isCanonical(in) && !bytes.Equal(in, out) {
+			t.Fatalf("canonical %q changed to %q", in, out)
+		}
+		want := strings.ReplaceAll(strings.ReplaceAll(string(in), "\r\n", "\n"), "\r", "\n")
+		if want != "" && !strings.HasSuffix(want, "\n") {
+			want += "\n"
+		}
+		if got := strings.ReplaceAll(string(out), "\r\n", "\n"); got != want {
+			t.Fatalf("Canonical(%q) = %q: lines changed", in, out)
+		}
+	})
+}
