@@ -3,6 +3,7 @@ package message
 import (
 	"container/list"
 	"sync"
+	"time"
 
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -13,12 +14,17 @@ type entry struct {
 	headerLen int
 	bodyKey   string
 	results   []string
+	built     time.Time
 }
 
 // cache is a least-recently-used map from message ID to entry, bounded in
 // entries and in bytes. Entries are immutable once stored.
 type cache struct {
 	maxEntries, maxBytes int
+	// maxAge bounds how old a reused entry may be: a signature made now
+	// should not go out with a retry days later.
+	maxAge time.Duration
+	now    func() time.Time
 
 	mu    sync.Mutex
 	bytes int
@@ -31,8 +37,8 @@ type cacheItem struct {
 	e  entry
 }
 
-func newCache(maxEntries, maxBytes int) *cache {
-	return &cache{maxEntries: maxEntries, maxBytes: maxBytes, ll: list.New(), byID: map[spool.ID]*list.Element{}}
+func newCache(maxEntries, maxBytes int, maxAge time.Duration, now func() time.Time) *cache {
+	return &cache{maxEntries: maxEntries, maxBytes: maxBytes, maxAge: maxAge, now: now, ll: list.New(), byID: map[spool.ID]*list.Element{}}
 }
 
 func (c *cache) get(id spool.ID) (entry, bool) {
@@ -42,8 +48,13 @@ func (c *cache) get(id spool.ID) (entry, bool) {
 	if !ok {
 		return entry{}, false
 	}
+	e := el.Value.(*cacheItem).e
+	if c.now().Sub(e.built) > c.maxAge {
+		c.removeElement(el)
+		return entry{}, false
+	}
 	c.ll.MoveToFront(el)
-	return el.Value.(*cacheItem).e, true
+	return e, true
 }
 
 func (c *cache) put(id spool.ID, e entry) {
@@ -52,6 +63,7 @@ func (c *cache) put(id spool.ID, e entry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e.built = c.now()
 	if el, ok := c.byID[id]; ok {
 		// Built twice concurrently: keep the first, identical anyway.
 		c.ll.MoveToFront(el)

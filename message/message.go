@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -117,10 +118,12 @@ type Options struct {
 	Load func(id spool.ID) ([]byte, error)
 	// Sign signs the final message (DKIM); nil: no signer configured.
 	Sign Stage
-	// CacheEntries and CacheBytes bound the per-message cache (defaults
-	// 1024 and 64 MiB); CacheEntries < 0 disables it.
+	// CacheEntries, CacheBytes and CacheMaxAge bound the per-message
+	// cache (defaults 1024, 64 MiB and 1h); CacheEntries < 0 disables it.
 	CacheEntries int
 	CacheBytes   int
+	CacheMaxAge  time.Duration
+	Now          func() time.Time // nil: time.Now
 }
 
 // Pipeline runs the stages in order. Safe for concurrent use.
@@ -155,7 +158,14 @@ func New(o Options) *Pipeline {
 		if b <= 0 {
 			b = 64 << 20
 		}
-		p.cache = newCache(n, b)
+		age, now := o.CacheMaxAge, o.Now
+		if age <= 0 {
+			age = time.Hour
+		}
+		if now == nil {
+			now = time.Now
+		}
+		p.cache = newCache(n, b, age, now)
 	}
 	return p
 }

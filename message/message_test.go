@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -209,7 +210,9 @@ func TestOncePerMessage(t *testing.T) {
 // TestCacheBounds: the cache holds at most its entries and bytes, dropping
 // the least recently used.
 func TestCacheBounds(t *testing.T) {
-	c := newCache(3, 1000)
+	clock := time.Unix(0, 0)
+	now := func() time.Time { return clock }
+	c := newCache(3, 1000, time.Hour, now)
 	for id := spool.ID(1); id <= 5; id++ {
 		c.put(id, entry{data: make([]byte, 100)})
 		if id == 3 {
@@ -224,7 +227,7 @@ func TestCacheBounds(t *testing.T) {
 			t.Errorf("entry %d cached = %v, want %v", id, ok, want)
 		}
 	}
-	c = newCache(100, 1000)
+	c = newCache(100, 1000, time.Hour, now)
 	for id := spool.ID(1); id <= 10; id++ {
 		c.put(id, entry{data: make([]byte, 200)})
 	}
@@ -234,6 +237,12 @@ func TestCacheBounds(t *testing.T) {
 	c.put(99, entry{data: make([]byte, 600)}) // over a quarter of the bound
 	if _, ok := c.get(99); ok {
 		t.Fatal("an outsized message was cached")
+	}
+	// An entry older than the bound is built again (a retry hours later
+	// gets a fresh signature).
+	clock = clock.Add(time.Hour + time.Second)
+	if _, ok := c.get(10); ok || c.len() != 4 {
+		t.Fatalf("an entry past its age was reused (%d left)", c.len())
 	}
 }
 
