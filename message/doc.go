@@ -30,7 +30,8 @@
 // cache keyed by spool message ID, so a message whose recipients span
 // several domains, hence several transactions, is read, fixed and signed
 // once, not once per transaction; Forget drops the entry when the message
-// is done. Only messages with more than one recipient are cached: a
+// is done, and an entry is reused for an hour at most, so a retry days
+// later is signed afresh. Only messages with more than one recipient are cached: a
 // single-recipient message (every campaign message) has nothing to share.
 // A campaign body whose text and html use no variable at all is rendered
 // once per template by the campaign package itself, and the render stage
