@@ -64,7 +64,8 @@ const (
 	// PerMessage: the output depends on the spooled message only, so it
 	// is the same for every transaction of the message.
 	PerMessage Scope = iota
-	// PerSend: the output depends on the transaction's recipients.
+	// PerSend: the output depends on the transaction: its recipients or
+	// its envelope sender (VERP makes one per transaction).
 	PerSend
 )
 
