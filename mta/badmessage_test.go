@@ -232,3 +232,39 @@ func TestUnbuildableFailsAtOnce(t *testing.T) {
 		t.Fatalf("provider got %d messages, want the good one only", p.Delivered())
 	}
 }
+
+// TestRelayedOneBodyForAllDomains: a relayed message with recipients at
+// three domains (three transactions, the pipeline's per-message work
+// shared) reaches each with the same bytes, lines starting with a dot
+// included.
+func TestRelayedOneBodyForAllDomains(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	got := newCaptured()
+	var ps []*sim.Provider
+	for _, d := range []string{"one.test", "two.test", "three.test"} {
+		p, err := w.AddProvider(sim.Behavior{Name: d, BodyHook: got.hook}, []string{d}, "mx."+d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	h := newHarness(t, w, nil)
+	rcpts := []string{"a@one.test", "b@two.test", "c@two.test", "d@three.test"}
+	body := "From: s@penstock.test\r\nSubject: one body\r\n\r\nhello\r\n.leading dot\r\n..two dots\r\n"
+	if err := h.send("s@penstock.test", rcpts, body); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		waitDelivered(t, p, 1, 20*time.Second)
+	}
+	_, first := got.get(rcpts[0])
+	if !strings.HasSuffix(first, "\r\n\r\nhello\r\n.leading dot\r\n..two dots\r\n") || !strings.HasPrefix(first, "Received: ") {
+		t.Fatalf("received %q", first)
+	}
+	for _, r := range rcpts[1:] {
+		if env, b := got.get(r); b != first || env != "s@penstock.test" {
+			t.Errorf("%s got MAIL FROM %q and a different body:\n%q\n%q", r, env, b, first)
+		}
+	}
+}
