@@ -27,6 +27,7 @@ SET=(
   "./smtpclient/ ^BenchmarkSend$"
   "./smtpserver/ ^BenchmarkInjectPipelined$"
   "./events/     ^BenchmarkWrite$"
+  "./message/    ^BenchmarkBuildSingle$"
 )
 
 cd "$ROOT" || exit 1
