@@ -49,14 +49,23 @@
 //
 // Implement Stage: Name (used in errors and results), Scope (PerMessage
 // when the output depends only on the spooled message, PerSend when it
-// depends on the recipients of the transaction), and Apply, which reads
+// depends on the transaction: its recipients or envelope sender), and
+// Apply, which reads
 // s.Data (and s.Header, s.Body after the header fixes) and replaces
 // s.Data with a new slice when it changes the message (never write into
 // s.Data: it may be shared with other sends through the cache; Prepend
 // does it right for a new header field). Return Permanent(err) for an
 // error no retry can change. Record what the delivery log should show
-// with s.Note. Then give the stage its slot in Options (a signer goes in
-// Options.Sign) and say in New where it runs.
+// with s.Note. Then give the stage its slot in Options and say in New
+// where it runs. A signer needs none of this: SignStage turns a function
+// from the message to the header field to prepend into the stage for
+// Options.Sign, e.g. for DKIM (RFC 6376 §5.6: the field goes first)
+//
+//	message.New(message.Options{Load: sp.Body, Render: render,
+//		Sign: message.SignStage("dkim", func(msg []byte) ([]byte, string, error) {
+//			f, err := signer.Sign(msg)
+//			return f, "signed by d=example.com s=sel", err
+//		})})
 //
 // The package never touches the network, the queue or the delivery log: it
 // only produces bytes.

@@ -365,3 +365,36 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// TestSignStage: the signing slot takes a plain signing function; it signs
+// the canonical message, its field goes first, its note into Results, and
+// it runs once for all the transactions of a relayed message.
+func TestSignStage(t *testing.T) {
+	var signed [][]byte
+	var mu sync.Mutex
+	sign := func(msg []byte) ([]byte, string, error) {
+		mu.Lock()
+		signed = append(signed, msg)
+		mu.Unlock()
+		return []byte("DKIM-Signature: v=1; d=src.example; s=sel; b=x\r\n"), "d=src.example s=sel", nil
+	}
+	p := New(Options{Sign: SignStage("dkim", sign), Load: func(spool.ID) ([]byte, error) { return []byte("A: 1\n\nbody\n"), nil }})
+	m := relayed(3, 3)
+	for i := range m.Recipients {
+		s, err := p.Build(context.Background(), m, []int{i}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(s.Data) != "DKIM-Signature: v=1; d=src.example; s=sel; b=x\r\nA: 1\r\n\r\nbody\r\n" || s.Results() != "dkim: d=src.example s=sel" {
+			t.Fatalf("transaction %d: %q, results %q", i, s.Data, s.Results())
+		}
+	}
+	if len(signed) != 1 || string(signed[0]) != "A: 1\r\n\r\nbody\r\n" {
+		t.Fatalf("signed %q", signed)
+	}
+	bad := New(Options{Sign: SignStage("dkim", func([]byte) ([]byte, string, error) { return []byte("no field"), "", nil }),
+		Load: func(spool.ID) ([]byte, error) { return []byte("A: 1\r\n\r\n"), nil }})
+	if _, err := bad.Build(context.Background(), relayed(4, 1), []int{0}, ""); err == nil {
+		t.Fatal("a signer's malformed field was prepended")
+	}
+}
