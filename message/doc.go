@@ -50,12 +50,11 @@
 // Implement Stage: Name (used in errors and results), Scope (PerMessage
 // when the output depends only on the spooled message, PerSend when it
 // depends on the transaction: its recipients or envelope sender), and
-// Apply, which reads
-// s.Data (and s.Header, s.Body after the header fixes) and replaces
-// s.Data with a new slice when it changes the message (never write into
-// s.Data: it may be shared with other sends through the cache; Prepend
-// does it right for a new header field). Return Permanent(err) for an
-// error no retry can change. Record what the delivery log should show
+// Apply, which reads s.Data (and s.Header, s.Body after the header fixes)
+// and replaces s.Data with a new slice when it changes the message (never
+// write into s.Data: it may be shared with other sends through the cache;
+// Prepend does it right for a new header field). Return Permanent(err) for
+// an error no retry can change. Record what the delivery log should show
 // with s.Note. Then give the stage its slot in Options and say in New
 // where it runs. A signer needs none of this: SignStage turns a function
 // from the message to the header field to prepend into the stage for
