@@ -18,6 +18,10 @@ import (
 // MessageRequest is the body of POST /api/v1/messages: either Raw (an RFC
 // 5322 message) or the parts from which Penstock builds correct MIME.
 type MessageRequest struct {
+	// From is the sender, with or without a display name ("Ann
+	// <ann@example.com>"): the From header gets it whole, the envelope
+	// (MAIL FROM) the bare address. After validation From holds that bare
+	// address; the header form is kept for build.
 	From    string            `json:"from"`
 	To      []string          `json:"to"`
 	Subject string            `json:"subject,omitempty"`
@@ -26,6 +30,8 @@ type MessageRequest struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	Raw     string            `json:"raw,omitempty"`
 	Body    []byte            `json:"-"` // the message as built
+
+	fromHeader string // From as the header shows it (set by validate)
 }
 
 func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
@@ -59,9 +65,15 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 
 func (req *MessageRequest) validate() (field, msg string) {
 	if req.From != "" {
-		if _, err := mail.ParseAddress(req.From); err != nil {
-			return "from", "from: not an address: " + req.From
+		// RFC 5322 §3.4 mailbox, comments and display name allowed; the
+		// envelope takes only the addr-spec (RFC 5321 §4.1.2), so a name
+		// or a comment can never reach MAIL FROM or the Message-ID.
+		a, err := mail.ParseAddress(req.From)
+		if err != nil || !strings.Contains(a.Address, "@") {
+			return "from", fmt.Sprintf("from: not an address: %q", req.From)
 		}
+		req.fromHeader = formatMailbox(a)
+		req.From = a.Address
 	}
 	if len(req.To) == 0 {
 		return "to", "to: at least one recipient is required"
@@ -78,12 +90,73 @@ func (req *MessageRequest) validate() (field, msg string) {
 	if req.Raw != "" && (req.Text != "" || req.HTML != "" || req.Subject != "") {
 		return "raw", "raw excludes subject, text and html"
 	}
+	if req.Raw != "" && len(req.Headers) > 0 {
+		return "headers", "raw excludes headers: put them in the raw message"
+	}
 	for k, v := range req.Headers {
-		if k == "" || strings.ContainsAny(k, ": \r\n") || strings.ContainsAny(v, "\r\n") {
-			return "headers", "bad header " + k
+		f := "headers." + k
+		if err := checkFieldName(k); err != nil {
+			return f, f + ": " + err.Error()
+		}
+		if i := strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+			return f, fmt.Sprintf("%s: control character %q in the value; header values are one line", f, v[i])
+		}
+		switch lower := strings.ToLower(k); {
+		case builtHeader[lower]:
+			return f, fmt.Sprintf("%s: set by Penstock from the request (use from, to, subject, text, html)", f)
+		case addressHeader[lower]:
+			if _, err := mail.ParseAddressList(v); err != nil {
+				return f, fmt.Sprintf("%s: not an address list: %q: %v", f, v, err)
+			}
 		}
 	}
 	return "", ""
+}
+
+// builtHeader are the fields build writes itself: a custom one would
+// duplicate them (RFC 5322 §3.6 allows each once). Lower case.
+var builtHeader = map[string]bool{
+	"from": true, "to": true, "subject": true, "date": true, "message-id": true,
+	"mime-version": true, "content-type": true, "content-transfer-encoding": true,
+}
+
+// addressHeader are fields holding address lists (RFC 5322 §3.6.2, §3.6.3):
+// parsed at acceptance and written per mailbox, never encoded whole.
+var addressHeader = map[string]bool{"reply-to": true, "sender": true, "cc": true, "bcc": true}
+
+// checkFieldName applies RFC 5322 §3.6.8: printable US-ASCII but colon.
+func checkFieldName(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty header name")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return fmt.Errorf("header name %q: only printable ASCII without ':' (RFC 5322 §3.6.8)", name)
+		}
+	}
+	return nil
+}
+
+// formatMailbox writes a mailbox for a header: the bare address, or the
+// display name (quoted or RFC 2047-encoded as needed) and <address>.
+func formatMailbox(a *mail.Address) string {
+	if a.Name == "" {
+		return a.Address
+	}
+	return a.String()
+}
+
+// formatAddressList rewrites a validated address list per mailbox.
+func formatAddressList(v string) string {
+	l, err := mail.ParseAddressList(v)
+	if err != nil {
+		return v // validate refused it already
+	}
+	out := make([]string, len(l))
+	for i, a := range l {
+		out[i] = formatMailbox(a)
+	}
+	return strings.Join(out, ", ")
 }
 
 // build returns the message to store, with CRLF line ends.
@@ -102,7 +175,11 @@ func (req *MessageRequest) build(now time.Time) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
-	hdr("From", req.From)
+	from := req.fromHeader
+	if from == "" {
+		from = req.From
+	}
+	hdr("From", from)
 	hdr("To", strings.Join(req.To, ", "))
 	if req.Subject != "" {
 		hdr("Subject", mime.QEncoding.Encode("utf-8", req.Subject))
@@ -116,6 +193,10 @@ func (req *MessageRequest) build(now time.Time) ([]byte, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if addressHeader[strings.ToLower(k)] {
+			hdr(k, formatAddressList(req.Headers[k]))
+			continue
+		}
 		hdr(k, mime.QEncoding.Encode("utf-8", req.Headers[k]))
 	}
 	part := func(ctype, text string) {

@@ -2,7 +2,8 @@
 # bench/hotpath.sh - the hot-path Go benchmarks, the no-regression set of
 # BENCHMARKS.md: spool append/update/body read, scheduler pick (push+claim)
 # at 10k-1M jobs and 1-10,000 sites, quota checks at 10-10,000 keys, MX rule
-# match, SMTP client send, SMTP injection, delivery log write.
+# match, SMTP client send, SMTP injection, delivery log write, body pipeline
+# build.
 #
 # Usage: bench/hotpath.sh [OUT]      (default OUT: /tmp/penstock-hotpath.txt)
 #   COUNT=6 (runs of each benchmark, for benchstat), BENCHTIME=1s
@@ -27,6 +28,7 @@ SET=(
   "./smtpclient/ ^BenchmarkSend$"
   "./smtpserver/ ^BenchmarkInjectPipelined$"
   "./events/     ^BenchmarkWrite$"
+  "./message/    ^BenchmarkBuildSingle$"
 )
 
 cd "$ROOT" || exit 1

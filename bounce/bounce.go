@@ -30,6 +30,10 @@ const (
 	NotConnected    Reason = "not_connected"    // could not get an SMTP session (refused, timeout, TLS)
 	ErrorIgnored    Reason = "error_ignored"    // greylisting and alike: try again, think nothing of it
 	Unknown         Reason = "unknown"
+	// BadMessage: the message could not be built (a rendered header that
+	// does not parse): ours, never the address's nor the site's, and no
+	// retry can change it. Only ClassifyLocal gives it; rules cannot.
+	BadMessage Reason = "bad_message"
 )
 
 // RecipientLevel reports whether the reason is about the address itself

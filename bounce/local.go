@@ -27,6 +27,7 @@ const (
 	LocalTLS         = "tls"          // the STARTTLS handshake failed
 	LocalCertificate = "certificate"  // the remote's certificate failed verification (tls = "verify")
 	LocalNetwork     = "network"      // any other network error
+	LocalBadMessage  = "bad-message"  // the message could not be built, for good (message.Error)
 )
 
 // KindOf names the kind of a failure that has no SMTP reply, from its error
@@ -98,6 +99,10 @@ func OurSide(kind string) bool {
 func (c *Classifier) ClassifyLocal(kind string, err error) Verdict {
 	v := func(r Reason, cl Class) Verdict { return Verdict{Reason: r, Class: cl, Rule: RuleLocal} }
 	switch kind {
+	case LocalBadMessage:
+		// Hard for the recipient, yet about neither the address nor the
+		// site: callers keep it out of the quarantine and flow control.
+		return v(BadMessage, Hard)
 	case LocalDNSNXDomain, LocalDNSNullMX, LocalDNSNoHost:
 		return v(InvalidDomain, Hard)
 	case LocalDNSTemp, LocalUnreachable:

@@ -41,6 +41,8 @@ func BenchmarkRender(b *testing.B) {
 	}
 	b.Run("fast", func(b *testing.B) { run(b, tp, false) })
 	b.Run("fast+decodevars", func(b *testing.B) { run(b, tp, true) })
+	// Variables in the header only: the body is rendered once per template.
+	b.Run("fixedbody", func(b *testing.B) { run(b, fixedBodyTemplate(), false) })
 	// The same template forced through text/template and html/template.
 	slow := tp
 	for _, p := range []*string{&slow.Subject, &slow.Text, &slow.HTML, &slow.ListUnsubscribe, &slow.FeedbackID} {
@@ -54,6 +56,19 @@ func BenchmarkDecodeVars(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := DecodeVars(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheck is the acceptance-time check of one recipient's variables
+// (headers only: what a value can make invalid).
+func BenchmarkCheck(b *testing.B) {
+	c := mustCompile(b, testTemplate())
+	vars, m := testVars(), testMeta(1)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := c.Check(vars, m); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -49,6 +49,7 @@ type renderState struct {
 	hasURL  bool
 	scratch []byte
 	enc     []byte // RFC 2047-encoded header text
+	check   []byte // Check's output, thrown away
 	w       appendWriter
 }
 
@@ -68,7 +69,7 @@ func (c *Compiled) state() *renderState {
 }
 
 func (c *Compiled) release(st *renderState) {
-	if cap(st.scratch) > 1<<20 || cap(st.enc) > 1<<20 {
+	if cap(st.scratch) > 1<<20 || cap(st.enc) > 1<<20 || cap(st.check) > 1<<20 {
 		return // an outsized message; let its memory go
 	}
 	st.vars, st.meta, st.msgID = nil, Meta{}, ""
@@ -190,6 +191,42 @@ func (c *Compiled) AppendRender(dst []byte, vars map[string]string, meta Meta) (
 	return c.appendMessage(dst, st, vars, meta)
 }
 
+// Check reports whether the message for one recipient can be built with
+// these variables, without building all of it: it renders the header
+// fields, where a value can make an address that does not parse or a word
+// too long for a line, and the body parts only when one of them runs
+// through the template package (whose functions can fail on a value); the
+// fast path of a part cannot fail. The error is the one Render would give.
+// Safe for concurrent use.
+func (c *Compiled) Check(vars map[string]string, meta Meta) error {
+	if err := checkMeta(meta); err != nil {
+		return err
+	}
+	if !c.checkAll {
+		// Only a word too long for a line can fail here: skip the render
+		// when no field can make one with these values.
+		longest := max(len(meta.Recipient), len(meta.MessageID), len(meta.DeliveryID))
+		for _, v := range vars {
+			longest = max(longest, len(v))
+		}
+		fits := true
+		for _, b := range c.bounds {
+			fits = fits && b.name+b.lit+b.refs*b.factor*longest <= maxLine
+		}
+		if fits {
+			return nil
+		}
+	}
+	st := c.state()
+	defer c.release(st)
+	var err error
+	st.check, err = c.appendHeaders(st.check[:0], st, vars, meta)
+	if err == nil && c.body == nil && (c.text != nil && !c.text.fast || c.html != nil && !c.html.fast) {
+		st.check, err = c.appendBody(st.check[:0], st)
+	}
+	return err
+}
+
 func checkMeta(m Meta) error {
 	if m.Recipient == "" {
 		return errors.New("campaign: render: no recipient")
@@ -212,7 +249,11 @@ func (c *Compiled) appendMessage(dst []byte, st *renderState, vars map[string]st
 	start := len(dst)
 	dst, err := c.appendHeaders(dst, st, vars, meta)
 	if err == nil {
-		dst, err = c.appendBody(dst, st)
+		if c.body != nil {
+			dst = append(dst, c.body...)
+		} else {
+			dst, err = c.appendBody(dst, st)
+		}
 	}
 	if err != nil {
 		return dst[:start], err

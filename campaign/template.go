@@ -59,6 +59,19 @@ type Compiled struct {
 	unsub    *field
 	feedback *field
 
+	// body is the rendered body (its Content-Type fields, the empty line
+	// and the parts) when text and html use no variable: rendered once per
+	// template instead of once per recipient. nil otherwise.
+	body []byte
+
+	// checkAll: some field can fail on a value whatever its length (an
+	// address with variables, a field on the template path); Check then
+	// renders the headers. Otherwise only a word too long for a header
+	// line can fail, and bounds (one per header field) tell when it
+	// cannot.
+	checkAll bool
+	bounds   []wordBound
+
 	pool sync.Pool // *renderState, reused across renders
 }
 
@@ -211,6 +224,12 @@ func Compile(t Template) (*Compiled, error) {
 	if _, err := c.appendMessage(nil, st, nil, sampleMeta()); err != nil {
 		return nil, err
 	}
+	if literal(c.text) && literal(c.html) {
+		if c.body, err = c.appendBody(nil, st); err != nil {
+			return nil, err
+		}
+	}
+	c.planCheck()
 	if c.unsub != nil {
 		u, err := c.unsub.render(nil, st)
 		if err != nil {
@@ -225,6 +244,84 @@ func Compile(t Template) (*Compiled, error) {
 	}
 	return c, nil
 }
+
+// wordBound is what a header field's longest word can reach: the length
+// of its literal text plus refs values (each grown by factor: percent
+// encoding triples a byte), after "name: ".
+type wordBound struct {
+	lit, refs, factor, name int
+}
+
+// planCheck sets checkAll and bounds (see Compiled).
+func (c *Compiled) planCheck() {
+	add := func(name string, f *field, factor int) {
+		if f == nil {
+			return
+		}
+		if !f.fast {
+			c.checkAll = true
+			return
+		}
+		b := wordBound{factor: factor, name: len(name) + 2}
+		for _, s := range f.segs {
+			if s.ref == refLiteral {
+				b.lit += len(s.lit)
+			} else {
+				b.refs++
+			}
+		}
+		if b.refs > 0 {
+			c.bounds = append(c.bounds, b)
+		}
+	}
+	addr := func(name string, a *addrField) {
+		switch {
+		case a.fixed != "":
+		case a.name != nil:
+			// Only the display name varies; it is quoted, never parsed.
+			add(name, a.name, 2)
+		default:
+			c.checkAll = true // the address itself varies: it must parse
+		}
+	}
+	addr("From", &c.from)
+	add("Subject", c.subject, 1)
+	add("List-Unsubscribe", c.unsub, 3)
+	add("Feedback-ID", c.feedback, 1)
+	for i := range c.headers {
+		h := &c.headers[i]
+		if h.addr != nil {
+			addr(h.name, h.addr)
+		} else {
+			add(h.name, h.val, 1)
+		}
+	}
+	if c.body == nil && (c.text != nil && !c.text.fast || c.html != nil && !c.html.fast) {
+		c.checkAll = true
+	}
+}
+
+// literal reports a field that renders the same for every recipient (or
+// is absent).
+func literal(f *field) bool {
+	if f == nil {
+		return true
+	}
+	if !f.fast {
+		return false
+	}
+	for _, s := range f.segs {
+		if s.ref != refLiteral {
+			return false
+		}
+	}
+	return true
+}
+
+// BodyFixed reports whether the body is the same for every recipient (no
+// variable in text or html): stages that work on the body may do so once
+// per template.
+func (c *Compiled) BodyFixed() bool { return c.body != nil }
 
 // Template returns the template c was compiled from.
 func (c *Compiled) Template() Template {

@@ -28,8 +28,12 @@ import (
 const flagDSN = 1
 
 // countsForQuarantine: a hard failure, or a soft one that is about the
-// address itself.
+// address itself. A message we could not build says nothing about the
+// address.
 func countsForQuarantine(v bounce.Verdict) bool {
+	if v.Reason == bounce.BadMessage {
+		return false
+	}
 	return v.Class == bounce.Hard || (v.Class == bounce.Soft && v.Reason.RecipientLevel())
 }
 

@@ -1,7 +1,6 @@
 package mta
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -199,30 +198,6 @@ func (d *deliveries) template(id string) (*campaign.Compiled, error) {
 	return c, nil
 }
 
-// Render implements queue.Renderer: the message for one recipient.
-func (d *deliveries) Render(msg *spool.Message, rcpts []int) ([]byte, error) {
-	c, err := d.template(msg.DeliveryID)
-	if err != nil {
-		return nil, err
-	}
-	if len(rcpts) == 0 {
-		return nil, errors.New("no recipient to render for")
-	}
-	r := msg.Recipients[rcpts[0]]
-	vars, err := campaign.DecodeVars(r.Vars)
-	if err != nil {
-		return nil, fmt.Errorf("variables of %s: %w", r.Addr, err)
-	}
-	var buf bytes.Buffer
-	buf.Grow(4096)
-	meta := campaign.Meta{DeliveryID: msg.DeliveryID, Recipient: r.Addr,
-		MessageID: campaign.MessageID(msg.DeliveryID, uint64(msg.ID), d.m.Config().Server.Hostname)}
-	if err := c.Render(&buf, vars, meta); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 func newDeliveryID() string {
 	var b [8]byte
 	rand.Read(b[:])
@@ -246,16 +221,19 @@ func (d *deliveries) create(ctx context.Context, req api.DeliveryRequest) (api.D
 	if err != nil {
 		return api.DeliveryView{}, &api.FieldError{Field: "template", Err: err}
 	}
+	id := newDeliveryID()
 	for i := range req.Recipients {
 		if err := campaign.CheckAddress(req.Recipients[i].Address); err != nil {
 			return api.DeliveryView{}, &api.FieldError{Field: fmt.Sprintf("recipients[%d].address", i), Err: err}
+		}
+		if err := d.check(c, id, req.Recipients[i]); err != nil {
+			return api.DeliveryView{}, &api.FieldError{Field: fmt.Sprintf("recipients[%d].vars", i), Err: err}
 		}
 	}
 	tb, err := c.Bytes()
 	if err != nil {
 		return api.DeliveryView{}, err
 	}
-	id := newDeliveryID()
 	if err := d.m.Spool.PutBlob(tplBlobPrefix+id, tb); err != nil {
 		return api.DeliveryView{}, err
 	}
@@ -311,6 +289,10 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 	validity := time.Duration(d.m.validity.Load())
 	batch := make([]*spool.Message, 0, ingestBatch)
 	var suppressed []*spool.Message
+	tpl, err := d.template(dm.ID)
+	if err != nil {
+		return res, err
+	}
 	flush := func() error {
 		if len(batch) > 0 {
 			if err := d.m.Spool.PutMany(ctx, batch, nil); err != nil {
@@ -336,9 +318,12 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 		batch, suppressed = batch[:0], suppressed[:0]
 		return nil
 	}
-	err := each(func(r campaign.Recipient) error {
+	err = each(func(r campaign.Recipient) error {
 		if dm.cancelled() {
 			return errors.New("delivery cancelled")
+		}
+		if err := d.check(tpl, dm.ID, r); err != nil {
+			return fmt.Errorf("vars: %w", err)
 		}
 		msg := &spool.Message{Sender: dm.Sender, Received: now, Expires: now.Add(validity), DeliveryID: dm.ID, Pool: dm.Pool,
 			Recipients: []spool.Recipient{{Addr: r.Address, Vars: campaign.EncodeVars(r.Vars)}}}
@@ -360,6 +345,14 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 		return res, err
 	}
 	return res, d.save(dm)
+}
+
+// check refuses, at acceptance, a recipient whose variables would make a
+// message that cannot be built (an invalid Reply-To, say): sent, it could
+// only fail.
+func (d *deliveries) check(c *campaign.Compiled, id string, r campaign.Recipient) error {
+	return c.Check(r.Vars, campaign.Meta{DeliveryID: id, Recipient: r.Address,
+		MessageID: campaign.MessageID(id, 0, d.m.Config().Server.Hostname)})
 }
 
 func (dm *deliveryMeta) cancelled() bool {

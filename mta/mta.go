@@ -27,6 +27,7 @@ import (
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quarantine"
@@ -198,7 +199,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.deliveries = newDeliveries(m)
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, Render: m.deliveries, ReturnPath: m.returnPath,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
+		Pipeline: message.New(message.Options{Load: sp.Body,
+			Render: renderStage{template: m.deliveries.template, hostname: func() string { return m.Config().Server.Hostname }}}),
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	return m, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
@@ -75,7 +76,9 @@ type Deps struct {
 	Log      *events.Log
 	Logger   *slog.Logger
 	Dialer   smtpclient.Dialer // nil: the default dialer
-	Render   Renderer          // nil: bodies come from the spool as stored
+	// Pipeline builds the bytes sent for each transaction (render,
+	// header fixes, signing); nil: a pipeline reading the spool.
+	Pipeline *message.Pipeline
 	Now      func() time.Time
 	// Outcome is called for each recipient's attempt outcome (o.Final
 	// when its delivery is over), before the spool update is submitted. It
@@ -84,12 +87,6 @@ type Deps struct {
 	// ReturnPath gives the MAIL FROM of a transaction (VERP); nil: the
 	// message's sender.
 	ReturnPath func(m *spool.Message, rcpts []int) string
-}
-
-// Renderer builds the body sent to one set of recipients of a message
-// (campaign messages are stored as template + variables, not whole).
-type Renderer interface {
-	Render(m *spool.Message, rcpts []int) ([]byte, error)
 }
 
 // Queue is the scheduler. The zero value is not usable: call New.
@@ -164,6 +161,9 @@ func New(cfg *Config, deps Deps) *Queue {
 	}
 	if deps.Log == nil {
 		deps.Log = events.Discard()
+	}
+	if deps.Pipeline == nil {
+		deps.Pipeline = message.New(message.Options{Load: deps.Spool.Body})
 	}
 	q := &Queue{
 		deps:        deps,

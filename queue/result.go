@@ -9,6 +9,7 @@ import (
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
 )
@@ -30,10 +31,22 @@ type Outcome struct {
 	// delivery or a reply), so that kinds are told by errors.Is/As.
 	Err     error
 	Verdict bounce.Verdict
+	notes   string // what the body stages did (message.Send.Results), for the log
 }
 
 // outcomeOf turns a client error into an outcome.
 func outcomeOf(err error) Outcome {
+	var me *message.Error
+	if errors.As(err, &me) {
+		// The message could not be built: nothing was sent. A permanent
+		// cause (a rendered header that is invalid) fails the recipient at
+		// once; a temporary one (reading the spool) is retried.
+		o := Outcome{Local: true, Text: err.Error(), Permanent: me.Permanent, Err: err}
+		if me.Permanent {
+			o.Kind = bounce.LocalBadMessage
+		}
+		return o
+	}
 	var se *smtpclient.Error
 	if errors.As(err, &se) {
 		o := Outcome{Code: se.Reply.Code, Enhanced: se.Reply.Enhanced, Text: se.Reply.Text, Local: se.Reply.Code == 0, Err: err}
@@ -41,6 +54,13 @@ func outcomeOf(err error) Outcome {
 			o.Text = err.Error()
 			o.Permanent = se.Permanent
 			o.Kind = kindOf(se)
+			if se.Permanent {
+				// Refused before sending (a sender the client cannot put
+				// in MAIL FROM, a size the server announced it refuses):
+				// no retry changes it, and neither the site nor the
+				// address is at fault.
+				o.Kind = bounce.LocalBadMessage
+			}
 		}
 		return o
 	}
@@ -127,7 +147,7 @@ func (o *Outcome) siteError() bool {
 	if o.Delivered {
 		return false
 	}
-	if o.Verdict.Reason.RecipientLevel() || o.Kind == bounce.LocalResources {
+	if o.Verdict.Reason.RecipientLevel() || o.Verdict.Reason == bounce.BadMessage || o.Kind == bounce.LocalResources {
 		return false
 	}
 	if o.Code >= 500 && o.Verdict.Reason == "" {
@@ -137,7 +157,7 @@ func (o *Outcome) siteError() bool {
 }
 
 // complete applies the result of a transaction to the job's recipients.
-func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool) {
+func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool, notes string) {
 	now := q.now()
 	outs := make([]Outcome, len(j.rcpts))
 	for i := range j.rcpts {
@@ -154,6 +174,7 @@ func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t t
 				outs[i].Code, outs[i].Enhanced, outs[i].Text = res.Data.Code, res.Data.Enhanced, res.Data.Text
 			}
 		}
+		outs[i].notes = notes
 	}
 	q.apply(j, s, outs, t, p, lim, tls, now, true)
 }
@@ -220,7 +241,7 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			Time: now, ID: m.ID.String(), DeliveryID: m.DeliveryID, Sender: m.Sender, Recipient: r.Addr,
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
-			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size,
+			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size, Detail: o.notes,
 		}
 		if !o.Expired {
 			r.Attempts++
@@ -270,7 +291,11 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 		}
 		recs = append(recs, rec)
 	}
+	over := e.pending == 0
 	e.mu.Unlock()
+	if over {
+		q.deps.Pipeline.Forget(m.ID)
+	}
 
 	// The owner's hook sees each outcome before the spool forgets the
 	// message (a DSN to the sender quotes its headers).
@@ -350,7 +375,7 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 			return
 		}
 		switch {
-		case o.Kind == bounce.LocalResources:
+		case o.Kind == bounce.LocalResources, o.Verdict.Reason == bounce.BadMessage:
 			// Ours: neither an error nor a success of the site.
 		case o.siteError():
 			if bad == nil {
@@ -362,9 +387,10 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 	}
 	if bad == nil && !ok {
 		// Nothing that speaks for or against the site (our own
-		// resources ran out): flow control hears nothing.
+		// resources ran out, or messages we could not build): flow
+		// control hears nothing.
 		for i := range outs {
-			if !outs[i].Delivered {
+			if !outs[i].Delivered && outs[i].Verdict.Reason != bounce.BadMessage {
 				s.remember(Reply{Time: now, Text: outs[i].Text, MXHost: t.host, MXIP: ipString(t), Local: true})
 				break
 			}
@@ -383,7 +409,7 @@ func (q *Queue) report(s *site, outs []Outcome, t target, p path, now time.Time)
 	q.flowRecord(ev)
 	for i := range outs {
 		o := &outs[i]
-		if o.Delivered {
+		if o.Delivered || o.Verdict.Reason == bounce.BadMessage {
 			continue
 		}
 		s.remember(Reply{Time: now, Code: o.Code, Enhanced: o.Enhanced, Text: o.Text, MXHost: t.host, MXIP: ipString(t),

@@ -224,26 +224,21 @@ func replyOf(err error, t target, now time.Time) Reply {
 // deliver sends one job on an open connection and applies the results.
 func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limits) {
 	q := s.q
-	body, err := q.body(j)
+	from := j.e.m.Sender
+	if q.deps.ReturnPath != nil {
+		from = q.deps.ReturnPath(j.e.m, j.rcpts)
+	}
+	snd, err := q.deps.Pipeline.Build(q.ctx, j.e.m, j.rcpts, from)
 	if err != nil {
-		q.fail(j, s, &smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, t, p, lim, q.now(), true)
+		// Our own failure, before any command: reported to nobody (the
+		// site did nothing), and the connection stays usable.
+		q.fail(j, s, err, t, p, lim, q.now(), true)
 		return
 	}
 	rcpts := make([]string, len(j.rcpts))
 	for i, ri := range j.rcpts {
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
-	from := j.e.m.Sender
-	if q.deps.ReturnPath != nil {
-		from = q.deps.ReturnPath(j.e.m, j.rcpts)
-	}
-	res, err := c.Send(q.ctx, from, rcpts, body)
-	q.complete(j, s, res, err, t, p, lim, c.TLS())
-}
-
-func (q *Queue) body(j *job) ([]byte, error) {
-	if q.deps.Render != nil && j.e.m.DeliveryID != "" {
-		return q.deps.Render.Render(j.e.m, j.rcpts)
-	}
-	return q.deps.Spool.Body(j.e.m.ID)
+	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
+	q.complete(j, s, res, err, t, p, lim, c.TLS(), snd.Results())
 }
