@@ -39,6 +39,9 @@ type Source interface {
 	SMTP() (st SMTPStats, ok bool)
 	// Reports is the bounce listener's tally.
 	Reports() reports.Stats
+	// DKIM counts messages by signing result: "signed", "third_party"
+	// (signed by a domain not aligned with From), "unsigned_<reason>".
+	DKIM() map[string]uint64
 }
 
 // SMTPStats is what the injection listener counts (smtpserver.Stats).
@@ -109,6 +112,9 @@ func New(src Source) *Metrics {
 			throttled: prometheus.NewDesc("penstock_smtpserver_auth_throttled_clients", "Client addresses refused AUTH for a cool-down now.", nil, nil),
 		},
 	})
+	reg.MustRegister(&dkimCounters{src: src, desc: prometheus.NewDesc("penstock_dkim_messages_total",
+		"Messages through the DKIM signing stage, by result: signed, third_party (not aligned with From), unsigned_<reason> (no_key, no_from, bad_from, key_not_active).",
+		[]string{"result"}, nil)})
 	reg.MustRegister(&reportCounters{src: src,
 		reports: prometheus.NewDesc("penstock_reports_total",
 			"Reports received by the bounce listener: outcome acted (label how: verp, trusted_network, trusted_dkim) or ignored (reason: no_verp, bad_verp, old_verp, untrusted, unreadable, ...).",
@@ -259,6 +265,24 @@ func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
 	}
 	c(r.extra, st.ExtraRecipients)
 	c(r.dropped, st.KeptDropped)
+}
+
+// dkimCounters exposes the signing stage's counts.
+type dkimCounters struct {
+	src  Source
+	desc *prometheus.Desc
+}
+
+func (d *dkimCounters) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *dkimCounters) Collect(ch chan<- prometheus.Metric) {
+	counts := d.src.DKIM()
+	if _, ok := counts["signed"]; !ok {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, 0, "signed")
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), k)
+	}
 }
 
 func b2f(b bool) float64 {

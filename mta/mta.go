@@ -24,6 +24,7 @@ import (
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
@@ -84,6 +85,7 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
+	dkim     *dkimStage // the body pipeline's signing stage
 	tickStop chan struct{}
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
@@ -197,10 +199,15 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		fl = nil
 	}
 	m.deliveries = newDeliveries(m)
+	m.dkim = newDKIMStage(opts.Now, opts.Logger)
+	if err := m.loadSigner(cfg); err != nil {
+		m.closeStores()
+		return nil, err
+	}
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
-		Pipeline: message.New(message.Options{Load: sp.Body,
+		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: renderStage{template: m.deliveries.template, hostname: func() string { return m.Config().Server.Hostname }}}),
 	})
 	m.metrics = metrics.New(metricsSource{m})
@@ -468,6 +475,9 @@ func (m *MTA) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := m.loadSigner(cfg); err != nil {
+		return err
+	}
 	m.Queue.SetConfig(qc)
 	m.Flow.SetConfig(fc)
 	m.validity.Store(int64(time.Duration(cfg.Delivery.Validity)))
@@ -477,6 +487,24 @@ func (m *MTA) Reload(cfg *config.Config) error {
 	if keys := config.RestartNeeded(m.startCfg, cfg); len(keys) > 0 {
 		m.logger.Warn("configuration reloaded, but some keys wait for a restart", "keys", strings.Join(keys, ","))
 	}
+	return nil
+}
+
+// loadSigner builds the DKIM signer of cfg's keys (checked: unreadable or
+// weak keys are refused, naming the file) and puts it in force.
+func (m *MTA) loadSigner(cfg *config.Config) error {
+	if len(cfg.DKIM) == 0 {
+		m.dkim.signer.Store(nil)
+		return nil
+	}
+	signer, warnings, err := dkim.New(cfg)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		m.logger.Warn("dkim", "warning", w)
+	}
+	m.dkim.signer.Store(signer)
 	return nil
 }
 

@@ -1,0 +1,135 @@
+package mta
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-mta/penstock/dkim"
+	"github.com/penstock-mta/penstock/message"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// dkimStage is the body pipeline's signing stage: it signs the final bytes
+// with the keys package dkim chooses (the From domain's, its parent's, the
+// pool's) and notes d= and s= for the delivery log. The signer is swapped
+// on reload, so a rotation in the configuration takes effect without a
+// restart. A body shared by many sends (a campaign body without
+// variables, named by Send.BodyKey) is hashed once.
+type dkimStage struct {
+	signer atomic.Pointer[dkim.Signer] // nil: no key configured, nothing signed
+	now    func() time.Time
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	bodies   map[string]*dkim.Body // by Send.BodyKey, bounded
+	counts   map[string]uint64     // "signed", "third_party", "unsigned_<reason>"
+	unsigned map[string]bool       // From domains logged once as unaligned or unsigned
+}
+
+const maxSharedBodies = 256
+
+func newDKIMStage(now func() time.Time, logger *slog.Logger) *dkimStage {
+	return &dkimStage{now: now, logger: logger, bodies: map[string]*dkim.Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{}}
+}
+
+func (d *dkimStage) Name() string                     { return "dkim" }
+func (*dkimStage) Scope(*spool.Message) message.Scope { return message.PerMessage }
+
+func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
+	signer := d.signer.Load()
+	if signer == nil {
+		return nil
+	}
+	body := d.body(s)
+	fields, res, err := signer.SignHeader(s.Header(), body, d.now(), s.Msg.Pool)
+	if err != nil {
+		return err // a key that fails to sign: temporary, like any local fault
+	}
+	d.count(res)
+	if !res.Signed() {
+		s.Note("dkim", "unsigned: "+res.Reason)
+		d.logOnce(res.FromDomain, "mail leaves unsigned (DKIM)", "from_domain", res.FromDomain, "reason", res.Reason)
+		return nil
+	}
+	if res.RemoveExisting {
+		h := dkim.WithoutSignatures(s.Header())
+		s.Data = append(append(make([]byte, 0, len(s.Data)), h...), s.Data[s.HeaderLen:]...)
+		s.HeaderLen = len(h)
+	}
+	s.Prepend(fields)
+	var sigs []string
+	for _, sig := range res.Signatures {
+		sigs = append(sigs, fmt.Sprintf("d=%s s=%s a=%s", sig.Domain, sig.Selector, sig.Algorithm))
+	}
+	note := strings.Join(sigs, ", ")
+	if !res.Aligned {
+		note += " (third-party: not aligned with " + res.FromDomain + ")"
+		d.logOnce(res.FromDomain, "DKIM signature not aligned with the From domain (third-party signature)",
+			"from_domain", res.FromDomain, "signed_by", res.Signatures[0].Domain)
+	}
+	s.Note("dkim", note)
+	return nil
+}
+
+// body is the message body to sign, shared across sends with the same
+// BodyKey so that its hash is computed once.
+func (d *dkimStage) body(s *message.Send) *dkim.Body {
+	if s.BodyKey == "" {
+		return dkim.NewBody(s.Body())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.bodies[s.BodyKey]
+	if b == nil {
+		if len(d.bodies) >= maxSharedBodies {
+			clear(d.bodies) // rare: more live templates than the bound
+		}
+		b = dkim.NewBody(s.Body())
+		d.bodies[s.BodyKey] = b
+	}
+	return b
+}
+
+func (d *dkimStage) count(res dkim.Result) {
+	k := "signed"
+	switch {
+	case !res.Signed():
+		k = "unsigned_" + res.Reason
+	case !res.Aligned:
+		k = "third_party"
+	}
+	d.mu.Lock()
+	d.counts[k]++
+	d.mu.Unlock()
+}
+
+// logOnce logs a signing outcome worth an operator's eye once per From
+// domain (bounded), not once per message.
+func (d *dkimStage) logOnce(domain, msg string, args ...any) {
+	d.mu.Lock()
+	seen := d.unsigned[domain]
+	if !seen && len(d.unsigned) < 10000 {
+		d.unsigned[domain] = true
+	}
+	d.mu.Unlock()
+	if !seen {
+		d.logger.Warn(msg, args...)
+	}
+}
+
+// Counts returns messages signed, signed by a third party, and unsigned
+// by reason.
+func (d *dkimStage) Counts() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint64, len(d.counts))
+	for k, v := range d.counts {
+		out[k] = v
+	}
+	return out
+}
