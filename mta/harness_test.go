@@ -121,6 +121,11 @@ func sendSMTP(addr, from string, to []string, body string) error {
 	if err != nil {
 		return err
 	}
+	return transact(c, from, to, body)
+}
+
+// transact runs one mail transaction on c and quits.
+func transact(c *smtp.Client, from string, to []string, body string) error {
 	defer c.Close()
 	if err := c.Mail(from); err != nil {
 		return err

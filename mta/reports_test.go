@@ -95,26 +95,7 @@ func sendFrom(local, addr, from string, to []string, body string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := c.Mail(from); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			return err
-		}
-	}
-	wc, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(wc, body); err != nil {
-		return err
-	}
-	if err := wc.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return transact(c, from, to, body)
 }
 
 // metricsHave fails the test unless /metrics has every line of want.
