@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mdns "github.com/miekg/dns"
 	"image/png"
 	"io"
 	"net/http"
@@ -569,4 +570,59 @@ func TestDashboardInBrowser(t *testing.T) {
 	if after.Totals != st.Totals {
 		t.Errorf("totals moved during the browser run: %+v then %+v", st.Totals, after.Totals)
 	}
+}
+
+// With the resolver failing for every domain, the dashboard shows the
+// recipients held for their MX answer, under that status, beside the
+// local-problem banner (it said "Nothing queued" beside QUEUED = 5).
+func TestDashboardMXLookupFailing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser run")
+	}
+	b := browser{t: t, bin: findBrowser(t)}
+	w := newWorld(t)
+	w.DNS.SetFailAll(mdns.RcodeServerFailure)
+	const token = "dashboard-mx-token"
+	h := newHarness(t, w, func(c *config.Config) {
+		fastFlow(c)
+		c.HTTP.Token = token
+	})
+	for i := 0; i < 5; i++ {
+		to := fmt.Sprintf("u@mx%d.test", i)
+		if err := h.send("s@penstock.test", []string{to}, message("s@penstock.test", to, "mx", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := h.m.HTTPAddr()
+	var st statusView
+	waitFor(t, 20*time.Second, "the local problem and 5 recipients held as MX lookup failed", func() bool {
+		getJSON(t, addr, token, "/api/v1/status", &st)
+		var qs struct {
+			Sites []queue.SiteView `json:"sites"`
+		}
+		getJSON(t, addr, token, "/api/v1/queues", &qs)
+		held := 0
+		for _, s := range qs.Sites {
+			held += s.ByStatus[queue.StatusMXFailed]
+		}
+		return st.LocalProblem && held == 5
+	})
+	p := b.dom("http://" + addr + "/#token=" + token)
+	if p.value("local-problem") != "true" {
+		t.Errorf("no local-problem banner")
+	}
+	if len(p.all("status-empty")) != 0 {
+		t.Errorf("the dashboard says nothing is queued while 5 recipients wait")
+	}
+	var shown int64
+	for _, n := range p.all("status-count") {
+		if s, _ := attr(n, "data-status"); s == queue.StatusMXFailed {
+			v, _ := attr(n, "data-value")
+			shown, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if shown != 5 {
+		t.Errorf("the dashboard shows %d recipients as %q, want 5", shown, queue.StatusMXFailed)
+	}
+	b.screenshot("http://"+addr+"/#token="+token, filepath.Join(os.TempDir(), "penstock-dashboard-mx-failing.png"), 1280, 1000)
 }

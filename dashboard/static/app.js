@@ -151,7 +151,7 @@
   }
   function stateClass(state) { return STATES.includes(state) ? state : 'neutral'; }
   function statePill(state, testid) {
-    return el('span', { class: 'pill pill-' + stateClass(state), 'data-testid': testid, 'data-value': state || '' }, state || 'unknown');
+    return el('span', { class: 'pill pill-' + stateClass(state), 'data-testid': testid, 'data-value': state || '' }, state || '—');
   }
   function codePill(code) {
     const c = Number(code) || 0;
@@ -542,7 +542,7 @@
     if (cap && s.connections >= cap) bar.classList.add('full');
     return el('div', { class: 'meter', title: max ? s.connections + ' of ' + max + ' connections' + (cap !== max ? ', cut to ' + cap + ' by flow control' : '') : '' },
       el('div', { class: 'hbar', 'aria-hidden': 'true' }, bar),
-      el('span', { class: 'num' }, num('site-connections', s.connections), ' / ', max ? fmtInt(max) : '∞',
+      el('span', { class: 'num' }, num('site-connections', s.connections), ' / ', max ? fmtInt(max) : (s.rule && s.rule.name ? '∞' : '—'),
         cap !== max ? el('span', { class: 'muted' }, ' (' + cap + ')') : ''));
   }
 
