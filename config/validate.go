@@ -192,7 +192,7 @@ func (v *validator) smtp(s *SMTP) {
 			}
 			continue
 		}
-		// DESIGN §5.4: no open relay.
+		// No open relay (docs/ARCHITECTURE.md §5, invariant 4).
 		if p.Bits() == 0 {
 			v.errf(at, elem("allowed_networks", i), "%q lets anyone inject mail (an open relay): list your own networks, or use [smtp.users] for AUTH", n)
 		}
@@ -221,7 +221,7 @@ func (v *validator) http(h *HTTP) {
 	at := table("http")
 	v.listenAddr(at, "listen", h.Listen)
 	// The API injects mail: off loopback without a token it would be an
-	// open relay (DESIGN §5.4).
+	// open relay (docs/ARCHITECTURE.md §5, invariant 4).
 	if h.Token == "" && !loopback(h.Listen) {
 		v.errf(at, "token", "must be set when listen (%q) is not a loopback address", h.Listen)
 	}

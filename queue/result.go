@@ -56,7 +56,7 @@ func outcomeOf(err error) Outcome {
 		}
 		return o
 	}
-	// An unknown error is temporary (STYLE.md).
+	// An unknown error is temporary (docs/ARCHITECTURE.md §5, invariant 6).
 	return Outcome{Local: true, Text: err.Error(), Kind: "network"}
 }
 

@@ -19,7 +19,7 @@ import (
 )
 
 // Redis is the cluster Store: every node of a cluster asks one Redis, so
-// quotas hold across nodes (DESIGN §5 invariant 2, §6).
+// quotas hold across nodes (docs/ARCHITECTURE.md §5 invariant 2, §6).
 //
 // # Connections: leases
 //
