@@ -34,7 +34,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 
 	c, t, err := s.dial(p, lim)
 	if err != nil {
-		q.fail(first, s, err, t, p, lim, q.now(), true)
+		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
 	}
 	defer func() {
@@ -212,7 +212,8 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	q := s.q
 	body, err := q.body(j)
 	if err != nil {
-		q.fail(j, s, &smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, t, p, lim, q.now(), true)
+		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, now: q.now()},
+			&smtpclient.Error{Command: "DATA", Local: true, Err: fmt.Errorf("reading the message: %w", err)}, true)
 		return
 	}
 	rcpts := make([]string, len(j.rcpts))
@@ -224,7 +225,7 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 		from = q.deps.ReturnPath(j.e.m, j.rcpts)
 	}
 	res, err := c.Send(q.ctx, from, rcpts, body)
-	q.complete(j, s, res, err, t, p, lim, c.TLS())
+	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: c.TLS()}, res, err)
 }
 
 func (q *Queue) body(j *job) ([]byte, error) {
