@@ -35,8 +35,10 @@ func (f *fakes) Failure(addr string, q quarantine.Failure) (quarantine.Entry, bo
 	f.failures = append(f.failures, q)
 	return quarantine.Entry{}, false, nil
 }
-func (f *fakes) Final(msg *spool.Message, o queue.Outcome, now time.Time) { f.finals = append(f.finals, o) }
-func (f *fakes) ObserveDelivered(d time.Duration)                         { f.observed = append(f.observed, d) }
+func (f *fakes) Final(msg *spool.Message, o queue.Outcome, now time.Time) {
+	f.finals = append(f.finals, o)
+}
+func (f *fakes) ObserveDelivered(d time.Duration) { f.observed = append(f.observed, d) }
 func (f *fakes) Body(id spool.ID) ([]byte, error) {
 	return []byte("From: app@example.org\r\nSubject: invoice 42\r\n\r\nthe body\r\n"), nil
 }
