@@ -292,7 +292,8 @@ func (m *MTA) subscribe(fn func(<-chan events.Record)) {
 	}()
 }
 
-// Start loads the spool into the queue and starts the listeners.
+// Start loads the spool into the queue and starts the listeners. When it
+// fails, the caller still calls Shutdown, which stops what was started.
 func (m *MTA) Start(ctx context.Context) error {
 	m.started = m.opts.Now()
 	if err := m.campaigns.Load(); err != nil {
