@@ -2,7 +2,9 @@
 // bearer-token authentication, errors as {"error": ..., "field": ...} with
 // the right 4xx code. It translates requests into calls on the Backend
 // (the assembled MTA) and never touches queues, sockets or the spool
-// itself.
+// itself. Activity keeps the aggregates only the API serves (the
+// dashboard's per-minute timeline and each site's flow-control history),
+// fed by a subscription to the delivery log.
 package api
 
 import (

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +15,9 @@ import (
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/internal/testkv"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
-	"github.com/penstock-mta/penstock/spool"
 )
 
 // Unit tests of the HTTP layer against an in-memory Backend. The
@@ -29,58 +27,6 @@ import (
 const testToken = "s3cret"
 
 const gmailSite = "alt1.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com"
-
-// memKV is a spool.KV in a map.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (k *memKV) Get(key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, spool.ErrNotFound
-	}
-	return slices.Clone(v), nil
-}
-
-func (k *memKV) Put(key string, val []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = slices.Clone(val)
-	return nil
-}
-
-func (k *memKV) Delete(key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
-
-func (k *memKV) ForEach(prefix string, fn func(string, []byte) error) error {
-	k.mu.Lock()
-	keys := make([]string, 0, len(k.m))
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) {
-			keys = append(keys, key)
-		}
-	}
-	k.mu.Unlock()
-	sort.Strings(keys)
-	for _, key := range keys {
-		v, err := k.Get(key)
-		if err != nil {
-			continue
-		}
-		if err := fn(key, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // clock is a settable time source.
 type clock struct {
@@ -108,7 +54,7 @@ type fake struct {
 func newFake(t *testing.T) *fake {
 	t.Helper()
 	c := &clock{t: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)}
-	qs, err := quarantine.New(&memKV{m: map[string][]byte{}}, quarantine.Config{}, c.now)
+	qs, err := quarantine.New(testkv.New(), quarantine.Config{}, c.now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package cluster links Penstock nodes that send from the same public IPs
-// through one Redis (DESIGN §6): who is alive, and what flow control
+// through one Redis (docs/ARCHITECTURE.md §6): who is alive, and what flow control
 // decided. The quotas themselves (connection leases, the shared GCRA,
 // degraded mode) are quota.Redis; this package never counts a quota.
 //

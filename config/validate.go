@@ -197,6 +197,7 @@ func (v *validator) networks(at place, key string, list []string, open string) {
 			}
 			continue
 		}
+		// No open relay (docs/ARCHITECTURE.md §5, invariant 4).
 		if CoversAll([]netip.Prefix{p}) {
 			v.errf(at, elem(key, i), "%q (%s) %s", n, p, open)
 			continue
@@ -246,7 +247,7 @@ func (v *validator) http(h *HTTP) {
 	at := table("http")
 	v.listenAddr(at, "listen", h.Listen)
 	// The API injects mail: off loopback without a token it would be an
-	// open relay (DESIGN §5.4).
+	// open relay (docs/ARCHITECTURE.md §5, invariant 4).
 	if h.Token == "" && !loopback(h.Listen) {
 		v.errf(at, "token", "must be set when listen (%q) is not a loopback address", h.Listen)
 	}

@@ -3,7 +3,7 @@ package events
 import "time"
 
 // Type names an event. The values are the record types of the delivery log
-// (DESIGN.md §4); operators grep for them, so they never change.
+// (docs/ARCHITECTURE.md §4); operators grep for them, so they never change.
 type Type string
 
 const (

@@ -1,113 +1,24 @@
 package mta
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/config"
-	"github.com/penstock-mta/penstock/dsn"
-	"github.com/penstock-mta/penstock/events"
-	"github.com/penstock-mta/penstock/quarantine"
-	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/outcome"
 	"github.com/penstock-mta/penstock/reports"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// flagDSN on a spooled message: send a DSN to its sender when a recipient
-// finally fails (relayed SMTP mail; never campaigns, never the null sender).
-const flagDSN = 1
-
-// countsForQuarantine: a hard failure, or a soft one that is about the
-// address itself. A message we could not build says nothing about the
-// address.
-func countsForQuarantine(v bounce.Verdict) bool {
-	if v.Reason == bounce.BadMessage {
-		return false
-	}
-	return v.Class == bounce.Hard || (v.Class == bounce.Soft && v.Reason.RecipientLevel())
-}
-
-// onOutcome is the queue's hook for every attempt's outcome: campaign
-// counts, metrics, the quarantine, and DSNs to senders.
-func (m *MTA) onOutcome(msg *spool.Message, i int, o queue.Outcome, site string) {
-	now := m.opts.Now()
-	addr := msg.Recipients[i].Addr
-	if o.Final && msg.DeliveryID != "" {
-		m.deliveries.final(msg, o, now)
-	}
-	switch {
-	case o.Cancelled:
-	case o.Delivered:
-		if !msg.Received.IsZero() {
-			m.metrics.ObserveDelivered(now.Sub(msg.Received))
-		}
-		if err := m.Quarantine.Delivered(addr); err != nil {
-			m.logger.Warn("quarantine", "addr", addr, "err", err)
-		}
-	case !o.Expired:
-		v := o.Verdict
-		if countsForQuarantine(v) {
-			_, _, err := m.Quarantine.Failure(addr, quarantine.Failure{Time: now, Code: o.Code, Enhanced: o.Enhanced,
-				Text: o.Text, Reason: string(v.Reason), Class: string(v.Class), Site: site, MessageID: msg.ID.String()})
-			if err != nil && !errors.Is(err, quarantine.ErrBadAddress) {
-				m.logger.Warn("quarantine", "addr", addr, "err", err)
-			}
-		}
-	}
-	if o.Final && !o.Delivered && !o.Cancelled && msg.Flags&flagDSN != 0 && msg.Sender != "" && m.Config().Delivery.DSN {
-		if err := m.sendDSN(msg, i, o, now); err != nil {
-			m.logger.Error("DSN to the sender not sent", "id", msg.ID.String(), "sender", msg.Sender, "err", err)
-		}
-	}
-}
-
-// sendDSN queues an RFC 3464 report to the sender of a message whose
-// recipient finally failed.
-func (m *MTA) sendDSN(msg *spool.Message, i int, o queue.Outcome, now time.Time) error {
-	host := m.Config().Server.Hostname
-	status := o.Enhanced
-	if status == "" || status[0] == '4' {
-		status = "5.0.0" // final failure; a temporary code that expired is final now
-		if o.Expired {
-			status = "4.4.7" // RFC 3463: delivery time expired
-		}
-	}
-	diag := ""
-	if o.Code != 0 {
-		diag = "smtp; " + strings.TrimSpace(fmt.Sprintf("%d %s %s", o.Code, o.Enhanced, o.Text))
-	} else if o.Text != "" {
-		diag = "x-penstock; " + o.Text
-	}
-	r := msg.Recipients[i]
-	if o.Expired && r.LastText != "" {
-		diag = "smtp; " + strings.TrimSpace(fmt.Sprintf("%d %s %s", r.LastCode, r.LastEnhanced, r.LastText))
-	}
-	var headers []byte
-	if body, err := m.Spool.Body(msg.ID); err == nil && body != nil {
-		if k := bytes.Index(body, []byte("\r\n\r\n")); k >= 0 {
-			headers = body[:k+2]
-		}
-	}
-	b, err := dsn.Compose{ReportingMTA: host, From: "MAILER-DAEMON@" + host, To: msg.Sender, Arrival: msg.Received,
-		Failed:          []dsn.Failed{{Recipient: r.Addr, Status: status, Action: "failed", Diagnostic: diag, LastAttempt: now}},
-		OriginalHeaders: headers, Date: now}.Bytes()
-	if err != nil {
-		return err
-	}
-	// The null sender: a DSN never causes another one (RFC 5321 §4.5.5).
-	_, err = m.store(context.Background(), "", []string{msg.Sender}, b, 0, now)
-	return err
-}
+// countsForQuarantine is the outcome stage's rule, also applied to
+// asynchronous bounces.
+func countsForQuarantine(v bounce.Verdict) bool { return outcome.CountsForQuarantine(v) }
 
 // verpKey is the secret that signs VERP return paths, made once and kept in
 // the spool.
@@ -207,14 +118,3 @@ func (m *MTA) Reports() reports.Stats {
 
 // Reports serves api.Reports.
 func (b backend) Reports() reports.Stats { return b.m.Reports() }
-
-// feedTop counts failure replies for `penstock bounces`, from the
-// delivery log (a statistic: a record dropped under load is no harm).
-func (m *MTA) feedTop(ch <-chan events.Record) {
-	for r := range ch {
-		if (r.Type == events.Bounce || r.Type == events.TransientFailure) && r.Text != "" && r.Status != "asynchronous bounce" {
-			m.bounceTop.AddAt(r.Time, r.Site, r.Code, r.EnhancedCode, bounce.Normalize(r.Text),
-				bounce.Verdict{Reason: bounce.Reason(r.Reason), Class: bounce.Class(r.Class)})
-		}
-	}
-}

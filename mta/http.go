@@ -50,23 +50,23 @@ func (b backend) LocalProblem() (bool, string) {
 	on, lp := b.m.Flow.Local()
 	return on, lp.Detail
 }
-func (b backend) Timeline(n int) []api.Minute { return b.m.activity.timeline(b.m.opts.Now(), n) }
+func (b backend) Timeline(n int) []api.Minute { return b.m.activity.Timeline(b.m.opts.Now(), n) }
 func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	v, ok := b.m.Queue.Site(name)
 	if !ok {
 		return "", nil, false
 	}
-	return v.Site, b.m.activity.flowChanges(v.Site), true
+	return v.Site, b.m.activity.FlowChanges(v.Site), true
 }
 func (b backend) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
-	return b.m.deliveries.create(ctx, req)
+	return b.m.campaigns.Create(ctx, req)
 }
 func (b backend) AddRecipients(ctx context.Context, id, ct string, body io.Reader) (api.AddResult, error) {
-	return b.m.deliveries.addRecipients(ctx, id, ct, body)
+	return b.m.campaigns.AddRecipients(ctx, id, ct, body)
 }
-func (b backend) Deliveries() []api.DeliveryView              { return b.m.deliveries.list() }
-func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.deliveries.detail(id) }
-func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.deliveries.cancel(id, who) }
+func (b backend) Deliveries() []api.DeliveryView              { return b.m.campaigns.List() }
+func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.campaigns.Detail(id) }
+func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.campaigns.Cancel(id, who) }
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
 	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
 }

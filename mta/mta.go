@@ -1,9 +1,17 @@
 // Package mta assembles Penstock from its configuration: it builds the
 // spool, resolver, quota store, flow control, bounce classifier, delivery
-// log, scheduler and listeners, passes each the parts it needs, and owns
-// their lifetimes (start, reload, graceful stop). It holds no protocol or
-// scheduling logic of its own: injection hands messages to Accept, which
-// stores them durably and gives them to the queue.
+// log, the pipeline's stages (intake, queue, outcome), the campaigns and
+// the listeners, passes each the parts it needs through its Deps, and owns
+// their lifetimes (start, reload, graceful stop). It holds no protocol,
+// scheduling or outcome logic of its own: injection hands messages to
+// Accept (intake), the queue hands each attempt's outcome to the outcome
+// stage. docs/ARCHITECTURE.md walks the whole pipeline.
+//
+// Lifetimes. Every goroutine started here has an owner that stops it and
+// waits for it in Shutdown: the listeners and the ticker (wg, stopped by
+// closing their servers and tickStop), then the queue (Queue.Close), then
+// the delivery-log subscribers (subs, stopped by cancelling their
+// subscriptions), before the log and the spool close.
 package mta
 
 import (
@@ -22,15 +30,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/campaigns"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/intake"
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/metrics"
 	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/outcome"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
@@ -78,10 +91,15 @@ type MTA struct {
 	bounceSrv  *smtpserver.Server
 	bounceLn   net.Listener
 
-	smtp     *smtpserver.Server
-	smtpLn   net.Listener
-	httpSrv  *httpServer
+	smtp    *smtpserver.Server
+	smtpLn  net.Listener
+	httpSrv *httpServer
+	// wg: the listeners and the ticker, stopped by Shutdown before the
+	// queue's last outcomes are saved. subs: the delivery-log subscribers,
+	// which end when their subscription is cancelled, after that.
 	wg       sync.WaitGroup
+	subs     sync.WaitGroup
+	unsub    []func()
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
@@ -89,11 +107,12 @@ type MTA struct {
 	tickStop chan struct{}
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
-	flowHooks  []func(flow.Change)
-	activity   *activity
-	metrics    *metrics.Metrics
-	deliveries *deliveries
-	unsub      []func()
+	flowHooks []func(flow.Change)
+	activity  *api.Activity
+	metrics   *metrics.Metrics
+	intake    *intake.Intake
+	campaigns *campaigns.Store
+	outcome   *outcome.Stage
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -109,7 +128,7 @@ func (m *MTA) tick() {
 		case now := <-t.C:
 			m.Flow.Tick(now)
 			if now.Second()%2 == 0 {
-				m.deliveries.saveDirty()
+				m.campaigns.SaveDirty()
 			}
 			if now.Second()%15 == 0 {
 				m.Queue.ExpireHeld(m.opts.Now())
@@ -198,7 +217,6 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
-	m.deliveries = newDeliveries(m)
 	m.dkim = newDKIMStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
 		m.closeStores()
@@ -206,12 +224,39 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	}
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
-			Render: renderStage{template: m.deliveries.template, hostname: func() string { return m.Config().Server.Hostname }}}),
+			Render: renderStage{template: func(id string) (*campaign.Compiled, error) { return m.campaigns.Template(id) },
+				hostname: func() string { return m.Config().Server.Hostname }}}),
 	})
 	m.metrics = metrics.New(metricsSource{m})
+	validity := func() time.Duration { return time.Duration(m.validity.Load()) }
+	m.intake = intake.New(intake.Deps{Spool: sp, Queue: m.Queue, Log: lg, Quarantine: qs, Metrics: m.metrics,
+		Validity: validity, Logger: opts.Logger, Now: opts.Now})
+	m.campaigns = campaigns.New(campaigns.Deps{
+		Spool: sp, Queue: m.Queue, Log: lg, Suppressed: m.intake.Suppressed, LogSuppressed: m.intake.LogSuppressed,
+		Validity: validity, Hostname: func() string { return m.Config().Server.Hostname }, Logger: opts.Logger, Now: opts.Now,
+	})
+	m.outcome = outcome.New(outcome.Deps{
+		Quarantine: qs, Campaigns: m.campaigns, Metrics: m.metrics, Bodies: sp,
+		Inject: func(ctx context.Context, to string, body []byte, now time.Time) error {
+			_, err := m.intake.Store(ctx, "", []string{to}, body, 0, now)
+			return err
+		},
+		Settings: func() outcome.Settings {
+			c := m.Config()
+			return outcome.Settings{DSN: c.Delivery.DSN, Hostname: c.Server.Hostname}
+		},
+		Logger: opts.Logger, Now: opts.Now,
+	})
+	m.activity = api.NewActivity()
 	return m, nil
+}
+
+// The queue is built before the campaigns and the outcome stage, which
+// need it: these two forward its hooks to them.
+func (m *MTA) observe(msg *spool.Message, i int, o queue.Outcome, site string) {
+	m.outcome.Observe(msg, i, o, site)
 }
 
 func (m *MTA) closeStores() {
@@ -249,10 +294,24 @@ func (m *MTA) onLocalProblem(lp flow.LocalProblem) {
 	}
 }
 
-// Start loads the spool into the queue and starts the listeners.
+// subscribe runs fn on its own subscription to the delivery log. fn must
+// return when the channel closes: Shutdown cancels the subscription and
+// waits for it.
+func (m *MTA) subscribe(fn func(<-chan events.Record)) {
+	ch, cancel := m.Log.Subscribe(8192)
+	m.unsub = append(m.unsub, cancel)
+	m.subs.Add(1)
+	go func() {
+		defer m.subs.Done()
+		fn(ch)
+	}()
+}
+
+// Start loads the spool into the queue and starts the listeners. When it
+// fails, the caller still calls Shutdown, which stops what was started.
 func (m *MTA) Start(ctx context.Context) error {
 	m.started = m.opts.Now()
-	if err := m.deliveries.load(); err != nil {
+	if err := m.campaigns.Load(); err != nil {
 		return fmt.Errorf("loading deliveries: %w", err)
 	}
 	n := 0
@@ -272,21 +331,16 @@ func (m *MTA) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the spool: %w", err)
 	}
-	m.deliveries.reconcile(queuedBy)
+	m.campaigns.Reconcile(queuedBy)
 	if n > 0 {
 		m.logger.Info("spool loaded", "messages", n, "took", m.opts.Now().Sub(m.started).Round(time.Millisecond))
 	}
 	m.tickStop = make(chan struct{})
 	m.wg.Add(1)
 	go m.tick()
-	m.activity = newActivity()
-	sub, unsub := m.Log.Subscribe(8192)
-	go m.activity.run(sub)
-	msub, munsub := m.Log.Subscribe(8192)
-	go m.metrics.Run(msub)
-	tsub, tunsub := m.Log.Subscribe(8192)
-	go m.feedTop(tsub)
-	m.unsub = []func(){unsub, munsub, tunsub}
+	m.subscribe(m.activity.Run)
+	m.subscribe(m.metrics.Run)
+	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -398,11 +452,11 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 		close(m.tickStop)
 	}
 	m.wg.Wait()
-	m.deliveries.saveDirty()
+	m.campaigns.SaveDirty()
 	for _, f := range m.unsub {
 		f()
 	}
-	m.wg.Wait()
+	m.subs.Wait()
 	if err := m.Log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("delivery log: %w", err))
 	}
@@ -412,49 +466,12 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Accept stores an injected message durably and queues it. It returns
-// only after the message is on disk (DESIGN.md §5, invariant 1).
-// Quarantined and denylisted recipients are suppressed; the others go on.
+// Accept stores an injected message durably and queues it (package
+// intake). It returns only after the message is on disk
+// (docs/ARCHITECTURE.md, invariant 1). Quarantined and denylisted
+// recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	return m.store(ctx, env.From, env.To, body, flagDSN, m.opts.Now())
-}
-
-// store spools one message for its recipients and queues it.
-func (m *MTA) store(ctx context.Context, from string, to []string, body []byte, flags uint8, now time.Time) (string, error) {
-	msg := &spool.Message{
-		Sender:   from,
-		Received: now,
-		Expires:  now.Add(time.Duration(m.validity.Load())),
-		Size:     int64(len(body)),
-		Flags:    flags,
-	}
-	msg.Recipients = make([]spool.Recipient, len(to))
-	suppressed := 0
-	for i, addr := range to {
-		msg.Recipients[i] = spool.Recipient{Addr: addr}
-		if m.suppressed(addr) {
-			msg.Recipients[i].State = spool.Suppressed
-			suppressed++
-		}
-	}
-	if err := m.Spool.Put(ctx, msg, body); err != nil {
-		m.logger.Error("spool write failed", "err", err)
-		return "", err
-	}
-	m.metrics.ObserveAck(m.opts.Now().Sub(now))
-	id := msg.ID.String()
-	for i, r := range msg.Recipients {
-		m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: id, Sender: msg.Sender, Recipient: r.Addr, Size: msg.Size})
-		if r.State == spool.Suppressed {
-			m.suppressedRecord(msg, i, now)
-		}
-	}
-	if suppressed < len(to) {
-		m.Queue.Enqueue(msg)
-	} else if err := m.Spool.Delete(msg.ID); err != nil {
-		m.logger.Warn("spool delete", "id", id, "err", err)
-	}
-	return id, nil
+	return m.intake.Store(ctx, env.From, env.To, body, outcome.FlagDSN, m.opts.Now())
 }
 
 // Reload swaps in a new configuration: new rules apply to new connections.
@@ -684,20 +701,4 @@ func EnsureDirs(cfg *config.Config) error {
 		}
 	}
 	return nil
-}
-
-// suppressed reports whether an address is quarantined or denylisted.
-func (m *MTA) suppressed(addr string) bool {
-	on, _ := m.Quarantine.Suppressed(addr)
-	return on
-}
-
-// suppressedRecord logs a recipient not sent because of the quarantine.
-func (m *MTA) suppressedRecord(msg *spool.Message, i int, now time.Time) {
-	id := ""
-	if msg.ID != 0 {
-		id = msg.ID.String()
-	}
-	m.Log.Write(&events.Record{Type: events.Suppressed, Time: now, ID: id, DeliveryID: msg.DeliveryID,
-		Sender: msg.Sender, Recipient: msg.Recipients[i].Addr, Status: "suppressed: address in quarantine"})
 }

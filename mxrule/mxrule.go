@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Scope says what a rule's quotas count over (DESIGN §2).
+// Scope says what a rule's quotas count over (docs/ARCHITECTURE.md §3).
 type Scope int
 
 // The zero Scope is ScopeSource, the default, so a Rule built in code without
@@ -51,7 +51,7 @@ func (s Scope) String() string {
 	return fmt.Sprintf("Scope(%d)", int(s))
 }
 
-// TLS modes a rule may name (DESIGN §4). "default" takes [server] tls.
+// TLS modes a rule may name (README.md, [[mx_rule]]). "default" takes [server] tls.
 var tlsModes = [...]string{TLSDefault, "disabled", "opportunistic", "required", "verify"}
 
 const (

@@ -81,7 +81,7 @@ func ParseStatus(s string) (Status, error) {
 	return "", fmt.Errorf("status %q: want valid, with_errors, quarantined, denylisted or allowlisted", s)
 }
 
-// Defaults of Config's zero fields ([quarantine] in DESIGN.md §4).
+// Defaults of Config's zero fields (README.md, [quarantine]).
 const (
 	DefaultMaxErrors             = 5
 	DefaultSignificantErrorDelay = 24 * time.Hour

@@ -20,7 +20,7 @@ import (
 // session picks the earliest due job); these benchmarks measure that pair
 // with a steady number of jobs queued, spread over a number of sites, so
 // that the cost per job can be compared from 10k to 1M jobs and from 10 to
-// 10,000 sites (DESIGN.md §7: it must not grow with either):
+// 10,000 sites (docs/ARCHITECTURE.md §7: it must not grow with either):
 //
 //	go test -run '^$' -bench 'Schedule|EnqueueClaim' -count 6 ./queue/ | tee sched.txt
 //	benchstat sched.txt

@@ -21,7 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// Status texts (DESIGN.md §4). Operators search for them: never reword.
+// Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
 const (
 	StatusConnQuota     = "Messages queued (connection quotas met)"
 	StatusHourlyQuota   = "Messages queued (hourly quota met)"

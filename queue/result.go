@@ -79,7 +79,7 @@ func outcomeOf(err error) Outcome {
 		}
 		return o
 	}
-	// An unknown error is temporary (STYLE.md).
+	// An unknown error is temporary (docs/ARCHITECTURE.md §5, invariant 6).
 	return Outcome{Local: true, Text: err.Error(), Kind: bounce.KindOf(err), Err: err}
 }
 
@@ -156,11 +156,27 @@ func (o *Outcome) siteError() bool {
 	return true
 }
 
+// attempt is one attempt at a job: where it went and how. Only j is
+// always set: a job that never reached a site (MX lookup) has no s, and
+// one that never reached a host no t or p.
+type attempt struct {
+	j   *job
+	s   *site
+	t   target
+	p   path
+	lim limits
+	tls bool // the transaction ran over TLS
+	now time.Time
+	// notes are what the body stages did (message.Send.Results), for the
+	// delivery log.
+	notes string
+}
+
 // complete applies the result of a transaction to the job's recipients.
-func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool, notes string) {
-	now := q.now()
-	outs := make([]Outcome, len(j.rcpts))
-	for i := range j.rcpts {
+func (q *Queue) complete(a attempt, res *smtpclient.Result, err error) {
+	a.now = q.now()
+	outs := make([]Outcome, len(a.j.rcpts))
+	for i := range a.j.rcpts {
 		switch {
 		case res == nil && err != nil:
 			outs[i] = outcomeOf(err)
@@ -174,27 +190,27 @@ func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t t
 				outs[i].Code, outs[i].Enhanced, outs[i].Text = res.Data.Code, res.Data.Enhanced, res.Data.Text
 			}
 		}
-		outs[i].notes = notes
+		outs[i].notes = a.notes
 	}
-	q.apply(j, s, outs, t, p, lim, tls, now, true)
+	q.apply(a, outs, true)
 }
 
 // fail applies one error to every recipient of a job (no transaction took
 // place, e.g. no connection could be made).
 // The caller has reported the error to flow control when it came from a
 // connection attempt (dial reports each address it tries).
-func (q *Queue) fail(j *job, s *site, err error, t target, p path, lim limits, now time.Time, reported bool) {
+func (q *Queue) fail(a attempt, err error, reported bool) {
 	o := outcomeOf(err)
-	outs := make([]Outcome, len(j.rcpts))
+	outs := make([]Outcome, len(a.j.rcpts))
 	for i := range outs {
 		outs[i] = o
 	}
-	q.apply(j, s, outs, t, p, lim, false, now, !reported)
+	q.apply(a, outs, !reported)
 }
 
 // failJob is fail for a job that never reached a site (MX lookup).
 func (q *Queue) failJob(j *job, err error, now time.Time) {
-	q.fail(j, nil, err, target{}, path{}, limits{}, now, false)
+	q.fail(attempt{j: j, now: now}, err, false)
 }
 
 func (q *Queue) expire(j *job, s *site, now time.Time) {
@@ -202,12 +218,13 @@ func (q *Queue) expire(j *job, s *site, now time.Time) {
 	for i := range outs {
 		outs[i] = Outcome{Expired: true}
 	}
-	q.apply(j, s, outs, target{}, path{}, limits{}, false, now, false)
+	q.apply(attempt{j: j, s: s, now: now}, outs, false)
 }
 
 // apply updates the recipients, writes the spool durably, logs one record
 // per recipient, reports to flow control and reschedules what remains.
-func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim limits, tls bool, now time.Time, reportFlow bool) {
+func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
+	j, s, t, p, lim, tls, now := a.j, a.s, a.t, a.p, a.lim, a.tls, a.now
 	cfg := q.config()
 	for i := range outs {
 		q.classify(&outs[i])

@@ -35,7 +35,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 
 	c, t, err := s.dial(p, lim)
 	if err != nil {
-		q.fail(first, s, err, t, p, lim, q.now(), true)
+		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
 	}
 	defer func() {
@@ -232,7 +232,7 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	if err != nil {
 		// Our own failure, before any command: reported to nobody (the
 		// site did nothing), and the connection stays usable.
-		q.fail(j, s, err, t, p, lim, q.now(), true)
+		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
 	}
 	rcpts := make([]string, len(j.rcpts))
@@ -240,5 +240,5 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
-	q.complete(j, s, res, err, t, p, lim, c.TLS(), snd.Results())
+	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: c.TLS(), notes: snd.Results()}, res, err)
 }

@@ -101,28 +101,38 @@ func (s *site) poke() {
 // push adds a job and makes sure a runner looks at it.
 func (s *site) push(j *job) {
 	s.mu.Lock()
-	s.enqueueLocked(j)
+	k := s.enqueueLocked(j)
+	s.mu.Unlock()
+	s.kick(k)
 }
 
-// enqueueLocked puts a job in the heap, wakes lingering sessions, then
-// unlocks and starts the runner if none runs, or pokes it when the job is
-// the new earliest. Caller holds s.mu; it is released here.
-func (s *site) enqueueLocked(j *job) {
+// kickoff says what a runner needs after a job was queued: to be started,
+// or woken because the job is the new earliest.
+type kickoff struct{ start, top bool }
+
+// enqueueLocked puts a job in the heap and wakes lingering sessions; the
+// caller, once it has unlocked s.mu, passes the result to kick. Caller
+// holds s.mu.
+func (s *site) enqueueLocked(j *job) kickoff {
 	s.seq++
 	j.seq = s.seq
 	heap.Push(&s.jobs, j)
 	s.noteExpiry(j)
 	s.arrived()
-	top := j.index == 0
-	start := !s.running && !s.q.isClosed()
-	if start {
+	k := kickoff{top: j.index == 0, start: !s.running && !s.q.isClosed()}
+	if k.start {
 		s.running = true
 		s.q.wg.Add(1)
 	}
-	s.mu.Unlock()
-	if start {
+	return k
+}
+
+// kick starts the runner or pokes it, as enqueueLocked found. Called
+// without s.mu: the runner takes it at once.
+func (s *site) kick(k kickoff) {
+	if k.start {
 		go s.run()
-	} else if top {
+	} else if k.top {
 		s.poke()
 	}
 }
@@ -612,11 +622,12 @@ func (s *site) forgetLocked(j *job) {
 func (s *site) release(j *job, requeue bool) {
 	s.mu.Lock()
 	s.forgetLocked(j)
+	var k kickoff
 	if requeue {
-		s.enqueueLocked(j)
-		return
+		k = s.enqueueLocked(j)
 	}
 	s.mu.Unlock()
+	s.kick(k)
 }
 
 func (s *site) remember(r Reply) {

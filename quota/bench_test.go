@@ -9,7 +9,7 @@ import (
 // Quota checks per message as the number of sites grows: one key per site
 // (scope source), as the dispatcher asks before each connection (TryConn,
 // Release) and before each message (TakeMessage). The cost must not grow
-// with the number of keys (DESIGN.md §7):
+// with the number of keys (docs/ARCHITECTURE.md §7):
 //
 //	go test -run '^$' -bench 'Keys' -count 6 ./quota/ | benchstat /dev/stdin
 func benchKeys(n int) []string {

@@ -5,14 +5,14 @@
 // The dispatcher asks the Store before opening a connection (TryConn) and
 // before starting each message (TakeMessage). Local is the in-process Store;
 // a Redis Store with the same interface and the same algorithms serves a
-// cluster (DESIGN §6).
+// cluster (docs/ARCHITECTURE.md §6).
 //
 // # Connections
 //
 // Each key holds an exact count of leases, changed under the lock of the
 // key's shard: TryConn takes a slot only while fewer than limit are held, so
-// the count never exceeds the limit, not for an instant (DESIGN §5 invariant
-// 2). A Lease gives its slot back once; a second Release does nothing. Each
+// the count never exceeds the limit, not for an instant
+// (docs/ARCHITECTURE.md §5 invariant 2). A Lease gives its slot back once; a second Release does nothing. Each
 // key with waiters has one channel that Release closes and replaces, so any
 // number of idle dispatchers wake on the next free slot without polling. If
 // a reload lowers a limit below what is held, nothing is revoked: new leases
@@ -28,7 +28,8 @@
 // TAT = max(TAT, now) + T; a refused message leaves TAT alone and may retry in
 // TAT - tau - now. Tokens come one every T, so the hour is smoothed: there is
 // no burst at :00. Over any window of W seconds at most
-// perHour×W/3600 + Burst(perHour) messages start (DESIGN §5 invariant 2): if
+// perHour×W/3600 + Burst(perHour) messages start (docs/ARCHITECTURE.md §5
+// invariant 2): if
 // n messages start at t1 <= ... <= tn, each grant pushes TAT by at least T, so
 // the last one needed t1 + (n-1)T - tn <= tau, that is n <= W/T + Burst.
 // The same check-and-set is one short Lua script on one Redis key.

@@ -1,20 +1,21 @@
 // Package smtpserver is Penstock's SMTP injection listener: applications and
 // upstream MTAs hand it mail, it hands each complete message to an Acceptor
 // (the spool) and acknowledges with 250 only after the Acceptor has returned
-// nil, that is after the message is durable (DESIGN §5.1).
+// nil, that is after the message is durable (docs/ARCHITECTURE.md §5,
+// invariant 1).
 //
 // The protocol engine is github.com/emersion/go-smtp; this package supplies
 // the policy around it:
 //
-//   - Relay control (DESIGN §5.4). Penstock relays everything, so every
-//     transaction is a relay: MAIL FROM is refused with "550 5.7.1 relaying
-//     denied" unless the client's IP is in Config.AllowedNetworks or the
+//   - Relay control (docs/ARCHITECTURE.md §5, invariant 4). Penstock
+//     relays everything, so every transaction is a relay: MAIL FROM is
+//     refused with "550 5.7.1 relaying denied" unless the client's IP is in Config.AllowedNetworks or the
 //     session authenticated (AUTH PLAIN or LOGIN against Config.Users). AUTH
 //     is offered only over TLS or to loopback clients, so passwords never
 //     cross a network in clear.
-//   - Input checks (DESIGN §5.5). Addresses are checked against RFC 5321
-//     §4.1.2 (dot-string local part, LDH or U-label domain, address literals,
-//     RFC 5321 §4.5.3.1 length limits); non-ASCII addresses need SMTPUTF8
+//   - Input checks (docs/ARCHITECTURE.md §5, invariant 5). Addresses are
+//     checked against RFC 5321 §4.1.2 (dot-string local part, LDH or
+//     U-label domain, address literals, RFC 5321 §4.5.3.1 length limits); non-ASCII addresses need SMTPUTF8
 //     (RFC 6531). Limits on recipients and size answer with the RFC 5321
 //     §4.5.3.1.10 and RFC 1870 replies. Every refusal has an enhanced status
 //     code (RFC 3463) and a text that says what was wrong.

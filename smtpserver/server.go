@@ -23,7 +23,7 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultListen         = "127.0.0.1:2525" // DESIGN §4: injection on loopback unless configured
+	DefaultListen         = "127.0.0.1:2525" // injection on loopback unless configured (README.md, [smtp])
 	DefaultMaxMessageSize = 10 << 20
 	DefaultMaxRecipients  = 1000 // RFC 5321 §4.5.3.1.8 asks for at least 100
 	DefaultMaxConnections = 100

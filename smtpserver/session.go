@@ -133,7 +133,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return errNestedMail
 	}
 	if !s.relayOK() {
-		// DESIGN §5.4: every Penstock transaction relays, so refuse at MAIL.
+		// docs/ARCHITECTURE.md §5, invariant 4: every Penstock transaction relays, so refuse at MAIL.
 		s.srv.stats.reject(ReasonRelayDenied)
 		s.srv.log.Info("relaying denied", append(s.logAttrs(), "helo", s.c.Hostname(), "from", from)...)
 		return errRelayDenied

@@ -20,10 +20,10 @@ import (
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/internal/testkv"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/reports"
-	"github.com/penstock-mta/penstock/spool"
 )
 
 // The operator commands run against api.Handler on a loopback httptest
@@ -31,55 +31,6 @@ import (
 // quarantine.Store over an in-memory KV.
 
 const opToken = "op-token"
-
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (k *memKV) Get(key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, spool.ErrNotFound
-	}
-	return slices.Clone(v), nil
-}
-
-func (k *memKV) Put(key string, val []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = slices.Clone(val)
-	return nil
-}
-
-func (k *memKV) Delete(key string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
-	return nil
-}
-
-func (k *memKV) ForEach(prefix string, fn func(string, []byte) error) error {
-	k.mu.Lock()
-	var keys []string
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) {
-			keys = append(keys, key)
-		}
-	}
-	k.mu.Unlock()
-	sort.Strings(keys)
-	for _, key := range keys {
-		if v, err := k.Get(key); err == nil {
-			if err := fn(key, v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
 
 // opBackend is the daemon as the commands see it. A delivery advances one
 // step each time its progress is asked for: 40% delivered, then the rest
@@ -103,7 +54,7 @@ const opSite = "alt1.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com"
 
 func newOpBackend(t *testing.T) *opBackend {
 	t.Helper()
-	qs, err := quarantine.New(&memKV{m: map[string][]byte{}}, quarantine.Config{}, nil)
+	qs, err := quarantine.New(testkv.New(), quarantine.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,19 @@
-package mta
+package api
 
 import (
 	"sync"
 	"time"
 
-	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/events"
 )
 
-// activity keeps what the dashboard plots, fed by the delivery log: events
+// Activity keeps what the dashboard plots, fed by the delivery log: events
 // per minute over the last hour, and each site's recent flow-control
 // changes. It is bounded: 60 minutes, 50 changes per site, 10,000 sites.
-type activity struct {
+type Activity struct {
 	mu      sync.Mutex
-	minutes [60]api.Minute
-	flow    map[string][]api.FlowChange
+	minutes [60]Minute
+	flow    map[string][]FlowChange
 }
 
 const (
@@ -22,16 +21,17 @@ const (
 	flowSitesMax       = 10000
 )
 
-func newActivity() *activity { return &activity{flow: map[string][]api.FlowChange{}} }
+// NewActivity returns an empty Activity; feed it with Run.
+func NewActivity() *Activity { return &Activity{flow: map[string][]FlowChange{}} }
 
-// run consumes the log until the channel closes.
-func (a *activity) run(ch <-chan events.Record) {
+// Run consumes the delivery log until the channel closes.
+func (a *Activity) Run(ch <-chan events.Record) {
 	for r := range ch {
 		a.add(&r)
 	}
 }
 
-func (a *activity) add(r *events.Record) {
+func (a *Activity) add(r *events.Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if r.Type == events.FlowControl {
@@ -42,13 +42,13 @@ func (a *activity) add(r *events.Record) {
 		if len(l) >= flowChangesPerSite {
 			l = append(l[:0], l[1:]...)
 		}
-		a.flow[r.Site] = append(l, api.FlowChange{Time: r.Time, State: r.State, Change: r.Status, Reason: r.Detail})
+		a.flow[r.Site] = append(l, FlowChange{Time: r.Time, State: r.State, Change: r.Status, Reason: r.Detail})
 		return
 	}
 	m := r.Time.Unix() / 60
 	slot := &a.minutes[m%60]
 	if slot.Minute != m*60 {
-		*slot = api.Minute{Minute: m * 60}
+		*slot = Minute{Minute: m * 60}
 	}
 	switch r.Type {
 	case events.Reception:
@@ -66,26 +66,27 @@ func (a *activity) add(r *events.Record) {
 	}
 }
 
-// timeline returns the last n minutes, oldest first, with empty minutes
+// Timeline returns the last n minutes, oldest first, with empty minutes
 // filled in.
-func (a *activity) timeline(now time.Time, n int) []api.Minute {
+func (a *Activity) Timeline(now time.Time, n int) []Minute {
 	n = min(max(n, 1), 60)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cur := now.Unix() / 60
-	out := make([]api.Minute, 0, n)
+	out := make([]Minute, 0, n)
 	for m := cur - int64(n) + 1; m <= cur; m++ {
 		slot := a.minutes[m%60]
 		if slot.Minute != m*60 {
-			slot = api.Minute{Minute: m * 60}
+			slot = Minute{Minute: m * 60}
 		}
 		out = append(out, slot)
 	}
 	return out
 }
 
-func (a *activity) flowChanges(site string) []api.FlowChange {
+// FlowChanges returns a site's recent flow-control changes, oldest first.
+func (a *Activity) FlowChanges(site string) []FlowChange {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]api.FlowChange(nil), a.flow[site]...)
+	return append([]FlowChange(nil), a.flow[site]...)
 }

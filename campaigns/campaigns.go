@@ -1,4 +1,29 @@
-package mta
+// Package campaigns owns the lifecycle of campaigns (the API calls them
+// deliveries): creating one, ingesting its recipients, rendering each
+// recipient's message at send time, counting final outcomes, cancelling,
+// listing, and keeping all of it across restarts.
+//
+// It is a package apart from campaign, which is the template engine: that
+// one is pure (bytes in, bytes out, no spool, no queue, no API types) and
+// the API package imports it for its request types, so the stateful
+// lifecycle, which needs the spool, the queue, the delivery log and the API
+// types, cannot live there without a cycle and would blur what campaign is.
+//
+// Storage. A campaign's compiled template is stored once as a spool blob
+// ("tpl/<id>"); each recipient is a spool message without a body that
+// carries its own variables, rendered when it is sent (Render, the queue's
+// renderer). Recipients are written in durable batches of 5,000 and queued
+// once on disk; quarantined addresses are counted and logged as suppressed,
+// never stored. Counts come from the queue's final outcomes (Final, called
+// by the outcome stage), so they are exact; they are saved to the spool's
+// "deliveries" KV bucket every few seconds and at shutdown (SaveDirty).
+// After a crash, recipients that became final after the last save are
+// neither queued nor counted: Reconcile reports them as "recovered"
+// instead of guessing.
+//
+// The package never delivers, classifies or retries anything: that is the
+// queue's.
+package campaigns
 
 import (
 	"context"
@@ -8,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -20,18 +46,49 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// Campaigns ("deliveries"): the template is stored once as a spool blob;
-// each recipient is a spool message without a body that carries its own
-// variables, rendered when it is sent. Counts are kept from the queue's
-// final outcomes (exact) and saved to the spool's KV every few seconds and
-// at shutdown.
+// Spool is the part of the spool campaigns use.
+type Spool interface {
+	KV(bucket string) spool.KV
+	PutMany(ctx context.Context, ms []*spool.Message, bodies [][]byte) error
+	PutBlob(key string, data []byte) error
+	Blob(key string) ([]byte, error)
+}
+
+// Queue is the part of the scheduler campaigns use.
+type Queue interface {
+	Enqueue(m *spool.Message)
+	Pool(name string) ([]queue.Source, bool)
+	CancelDelivery(deliveryID, who string) int
+	QueuedByDelivery(deliveryID string) map[string]int
+}
+
+// Log is where campaign events are written.
+type Log interface {
+	Write(r *events.Record)
+}
+
+// Deps are the store's dependencies; all are required but Logger and Now.
+type Deps struct {
+	Spool Spool
+	Queue Queue
+	Log   Log
+	// Suppressed reports whether an address is quarantined or denylisted;
+	// LogSuppressed writes the record of recipient i not sent for that.
+	Suppressed    func(addr string) bool
+	LogSuppressed func(msg *spool.Message, i int, now time.Time)
+	Validity      func() time.Duration // [delivery] validity, read per batch
+	Hostname      func() string        // [server] hostname, for Message-IDs
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
 
 const (
 	ingestBatch   = 5000 // recipients per durable spool batch
 	tplBlobPrefix = "tpl/"
 )
 
-type deliveryMeta struct {
+// record is one campaign as saved in the KV bucket.
+type record struct {
 	ID       string         `json:"id"`
 	Name     string         `json:"name"`
 	Sender   string         `json:"sender"`
@@ -50,12 +107,13 @@ type deliveryMeta struct {
 	mu       *sync.Mutex
 }
 
-type deliveries struct {
-	m  *MTA
+// Store holds every campaign of this node.
+type Store struct {
+	d  Deps
 	kv spool.KV
 
 	mu   sync.Mutex
-	byID map[string]*deliveryMeta
+	byID map[string]*record
 	// statusCache keeps each delivery's queued-by-status counts for a
 	// second: computing them scans the queues, and pollers are many.
 	statusCache map[string]statusCount
@@ -66,17 +124,25 @@ type statusCount struct {
 	counts map[string]int
 }
 
-func newDeliveries(m *MTA) *deliveries {
-	return &deliveries{m: m, kv: m.Spool.KV("deliveries"), byID: map[string]*deliveryMeta{}}
+// New returns the store of campaigns kept in d.Spool's "deliveries" KV
+// bucket. Nothing is read until Load.
+func New(d Deps) *Store {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Store{d: d, kv: d.Spool.KV("deliveries"), byID: map[string]*record{}}
 }
 
-// load reads the saved deliveries; queued counts are corrected by the
-// spool's own contents in reconcile, after the spool is loaded.
-func (d *deliveries) load() error {
+// Load reads the saved deliveries; queued counts are corrected by the
+// spool's own contents in Reconcile, after the spool is loaded.
+func (d *Store) Load() error {
 	return d.kv.ForEach("", func(key string, val []byte) error {
-		var dm deliveryMeta
+		var dm record
 		if err := json.Unmarshal(val, &dm); err != nil {
-			d.m.logger.Error("delivery record unreadable, skipped", "id", key, "err", err)
+			d.d.Logger.Error("delivery record unreadable, skipped", "id", key, "err", err)
 			return nil
 		}
 		dm.mu = &sync.Mutex{}
@@ -85,10 +151,10 @@ func (d *deliveries) load() error {
 	})
 }
 
-// reconcile fixes counts after a crash: recipients that reached a final
+// Reconcile fixes counts after a crash: recipients that reached a final
 // state after the last save and before the crash are neither queued nor
 // counted; they are reported as "recovered" rather than guessed.
-func (d *deliveries) reconcile(queued map[string]int) {
+func (d *Store) Reconcile(queued map[string]int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, dm := range d.byID {
@@ -102,13 +168,13 @@ func (d *deliveries) reconcile(queued map[string]int) {
 	}
 }
 
-func (d *deliveries) get(id string) *deliveryMeta {
+func (d *Store) get(id string) *record {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.byID[id]
 }
 
-func (d *deliveries) save(dm *deliveryMeta) error {
+func (d *Store) save(dm *record) error {
 	dm.mu.Lock()
 	dm.dirty = false
 	b, err := json.Marshal(dm)
@@ -119,10 +185,10 @@ func (d *deliveries) save(dm *deliveryMeta) error {
 	return d.kv.Put(dm.ID, b)
 }
 
-// saveDirty persists the counts that changed.
-func (d *deliveries) saveDirty() {
+// SaveDirty persists the counts that changed.
+func (d *Store) SaveDirty() {
 	d.mu.Lock()
-	var list []*deliveryMeta
+	var list []*record
 	for _, dm := range d.byID {
 		dm.mu.Lock()
 		if dm.dirty {
@@ -133,13 +199,13 @@ func (d *deliveries) saveDirty() {
 	d.mu.Unlock()
 	for _, dm := range list {
 		if err := d.save(dm); err != nil {
-			d.m.logger.Error("saving delivery counts", "id", dm.ID, "err", err)
+			d.d.Logger.Error("saving delivery counts", "id", dm.ID, "err", err)
 		}
 	}
 }
 
-// final counts one recipient's final outcome.
-func (d *deliveries) final(msg *spool.Message, o queue.Outcome, now time.Time) {
+// Final counts one recipient's final outcome.
+func (d *Store) Final(msg *spool.Message, o queue.Outcome, now time.Time) {
 	dm := d.get(msg.DeliveryID)
 	if dm == nil {
 		return
@@ -175,8 +241,9 @@ func (d *deliveries) final(msg *spool.Message, o queue.Outcome, now time.Time) {
 	dm.dirty = true
 }
 
-// template returns a delivery's compiled template, loading it once.
-func (d *deliveries) template(id string) (*campaign.Compiled, error) {
+// Template returns a delivery's compiled template, loading it once (the
+// body pipeline's render stage reads it).
+func (d *Store) Template(id string) (*campaign.Compiled, error) {
 	dm := d.get(id)
 	if dm == nil {
 		return nil, fmt.Errorf("unknown delivery %s", id)
@@ -186,7 +253,7 @@ func (d *deliveries) template(id string) (*campaign.Compiled, error) {
 	if dm.tpl != nil {
 		return dm.tpl, nil
 	}
-	b, err := d.m.Spool.Blob(tplBlobPrefix + id)
+	b, err := d.d.Spool.Blob(tplBlobPrefix + id)
 	if err != nil {
 		return nil, fmt.Errorf("template of delivery %s: %w", id, err)
 	}
@@ -204,16 +271,16 @@ func newDeliveryID() string {
 	return "d" + hex.EncodeToString(b[:])
 }
 
-// create stores a new delivery (template first, then its record) and
+// Create stores a new delivery (template first, then its record) and
 // queues its inline recipients.
-func (d *deliveries) create(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
+func (d *Store) Create(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
 	if req.From != "" {
 		if err := campaign.CheckAddress(req.From); err != nil {
 			return api.DeliveryView{}, &api.FieldError{Field: "from", Err: err}
 		}
 	}
 	if req.Pool != "" {
-		if _, ok := d.m.Queue.Pool(req.Pool); !ok {
+		if _, ok := d.d.Queue.Pool(req.Pool); !ok {
 			return api.DeliveryView{}, &api.FieldError{Field: "pool", Err: fmt.Errorf("unknown pool %q", req.Pool)}
 		}
 	}
@@ -234,21 +301,21 @@ func (d *deliveries) create(ctx context.Context, req api.DeliveryRequest) (api.D
 	if err != nil {
 		return api.DeliveryView{}, err
 	}
-	if err := d.m.Spool.PutBlob(tplBlobPrefix+id, tb); err != nil {
+	if err := d.d.Spool.PutBlob(tplBlobPrefix+id, tb); err != nil {
 		return api.DeliveryView{}, err
 	}
 	name := req.Name
 	if name == "" {
 		name = id
 	}
-	dm := &deliveryMeta{ID: id, Name: name, Sender: req.From, Pool: req.Pool, Created: d.m.opts.Now(), tpl: c, mu: &sync.Mutex{}}
+	dm := &record{ID: id, Name: name, Sender: req.From, Pool: req.Pool, Created: d.d.Now(), tpl: c, mu: &sync.Mutex{}}
 	if err := d.save(dm); err != nil {
 		return api.DeliveryView{}, err
 	}
 	d.mu.Lock()
 	d.byID[id] = dm
 	d.mu.Unlock()
-	d.m.Log.Write(&events.Record{Type: events.AdminAction, Time: dm.Created, DeliveryID: id, Sender: req.From, Status: "delivery created", Detail: name})
+	d.d.Log.Write(&events.Record{Type: events.AdminAction, Time: dm.Created, DeliveryID: id, Sender: req.From, Status: "delivery created", Detail: name})
 	i := 0
 	_, err = d.ingest(ctx, dm, func(fn func(campaign.Recipient) error) error {
 		for ; i < len(req.Recipients); i++ {
@@ -264,8 +331,8 @@ func (d *deliveries) create(ctx context.Context, req api.DeliveryRequest) (api.D
 	return d.view(dm), nil
 }
 
-// addRecipients streams a CSV or NDJSON recipient list into a delivery.
-func (d *deliveries) addRecipients(ctx context.Context, id, contentType string, body io.Reader) (api.AddResult, error) {
+// AddRecipients streams a CSV or NDJSON recipient list into a delivery.
+func (d *Store) AddRecipients(ctx context.Context, id, contentType string, body io.Reader) (api.AddResult, error) {
 	dm := d.get(id)
 	if dm == nil {
 		return api.AddResult{}, &api.NotFoundError{What: "delivery " + id}
@@ -283,30 +350,30 @@ func (d *deliveries) addRecipients(ctx context.Context, id, contentType string, 
 
 // ingest writes recipients in durable batches and queues each batch once
 // it is on disk. Quarantined addresses are suppressed here.
-func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(func(campaign.Recipient) error) error) (api.AddResult, error) {
+func (d *Store) ingest(ctx context.Context, dm *record, each func(func(campaign.Recipient) error) error) (api.AddResult, error) {
 	var res api.AddResult
-	now := d.m.opts.Now()
-	validity := time.Duration(d.m.validity.Load())
+	now := d.d.Now()
+	validity := d.d.Validity()
 	batch := make([]*spool.Message, 0, ingestBatch)
 	var suppressed []*spool.Message
-	tpl, err := d.template(dm.ID)
+	tpl, err := d.Template(dm.ID)
 	if err != nil {
 		return res, err
 	}
 	flush := func() error {
 		if len(batch) > 0 {
-			if err := d.m.Spool.PutMany(ctx, batch, nil); err != nil {
+			if err := d.d.Spool.PutMany(ctx, batch, nil); err != nil {
 				return err
 			}
 		}
 		// Suppressed recipients are counted and logged, never stored.
 		for _, msg := range suppressed {
-			d.m.Log.Write(&events.Record{Type: events.Reception, Time: now, DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
-			d.m.suppressedRecord(msg, 0, now)
+			d.d.Log.Write(&events.Record{Type: events.Reception, Time: now, DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
+			d.d.LogSuppressed(msg, 0, now)
 		}
 		for _, msg := range batch {
-			d.m.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: msg.ID.String(), DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
-			d.m.Queue.Enqueue(msg)
+			d.d.Log.Write(&events.Record{Type: events.Reception, Time: now, ID: msg.ID.String(), DeliveryID: dm.ID, Sender: msg.Sender, Recipient: msg.Recipients[0].Addr})
+			d.d.Queue.Enqueue(msg)
 		}
 		dm.mu.Lock()
 		dm.Total += len(batch) + len(suppressed)
@@ -327,7 +394,7 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 		}
 		msg := &spool.Message{Sender: dm.Sender, Received: now, Expires: now.Add(validity), DeliveryID: dm.ID, Pool: dm.Pool,
 			Recipients: []spool.Recipient{{Addr: r.Address, Vars: campaign.EncodeVars(r.Vars)}}}
-		if d.m.suppressed(r.Address) {
+		if d.d.Suppressed(r.Address) {
 			msg.Recipients[0].State = spool.Suppressed
 			suppressed = append(suppressed, msg)
 		} else {
@@ -350,18 +417,20 @@ func (d *deliveries) ingest(ctx context.Context, dm *deliveryMeta, each func(fun
 // check refuses, at acceptance, a recipient whose variables would make a
 // message that cannot be built (an invalid Reply-To, say): sent, it could
 // only fail.
-func (d *deliveries) check(c *campaign.Compiled, id string, r campaign.Recipient) error {
+func (d *Store) check(c *campaign.Compiled, id string, r campaign.Recipient) error {
 	return c.Check(r.Vars, campaign.Meta{DeliveryID: id, Recipient: r.Address,
-		MessageID: campaign.MessageID(id, 0, d.m.Config().Server.Hostname)})
+		MessageID: campaign.MessageID(id, 0, d.d.Hostname())})
 }
 
-func (dm *deliveryMeta) cancelled() bool {
+func (dm *record) cancelled() bool {
 	dm.mu.Lock()
 	defer dm.mu.Unlock()
 	return dm.Stopped
 }
 
-func (d *deliveries) cancel(id, who string) (int, error) {
+// Cancel stops a campaign: no more recipients are taken and the queue
+// drops those it holds.
+func (d *Store) Cancel(id, who string) (int, error) {
 	dm := d.get(id)
 	if dm == nil {
 		return 0, &api.NotFoundError{What: "delivery " + id}
@@ -371,11 +440,11 @@ func (d *deliveries) cancel(id, who string) (int, error) {
 	dm.mu.Unlock()
 	// The queue reports each cancelled recipient through the outcome hook
 	// (now, or when it comes back from a connection): that is what counts.
-	n := d.m.Queue.CancelDelivery(id, who)
+	n := d.d.Queue.CancelDelivery(id, who)
 	return n, d.save(dm)
 }
 
-func (d *deliveries) view(dm *deliveryMeta) api.DeliveryView {
+func (d *Store) view(dm *record) api.DeliveryView {
 	dm.mu.Lock()
 	v := api.DeliveryView{ID: dm.ID, Name: dm.Name, Sender: dm.Sender, Pool: dm.Pool, Created: dm.Created, Total: dm.Total,
 		Counts: dm.Counts, Recovered: dm.Restored}
@@ -383,7 +452,7 @@ func (d *deliveries) view(dm *deliveryMeta) api.DeliveryView {
 	for k, n := range dm.Reasons {
 		v.BouncedByReason[k] = n
 	}
-	now := d.m.opts.Now().Unix()
+	now := d.d.Now().Unix()
 	recent := 0
 	for i := len(dm.Recent) - 1; i >= 0 && now-dm.Recent[i] < 60; i-- {
 		recent++
@@ -394,15 +463,16 @@ func (d *deliveries) view(dm *deliveryMeta) api.DeliveryView {
 	v.RatePerMinute = float64(recent)
 	v.Done = v.Counts.Queued == 0
 	if v.Counts.Queued > 0 && recent > 0 {
-		eta := d.m.opts.Now().Add(time.Duration(float64(v.Counts.Queued) / float64(recent) * float64(time.Minute)))
+		eta := d.d.Now().Add(time.Duration(float64(v.Counts.Queued) / float64(recent) * float64(time.Minute)))
 		v.ETA = &eta
 	}
 	return v
 }
 
-func (d *deliveries) list() []api.DeliveryView {
+// List returns every campaign, newest first.
+func (d *Store) List() []api.DeliveryView {
 	d.mu.Lock()
-	all := make([]*deliveryMeta, 0, len(d.byID))
+	all := make([]*record, 0, len(d.byID))
 	for _, dm := range d.byID {
 		all = append(all, dm)
 	}
@@ -415,18 +485,19 @@ func (d *deliveries) list() []api.DeliveryView {
 	return out
 }
 
-func (d *deliveries) detail(id string) (api.DeliveryView, bool) {
+// Detail returns one campaign with its queued recipients by status text.
+func (d *Store) Detail(id string) (api.DeliveryView, bool) {
 	dm := d.get(id)
 	if dm == nil {
 		return api.DeliveryView{}, false
 	}
 	v := d.view(dm)
-	now := d.m.opts.Now()
+	now := d.d.Now()
 	d.mu.Lock()
 	c, ok := d.statusCache[id]
 	d.mu.Unlock()
 	if !ok || now.Sub(c.at) > time.Second {
-		c = statusCount{at: now, counts: d.m.Queue.QueuedByDelivery(id)}
+		c = statusCount{at: now, counts: d.d.Queue.QueuedByDelivery(id)}
 		d.mu.Lock()
 		if d.statusCache == nil {
 			d.statusCache = map[string]statusCount{}

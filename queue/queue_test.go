@@ -1,0 +1,373 @@
+package queue
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/sim"
+	"github.com/penstock-mta/penstock/spool"
+)
+
+// Unit tests of the scheduler: a real spool and delivery log in a temporary
+// directory, a fake resolver, and a simulated receiving provider on
+// loopback for the SMTP part (the queue's own client speaks to it).
+
+// fakeResolver answers from maps: every domain's MX is mx.<domain>, every
+// host is 127.0.0.1; a domain in temp fails temporarily.
+type fakeResolver struct {
+	mu   sync.Mutex
+	temp map[string]bool
+}
+
+func (r *fakeResolver) LookupMX(ctx context.Context, domain string) (dns.MXResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.temp[domain] {
+		return dns.MXResult{}, &dns.Error{Domain: domain, Kind: dns.Temporary, Err: io.ErrUnexpectedEOF}
+	}
+	return dns.MXResult{Hosts: []dns.MX{{Host: "mx." + domain, Pref: 10}}, TTL: time.Hour}, nil
+}
+
+func (r *fakeResolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+}
+
+func (r *fakeResolver) LookupTXT(context.Context, string) ([]string, error) { return nil, nil }
+
+// outcomes collects what the queue reports through Deps.Outcome.
+type outcomes struct {
+	mu   sync.Mutex
+	list []Outcome
+	addr []string
+	ch   chan struct{}
+}
+
+func (o *outcomes) hook(m *spool.Message, i int, out Outcome, site string) {
+	o.mu.Lock()
+	o.list = append(o.list, out)
+	o.addr = append(o.addr, m.Recipients[i].Addr)
+	o.mu.Unlock()
+	select {
+	case o.ch <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns once n outcomes were reported (bounded).
+func (o *outcomes) wait(t *testing.T, n int) []Outcome {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		o.mu.Lock()
+		if len(o.list) >= n {
+			out := append([]Outcome(nil), o.list...)
+			o.mu.Unlock()
+			return out
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.ch:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %d outcomes", n)
+		}
+	}
+}
+
+type fixture struct {
+	q    *Queue
+	sp   *spool.Spool
+	prov *sim.Provider
+	res  *fakeResolver
+	out  *outcomes
+}
+
+func newFixture(t *testing.T, b sim.Behavior) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	sp, err := spool.Open(dir+"/spool", spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := events.Open(dir+"/log", events.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := sim.NewProvider(b, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(prov.Addrs()[0], "127.0.0.1:")
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("provider address %q: %v", prov.Addrs()[0], err)
+	}
+	bc, err := bounce.New(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := mxrule.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{sp: sp, prov: prov, res: &fakeResolver{temp: map[string]bool{}}, out: &outcomes{ch: make(chan struct{}, 1)}}
+	f.q = New(&Config{Rules: rules, Port: p, TLSDefault: "opportunistic", Hostname: "penstock.test", Retry: []time.Duration{time.Hour}, DNSRetry: time.Hour},
+		Deps{Spool: sp, Resolver: f.res, Quotas: quota.NewLocal(quota.RealClock()), Bounce: bc, Log: lg,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Outcome: f.out.hook})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f.q.Close(ctx)
+		prov.Close()
+		lg.Close()
+		sp.Close()
+	})
+	return f
+}
+
+// send spools a message and queues it.
+func (f *fixture) send(t *testing.T, to ...string) *spool.Message {
+	t.Helper()
+	now := time.Now()
+	m := &spool.Message{Sender: "sender@example.org", Received: now, Expires: now.Add(24 * time.Hour)}
+	for _, a := range to {
+		m.Recipients = append(m.Recipients, spool.Recipient{Addr: a})
+	}
+	body := []byte("From: sender@example.org\r\nSubject: test\r\n\r\nhello\r\n")
+	m.Size = int64(len(body))
+	if err := f.sp.Put(context.Background(), m, body); err != nil {
+		t.Fatal(err)
+	}
+	f.q.Enqueue(m)
+	return m
+}
+
+// waitStatus waits until the site of domain counts n recipients under status.
+func (f *fixture) waitStatus(t *testing.T, domain, status string, n int) SiteView {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if v, ok := f.q.Site(domain); ok && v.ByStatus[status] == n {
+			return v
+		}
+		if time.Now().After(deadline) {
+			v, _ := f.q.Site(domain)
+			t.Fatalf("timed out waiting for %d recipients %q at %s; site: %+v", n, status, domain, v)
+		}
+		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own view
+	}
+}
+
+// Two recipients at one domain go out in one transaction and are final.
+func TestDeliveredInOneTransaction(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.alpha.test"})
+	f.send(t, "a@alpha.test", "b@alpha.test")
+	outs := f.out.wait(t, 2)
+	for i, o := range outs {
+		if !o.Delivered || !o.Final || o.Code != 250 {
+			t.Errorf("outcome %d: %+v, want delivered and final with 250", i, o)
+		}
+	}
+	if st := f.prov.Stats(); st.Delivered != 1 || st.Connections != 1 {
+		t.Errorf("provider saw %d messages on %d connections, want 1 on 1", st.Delivered, st.Connections)
+	}
+	// The outcome hook runs before the counters move: poll them (bounded).
+	deadline := time.Now().Add(10 * time.Second)
+	for tot := f.q.Totals(); tot.Delivered != 2 || tot.Queued != 0; tot = f.q.Totals() {
+		if time.Now().After(deadline) {
+			t.Fatalf("totals: %+v, want 2 delivered and none queued", tot)
+		}
+		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own counters
+	}
+}
+
+// A 5xx about the address is final and qualified; a 4xx is retried later
+// with the retry status, explain says why, and the operator's retry makes
+// it due at once.
+func TestOutcomesApplied(t *testing.T) {
+	var mu sync.Mutex
+	deferring := true
+	f := newFixture(t, sim.Behavior{Name: "mx.beta.test", RcptReply: func(rcpt string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasPrefix(rcpt, "gone@"):
+			return "550 5.1.1 user unknown"
+		case deferring:
+			return "451 4.7.1 try again later"
+		}
+		return ""
+	}})
+	f.send(t, "gone@beta.test", "later@beta.test")
+	outs := f.out.wait(t, 2)
+	byAddr := map[string]Outcome{}
+	f.out.mu.Lock()
+	for i, a := range f.out.addr {
+		byAddr[a] = outs[i]
+	}
+	f.out.mu.Unlock()
+	if o := byAddr["gone@beta.test"]; !o.Final || o.Delivered || o.Verdict.Class != bounce.Hard || o.Verdict.Reason != bounce.UserUnknown {
+		t.Errorf("550 5.1.1: %+v, want a final hard user-unknown bounce", o)
+	}
+	if o := byAddr["later@beta.test"]; o.Final || o.Code != 451 {
+		t.Errorf("451: %+v, want a temporary failure", o)
+	}
+	v := f.waitStatus(t, "beta.test", StatusRetry, 1)
+	if v.Queued != 1 {
+		t.Errorf("site queues %d recipients, want 1", v.Queued)
+	}
+	ex := f.q.Explain(context.Background(), "later@beta.test")
+	if !strings.HasPrefix(ex.Verdict, StatusRetry) || !strings.Contains(ex.Verdict, "last reply from mx.beta.test") {
+		t.Errorf("explain verdict %q, want the retry status with the last reply", ex.Verdict)
+	}
+	if len(ex.Recipients) != 1 || ex.Recipients[0].Status != StatusRetry {
+		t.Errorf("explain recipients %+v, want later@ with %q", ex.Recipients, StatusRetry)
+	}
+
+	mu.Lock()
+	deferring = false
+	mu.Unlock()
+	n, err := f.q.Retry("beta.test", "test")
+	if err != nil || n != 1 {
+		t.Fatalf("Retry: %d, %v; want 1 recipient made due", n, err)
+	}
+	outs = f.out.wait(t, 3)
+	if o := outs[2]; !o.Delivered || !o.Final {
+		t.Errorf("after retry: %+v, want delivered", o)
+	}
+}
+
+// A temporary MX lookup failure holds the jobs with its exact status, and
+// explain names it.
+func TestMXLookupFailureHolds(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	f.res.mu.Lock()
+	f.res.temp["gamma.test"] = true
+	f.res.mu.Unlock()
+	f.send(t, "x@gamma.test")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ex := f.q.Explain(context.Background(), "gamma.test")
+		if strings.HasPrefix(ex.Verdict, StatusMXFailed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("explain verdict %q, want %q", ex.Verdict, StatusMXFailed)
+		}
+		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own view
+	}
+	if f.prov.Stats().Connections != 0 {
+		t.Error("a connection was made for a domain whose MX lookup failed")
+	}
+}
+
+// Operator actions: a suspended site sends nothing and says so; purge
+// cancels its recipients, reported as final cancelled outcomes.
+func TestSuspendAndPurge(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.delta.test", RcptReply: func(string) string { return "451 4.3.0 later" }})
+	f.send(t, "one@delta.test")
+	f.out.wait(t, 1)
+	f.waitStatus(t, "delta.test", StatusRetry, 1)
+	if err := f.q.Suspend("delta.test", 0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.q.Retry("delta.test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	v := f.waitStatus(t, "delta.test", StatusSuspended, 1)
+	if v.Wait == nil || v.Wait.Status != StatusSuspended {
+		t.Errorf("site wait %+v, want %q", v.Wait, StatusSuspended)
+	}
+	if err := f.q.Suspend("nowhere.test", 0, "test"); !ErrUnknownSite(err) {
+		t.Errorf("Suspend of an unknown site: %v, want the unknown-site error", err)
+	}
+	n, err := f.q.Purge("delta.test", "test")
+	if err != nil || n != 1 {
+		t.Fatalf("Purge: %d, %v; want 1", n, err)
+	}
+	outs := f.out.wait(t, 2)
+	if o := outs[1]; !o.Final || !o.Cancelled {
+		t.Errorf("purged: %+v, want final and cancelled", o)
+	}
+	if st := f.prov.Stats(); st.Connections != 1 {
+		t.Errorf("provider saw %d connections, want 1 (none while suspended)", st.Connections)
+	}
+}
+
+// step, white-box: an empty site ends its runner; a job not yet due sleeps
+// until it is; an operator suspension records its status and sleeps until
+// poked.
+func TestSiteStep(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	s := newSite(f.q, "mx.step.test", []dns.MX{{Host: "mx.step.test", Pref: 10}})
+	s.running = true
+	if d, _ := s.step(); d >= 0 {
+		t.Fatalf("empty site: step returned %s, want a negative duration (runner exits)", d)
+	}
+	s.running = true
+	now := time.Now()
+	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@step.test"}}}
+	s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "step.test", index: -1, due: now.Add(time.Minute)})
+	if d, ch := s.step(); d <= 0 || d > time.Minute || ch != nil {
+		t.Errorf("job due in a minute: step returned %s, want a sleep of at most a minute", d)
+	}
+	s.mu.Lock()
+	s.jobs[0].due = now.Add(-time.Second)
+	s.opSuspended = true
+	s.mu.Unlock()
+	if d, _ := s.step(); d != forever {
+		t.Errorf("suspended: step returned %s, want forever", d)
+	}
+	if s.wait.Status != StatusSuspended {
+		t.Errorf("suspended: wait %q, want %q", s.wait.Status, StatusSuspended)
+	}
+}
+
+// claim, white-box: the earliest due job is taken; with an hourly quota of
+// one, the second claim is refused with the hourly-quota status and the
+// job goes back into the heap.
+func TestSiteClaimRate(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	s := newSite(f.q, "mx.claim.test", []dns.MX{{Host: "mx.claim.test", Pref: 10}})
+	s.running = true // the test plays the runner
+	now := time.Now()
+	for i := range 2 {
+		m := &spool.Message{ID: spool.ID(i + 1), Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@claim.test"}}}
+		s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "claim.test", index: -1, due: now.Add(time.Duration(i-5) * time.Second)})
+	}
+	rule, err := mxrule.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rule.Match([]string{"mx.claim.test"})
+	r := *m.Rule
+	r.MessagesPerHour = 1 // the rule's own hourly quota
+	m.Rule = &r
+	lim := limits{perHour: 1, match: m}
+	j, _ := s.claim(lim, "conn|claim-test")
+	if j == nil || j.e.m.ID != 1 {
+		t.Fatalf("first claim: %+v, want the earliest job", j)
+	}
+	j2, retryIn := s.claim(lim, "conn|claim-test")
+	if j2 != nil || retryIn <= 0 {
+		t.Fatalf("second claim within the hour: job %v, retry in %s; want none and a wait", j2, retryIn)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wait.Status != StatusHourlyQuota || len(s.jobs) != 1 || s.inflight != 1 {
+		t.Errorf("after a refused claim: status %q, %d jobs queued, %d in flight; want %q, 1, 1",
+			s.wait.Status, len(s.jobs), s.inflight, StatusHourlyQuota)
+	}
+}
