@@ -32,7 +32,6 @@ import (
 
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
-	"github.com/penstock-mta/penstock/campaign"
 	"github.com/penstock-mta/penstock/campaigns"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dkim"
@@ -103,7 +102,7 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
-	dkim     *dkimStage // the body pipeline's signing stage
+	dkim     *dkim.Stage // the body pipeline's signing stage
 	tickStop chan struct{}
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
@@ -217,7 +216,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
-	m.dkim = newDKIMStage(opts.Now, opts.Logger)
+	m.dkim = dkim.NewStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
 		m.closeStores()
 		return nil, err
@@ -226,8 +225,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
-			Render: renderStage{template: func(id string) (*campaign.Compiled, error) { return m.campaigns.Template(id) },
-				hostname: func() string { return m.Config().Server.Hostname }}}),
+			Render: campaignsRender{m}}),
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	validity := func() time.Duration { return time.Duration(m.validity.Load()) }
@@ -255,6 +253,18 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 
 // The queue is built before the campaigns and the outcome stage, which
 // need it: these two forward its hooks to them.
+// campaignsRender forwards the render stage to the campaign store, made
+// after the queue it feeds.
+type campaignsRender struct{ m *MTA }
+
+func (r campaignsRender) Name() string { return "render" }
+func (r campaignsRender) Scope(msg *spool.Message) message.Scope {
+	return r.m.campaigns.RenderStage().Scope(msg)
+}
+func (r campaignsRender) Apply(ctx context.Context, s *message.Send) error {
+	return r.m.campaigns.RenderStage().Apply(ctx, s)
+}
+
 func (m *MTA) observe(msg *spool.Message, i int, o queue.Outcome, site string) {
 	m.outcome.Observe(msg, i, o, site)
 }
@@ -511,7 +521,7 @@ func (m *MTA) Reload(cfg *config.Config) error {
 // weak keys are refused, naming the file) and puts it in force.
 func (m *MTA) loadSigner(cfg *config.Config) error {
 	if len(cfg.DKIM) == 0 {
-		m.dkim.signer.Store(nil)
+		m.dkim.SetSigner(nil)
 		return nil
 	}
 	signer, warnings, err := dkim.New(cfg)
@@ -521,7 +531,7 @@ func (m *MTA) loadSigner(cfg *config.Config) error {
 	for _, w := range warnings {
 		m.logger.Warn("dkim", "warning", w)
 	}
-	m.dkim.signer.Store(signer)
+	m.dkim.SetSigner(signer)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package mta
+package campaigns
 
 import (
 	"context"
@@ -10,13 +10,13 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// renderStage is the body pipeline's render stage: a campaign message
-// (stored as its recipient's variables) becomes the message for that
-// recipient; other messages pass through untouched for the load stage.
-type renderStage struct {
-	template func(deliveryID string) (*campaign.Compiled, error)
-	hostname func() string // the Message-ID's domain
-}
+// RenderStage is the body pipeline's render stage (message.Stage): a
+// campaign message (stored as its recipient's variables) becomes the
+// message for that recipient, from its delivery's stored template; other
+// messages pass through untouched for the load stage.
+func (d *Store) RenderStage() message.Stage { return renderStage{d} }
+
+type renderStage struct{ d *Store }
 
 func (renderStage) Name() string { return "render" }
 
@@ -35,7 +35,7 @@ func (r renderStage) Apply(_ context.Context, s *message.Send) error {
 		return nil
 	}
 	// Reading the stored template can fail for a while (storage): retry.
-	c, err := r.template(msg.DeliveryID)
+	c, err := r.d.Template(msg.DeliveryID)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (r renderStage) Apply(_ context.Context, s *message.Send) error {
 		return message.Permanent(fmt.Errorf("variables of %s: %w", rc.Addr, err))
 	}
 	meta := campaign.Meta{DeliveryID: msg.DeliveryID, Recipient: rc.Addr,
-		MessageID: campaign.MessageID(msg.DeliveryID, uint64(msg.ID), r.hostname())}
+		MessageID: campaign.MessageID(msg.DeliveryID, uint64(msg.ID), r.d.d.Hostname())}
 	b, err := c.AppendRender(make([]byte, 0, 4096), vars, meta)
 	if err != nil {
 		return message.Permanent(err)
