@@ -193,7 +193,11 @@ loop:
 			break
 		}
 	}
-	demoReport(stdout, m, provs, senderBox, injected.Load(), flowEvents, &flowMu, time.Since(start))
+	// The collector goroutine may still append: copy under its lock.
+	flowMu.Lock()
+	evs := append([]events.Record(nil), flowEvents...)
+	flowMu.Unlock()
+	demoReport(stdout, m, provs, senderBox, injected.Load(), evs, time.Since(start))
 	if *keep && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "\nThe dashboard stays at http://%s/ (API under /api/v1) until interrupted (Ctrl-C).\n", m.HTTPAddr())
 		<-ctx.Done()
@@ -335,7 +339,7 @@ func demoProgress(w io.Writer, m *mta.MTA, provs []*demoProvider, injected, n in
 // demoSenderDomain is the domain of the demo's sender, news@.
 const demoSenderDomain = "demo.penstock.test"
 
-func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, senderBox *sim.Provider, injected int64, flowEvents []events.Record, mu *sync.Mutex, el time.Duration) {
+func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, senderBox *sim.Provider, injected int64, evs []events.Record, el time.Duration) {
 	t := m.Queue.Totals()
 	fmt.Fprintf(w, "\n== Report after %s ==\n", el.Round(100*time.Millisecond))
 	// The node's totals also count the DSNs it sent to the sender (one
@@ -367,9 +371,6 @@ func demoReport(w io.Writer, m *mta.MTA, provs []*demoProvider, senderBox *sim.P
 		mpc := fmt.Sprintf("%d (limit %d)", st.MaxMsgsPerConn, v.Rule.MaxMessagesPerConnection)
 		fmt.Fprintf(w, "%-8s %9d %8d %13s %14s %12d %s\n", dp.name, st.Delivered, st.Attempts, limit, mpc, rej, v.Rule.Name)
 	}
-	mu.Lock()
-	evs := append([]events.Record(nil), flowEvents...)
-	mu.Unlock()
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
 	fmt.Fprintf(w, "\nflow control (%d state changes):\n", len(evs))
 	for _, r := range evs {
