@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/sim"
@@ -74,8 +75,9 @@ type benchFlags struct {
 	queued                    int
 	cpuProfile, memProfile    string
 	dir                       string
-	extraRules                int  // rules tried (and missed) before the bench rule
-	noShipped                 bool // without the shipped provider rules
+	extraRules                int    // rules tried (and missed) before the bench rule
+	noShipped                 bool   // without the shipped provider rules
+	dkim                      string // none, rsa, ed25519 or dual: keys for the From domain
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -107,6 +109,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.noShipped, "no-shipped-rules", false, "leave out the shipped provider rules")
 	fs.StringVar(&f.dir, "dir", "", "directory for the spool and delivery log, kept and reused by later runs (default: a new temporary directory, removed after)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write Penstock's allocation profile (allocs) after the run to this file")
+	fs.StringVar(&f.dkim, "dkim", "none", "DKIM-sign every message for the From domain: none, rsa (2048 bits), ed25519 or dual (both); keys are made in the bench's directory, nothing is published")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: penstock bench [flags]")
 		fmt.Fprintln(stderr, "\nRelay throughput: SMTP in -> durable spool -> SMTP out to a loopback sink, production")
@@ -129,6 +132,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case f.domains > 100000:
 		fmt.Fprintln(stderr, "penstock bench: -domains is at most 100000")
+		return 2
+	case !slices.Contains([]string{"none", "rsa", "ed25519", "dual"}, f.dkim):
+		fmt.Fprintf(stderr, "penstock bench: -dkim %q: want none, rsa, ed25519 or dual\n", f.dkim)
+		return 2
+	case f.dkim != "none" && f.queued > 0:
+		fmt.Fprintln(stderr, "penstock bench: -dkim applies to the relay bench, not to -queued")
 		return 2
 	}
 	if f.sink != "" {
@@ -210,7 +219,8 @@ type benchResult struct {
 	// Unsafe is true when the spool did not fsync (-unsafe-nosync).
 	Unsafe   bool   `json:"unsafe"`
 	Settings string `json:"settings"`
-	Dir      string `json:"dir"` // spool and delivery log
+	Dir      string `json:"dir"`  // spool and delivery log
+	DKIM     string `json:"dkim"` // none, rsa, ed25519 or dual
 
 	EndToEndMsgsPerS float64 `json:"end_to_end_msgs_per_s"`
 	EndToEndS        float64 `json:"end_to_end_s"`
@@ -579,6 +589,13 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		cfg.Server.UseShippedRules = !f.noShipped
 		res.Settings += fmt.Sprintf("; %d extra rules before the bench rule, shipped rules %v", f.extraRules, !f.noShipped)
 	}
+	if err := benchDKIM(cfg, dir, f.dkim); err != nil {
+		return nil, err
+	}
+	if f.dkim != "none" {
+		res.Settings += "; DKIM signing " + f.dkim
+	}
+	res.DKIM = f.dkim
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := mta.New(cfg, mta.Options{Logger: logger, NoSync: f.unsafeNoSync})
 	if err != nil {
@@ -742,6 +759,42 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		waitErr = errors.New(lr.SinkWaitError)
 	}
 	return res, waitErr
+}
+
+// benchDKIM makes keys of the kind asked for in dir/dkim and configures
+// them for the bench's From domain. Nothing is published: signing needs no
+// DNS, and the sink does not verify.
+func benchDKIM(cfg *config.Config, dir, kind string) error {
+	var types []string
+	switch kind {
+	case "none":
+		return nil
+	case "rsa", "ed25519":
+		types = []string{kind}
+	case "dual":
+		types = []string{"rsa", "ed25519"}
+	default:
+		return fmt.Errorf("-dkim %q: want none, rsa, ed25519 or dual", kind)
+	}
+	kdir := filepath.Join(dir, "dkim")
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return err
+	}
+	_, domain, _ := strings.Cut(benchSender, "@")
+	for _, typ := range types {
+		_, pemData, err := dkim.GenerateKey(typ, 2048)
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(kdir, "bench-"+typ+".pem")
+		if err := os.WriteFile(file, pemData, 0o600); err != nil {
+			return err
+		}
+		k := config.DKIM{Domain: domain, Selector: "bench-" + typ, KeyFile: file}
+		k.ApplyDefaults()
+		cfg.DKIM = append(cfg.DKIM, k)
+	}
+	return cfg.Validate()
 }
 
 func writeAllocs(path string) error {
