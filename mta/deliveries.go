@@ -383,20 +383,15 @@ func (d *deliveries) view(dm *deliveryMeta) api.DeliveryView {
 	for k, n := range dm.Reasons {
 		v.BouncedByReason[k] = n
 	}
-	now := d.m.opts.Now().Unix()
-	recent := 0
-	for i := len(dm.Recent) - 1; i >= 0 && now-dm.Recent[i] < 60; i-- {
-		recent++
-	}
+	now := d.m.opts.Now()
+	v.RatePerMinute = deliveryRate(now, dm.Created, dm.Recent)
 	dm.mu.Unlock()
 	c := v.Counts
 	v.Counts.Queued = max(0, v.Total-c.Delivered-c.Bounced-c.Suppressed-c.Expired-c.Cancelled-v.Recovered)
-	v.RatePerMinute = float64(recent)
 	v.Done = v.Counts.Queued == 0
-	if v.Counts.Queued > 0 && recent > 0 {
-		eta := d.m.opts.Now().Add(time.Duration(float64(v.Counts.Queued) / float64(recent) * float64(time.Minute)))
-		v.ETA = &eta
-	}
+	// The list does not ask the queue for statuses: its ETA counts every
+	// queued recipient; detail's leaves out those held.
+	v.ETA, v.Held, v.ETANote = deliveryETA(now, v.Counts.Queued, v.RatePerMinute, nil)
 	return v
 }
 
@@ -435,5 +430,6 @@ func (d *deliveries) detail(id string) (api.DeliveryView, bool) {
 		d.mu.Unlock()
 	}
 	v.ByStatus = c.counts
+	v.ETA, v.Held, v.ETANote = deliveryETA(now, v.Counts.Queued, v.RatePerMinute, v.ByStatus)
 	return v, true
 }

@@ -26,15 +26,17 @@ type dkimStage struct {
 	logger *slog.Logger
 
 	mu       sync.Mutex
-	bodies   map[string]*dkim.Body // by Send.BodyKey, bounded
-	counts   map[string]uint64     // "signed", "third_party", "unsigned_<reason>"
-	unsigned map[string]bool       // From domains logged once as unaligned or unsigned
+	bodies   map[string]*dkim.Body  // by Send.BodyKey, bounded
+	counts   map[string]uint64      // "signed", "third_party", "unsigned_<reason>"
+	unsigned map[string]bool        // From domains logged once as unaligned or unsigned
+	domains  map[string]*dkimDomain // outcomes by From domain, bounded (dkimstatus.go)
 }
 
 const maxSharedBodies = 256
 
 func newDKIMStage(now func() time.Time, logger *slog.Logger) *dkimStage {
-	return &dkimStage{now: now, logger: logger, bodies: map[string]*dkim.Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{}}
+	return &dkimStage{now: now, logger: logger, bodies: map[string]*dkim.Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{},
+		domains: map[string]*dkimDomain{}}
 }
 
 func (d *dkimStage) Name() string                     { return "dkim" }
@@ -50,8 +52,8 @@ func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
 	if err != nil {
 		return err // a key that fails to sign: temporary, like any local fault
 	}
-	d.count(res)
 	if !res.Signed() {
+		d.count(res, "")
 		s.Note("dkim", "unsigned: "+res.Reason)
 		d.logOnce(res.FromDomain, "mail leaves unsigned (DKIM)", "from_domain", res.FromDomain, "reason", res.Reason)
 		return nil
@@ -67,6 +69,7 @@ func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
 		sigs = append(sigs, fmt.Sprintf("d=%s s=%s a=%s", sig.Domain, sig.Selector, sig.Algorithm))
 	}
 	note := strings.Join(sigs, ", ")
+	d.count(res, note)
 	if !res.Aligned {
 		note += " (third-party: not aligned with " + res.FromDomain + ")"
 		d.logOnce(res.FromDomain, "DKIM signature not aligned with the From domain (third-party signature)",
@@ -95,7 +98,9 @@ func (d *dkimStage) body(s *message.Send) *dkim.Body {
 	return b
 }
 
-func (d *dkimStage) count(res dkim.Result) {
+// count counts res overall and for its From domain; signedBy is the
+// signatures made, for the per-domain status.
+func (d *dkimStage) count(res dkim.Result, signedBy string) {
 	k := "signed"
 	switch {
 	case !res.Signed():
@@ -105,6 +110,7 @@ func (d *dkimStage) count(res dkim.Result) {
 	}
 	d.mu.Lock()
 	d.counts[k]++
+	d.noteDomain(res, signedBy)
 	d.mu.Unlock()
 }
 

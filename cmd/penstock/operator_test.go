@@ -644,3 +644,20 @@ func TestTableFits(t *testing.T) {
 		t.Error("num")
 	}
 }
+
+func (b *opBackend) DKIMDomains() []api.DKIMDomain {
+	return []api.DKIMDomain{{Domain: "example.com", Status: "mixed", SignedBy: "d=example.com s=s1 a=rsa-sha256",
+		LastHour: api.DKIMCounts{Signed: 1200}, LastDay: api.DKIMCounts{Signed: 5000, ThirdParty: 2, Unsigned: map[string]uint64{"no_key": 3, "bad_from": 1}}}}
+}
+
+// TestDKIMStatusCommand: `penstock dkim status` prints the server's
+// signing by From domain, unsigned reasons summed and named.
+func TestDKIMStatusCommand(t *testing.T) {
+	_, flags := opServer(t)
+	code, out, errs := runOp(t, append([]string{"dkim", "status"}, flags...)...)
+	for _, want := range []string{"FROM DOMAIN", "example.com  mixed   1,200 / 0 / 0  5,000 / 2 / 4\n", "example.com: unsigned in the last day: bad_from 1, no_key 3\n", "example.com: last signed by d=example.com s=s1 a=rsa-sha256\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("lacks %q: %d\n%s%s", want, code, out, errs)
+		}
+	}
+}
