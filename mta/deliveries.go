@@ -42,7 +42,7 @@ type deliveryMeta struct {
 	Reasons  map[string]int `json:"bounced_by_reason,omitempty"`
 	First    time.Time      `json:"first_delivery,omitempty"`
 	Last     time.Time      `json:"last_final,omitempty"`
-	Recent   []int64        `json:"-"` // unix seconds of recent deliveries, for the rate
+	Recent   perSecond      `json:"-"` // deliveries of the last minute, for the rate
 	Restored int            `json:"recovered,omitempty"`
 	Stopped  bool           `json:"cancelled,omitempty"` // no more recipients are taken
 	tpl      *campaign.Compiled
@@ -154,10 +154,7 @@ func (d *deliveries) final(msg *spool.Message, o queue.Outcome, now time.Time) {
 		if dm.First.IsZero() {
 			dm.First = now
 		}
-		dm.Recent = append(dm.Recent, now.Unix())
-		if len(dm.Recent) > 4096 {
-			dm.Recent = append(dm.Recent[:0], dm.Recent[len(dm.Recent)-2048:]...)
-		}
+		dm.Recent.add(now)
 	case o.Expired:
 		dm.Counts.Expired++
 	default:
@@ -384,7 +381,7 @@ func (d *deliveries) view(dm *deliveryMeta) api.DeliveryView {
 		v.BouncedByReason[k] = n
 	}
 	now := d.m.opts.Now()
-	v.RatePerMinute = deliveryRate(now, dm.Created, dm.Recent)
+	v.RatePerMinute = deliveryRate(now, dm.First, &dm.Recent)
 	dm.mu.Unlock()
 	c := v.Counts
 	v.Counts.Queued = max(0, v.Total-c.Delivered-c.Bounced-c.Suppressed-c.Expired-c.Cancelled-v.Recovered)

@@ -25,21 +25,50 @@ var heldStatuses = map[string]string{
 	queue.StatusMXFailed:    "MX lookup failed",
 }
 
-// deliveryRate is a delivery's finished recipients per minute: those of
-// the last rateWindow (recent holds their unix seconds) over the time the
-// window spans, which is shorter while the delivery is younger than the
-// window (2,322 in its first 3 s is 46,440/min, not 2,322/min).
-func deliveryRate(now, created time.Time, recent []int64) float64 {
-	n := 0
-	for i := len(recent) - 1; i >= 0 && now.Unix()-recent[i] < int64(rateWindow/time.Second); i-- {
-		n++
+// perSecond counts events in each second of the last rateWindow. A list
+// of timestamps cut to a fixed length would undercount a fast delivery
+// (thousands a second); this is 60 slots whatever the rate.
+type perSecond struct {
+	sec [rateWindow / time.Second]int64 // the unix second a slot counts
+	n   [rateWindow / time.Second]int
+}
+
+func (p *perSecond) add(t time.Time) {
+	s := t.Unix()
+	i := s % int64(len(p.sec))
+	switch {
+	case p.sec[i] > s:
+		return // a minute older than the slot's second: out of any window
+	case p.sec[i] < s:
+		p.sec[i], p.n[i] = s, 0
 	}
+	p.n[i]++
+}
+
+// count is the events of the last rateWindow up to now.
+func (p *perSecond) count(now time.Time) int {
+	total := 0
+	for i, s := range p.sec {
+		if age := now.Unix() - s; age >= 0 && age < int64(len(p.sec)) {
+			total += p.n[i]
+		}
+	}
+	return total
+}
+
+// deliveryRate is a delivery's deliveries per minute: those of the last
+// rateWindow over the time the window spans, which is shorter while the
+// first delivery (first) is younger than the window: 2,322 in the first
+// 3 s is 46,440/min, not 2,322/min.
+func deliveryRate(now, first time.Time, recent *perSecond) float64 {
+	n := recent.count(now)
 	if n == 0 {
 		return 0
 	}
 	span := rateWindow
-	if age := now.Sub(created); age < span {
-		span = max(age, time.Second) // timestamps are whole seconds
+	if age := now.Sub(first); age < span {
+		// Whole seconds: the first second is counted from its start.
+		span = max(now.Sub(first.Truncate(time.Second)), time.Second)
 	}
 	return float64(n) * float64(time.Minute) / float64(span)
 }

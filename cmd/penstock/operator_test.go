@@ -661,3 +661,22 @@ func TestDKIMStatusCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressHeld: the progress line says when recipients wait beyond the
+// ETA (held by a suspended site, flow control...) or when none can be given.
+func TestProgressHeld(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 0, 3, 0, time.UTC)
+	eta := now.Add(18 * time.Second)
+	v := api.DeliveryView{Total: 5000, Counts: api.Counts{Delivered: 2322, Queued: 2678}, RatePerMinute: 46440, ETA: &eta, Held: 2500}
+	if got, want := progressText(v, now, false), "ETA "+roundDur(18*time.Second)+" +2,500 held  46,440/min"; !strings.Contains(got, want) {
+		t.Errorf("partial ETA: %q lacks %q", got, want)
+	}
+	v.ETA, v.Held = nil, 2678
+	if got := progressText(v, now, false); !strings.Contains(got, "ETA unknown (2,678 held)") {
+		t.Errorf("no ETA: %q", got)
+	}
+	v.Held = 0
+	if got := progressText(v, now, false); !strings.Contains(got, "ETA -  ") {
+		t.Errorf("no rate: %q", got)
+	}
+}
