@@ -52,8 +52,8 @@ func (d *dkimDomain) add(now time.Time, outcome int) {
 	d.last = now
 }
 
-// sum adds the buckets of ring that lie in the window ending now.
-func sum(ring []dkimBucket, width time.Duration, now time.Time) api.DKIMCounts {
+// dkimSum adds the buckets of ring that lie in the window ending now.
+func dkimSum(ring []dkimBucket, width time.Duration, now time.Time) api.DKIMCounts {
 	cur := now.Unix() / int64(width/time.Second)
 	var c api.DKIMCounts
 	for _, b := range ring {
@@ -121,7 +121,7 @@ func (d *dkimStage) Domains() []api.DKIMDomain {
 			continue
 		}
 		v := api.DKIMDomain{Domain: name, SignedBy: dom.signedBy, LastMessage: dom.last,
-			LastHour: sum(dom.hour[:], dkimFine, now), LastDay: sum(dom.day[:], dkimCoarse, now)}
+			LastHour: dkimSum(dom.hour[:], dkimFine, now), LastDay: dkimSum(dom.day[:], dkimCoarse, now)}
 		v.Status = v.LastDay.Status()
 		out = append(out, v)
 	}
