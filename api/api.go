@@ -39,6 +39,8 @@ type Backend interface {
 	Quarantine
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
+	// DKIMDomains is the signing status by From domain seen in the last day.
+	DKIMDomains() []DKIMDomain
 }
 
 // Minute counts delivery-log events in one minute (for the throughput plot).

@@ -91,6 +91,11 @@ func (f *fake) Totals() queue.Totals          { return queue.Totals{Queued: 3, S
 func (f *fake) LocalProblem() (bool, string)  { return false, "" }
 func (f *fake) Reload() ([]string, error)     { return nil, nil }
 func (f *fake) Timeline(minutes int) []Minute { return make([]Minute, minutes) }
+func (f *fake) DKIMDomains() []DKIMDomain {
+	day := DKIMCounts{Signed: 5, Unsigned: map[string]uint64{"key_not_active": 2}}
+	return []DKIMDomain{{Domain: "example.com", Status: day.Status(), SignedBy: "d=example.com s=s1 a=rsa-sha256",
+		LastHour: DKIMCounts{Signed: 1}, LastDay: day, LastMessage: time.Unix(1700000000, 0).UTC()}}
+}
 func (f *fake) action(site, what string) error {
 	if _, ok := f.siteName(site); !ok {
 		// The queue's own error, from a queue that knows no site.
@@ -318,6 +323,7 @@ func TestRoutes(t *testing.T) {
 		{"PUT /api/v1/quarantine/{address}", request{method: "PUT", path: "/api/v1/quarantine/new@example.org", body: `{"status":"allowlisted","note":"seed"}`}, 200, `"status": "allowlisted"`},
 		{"DELETE /api/v1/quarantine/{address}", request{method: "DELETE", path: "/api/v1/quarantine/b@gmail.com"}, 204, ""},
 		{"GET /api/v1/bounces", request{method: "GET", path: "/api/v1/bounces?site=gmail.com&n=5"}, 200, `"reason": "user_unknown"`},
+		{"GET /api/v1/dkim", request{method: "GET", path: "/api/v1/dkim"}, 200, `"status": "mixed"`},
 		{"GET /api/v1/openapi.json", request{method: "GET", path: "/api/v1/openapi.json"}, 200, `"openapi": "3.0`},
 	}
 	covered := map[string]bool{}
@@ -344,6 +350,36 @@ func TestRoutes(t *testing.T) {
 	}
 	if e, _ := f.Get("y@example.org"); e.Status != quarantine.Denylisted || e.Note != "list" {
 		t.Errorf("imported y@example.org: %+v", e)
+	}
+}
+
+// TestDKIMRoute: GET /api/v1/dkim lists the backend's domains with their
+// counts and reasons as JSON; a domain's status sums its mix.
+func TestDKIMRoute(t *testing.T) {
+	h, _ := newTestHandler(t)
+	r := call(t, h, request{method: "GET", path: "/api/v1/dkim"})
+	var got struct{ Domains []DKIMDomain }
+	if r.code != 200 || json.Unmarshal([]byte(r.body), &got) != nil {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	if len(got.Domains) != 1 || got.Domains[0].Domain != "example.com" || got.Domains[0].LastDay.Unsigned["key_not_active"] != 2 ||
+		got.Domains[0].LastHour.Signed != 1 || got.Domains[0].SignedBy == "" {
+		t.Errorf("domains = %+v", got.Domains)
+	}
+	for _, c := range []struct {
+		c    DKIMCounts
+		want string
+	}{
+		{DKIMCounts{}, "none"},
+		{DKIMCounts{Signed: 3}, "signed"},
+		{DKIMCounts{ThirdParty: 3}, "third_party"},
+		{DKIMCounts{Unsigned: map[string]uint64{"no_key": 1}}, "unsigned"},
+		{DKIMCounts{Signed: 1, ThirdParty: 1}, "mixed"},
+		{DKIMCounts{ThirdParty: 1, Unsigned: map[string]uint64{"no_key": 1}}, "mixed"},
+	} {
+		if got := c.c.Status(); got != c.want {
+			t.Errorf("%+v.Status() = %s, want %s", c.c, got, c.want)
+		}
 	}
 }
 

@@ -43,10 +43,18 @@ type DeliveryView struct {
 	BouncedByReason map[string]int `json:"bounced_by_reason,omitempty"`
 	// Recovered counts recipients that finished between the last saved
 	// counts and a crash: final, but not known how.
-	Recovered     int        `json:"recovered,omitempty"`
+	Recovered int `json:"recovered,omitempty"`
+	// RatePerMinute is the recipients finished in the last minute (or
+	// since creation, if younger), per minute.
 	RatePerMinute float64    `json:"rate_per_minute"`
 	ETA           *time.Time `json:"eta,omitempty"`
-	Done          bool       `json:"done"`
+	// Held counts queued recipients waiting on something the rate cannot
+	// predict (a suspended site, dynamic flow control, an hourly quota
+	// met, an MX lookup failing); the ETA leaves them out and ETANote says
+	// so, or why there is no ETA. Only the detail view knows them.
+	Held    int    `json:"held,omitempty"`
+	ETANote string `json:"eta_note,omitempty"`
+	Done    bool   `json:"done"`
 }
 
 // AddResult answers a recipient upload.

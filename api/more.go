@@ -1,7 +1,8 @@
 package api
 
 // moreRoutes are routes added by other files of the package (quarantine,
-// bounces, OpenAPI).
+// bounces, OpenAPI, DKIM).
 func (h *handler) moreRoutes() []Route {
-	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI})
+	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI},
+		Route{"GET", "/api/v1/dkim", h.dkim})
 }

@@ -152,6 +152,7 @@ var schemaTypes = map[string]any{
 	"Explanation":      queue.Explanation{},
 	"ActionRequest":    actionRequest{},
 	"FlowChange":       FlowChange{},
+	"DKIMDomain":       DKIMDomain{},
 	"Minute":           Minute{},
 	"MessageRequest":   MessageRequest{},
 	"DeliveryRequest":  DeliveryRequest{},

@@ -99,7 +99,7 @@ type record struct {
 	Reasons  map[string]int `json:"bounced_by_reason,omitempty"`
 	First    time.Time      `json:"first_delivery,omitempty"`
 	Last     time.Time      `json:"last_final,omitempty"`
-	Recent   []int64        `json:"-"` // unix seconds of recent deliveries, for the rate
+	Recent   perSecond      `json:"-"` // deliveries of the last minute, for the rate
 	Restored int            `json:"recovered,omitempty"`
 	Stopped  bool           `json:"cancelled,omitempty"` // no more recipients are taken
 	tpl      *campaign.Compiled
@@ -220,10 +220,7 @@ func (d *Store) Final(msg *spool.Message, o queue.Outcome, now time.Time) {
 		if dm.First.IsZero() {
 			dm.First = now
 		}
-		dm.Recent = append(dm.Recent, now.Unix())
-		if len(dm.Recent) > 4096 {
-			dm.Recent = append(dm.Recent[:0], dm.Recent[len(dm.Recent)-2048:]...)
-		}
+		dm.Recent.add(now)
 	case o.Expired:
 		dm.Counts.Expired++
 	default:
@@ -452,20 +449,15 @@ func (d *Store) view(dm *record) api.DeliveryView {
 	for k, n := range dm.Reasons {
 		v.BouncedByReason[k] = n
 	}
-	now := d.d.Now().Unix()
-	recent := 0
-	for i := len(dm.Recent) - 1; i >= 0 && now-dm.Recent[i] < 60; i-- {
-		recent++
-	}
+	now := d.d.Now()
+	v.RatePerMinute = deliveryRate(now, dm.First, &dm.Recent)
 	dm.mu.Unlock()
 	c := v.Counts
 	v.Counts.Queued = max(0, v.Total-c.Delivered-c.Bounced-c.Suppressed-c.Expired-c.Cancelled-v.Recovered)
-	v.RatePerMinute = float64(recent)
 	v.Done = v.Counts.Queued == 0
-	if v.Counts.Queued > 0 && recent > 0 {
-		eta := d.d.Now().Add(time.Duration(float64(v.Counts.Queued) / float64(recent) * float64(time.Minute)))
-		v.ETA = &eta
-	}
+	// The list does not ask the queue for statuses: its ETA counts every
+	// queued recipient; detail's leaves out those held.
+	v.ETA, v.Held, v.ETANote = deliveryETA(now, v.Counts.Queued, v.RatePerMinute, nil)
 	return v
 }
 
@@ -506,5 +498,6 @@ func (d *Store) Detail(id string) (api.DeliveryView, bool) {
 		d.mu.Unlock()
 	}
 	v.ByStatus = c.counts
+	v.ETA, v.Held, v.ETANote = deliveryETA(now, v.Counts.Queued, v.RatePerMinute, v.ByStatus)
 	return v, true
 }

@@ -362,8 +362,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "dashboard-test-token"
+	key := signingKey(t, w, t.TempDir(), "ed25519", "penstock.test", "dash")
+	key.ApplyDefaults()
 	h := newHarness(t, w, func(c *config.Config) {
 		fastFlow(c)
+		c.DKIM = []config.DKIM{key}
 		c.HTTP.Token = token
 		c.FlowControl.Patterns = []config.FlowPattern{{Match: `\[TEST-SLOW\]`, Action: "backoff", Duration: config.Duration(2 * time.Second)}}
 		c.Delivery.Retry = []config.Duration{config.Duration(500 * time.Millisecond)}
@@ -522,6 +525,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	} else if len(p.all("deliveries-empty")) != 1 {
 		t.Errorf("without a deliveries API the page does not say 'no deliveries'")
+	}
+
+	// Signing by From domain: everything was sent From penstock.test, which
+	// has a key.
+	if rows := p.all("dkim-row"); len(rows) != 1 {
+		t.Errorf("%d DKIM rows, want 1 (penstock.test)", len(rows))
+	} else if d, _ := attr(rows[0], "data-domain"); d != "penstock.test" {
+		t.Errorf("DKIM row for %q, want penstock.test", d)
+	} else if s, _ := attr(rows[0], "data-status"); s != "signed" {
+		t.Errorf("penstock.test shown as %q, want signed", s)
 	}
 
 	// The throttled site's page: its numbers and its flow-control timeline.

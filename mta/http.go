@@ -51,6 +51,7 @@ func (b backend) LocalProblem() (bool, string) {
 	return on, lp.Detail
 }
 func (b backend) Timeline(n int) []api.Minute { return b.m.activity.Timeline(b.m.opts.Now(), n) }
+func (b backend) DKIMDomains() []api.DKIMDomain { return b.m.DKIMDomains() }
 func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	v, ok := b.m.Queue.Site(name)
 	if !ok {

@@ -102,7 +102,7 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
-	dkim     *dkim.Stage // the body pipeline's signing stage
+	dkim     *dkimStage // the body pipeline's signing stage
 	tickStop chan struct{}
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
@@ -216,7 +216,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
-	m.dkim = dkim.NewStage(opts.Now, opts.Logger)
+	m.dkim = newDKIMStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
 		m.closeStores()
 		return nil, err
@@ -521,7 +521,7 @@ func (m *MTA) Reload(cfg *config.Config) error {
 // weak keys are refused, naming the file) and puts it in force.
 func (m *MTA) loadSigner(cfg *config.Config) error {
 	if len(cfg.DKIM) == 0 {
-		m.dkim.SetSigner(nil)
+		m.dkim.signer.Store(nil)
 		return nil
 	}
 	signer, warnings, err := dkim.New(cfg)
@@ -531,7 +531,7 @@ func (m *MTA) loadSigner(cfg *config.Config) error {
 	for _, w := range warnings {
 		m.logger.Warn("dkim", "warning", w)
 	}
-	m.dkim.SetSigner(signer)
+	m.dkim.signer.Store(signer)
 	return nil
 }
 

@@ -34,6 +34,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,8 +63,9 @@ type benchFlags struct {
 	queued                    int
 	cpuProfile, memProfile    string
 	dir                       string
-	extraRules                int  // rules tried (and missed) before the bench rule
-	noShipped                 bool // without the shipped provider rules
+	extraRules                int    // rules tried (and missed) before the bench rule
+	noShipped                 bool   // without the shipped provider rules
+	dkim                      string // none, rsa, ed25519 or dual: keys for the From domain
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -95,6 +97,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.noShipped, "no-shipped-rules", false, "leave out the shipped provider rules")
 	fs.StringVar(&f.dir, "dir", "", "directory for the spool and delivery log, kept and reused by later runs (default: a new temporary directory, removed after)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write Penstock's allocation profile (allocs) after the run to this file")
+	fs.StringVar(&f.dkim, "dkim", "none", "DKIM-sign every message for the From domain: none, rsa (2048 bits), ed25519 or dual (both); keys are made in the bench's directory, nothing is published")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: penstock bench [flags]")
 		fmt.Fprintln(stderr, "\nRelay throughput: SMTP in -> durable spool -> SMTP out to a loopback sink, production")
@@ -117,6 +120,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case f.domains > 100000:
 		fmt.Fprintln(stderr, "penstock bench: -domains is at most 100000")
+		return 2
+	case !slices.Contains([]string{"none", "rsa", "ed25519", "dual"}, f.dkim):
+		fmt.Fprintf(stderr, "penstock bench: -dkim %q: want none, rsa, ed25519 or dual\n", f.dkim)
+		return 2
+	case f.dkim != "none" && f.queued > 0:
+		fmt.Fprintln(stderr, "penstock bench: -dkim applies to the relay bench, not to -queued")
 		return 2
 	}
 	if f.sink != "" {
@@ -198,7 +207,8 @@ type benchResult struct {
 	// Unsafe is true when the spool did not fsync (-unsafe-nosync).
 	Unsafe   bool   `json:"unsafe"`
 	Settings string `json:"settings"`
-	Dir      string `json:"dir"` // spool and delivery log
+	Dir      string `json:"dir"`  // spool and delivery log
+	DKIM     string `json:"dkim"` // none, rsa, ed25519 or dual
 
 	EndToEndMsgsPerS float64 `json:"end_to_end_msgs_per_s"`
 	EndToEndS        float64 `json:"end_to_end_s"`

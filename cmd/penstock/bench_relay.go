@@ -14,10 +14,12 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 )
@@ -145,6 +147,13 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		cfg.Server.UseShippedRules = !f.noShipped
 		res.Settings += fmt.Sprintf("; %d extra rules before the bench rule, shipped rules %v", f.extraRules, !f.noShipped)
 	}
+	if err := benchDKIM(cfg, dir, f.dkim); err != nil {
+		return nil, err
+	}
+	if f.dkim != "none" {
+		res.Settings += "; DKIM signing " + f.dkim
+	}
+	res.DKIM = f.dkim
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := mta.New(cfg, mta.Options{Logger: logger, NoSync: f.unsafeNoSync})
 	if err != nil {
@@ -320,4 +329,40 @@ func writeAllocs(path string) error {
 		return err
 	}
 	return pf.Close()
+}
+
+// benchDKIM makes keys of the kind asked for in dir/dkim and configures
+// them for the bench's From domain. Nothing is published: signing needs no
+// DNS, and the sink does not verify.
+func benchDKIM(cfg *config.Config, dir, kind string) error {
+	var types []string
+	switch kind {
+	case "none":
+		return nil
+	case "rsa", "ed25519":
+		types = []string{kind}
+	case "dual":
+		types = []string{"rsa", "ed25519"}
+	default:
+		return fmt.Errorf("-dkim %q: want none, rsa, ed25519 or dual", kind)
+	}
+	kdir := filepath.Join(dir, "dkim")
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return err
+	}
+	_, domain, _ := strings.Cut(benchSender, "@")
+	for _, typ := range types {
+		_, pemData, err := dkim.GenerateKey(typ, 2048)
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(kdir, "bench-"+typ+".pem")
+		if err := os.WriteFile(file, pemData, 0o600); err != nil {
+			return err
+		}
+		k := config.DKIM{Domain: domain, Selector: "bench-" + typ, KeyFile: file}
+		k.ApplyDefaults()
+		cfg.DKIM = append(cfg.DKIM, k)
+	}
+	return cfg.Validate()
 }

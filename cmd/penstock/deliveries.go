@@ -141,6 +141,9 @@ func printDelivery(w io.Writer, v api.DeliveryView, now time.Time) {
 	if v.ETA != nil {
 		kv("ETA", fmt.Sprintf("%s (in %s)", v.ETA.Local().Format("2006-01-02 15:04:05"), roundDur(v.ETA.Sub(now))))
 	}
+	if v.ETANote != "" {
+		kv("ETA note", clip(v.ETANote, tableWidth-20))
+	}
 	if v.Done {
 		kv("done", "yes")
 	} else {

@@ -7,18 +7,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
 )
 
-// cmdDKIM is `penstock dkim keygen|check`.
+// cmdDKIM is `penstock dkim keygen|check|status`.
 func cmdDKIM(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: penstock dkim keygen -domain D -selector S [-type rsa|ed25519] [-bits 2048] [-out FILE]\n       penstock dkim check [-config F]")
+		fmt.Fprintln(stderr, "usage: penstock dkim keygen -domain D -selector S [-type rsa|ed25519] [-bits 2048] [-out FILE]\n       penstock dkim check [-config F]\n       penstock dkim status [-api URL] [-json]")
 		return 2
 	}
 	switch args[0] {
@@ -29,8 +32,10 @@ func cmdDKIM(args []string, stdout, stderr io.Writer) int {
 		return dkimKeygen(args[1:], stdout, stderr)
 	case "check":
 		return dkimCheck(args[1:], stdout, stderr)
+	case "status":
+		return dkimStatus(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "penstock dkim: unknown subcommand %q: want keygen or check\n", args[0])
+	fmt.Fprintf(stderr, "penstock dkim: unknown subcommand %q: want keygen, check or status\n", args[0])
 	return 2
 }
 
@@ -166,4 +171,67 @@ func loadDKIM(cfg *config.Config, stderr io.Writer) (*dkim.Signer, bool) {
 		return nil, false
 	}
 	return s, true
+}
+
+// dkimStatus prints, per sending (From) domain, whether the running
+// server's mail is signed and aligned (GET /api/v1/dkim).
+func dkimStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("dkim status", stderr)
+	client := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, ok := positional(fs, args, 0, 0); !ok {
+		return 2
+	}
+	c, err := client()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	var res struct {
+		Domains []api.DKIMDomain `json:"domains"`
+	}
+	if err := c.do("GET", "/api/v1/dkim", nil, &res); err != nil {
+		return fail(stderr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	if len(res.Domains) == 0 {
+		fmt.Fprintln(stdout, "no mail through the signing stage in the last day")
+		return 0
+	}
+	fmt.Fprintln(stdout, "messages signed (aligned) / signed by a third party / unsigned, by From domain")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM DOMAIN\tSTATUS\tLAST HOUR\tLAST DAY")
+	for _, d := range res.Domains {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Domain, d.Status, dkimCounts(d.LastHour), dkimCounts(d.LastDay))
+	}
+	tw.Flush()
+	for _, d := range res.Domains {
+		if r := unsignedReasons(d.LastDay); r != "" {
+			fmt.Fprintf(stdout, "%s: unsigned in the last day: %s\n", d.Domain, r)
+		}
+		if d.SignedBy != "" {
+			fmt.Fprintf(stdout, "%s: last signed by %s\n", d.Domain, d.SignedBy)
+		}
+	}
+	return 0
+}
+
+// dkimCounts is "5,000 / 2 / 4": signed, third-party, unsigned.
+func dkimCounts(c api.DKIMCounts) string {
+	var n uint64
+	for _, k := range c.Unsigned {
+		n += k
+	}
+	return fmt.Sprintf("%s / %s / %s", num(int(c.Signed)), num(int(c.ThirdParty)), num(int(n)))
+}
+
+// unsignedReasons is "bad_from 1, no_key 3".
+func unsignedReasons(c api.DKIMCounts) string {
+	reasons := make([]string, 0, len(c.Unsigned))
+	for r, k := range c.Unsigned {
+		reasons = append(reasons, r+" "+num(int(k)))
+	}
+	slices.Sort(reasons)
+	return strings.Join(reasons, ", ")
 }

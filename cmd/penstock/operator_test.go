@@ -595,3 +595,39 @@ func TestTableFits(t *testing.T) {
 		t.Error("num")
 	}
 }
+
+func (b *opBackend) DKIMDomains() []api.DKIMDomain {
+	return []api.DKIMDomain{{Domain: "example.com", Status: "mixed", SignedBy: "d=example.com s=s1 a=rsa-sha256",
+		LastHour: api.DKIMCounts{Signed: 1200}, LastDay: api.DKIMCounts{Signed: 5000, ThirdParty: 2, Unsigned: map[string]uint64{"no_key": 3, "bad_from": 1}}}}
+}
+
+// TestDKIMStatusCommand: `penstock dkim status` prints the server's
+// signing by From domain, unsigned reasons summed and named.
+func TestDKIMStatusCommand(t *testing.T) {
+	_, flags := opServer(t)
+	code, out, errs := runOp(t, append([]string{"dkim", "status"}, flags...)...)
+	for _, want := range []string{"FROM DOMAIN", "example.com  mixed   1,200 / 0 / 0  5,000 / 2 / 4\n", "example.com: unsigned in the last day: bad_from 1, no_key 3\n", "example.com: last signed by d=example.com s=s1 a=rsa-sha256\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("lacks %q: %d\n%s%s", want, code, out, errs)
+		}
+	}
+}
+
+// TestProgressHeld: the progress line says when recipients wait beyond the
+// ETA (held by a suspended site, flow control...) or when none can be given.
+func TestProgressHeld(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 0, 3, 0, time.UTC)
+	eta := now.Add(18 * time.Second)
+	v := api.DeliveryView{Total: 5000, Counts: api.Counts{Delivered: 2322, Queued: 2678}, RatePerMinute: 46440, ETA: &eta, Held: 2500}
+	if got, want := progressText(v, now, false), "ETA "+roundDur(18*time.Second)+" +2,500 held  46,440/min"; !strings.Contains(got, want) {
+		t.Errorf("partial ETA: %q lacks %q", got, want)
+	}
+	v.ETA, v.Held = nil, 2678
+	if got := progressText(v, now, false); !strings.Contains(got, "ETA unknown (2,678 held)") {
+		t.Errorf("no ETA: %q", got)
+	}
+	v.Held = 0
+	if got := progressText(v, now, false); !strings.Contains(got, "ETA -  ") {
+		t.Errorf("no rate: %q", got)
+	}
+}

@@ -318,12 +318,18 @@ func finals(v api.DeliveryView) int {
 // outcomes (what a narrow line cuts first), in words or, with short, in
 // abbreviations.
 func progressText(v api.DeliveryView, now time.Time, short bool) string {
+	// Recipients held (suspended site, flow control, quota, MX lookup)
+	// are not in the ETA: the line says how many wait beyond it.
 	eta := "-"
 	switch {
 	case v.Done:
 		eta = "done"
+	case v.ETA != nil && v.Held > 0:
+		eta = roundDur(v.ETA.Sub(now)) + " +" + num(v.Held) + " held"
 	case v.ETA != nil:
 		eta = roundDur(v.ETA.Sub(now))
+	case v.Held > 0:
+		eta = "unknown (" + num(v.Held) + " held)"
 	}
 	pct := 100
 	if v.Total > 0 {

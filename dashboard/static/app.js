@@ -330,6 +330,7 @@
     await fetchDetails(visibleSites(sites));
     renderSites(sites);
     renderDeliveries(deliveries);
+    renderDKIM(await fetchDKIM());
     if (wasHidden && anchor) {
       const target = document.getElementById(anchor);
       if (target) target.scrollIntoView();
@@ -660,6 +661,49 @@
       el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Delivery'), el('th', { scope: 'col' }, 'Created'),
         el('th', { scope: 'col' }, 'Progress'), el('th', { scope: 'col', class: 'num' }, 'Done'),
         el('th', { scope: 'col', class: 'num' }, 'Rate'), el('th', { scope: 'col', class: 'num' }, 'ETA'))),
+      el('tbody', null, rows))));
+  }
+
+  // fetchDKIM returns {domains} from /dkim, or {error}: an older node
+  // without the route, or a failure, leaves the rest of the page alone.
+  async function fetchDKIM() {
+    try {
+      const d = await api('dkim');
+      return { domains: (d && d.domains) || [] };
+    } catch (e) {
+      if (e.status === 401) throw e;
+      return { domains: [], error: e.status === 404 ? 'this node does not report signing' : e.message };
+    }
+  }
+
+  function dkimCounts(c) {
+    c = c || {};
+    const unsigned = Object.values(c.unsigned || {}).reduce((a, n) => a + n, 0);
+    return fmtInt(c.signed) + ' / ' + fmtInt(c.third_party) + ' / ' + fmtInt(unsigned);
+  }
+
+  function renderDKIM(d) {
+    if (unchanged('dkim', d)) return;
+    const box = $('dkim-body');
+    if (d.domains.length === 0) {
+      replace(box, el('p', { class: 'empty', 'data-testid': 'dkim-empty' },
+        d.error ? 'No signing status: ' + d.error + '.' : 'No mail through the signing stage in the last day.'));
+      return;
+    }
+    const pill = { signed: 'pill-normal', third_party: 'pill-backoff', unsigned: 'pill-suspended', mixed: 'pill-backoff' };
+    const rows = d.domains.map((x) => {
+      const reasons = Object.entries((x.last_day || {}).unsigned || {}).sort().map(([r, n]) => r + ' ' + fmtInt(n)).join(', ');
+      return el('tr', { 'data-testid': 'dkim-row', 'data-domain': x.domain, 'data-status': x.status },
+        el('td', null, el('div', { class: 'site-name' }, x.domain), x.signed_by ? el('div', { class: 'site-key' }, x.signed_by) : null),
+        el('td', null, el('span', { class: 'pill ' + (pill[x.status] || 'pill-neutral') }, x.status.replace('_', '-'))),
+        el('td', { class: 'num' }, dkimCounts(x.last_hour)),
+        el('td', { class: 'num' }, dkimCounts(x.last_day)),
+        el('td', null, reasons || '—'));
+    });
+    replace(box, el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'dkim-table' },
+      el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'From domain'), el('th', { scope: 'col' }, 'Status'),
+        el('th', { scope: 'col', class: 'num' }, 'Last hour'), el('th', { scope: 'col', class: 'num' }, 'Last day'),
+        el('th', { scope: 'col' }, 'Unsigned, why (last day)'))),
       el('tbody', null, rows))));
   }
 

@@ -1,4 +1,4 @@
-package dkim
+package mta
 
 import (
 	"context"
@@ -9,47 +9,40 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// Stage is the body pipeline's signing stage (message.Stage): it signs the final bytes
+// dkimStage is the body pipeline's signing stage: it signs the final bytes
 // with the keys package dkim chooses (the From domain's, its parent's, the
 // pool's) and notes d= and s= for the delivery log. The signer is swapped
 // on reload, so a rotation in the configuration takes effect without a
 // restart. A body shared by many sends (a campaign body without
 // variables, named by Send.BodyKey) is hashed once.
-type Stage struct {
-	signer atomic.Pointer[Signer] // nil: no key configured, nothing signed; swapped by SetSigner
+type dkimStage struct {
+	signer atomic.Pointer[dkim.Signer] // nil: no key configured, nothing signed
 	now    func() time.Time
 	logger *slog.Logger
 
 	mu       sync.Mutex
-	bodies   map[string]*Body  // by Send.BodyKey, bounded
-	counts   map[string]uint64 // "signed", "third_party", "unsigned_<reason>"
-	unsigned map[string]bool   // From domains logged once as unaligned or unsigned
+	bodies   map[string]*dkim.Body  // by Send.BodyKey, bounded
+	counts   map[string]uint64      // "signed", "third_party", "unsigned_<reason>"
+	unsigned map[string]bool        // From domains logged once as unaligned or unsigned
+	domains  map[string]*dkimDomain // outcomes by From domain, bounded (dkimstatus.go)
 }
 
 const maxSharedBodies = 256
 
-// NewStage makes the signing stage, with no signer yet.
-func NewStage(now func() time.Time, logger *slog.Logger) *Stage {
-	return &Stage{now: now, logger: logger, bodies: map[string]*Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{}}
+func newDKIMStage(now func() time.Time, logger *slog.Logger) *dkimStage {
+	return &dkimStage{now: now, logger: logger, bodies: map[string]*dkim.Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{},
+		domains: map[string]*dkimDomain{}}
 }
 
-// SetSigner puts a signer in force (nil: sign nothing), as a reload does.
-func (d *Stage) SetSigner(s *Signer) { d.signer.Store(s) }
+func (d *dkimStage) Name() string                     { return "dkim" }
+func (*dkimStage) Scope(*spool.Message) message.Scope { return message.PerMessage }
 
-// Name implements message.Stage.
-func (d *Stage) Name() string { return "dkim" }
-
-// Scope implements message.Stage: a signature depends on the message only,
-// so a relayed message is signed once for all its transactions.
-func (*Stage) Scope(*spool.Message) message.Scope { return message.PerMessage }
-
-// Apply implements message.Stage.
-
-func (d *Stage) Apply(_ context.Context, s *message.Send) error {
+func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
 	signer := d.signer.Load()
 	if signer == nil {
 		return nil
@@ -59,14 +52,14 @@ func (d *Stage) Apply(_ context.Context, s *message.Send) error {
 	if err != nil {
 		return err // a key that fails to sign: temporary, like any local fault
 	}
-	d.count(res)
 	if !res.Signed() {
+		d.count(res, "")
 		s.Note("dkim", "unsigned: "+res.Reason)
 		d.logOnce(res.FromDomain, "mail leaves unsigned (DKIM)", "from_domain", res.FromDomain, "reason", res.Reason)
 		return nil
 	}
 	if res.RemoveExisting {
-		h := WithoutSignatures(s.Header())
+		h := dkim.WithoutSignatures(s.Header())
 		s.Data = append(append(make([]byte, 0, len(s.Data)), h...), s.Data[s.HeaderLen:]...)
 		s.HeaderLen = len(h)
 	}
@@ -76,6 +69,7 @@ func (d *Stage) Apply(_ context.Context, s *message.Send) error {
 		sigs = append(sigs, fmt.Sprintf("d=%s s=%s a=%s", sig.Domain, sig.Selector, sig.Algorithm))
 	}
 	note := strings.Join(sigs, ", ")
+	d.count(res, note)
 	if !res.Aligned {
 		note += " (third-party: not aligned with " + res.FromDomain + ")"
 		d.logOnce(res.FromDomain, "DKIM signature not aligned with the From domain (third-party signature)",
@@ -87,9 +81,9 @@ func (d *Stage) Apply(_ context.Context, s *message.Send) error {
 
 // body is the message body to sign, shared across sends with the same
 // BodyKey so that its hash is computed once.
-func (d *Stage) body(s *message.Send) *Body {
+func (d *dkimStage) body(s *message.Send) *dkim.Body {
 	if s.BodyKey == "" {
-		return NewBody(s.Body())
+		return dkim.NewBody(s.Body())
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -98,13 +92,15 @@ func (d *Stage) body(s *message.Send) *Body {
 		if len(d.bodies) >= maxSharedBodies {
 			clear(d.bodies) // rare: more live templates than the bound
 		}
-		b = NewBody(s.Body())
+		b = dkim.NewBody(s.Body())
 		d.bodies[s.BodyKey] = b
 	}
 	return b
 }
 
-func (d *Stage) count(res Result) {
+// count counts res overall and for its From domain; signedBy is the
+// signatures made, for the per-domain status.
+func (d *dkimStage) count(res dkim.Result, signedBy string) {
 	k := "signed"
 	switch {
 	case !res.Signed():
@@ -114,12 +110,13 @@ func (d *Stage) count(res Result) {
 	}
 	d.mu.Lock()
 	d.counts[k]++
+	d.noteDomain(res, signedBy)
 	d.mu.Unlock()
 }
 
 // logOnce logs a signing outcome worth an operator's eye once per From
 // domain (bounded), not once per message.
-func (d *Stage) logOnce(domain, msg string, args ...any) {
+func (d *dkimStage) logOnce(domain, msg string, args ...any) {
 	d.mu.Lock()
 	seen := d.unsigned[domain]
 	if !seen && len(d.unsigned) < 10000 {
@@ -133,7 +130,7 @@ func (d *Stage) logOnce(domain, msg string, args ...any) {
 
 // Counts returns messages signed, signed by a third party, and unsigned
 // by reason.
-func (d *Stage) Counts() map[string]uint64 {
+func (d *dkimStage) Counts() map[string]uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make(map[string]uint64, len(d.counts))
