@@ -161,10 +161,12 @@ type MXRule struct {
 	MaxConnections           int      `toml:"max_connections"`
 	MaxMessagesPerConnection int      `toml:"max_messages_per_connection"`
 	MessagesPerHour          int      `toml:"messages_per_hour"`
-	ConnectTimeout           Duration `toml:"connect_timeout"` // default 30s
-	CommandTimeout           Duration `toml:"command_timeout"` // default 5m
-	DataTimeout              Duration `toml:"data_timeout"`    // default 10m
-	TLS                      string   `toml:"tls"`             // default|disabled|opportunistic|required|verify
+	MaxConnectionRate        string   `toml:"max_connection_rate"` // "N/period", e.g. "30/1m"; "" = unlimited
+	MessagesPerDay           int      `toml:"messages_per_day"`    // rolling 24 hours; 0 = unlimited
+	ConnectTimeout           Duration `toml:"connect_timeout"`     // default 30s
+	CommandTimeout           Duration `toml:"command_timeout"`     // default 5m
+	DataTimeout              Duration `toml:"data_timeout"`        // default 10m
+	TLS                      string   `toml:"tls"`                 // default|disabled|opportunistic|required|verify
 
 	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
 }

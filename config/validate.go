@@ -420,6 +420,14 @@ func (v *validator) mxRules(rules []MXRule) {
 		if r.MessagesPerHour < 0 {
 			v.errf(at, "messages_per_hour", "%d is negative (0 means no limit)", r.MessagesPerHour)
 		}
+		if r.MessagesPerDay < 0 {
+			v.errf(at, "messages_per_day", "%d is negative (0 means no limit)", r.MessagesPerDay)
+		}
+		if r.MaxConnectionRate != "" {
+			if _, _, err := ParseRate(r.MaxConnectionRate); err != nil {
+				v.errf(at, "max_connection_rate", "%v", err)
+			}
+		}
 		v.positive(at, "connect_timeout", r.ConnectTimeout)
 		v.positive(at, "command_timeout", r.CommandTimeout)
 		v.positive(at, "data_timeout", r.DataTimeout)

@@ -552,8 +552,13 @@ func Rules(cfg *config.Config) (*mxrule.Set, error) {
 			if err != nil {
 				return fmt.Errorf("%s:%d: [[mx_rule]] %q: scope: %w", file, r.Line, r.Name, err)
 			}
+			cn, cper, err := config.ParseRate(r.MaxConnectionRate)
+			if err != nil {
+				return fmt.Errorf("%s:%d: [[mx_rule]] %q: max_connection_rate: %w", file, r.Line, r.Name, err)
+			}
 			rules = append(rules, mxrule.Rule{
 				Name: r.Name, Patterns: r.MX, Scope: sc,
+				MaxConnectionRate: mxrule.Rate{N: cn, Per: cper}, MessagesPerDay: r.MessagesPerDay,
 				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
 				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
 				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),

@@ -187,6 +187,8 @@ type limits struct {
 	maxConns    int
 	maxMsgs     int
 	perHour     int
+	connRate    mxrule.Rate // connection opens; zero: unlimited
+	perDay      int
 	probe       bool
 	flowState   string
 	flowDetail  string
@@ -275,6 +277,10 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
 	}
+	if d, ok := s.takeOpen(lim, lease.Key()); !ok {
+		lease.Release()
+		return d, nil
+	}
 	j, retryIn := s.claim(lim, lease.Key())
 	if j == nil {
 		lease.Release()
@@ -288,7 +294,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if s.wait.Status == StatusConnQuota || s.wait.Status == StatusHourlyQuota {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -316,6 +322,8 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		maxConns:    r.MaxConnections,
 		maxMsgs:     r.MaxMessagesPerConnection,
 		perHour:     r.MessagesPerHour,
+		connRate:    r.MaxConnectionRate,
+		perDay:      r.MessagesPerDay,
 		flowState:   dec.State,
 		flowDetail:  dec.Detail,
 		tlsMode:     r.TLS,
@@ -501,19 +509,40 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.expire(j, s, now)
 			continue
 		}
-		if lim.perHour <= 0 {
+		if lim.perHour <= 0 && lim.perDay <= 0 {
 			return j, 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 		rateKey := leaseKey // a lease from a store that names no scope
+		dayKey := "day|" + leaseKey
 		if k, err := quota.ParseKey(leaseKey); err == nil {
-			rateKey = k.Rate().String()
+			rateKey, dayKey = k.Rate().String(), k.Day().String()
 		}
 		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
-		cancel()
 		if err == nil && ok {
-			return j, 0
+			// The day counts second: a refused hourly token never
+			// counts against the day (see package quota).
+			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
+			cancel()
+			if err == nil && ok {
+				return j, 0
+			}
+			if err != nil {
+				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
+				retryIn = quotaRecheck
+			}
+			s.mu.Lock()
+			s.forgetLocked(j)
+			heap.Push(&s.jobs, j)
+			until := now.Add(retryIn)
+			s.setWait(Wait{Status: StatusDailyQuota, Rule: lim.match.Rule.Name, Key: dayKey, Limit: lim.perDay, InUse: lim.perDay,
+				Until: until,
+				Detail: fmt.Sprintf("rule %q: %d messages per rolling 24 h (key %s) sent; the next may go at %s (in %s)",
+					lim.match.Rule.Name, lim.perDay, dayKey, until.UTC().Format(time.RFC3339), retryIn.Round(time.Second))})
+			s.mu.Unlock()
+			return nil, max(retryIn, time.Millisecond)
 		}
+		cancel()
 		if err != nil {
 			q.deps.Logger.Warn("quota store", "key", rateKey, "err", err)
 			retryIn = quotaRecheck
@@ -539,6 +568,41 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		s.mu.Unlock()
 		return nil, max(retryIn, time.Millisecond)
 	}
+}
+
+// takeOpen takes a connection-open token of the rule's max_connection_rate
+// before a session dials. Refused, it records the wait and returns how
+// long until the next token. A session that falls back to a second MX
+// host still counts once.
+func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
+	r := lim.connRate
+	if r.IsZero() {
+		return 0, true
+	}
+	q := s.q
+	key := "open|" + leaseKey
+	if k, err := quota.ParseKey(leaseKey); err == nil {
+		key = k.Opens().String()
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+	qr := quota.Rate{N: r.N, Per: r.Per}
+	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, qr)
+	cancel()
+	if err == nil && ok {
+		return 0, true
+	}
+	if err != nil {
+		q.deps.Logger.Warn("quota store", "key", key, "err", err)
+		retryIn = quotaRecheck
+	}
+	now := q.now()
+	s.mu.Lock()
+	s.setWait(Wait{Status: StatusConnRate, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, InUse: quota.RateBurst(qr),
+		Until: now.Add(retryIn),
+		Detail: fmt.Sprintf("rule %q: max_connection_rate %d per %s, burst %d (key %s); next connection in %s",
+			lim.match.Rule.Name, r.N, r.Per, quota.RateBurst(qr), key, retryIn.Round(time.Millisecond))})
+	s.mu.Unlock()
+	return max(retryIn, time.Millisecond), false
 }
 
 // arrived wakes the sessions lingering for a job. Caller holds s.mu.

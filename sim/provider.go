@@ -37,7 +37,7 @@ const (
 	maxErrors = 20
 	// idleTimeout bounds every read and write on a connection.
 	idleTimeout = 60 * time.Second
-	// maxTimes caps Arrivals, AttemptTimes and the distinct keys of RcptSeen.
+	// maxTimes caps Arrivals, AttemptTimes, ConnTimes and the distinct keys of RcptSeen.
 	maxTimes = 2_000_000
 	// rateWindow is the sliding window of Behavior.RateLimit.
 	rateWindow = time.Minute
@@ -138,6 +138,7 @@ type Stats struct {
 	TLSConns        int64          // connections that completed STARTTLS
 	Arrivals        []time.Time    // time of each delivered message (first 2 million)
 	AttemptTimes    []time.Time    // time of each MAIL FROM seen (first 2 million)
+	ConnTimes       []time.Time    // time each TCP connection was accepted (first 2 million)
 	RcptSeen        map[string]int // recipient -> times delivered (first 2 million addresses)
 }
 
@@ -398,6 +399,7 @@ func (p *Provider) Stats() Stats {
 	s.RcptSeen = maps.Clone(p.st.RcptSeen)
 	s.Arrivals = slices.Clone(p.st.Arrivals)
 	s.AttemptTimes = slices.Clone(p.st.AttemptTimes)
+	s.ConnTimes = slices.Clone(p.st.ConnTimes)
 	return s
 }
 
@@ -570,6 +572,9 @@ func (p *Provider) connOpened(s *session) {
 	defer p.smu.Unlock()
 	st := &p.st
 	st.Connections++
+	if len(st.ConnTimes) < maxTimes {
+		st.ConnTimes = append(st.ConnTimes, time.Now())
+	}
 	st.OpenNow++
 	st.MaxOpen = max(st.MaxOpen, st.OpenNow)
 	p.openBySource[s.ip]++
