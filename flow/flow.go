@@ -114,7 +114,7 @@ type Pattern struct {
 	Match    *regexp.Regexp
 	Action   string // Backoff, Suspended or Limited
 	Duration time.Duration
-	Limits   Limits // action Limited: the caps
+	Limits   Limits        // action Limited: the caps
 	Count    int           // threshold: Count matches ...
 	Per      time.Duration // ... within Per (0/0: the first match acts)
 }
