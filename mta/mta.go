@@ -655,14 +655,23 @@ func flowConfig(cfg *config.Config) (flow.Config, error) {
 			}
 		}
 		action := flow.Backoff
-		if p.Action == "suspend" {
+		switch p.Action {
+		case config.ActionSuspend:
 			action = flow.Suspended
+		case config.ActionLimit:
+			action = flow.Limited
 		}
+		cn, cper, err := config.ParseRate(p.MaxConnectionRate)
+		if err != nil {
+			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: max_connection_rate: %w", i+1, err)
+		}
+		limits := flow.Limits{MaxConns: p.MaxConnections, MaxMsgsPerConn: p.MaxMessagesPerConnection,
+			PerHour: p.MessagesPerHour, ConnRateN: cn, ConnRatePer: cper}
 		d := time.Duration(p.Duration)
 		if d <= 0 {
 			d = time.Duration(f.SuspendFor)
 		}
-		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per})
+		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per, Limits: limits})
 	}
 	fc.Patterns = append(fc.Patterns, flow.ShippedPatterns()...)
 	return fc, nil

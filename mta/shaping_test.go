@@ -3,9 +3,12 @@ package mta_test
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/sim"
@@ -90,5 +93,59 @@ func TestMessagesPerDay(t *testing.T) {
 	}
 	if got := p.Delivered(); got != 5 {
 		t.Fatalf("%d delivered, messages_per_day is 5", got)
+	}
+}
+
+// TestFlowPatternLimit: a reply matching a [[flow_control.pattern]] with
+// action "limit" caps the rule's connections; explain and the wait name
+// the pattern; the delivery log records the limit, its easing steps and
+// its end; all mail is delivered.
+func TestFlowPatternLimit(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var replies atomic.Int64
+	p, err := w.AddProvider(sim.Behavior{Name: "limiter", StallAt: sim.AtDot, StallFor: 50 * time.Millisecond,
+		DataReply: func(int64) string {
+			if replies.Add(1) == 1 {
+				return "451 4.7.1 slow down please"
+			}
+			return ""
+		}}, []string{"limiter.test"}, "mx.limiter.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, both(withRules(rule("lim", "*.limiter.test", "source", 10, 1, 0)), func(c *config.Config) {
+		c.FlowControl.StepInterval = config.Duration(time.Second)
+		c.FlowControl.Patterns = append(c.FlowControl.Patterns, config.FlowPattern{Match: "slow down please",
+			Action: "limit", Duration: config.Duration(2 * time.Second), MaxConnections: 1})
+	}))
+	h.sendMany(1, 1, func(int) string { return "first@limiter.test" })
+	waitFor(t, 10*time.Second, "the limit", func() bool { return replies.Load() >= 1 })
+	h.sendMany(40, 10, func(i int) string { return fmt.Sprintf("u%d@limiter.test", i) })
+	var ex queue.Explanation
+	waitFor(t, 10*time.Second, "the limit's wait", func() bool {
+		h.api("GET", "/api/v1/explain?domain=limiter.test", &ex)
+		return ex.Site != nil && ex.Site.Wait != nil && ex.Site.Wait.Status == queue.StatusFlowControl
+	})
+	if l := ex.Site.Flow.Limit; l == nil || l.Pattern != "slow down please" || l.MaxConns != 1 {
+		t.Errorf("explain flow limit: %+v", ex.Site.Flow.Limit)
+	}
+	if wt := ex.Site.Wait; !strings.Contains(wt.Detail, "pattern `slow down please`") || !strings.Contains(wt.Detail, "from 10 to 1 connections") {
+		t.Errorf("wait does not name the pattern and the cut: %+v", wt)
+	}
+	waitDelivered(t, p, 41, 30*time.Second)
+	var seq []string
+	waitFor(t, 15*time.Second, "the limit's end in the log", func() bool {
+		seq = seq[:0]
+		for _, r := range h.records() {
+			if r.Type == events.FlowControl && strings.Contains(r.Detail, "slow down please") {
+				seq = append(seq, r.Status)
+			}
+		}
+		return len(seq) > 0 && seq[len(seq)-1] == "limited -> normal"
+	})
+	want := "normal -> limited,limited -> limited,limited -> limited,limited -> limited,limited -> limited,limited -> normal"
+	if got := strings.Join(seq, ","); got != want {
+		t.Errorf("flow records %s\nwant         %s", got, want)
 	}
 }

@@ -334,6 +334,17 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 	// The rule's limits were defaulted by mxrule.New; "default" TLS is
 	// resolved there too.
 	lim.tlsMode = mxrule.EffectiveTLS(lim.tlsMode, cfg.TLSDefault)
+	if l := dec.Limit; l != nil {
+		// A pattern's timed limit caps the rule; backoff cuts below
+		// apply on top. The status is flow control's, naming the pattern.
+		lim.maxConns = l.Apply(lim.maxConns, l.MaxConns)
+		lim.maxMsgs = l.Apply(lim.maxMsgs, l.MaxMsgsPerConn)
+		lim.perHour = l.Apply(lim.perHour, l.PerHour)
+		lim.connRate.N, lim.connRate.Per = l.ApplyRate(lim.connRate.N, lim.connRate.Per)
+		if lim.flowState == "" || lim.flowState == flow.Normal {
+			lim.flowState = flow.Limited
+		}
+	}
 	switch {
 	case dec.Hold && !dec.Probe:
 		lim.maxConns = 0
@@ -597,11 +608,17 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	}
 	now := q.now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lim.flowState != "" && lim.flowState != flow.Normal {
+		s.setWait(Wait{Status: StatusFlowControl, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, Until: now.Add(retryIn),
+			Detail: fmt.Sprintf("flow control set rule %q's max_connection_rate to %d per %s (key %s); next connection in %s; %s",
+				lim.match.Rule.Name, r.N, r.Per, key, retryIn.Round(time.Millisecond), lim.flowDetail)})
+		return max(retryIn, time.Millisecond), false
+	}
 	s.setWait(Wait{Status: StatusConnRate, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, InUse: quota.RateBurst(qr),
 		Until: now.Add(retryIn),
 		Detail: fmt.Sprintf("rule %q: max_connection_rate %d per %s, burst %d (key %s); next connection in %s",
 			lim.match.Rule.Name, r.N, r.Per, quota.RateBurst(qr), key, retryIn.Round(time.Millisecond))})
-	s.mu.Unlock()
 	return max(retryIn, time.Millisecond), false
 }
 
