@@ -829,6 +829,11 @@ func (c *Controller) Adopt(ch Change) {
 	if ch.To != Normal && ch.To != Backoff && ch.To != Suspended {
 		return
 	}
+	if ch.From == Limited {
+		// The end of another node's timed limit says nothing about the
+		// state: adopting its "normal" would end our backoff.
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.site(ch.Site)

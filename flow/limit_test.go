@@ -111,3 +111,15 @@ func TestLimitRenewedAndReset(t *testing.T) {
 		t.Fatalf("reset kept the limit: %+v", d.Limit)
 	}
 }
+
+// TestAdoptIgnoresLimits: the records of another node's timed limit
+// (start, steps, end to "normal") never change this node's state.
+func TestAdoptIgnoresLimits(t *testing.T) {
+	c, ck, _ := newTest(t, Config{})
+	c.Suspend("x", time.Hour, "test")
+	c.Adopt(Change{Time: ck.Now(), Site: "x", From: Normal, To: Limited})
+	c.Adopt(Change{Time: ck.Now(), Site: "x", From: Limited, To: Normal, Reason: "limit ended"})
+	if d := c.Peek("x", ck.Now()); d.State != Suspended || d.Limit != nil {
+		t.Fatalf("state %s limit %+v after another node's limit records", d.State, d.Limit)
+	}
+}
