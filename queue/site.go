@@ -198,6 +198,10 @@ type limits struct {
 	dataTimeout time.Duration
 }
 
+// cut reports whether flow control is out of normal (a backoff, or a
+// pattern's timed limit) so that a quota met may be one it set.
+func (lim limits) cut() bool { return lim.flowState != "" && lim.flowState != flow.Normal }
+
 // step tries to start one session. It returns how long to sleep (forever:
 // until poked; negative: the runner must exit) and an extra channel that
 // ends the sleep.
@@ -259,7 +263,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if !ok {
 		s.mu.Lock()
 		status := StatusConnQuota
-		if lim.flowState != "" && lim.flowState != flow.Normal {
+		if lim.cut() && (lim.flowState != flow.Limited || lim.maxConns != lim.match.Rule.MaxConnections) {
 			// The quota met is the one flow control cut.
 			status = StatusFlowControl
 		}
@@ -564,7 +568,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		w := Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
 			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))}
-		if ruleRate := lim.match.Rule.MessagesPerHour; lim.perHour != ruleRate || (lim.flowState != "" && lim.flowState != flow.Normal) {
+		if ruleRate := lim.match.Rule.MessagesPerHour; lim.perHour != ruleRate || (lim.cut() && lim.flowState != flow.Limited) {
 			// The rate met is one flow control set: "hourly quota met"
 			// only ever means the rule's own messages_per_hour.
 			from := "unlimited (the rate taken before the trouble was cut instead)"
@@ -609,7 +613,7 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	now := q.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if lim.flowState != "" && lim.flowState != flow.Normal {
+	if lim.cut() && r != lim.match.Rule.MaxConnectionRate {
 		s.setWait(Wait{Status: StatusFlowControl, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, Until: now.Add(retryIn),
 			Detail: fmt.Sprintf("flow control set rule %q's max_connection_rate to %d per %s (key %s); next connection in %s; %s",
 				lim.match.Rule.Name, r.N, r.Per, key, retryIn.Round(time.Millisecond), lim.flowDetail)})
