@@ -92,3 +92,44 @@ func TestRedisTakeDaily(t *testing.T) {
 		t.Error("another key is refused")
 	}
 }
+
+// TestRedisShapingDegraded: with Redis down, each node counts its share
+// of the daily quota and of the connection-open rate locally; a node that
+// never reached Redis opens nothing.
+func TestRedisShapingDegraded(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	nodes := newNodes(t, srv, 2, time.Second)
+	srv.Stop()
+	for _, r := range nodes {
+		// The first call notices the outage and answers from the share.
+		if ok, _, err := r.TakeDaily(ctx, "day|rule|d", 4); !ok || err != nil {
+			t.Fatalf("node %s: first degraded message refused: %v", r.Node(), err)
+		}
+		waitMode(t, r, "degraded", 3*time.Second)
+		if ok, _, _ := r.TakeDaily(ctx, "day|rule|d", 4); !ok {
+			t.Fatalf("node %s: second message of its share (2) refused", r.Node())
+		}
+		if ok, retry, _ := r.TakeDaily(ctx, "day|rule|d", 4); ok || retry < 23*time.Hour {
+			t.Fatalf("node %s: past its share of the day: ok=%v retry=%v", r.Node(), ok, retry)
+		}
+		// 4/1m over 2 nodes: 2/1m each, burst 1.
+		if ok, _, _ := r.TakeRate(ctx, "open|rule|d", Rate{N: 4, Per: time.Minute}); !ok {
+			t.Fatalf("node %s: first open refused", r.Node())
+		}
+		if ok, retry, _ := r.TakeRate(ctx, "open|rule|d", Rate{N: 4, Per: time.Minute}); ok || retry < 20*time.Second {
+			t.Fatalf("node %s: second open at once: ok=%v retry=%v, want about 30s", r.Node(), ok, retry)
+		}
+	}
+	lonely, err := NewRedis(redisClient(t, srv), RedisOptions{Node: "lonely", LeaseTTL: 500 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lonely.Close() })
+	if ok, _, _ := lonely.TakeDaily(ctx, "day|rule|d", 4); ok {
+		t.Error("daily granted with no membership known")
+	}
+	if ok, _, _ := lonely.TakeRate(ctx, "open|rule|d", Rate{N: 4, Per: time.Minute}); ok {
+		t.Error("open granted with no membership known")
+	}
+}
