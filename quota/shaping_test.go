@@ -44,13 +44,16 @@ func TestTakeRateWindows(t *testing.T) {
 			} else if retry <= 0 || retry > r.Per {
 				t.Fatalf("%v: retryIn %v", r, retry)
 			}
-			clk.Add(time.Duration(rand.Int64N(int64(r.Per) / int64(r.N) / 3)))
+			// Callers come at random moments, up to T/10 apart: with a
+			// burst of 1 a late grant delays the next (GCRA), so the
+			// rate used is about 95% of the limit.
+			clk.Add(time.Duration(rand.Int64N(int64(r.Per) / int64(r.N) / 10)))
 		}
 		limit := r.N + RateBurst(r)
 		if n := maxInWindow(grants, r.Per); n > limit {
 			t.Errorf("%v: %d opens in one period, limit %d", r, n, limit)
 		}
-		if want := 10 * r.N; len(grants) < want*9/10 {
+		if want := 10 * r.N; len(grants) < want*85/100 {
 			t.Errorf("%v: %d opens in 10 periods, want about %d", r, len(grants), want)
 		}
 	}
