@@ -588,7 +588,10 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 // takeOpen takes a connection-open token of the rule's max_connection_rate
 // before a session dials. Refused, it records the wait and returns how
 // long until the next token. A session that falls back to a second MX
-// host still counts once.
+// host still counts once. The token is taken before the message token
+// (claim), so a message rate met right after it wastes it: while both
+// bind, connections open at most at the message rate's retries, which is
+// on the safe side of both limits.
 func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	r := lim.connRate
 	if r.IsZero() {
