@@ -37,6 +37,7 @@ const (
 const (
 	ActionBackoff = "backoff"
 	ActionSuspend = "suspend"
+	ActionLimit   = "limit"
 )
 
 // Config is the whole of penstock.toml.
@@ -161,10 +162,12 @@ type MXRule struct {
 	MaxConnections           int      `toml:"max_connections"`
 	MaxMessagesPerConnection int      `toml:"max_messages_per_connection"`
 	MessagesPerHour          int      `toml:"messages_per_hour"`
-	ConnectTimeout           Duration `toml:"connect_timeout"` // default 30s
-	CommandTimeout           Duration `toml:"command_timeout"` // default 5m
-	DataTimeout              Duration `toml:"data_timeout"`    // default 10m
-	TLS                      string   `toml:"tls"`             // default|disabled|opportunistic|required|verify
+	MaxConnectionRate        string   `toml:"max_connection_rate"` // "N/period", e.g. "30/1m"; "" = unlimited
+	MessagesPerDay           int      `toml:"messages_per_day"`    // rolling 24 hours; 0 = unlimited
+	ConnectTimeout           Duration `toml:"connect_timeout"`     // default 30s
+	CommandTimeout           Duration `toml:"command_timeout"`     // default 5m
+	DataTimeout              Duration `toml:"data_timeout"`        // default 10m
+	TLS                      string   `toml:"tls"`                 // default|disabled|opportunistic|required|verify
 
 	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
 }
@@ -194,9 +197,15 @@ type FlowControl struct {
 // action at once (or after Threshold matches).
 type FlowPattern struct {
 	Match     string   `toml:"match"`     // regexp on the reply text
-	Action    string   `toml:"action"`    // backoff|suspend
+	Action    string   `toml:"action"`    // backoff|suspend|limit
 	Duration  Duration `toml:"duration"`  // default: [flow_control] suspend_for
 	Threshold string   `toml:"threshold"` // optional "N/duration", e.g. "3/5m"
+	// action = "limit": the caps (at least one), for duration, then easing
+	// back halfway each step_interval.
+	MaxConnections           int    `toml:"max_connections"`
+	MaxMessagesPerConnection int    `toml:"max_messages_per_connection"`
+	MessagesPerHour          int    `toml:"messages_per_hour"`
+	MaxConnectionRate        string `toml:"max_connection_rate"`
 }
 
 // BounceRule is one [[bounce_rule]].

@@ -178,6 +178,30 @@ func ParseThreshold(s string) (count int, per time.Duration, err error) {
 	return count, time.Duration(dur), nil
 }
 
+// ParseRate parses a rate "N/period", e.g. "30/1m": at most N events per
+// period (an [[mx_rule]] max_connection_rate). "" is no limit (0, 0).
+func ParseRate(s string) (count int, per time.Duration, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	n, d, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("rate %q is not N/period, like \"30/1m\"", s)
+	}
+	count, err = strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || count < 1 {
+		return 0, 0, fmt.Errorf("rate %q: count %q must be a whole number of at least 1", s, n)
+	}
+	dur, err := ParseDuration(strings.TrimSpace(d))
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate %q: %w", s, err)
+	}
+	if time.Duration(dur) < time.Second {
+		return 0, 0, fmt.Errorf("rate %q: the period must be at least 1s", s)
+	}
+	return count, time.Duration(dur), nil
+}
+
 // unitProblem names what is wrong with the units of a duration, so that
 // "10 seconds" is told "unknown unit" rather than failing deep in the
 // day-count parser on the d of "seconds". "" when every number carries one

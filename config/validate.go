@@ -421,6 +421,14 @@ func (v *validator) mxRules(rules []MXRule) {
 		if r.MessagesPerHour < 0 {
 			v.errf(at, "messages_per_hour", "%d is negative (0 means no limit)", r.MessagesPerHour)
 		}
+		if r.MessagesPerDay < 0 {
+			v.errf(at, "messages_per_day", "%d is negative (0 means no limit)", r.MessagesPerDay)
+		}
+		if r.MaxConnectionRate != "" {
+			if _, _, err := ParseRate(r.MaxConnectionRate); err != nil {
+				v.errf(at, "max_connection_rate", "%v", err)
+			}
+		}
 		v.positive(at, "connect_timeout", r.ConnectTimeout)
 		v.positive(at, "command_timeout", r.CommandTimeout)
 		v.positive(at, "data_timeout", r.DataTimeout)
@@ -458,15 +466,47 @@ func (v *validator) flow(f *FlowControl) {
 		} else if _, err := regexp.Compile(p.Match); err != nil {
 			v.errf(pat, "match", "bad regular expression: %v", err)
 		}
-		if !oneOf(p.Action, ActionBackoff, ActionSuspend) {
-			v.errf(pat, "action", "%q is not one of backoff, suspend", p.Action)
+		if !oneOf(p.Action, ActionBackoff, ActionSuspend, ActionLimit) {
+			v.errf(pat, "action", "%q is not one of backoff, suspend, limit", p.Action)
 		}
+		v.patternLimits(pat, p)
 		v.positive(pat, "duration", p.Duration)
 		if p.Threshold != "" {
 			if _, _, err := ParseThreshold(p.Threshold); err != nil {
 				v.errf(pat, "threshold", "%v", err)
 			}
 		}
+	}
+}
+
+// patternLimits checks the caps of a [[flow_control.pattern]]: at least
+// one with action "limit", none with another action, each at least 1.
+func (v *validator) patternLimits(pat place, p FlowPattern) {
+	set := 0
+	for _, c := range []struct {
+		key string
+		n   int
+	}{{"max_connections", p.MaxConnections}, {"max_messages_per_connection", p.MaxMessagesPerConnection}, {"messages_per_hour", p.MessagesPerHour}} {
+		if c.n < 0 {
+			v.errf(pat, c.key, "%d is negative: a limit is at least 1", c.n)
+		}
+		if c.n != 0 {
+			set++
+			if p.Action != ActionLimit {
+				v.errf(pat, c.key, "only a pattern with action = \"limit\" sets limits (this one is %q)", p.Action)
+			}
+		}
+	}
+	if p.MaxConnectionRate != "" {
+		set++
+		if _, _, err := ParseRate(p.MaxConnectionRate); err != nil {
+			v.errf(pat, "max_connection_rate", "%v", err)
+		} else if p.Action != ActionLimit {
+			v.errf(pat, "max_connection_rate", "only a pattern with action = \"limit\" sets limits (this one is %q)", p.Action)
+		}
+	}
+	if p.Action == ActionLimit && set == 0 {
+		v.errf(pat, "action", "limit needs at least one of max_connections, max_messages_per_connection, messages_per_hour, max_connection_rate")
 	}
 }
 

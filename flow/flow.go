@@ -26,6 +26,17 @@
 //     step_interval each (factor halfway up to 1 each step), so a site never
 //     flaps faster than one change per step.
 //
+// Timed limits. A pattern whose action is limit does not change the
+// state: it caps the rule's max_connections, max_messages_per_connection,
+// messages_per_hour or max_connection_rate (those it names) for its
+// duration, then eases back, never snapping: each step_interval gives back
+// half of what is still held (1/2, 3/4, 7/8, 15/16 of the gap to the
+// rule; a cap under an unlimited rule doubles instead), then the limit
+// ends. Backoff cuts apply on top of it. Each start, step and end is a
+// Change naming the pattern (From/To "limited"), for the delivery log and
+// the dashboard's timeline; a match during a limit starts it again. Limits
+// are this node's: Adopt does not carry them to other nodes.
+//
 // Local or reputation? The controller also looks across sites: when errors
 // rise at many active sites at once (at least local_min_sites and
 // local_site_ratio of the active ones), or the resolver fails for many
@@ -93,13 +104,17 @@ type Decision struct {
 	Diagnosis  string    `json:"diagnosis,omitempty"`
 	Detail     string    `json:"detail"`
 	LastErrors []string  `json:"last_errors,omitempty"`
+	// Limit is a pattern's timed limit in force (action "limit"), nil if
+	// none: it caps the rule's values, backoff cuts apply on top.
+	Limit *Limit `json:"limit,omitempty"`
 }
 
 // Pattern puts a site in a state at once when a remote reply matches.
 type Pattern struct {
 	Match    *regexp.Regexp
-	Action   string // Backoff or Suspended
+	Action   string // Backoff, Suspended or Limited
 	Duration time.Duration
+	Limits   Limits        // action Limited: the caps
 	Count    int           // threshold: Count matches ...
 	Per      time.Duration // ... within Per (0/0: the first match acts)
 }
@@ -273,6 +288,7 @@ type siteState struct {
 	created    time.Time
 	baseRate   int // deliveries per hour seen when trouble began (0: unknown)
 	consec     int // errors in a row, without a success between them
+	limit      *limitState
 }
 
 // Controller is the in-process flow control. Safe for concurrent use.
@@ -417,6 +433,8 @@ func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
 		}
 		reason := fmt.Sprintf("reply matched pattern `%s` (%s for %s)", p.Match.String(), p.Action, p.Duration)
 		switch p.Action {
+		case Limited:
+			return c.startLimit(ev.Site, s, p, ev.Time), true
 		case Suspended:
 			if s.state == Suspended && !s.until.Before(ev.Time.Add(p.Duration)) {
 				return Change{}, false
@@ -516,6 +534,9 @@ func (c *Controller) Tick(now time.Time) {
 	var changes []Change
 	c.mu.Lock()
 	for key, s := range c.sites {
+		if ch, ok := c.stepLimit(key, s, now); ok {
+			changes = append(changes, ch)
+		}
 		if s.state == Normal {
 			continue
 		}
@@ -683,6 +704,9 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
 		changes = append(changes, ch)
 	}
+	if ch, ok := c.stepLimit(key, s, now); ok {
+		changes = append(changes, ch)
+	}
 	a, e, _ := s.win.sums(now)
 	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
 		Attempts: a, Errors: e, Local: c.local, LastErrors: append([]string(nil), s.lastErrs...)}
@@ -720,8 +744,12 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 			}
 		}
 	}
+	d.Limit = c.limitView(s, now)
 	d.Diagnosis = c.diagnose(s, now)
 	d.Detail = c.detail(key, s, d, now)
+	if d.Limit != nil {
+		d.Detail += "; " + d.Limit.Detail
+	}
 	c.mu.Unlock()
 	c.emit(changes, nil)
 	return d
@@ -776,6 +804,11 @@ func (c *Controller) Reset(key string) {
 		changes = append(changes, c.to(key, s, Normal, c.opts.Now(), time.Time{}, "resumed by operator"))
 		s.suspends = 0
 	}
+	if s := c.sites[key]; s != nil && s.limit != nil {
+		changes = append(changes, Change{Time: c.opts.Now(), Site: key, From: Limited, To: s.state,
+			Reason: fmt.Sprintf("limit of pattern `%s` ended by operator", s.limit.pattern)})
+		s.limit = nil
+	}
 	c.mu.Unlock()
 	c.emit(changes, nil)
 }
@@ -794,6 +827,11 @@ func (c *Controller) Suspend(key string, d time.Duration, reason string) {
 // emitting a change of its own (no echo).
 func (c *Controller) Adopt(ch Change) {
 	if ch.To != Normal && ch.To != Backoff && ch.To != Suspended {
+		return
+	}
+	if ch.From == Limited {
+		// The end of another node's timed limit says nothing about the
+		// state: adopting its "normal" would end our backoff.
 		return
 	}
 	c.mu.Lock()

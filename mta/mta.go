@@ -579,8 +579,13 @@ func Rules(cfg *config.Config) (*mxrule.Set, error) {
 			if err != nil {
 				return fmt.Errorf("%s:%d: [[mx_rule]] %q: scope: %w", file, r.Line, r.Name, err)
 			}
+			cn, cper, err := config.ParseRate(r.MaxConnectionRate)
+			if err != nil {
+				return fmt.Errorf("%s:%d: [[mx_rule]] %q: max_connection_rate: %w", file, r.Line, r.Name, err)
+			}
 			rules = append(rules, mxrule.Rule{
 				Name: r.Name, Patterns: r.MX, Scope: sc,
+				MaxConnectionRate: mxrule.Rate{N: cn, Per: cper}, MessagesPerDay: r.MessagesPerDay,
 				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
 				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
 				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),
@@ -677,14 +682,23 @@ func flowConfig(cfg *config.Config) (flow.Config, error) {
 			}
 		}
 		action := flow.Backoff
-		if p.Action == "suspend" {
+		switch p.Action {
+		case config.ActionSuspend:
 			action = flow.Suspended
+		case config.ActionLimit:
+			action = flow.Limited
 		}
+		cn, cper, err := config.ParseRate(p.MaxConnectionRate)
+		if err != nil {
+			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: max_connection_rate: %w", i+1, err)
+		}
+		limits := flow.Limits{MaxConns: p.MaxConnections, MaxMsgsPerConn: p.MaxMessagesPerConnection,
+			PerHour: p.MessagesPerHour, ConnRateN: cn, ConnRatePer: cper}
 		d := time.Duration(p.Duration)
 		if d <= 0 {
 			d = time.Duration(f.SuspendFor)
 		}
-		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per})
+		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per, Limits: limits})
 	}
 	fc.Patterns = append(fc.Patterns, flow.ShippedPatterns()...)
 	return fc, nil

@@ -37,6 +37,8 @@
 //	max_connections              10
 //	max_messages_per_connection  100
 //	messages_per_hour            0 (unlimited; dynamic flow control still applies)
+//	max_connection_rate          unlimited (connection opens per period, e.g. "30/1m")
+//	messages_per_day             0 (unlimited; rolling 24 hours)
 //	connect_timeout              30s
 //	command_timeout              5m
 //	data_timeout                 10m
@@ -47,8 +49,9 @@
 // for the reply after the final dot; command_timeout covers the first group
 // and data_timeout the last. In a configured rule, a zero max_connections,
 // max_messages_per_connection, timeout or an empty tls takes the catch-all's
-// value, so a rule states only what differs; messages_per_hour 0 means
-// unlimited and is not defaulted. These values are decided here and only
+// value, so a rule states only what differs; messages_per_hour,
+// messages_per_day and max_connection_rate unset mean unlimited and are not
+// defaulted. These values are decided here and only
 // here: the config package fills a rule's unset keys from Default (so
 // `penstock check` prints what is in force), and EffectiveTLS is the one
 // place where tls = "default" becomes a mode.

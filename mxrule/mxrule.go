@@ -83,6 +83,10 @@ type Rule struct {
 	MaxConnections           int
 	MaxMessagesPerConnection int
 	MessagesPerHour          int // 0 = unlimited
+	// MaxConnectionRate limits connection opens: Rate.N per Rate.Per
+	// (max_connection_rate "30/1m"); the zero value is unlimited.
+	MaxConnectionRate Rate
+	MessagesPerDay    int // rolling 24 hours; 0 = unlimited
 
 	ConnectTimeout time.Duration
 	CommandTimeout time.Duration
@@ -96,6 +100,23 @@ type Rule struct {
 	// ReplacesShipped marks an operator's rule named like a shipped one:
 	// it takes the shipped rule's place (the shipped one is dropped).
 	ReplacesShipped bool
+}
+
+// Rate is N events per period Per. The zero Rate is no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// IsZero reports whether r sets no limit.
+func (r Rate) IsZero() bool { return r.N <= 0 || r.Per <= 0 }
+
+// String is the config form: "30/1m0s", or "unlimited".
+func (r Rate) String() string {
+	if r.IsZero() {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Per)
 }
 
 // DefaultName is the name of the built-in catch-all rule.
@@ -286,6 +307,12 @@ func normalize(in Rule, def Rule) (*Rule, *keyErr) {
 	}
 	if r.MessagesPerHour < 0 {
 		return nil, &keyErr{"messages_per_hour", fmt.Errorf("%d is negative (0 means unlimited)", r.MessagesPerHour)}
+	}
+	if r.MessagesPerDay < 0 {
+		return nil, &keyErr{"messages_per_day", fmt.Errorf("%d is negative (0 means unlimited)", r.MessagesPerDay)}
+	}
+	if c := r.MaxConnectionRate; c.N < 0 || c.Per < 0 || (c.N > 0) != (c.Per > 0) {
+		return nil, &keyErr{"max_connection_rate", fmt.Errorf("%s: give a count and a period of at least 1 each", c)}
 	}
 	for _, t := range []struct {
 		key string

@@ -22,6 +22,8 @@ type RuleView struct {
 	MaxConnections           int    `json:"max_connections"`
 	MaxMessagesPerConnection int    `json:"max_messages_per_connection"`
 	MessagesPerHour          int    `json:"messages_per_hour"`
+	MaxConnectionRate        string `json:"max_connection_rate,omitempty"`
+	MessagesPerDay           int    `json:"messages_per_day,omitempty"`
 	TLS                      string `json:"tls"`
 	Why                      string `json:"why"`
 }
@@ -217,7 +219,10 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	v.Rule = RuleView{
 		Name: r.Name, Pattern: m.Pattern, MatchedHost: m.Host, Scope: r.Scope.String(),
 		MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
-		MessagesPerHour: r.MessagesPerHour, TLS: r.TLS,
+		MessagesPerHour: r.MessagesPerHour, TLS: r.TLS, MessagesPerDay: r.MessagesPerDay,
+	}
+	if !r.MaxConnectionRate.IsZero() {
+		v.Rule.MaxConnectionRate = r.MaxConnectionRate.String()
 	}
 	if m.Host != "" {
 		v.Rule.Why = fmt.Sprintf("rule #%d %q is the first whose pattern %q matches MX host %s", m.Index+1, r.Name, m.Pattern, m.Host)

@@ -25,6 +25,8 @@ import (
 const (
 	StatusConnQuota     = "Messages queued (connection quotas met)"
 	StatusHourlyQuota   = "Messages queued (hourly quota met)"
+	StatusConnRate      = "Messages queued (connection rate met)"
+	StatusDailyQuota    = "Messages queued (daily quota met)"
 	StatusFlowControl   = "Messages queued (dynamic flow control)"
 	StatusSuspended     = "Messages queued (suspended by operator)"
 	StatusRetry         = "Messages queued (retry scheduled)"
@@ -40,7 +42,7 @@ const (
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX}
 }
 

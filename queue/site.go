@@ -197,6 +197,8 @@ type limits struct {
 	maxConns    int
 	maxMsgs     int
 	perHour     int
+	connRate    mxrule.Rate // connection opens; zero: unlimited
+	perDay      int
 	probe       bool
 	flowState   string
 	flowDetail  string
@@ -205,6 +207,10 @@ type limits struct {
 	cmdTimeout  time.Duration
 	dataTimeout time.Duration
 }
+
+// cut reports whether flow control is out of normal (a backoff, or a
+// pattern's timed limit) so that a quota met may be one it set.
+func (lim limits) cut() bool { return lim.flowState != "" && lim.flowState != flow.Normal }
 
 // step tries to start one session. It returns how long to sleep (forever:
 // until poked; negative: the runner must exit) and an extra channel that
@@ -267,7 +273,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if !ok {
 		s.mu.Lock()
 		status := StatusConnQuota
-		if lim.flowState != "" && lim.flowState != flow.Normal {
+		if lim.cut() && (lim.flowState != flow.Limited || lim.maxConns != lim.match.Rule.MaxConnections) {
 			// The quota met is the one flow control cut.
 			status = StatusFlowControl
 		}
@@ -285,6 +291,10 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
 	}
+	if d, ok := s.takeOpen(lim, lease.Key()); !ok {
+		lease.Release()
+		return d, nil
+	}
 	j, retryIn := s.claim(lim, lease.Key())
 	if j == nil {
 		lease.Release()
@@ -298,7 +308,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if s.wait.Status == StatusConnQuota || s.wait.Status == StatusHourlyQuota {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -326,6 +336,8 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		maxConns:    r.MaxConnections,
 		maxMsgs:     r.MaxMessagesPerConnection,
 		perHour:     r.MessagesPerHour,
+		connRate:    r.MaxConnectionRate,
+		perDay:      r.MessagesPerDay,
 		flowState:   dec.State,
 		flowDetail:  dec.Detail,
 		tlsMode:     r.TLS,
@@ -336,6 +348,17 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 	// The rule's limits were defaulted by mxrule.New; "default" TLS is
 	// resolved there too.
 	lim.tlsMode = mxrule.EffectiveTLS(lim.tlsMode, cfg.TLSDefault)
+	if l := dec.Limit; l != nil {
+		// A pattern's timed limit caps the rule; backoff cuts below
+		// apply on top. The status is flow control's, naming the pattern.
+		lim.maxConns = l.Apply(lim.maxConns, l.MaxConns)
+		lim.maxMsgs = l.Apply(lim.maxMsgs, l.MaxMsgsPerConn)
+		lim.perHour = l.Apply(lim.perHour, l.PerHour)
+		lim.connRate.N, lim.connRate.Per = l.ApplyRate(lim.connRate.N, lim.connRate.Per)
+		if lim.flowState == "" || lim.flowState == flow.Normal {
+			lim.flowState = flow.Limited
+		}
+	}
 	switch {
 	case dec.Hold && !dec.Probe:
 		lim.maxConns = 0
@@ -511,19 +534,40 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.expire(j, s, now)
 			continue
 		}
-		if lim.perHour <= 0 {
+		if lim.perHour <= 0 && lim.perDay <= 0 {
 			return j, 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 		rateKey := leaseKey // a lease from a store that names no scope
+		dayKey := "day|" + leaseKey
 		if k, err := quota.ParseKey(leaseKey); err == nil {
-			rateKey = k.Rate().String()
+			rateKey, dayKey = k.Rate().String(), k.Day().String()
 		}
 		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
-		cancel()
 		if err == nil && ok {
-			return j, 0
+			// The day counts second: a refused hourly token never
+			// counts against the day (see package quota).
+			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
+			cancel()
+			if err == nil && ok {
+				return j, 0
+			}
+			if err != nil {
+				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
+				retryIn = quotaRecheck
+			}
+			s.mu.Lock()
+			s.forgetLocked(j)
+			heap.Push(&s.jobs, j)
+			until := now.Add(retryIn)
+			s.setWait(Wait{Status: StatusDailyQuota, Rule: lim.match.Rule.Name, Key: dayKey, Limit: lim.perDay, InUse: lim.perDay,
+				Until: until,
+				Detail: fmt.Sprintf("rule %q: %d messages per rolling 24 h (key %s) sent; the next may go at %s (in %s)",
+					lim.match.Rule.Name, lim.perDay, dayKey, until.UTC().Format(time.RFC3339), retryIn.Round(time.Second))})
+			s.mu.Unlock()
+			return nil, max(retryIn, time.Millisecond)
 		}
+		cancel()
 		if err != nil {
 			q.deps.Logger.Warn("quota store", "key", rateKey, "err", err)
 			retryIn = quotaRecheck
@@ -534,7 +578,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		w := Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
 			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))}
-		if ruleRate := lim.match.Rule.MessagesPerHour; lim.perHour != ruleRate || (lim.flowState != "" && lim.flowState != flow.Normal) {
+		if ruleRate := lim.match.Rule.MessagesPerHour; lim.perHour != ruleRate || (lim.cut() && lim.flowState != flow.Limited) {
 			// The rate met is one flow control set: "hourly quota met"
 			// only ever means the rule's own messages_per_hour.
 			from := "unlimited (the rate taken before the trouble was cut instead)"
@@ -549,6 +593,50 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		s.mu.Unlock()
 		return nil, max(retryIn, time.Millisecond)
 	}
+}
+
+// takeOpen takes a connection-open token of the rule's max_connection_rate
+// before a session dials. Refused, it records the wait and returns how
+// long until the next token. A session that falls back to a second MX
+// host still counts once. The token is taken before the message token
+// (claim), so a message rate met right after it wastes it: while both
+// bind, connections open at most at the message rate's retries, which is
+// on the safe side of both limits.
+func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
+	r := lim.connRate
+	if r.IsZero() {
+		return 0, true
+	}
+	q := s.q
+	key := "open|" + leaseKey
+	if k, err := quota.ParseKey(leaseKey); err == nil {
+		key = k.Opens().String()
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+	qr := quota.Rate{N: r.N, Per: r.Per}
+	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, qr)
+	cancel()
+	if err == nil && ok {
+		return 0, true
+	}
+	if err != nil {
+		q.deps.Logger.Warn("quota store", "key", key, "err", err)
+		retryIn = quotaRecheck
+	}
+	now := q.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lim.cut() && r != lim.match.Rule.MaxConnectionRate {
+		s.setWait(Wait{Status: StatusFlowControl, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, Until: now.Add(retryIn),
+			Detail: fmt.Sprintf("flow control set rule %q's max_connection_rate to %d per %s (key %s); next connection in %s; %s",
+				lim.match.Rule.Name, r.N, r.Per, key, retryIn.Round(time.Millisecond), lim.flowDetail)})
+		return max(retryIn, time.Millisecond), false
+	}
+	s.setWait(Wait{Status: StatusConnRate, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, InUse: quota.RateBurst(qr),
+		Until: now.Add(retryIn),
+		Detail: fmt.Sprintf("rule %q: max_connection_rate %d per %s, burst %d (key %s); next connection in %s",
+			lim.match.Rule.Name, r.N, r.Per, quota.RateBurst(qr), key, retryIn.Round(time.Millisecond))})
+	return max(retryIn, time.Millisecond), false
 }
 
 // arrived wakes the sessions lingering for a job. Caller holds s.mu.

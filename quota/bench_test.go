@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // Quota checks per message as the number of sites grows: one key per site
@@ -64,4 +65,24 @@ func BenchmarkTakeMessageKeys(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTakeShaping: the cost of the connection-open rate and of the
+// daily count (97 buckets summed per call) on one key.
+func BenchmarkTakeShaping(b *testing.B) {
+	ctx := context.Background()
+	b.Run("rate", func(b *testing.B) {
+		q := NewLocal(RealClock())
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			q.TakeRate(ctx, "open|rule|r", Rate{N: 1 << 30, Per: time.Second})
+		}
+	})
+	b.Run("daily", func(b *testing.B) {
+		q := NewLocal(RealClock())
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			q.TakeDaily(ctx, "day|rule|r", 1<<30)
+		}
+	})
 }

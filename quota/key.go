@@ -22,7 +22,8 @@ const (
 //	conn|src|<rule>|<site>|<source IP>
 //	conn|path|<rule>|<source IP>|<MX IP, or "none">
 //
-// and "rate|..." for the message rate of the same scope. A rule name may
+// and "rate|..." for the message rate of the same scope, "open|..." for its
+// connection-open rate and "day|..." for its daily quota. A rule name may
 // hold '|' (the other parts cannot: a site is MX host names joined by ',',
 // the rest are addresses), so ParseKey reads the fixed parts from the ends.
 // The zero Key is no key.
@@ -54,6 +55,12 @@ func PathKey(rule, source, mx string) Key {
 // Rate is the message-rate key of the same scope.
 func (k Key) Rate() Key { k.kind = KindRate; return k }
 
+// Opens is the connection-open-rate key of the same scope.
+func (k Key) Opens() Key { k.kind = KindOpen; return k }
+
+// Day is the daily-quota key of the same scope.
+func (k Key) Day() Key { k.kind = KindDay; return k }
+
 func (k Key) Kind() Kind     { return k.kind }
 func (k Key) Scope() Scope   { return k.scope }
 func (k Key) Rule() string   { return k.rule }
@@ -84,7 +91,7 @@ func (k Key) Governs(rule, site string) bool {
 func ParseKey(s string) (Key, error) {
 	bad := func() (Key, error) { return Key{}, fmt.Errorf("quota: %q is not a quota key", s) }
 	kind, rest, ok := strings.Cut(s, "|")
-	if !ok || (Kind(kind) != KindConn && Kind(kind) != KindRate) {
+	if !ok || (Kind(kind) != KindConn && Kind(kind) != KindRate && Kind(kind) != KindOpen && Kind(kind) != KindDay) {
 		return bad()
 	}
 	scope, rest, ok := strings.Cut(rest, "|")

@@ -34,11 +34,42 @@
 // the last one needed t1 + (n-1)T - tn <= tau, that is n <= W/T + Burst.
 // The same check-and-set is one short Lua script on one Redis key.
 //
+// # Connection-open rate
+//
+// A rule's max_connection_rate "N/period" limits how often connections
+// open, apart from how many are open at once: the same GCRA under an
+// "open|..." key, with T = period/N and a burst of RateBurst (30 seconds'
+// worth, 1 to 10, at most N/4), so over any window W at most
+// N×W/period + burst connections open. TakeMessage is the special case
+// period = 1h.
+//
+// # Daily quota: a sliding window of buckets
+//
+// messages_per_day N means at most N messages in any rolling 24 hours, a
+// hard cap (warm-up plans and provider daily caps are stated that way), so
+// it is not a GCRA: a GCRA over a day either paces the N evenly (one every
+// 86 s for 1000/day, which messages_per_hour does already) or, with a
+// burst of N, lets 2N-1 through in some 24 h. A sliding-window estimate
+// (two fixed windows weighted) is approximate and can pass up to 2N too.
+// Instead each key counts messages in 15-minute buckets and a message is
+// allowed while the current bucket and the 96 before it hold fewer than N:
+// those buckets cover at least the last 24 h, so the count of any rolling
+// 24 h ending at a send is at most N (never over, DESIGN §5 invariant 2);
+// the price is that a message counts up to one bucket (15 min) longer than
+// 24 h. When the count is met, the quota frees when the oldest buckets
+// holding the excess leave the window, and retryIn says when. State is 97
+// counters per key (a hash of at most 97 fields in Redis, the same
+// arithmetic in one Lua script). The dispatcher takes the hourly token
+// first and counts the day second, so a refused hourly token never
+// counts against the day (a refused day wastes one hourly token, once per
+// day quota met).
+//
 // # Memory
 //
 // A connection key is deleted when its last lease is released. A rate key
-// whose TAT is in the past carries no information (max(TAT, now) = now), so
-// keys idle that long are swept, at most once a minute, by whichever call
+// whose TAT is in the past carries no information (max(TAT, now) = now),
+// nor does a daily key whose buckets have all left the window, so keys
+// idle that long are swept, at most once a minute, by whichever call
 // comes next; there is no background goroutine.
 //
 // quota never decides limits (package mxrule does), never opens connections,
@@ -74,6 +105,8 @@ type Kind string
 const (
 	KindConn Kind = "conn" // simultaneous connections
 	KindRate Kind = "rate" // messages per hour
+	KindOpen Kind = "open" // connection opens per period (max_connection_rate)
+	KindDay  Kind = "day"  // messages per rolling 24 hours (messages_per_day)
 )
 
 // Usage is the state of one quota key, for status texts, explain and metrics.
@@ -81,13 +114,17 @@ type Usage struct {
 	Key  string
 	Kind Kind
 	// For KindConn: leases held and the limit last asked for.
-	// For KindRate: burst tokens in use (InUse == Burst means the next
-	// message must wait) and the messages-per-hour limit.
+	// For KindRate and KindOpen: burst tokens in use (InUse == Burst means
+	// the next message or connection must wait) and the limit, per hour
+	// for KindRate, per Per for KindOpen. For KindDay: messages counted in
+	// the window and the daily limit.
 	InUse int
 	Limit int
-	Burst int // KindRate only: Burst(Limit)
-	// NextSlot is when the next message token comes (KindRate); zero if
-	// unknown, as for connections, which free up when a session ends.
+	Burst int           // KindRate, KindOpen: the GCRA burst
+	Per   time.Duration // KindOpen: the rate's period
+	// NextSlot is when the next token comes (KindRate, KindOpen) or the
+	// daily count drops under the limit (KindDay); zero if unknown, as for
+	// connections, which free up when a session ends.
 	NextSlot time.Time
 }
 
@@ -114,6 +151,15 @@ type Store interface {
 	// unlimited. ok=false: the quota is met and retryIn says when the next
 	// token comes.
 	TakeMessage(ctx context.Context, key string, perHour int) (ok bool, retryIn time.Duration, err error)
+	// TakeRate consumes one token of a generic rate (GCRA, burst
+	// RateBurst) under key: the connection-open rate. A zero Rate is
+	// unlimited.
+	TakeRate(ctx context.Context, key string, r Rate) (ok bool, retryIn time.Duration, err error)
+	// TakeDaily counts one message under key against perDay messages in
+	// any rolling 24 hours (the sliding window of the package comment).
+	// perDay <= 0 is unlimited. ok=false: retryIn says when the count
+	// drops under the limit.
+	TakeDaily(ctx context.Context, key string, perDay int) (ok bool, retryIn time.Duration, err error)
 	// Conns returns the connection slots held under key.
 	Conns(key string) int
 	// Snapshot returns all keys with held connections or recent rate use,
@@ -159,6 +205,7 @@ type shard struct {
 	mu    sync.Mutex
 	conns map[string]*connState
 	rates map[string]*rateState
+	days  map[string]*dayState
 }
 
 type connState struct {
@@ -168,8 +215,9 @@ type connState struct {
 }
 
 type rateState struct {
-	tat     time.Time
-	perHour int
+	tat  time.Time
+	rate Rate
+	kind Kind // KindRate or KindOpen, for Snapshot
 }
 
 // NewLocal returns an empty in-process Store reading time from clock.
@@ -182,6 +230,7 @@ func NewLocal(clock Clock) *Local {
 	for i := range l.shards {
 		l.shards[i].conns = make(map[string]*connState)
 		l.shards[i].rates = make(map[string]*rateState)
+		l.shards[i].days = make(map[string]*dayState)
 	}
 	l.nextSweep.Store(clock.Now().Add(sweepEvery).UnixNano())
 	return l
@@ -291,27 +340,7 @@ func (l *Local) TakeMessage(ctx context.Context, key string, perHour int) (bool,
 	}
 	now := l.clock.Now()
 	l.maybeSweep(now)
-	t := interval(perHour)
-	tau := t * time.Duration(Burst(perHour)-1)
-
-	sh := l.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r := sh.rates[key]
-	if r == nil {
-		r = &rateState{tat: now}
-		sh.rates[key] = r
-	}
-	r.perHour = perHour
-	tat := r.tat
-	if tat.Before(now) {
-		tat = now
-	}
-	if wait := tat.Sub(now) - tau; wait > 0 {
-		return false, wait, nil
-	}
-	r.tat = tat.Add(t)
-	return true, 0, nil
+	return l.takeGCRA(key, KindRate, Rate{N: perHour, Per: time.Hour}, now)
 }
 
 // maybeSweep drops rate keys whose TAT has passed, at most once per
@@ -331,6 +360,12 @@ func (l *Local) sweep(now time.Time) {
 		for k, r := range sh.rates {
 			if !r.tat.After(now) {
 				delete(sh.rates, k)
+			}
+		}
+		cur := bucketOf(now)
+		for k, d := range sh.days {
+			if d.idle(cur) {
+				delete(sh.days, k)
 			}
 		}
 		sh.mu.Unlock()
@@ -353,15 +388,26 @@ func (l *Local) Snapshot() []Usage {
 			if !r.tat.After(now) {
 				continue
 			}
-			t := interval(r.perHour)
-			b := Burst(r.perHour)
+			t := rateInterval(r.rate)
+			b := RateBurst(r.rate)
 			ahead := r.tat.Sub(now)
 			inUse := int((ahead + t - 1) / t) // tokens not yet earned back
 			next := now
 			if wait := ahead - t*time.Duration(b-1); wait > 0 {
 				next = now.Add(wait)
 			}
-			out = append(out, Usage{Key: k, Kind: KindRate, InUse: min(inUse, b), Limit: r.perHour, Burst: b, NextSlot: next})
+			u := Usage{Key: k, Kind: r.kind, InUse: min(inUse, b), Limit: r.rate.N, Burst: b, NextSlot: next}
+			if r.kind == KindOpen {
+				u.Per = r.rate.Per
+			}
+			out = append(out, u)
+		}
+		cur := bucketOf(now)
+		for k, d := range sh.days {
+			n, free := d.count(cur, d.perDay, now)
+			if n > 0 {
+				out = append(out, Usage{Key: k, Kind: KindDay, InUse: n, Limit: d.perDay, NextSlot: free})
+			}
 		}
 		sh.mu.Unlock()
 	}

@@ -78,6 +78,7 @@ import (
 type Redis struct {
 	c       *redis.Client
 	scripts redisScripts
+	sh      shaping
 	opts    RedisOptions
 	log     *slog.Logger
 	t0      time.Time // base of the monotonic deadlines
@@ -231,6 +232,7 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 		c: c, opts: opts, log: opts.Logger, t0: time.Now(), nonce: hex.EncodeToString(nb[:]),
 		scripts: redisScripts{take: redis.NewScript(takeScriptSrc), release: redis.NewScript(releaseScriptSrc),
 			gcra: redis.NewScript(gcraScriptSrc), renew: redis.NewScript(renewScriptSrc)},
+		sh:   shaping{day: redis.NewScript(daySrc), local: NewLocal(nil), denied: map[string]Usage{}},
 		free: make(chan struct{}), kick: make(chan struct{}, 1),
 		fence: opts.LeaseTTL + opts.LeaseTTL/8,
 		mode:  modeDegraded, since: time.Now(), peerTTL: map[string]int64{},
@@ -386,6 +388,7 @@ func (r *Redis) Snapshot() []Usage {
 		}
 		out = append(out, u)
 	}
+	out = r.shapedSnapshotLocked(out)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
 			return out[i].Kind < out[j].Kind

@@ -93,6 +93,9 @@ func (p *Provider) connOpened(s *session) {
 	defer p.smu.Unlock()
 	st := &p.st
 	st.Connections++
+	if len(st.ConnTimes) < maxTimes {
+		st.ConnTimes = append(st.ConnTimes, time.Now())
+	}
 	st.OpenNow++
 	st.MaxOpen = max(st.MaxOpen, st.OpenNow)
 	p.openBySource[s.ip]++

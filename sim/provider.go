@@ -32,6 +32,7 @@ type Stats struct {
 	TLSConns        int64          // connections that completed STARTTLS
 	Arrivals        []time.Time    // time of each delivered message (first 2 million)
 	AttemptTimes    []time.Time    // time of each MAIL FROM seen (first 2 million)
+	ConnTimes       []time.Time    // time each TCP connection was accepted (first 2 million)
 	RcptSeen        map[string]int // recipient -> times delivered (first 2 million addresses)
 }
 
@@ -235,6 +236,7 @@ func (p *Provider) Stats() Stats {
 	s.RcptSeen = maps.Clone(p.st.RcptSeen)
 	s.Arrivals = slices.Clone(p.st.Arrivals)
 	s.AttemptTimes = slices.Clone(p.st.AttemptTimes)
+	s.ConnTimes = slices.Clone(p.st.ConnTimes)
 	return s
 }
 

@@ -28,7 +28,7 @@ const (
 	maxErrors = 20
 	// idleTimeout bounds every read and write on a connection.
 	idleTimeout = 60 * time.Second
-	// maxTimes caps Arrivals, AttemptTimes and the distinct keys of RcptSeen.
+	// maxTimes caps Arrivals, AttemptTimes, ConnTimes and the distinct keys of RcptSeen.
 	maxTimes = 2_000_000
 	// rateWindow is the sliding window of Behavior.RateLimit.
 	rateWindow = time.Minute

@@ -62,6 +62,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		r := m.Rule
 		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
 			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
+		fmt.Fprintf(stdout, "shaping: max_connection_rate %s, messages_per_day %s\n", r.MaxConnectionRate, perDay(r.MessagesPerDay))
 		return 0
 	}
 	if *quiet {
@@ -75,7 +76,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "\n# effective MX rules, in match order (first match wins)")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tname\tmx\tscope\tconns\tmsgs/conn\tmsgs/hour\ttls\tfrom")
+	fmt.Fprintln(tw, "#\tname\tmx\tscope\tconns\tmsgs/conn\tmsgs/hour\tconn rate\tmsgs/day\ttls\tfrom")
 	for i, r := range rules.Rules() {
 		from := "config"
 		if r.ReplacesShipped {
@@ -84,9 +85,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		if r.Builtin {
 			from = "shipped"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", i+1, r.Name, strings.Join(r.Patterns, ","), r.Scope,
-			r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS, from)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", i+1, r.Name, strings.Join(r.Patterns, ","), r.Scope,
+			r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.MaxConnectionRate, perDay(r.MessagesPerDay), r.TLS, from)
 	}
 	tw.Flush()
 	return 0
+}
+
+// perDay prints a messages_per_day value.
+func perDay(n int) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(n)
 }

@@ -189,6 +189,13 @@ func printSite(w io.Writer, s queue.SiteView) {
 	}
 	fmt.Fprintf(w, "limits:      scope %s, %d connections, %d msgs/connection, %s, tls %s\n",
 		s.Rule.Scope, s.Rule.MaxConnections, s.Rule.MaxMessagesPerConnection, perHour, s.Rule.TLS)
+	if s.Rule.MaxConnectionRate != "" || s.Rule.MessagesPerDay > 0 {
+		rate := s.Rule.MaxConnectionRate
+		if rate == "" {
+			rate = "unlimited"
+		}
+		fmt.Fprintf(w, "shaping:     max_connection_rate %s, messages_per_day %s\n", rate, perDay(s.Rule.MessagesPerDay))
+	}
 	fmt.Fprintf(w, "queued:      %d (%d in delivery on %d connections)\n", s.Queued, s.InFlight, s.Connections)
 	keys := make([]string, 0, len(s.ByStatus))
 	for k := range s.ByStatus {

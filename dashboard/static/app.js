@@ -782,6 +782,8 @@
         ['Connections', maxConn ? fmtInt(maxConn) + ' at most' : 'unlimited'],
         ['Per connection', rule.max_messages_per_connection ? fmtInt(rule.max_messages_per_connection) + ' messages' : 'unlimited'],
         ['Per hour', rule.messages_per_hour ? fmtInt(rule.messages_per_hour) + ' messages' : 'unlimited'],
+        rule.max_connection_rate ? ['Connection rate', rule.max_connection_rate + ' (opens per period)'] : null,
+        rule.messages_per_day ? ['Per day', fmtInt(rule.messages_per_day) + ' messages (rolling 24 h)'] : null,
         ['TLS', rule.tls],
       ]),
       rule.why ? el('div', { class: 'why', 'data-testid': 'rule-why' }, rule.why) : null);
