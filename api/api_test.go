@@ -373,6 +373,7 @@ func TestRoutes(t *testing.T) {
 		{"DELETE /api/v1/quarantine/{address}", request{method: "DELETE", path: "/api/v1/quarantine/b@gmail.com"}, 204, ""},
 		{"GET /api/v1/bounces", request{method: "GET", path: "/api/v1/bounces?site=gmail.com&n=5"}, 200, `"reason": "user_unknown"`},
 		{"GET /api/v1/openapi.json", request{method: "GET", path: "/api/v1/openapi.json"}, 200, `"openapi": "3.0`},
+		{"GET /api/v1/tlsrpt", request{method: "GET", path: "/api/v1/tlsrpt"}, 200, `"policy-type": "no-policy-found"`},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

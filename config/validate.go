@@ -85,6 +85,7 @@ func (c *Config) problems() []*Error {
 	v.bounceIn(&c.Bounce)
 	v.cluster(&c.Cluster)
 	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
+	v.tlsrpt(&c.TLSRPT)
 	return v.probs
 }
 
@@ -532,6 +533,19 @@ func (v *validator) quarantine(q *Quarantine) {
 	v.atLeast(at, "max_errors", q.MaxErrors, 1)
 	v.positive(at, "significant_error_delay", q.SignificantErrorDelay)
 	v.positive(at, "reset_after", q.ResetAfter)
+}
+
+func (v *validator) tlsrpt(t *TLSRPT) {
+	at := table("tlsrpt")
+	if _, err := t.SendAtOffset(); err != nil {
+		v.errf(at, "send_at", "%v", err)
+	}
+	if strings.ContainsAny(t.Organization, "\r\n") {
+		v.errf(at, "organization", "must be one line")
+	}
+	if strings.ContainsAny(t.Contact, "\r\n") {
+		v.errf(at, "contact", "must be one line")
+	}
 }
 
 func (v *validator) bounceIn(b *BounceIn) {

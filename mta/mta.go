@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -38,6 +39,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -94,6 +96,9 @@ type MTA struct {
 	metrics    *metrics.Metrics
 	deliveries *deliveries
 	unsub      []func()
+	tlsrpt     *tlsrpt.Recorder
+	tlsHTTP    *http.Client // posts TLS reports; tests replace it
+	tlsCancel  context.CancelFunc
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -173,6 +178,11 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, fmt.Errorf("loading the quarantine: %w", err)
 	}
 	m.Quarantine = qs
+	if m.tlsrpt, err = tlsrpt.New(sp.KV(tlsrpt.Bucket), opts.Now); err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("loading the TLS report counts: %w", err)
+	}
+	m.tlsHTTP = tlsHTTPClient()
 	if err := m.setupBounces(cfg); err != nil {
 		m.closeStores()
 		return nil, fmt.Errorf("[bounce]: %w", err)
@@ -207,6 +217,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
+		TLSReport: m.tlsrpt.Record,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: renderStage{template: m.deliveries.template, hostname: func() string { return m.Config().Server.Hostname }}}),
 	})
@@ -279,6 +290,10 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.tickStop = make(chan struct{})
 	m.wg.Add(1)
 	go m.tick()
+	tctx, tcancel := context.WithCancel(context.Background())
+	m.tlsCancel = tcancel
+	m.wg.Add(1)
+	go m.tlsReporter(tctx)
 	m.activity = newActivity()
 	sub, unsub := m.Log.Subscribe(8192)
 	go m.activity.run(sub)
@@ -396,6 +411,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	if m.tickStop != nil {
 		close(m.tickStop)
+	}
+	if m.tlsCancel != nil {
+		m.tlsCancel() // its goroutine saves the day's TLS counts as it ends
 	}
 	m.wg.Wait()
 	m.deliveries.saveDirty()

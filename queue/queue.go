@@ -19,6 +19,7 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
 // Status texts (DESIGN.md §4). Operators search for them: never reword.
@@ -87,6 +88,10 @@ type Deps struct {
 	// ReturnPath gives the MAIL FROM of a transaction (VERP); nil: the
 	// message's sender.
 	ReturnPath func(m *spool.Message, rcpts []int) string
+	// TLSReport receives TLS outcomes for SMTP TLS reporting (RFC 8460):
+	// each failed STARTTLS, and each connection's outcome once per
+	// recipient domain. It must not block. It may be nil.
+	TLSReport func(tlsrpt.Result)
 }
 
 // Queue is the scheduler. The zero value is not usable: call New.

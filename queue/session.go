@@ -33,7 +33,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, err := s.dial(p, lim)
+	c, t, err := s.dial(p, lim, first.domain)
 	if err != nil {
 		q.fail(first, s, err, t, p, lim, q.now(), true)
 		return
@@ -45,7 +45,13 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	}()
 	sent := 0
 	j := first
+	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
+	if err != nil {
+		mode = smtpclient.TLSOpportunistic // as dial does
+	}
+	tlsSeen := map[string]bool{}
 	for {
+		q.tlsSession(j.domain, p, t, c, mode, tlsSeen)
 		s.deliver(c, j, t, p, lim)
 		sent++
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
@@ -115,7 +121,8 @@ func (s *site) linger(lim limits, leaseKey string) *job {
 // dial connects to the first MX address that answers with a usable
 // greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
 // or a 4xx greeting the next address is tried).
-func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
+// domain is the recipient domain of the job that opened it (TLS reports).
+func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, target, error) {
 	q := s.q
 	cfg := q.config()
 	var targets []target
@@ -171,6 +178,7 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 			return c, t, nil
 		}
 		lastErr, lastT = err, t
+		q.tlsFailed(domain, p, t, err)
 		if resourceFailure(err) {
 			// Our descriptors or buffers ran out (EMFILE, ENOBUFS): not
 			// the site's doing, so flow control hears nothing, and the

@@ -378,3 +378,26 @@ type FailureDetail struct {
 
 // JSON is the report as sent.
 func (rep Report) JSON() ([]byte, error) { return json.Marshal(rep) }
+
+// Prune forgets every day before day (YYYY-MM-DD): what is kept when
+// reports are not sent stays bounded.
+func (r *Recorder) Prune(day string) error {
+	r.mu.Lock()
+	var old []dayDomain
+	for k := range r.days {
+		if k.day < day {
+			old = append(old, k)
+		}
+	}
+	r.mu.Unlock()
+	var firstErr error
+	for _, k := range old {
+		if err := r.Forget(k.day, k.domain); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// Day names t's UTC day as the recorder does (YYYY-MM-DD).
+func Day(t time.Time) string { return t.UTC().Format(dayLayout) }
