@@ -93,7 +93,9 @@ func (m *MTA) sendDSN(msg *spool.Message, i int, o queue.Outcome, now time.Time)
 		diag = "smtp; " + strings.TrimSpace(fmt.Sprintf("%d %s %s", r.LastCode, r.LastEnhanced, r.LastText))
 	}
 	var headers []byte
-	if body, err := m.Spool.Body(msg.ID); err == nil && body != nil {
+	if body, err := m.Spool.Body(msg.ID); err == nil && body != nil && msg.Flags&flagRequireTLS == 0 {
+		// A REQUIRETLS message's content never leaves but over verified
+		// TLS (RFC 8689): its DSN carries none of it.
 		if k := bytes.Index(body, []byte("\r\n\r\n")); k >= 0 {
 			headers = body[:k+2]
 		}

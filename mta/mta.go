@@ -8,6 +8,8 @@ package mta
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +57,9 @@ type Options struct {
 	BounceListener net.Listener
 	// NoSync disables fsync: benchmarks of the unsafe mode only, labelled.
 	NoSync bool
+	// TLSRoots verify the certificates of outgoing connections (tls =
+	// verify, REQUIRETLS); nil: the system's roots. Tests give their CA.
+	TLSRoots *x509.CertPool
 }
 
 // MTA is one running Penstock node.
@@ -217,7 +222,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
-		TLSReport: m.tlsrpt.Record,
+		TLSReport: m.tlsrpt.Record, RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: renderStage{template: m.deliveries.template, hostname: func() string { return m.Config().Server.Hostname }}}),
 	})
@@ -434,7 +439,7 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // only after the message is on disk (DESIGN.md §5, invariant 1).
 // Quarantined and denylisted recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	return m.store(ctx, env.From, env.To, body, flagDSN, m.opts.Now())
+	return m.store(ctx, env.From, env.To, body, acceptFlags(env), m.opts.Now())
 }
 
 // store spools one message for its recipients and queues it.

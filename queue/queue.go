@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"github.com/penstock-mta/penstock/flow"
 	"log/slog"
@@ -92,6 +93,13 @@ type Deps struct {
 	// each failed STARTTLS, and each connection's outcome once per
 	// recipient domain. It must not block. It may be nil.
 	TLSReport func(tlsrpt.Result)
+	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
+	// leaves over TLS verified for the MX host, to a server advertising
+	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
+	RequireTLS func(m *spool.Message) bool
+	// TLSConfig is the base TLS configuration of outgoing connections (its
+	// RootCAs verify certificates; nil: the system's roots).
+	TLSConfig *tls.Config
 }
 
 // Queue is the scheduler. The zero value is not usable: call New.

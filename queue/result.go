@@ -54,6 +54,9 @@ func outcomeOf(err error) Outcome {
 			o.Text = err.Error()
 			o.Permanent = se.Permanent
 			o.Kind = kindOf(se)
+			if errors.Is(err, smtpclient.ErrRequireTLS) {
+				o.Enhanced = "5.7.10" // RFC 8689 §6: REQUIRETLS support required
+			}
 			if se.Permanent {
 				// Refused before sending (a sender the client cannot put
 				// in MAIL FROM, a size the server announced it refuses):

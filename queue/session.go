@@ -158,6 +158,7 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 			LocalAddr:      p.src.IP,
 			EHLO:           p.src.EHLO,
 			TLS:            mode,
+			TLSConfig:      q.deps.TLSConfig,
 			ServerName:     t.host,
 			ConnectTimeout: lim.connTimeout,
 			CommandTimeout: lim.cmdTimeout,
@@ -247,6 +248,7 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	for i, ri := range j.rcpts {
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
+	c.SetRequireTLS(q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m))
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
 	q.complete(j, s, res, err, t, p, lim, c.TLS(), snd.Results())
 }

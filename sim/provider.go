@@ -74,6 +74,15 @@ type Behavior struct {
 	Refuse bool
 	// STARTTLS offers STARTTLS (RFC 3207) with a self-signed certificate made at start.
 	STARTTLS bool
+	// Certificate, when set at NewProvider, replaces the self-signed one (tests
+	// that verify certificates give one signed by their own CA).
+	Certificate *tls.Certificate
+	// BreakTLS answers STARTTLS with 220, then closes the connection instead of
+	// the handshake: a broken TLS stack, as the client sees it.
+	BreakTLS bool
+	// REQUIRETLS advertises the REQUIRETLS extension (RFC 8689) after STARTTLS and
+	// accepts its MAIL parameter there (counted in Stats.RequireTLSMail).
+	REQUIRETLS bool
 	// NoPipelining stops advertising PIPELINING and enforces it: a client that sends
 	// a command before it has the reply to the previous one gets "554 5.5.0 Improper
 	// use of SMTP command pipelining" and is disconnected.
@@ -136,6 +145,8 @@ type Stats struct {
 	Attempts        int64          // MAIL FROM commands seen (transaction attempts)
 	MaxMsgsPerConn  int            // most messages delivered on one connection
 	TLSConns        int64          // connections that completed STARTTLS
+	StartTLSSeen    int64          // STARTTLS commands received (handshakes tried)
+	RequireTLSMail  int64          // MAIL FROM commands with REQUIRETLS accepted
 	Arrivals        []time.Time    // time of each delivered message (first 2 million)
 	AttemptTimes    []time.Time    // time of each MAIL FROM seen (first 2 million)
 	RcptSeen        map[string]int // recipient -> times delivered (first 2 million addresses)
@@ -259,6 +270,9 @@ func NewProvider(b Behavior, addrs ...string) (*Provider, error) {
 	cert, err := selfSigned(cb.host, addrs)
 	if err != nil {
 		return nil, err
+	}
+	if b.Certificate != nil {
+		cert = *b.Certificate
 	}
 	p := &Provider{
 		start:        time.Now(),
@@ -956,6 +970,9 @@ func (s *session) hello(b *behavior, ehlo bool, arg []byte) bool {
 	if b.STARTTLS && !s.tls {
 		s.w.WriteString("250-STARTTLS\r\n")
 	}
+	if b.REQUIRETLS && s.tls {
+		s.w.WriteString("250-REQUIRETLS\r\n")
+	}
 	s.w.WriteString("250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE " +
 		strconv.Itoa(maxMessageSize) + "\r\n")
 	return true
@@ -1031,6 +1048,11 @@ func (s *session) mail(b *behavior, arg []byte) bool {
 				return s.bad("501 5.5.4 Bad BODY parameter")
 			}
 		case isVerb(k, "SMTPUTF8") && len(v) == 0:
+		case isVerb(k, "REQUIRETLS") && len(v) == 0 && b.REQUIRETLS && s.tls:
+			// RFC 8689 §4.1: only over TLS, and only when advertised.
+			s.p.smu.Lock()
+			s.p.st.RequireTLSMail++
+			s.p.smu.Unlock()
 		default:
 			return s.bad("555 5.5.4 Unsupported MAIL parameter")
 		}
@@ -1224,8 +1246,11 @@ func (s *session) startTLS(b *behavior, arg []byte) bool {
 	case len(arg) > 0:
 		return s.bad("501 5.5.4 STARTTLS takes no argument")
 	}
+	s.p.smu.Lock()
+	s.p.st.StartTLSSeen++
+	s.p.smu.Unlock()
 	s.reply("220 2.0.0 Ready to start TLS")
-	if s.w.Flush() != nil {
+	if s.w.Flush() != nil || b.BreakTLS {
 		return false
 	}
 	tc := tls.Server(deadlineConn{s.raw}, s.p.tlsConfig)
