@@ -128,6 +128,10 @@ type Delivery struct {
 	Validity    Duration   `toml:"validity"`     // give up and bounce after this, default 5d
 	DefaultPool string     `toml:"default_pool"` // pool for mail that names none
 	DSN         bool       `toml:"dsn"`          // send an RFC 3464 report to the sender of SMTP-injected mail that finally fails; default true
+	// TLSFailureMemory: after a failed STARTTLS handshake, opportunistic
+	// mail goes to that MX address in clear text for this long; 0 = never
+	// remembered. Default 1h.
+	TLSFailureMemory Duration `toml:"tls_failure_memory"`
 }
 
 // Source is one [[source]]: a local IP that mail leaves from.
@@ -337,6 +341,8 @@ func Default() *Config {
 			},
 			Validity: Duration(5 * day),
 			DSN:      true,
+
+			TLSFailureMemory: Duration(time.Hour),
 		},
 		FlowControl: FlowControl{
 			Enabled:           true,

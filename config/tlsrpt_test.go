@@ -22,3 +22,16 @@ func TestTLSRPT(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSFailureMemory(t *testing.T) {
+	if d := mustParse(t, "d.toml", ""); d.Delivery.TLSFailureMemory != Duration(time.Hour) {
+		t.Fatalf("default %v", d.Delivery.TLSFailureMemory)
+	}
+	if c := mustParse(t, "t.toml", "[delivery]\ntls_failure_memory = \"0s\"\n"); c.Delivery.TLSFailureMemory != 0 {
+		t.Fatalf("0s: %v", c.Delivery.TLSFailureMemory)
+	}
+	_, err := Parse("t.toml", []byte("[delivery]\ntls_failure_memory = \"-1m\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.toml:2:") || !strings.Contains(err.Error(), "tls_failure_memory") {
+		t.Fatalf("negative: %v", err)
+	}
+}

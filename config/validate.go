@@ -292,6 +292,9 @@ func (v *validator) delivery(d *Delivery, pools []Pool) {
 		v.positive(at, elem("retry", i), r)
 	}
 	v.positive(at, "validity", d.Validity)
+	if d.TLSFailureMemory < 0 {
+		v.errf(at, "tls_failure_memory", "must be a duration like \"1h\", or \"0s\" to never remember, not %q", d.TLSFailureMemory.String())
+	}
 	if d.DefaultPool != "" {
 		found := false
 		for _, p := range pools {

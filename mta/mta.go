@@ -612,6 +612,8 @@ func queueConfig(cfg *config.Config) (*queue.Config, error) {
 		Hostname:    cfg.Server.Hostname,
 		DefaultPool: cfg.Delivery.DefaultPool,
 		Pools:       map[string][]queue.Source{},
+
+		TLSFailureMemory: time.Duration(cfg.Delivery.TLSFailureMemory),
 	}
 	for _, d := range cfg.Delivery.Retry {
 		qc.Retry = append(qc.Retry, time.Duration(d))

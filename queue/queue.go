@@ -66,6 +66,9 @@ type Config struct {
 	Hostname    string
 	MaxMXAddrs  int           // addresses tried per session (Postfix's smtp_mx_address_limit); default 5
 	DNSRetry    time.Duration // wait after a temporary MX lookup failure
+	// TLSFailureMemory: how long an MX address whose STARTTLS handshake
+	// failed gets opportunistic mail in clear text at once; 0: never.
+	TLSFailureMemory time.Duration
 }
 
 // Deps are the long-lived parts the scheduler works with.
@@ -128,6 +131,7 @@ type Queue struct {
 	cancelled map[string]bool // cancelled campaigns
 
 	counters counters
+	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
 }
 
 type counters struct {

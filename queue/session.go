@@ -168,11 +168,14 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 		if opts.EHLO == "" {
 			opts.EHLO = cfg.Hostname
 		}
+		if mode == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip) {
+			opts.TLS = smtpclient.TLSDisabled // its handshake failed recently
+		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
 		c, err := smtpclient.Dial(ctx, addr, opts)
 		if err == nil {
-			if terr := c.TLSError(); terr != nil {
+			if terr := c.TLSError(); terr != nil && !q.rememberBrokenTLS(t, terr) {
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",
 					"site", s.key, "mx", t.host, "ip", t.ip.String(), "err", terr)
 			}

@@ -2,6 +2,9 @@ package queue
 
 import (
 	"errors"
+	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlsrpt"
@@ -43,6 +46,9 @@ func (q *Queue) tlsSession(domain string, p path, t target, c *smtpclient.Client
 	switch terr := c.TLSError(); {
 	case c.TLS():
 		q.deps.TLSReport(tlsResult(domain, p, t, true, "", ""))
+	case mode == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip):
+		b, _ := q.tlsMem.broken(t.ip, q.now())
+		q.deps.TLSReport(tlsResult(domain, p, t, false, b.typ, "STARTTLS skipped, its handshake failed recently: "+b.detail))
 	case terr != nil:
 		// Opportunistic: the handshake failed and the mail went in clear.
 		q.deps.TLSReport(tlsResult(domain, p, t, false, tlsrpt.Classify(terr), tlsDetail(terr)))
@@ -61,4 +67,85 @@ func tlsResult(domain string, p path, t target, ok bool, typ, detail string) tls
 		r.SendingIP = p.src.IP.String()
 	}
 	return r
+}
+
+// maxTLSMemory bounds the MX addresses remembered with a broken TLS.
+const maxTLSMemory = 10000
+
+// tlsMemory remembers MX addresses whose STARTTLS handshake failed, so that
+// opportunistic mail goes to them in clear text at once for
+// Config.TLSFailureMemory instead of failing the handshake and connecting
+// again each time (Postfix keeps a similar cache). A rule with tls =
+// required or verify never consults it.
+type tlsMemory struct {
+	mu sync.Mutex
+	m  map[netip.Addr]brokenTLS
+}
+
+type brokenTLS struct {
+	until       time.Time
+	typ, detail string
+}
+
+// broken returns what is remembered of ip, if it has not expired.
+func (tm *tlsMemory) broken(ip netip.Addr, now time.Time) (brokenTLS, bool) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	b, ok := tm.m[ip]
+	if ok && !now.Before(b.until) {
+		delete(tm.m, ip)
+		return brokenTLS{}, false
+	}
+	return b, ok
+}
+
+// remember records ip's failure; fresh is false when it was remembered
+// already (the caller logs fresh ones only: once per address and period).
+func (tm *tlsMemory) remember(ip netip.Addr, b brokenTLS, now time.Time) (fresh bool) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.m == nil {
+		tm.m = map[netip.Addr]brokenTLS{}
+	}
+	old, ok := tm.m[ip]
+	fresh = !ok || !now.Before(old.until)
+	if len(tm.m) >= maxTLSMemory && !ok {
+		for k, v := range tm.m {
+			if !now.Before(v.until) {
+				delete(tm.m, k)
+			}
+		}
+		if len(tm.m) >= maxTLSMemory {
+			return fresh // full of live entries: this one is not kept
+		}
+	}
+	tm.m[ip] = b
+	return fresh
+}
+
+// tlsSkipped reports whether opportunistic STARTTLS to ip is skipped now.
+func (q *Queue) tlsSkipped(ip netip.Addr) bool {
+	if q.config().TLSFailureMemory <= 0 {
+		return false
+	}
+	_, ok := q.tlsMem.broken(ip, q.now())
+	return ok
+}
+
+// rememberBrokenTLS remembers t's address after a failed opportunistic
+// handshake (a refused STARTTLS costs nothing and is not remembered) and
+// logs it once per address and period; false when nothing was remembered
+// (the caller logs the failure itself).
+func (q *Queue) rememberBrokenTLS(t target, terr error) bool {
+	var se *smtpclient.Error
+	d := q.config().TLSFailureMemory
+	if d <= 0 || !t.ip.IsValid() || !errors.As(terr, &se) || se.Command != "TLS" {
+		return false
+	}
+	now := q.now()
+	if q.tlsMem.remember(t.ip, brokenTLS{until: now.Add(d), typ: tlsrpt.Classify(terr), detail: tlsDetail(terr)}, now) {
+		q.deps.Logger.Warn("STARTTLS handshake failed: opportunistic mail to this MX address goes in clear text, without trying STARTTLS, for [delivery] tls_failure_memory",
+			"mx", t.host, "ip", t.ip.String(), "for", d.String(), "err", terr)
+	}
+	return true
 }
