@@ -17,6 +17,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/sim"
 )
@@ -141,6 +142,18 @@ func TestREQUIRETLS(t *testing.T) {
 	if st := good.Stats(); st.RequireTLSMail != 1 || st.TLSConns != 1 {
 		t.Fatalf("rtls provider: REQUIRETLS in %d MAIL, %d TLS connections", st.RequireTLSMail, st.TLSConns)
 	}
+	// The delivery log says how: TLS version, cipher, certificate verified.
+	waitFor(t, 5*time.Second, "the delivery record", func() bool {
+		for _, r := range h.records() {
+			if r.Type == events.Delivery && r.Recipient == "a@rtls.test" {
+				if !r.TLS || !strings.HasPrefix(r.TLSInfo, "TLS1.") || !strings.HasSuffix(r.TLSInfo, " verified") {
+					t.Fatalf("delivery record: tls %v %q", r.TLS, r.TLSInfo)
+				}
+				return true
+			}
+		}
+		return false
+	})
 	waitDelivered(t, noREQ, 1, 10*time.Second)
 	waitDelivered(t, senders, 2, 10*time.Second) // the two DSNs
 	if st := noREQ.Stats(); st.Delivered != 1 || st.RcptSeen["b@nortls.test"] != 0 {

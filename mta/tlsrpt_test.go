@@ -18,6 +18,7 @@ import (
 
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
@@ -85,6 +86,11 @@ func TestTLSReports(t *testing.T) {
 	if p := got["badcert.test"]; p.FailureDetails[0].ResultType != tlsrpt.CertificateHostMismatch ||
 		!strings.HasPrefix(bad.Addrs()[0], p.FailureDetails[0].ReceivingIP+":") || p.Summary.Successful != 0 {
 		t.Fatalf("badcert.test: %+v", p)
+	}
+	for _, r := range h.records() {
+		if r.Type == events.Delivery && r.Recipient == "a@tlsok.test" && !strings.HasSuffix(r.TLSInfo, " unverified") {
+			t.Fatalf("delivery over a self-signed certificate: tls_info %q", r.TLSInfo)
+		}
 	}
 	if bad.Stats().Delivered != 0 {
 		t.Fatal("delivered despite tls = verify and an untrusted certificate")

@@ -160,7 +160,7 @@ func (o *Outcome) siteError() bool {
 }
 
 // complete applies the result of a transaction to the job's recipients.
-func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls bool, notes string) {
+func (q *Queue) complete(j *job, s *site, res *smtpclient.Result, err error, t target, p path, lim limits, tls tlsState, notes string) {
 	now := q.now()
 	outs := make([]Outcome, len(j.rcpts))
 	for i := range j.rcpts {
@@ -192,7 +192,7 @@ func (q *Queue) fail(j *job, s *site, err error, t target, p path, lim limits, n
 	for i := range outs {
 		outs[i] = o
 	}
-	q.apply(j, s, outs, t, p, lim, false, now, !reported)
+	q.apply(j, s, outs, t, p, lim, tlsState{}, now, !reported)
 }
 
 // failJob is fail for a job that never reached a site (MX lookup).
@@ -205,12 +205,12 @@ func (q *Queue) expire(j *job, s *site, now time.Time) {
 	for i := range outs {
 		outs[i] = Outcome{Expired: true}
 	}
-	q.apply(j, s, outs, target{}, path{}, limits{}, false, now, false)
+	q.apply(j, s, outs, target{}, path{}, limits{}, tlsState{}, now, false)
 }
 
 // apply updates the recipients, writes the spool durably, logs one record
 // per recipient, reports to flow control and reschedules what remains.
-func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim limits, tls bool, now time.Time, reportFlow bool) {
+func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim limits, tls tlsState, now time.Time, reportFlow bool) {
 	cfg := q.config()
 	for i := range outs {
 		q.classify(&outs[i])
@@ -244,7 +244,7 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			Time: now, ID: m.ID.String(), DeliveryID: m.DeliveryID, Sender: m.Sender, Recipient: r.Addr,
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
-			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size, Detail: o.notes,
+			Class: string(o.Verdict.Class), TLS: tls.on, TLSInfo: tls.info, Size: m.Size, Detail: o.notes,
 		}
 		if !o.Expired {
 			r.Attempts++

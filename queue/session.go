@@ -253,5 +253,5 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	}
 	c.SetRequireTLS(q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m))
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
-	q.complete(j, s, res, err, t, p, lim, c.TLS(), snd.Results())
+	q.complete(j, s, res, err, t, p, lim, tlsOf(c), snd.Results())
 }

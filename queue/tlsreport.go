@@ -1,8 +1,10 @@
 package queue
 
 import (
+	"crypto/tls"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,4 +150,24 @@ func (q *Queue) rememberBrokenTLS(t target, terr error) bool {
 			"mx", t.host, "ip", t.ip.String(), "for", d.String(), "err", terr)
 	}
 	return true
+}
+
+// tlsState is what the delivery log says of a connection's TLS.
+type tlsState struct {
+	on   bool
+	info string // "TLS1.3 TLS_AES_128_GCM_SHA256 verified"
+}
+
+func tlsOf(c *smtpclient.Client) tlsState {
+	cs := c.TLSConnectionState()
+	if cs == nil {
+		return tlsState{}
+	}
+	info := strings.ReplaceAll(tls.VersionName(cs.Version), " ", "") + " " + tls.CipherSuiteName(cs.CipherSuite)
+	if c.Verified() {
+		info += " verified"
+	} else {
+		info += " unverified"
+	}
+	return tlsState{on: true, info: info}
 }
