@@ -43,8 +43,8 @@ func cmdTLSRPT(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, r := range res.Reports {
 		for _, p := range r.Report.Policies {
-			fmt.Fprintf(stdout, "%s  %-30s %-16s %s successful, %s failed\n", r.Day, r.Domain, p.Policy.Type,
-				num(int(p.Summary.Successful)), num(int(p.Summary.Failed)))
+			fmt.Fprintf(stdout, "%s  %s  %s successful, %s failed  (%s)\n", r.Day, r.Domain,
+				num(int(p.Summary.Successful)), num(int(p.Summary.Failed)), p.Policy.Type)
 			for _, f := range p.FailureDetails {
 				where := strings.TrimSpace(f.ReceivingMXHostname + " " + f.ReceivingIP)
 				fmt.Fprintf(stdout, "    %s × %s  %s\n", num(int(f.FailedSessionCount)), f.ResultType, where)
