@@ -232,7 +232,8 @@ func (s *Sender) Compose(rep Report, to string, gz []byte) ([]byte, error) {
 	h("To", to)
 	h("Date", now().UTC().Format(time.RFC1123Z))
 	h("Subject", "Report Domain: "+rep.Domain+" Submitter: "+s.Org.Submitter+" Report-ID: <"+rep.ReportID+">")
-	h("Message-ID", "<"+hex.EncodeToString(rnd[:])+"."+rep.ReportID+">")
+	// The report id holds ':' (a date), which a Message-ID may not.
+	h("Message-ID", "<tlsrpt."+hex.EncodeToString(rnd[:])+"@"+s.Org.Submitter+">")
 	h("TLS-Report-Domain", rep.Domain)
 	h("TLS-Report-Submitter", s.Org.Submitter)
 	h("MIME-Version", "1.0")

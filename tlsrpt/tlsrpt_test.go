@@ -292,6 +292,9 @@ func TestSendDue(t *testing.T) {
 	if got, want := m.Header.Get("Subject"), "Report Domain: example.com Submitter: mta.acme.example Report-ID: <2026-12-06T00:00:00Z_example.com@mta.acme.example>"; got != want {
 		t.Fatalf("subject %q", got)
 	}
+	if _, err := mail.ParseAddress(strings.Trim(m.Header.Get("Message-ID"), "<>")); err != nil {
+		t.Errorf("Message-ID %q: %v", m.Header.Get("Message-ID"), err)
+	}
 	if m.Header.Get("TLS-Report-Domain") != "example.com" || m.Header.Get("TLS-Report-Submitter") != "mta.acme.example" {
 		t.Fatalf("headers %v", m.Header)
 	}
