@@ -4,5 +4,6 @@ package api
 // bounces, OpenAPI, DKIM).
 func (h *handler) moreRoutes() []Route {
 	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI},
-		Route{"GET", "/api/v1/dkim", h.dkim})
+		Route{"GET", "/api/v1/dkim", h.dkim},
+		Route{"GET", "/api/v1/tlsrpt", h.tlsReports})
 }

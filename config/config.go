@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ type Config struct {
 	Cluster     Cluster      `toml:"cluster"`
 	DKIM        []DKIM       `toml:"dkim,omitempty"`
 	DKIMDefault DKIMDefault  `toml:"dkim_default"`
+	TLSRPT      TLSRPT       `toml:"tlsrpt"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -127,6 +129,10 @@ type Delivery struct {
 	Validity    Duration   `toml:"validity"`     // give up and bounce after this, default 5d
 	DefaultPool string     `toml:"default_pool"` // pool for mail that names none
 	DSN         bool       `toml:"dsn"`          // send an RFC 3464 report to the sender of SMTP-injected mail that finally fails; default true
+	// TLSFailureMemory: after a failed STARTTLS handshake, opportunistic
+	// mail goes to that MX address in clear text for this long; 0 = never
+	// remembered. Default 1h.
+	TLSFailureMemory Duration `toml:"tls_failure_memory"`
 }
 
 // Source is one [[source]]: a local IP that mail leaves from.
@@ -227,6 +233,26 @@ type Quarantine struct {
 	CaseSensitiveLocal    bool     `toml:"case_sensitive_local"`    // default true
 }
 
+// TLSRPT is [tlsrpt]: daily SMTP TLS reports (RFC 8460) to the domains
+// that ask for them. Outcomes are always counted; reports are opt-in.
+type TLSRPT struct {
+	Enabled      bool   `toml:"enabled"`      // default false
+	Organization string `toml:"organization"` // organization-name; default [server] hostname
+	Contact      string `toml:"contact"`      // contact-info; default postmaster@<hostname>
+	SendAt       string `toml:"send_at"`      // "HH:MM" UTC; default "00:30"
+}
+
+// SendAtOffset is send_at as a duration after midnight UTC.
+func (t TLSRPT) SendAtOffset() (time.Duration, error) {
+	h, m, ok := strings.Cut(t.SendAt, ":")
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if !ok || len(h) != 2 || len(m) != 2 || err1 != nil || err2 != nil || hh < 0 || hh > 23 || mm < 0 || mm > 59 {
+		return 0, fmt.Errorf("%q is not a UTC time like \"00:30\"", t.SendAt)
+	}
+	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, nil
+}
+
 // BounceIn is [bounce], the listener for asynchronous bounces.
 type BounceIn struct {
 	Listen string `toml:"listen"` // empty = disabled
@@ -324,6 +350,8 @@ func Default() *Config {
 			},
 			Validity: Duration(5 * day),
 			DSN:      true,
+
+			TLSFailureMemory: Duration(time.Hour),
 		},
 		FlowControl: FlowControl{
 			Enabled:           true,
@@ -357,6 +385,7 @@ func Default() *Config {
 		},
 		Cluster:     Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
 		DKIMDefault: DKIMDefault{KeepExisting: true},
+		TLSRPT:      TLSRPT{SendAt: "00:30"},
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // than what is not) keeps a new section honest by default.
 func liveOnReload(key string) bool {
 	switch key {
-	case "mx_rule", "source", "pool", "delivery", "flow_control", "dkim", "dkim_default",
+	case "mx_rule", "source", "pool", "delivery", "flow_control", "dkim", "dkim_default", "tlsrpt",
 		"server.tls", "server.hostname", "server.use_shipped_rules":
 		return true
 	}

@@ -85,6 +85,7 @@ func (c *Config) problems() []*Error {
 	v.bounceIn(&c.Bounce)
 	v.cluster(&c.Cluster)
 	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
+	v.tlsrpt(&c.TLSRPT)
 	return v.probs
 }
 
@@ -292,6 +293,9 @@ func (v *validator) delivery(d *Delivery, pools []Pool) {
 		v.positive(at, elem("retry", i), r)
 	}
 	v.positive(at, "validity", d.Validity)
+	if d.TLSFailureMemory < 0 {
+		v.errf(at, "tls_failure_memory", "must be a duration like \"1h\", or \"0s\" to never remember, not %q", d.TLSFailureMemory.String())
+	}
 	if d.DefaultPool != "" {
 		found := false
 		for _, p := range pools {
@@ -573,6 +577,19 @@ func (v *validator) quarantine(q *Quarantine) {
 	v.atLeast(at, "max_errors", q.MaxErrors, 1)
 	v.positive(at, "significant_error_delay", q.SignificantErrorDelay)
 	v.positive(at, "reset_after", q.ResetAfter)
+}
+
+func (v *validator) tlsrpt(t *TLSRPT) {
+	at := table("tlsrpt")
+	if _, err := t.SendAtOffset(); err != nil {
+		v.errf(at, "send_at", "%v", err)
+	}
+	if strings.ContainsAny(t.Organization, "\r\n") {
+		v.errf(at, "organization", "must be one line")
+	}
+	if strings.ContainsAny(t.Contact, "\r\n") {
+		v.errf(at, "contact", "must be one line")
+	}
 }
 
 func (v *validator) bounceIn(b *BounceIn) {

@@ -49,6 +49,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	if r.TLS {
 		b = append(b, `,"tls":true`...)
 	}
+	b = appendStringField(b, `,"tls_info":`, r.TLSInfo)
 	return append(b, '}', '\n')
 }
 

@@ -44,4 +44,7 @@ type Record struct {
 	State        string    `json:"state,omitempty"` // flow state for FlowControl records
 	Size         int64     `json:"size,omitempty"`
 	TLS          bool      `json:"tls,omitempty"`
+	// TLSInfo is the TLS version and cipher suite of a delivery, and
+	// "verified" when the certificate verified for the MX host name.
+	TLSInfo string `json:"tls_info,omitempty"`
 }

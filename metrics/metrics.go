@@ -42,6 +42,9 @@ type Source interface {
 	// DKIM counts messages by signing result: "signed", "third_party"
 	// (signed by a domain not aligned with From), "unsigned_<reason>".
 	DKIM() map[string]uint64
+	// TLS counts outgoing TLS sessions by result: "success" or the
+	// RFC 8460 §4.3 result type of the failure.
+	TLS() map[string]uint64
 }
 
 // SMTPStats is what the injection listener counts (smtpserver.Stats).
@@ -114,6 +117,9 @@ func New(src Source) *Metrics {
 	})
 	reg.MustRegister(&dkimCounters{src: src, desc: prometheus.NewDesc("penstock_dkim_messages_total",
 		"Messages through the DKIM signing stage, by result: signed, third_party (not aligned with From), unsigned_<reason> (no_key, no_from, bad_from, key_not_active).",
+		[]string{"result"}, nil)})
+	reg.MustRegister(&tlsCounters{src: src, desc: prometheus.NewDesc("penstock_tls_sessions_total",
+		"Outgoing TLS sessions by result: success, or the RFC 8460 result type of the failure (starttls-not-supported, certificate-expired, ...).",
 		[]string{"result"}, nil)})
 	reg.MustRegister(&reportCounters{src: src,
 		reports: prometheus.NewDesc("penstock_reports_total",
@@ -279,6 +285,24 @@ func (d *dkimCounters) Collect(ch chan<- prometheus.Metric) {
 	counts := d.src.DKIM()
 	if _, ok := counts["signed"]; !ok {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, 0, "signed")
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), k)
+	}
+}
+
+// tlsCounters exposes the TLS outcomes of outgoing sessions.
+type tlsCounters struct {
+	src  Source
+	desc *prometheus.Desc
+}
+
+func (d *tlsCounters) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *tlsCounters) Collect(ch chan<- prometheus.Metric) {
+	counts := d.src.TLS()
+	if _, ok := counts["success"]; !ok {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, 0, "success")
 	}
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), k)

@@ -55,3 +55,5 @@ func (s metricsSource) SMTP() (metrics.SMTPStats, bool) {
 func (s metricsSource) Reports() reports.Stats { return s.m.Reports() }
 
 func (s metricsSource) DKIM() map[string]uint64 { return s.m.dkim.Counts() }
+
+func (s metricsSource) TLS() map[string]uint64 { return s.m.tlsrpt.Counts() }

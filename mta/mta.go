@@ -16,11 +16,14 @@ package mta
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -50,6 +53,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -65,6 +69,9 @@ type Options struct {
 	BounceListener net.Listener
 	// NoSync disables fsync: benchmarks of the unsafe mode only, labelled.
 	NoSync bool
+	// TLSRoots verify the certificates of outgoing connections (tls =
+	// verify, REQUIRETLS); nil: the system's roots. Tests give their CA.
+	TLSRoots *x509.CertPool
 }
 
 // MTA is one running Penstock node.
@@ -112,6 +119,9 @@ type MTA struct {
 	intake    *intake.Intake
 	campaigns *campaigns.Store
 	outcome   *outcome.Stage
+	tlsrpt    *tlsrpt.Recorder
+	tlsHTTP   *http.Client // posts TLS reports; tests replace it
+	tlsCancel context.CancelFunc
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -191,6 +201,11 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, fmt.Errorf("loading the quarantine: %w", err)
 	}
 	m.Quarantine = qs
+	if m.tlsrpt, err = tlsrpt.New(sp.KV(tlsrpt.Bucket), opts.Now); err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("loading the TLS report counts: %w", err)
+	}
+	m.tlsHTTP = tlsHTTPClient()
 	if err := m.setupBounces(cfg); err != nil {
 		m.closeStores()
 		return nil, fmt.Errorf("[bounce]: %w", err)
@@ -224,6 +239,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.Queue = queue.New(qc, queue.Deps{
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
+		TLSReport: m.tlsrpt.Record, RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 	})
@@ -351,6 +367,10 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.subscribe(m.activity.Run)
 	m.subscribe(m.metrics.Run)
 	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
+	tctx, tcancel := context.WithCancel(context.Background())
+	m.tlsCancel = tcancel
+	m.wg.Add(1)
+	go m.tlsReporter(tctx)
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -461,6 +481,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	if m.tickStop != nil {
 		close(m.tickStop)
 	}
+	if m.tlsCancel != nil {
+		m.tlsCancel() // its goroutine saves the day's TLS counts as it ends
+	}
 	m.wg.Wait()
 	m.campaigns.SaveDirty()
 	for _, f := range m.unsub {
@@ -481,7 +504,7 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // (docs/ARCHITECTURE.md, invariant 1). Quarantined and denylisted
 // recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	return m.intake.Store(ctx, env.From, env.To, body, outcome.FlagDSN, m.opts.Now())
+	return m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), m.opts.Now())
 }
 
 // Reload swaps in a new configuration: new rules apply to new connections.
@@ -621,6 +644,8 @@ func queueConfig(cfg *config.Config) (*queue.Config, error) {
 		Hostname:    cfg.Server.Hostname,
 		DefaultPool: cfg.Delivery.DefaultPool,
 		Pools:       map[string][]queue.Source{},
+
+		TLSFailureMemory: time.Duration(cfg.Delivery.TLSFailureMemory),
 	}
 	for _, d := range cfg.Delivery.Retry {
 		qc.Retry = append(qc.Retry, time.Duration(d))

@@ -43,6 +43,13 @@ import (
 // finally fails (relayed SMTP mail; never campaigns, never the null sender).
 const FlagDSN uint8 = 1
 
+// FlagRequireTLS on a spooled message: it came with REQUIRETLS (RFC 8689)
+// and leaves only over TLS verified for the MX host name, to a server that
+// advertises REQUIRETLS (the queue bounces it with 5.7.10 otherwise). Until
+// MTA-STS and DANE are in, "verified" means the certificate chains to a
+// trusted root and names the MX host.
+const FlagRequireTLS uint8 = 2
+
 // CountsForQuarantine: a hard failure, or a soft one that is about the
 // address itself (bounce.Reason.RecipientLevel: a refusal for reputation
 // or a connection problem is about us or the site). A message we could
@@ -170,7 +177,9 @@ func (s *Stage) sendDSN(msg *spool.Message, i int, o queue.Outcome, host string,
 		diag = "smtp; " + strings.TrimSpace(fmt.Sprintf("%d %s %s", r.LastCode, r.LastEnhanced, r.LastText))
 	}
 	var headers []byte
-	if body, err := s.d.Bodies.Body(msg.ID); err == nil && body != nil {
+	// A REQUIRETLS message's content never leaves but over verified TLS
+	// (RFC 8689): its DSN carries none of it.
+	if body, err := s.d.Bodies.Body(msg.ID); err == nil && body != nil && msg.Flags&FlagRequireTLS == 0 {
 		if k := bytes.Index(body, []byte("\r\n\r\n")); k >= 0 {
 			headers = body[:k+2]
 		}

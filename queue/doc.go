@@ -37,6 +37,13 @@
 //     Delivered and hard-bounced recipients are final; soft failures are
 //     pushed back into the site heap at their next retry time; a
 //     recipient whose validity has run out expires.
+//  7. TLS: each connection's STARTTLS outcome goes to Deps.TLSReport (RFC
+//     8460 reporting), once per connection and recipient domain. An MX
+//     address whose opportunistic handshake failed is remembered for
+//     Config.TLSFailureMemory and gets clear text at once meanwhile. A
+//     message marked by Deps.RequireTLS (RFC 8689) is sent only over TLS
+//     verified for the MX host to a server advertising REQUIRETLS, and
+//     fails permanently with 5.7.10 otherwise.
 //
 // The package never touches sockets of the injection side, never decides
 // durability (the spool does), and never knows whether quotas and flow

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"github.com/penstock-mta/penstock/flow"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
@@ -66,6 +68,9 @@ type Config struct {
 	Hostname    string
 	MaxMXAddrs  int           // addresses tried per session (Postfix's smtp_mx_address_limit); default 5
 	DNSRetry    time.Duration // wait after a temporary MX lookup failure
+	// TLSFailureMemory: how long an MX address whose STARTTLS handshake
+	// failed gets opportunistic mail in clear text at once; 0: never.
+	TLSFailureMemory time.Duration
 }
 
 // Deps are the long-lived parts the scheduler works with.
@@ -89,6 +94,17 @@ type Deps struct {
 	// ReturnPath gives the MAIL FROM of a transaction (VERP); nil: the
 	// message's sender.
 	ReturnPath func(m *spool.Message, rcpts []int) string
+	// TLSReport receives TLS outcomes for SMTP TLS reporting (RFC 8460):
+	// each failed STARTTLS, and each connection's outcome once per
+	// recipient domain. It must not block. It may be nil.
+	TLSReport func(tlsrpt.Result)
+	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
+	// leaves over TLS verified for the MX host, to a server advertising
+	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
+	RequireTLS func(m *spool.Message) bool
+	// TLSConfig is the base TLS configuration of outgoing connections (its
+	// RootCAs verify certificates; nil: the system's roots).
+	TLSConfig *tls.Config
 }
 
 // Queue is the scheduler. The zero value is not usable: call New.
@@ -117,6 +133,7 @@ type Queue struct {
 	cancelled map[string]bool // cancelled campaigns
 
 	counters counters
+	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
 }
 
 type counters struct {

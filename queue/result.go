@@ -54,6 +54,9 @@ func outcomeOf(err error) Outcome {
 			o.Text = err.Error()
 			o.Permanent = se.Permanent
 			o.Kind = kindOf(se)
+			if errors.Is(err, smtpclient.ErrRequireTLS) {
+				o.Enhanced = "5.7.10" // RFC 8689 §6: REQUIRETLS support required
+			}
 			if se.Permanent {
 				// Refused before sending (a sender the client cannot put
 				// in MAIL FROM, a size the server announced it refuses):
@@ -165,7 +168,7 @@ type attempt struct {
 	t   target
 	p   path
 	lim limits
-	tls bool // the transaction ran over TLS
+	tls tlsState // the transaction's TLS: used, verified, version and cipher
 	now time.Time
 	// notes are what the body stages did (message.Send.Results), for the
 	// delivery log.
@@ -258,7 +261,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			Time: now, ID: m.ID.String(), DeliveryID: m.DeliveryID, Sender: m.Sender, Recipient: r.Addr,
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
-			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size, Detail: o.notes,
+			Class: string(o.Verdict.Class), TLS: tls.on, TLSInfo: tls.info, Size: m.Size, Detail: o.notes,
 		}
 		if !o.Expired {
 			r.Attempts++

@@ -33,7 +33,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, err := s.dial(p, lim)
+	c, t, err := s.dial(p, lim, first.domain)
 	if err != nil {
 		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
@@ -45,7 +45,13 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	}()
 	sent := 0
 	j := first
+	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
+	if err != nil {
+		mode = smtpclient.TLSOpportunistic // as dial does
+	}
+	tlsSeen := map[string]bool{}
 	for {
+		q.tlsSession(j.domain, p, t, c, mode, tlsSeen)
 		s.deliver(c, j, t, p, lim)
 		sent++
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
@@ -115,7 +121,8 @@ func (s *site) linger(lim limits, leaseKey string) *job {
 // dial connects to the first MX address that answers with a usable
 // greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
 // or a 4xx greeting the next address is tried).
-func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
+// domain is the recipient domain of the job that opened it (TLS reports).
+func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, target, error) {
 	q := s.q
 	cfg := q.config()
 	var targets []target
@@ -151,6 +158,7 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 			LocalAddr:      p.src.IP,
 			EHLO:           p.src.EHLO,
 			TLS:            mode,
+			TLSConfig:      q.deps.TLSConfig,
 			ServerName:     t.host,
 			ConnectTimeout: lim.connTimeout,
 			CommandTimeout: lim.cmdTimeout,
@@ -160,17 +168,21 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 		if opts.EHLO == "" {
 			opts.EHLO = cfg.Hostname
 		}
+		if mode == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip) {
+			opts.TLS = smtpclient.TLSDisabled // its handshake failed recently
+		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
 		c, err := smtpclient.Dial(ctx, addr, opts)
 		if err == nil {
-			if terr := c.TLSError(); terr != nil {
+			if terr := c.TLSError(); terr != nil && !q.rememberBrokenTLS(t, terr) {
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",
 					"site", s.key, "mx", t.host, "ip", t.ip.String(), "err", terr)
 			}
 			return c, t, nil
 		}
 		lastErr, lastT = err, t
+		q.tlsFailed(domain, p, t, err)
 		if resourceFailure(err) {
 			// Our descriptors or buffers ran out (EMFILE, ENOBUFS): not
 			// the site's doing, so flow control hears nothing, and the
@@ -239,6 +251,7 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	for i, ri := range j.rcpts {
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
+	c.SetRequireTLS(q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m))
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
-	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: c.TLS(), notes: snd.Results()}, res, err)
+	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), notes: snd.Results()}, res, err)
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"time"
@@ -34,6 +35,15 @@ type Behavior struct {
 	Refuse bool
 	// STARTTLS offers STARTTLS (RFC 3207) with a self-signed certificate made at start.
 	STARTTLS bool
+	// Certificate, when set at NewProvider, replaces the self-signed one (tests
+	// that verify certificates give one signed by their own CA).
+	Certificate *tls.Certificate
+	// BreakTLS answers STARTTLS with 220, then closes the connection instead of
+	// the handshake: a broken TLS stack, as the client sees it.
+	BreakTLS bool
+	// REQUIRETLS advertises the REQUIRETLS extension (RFC 8689) after STARTTLS and
+	// accepts its MAIL parameter there (counted in Stats.RequireTLSMail).
+	REQUIRETLS bool
 	// NoPipelining stops advertising PIPELINING and enforces it: a client that sends
 	// a command before it has the reply to the previous one gets "554 5.5.0 Improper
 	// use of SMTP command pipelining" and is disconnected.

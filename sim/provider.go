@@ -30,6 +30,8 @@ type Stats struct {
 	Attempts        int64          // MAIL FROM commands seen (transaction attempts)
 	MaxMsgsPerConn  int            // most messages delivered on one connection
 	TLSConns        int64          // connections that completed STARTTLS
+	StartTLSSeen    int64          // STARTTLS commands received (handshakes tried)
+	RequireTLSMail  int64          // MAIL FROM commands with REQUIRETLS accepted
 	Arrivals        []time.Time    // time of each delivered message (first 2 million)
 	AttemptTimes    []time.Time    // time of each MAIL FROM seen (first 2 million)
 	ConnTimes       []time.Time    // time each TCP connection was accepted (first 2 million)
@@ -97,6 +99,9 @@ func NewProvider(b Behavior, addrs ...string) (*Provider, error) {
 	cert, err := selfSigned(cb.host, addrs)
 	if err != nil {
 		return nil, err
+	}
+	if b.Certificate != nil {
+		cert = *b.Certificate
 	}
 	p := &Provider{
 		start:        time.Now(),

@@ -283,6 +283,9 @@ func (s *session) hello(b *behavior, ehlo bool, arg []byte) bool {
 	if b.STARTTLS && !s.tls {
 		s.w.WriteString("250-STARTTLS\r\n")
 	}
+	if b.REQUIRETLS && s.tls {
+		s.w.WriteString("250-REQUIRETLS\r\n")
+	}
 	s.w.WriteString("250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE " +
 		strconv.Itoa(maxMessageSize) + "\r\n")
 	return true
@@ -358,6 +361,11 @@ func (s *session) mail(b *behavior, arg []byte) bool {
 				return s.bad("501 5.5.4 Bad BODY parameter")
 			}
 		case isVerb(k, "SMTPUTF8") && len(v) == 0:
+		case isVerb(k, "REQUIRETLS") && len(v) == 0 && b.REQUIRETLS && s.tls:
+			// RFC 8689 §4.1: only over TLS, and only when advertised.
+			s.p.smu.Lock()
+			s.p.st.RequireTLSMail++
+			s.p.smu.Unlock()
 		default:
 			return s.bad("555 5.5.4 Unsupported MAIL parameter")
 		}
@@ -551,8 +559,11 @@ func (s *session) startTLS(b *behavior, arg []byte) bool {
 	case len(arg) > 0:
 		return s.bad("501 5.5.4 STARTTLS takes no argument")
 	}
+	s.p.smu.Lock()
+	s.p.st.StartTLSSeen++
+	s.p.smu.Unlock()
 	s.reply("220 2.0.0 Ready to start TLS")
-	if s.w.Flush() != nil {
+	if s.w.Flush() != nil || b.BreakTLS {
 		return false
 	}
 	tc := tls.Server(deadlineConn{s.raw}, s.p.tlsConfig)

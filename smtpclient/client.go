@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -78,10 +79,13 @@ type Client struct {
 	maxSize                                               int64 // SIZE limit, 0 = none given
 
 	tls      bool
+	verified bool // the certificate verified for ServerName (RFC 6125)
 	tlsErr   *Error
-	broken   bool
-	closed   bool
-	messages int
+	// requireTLS: the next Send is a REQUIRETLS transaction (RFC 8689).
+	requireTLS bool
+	broken     bool
+	closed     bool
+	messages   int
 }
 
 // Dial connects to addr ("ip:port"), reads the greeting, says EHLO (HELO if
@@ -308,6 +312,10 @@ func (c *Client) startTLS(ctx context.Context) *Error {
 	c.r.Reset(tc)
 	c.w.Reset(tc)
 	c.tls = true
+	// Opportunistic and required sessions accept any certificate (RFC 7435);
+	// whether it would have verified is still worth knowing (REQUIRETLS,
+	// the delivery log).
+	c.verified = mode == TLSVerify || verifyPeer(tc.ConnectionState(), cfg.RootCAs, c.opts.ServerName)
 	// RFC 3207 §4.2: discard what we knew and ask again; extensions may
 	// differ over TLS.
 	return c.hello(ctx)
@@ -410,6 +418,29 @@ func (c *Client) TLSError() error {
 		return nil
 	}
 	return c.tlsErr
+}
+
+// Verified reports whether the TLS session's certificate verified for the
+// MX host name (ServerName) against the roots of Options.TLSConfig (nil:
+// the system's), whatever the mode.
+func (c *Client) Verified() bool { return c.tls && c.verified }
+
+// SetRequireTLS makes the following Sends REQUIRETLS transactions (RFC
+// 8689 §4.1): refused with ErrRequireTLS unless the connection is TLS with
+// a verified certificate and the server advertises REQUIRETLS, and sent
+// with the REQUIRETLS MAIL parameter.
+func (c *Client) SetRequireTLS(on bool) { c.requireTLS = on }
+
+func verifyPeer(cs tls.ConnectionState, roots *x509.CertPool, name string) bool {
+	if len(cs.PeerCertificates) == 0 || name == "" {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name})
+	return err == nil
 }
 
 // TLSConnectionState returns the TLS state, or nil without TLS.

@@ -40,7 +40,11 @@
 //     permanent: a retry, or an operator, may fix them. After the handshake
 //     the client says EHLO again and forgets the clear-text extensions
 //     (RFC 3207 §4.2). Bytes the server sends after its 220 and before the
-//     handshake are refused, not read as if protected.
+//     handshake are refused, not read as if protected. Whatever the mode,
+//     Verified says whether the certificate verified for ServerName; a
+//     REQUIRETLS transaction (SetRequireTLS, RFC 8689) is sent only when it
+//     did and the server advertises REQUIRETLS, else refused with
+//     ErrRequireTLS before MAIL.
 //
 //  5. Send, once per message. The sender and every recipient go into one
 //     transaction. With PIPELINING, MAIL FROM, every RCPT TO and DATA are

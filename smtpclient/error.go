@@ -66,6 +66,10 @@ var (
 	ErrTooLarge = errors.New("message larger than the server's advertised SIZE")
 	// ErrNoSTARTTLS: TLS is required and the server does not offer STARTTLS.
 	ErrNoSTARTTLS = errors.New("server does not offer STARTTLS and the rule requires TLS")
+	// ErrRequireTLS: the message asks for REQUIRETLS (RFC 8689) and this
+	// connection cannot carry it: no TLS, a certificate not verified for the
+	// MX host name, or a server that does not advertise REQUIRETLS.
+	ErrRequireTLS = errors.New("REQUIRETLS support required")
 )
 
 // Error is every failure this package reports: a connection that could not be

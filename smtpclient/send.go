@@ -78,6 +78,22 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 	if utf8 && !c.extUTF8 {
 		return res.fail(permErr("MAIL", ErrSMTPUTF8Unsupported))
 	}
+	if c.requireTLS {
+		// RFC 8689 §4.2.1: not relayed over a connection without the
+		// protection asked for; no retry over this connection changes that.
+		var why string
+		switch _, adv := c.ext["REQUIRETLS"]; {
+		case !c.tls:
+			why = "no TLS"
+		case !c.verified:
+			why = "the certificate did not verify for " + c.opts.ServerName
+		case !adv:
+			why = "the server does not advertise REQUIRETLS"
+		}
+		if why != "" {
+			return res.fail(permErr("MAIL", fmt.Errorf("%w: %s", ErrRequireTLS, why)))
+		}
+	}
 	eightBit, size := scanBody(body)
 	// RFC 1870 §6: do not send what the server announced it will refuse.
 	if c.maxSize > 0 && size > c.maxSize {
@@ -296,7 +312,8 @@ func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string) (boo
 }
 
 // writeMail buffers MAIL FROM with the parameters the server understands:
-// SIZE (RFC 1870 §4), BODY=8BITMIME (RFC 6152 §3) and SMTPUTF8 (RFC 6531 §3.4).
+// SIZE (RFC 1870 §4), BODY=8BITMIME (RFC 6152 §3), SMTPUTF8 (RFC 6531 §3.4)
+// and REQUIRETLS (RFC 8689 §4.1, checked by Send).
 // A body with 8-bit bytes goes out as is to a server without 8BITMIME:
 // converting MIME is not this package's job, and in practice servers take it.
 func (c *Client) writeMail(from string, size int64, eightBit, utf8 bool) {
@@ -313,6 +330,9 @@ func (c *Client) writeMail(from string, size int64, eightBit, utf8 bool) {
 	}
 	if utf8 {
 		c.w.WriteString(" SMTPUTF8")
+	}
+	if c.requireTLS {
+		c.w.WriteString(" REQUIRETLS")
 	}
 	c.w.WriteString("\r\n")
 }

@@ -51,6 +51,9 @@ type Envelope struct {
 	User     string // authenticated user, "" if none
 	SMTPUTF8 bool   // MAIL FROM had SMTPUTF8 (RFC 6531)
 	Body8Bit bool   // BODY=8BITMIME was declared or the body has octets above 127
+	// RequireTLS: MAIL FROM had REQUIRETLS (RFC 8689), taken only over TLS:
+	// the message may only be relayed over TLS verified for the next hop.
+	RequireTLS bool
 }
 
 // Acceptor stores a message durably. Penstock answers 250 only after Accept
@@ -171,6 +174,9 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 	// and decide per session (session.AuthMechanisms).
 	ss.AllowInsecureAuth = true
 	ss.EnableSMTPUTF8 = true
+	// go-smtp advertises REQUIRETLS only after STARTTLS (RFC 8689 §4.1);
+	// session.mail refuses the parameter in clear text.
+	ss.EnableREQUIRETLS = cfg.TLSConfig != nil
 	ss.ErrorLog = errorLog{log}
 	s.smtp = ss
 	return s, nil

@@ -58,7 +58,14 @@ type session struct {
 	nrcpt     int // accepted RCPT commands, duplicates included: the limit counts commands
 	rcpts     []string
 	seen      map[string]struct{} // built once rcpts is long enough for a scan to cost
+
+	requireTLS bool // MAIL FROM had REQUIRETLS (RFC 8689)
 }
+
+// errRequireTLSClear: REQUIRETLS is only offered, hence only taken, over TLS
+// (RFC 8689 §4.1).
+var errRequireTLSClear = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
+	Message: "REQUIRETLS needs a TLS session: send STARTTLS first"}
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	tc := trackedOf(c.Conn())
@@ -138,6 +145,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		s.srv.log.Info("relaying denied", append(s.logAttrs(), "helo", s.c.Hostname(), "from", from)...)
 		return errRelayDenied
 	}
+	if opts.RequireTLS && !s.tls {
+		s.srv.stats.reject(ReasonBadSender)
+		return errRequireTLSClear
+	}
 	if from != "" {
 		addr, err := checkMailbox(from, opts.UTF8)
 		if err != nil {
@@ -163,6 +174,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}, s.c.Hostname())
 	s.smtputf8 = opts.UTF8
 	s.body8 = opts.Body == smtp.Body8BitMIME
+	s.requireTLS = opts.RequireTLS
 	return nil
 }
 
@@ -296,6 +308,8 @@ func (s *session) envelope() (*Envelope, traceInfo, error) {
 		User:     s.user,
 		SMTPUTF8: s.smtputf8,
 		Body8Bit: s.body8,
+
+		RequireTLS: s.requireTLS,
 	}
 	s.rcpts, s.seen = nil, nil // env owns the slice now
 	return env, traceInfo{
@@ -322,7 +336,7 @@ func (s *session) Reset() {
 
 func (s *session) clearTx() {
 	s.inTx, s.from, s.helo = false, "", ""
-	s.smtputf8, s.body8 = false, false
+	s.smtputf8, s.body8, s.requireTLS = false, false, false
 	s.nrcpt, s.rcpts, s.seen = 0, nil, nil
 }
 

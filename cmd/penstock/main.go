@@ -87,6 +87,9 @@ func commands() map[string]command {
 		"bounces": {summary: "the most frequent failure replies and their bounce reason and class", run: cmdBounces,
 			about:   "The most frequent failure replies, normalised, with how the bounce rules\nqualified them: a frequent reply with reason unknown wants a [[bounce_rule]].",
 			example: "penstock bounces -site gmail.com -n 50"},
+		"tlsrpt": {summary: "the SMTP TLS reports (RFC 8460) this node would send: TLS successes and failures per domain and day", run: cmdTLSRPT,
+			about:   "Shows the TLS outcomes of outgoing sessions, aggregated per recipient domain\nand UTC day as the daily RFC 8460 report sends them ([tlsrpt] enabled):\nsuccessful sessions, failures by result type with the MX host and details.",
+			example: "penstock tlsrpt\npenstock tlsrpt -domain example.com -json"},
 	}
 }
 

@@ -1,0 +1,46 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/penstock-mta/penstock/tlsrpt"
+)
+
+// TLSReports is an optional part of the Backend: the SMTP TLS reports
+// (RFC 8460) the node holds, as they would be sent.
+type TLSReports interface {
+	// TLSReports returns the reports of every day held (today's so far
+	// included), of one policy domain or of all ("").
+	TLSReports(domain string) TLSReportsView
+}
+
+// TLSReportsView is GET /api/v1/tlsrpt.
+type TLSReportsView struct {
+	Enabled bool                `json:"enabled"` // [tlsrpt] enabled: reports are sent
+	SendAt  string              `json:"send_at"` // UTC
+	Counts  map[string]uint64   `json:"counts"`  // sessions since start by result
+	Reports []TLSReportOfDomain `json:"reports"`
+}
+
+// TLSReportOfDomain is one report: the day, the policy domain, and the
+// report's JSON as sent.
+type TLSReportOfDomain struct {
+	Day    string        `json:"day"`
+	Domain string        `json:"domain"`
+	Report tlsrpt.Report `json:"report"`
+}
+
+func (h *handler) tlsReports(w http.ResponseWriter, r *http.Request) {
+	tr, ok := h.b.(TLSReports)
+	if !ok {
+		writeErr(w, http.StatusNotFound, "TLS reporting is not available on this node", "")
+		return
+	}
+	domain := strings.ToLower(strings.TrimSuffix(r.URL.Query().Get("domain"), "."))
+	if strings.ContainsAny(domain, "/ \t") {
+		writeErr(w, http.StatusBadRequest, "domain: not a domain name", "domain")
+		return
+	}
+	writeJSON(w, http.StatusOK, tr.TLSReports(domain))
+}
