@@ -56,6 +56,9 @@ type Config struct {
 	Cluster     Cluster      `toml:"cluster"`
 	DKIM        []DKIM       `toml:"dkim,omitempty"`
 	DKIMDefault DKIMDefault  `toml:"dkim_default"`
+	Webhooks    []Webhook    `toml:"webhook,omitempty"`
+	Streams     []Stream     `toml:"stream,omitempty"`
+	Postgres    Postgres     `toml:"postgres"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -348,6 +351,7 @@ func Default() *Config {
 		},
 		Cluster:     Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
 		DKIMDefault: DKIMDefault{KeepExisting: true},
+		Postgres:    Postgres{Schema: "penstock", BatchSize: 1000},
 	}
 }
 
@@ -413,6 +417,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.DKIM {
 		c.DKIM[i].ApplyDefaults()
 	}
+	c.eventsOutDefaults()
 }
 
 // ApplyDefaults fills the rule's unset keys with the values in force,

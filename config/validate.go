@@ -85,6 +85,7 @@ func (c *Config) problems() []*Error {
 	v.bounceIn(&c.Bounce)
 	v.cluster(&c.Cluster)
 	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
+	v.eventsOut(c.Webhooks, c.Streams, &c.Postgres)
 	return v.probs
 }
 

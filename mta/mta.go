@@ -27,6 +27,7 @@ import (
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/metrics"
@@ -94,6 +95,7 @@ type MTA struct {
 	metrics    *metrics.Metrics
 	deliveries *deliveries
 	unsub      []func()
+	eventsOut  *eventsout.Manager
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -287,6 +289,9 @@ func (m *MTA) Start(ctx context.Context) error {
 	tsub, tunsub := m.Log.Subscribe(8192)
 	go m.feedTop(tsub)
 	m.unsub = []func(){unsub, munsub, tunsub}
+	if err := m.startEventsOut(); err != nil {
+		return err
+	}
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -403,6 +408,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 		f()
 	}
 	m.wg.Wait()
+	if err := m.stopEventsOut(); err != nil {
+		errs = append(errs, fmt.Errorf("event outputs: %w", err))
+	}
 	if err := m.Log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("delivery log: %w", err))
 	}
