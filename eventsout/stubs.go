@@ -12,6 +12,5 @@ type unbuilt struct{}
 func (unbuilt) Send(context.Context, []Event) error { return errors.New("not built") }
 func (unbuilt) Close() error                        { return nil }
 
-func newAMQP(config.Stream) Sender       { return unbuilt{} }
-func newNATS(config.Stream) Sender       { return unbuilt{} }
-func newPostgres(config.Postgres) Sender { return unbuilt{} }
+func newAMQP(config.Stream) Sender { return unbuilt{} }
+func newNATS(config.Stream) Sender { return unbuilt{} }
