@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/penstock-mta/penstock/eventsout"
+	"github.com/penstock-mta/penstock/metrics"
 )
 
 // startEventsOut starts the webhook, stream and PostgreSQL outputs. They
@@ -40,3 +41,13 @@ func (m *MTA) EventsOutStatus() []eventsout.Status {
 	}
 	return m.eventsOut.Status()
 }
+
+func (s metricsSource) EventsOut() []metrics.Output {
+	var out []metrics.Output
+	for _, st := range s.m.EventsOutStatus() {
+		out = append(out, metrics.Output{Name: st.Name, Lag: st.Lag, Failures: st.Failures})
+	}
+	return out
+}
+
+func (b backend) EventsOut() []eventsout.Status { return b.m.EventsOutStatus() }

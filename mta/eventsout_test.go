@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,6 +64,27 @@ func TestWebhookSlowReceiverDoesNotSlowDelivery(t *testing.T) {
 	st := h.m.EventsOutStatus()
 	if len(st) != 1 || st[0].Sent != 0 || st[0].Lag == 0 {
 		t.Fatalf("while the receiver blocks: status %+v, want nothing sent and a lag", st)
+	}
+	// Visible while blocked: the API status route and the metrics.
+	var status struct {
+		Outputs []struct {
+			Name string `json:"name"`
+			Lag  int64  `json:"lag"`
+		} `json:"event_outputs"`
+	}
+	if code := h.api("GET", "/api/v1/status", &status); code != 200 || len(status.Outputs) != 1 ||
+		status.Outputs[0].Name != "slow" || status.Outputs[0].Lag == 0 {
+		t.Errorf("API status %d: %+v", code, status)
+	}
+	resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `penstock_eventsout_lag{output="slow"}`) ||
+		!strings.Contains(string(body), `penstock_eventsout_failures_total{output="slow"} 0`) {
+		t.Errorf("metrics lack the output's lag and failures")
 	}
 	close(release)
 	waitFor(t, 20*time.Second, "every Delivery at the webhook", func() bool {

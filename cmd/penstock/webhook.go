@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/penstock-mta/penstock/eventsout"
@@ -44,4 +45,22 @@ func cmdWebhook(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// printOutputs is penstock status's section on the event outputs.
+func printOutputs(w io.Writer, outs []eventsout.Status) {
+	if len(outs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nevent outputs:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  OUTPUT\tKIND\tLAG\tSENT\tFAILURES\tSKIPPED\tLAST ERROR")
+	for _, o := range outs {
+		last := "-"
+		if o.LastError != "" {
+			last = o.LastErrorAt.Format(time.DateTime) + " " + o.LastError
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%s\n", o.Name, o.Kind, o.Lag, o.Sent, o.Failures, o.Skipped, last)
+	}
+	tw.Flush()
 }

@@ -32,3 +32,15 @@ func TestWebhookTestCommand(t *testing.T) {
 		t.Fatalf("unknown name: rc %d err %q", code, errs)
 	}
 }
+
+func TestStatusShowsEventOutputs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"totals":{},"event_outputs":[{"name":"crm","kind":"webhook","lag":42,"sent":7,"failures":3,"last_error":"webhook crm: HTTP 503: busy","last_error_at":"2026-03-01T10:00:00Z"}]}`))
+	}))
+	defer srv.Close()
+	code, out, errs := runCmd("status", "-api", srv.URL)
+	if code != 0 || !strings.Contains(out, "event outputs:") || !strings.Contains(out, "crm") ||
+		!strings.Contains(out, "42") || !strings.Contains(out, "HTTP 503: busy") {
+		t.Fatalf("rc %d out %q err %q", code, out, errs)
+	}
+}
