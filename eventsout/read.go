@@ -21,7 +21,8 @@ type Event struct {
 	JSON []byte
 }
 
-// maxRead bounds the bytes one Read takes from a file.
+// maxRead bounds the bytes one Read takes from a file (unless one line is
+// longer).
 const maxRead = 4 << 20
 
 // Read returns up to max events after c and the cursor past them. When c's
@@ -70,10 +71,18 @@ func readFile(f logFile, c Cursor, max int) ([]Event, Cursor, int, error) {
 		return nil, c, 0, fmt.Errorf("delivery log: %w", err)
 	}
 	defer fh.Close()
-	n := min(f.scanned-c.Offset, maxRead)
-	buf := make([]byte, n)
-	if _, err := fh.ReadAt(buf, c.Offset); err != nil && err != io.EOF {
-		return nil, c, 0, fmt.Errorf("delivery log: read %s: %w", f.path, err)
+	left := f.scanned - c.Offset
+	var buf []byte
+	// A line longer than maxRead is read whole: the bytes up to f.scanned
+	// end with a newline, so the doubling stops.
+	for size := min(left, maxRead); ; size = min(2*size, left) {
+		buf = make([]byte, size)
+		if _, err := fh.ReadAt(buf, c.Offset); err != nil && err != io.EOF {
+			return nil, c, 0, fmt.Errorf("delivery log: read %s: %w", f.path, err)
+		}
+		if size == left || bytes.IndexByte(buf, '\n') >= 0 {
+			break
+		}
 	}
 	var evs []Event
 	bad := 0

@@ -260,5 +260,11 @@ func (t *Tail) Lag(c Cursor) (lag int64, found bool) {
 			}
 		}
 	}
+	if !found { // deleted under the cursor: all that is left is behind
+		lag = 0
+		for _, f := range fs {
+			lag += f.lines
+		}
+	}
 	return lag, found
 }
