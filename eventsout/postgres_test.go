@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +96,34 @@ func TestPostgresKilledConnection(t *testing.T) {
 		".events WHERE lower(recipient) = lower($1) ORDER BY time DESC LIMIT 1", "R1@example.com").Scan(&typ, &reason)
 	if err != nil || typ != "Bounce" || reason != "bad-mailbox" {
 		t.Errorf("recipient query: %s %s %v", typ, reason, err)
+	}
+	// Every SQL example of the README runs against the table.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(readme), "```sql\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		for _, q := range strings.Split(block, ";\n") {
+			if strings.TrimSpace(q) == "" {
+				continue
+			}
+			n++
+			rows, err := admin.Query(context.Background(), strings.ReplaceAll(q, "penstock.events", schema+".events"))
+			if err == nil {
+				for rows.Next() {
+				}
+				rows.Close()
+				err = rows.Err()
+			}
+			if err != nil {
+				t.Errorf("README query fails: %v\n%s", err, q)
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("found %d SQL examples in the README, want 3", n)
 	}
 }
 
