@@ -45,6 +45,7 @@ import (
 
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/smtpclient"
@@ -76,6 +77,7 @@ type benchFlags struct {
 	dir                       string
 	extraRules                int  // rules tried (and missed) before the bench rule
 	noShipped                 bool // without the shipped provider rules
+	outputs                   benchOutputFlags
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -106,6 +108,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.extraRules, "rules", 0, "this many extra MX rules, each with limits, tried (and missed) before the bench rule: the cost of rules in force")
 	fs.BoolVar(&f.noShipped, "no-shipped-rules", false, "leave out the shipped provider rules")
 	fs.StringVar(&f.dir, "dir", "", "directory for the spool and delivery log, kept and reused by later runs (default: a new temporary directory, removed after)")
+	f.outputs.register(fs)
 	fs.StringVar(&f.memProfile, "memprofile", "", "write Penstock's allocation profile (allocs) after the run to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: penstock bench [flags]")
@@ -243,6 +246,10 @@ type benchResult struct {
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
 	LogDropped    uint64  `json:"log_records_dropped,omitempty"`
+
+	Outputs       string             `json:"event_outputs,omitempty"` // -webhook, -amqp, -nats, -postgres
+	OutputsDrainS float64            `json:"event_outputs_drain_s,omitempty"`
+	OutputStatus  []eventsout.Status `json:"event_outputs_status,omitempty"`
 }
 
 func (r *benchResult) print(w io.Writer) {
@@ -281,6 +288,7 @@ func (r *benchResult) print(w io.Writer) {
 		fmt.Fprintf(w, "WARNING: other processes used %.0f%% of the machine during the run: the figures are unreliable\n",
 			100*r.OtherCPUS/(r.EndToEndS*float64(r.Machine.CPUs)))
 	}
+	printBenchOutputs(w, r)
 	if r.LogDropped > 0 {
 		fmt.Fprintf(w, "note: the bench's log subscription dropped %d records; latencies use the rest\n", r.LogDropped)
 	}
@@ -579,6 +587,15 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		cfg.Server.UseShippedRules = !f.noShipped
 		res.Settings += fmt.Sprintf("; %d extra rules before the bench rule, shipped rules %v", f.extraRules, !f.noShipped)
 	}
+	if f.outputs.any() {
+		names, stop, err := f.outputs.apply(cfg)
+		defer stop()
+		if err != nil {
+			return nil, err
+		}
+		res.Outputs = names
+		res.Settings += "; event outputs " + names
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := mta.New(cfg, mta.Options{Logger: logger, NoSync: f.unsafeNoSync})
 	if err != nil {
@@ -694,6 +711,11 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		}
 	}
 	tot := m.Queue.Totals()
+	if res.Outputs != "" {
+		m.Log.Flush()
+		drain, st := benchDrain(ctx, m.EventsOutStatus, time.Minute)
+		res.OutputsDrainS, res.OutputStatus = drain.Seconds(), st
+	}
 	shutdown()
 
 	res.CPUS = cpu.Seconds()
