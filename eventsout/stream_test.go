@@ -195,4 +195,5 @@ func TestNATSServerDownThenBack(t *testing.T) {
 	if got.dups != 0 {
 		t.Errorf("%d duplicates in the stream", got.dups)
 	}
+	m.Close() // before the deferred DeleteStream: nothing makes the stream again
 }

@@ -3,6 +3,7 @@ package eventsout
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -252,4 +253,33 @@ func TestWebhookTest(t *testing.T) {
 	if err != nil || code != 200 || reply != "ok thanks" {
 		t.Fatalf("Test = %d %q %v", code, reply, err)
 	}
+}
+
+// https receivers are verified: an unknown certificate is a failure
+// (retried), a trusted one delivers.
+func TestWebhookTLSVerified(t *testing.T) {
+	got := newReceived()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got.addJSON(t, body)
+	}))
+	defer srv.Close()
+
+	e := newEnv(t, nil)
+	e.cfg.Webhooks = []config.Webhook{hook(srv.URL)}
+	m := e.manager(Options{}) // system roots: the test certificate is unknown
+	e.write(3)
+	waitFor(t, 5*time.Second, "a certificate failure", func() bool {
+		return strings.Contains(m.Status()[0].LastError, "certificate")
+	})
+	if got.count() != 0 {
+		t.Fatal("sent to an unverified server")
+	}
+	m.Close()
+
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	e.manager(Options{RootCAs: roots})
+	waitFor(t, 5*time.Second, "3 events", func() bool { return got.count() == 3 })
+	got.checkAll(t, 0, 3)
 }
