@@ -38,6 +38,12 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// RootCAs verifies webhook servers' certificates; nil = the system's.
 	RootCAs *x509.CertPool
+	// SaveEvery is how often an output's cursor is written to the KV
+	// while it moves, and at stop; default 1s. Each save is a spool
+	// transaction: saving after every batch would compete with the
+	// spool's own commits. A crash re-sends at most this much, which the
+	// event ids make harmless.
+	SaveEvery time.Duration
 }
 
 // Status is one output's state, for penstock status, metrics and the API.
@@ -72,6 +78,9 @@ type output struct {
 	mu     sync.Mutex
 	cur    Cursor
 	status Status
+
+	saved   Cursor // last cursor written to the KV (run's goroutine only)
+	savedAt time.Time
 }
 
 // New builds the outputs of cfg over the delivery log in logDir. Nothing
@@ -90,6 +99,9 @@ func New(cfg *config.Config, opts Options) (*Manager, error) {
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = time.Second
+	}
+	if opts.SaveEvery <= 0 {
+		opts.SaveEvery = time.Second
 	}
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(5*time.Minute, opts.MinBackoff)
@@ -138,7 +150,7 @@ func (m *Manager) Start() error {
 		if err != nil {
 			return err
 		}
-		o.cur = c
+		o.cur, o.saved, o.savedAt = c, c, time.Now()
 	}
 	m.wg.Add(1)
 	go func() {
@@ -221,6 +233,7 @@ func (o *output) fail(err error) {
 func (m *Manager) run(o *output) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer m.save(o, true)
 	go func() {
 		<-m.stop
 		cancel()
@@ -251,6 +264,7 @@ func (m *Manager) run(o *output) {
 				m.advance(o, next, 0)
 				continue
 			}
+			m.save(o, true) // idle: the cursor reaches the KV now
 			select {
 			case <-m.stop:
 				return
@@ -285,17 +299,31 @@ func (m *Manager) run(o *output) {
 	}
 }
 
-// advance stores o's cursor after sent events went out.
+// advance moves o's cursor past events that went out.
 func (m *Manager) advance(o *output, next Cursor, sent int) {
-	if err := m.saveCursor(o.name, next); err != nil {
-		// The batch went out; without the cursor it goes again after a
-		// restart, which the event ids make harmless.
-		o.fail(fmt.Errorf("saving the cursor: %w", err))
-	}
 	o.mu.Lock()
 	o.cur = next
 	o.status.Sent += uint64(sent)
 	o.mu.Unlock()
+	m.save(o, false)
+}
+
+// save writes o's cursor to the KV if it moved, at most every SaveEvery
+// unless final.
+func (m *Manager) save(o *output, final bool) {
+	o.mu.Lock()
+	cur := o.cur
+	o.mu.Unlock()
+	if cur == o.saved || (!final && time.Since(o.savedAt) < m.opts.SaveEvery) {
+		return
+	}
+	if err := m.saveCursor(o.name, cur); err != nil {
+		// The events went out; without the cursor they go again after a
+		// restart, which the event ids make harmless.
+		o.fail(fmt.Errorf("saving the cursor: %w", err))
+		return
+	}
+	o.saved, o.savedAt = cur, time.Now()
 }
 
 // deliver sends evs until the receiver takes them; false when stopped.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/spool"
 )
 
 // verify checks a signature header the way the README tells receivers to.
@@ -282,4 +284,49 @@ func TestWebhookTLSVerified(t *testing.T) {
 	e.manager(Options{RootCAs: roots})
 	waitFor(t, 5*time.Second, "3 events", func() bool { return got.count() == 3 })
 	got.checkAll(t, 0, 3)
+}
+
+type countingKV struct {
+	spool.KV
+	puts atomic.Int64
+}
+
+func (c *countingKV) Put(k string, v []byte) error { c.puts.Add(1); return c.KV.Put(k, v) }
+
+// The cursor is not written to the spool after every batch (each write is
+// a spool transaction), yet a stop saves it: nothing is sent again.
+func TestCursorSavesAreBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	got := newReceived()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got.addJSON(t, body)
+	}))
+	defer srv.Close()
+	h := hook(srv.URL)
+	h.BatchSize = 10
+	e.cfg.Webhooks = []config.Webhook{h}
+	kv := &countingKV{KV: e.sp.KV(Bucket)}
+	opts := Options{KV: kv, Poll: 10 * time.Millisecond, SaveEvery: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	m, err := New(e.cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.write(500)
+	waitFor(t, 10*time.Second, "500 events", func() bool { return got.count() == 500 })
+	m.Close()
+	if n := kv.puts.Load(); n > 5 {
+		t.Errorf("%d cursor writes for 50 batches", n)
+	}
+	e.manager(Options{})
+	e.write(1)
+	waitFor(t, 5*time.Second, "501 events", func() bool { return got.count() == 501 })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if got.dups != 0 {
+		t.Errorf("%d events sent again after a clean stop", got.dups)
+	}
 }
