@@ -79,9 +79,11 @@ func (c *Config) eventsOutDefaults() {
 	}
 }
 
-// recordTypes are the delivery log's record types (package events).
-var recordTypes = []string{"Reception", "Delivery", "TransientFailure", "Bounce", "Expiration",
-	"Suppressed", "AdminAction", "FlowControl", "LocalProblem", "Complaint"}
+// recordTypes returns the delivery log's record types (package events).
+func recordTypes() []string {
+	return []string{"Reception", "Delivery", "TransientFailure", "Bounce", "Expiration",
+		"Suppressed", "AdminAction", "FlowControl", "LocalProblem", "Complaint"}
+}
 
 func (v *validator) eventsOut(hooks []Webhook, streams []Stream, pg *Postgres) {
 	names := map[string]bool{}
@@ -96,8 +98,8 @@ func (v *validator) eventsOut(hooks []Webhook, streams []Stream, pg *Postgres) {
 	}
 	types := func(at place, list []string) {
 		for j, t := range list {
-			if !oneOf(t, recordTypes...) {
-				v.errf(at, elem("events", j), "%q is not a record type (%s)", t, strings.Join(recordTypes, ", "))
+			if !oneOf(t, recordTypes()...) {
+				v.errf(at, elem("events", j), "%q is not a record type (%s)", t, strings.Join(recordTypes(), ", "))
 			}
 		}
 	}

@@ -20,9 +20,10 @@ import (
 type NATS struct {
 	cfg config.Stream
 
-	mu sync.Mutex
-	nc *nats.Conn
-	js jetstream.JetStream
+	mu     sync.Mutex
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	closed chan struct{} // closed when nc closes: pending acks will never come
 }
 
 func newNATS(cfg config.Stream) Sender { return &NATS{cfg: cfg} }
@@ -30,7 +31,9 @@ func newNATS(cfg config.Stream) Sender { return &NATS{cfg: cfg} }
 func (n *NATS) connect(ctx context.Context) error {
 	// No reconnect loop inside the client: a failed batch drops the
 	// connection and the output's own backoff makes a new one.
-	nc, err := nats.Connect(n.cfg.URL, nats.Timeout(10*time.Second), nats.NoReconnect(), nats.Name("penstock"))
+	closed := make(chan struct{})
+	nc, err := nats.Connect(n.cfg.URL, nats.Timeout(10*time.Second), nats.NoReconnect(), nats.Name("penstock"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", n.cfg.Name, err)
 	}
@@ -52,7 +55,7 @@ func (n *NATS) connect(ctx context.Context) error {
 			return fmt.Errorf("nats %s: stream %s: %w", n.cfg.Name, n.cfg.JetStream, err)
 		}
 	}
-	n.nc, n.js = nc, js
+	n.nc, n.js, n.closed = nc, js, closed
 	return nil
 }
 
@@ -92,6 +95,8 @@ func (n *NATS) publish(ctx context.Context, evs []Event) error {
 		case <-f.Ok():
 		case err := <-f.Err():
 			return fmt.Errorf("nats %s: not acknowledged: %w", n.cfg.Name, err)
+		case <-n.closed:
+			return fmt.Errorf("nats %s: connection closed before the acknowledgements", n.cfg.Name)
 		case <-ctx.Done():
 			return fmt.Errorf("nats %s: waiting for acknowledgements: %w", n.cfg.Name, ctx.Err())
 		}

@@ -23,10 +23,12 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// pgColumns are the events table's columns, in COPY order.
-var pgColumns = []string{"event_id", "type", "time", "message_id", "delivery_id", "sender", "recipient",
-	"site", "mx_host", "mx_ip", "source_ip", "rule", "code", "enhanced_code", "text", "reason", "class",
-	"attempt", "status", "detail", "state", "size", "tls"}
+// pgColumns returns the events table's columns, in COPY order.
+func pgColumns() []string {
+	return []string{"event_id", "type", "time", "message_id", "delivery_id", "sender", "recipient",
+		"site", "mx_host", "mx_ip", "source_ip", "rule", "code", "enhanced_code", "text", "reason", "class",
+		"attempt", "status", "detail", "state", "size", "tls"}
+}
 
 // Postgres writes events into <schema>.events: COPY into a temporary table,
 // then INSERT ... ON CONFLICT (event_id) DO NOTHING, in one transaction.
@@ -147,7 +149,7 @@ func (p *Postgres) write(ctx context.Context, evs []Event) error {
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS events_in (LIKE "+s+".events) ON COMMIT DELETE ROWS"); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events_in"}, pgColumns, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events_in"}, pgColumns(), pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("postgres: copy: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO "+s+".events SELECT * FROM events_in ON CONFLICT (event_id) DO NOTHING"); err != nil {

@@ -71,6 +71,11 @@ func readFile(f logFile, c Cursor, max int) ([]Event, Cursor, int, error) {
 		return nil, c, 0, fmt.Errorf("delivery log: %w", err)
 	}
 	defer fh.Close()
+	// The path may name another file by now (rotation renamed ours): read
+	// only the file the Tail counted, or nothing until the next refresh.
+	if fi, err := fh.Stat(); err != nil || !os.SameFile(fi, f.info) {
+		return nil, c, 0, nil
+	}
 	left := f.scanned - c.Offset
 	var buf []byte
 	// A line longer than maxRead is read whole: the bytes up to f.scanned
@@ -106,12 +111,41 @@ func readFile(f logFile, c Cursor, max int) ([]Event, Cursor, int, error) {
 	return evs, c, bad, nil
 }
 
+const typePrefix = `{"type":"`
+
+// recordType finds a line's type without decoding it: the events package's
+// encoder writes "type" first, and a record never holds an unescaped
+// {"type":" elsewhere, so a second one means two records torn into one
+// line (a failed write) and the full decode decides.
+func recordType(line []byte) (string, bool) {
+	if !bytes.HasPrefix(line, []byte(typePrefix)) || line[len(line)-1] != '}' ||
+		bytes.Contains(line[1:], []byte(typePrefix)) {
+		return "", false
+	}
+	rest := line[len(typePrefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 {
+		return "", false
+	}
+	for _, c := range rest[:end] {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return "", false
+		}
+	}
+	return string(rest[:end]), true
+}
+
 func makeEvent(id string, line []byte) (Event, bool) {
+	line = bytes.TrimSpace(line)
+	if len(line) < 2 || line[0] != '{' {
+		return Event{}, false
+	}
 	var head struct {
 		Type string `json:"type"`
 	}
-	line = bytes.TrimSpace(line)
-	if len(line) < 2 || line[0] != '{' || json.Unmarshal(line, &head) != nil || head.Type == "" {
+	if t, ok := recordType(line); ok {
+		head.Type = t
+	} else if json.Unmarshal(line, &head) != nil || head.Type == "" {
 		return Event{}, false
 	}
 	js := make([]byte, 0, len(line)+len(id)+16)

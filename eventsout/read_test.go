@@ -48,7 +48,12 @@ func TestReadBadLinesAndIDs(t *testing.T) {
 	if err != nil || len(evs) != 2 || bad != 2 {
 		t.Fatalf("evs %d bad %d err %v", len(evs), bad, err)
 	}
-	key := fileKey(filepath.Join(dir, "delivery.log"))
+	fh, err := os.Open(filepath.Join(dir, "delivery.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fileKey(fh)
+	fh.Close()
 	if evs[0].ID != key+"-0" || evs[1].ID != key+"-"+strconv.Itoa(len(head)) {
 		t.Errorf("ids %s %s (key %s)", evs[0].ID, evs[1].ID, key)
 	}
@@ -57,5 +62,23 @@ func TestReadBadLinesAndIDs(t *testing.T) {
 	}
 	if next.Offset != int64(len(full)) || next.Line != 4 {
 		t.Errorf("next %+v: the partial last line must wait", next)
+	}
+}
+
+// Two records torn into one line by a failed write are not sent: the fast
+// path leaves them to the full decode, which refuses them.
+func TestReadTornLine(t *testing.T) {
+	for _, line := range []string{
+		`{"type":"Delivery","recipient":"a@x{"type":"Bounce","recipient":"b@x"}`,
+		`{"type":"Deliv{"type":"Bounce"}`,
+	} {
+		if _, ok := makeEvent("k-0", []byte(line)); ok {
+			t.Errorf("torn line accepted: %s", line)
+		}
+	}
+	for _, line := range []string{`{"type":"Bounce","text":"say {\"type\":\"x\"}"}`, `{"time":"t","type":"Bounce"}`} {
+		if ev, ok := makeEvent("k-0", []byte(line)); !ok || ev.Type != "Bounce" {
+			t.Errorf("record refused: %s", line)
+		}
 	}
 }

@@ -96,6 +96,44 @@ func logOrder(name string) (day string, n int, ok bool) {
 // Refresh lists the log's files and counts the lines written since the last
 // call; it wakes waiters if anything grew.
 func (t *Tail) Refresh() {
+	t.mu.Lock()
+	old := t.files
+	t.mu.Unlock()
+	files, grew := t.list(old)
+	// A file seen before and missing now was either deleted or renamed by
+	// a rotation between our directory read and our stat of
+	// delivery.log. In the second case a second look finds it under its
+	// dated name: only a file missing twice is gone.
+	if missing(old, files) {
+		files, grew = t.list(old)
+	}
+	t.mu.Lock()
+	t.files = files
+	if grew || len(files) != len(old) {
+		close(t.wake)
+		t.wake = make(chan struct{})
+	}
+	t.mu.Unlock()
+}
+
+func missing(old, files []*logFile) bool {
+	for _, o := range old {
+		found := false
+		for _, f := range files {
+			if f.key == o.key {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return true
+		}
+	}
+	return false
+}
+
+// list reads the directory; old are the files as last seen.
+func (t *Tail) list(old []*logFile) (files []*logFile, grew bool) {
 	ents, _ := os.ReadDir(t.dir)
 	type named struct {
 		name, day string
@@ -116,16 +154,18 @@ func (t *Tail) Refresh() {
 		}
 		return names[i].n < names[j].n
 	})
-
-	t.mu.Lock()
-	old := t.files
-	t.mu.Unlock()
-	grew := false
-	files := make([]*logFile, 0, len(names))
+	files = make([]*logFile, 0, len(names))
 	for _, nm := range names {
 		path := filepath.Join(t.dir, nm.name)
-		fi, err := os.Stat(path)
+		// Everything about a file goes through one descriptor: a rotation
+		// may rename the path to another file at any moment.
+		fh, err := os.Open(path)
 		if err != nil {
+			continue
+		}
+		fi, err := fh.Stat()
+		if err != nil {
+			fh.Close()
 			continue
 		}
 		var f *logFile
@@ -142,38 +182,28 @@ func (t *Tail) Refresh() {
 		}
 		f.path, f.info = path, fi
 		if f.key == "" {
-			f.key = fileKey(path)
+			f.key = fileKey(fh)
 		}
 		if fi.Size() > f.scanned {
-			n, scanned := countLines(path, f.scanned)
+			n, scanned := countLines(fh, f.scanned)
 			if scanned > f.scanned {
 				f.lines += n
 				f.scanned = scanned
 				grew = true
 			}
 		}
+		fh.Close()
 		if f.key != "" {
 			files = append(files, f)
 		}
 	}
-	t.mu.Lock()
-	t.files = files
-	if grew || len(files) != len(old) {
-		close(t.wake)
-		t.wake = make(chan struct{})
-	}
-	t.mu.Unlock()
+	return files, grew
 }
 
 // fileKey names a file by the hash of its first complete line, which
 // rotation does not change; "" if it has none yet.
-func fileKey(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+func fileKey(f *os.File) string {
+	line, err := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 4096).ReadSlice('\n')
 	if err != nil && err != bufio.ErrBufferFull {
 		return ""
 	}
@@ -181,23 +211,15 @@ func fileKey(path string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// countLines counts the complete lines in path from byte off, returning
-// the count and the offset just past the last one.
-func countLines(path string, off int64) (int64, int64) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, off
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return 0, off
-	}
+// countLines counts the complete lines in f from byte off, returning the
+// count and the offset just past the last one.
+func countLines(f *os.File, off int64) (int64, int64) {
 	buf := make([]byte, 256<<10)
 	var n int64
 	end := off
 	pos := off
 	for {
-		k, err := f.Read(buf)
+		k, err := f.ReadAt(buf, pos)
 		if k > 0 {
 			b := buf[:k]
 			for {
@@ -206,9 +228,9 @@ func countLines(path string, off int64) (int64, int64) {
 					break
 				}
 				n++
-				pos += int64(i + 1)
-				end = pos
+				end = pos + int64(i+1)
 				b = b[i+1:]
+				pos = end
 			}
 			pos += int64(len(b))
 		}

@@ -317,6 +317,9 @@ func TestCursorSavesAreBounded(t *testing.T) {
 	}
 	e.write(500)
 	waitFor(t, 10*time.Second, "500 events", func() bool { return got.count() == 500 })
+	// The last reply reached the output (a batch whose reply is cut by the
+	// stop goes again, which is at-least-once, not a lost cursor).
+	waitFor(t, 5*time.Second, "500 sent", func() bool { return m.Status()[0].Sent == 500 })
 	m.Close()
 	if n := kv.puts.Load(); n > 5 {
 		t.Errorf("%d cursor writes for 50 batches", n)
