@@ -125,6 +125,9 @@ func TestAMQPBrokerDownThenBack(t *testing.T) {
 	}
 	got.mu.Unlock()
 	m.Close()
+	if err := ch.ExchangeDelete(exchange, false, false); err != nil {
+		t.Errorf("deleting the test exchange: %v", err)
+	}
 	ch.Close()
 	<-done
 }
