@@ -10,8 +10,11 @@
 // outputs when there is more. Each output owns a durable Cursor (file, byte
 // offset, line) kept in the spool's KV: it reads a batch from its cursor,
 // sends it (retrying with capped exponential backoff until the receiver
-// takes it), and only then stores the cursor past it. Delivery is thus
-// at-least-once and in log order; every record carries an event_id (the
+// takes it), and only then moves the cursor past it; the cursor reaches the
+// KV at most every second while it moves (each write is a spool
+// transaction), at once when the output is idle, and at stop. Delivery is
+// thus at-least-once and in log order (a crash re-sends at most the last
+// second's batches); every record carries an event_id (the
 // file's key and the record's byte offset in it) for the receiver to
 // deduplicate. A file is named by its key, a hash of its first line, which
 // does not change when the log rotates delivery.log to its dated name.
