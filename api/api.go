@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/queue"
 )
 
@@ -41,6 +42,12 @@ type Backend interface {
 	FlowChanges(site string) (string, []FlowChange, bool)
 	// DKIMDomains is the signing status by From domain seen in the last day.
 	DKIMDomains() []DKIMDomain
+}
+
+// EventOutputs is a Backend that runs event outputs (webhooks, streams,
+// PostgreSQL); the status route then shows their state.
+type EventOutputs interface {
+	EventsOut() []eventsout.Status
 }
 
 // Minute counts delivery-log events in one minute (for the throughput plot).
@@ -168,7 +175,13 @@ func writeErr(w http.ResponseWriter, code int, msg, field string) {
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	local, detail := h.b.LocalProblem()
-	writeJSON(w, http.StatusOK, map[string]any{"totals": h.b.Totals(), "local_problem": local, "local_problem_detail": detail})
+	res := map[string]any{"totals": h.b.Totals(), "local_problem": local, "local_problem_detail": detail}
+	if eo, ok := h.b.(EventOutputs); ok {
+		if st := eo.EventsOut(); len(st) > 0 {
+			res["event_outputs"] = st
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {

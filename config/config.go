@@ -59,6 +59,9 @@ type Config struct {
 	DKIM        []DKIM       `toml:"dkim,omitempty"`
 	DKIMDefault DKIMDefault  `toml:"dkim_default"`
 	TLSRPT      TLSRPT       `toml:"tlsrpt"`
+	Webhooks    []Webhook    `toml:"webhook,omitempty"`
+	Streams     []Stream     `toml:"stream,omitempty"`
+	Postgres    Postgres     `toml:"postgres"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -386,6 +389,7 @@ func Default() *Config {
 		Cluster:     Cluster{Node: host, LeaseTTL: Duration(15 * time.Second)},
 		DKIMDefault: DKIMDefault{KeepExisting: true},
 		TLSRPT:      TLSRPT{SendAt: "00:30"},
+		Postgres:    Postgres{Schema: "penstock", BatchSize: 1000},
 	}
 }
 
@@ -451,6 +455,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.DKIM {
 		c.DKIM[i].ApplyDefaults()
 	}
+	c.eventsOutDefaults()
 }
 
 // ApplyDefaults fills the rule's unset keys with the values in force,

@@ -86,6 +86,7 @@ func (c *Config) problems() []*Error {
 	v.cluster(&c.Cluster)
 	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
 	v.tlsrpt(&c.TLSRPT)
+	v.eventsOut(c.Webhooks, c.Streams, &c.Postgres)
 	return v.probs
 }
 

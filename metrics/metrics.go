@@ -45,6 +45,16 @@ type Source interface {
 	// TLS counts outgoing TLS sessions by result: "success" or the
 	// RFC 8460 §4.3 result type of the failure.
 	TLS() map[string]uint64
+	// EventsOut is each event output's state (webhooks, streams,
+	// PostgreSQL).
+	EventsOut() []Output
+}
+
+// Output is one event output's lag and failures.
+type Output struct {
+	Name     string
+	Lag      int64  // records behind the end of the delivery log
+	Failures uint64 // failed sends, each retried
 }
 
 // SMTPStats is what the injection listener counts (smtpserver.Stats).
@@ -133,7 +143,26 @@ func New(src Source) *Metrics {
 		notKept: prometheus.NewDesc("penstock_reports_not_kept_total",
 			"Unreadable reports not kept, by reason (low_disk, too_big, disabled, error).", []string{"reason"}, nil),
 	})
+	reg.MustRegister(&outputGauges{src: src,
+		lag: prometheus.NewDesc("penstock_eventsout_lag", "Delivery log records an event output has not sent yet, by output.", []string{"output"}, nil),
+		failures: prometheus.NewDesc("penstock_eventsout_failures_total",
+			"Failed sends of an event output (each retried until taken), by output.", []string{"output"}, nil),
+	})
 	return m
+}
+
+type outputGauges struct {
+	src           Source
+	lag, failures *prometheus.Desc
+}
+
+func (o *outputGauges) Describe(ch chan<- *prometheus.Desc) { ch <- o.lag; ch <- o.failures }
+
+func (o *outputGauges) Collect(ch chan<- prometheus.Metric) {
+	for _, out := range o.src.EventsOut() {
+		ch <- prometheus.MustNewConstMetric(o.lag, prometheus.GaugeValue, float64(out.Lag), out.Name)
+		ch <- prometheus.MustNewConstMetric(o.failures, prometheus.CounterValue, float64(out.Failures), out.Name)
+	}
 }
 
 // Handler serves /metrics.

@@ -40,6 +40,7 @@ import (
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/intake"
 	"github.com/penstock-mta/penstock/message"
@@ -122,6 +123,7 @@ type MTA struct {
 	tlsrpt    *tlsrpt.Recorder
 	tlsHTTP   *http.Client // posts TLS reports; tests replace it
 	tlsCancel context.CancelFunc
+	eventsOut *eventsout.Manager
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -371,6 +373,9 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.tlsCancel = tcancel
 	m.wg.Add(1)
 	go m.tlsReporter(tctx)
+	if err := m.startEventsOut(); err != nil {
+		return err
+	}
 	cfg := m.Config()
 	if err := m.startSMTP(cfg); err != nil {
 		return err
@@ -490,6 +495,9 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 		f()
 	}
 	m.subs.Wait()
+	if err := m.stopEventsOut(); err != nil {
+		errs = append(errs, fmt.Errorf("event outputs: %w", err))
+	}
 	if err := m.Log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("delivery log: %w", err))
 	}

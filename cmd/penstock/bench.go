@@ -38,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/penstock-mta/penstock/eventsout"
 )
 
 const (
@@ -66,6 +68,7 @@ type benchFlags struct {
 	extraRules                int    // rules tried (and missed) before the bench rule
 	noShipped                 bool   // without the shipped provider rules
 	dkim                      string // none, rsa, ed25519 or dual: keys for the From domain
+	outputs                   benchOutputFlags
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -96,6 +99,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.extraRules, "rules", 0, "this many extra MX rules, each with limits, tried (and missed) before the bench rule: the cost of rules in force")
 	fs.BoolVar(&f.noShipped, "no-shipped-rules", false, "leave out the shipped provider rules")
 	fs.StringVar(&f.dir, "dir", "", "directory for the spool and delivery log, kept and reused by later runs (default: a new temporary directory, removed after)")
+	f.outputs.register(fs)
 	fs.StringVar(&f.memProfile, "memprofile", "", "write Penstock's allocation profile (allocs) after the run to this file")
 	fs.StringVar(&f.dkim, "dkim", "none", "DKIM-sign every message for the From domain: none, rsa (2048 bits), ed25519 or dual (both); keys are made in the bench's directory, nothing is published")
 	fs.Usage = func() {
@@ -241,6 +245,10 @@ type benchResult struct {
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
 	LogDropped    uint64  `json:"log_records_dropped,omitempty"`
+
+	Outputs       string             `json:"event_outputs,omitempty"` // -webhook, -amqp, -nats, -postgres
+	OutputsDrainS float64            `json:"event_outputs_drain_s,omitempty"`
+	OutputStatus  []eventsout.Status `json:"event_outputs_status,omitempty"`
 }
 
 func (r *benchResult) print(w io.Writer) {
@@ -279,6 +287,7 @@ func (r *benchResult) print(w io.Writer) {
 		fmt.Fprintf(w, "WARNING: other processes used %.0f%% of the machine during the run: the figures are unreliable\n",
 			100*r.OtherCPUS/(r.EndToEndS*float64(r.Machine.CPUs)))
 	}
+	printBenchOutputs(w, r)
 	if r.LogDropped > 0 {
 		fmt.Fprintf(w, "note: the bench's log subscription dropped %d records; latencies use the rest\n", r.LogDropped)
 	}

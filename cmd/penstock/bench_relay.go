@@ -147,6 +147,15 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		cfg.Server.UseShippedRules = !f.noShipped
 		res.Settings += fmt.Sprintf("; %d extra rules before the bench rule, shipped rules %v", f.extraRules, !f.noShipped)
 	}
+	if f.outputs.any() {
+		names, stop, err := f.outputs.apply(cfg)
+		defer stop()
+		if err != nil {
+			return nil, err
+		}
+		res.Outputs = names
+		res.Settings += "; event outputs " + names
+	}
 	if err := benchDKIM(cfg, dir, f.dkim); err != nil {
 		return nil, err
 	}
@@ -269,6 +278,11 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		}
 	}
 	tot := m.Queue.Totals()
+	if res.Outputs != "" {
+		m.Log.Flush()
+		drain, st := benchDrain(ctx, m.EventsOutStatus, time.Minute)
+		res.OutputsDrainS, res.OutputStatus = drain.Seconds(), st
+	}
 	shutdown()
 
 	res.CPUS = cpu.Seconds()

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/queue"
 )
 
@@ -351,9 +352,10 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	var res struct {
-		Totals      queue.Totals `json:"totals"`
-		Local       bool         `json:"local_problem"`
-		LocalDetail string       `json:"local_problem_detail"`
+		Totals      queue.Totals       `json:"totals"`
+		Local       bool               `json:"local_problem"`
+		LocalDetail string             `json:"local_problem_detail"`
+		Outputs     []eventsout.Status `json:"event_outputs,omitempty"`
 	}
 	if err := c.do("GET", "/api/v1/status", nil, &res); err != nil {
 		return fail(stderr, err)
@@ -367,5 +369,6 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if res.Local {
 		fmt.Fprintln(stdout, "LOCAL PROBLEM:", res.LocalDetail)
 	}
+	printOutputs(stdout, res.Outputs)
 	return 0
 }

@@ -1,0 +1,84 @@
+package eventsout
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// A record longer than one read is still read, not stuck on for ever.
+func TestReadLongLine(t *testing.T) {
+	dir := t.TempDir()
+	long := `{"type":"Bounce","text":"` + strings.Repeat("x", maxRead+10) + `"}` + "\n"
+	os.WriteFile(filepath.Join(dir, "delivery.log"), []byte(`{"type":"Delivery"}`+"\n"+long+`{"type":"Expiration"}`+"\n"), 0o644)
+	tl := NewTail(dir)
+	tl.Refresh()
+	var types []string
+	c := Cursor{}
+	for i := 0; i < 10; i++ {
+		evs, next, _, _, err := tl.Read(c, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			types = append(types, e.Type)
+		}
+		c = next
+	}
+	if strings.Join(types, ",") != "Delivery,Bounce,Expiration" {
+		t.Fatalf("read %v", types)
+	}
+	if lag, _ := tl.Lag(c); lag != 0 {
+		t.Errorf("lag %d at the end", lag)
+	}
+}
+
+// Lines that are not records are passed over and counted; the event id is
+// the file key and offset, and the JSON carries it first.
+func TestReadBadLinesAndIDs(t *testing.T) {
+	dir := t.TempDir()
+	head := "{\"type\":\"Delivery\",\"recipient\":\"a@x\"}\nnot json\n{}\n"
+	full := head + "{\"type\":\"Bounce\"}\n"
+	os.WriteFile(filepath.Join(dir, "delivery.log"), []byte(full+"{\"type\":\"Bou"), 0o644)
+	tl := NewTail(dir)
+	tl.Refresh()
+	evs, next, _, bad, err := tl.Read(Cursor{}, 100)
+	if err != nil || len(evs) != 2 || bad != 2 {
+		t.Fatalf("evs %d bad %d err %v", len(evs), bad, err)
+	}
+	fh, err := os.Open(filepath.Join(dir, "delivery.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fileKey(fh)
+	fh.Close()
+	if evs[0].ID != key+"-0" || evs[1].ID != key+"-"+strconv.Itoa(len(head)) {
+		t.Errorf("ids %s %s (key %s)", evs[0].ID, evs[1].ID, key)
+	}
+	if want := `{"event_id":"` + key + `-0","type":"Delivery","recipient":"a@x"}`; string(evs[0].JSON) != want {
+		t.Errorf("json %s, want %s", evs[0].JSON, want)
+	}
+	if next.Offset != int64(len(full)) || next.Line != 4 {
+		t.Errorf("next %+v: the partial last line must wait", next)
+	}
+}
+
+// Two records torn into one line by a failed write are not sent: the fast
+// path leaves them to the full decode, which refuses them.
+func TestReadTornLine(t *testing.T) {
+	for _, line := range []string{
+		`{"type":"Delivery","recipient":"a@x{"type":"Bounce","recipient":"b@x"}`,
+		`{"type":"Deliv{"type":"Bounce"}`,
+	} {
+		if _, ok := makeEvent("k-0", []byte(line)); ok {
+			t.Errorf("torn line accepted: %s", line)
+		}
+	}
+	for _, line := range []string{`{"type":"Bounce","text":"say {\"type\":\"x\"}"}`, `{"time":"t","type":"Bounce"}`} {
+		if ev, ok := makeEvent("k-0", []byte(line)); !ok || ev.Type != "Bounce" {
+			t.Errorf("record refused: %s", line)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package mta
+
+import (
+	"fmt"
+
+	"github.com/penstock-mta/penstock/eventsout"
+	"github.com/penstock-mta/penstock/metrics"
+)
+
+// startEventsOut starts the webhook, stream and PostgreSQL outputs. They
+// follow the delivery log's files with cursors of their own, so nothing
+// they do can slow delivery.
+func (m *MTA) startEventsOut() error {
+	cfg := m.startCfg
+	if len(cfg.Webhooks) == 0 && len(cfg.Streams) == 0 && cfg.Postgres.DSN == "" {
+		return nil
+	}
+	eo, err := eventsout.New(cfg, eventsout.Options{KV: m.Spool.KV(eventsout.Bucket), Logger: m.logger})
+	if err != nil {
+		return fmt.Errorf("event outputs: %w", err)
+	}
+	if err := eo.Start(); err != nil {
+		return fmt.Errorf("event outputs: %w", err)
+	}
+	m.eventsOut = eo
+	return nil
+}
+
+func (m *MTA) stopEventsOut() error {
+	if m.eventsOut == nil {
+		return nil
+	}
+	return m.eventsOut.Close()
+}
+
+// EventsOutStatus is each event output's lag, failures and last error;
+// nil when none is configured.
+func (m *MTA) EventsOutStatus() []eventsout.Status {
+	if m.eventsOut == nil {
+		return nil
+	}
+	return m.eventsOut.Status()
+}
+
+func (s metricsSource) EventsOut() []metrics.Output {
+	var out []metrics.Output
+	for _, st := range s.m.EventsOutStatus() {
+		out = append(out, metrics.Output{Name: st.Name, Lag: st.Lag, Failures: st.Failures})
+	}
+	return out
+}
+
+func (b backend) EventsOut() []eventsout.Status { return b.m.EventsOutStatus() }
