@@ -38,6 +38,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -53,6 +54,11 @@ type Options struct {
 	BounceListener net.Listener
 	// NoSync disables fsync: benchmarks of the unsafe mode only, labelled.
 	NoSync bool
+	// MTASTSPort is the HTTPS port of MTA-STS policy hosts (0: 443); tests
+	// only.
+	MTASTSPort int
+	// TLSReport hears every TLS outcome of delivery (TLSRPT); nil: nobody.
+	TLSReport tlspolicy.Reporter
 }
 
 // MTA is one running Penstock node.
@@ -204,7 +210,13 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, err
 	}
+	policies, err := m.tlsPolicies(cfg)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
 	m.Queue = queue.New(qc, queue.Deps{
+		TLSPolicy: policies, TLSReport: opts.TLSReport,
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.onOutcome, ReturnPath: m.returnPath,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,

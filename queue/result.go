@@ -4,6 +4,7 @@ import (
 	"errors"
 	"github.com/penstock-mta/penstock/flow"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
@@ -217,9 +218,10 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
-	siteKey, ruleName := "", ""
+	siteKey, ruleName, polNote := "", "", ""
 	if s != nil {
 		siteKey = s.key
+		polNote = policyNote(s.policyOf())
 	}
 	if lim.match.Rule != nil {
 		ruleName = lim.match.Rule.Name
@@ -242,6 +244,9 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
 			Class: string(o.Verdict.Class), TLS: tls, Size: m.Size, Detail: o.notes,
+		}
+		if polNote != "" && !o.Expired {
+			rec.Detail = strings.TrimPrefix(rec.Detail+"; "+polNote, "; ")
 		}
 		if !o.Expired {
 			r.Attempts++
@@ -279,6 +284,9 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			r.NextAttempt = next
 			rec.Type = events.TransientFailure
 			rec.Status = StatusRetry + ": " + replyText(o)
+			if pe := (*policyError)(nil); errors.As(o.Err, &pe) {
+				rec.Status = StatusMTASTS + ": " + replyText(o)
+			}
 			keep = append(keep, ri)
 			if next.After(due) {
 				due = next

@@ -33,7 +33,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, err := s.dial(p, lim)
+	c, t, err := s.dial(p, lim, first.domain)
 	if err != nil {
 		q.fail(first, s, err, t, p, lim, q.now(), true)
 		return
@@ -115,7 +115,7 @@ func (s *site) linger(lim limits, leaseKey string) *job {
 // dial connects to the first MX address that answers with a usable
 // greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
 // or a 4xx greeting the next address is tried).
-func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
+func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, target, error) {
 	q := s.q
 	cfg := q.config()
 	var targets []target
@@ -144,6 +144,11 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 	if err != nil {
 		mode = smtpclient.TLSOpportunistic
 	}
+	pol := s.policyOf()
+	if targets, err = s.policyTargets(pol, domain, targets); err != nil {
+		s.setPolicyErr(err)
+		return nil, target{}, err
+	}
 	var lastErr error
 	var lastT target
 	for _, t := range targets {
@@ -160,9 +165,12 @@ func (s *site) dial(p path, lim limits) (*smtpclient.Client, target, error) {
 		if opts.EHLO == "" {
 			opts.EHLO = cfg.Hostname
 		}
+		failed := s.policyOptions(pol, domain, t, &opts)
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
 		c, err := smtpclient.Dial(ctx, addr, opts)
+		err = s.policyDial(pol, domain, t, c, err, *failed)
+		s.setPolicyErr(err)
 		if err == nil {
 			if terr := c.TLSError(); terr != nil {
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",

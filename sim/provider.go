@@ -74,6 +74,10 @@ type Behavior struct {
 	Refuse bool
 	// STARTTLS offers STARTTLS (RFC 3207) with a self-signed certificate made at start.
 	STARTTLS bool
+	// Certificate, when set, is presented in the STARTTLS handshake instead of the
+	// self-signed one (a leaf from a test CA, see NewCA), so clients that verify
+	// certificates (MTA-STS, DANE) can be tested.
+	Certificate *tls.Certificate
 	// NoPipelining stops advertising PIPELINING and enforces it: a client that sends
 	// a command before it has the reply to the previous one gets "554 5.5.0 Improper
 	// use of SMTP command pipelining" and is disconnected.
@@ -1228,7 +1232,12 @@ func (s *session) startTLS(b *behavior, arg []byte) bool {
 	if s.w.Flush() != nil {
 		return false
 	}
-	tc := tls.Server(deadlineConn{s.raw}, s.p.tlsConfig)
+	cfg := s.p.tlsConfig
+	if b.Certificate != nil {
+		cfg = cfg.Clone()
+		cfg.Certificates = []tls.Certificate{*b.Certificate}
+	}
+	tc := tls.Server(deadlineConn{s.raw}, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), idleTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
