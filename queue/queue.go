@@ -518,6 +518,9 @@ func (q *Queue) siteFor(res dns.MXResult, pool string, pol tlspolicy.Policy) *si
 	} else {
 		s.mu.Lock()
 		s.hosts = res.Hosts // preference order may have been reshuffled
+		if pol.Source != "" {
+			s.policy = pol // same class; TLSA records or expiry may be newer
+		}
 		s.mu.Unlock()
 	}
 	return s

@@ -13,6 +13,7 @@ import (
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Outcome is what happened to one recipient in one attempt.
@@ -284,7 +285,7 @@ func (q *Queue) apply(j *job, s *site, outs []Outcome, t target, p path, lim lim
 			r.NextAttempt = next
 			rec.Type = events.TransientFailure
 			rec.Status = StatusRetry + ": " + replyText(o)
-			if pe := (*policyError)(nil); errors.As(o.Err, &pe) {
+			if pe := (*policyError)(nil); errors.As(o.Err, &pe) && pe.source == tlspolicy.SourceSTS {
 				rec.Status = StatusMTASTS + ": " + replyText(o)
 			}
 			keep = append(keep, ri)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlspolicy"
 )
@@ -41,11 +42,17 @@ func viewOf(p tlspolicy.Policy) *PolicyView {
 // policyError is a delivery attempt refused by an enforced policy: the
 // recipients wait with StatusMTASTS and the reason.
 type policyError struct {
+	source string // tlspolicy.SourceSTS or SourceDANE
 	result string // RFC 8460 result type
 	err    error
 }
 
-func (e *policyError) Error() string { return "MTA-STS policy: " + e.err.Error() }
+func (e *policyError) Error() string {
+	if e.source == tlspolicy.SourceDANE {
+		return "DANE: " + e.err.Error()
+	}
+	return "MTA-STS policy: " + e.err.Error()
+}
 func (e *policyError) Unwrap() error { return e.err }
 
 // policyOf is the site's policy; the zero Policy means none.
@@ -58,6 +65,9 @@ func (s *site) policyOf() tlspolicy.Policy {
 // policyTargets drops the MX hosts an enforced MTA-STS policy does not list
 // (RFC 8461 §4.1); in testing mode the mismatch is only reported.
 func (s *site) policyTargets(pol tlspolicy.Policy, domain string, targets []target) ([]target, error) {
+	if pol.Source == tlspolicy.SourceDANE {
+		return s.daneTargets(pol, domain, targets)
+	}
 	if pol.Source != tlspolicy.SourceSTS || pol.Mode == tlspolicy.ModeNone {
 		return targets, nil
 	}
@@ -80,7 +90,7 @@ func (s *site) policyTargets(pol tlspolicy.Policy, domain string, targets []targ
 		return targets, nil
 	}
 	if len(kept) == 0 {
-		return nil, &policyError{result: tlspolicy.ResultValidationFailure,
+		return nil, &policyError{source: tlspolicy.SourceSTS, result: tlspolicy.ResultValidationFailure,
 			err: fmt.Errorf("no MX host of %s matches the policy's mx patterns %s (MX: %s)", domain, strings.Join(pol.MX, ", "), strings.Join(refused, ", "))}
 	}
 	return kept, nil
@@ -94,6 +104,18 @@ func (s *site) policyTargets(pol tlspolicy.Policy, domain string, targets []targ
 // reported), so that the connection is not also reported a success.
 func (s *site) policyOptions(pol tlspolicy.Policy, domain string, t target, opts *smtpclient.Options) *bool {
 	failed := new(bool)
+	if recs := pol.TLSA[t.host]; pol.Source == tlspolicy.SourceDANE && len(recs) > 0 {
+		// RFC 7672 §2.2: TLS is mandatory and the certificate is checked
+		// against the TLSA records only (not the WebPKI): InsecureSkipVerify
+		// with a VerifyConnection that does the DANE check.
+		opts.TLS = smtpclient.TLSRequired
+		opts.ServerName = t.host
+		now := s.q.now
+		opts.TLSConfig = &tls.Config{VerifyConnection: func(cs tls.ConnectionState) error {
+			return dane.Verify(recs, cs, t.host, now())
+		}}
+		return failed
+	}
 	if pol.Source != tlspolicy.SourceSTS {
 		return failed
 	}
@@ -137,6 +159,9 @@ func verifyPKIX(cs tls.ConnectionState, host string, now time.Time) error {
 
 // resultOf names a TLS failure with an RFC 8460 §4.3 result type.
 func resultOf(err error) string {
+	if errors.Is(err, dane.ErrNoMatch) {
+		return tlspolicy.ResultValidationFailure
+	}
 	var he x509.HostnameError
 	var ie x509.CertificateInvalidError
 	var ue x509.UnknownAuthorityError
@@ -185,8 +210,8 @@ func (s *site) policyDial(pol tlspolicy.Policy, domain string, t target, c *smtp
 	}
 	o.Result, o.Detail = resultOf(err), err.Error()
 	s.q.reportTLS(o)
-	if pol.Enforced() {
-		return &policyError{result: o.Result, err: err}
+	if pol.Enforced() && (pol.Source == tlspolicy.SourceSTS || len(pol.TLSA[t.host]) > 0) {
+		return &policyError{source: pol.Source, result: o.Result, err: err}
 	}
 	return err
 }
@@ -214,7 +239,28 @@ func (s *site) setPolicyErr(err error) {
 	switch {
 	case err == nil:
 		s.policyErr = ""
-	case errors.As(err, &pe):
+	case errors.As(err, &pe) && pe.source == tlspolicy.SourceSTS:
 		s.policyErr = pe.Error()
 	}
+}
+
+// daneTargets drops the MX hosts whose TLSA lookup failed: RFC 7672 §2.2
+// says such a host must not be used, rather than used without DANE.
+func (s *site) daneTargets(pol tlspolicy.Policy, domain string, targets []target) ([]target, error) {
+	var kept []target
+	var why []string
+	for _, t := range targets {
+		if e, bad := pol.TLSAError[t.host]; bad {
+			why = append(why, e)
+			continue
+		}
+		kept = append(kept, t)
+	}
+	if len(kept) == 0 {
+		s.q.reportTLS(tlspolicy.Outcome{Domain: domain, PolicyType: tlspolicy.SourceDANE, Result: tlspolicy.ResultDNSSECInvalid,
+			Detail: strings.Join(why, "; ")})
+		return nil, &policyError{source: tlspolicy.SourceDANE, result: tlspolicy.ResultDNSSECInvalid,
+			err: fmt.Errorf("the TLSA lookups of every MX host of %s failed: %s", domain, strings.Join(why, "; "))}
+	}
+	return kept, nil
 }

@@ -17,6 +17,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/penstock-mta/penstock/dns"
 )
 
 // Policy sources (RFC 8460 §4.3 policy-type, "no-policy-found" for none).
@@ -62,6 +64,12 @@ type Policy struct {
 	ID string
 	// Expires is when the cached policy's max_age runs out.
 	Expires time.Time
+	// TLSA is, for DANE, the usable TLSA records of each MX host that has
+	// some; a host without an entry gets the MX rule's TLS.
+	TLSA map[string][]dns.TLSA
+	// TLSAError is, for DANE, the MX hosts whose TLSA lookup failed: they
+	// must not be used (RFC 7672 §2.2).
+	TLSAError map[string]string
 	// Note says where the policy came from or why there is none ("cached
 	// policy applies: policy host unreachable: ...").
 	Note string
