@@ -297,3 +297,34 @@ func TestMTASTSPolicyHostDown(t *testing.T) {
 		waitDelivered(t, s.p, 1, 15*time.Second)
 	})
 }
+
+// Two domains behind the same MX host, one with an enforced policy the
+// host cannot meet (its certificate names another host), one without a
+// policy: they are different sites, so the one without is delivered at once
+// and the enforced one waits; neither policy leaks into the other's
+// connections.
+func TestMTASTSPolicyClassSplitsSites(t *testing.T) {
+	s := newSTSWorld(t, "sts.test", "mx.sts.test", sim.Behavior{Name: "sts"}, enforcePolicy)
+	s.p.SetBehavior(sim.Behavior{Name: "sts", STARTTLS: true, Certificate: s.leaf(t, "other.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))})
+	s.w.DNS.SetMX("plain.test", sim.MXRecord{Pref: 10, Host: "mx.sts.test"})
+	h := s.harness(t)
+	for _, to := range []string{"a@sts.test", "b@plain.test"} {
+		if err := h.send("s@penstock.test", []string{to}, message("s@penstock.test", to, "split", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDelivered(t, s.p, 1, 15*time.Second)
+	waitFor(t, 15*time.Second, "the enforced domain held", func() bool { return countType(h.records(), events.TransientFailure) >= 1 })
+	sites := map[string]string{}
+	for _, r := range h.records() {
+		if r.Type == events.Delivery || r.Type == events.TransientFailure {
+			sites[r.Recipient] = r.Site
+			if r.Type == events.Delivery && r.Recipient != "b@plain.test" {
+				t.Fatalf("delivered %s despite its enforced policy", r.Recipient)
+			}
+		}
+	}
+	if sites["b@plain.test"] != "mx.sts.test" || sites["a@sts.test"] != "mx.sts.test|sts-enforce:mx.sts.test" {
+		t.Fatalf("sites %v", sites)
+	}
+}

@@ -16,7 +16,8 @@
 // less than a quarter of its max_age (at most a day) is left. When the TXT
 // record is missing or invalid, or the policy host is down or serves
 // garbage, an unexpired cached policy still applies; with none cached the
-// domain has no policy (§3.3, §5.1). Every failure to get a policy is told
+// domain has no policy (§3.3, §5.1); a failed fetch is not retried for 5
+// minutes unless the id changes. Every failure to get a policy is told
 // to the Reporter (sts-policy-fetch-error, sts-policy-invalid,
 // sts-webpki-invalid) and logged.
 //
@@ -51,6 +52,11 @@ const Bucket = "mta-sts"
 // DefaultFetchTimeout bounds one policy fetch, connection to last byte.
 const DefaultFetchTimeout = 20 * time.Second
 
+// failedFetchWait: after a failed fetch, a domain's policy host is not asked
+// again for this long (the cached policy, or none, applies meanwhile), so a
+// dead policy host does not delay each MX refresh by a fetch timeout.
+const failedFetchWait = 5 * time.Minute
+
 // Options configure a Resolver.
 type Options struct {
 	DNS dns.Resolver // required: TXT records and the policy host's addresses
@@ -73,10 +79,17 @@ type Resolver struct {
 
 	mu     sync.Mutex
 	cache  map[string]*entry // by domain
+	failed map[string]failure
 	flight map[string]chan struct{}
 }
 
 // entry is one cached policy, as stored in the KV.
+type failure struct {
+	at  time.Time
+	id  string
+	err string
+}
+
 type entry struct {
 	ID      string    `json:"id"`
 	Policy  Policy    `json:"policy"`
@@ -104,7 +117,7 @@ func New(opts Options) (*Resolver, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Resolver{opts: opts, cache: map[string]*entry{}, flight: map[string]chan struct{}{}}
+	r := &Resolver{opts: opts, cache: map[string]*entry{}, failed: map[string]failure{}, flight: map[string]chan struct{}{}}
 	r.client = &http.Client{
 		Timeout: opts.FetchTimeout,
 		Transport: &http.Transport{
@@ -212,17 +225,27 @@ func (r *Resolver) discover(ctx context.Context, domain string) tlspolicy.Policy
 	}
 	r.mu.Lock()
 	e := r.cache[domain]
+	f, recent := r.failed[domain]
 	r.mu.Unlock()
 	if e != nil && e.ID == id && now.Before(e.Expires) && !r.refreshDue(e, now) {
 		return toPolicy(domain, e, "cached policy")
+	}
+	if recent && f.id == id && now.Sub(f.at) < failedFetchWait {
+		return r.fromCache(domain, "policy fetch failed at "+f.at.UTC().Format(time.RFC3339)+": "+f.err)
 	}
 	p, result, err := r.fetch(ctx, domain)
 	if err != nil {
 		r.opts.Logger.Warn("MTA-STS policy fetch failed", "domain", domain, "err", err)
 		r.opts.Reporter.Report(tlspolicy.Outcome{Domain: domain, PolicyType: tlspolicy.SourceSTS,
 			Result: result, Detail: err.Error()})
+		r.mu.Lock()
+		r.failed[domain] = failure{at: now, id: id, err: err.Error()}
+		r.mu.Unlock()
 		return r.fromCache(domain, "policy fetch failed: "+err.Error())
 	}
+	r.mu.Lock()
+	delete(r.failed, domain)
+	r.mu.Unlock()
 	e = &entry{ID: id, Policy: p, Fetched: now, Expires: now.Add(time.Duration(p.MaxAge) * time.Second)}
 	r.store(domain, e)
 	return toPolicy(domain, e, "policy fetched")

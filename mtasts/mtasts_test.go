@@ -238,6 +238,14 @@ func TestResolverRefusesBadFetches(t *testing.T) {
 			if len(f.rep.got) != 1 || f.rep.got[0] != tc.result {
 				t.Fatalf("reported %v, want %s", f.rep.got, tc.result)
 			}
+			// The failure is remembered: no new fetch for a while.
+			r := f.resolver(t)
+			r.Policy(context.Background(), "example.test")
+			n := f.count()
+			r.Policy(context.Background(), "example.test")
+			if f.count() != n {
+				t.Fatalf("fetched again right after a failure")
+			}
 		})
 	}
 	t.Run("untrusted certificate", func(t *testing.T) {
