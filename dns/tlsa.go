@@ -60,10 +60,21 @@ func (c *client) LookupTLSA(ctx context.Context, name string) (TLSAResult, error
 	if r.Rcode == mdns.RcodeNameError {
 		return res, nil
 	}
-	rrs, _, err := followAnswer(r, fqdn, mdns.TypeTLSA)
+	res.Records, err = parseTLSA(r, fqdn)
 	if err != nil {
 		return TLSAResult{}, &Error{Domain: name, Kind: Temporary, Rcode: r.Rcode, Err: err, qtype: "TLSA"}
 	}
+	return res, nil
+}
+
+// parseTLSA reads the TLSA records answering qname (FQDN, lowercased), at
+// most maxTLSA; a record whose data is not hex is skipped.
+func parseTLSA(r *mdns.Msg, qname string) ([]TLSA, error) {
+	rrs, _, err := followAnswer(r, qname, mdns.TypeTLSA)
+	if err != nil {
+		return nil, err
+	}
+	var out []TLSA
 	for _, rr := range rrs {
 		t, ok := rr.(*mdns.TLSA)
 		if !ok {
@@ -75,10 +86,10 @@ func (c *client) LookupTLSA(ctx context.Context, name string) (TLSAResult, error
 			// it could not render is skipped, not fatal.
 			continue
 		}
-		res.Records = append(res.Records, TLSA{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
-		if len(res.Records) == maxTLSA {
+		out = append(out, TLSA{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
+		if len(out) == maxTLSA {
 			break
 		}
 	}
-	return res, nil
+	return out, nil
 }
