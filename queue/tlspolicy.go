@@ -124,10 +124,9 @@ func (s *site) policyOptions(pol tlspolicy.Policy, domain string, t target, opts
 		opts.TLS = smtpclient.TLSVerify
 		opts.ServerName = t.host
 	case tlspolicy.ModeTesting:
-		if opts.TLS == smtpclient.TLSDisabled {
-			opts.TLS = smtpclient.TLSOpportunistic
-		}
-		if opts.TLS == smtpclient.TLSVerify {
+		// A rule that disables TLS (a receiver whose TLS is broken) or
+		// already verifies is left alone: testing mode only observes.
+		if opts.TLS == smtpclient.TLSDisabled || opts.TLS == smtpclient.TLSVerify {
 			return failed
 		}
 		q := s.q
