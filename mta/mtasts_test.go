@@ -314,7 +314,10 @@ func TestMTASTSPolicyClassSplitsSites(t *testing.T) {
 		}
 	}
 	waitDelivered(t, s.p, 1, 15*time.Second)
-	waitFor(t, 15*time.Second, "the enforced domain held", func() bool { return countType(h.records(), events.TransientFailure) >= 1 })
+	waitFor(t, 15*time.Second, "the delivery and the enforced domain held", func() bool {
+		recs := h.records()
+		return countType(recs, events.Delivery) == 1 && countType(recs, events.TransientFailure) >= 1
+	})
 	sites := map[string]string{}
 	for _, r := range h.records() {
 		if r.Type == events.Delivery || r.Type == events.TransientFailure {
