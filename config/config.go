@@ -62,6 +62,8 @@ type Config struct {
 	Webhooks    []Webhook    `toml:"webhook,omitempty"`
 	Streams     []Stream     `toml:"stream,omitempty"`
 	Postgres    Postgres     `toml:"postgres"`
+	MTASTS      MTASTS       `toml:"mta_sts"`
+	DANE        DANE         `toml:"dane"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 
@@ -123,6 +125,20 @@ type DNS struct {
 	// waits instead of bouncing. Default: ".", gmail.com, outlook.com,
 	// yahoo.com; [] = off.
 	Canaries []string `toml:"canaries"`
+	// DNSSEC trusts the AD bit of the nameservers' answers (DANE needs
+	// DNSSEC-secure MX and TLSA answers). Set it only when the nameservers
+	// are validating resolvers reached over a trusted path. Default false.
+	DNSSEC bool `toml:"dnssec"`
+}
+
+// MTASTS is [mta_sts]: MTA-STS (RFC 8461) for outbound delivery.
+type MTASTS struct {
+	Enabled bool `toml:"enabled"` // default true
+}
+
+// DANE is [dane]: DANE for SMTP (RFC 7672); effective only with [dns] dnssec.
+type DANE struct {
+	Enabled bool `toml:"enabled"` // default true
 }
 
 // Delivery is [delivery].
@@ -345,6 +361,8 @@ func Default() *Config {
 		// nameservers = [] reads back equal.
 		DNS: DNS{Nameservers: []string{}, Timeout: Duration(5 * time.Second),
 			Canaries: []string{".", "gmail.com", "outlook.com", "yahoo.com"}},
+		MTASTS: MTASTS{Enabled: true},
+		DANE:   DANE{Enabled: true},
 		Delivery: Delivery{
 			Port: 25,
 			Retry: []Duration{

@@ -136,7 +136,7 @@ func (c *client) LookupMX(ctx context.Context, domain string) (MXResult, error) 
 		return MXResult{}, &Error{Domain: domain, Kind: NullMX, Rcode: r.Rcode, qtype: "MX", ttl: seconds(ttl)}
 	}
 	if len(hosts) > 0 {
-		return MXResult{Hosts: hosts, TTL: seconds(ttl)}, nil
+		return MXResult{Hosts: hosts, TTL: seconds(ttl), AD: r.AuthenticatedData}, nil
 	}
 
 	// RFC 5321 §5.1: no MX records, so the domain itself is the implicit MX
@@ -286,7 +286,11 @@ func (c *client) query(ctx context.Context, fqdn string, qtype uint16) (*mdns.Ms
 	q := new(mdns.Msg)
 	q.SetQuestion(fqdn, qtype) // a random ID from crypto/rand (RFC 5452 §9.2)
 	q.RecursionDesired = true
-	q.SetEdns0(ednsSize, false)
+	// RFC 6840 §5.7: the AD bit in a query asks a validating resolver to
+	// say whether the answer is authenticated. TLSA queries also set DO
+	// (RFC 3225), as DANE needs DNSSEC (RFC 7672 §2.1).
+	q.AuthenticatedData = true
+	q.SetEdns0(ednsSize, qtype == mdns.TypeTLSA)
 	packed, err := q.Pack()
 	if err != nil {
 		return nil, -1, fmt.Errorf("cannot build query: %v", err)

@@ -25,6 +25,11 @@ type MXResult struct {
 	// TTL is how long the answer stays valid: the smallest TTL of the records
 	// it was built from.
 	TTL time.Duration
+	// AD is the reply's Authenticated Data bit (RFC 4035 §3.2.3): the
+	// resolver says it validated the answer with DNSSEC. It means something
+	// only from a validating resolver reached over a trusted path ([dns]
+	// dnssec); callers decide whether to trust it.
+	AD bool
 }
 
 // Resolver looks up where mail for a domain goes.
@@ -117,9 +122,9 @@ func (e *Error) Error() string {
 	case Invalid:
 		return fmt.Sprintf("dns: %q is not a valid domain name: %v", e.Domain, e.Err)
 	}
-	if e.qtype == "TXT" {
-		// Nobody retries a TXT lookup on its own: say only what failed.
-		return fmt.Sprintf("dns: TXT lookup for %q failed: %v", e.Domain, e.Err)
+	if e.qtype == "TXT" || e.qtype == "TLSA" {
+		// Nobody retries a TXT or TLSA lookup on its own: say only what failed.
+		return fmt.Sprintf("dns: %s lookup for %q failed: %v", e.qtype, e.Domain, e.Err)
 	}
 	what := e.qtype
 	if what == "" {

@@ -573,3 +573,40 @@ func TestDNSLookupTXT(t *testing.T) {
 	_, err = c.LookupTXT(ctxT(t), "nowhere.test")
 	wantErr(t, err, NXDomain)
 }
+
+func TestTLSAAndAD(t *testing.T) {
+	srv, err := sim.NewDNSServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.SetMX("secure.test", sim.MXRecord{Pref: 10, Host: "mx.secure.test"})
+	srv.SetA("mx.secure.test", "127.0.0.1")
+	srv.SetAD("secure.test", true)
+	srv.SetTLSA("_25._tcp.mx.secure.test", sim.TLSARecord{Usage: 3, Selector: 1, MatchingType: 1, Data: []byte{1, 2, 3}})
+	srv.SetAD("_25._tcp.mx.secure.test", true)
+	srv.SetMX("plain.test", sim.MXRecord{Pref: 10, Host: "mx.secure.test"})
+	r, err := New([]string{srv.Addr()}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if mx, err := r.LookupMX(ctx, "secure.test"); err != nil || !mx.AD {
+		t.Fatalf("secure MX: %+v %v", mx, err)
+	}
+	if mx, err := r.LookupMX(ctx, "plain.test"); err != nil || mx.AD {
+		t.Fatalf("plain MX: %+v %v", mx, err)
+	}
+	tr, err := NewTLSA([]string{srv.Addr()}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.LookupTLSA(ctx, "_25._tcp.mx.secure.test")
+	if err != nil || !res.AD || len(res.Records) != 1 || res.Records[0].Usage != 3 || string(res.Records[0].Data) != "\x01\x02\x03" {
+		t.Fatalf("TLSA: %+v %v", res, err)
+	}
+	res, err = tr.LookupTLSA(ctx, "_25._tcp.nothing.test")
+	if err != nil || len(res.Records) != 0 || res.AD {
+		t.Fatalf("no TLSA: %+v %v", res, err)
+	}
+}

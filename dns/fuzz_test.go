@@ -24,6 +24,7 @@ func FuzzDNSReply(f *testing.F) {
 	seed("fuzz.test. 60 IN CNAME a.test.", "a.test. 60 IN CNAME b.test.", "b.test. 60 IN MX 5 mx.b.test.")
 	seed("fuzz.test. 60 IN CNAME fuzz.test.")
 	seed(`fuzz.test. 60 IN MX 1 evil\032name.`, "fuzz.test. 60 IN A 127.0.0.1", "fuzz.test. 60 IN AAAA ::")
+	seed("fuzz.test. 60 IN TLSA 3 1 1 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20")
 	seed()
 	f.Add([]byte{})
 	f.Add([]byte("\x00\x01\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00garbage"))
@@ -52,6 +53,9 @@ func FuzzDNSReply(f *testing.F) {
 					t.Fatalf("bad host list %v", hosts)
 				}
 			}
+		}
+		if recs, err := parseTLSA(r, "fuzz.test."); err == nil && len(recs) > maxTLSA {
+			t.Fatalf("%d TLSA records kept", len(recs))
 		}
 		for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 			addrs, _, err := parseAddrs(r, "fuzz.test.", qt)

@@ -50,7 +50,7 @@ func (b backend) LocalProblem() (bool, string) {
 	on, lp := b.m.Flow.Local()
 	return on, lp.Detail
 }
-func (b backend) Timeline(n int) []api.Minute { return b.m.activity.Timeline(b.m.opts.Now(), n) }
+func (b backend) Timeline(n int) []api.Minute   { return b.m.activity.Timeline(b.m.opts.Now(), n) }
 func (b backend) DKIMDomains() []api.DKIMDomain { return b.m.DKIMDomains() }
 func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	v, ok := b.m.Queue.Site(name)

@@ -54,6 +54,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
@@ -73,6 +74,11 @@ type Options struct {
 	// TLSRoots verify the certificates of outgoing connections (tls =
 	// verify, REQUIRETLS); nil: the system's roots. Tests give their CA.
 	TLSRoots *x509.CertPool
+	// MTASTSPort is the HTTPS port of MTA-STS policy hosts (0: 443); tests
+	// only.
+	MTASTSPort int
+	// TLSReport hears every TLS outcome of delivery (TLSRPT); nil: nobody.
+	TLSReport tlspolicy.Reporter
 }
 
 // MTA is one running Penstock node.
@@ -238,10 +244,16 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, err
 	}
+	policies, err := m.tlsPolicies(cfg)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
 	m.Queue = queue.New(qc, queue.Deps{
+		TLSPolicy: policies, TLSReport: m.tlsReport(),
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
-		TLSReport: m.tlsrpt.Record, RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
+		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 	})
@@ -758,4 +770,21 @@ func EnsureDirs(cfg *config.Config) error {
 		}
 	}
 	return nil
+}
+
+// tlsReport is who hears each TLS outcome of delivery: the TLSRPT
+// recorder, and the caller's reporter when Options names one.
+func (m *MTA) tlsReport() tlspolicy.Reporter {
+	if m.opts.TLSReport == nil {
+		return m.tlsrpt
+	}
+	return teeReporter{m.tlsrpt, m.opts.TLSReport}
+}
+
+type teeReporter []tlspolicy.Reporter
+
+func (t teeReporter) Report(o tlspolicy.Outcome) {
+	for _, r := range t {
+		r.Report(o)
+	}
 }

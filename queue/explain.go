@@ -70,7 +70,10 @@ type Explanation struct {
 	// LocalProblem is set when errors across many sites point at our side
 	// (DNS, network, TLS setup, the MTA) rather than at this provider.
 	LocalProblem string `json:"local_problem,omitempty"`
-	Verdict      string `json:"verdict"`
+	// TLSPolicy is the domain's transport security policy (MTA-STS, DANE)
+	// as last looked up, when the domain has been resolved.
+	TLSPolicy *PolicyView `json:"tls_policy,omitempty"`
+	Verdict   string      `json:"verdict"`
 }
 
 // Totals are process-wide counters.
@@ -279,6 +282,9 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
+		if s.policyErr != "" {
+			return StatusMTASTS
+		}
 		return StatusRetry
 	}
 	if s.wait.Status != "" {
@@ -316,6 +322,7 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 	if d := q.domains[domain]; d != nil {
 		mxHeld = append(mxHeld, d.pending...)
 		mxErr, errSince = d.lastErr, d.errSince
+		ex.TLSPolicy = viewOf(d.policy)
 	}
 	q.mu.Unlock()
 
@@ -410,6 +417,13 @@ func (q *Queue) verdict(ex Explanation, mxErr error, since time.Time, held int) 
 	}
 	if v.InFlight > 0 {
 		return fmt.Sprintf("mail is moving: %d in delivery on %d connection(s)", v.InFlight, v.Connections)
+	}
+	if n := v.ByStatus[StatusMTASTS]; n > 0 {
+		last := ""
+		if len(v.Recent) > 0 {
+			last = "; last failure: " + v.Recent[len(v.Recent)-1].Text
+		}
+		return fmt.Sprintf("%s: %d recipient(s) wait because the domain's enforced MTA-STS policy cannot be met%s", StatusMTASTS, n, last)
 	}
 	if n := v.ByStatus[StatusRetry]; n > 0 {
 		last := ""

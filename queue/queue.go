@@ -20,7 +20,7 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
-	"github.com/penstock-mta/penstock/tlsrpt"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
@@ -45,7 +45,7 @@ const (
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
 	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
-		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX}
+		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
 }
 
 // Source is a local address mail leaves from, with its EHLO name.
@@ -94,10 +94,11 @@ type Deps struct {
 	// ReturnPath gives the MAIL FROM of a transaction (VERP); nil: the
 	// message's sender.
 	ReturnPath func(m *spool.Message, rcpts []int) string
-	// TLSReport receives TLS outcomes for SMTP TLS reporting (RFC 8460):
-	// each failed STARTTLS, and each connection's outcome once per
-	// recipient domain. It must not block. It may be nil.
-	TLSReport func(tlsrpt.Result)
+	// TLSPolicy finds each domain's transport security policy (MTA-STS,
+	// DANE); nil: no policies. TLSReport hears every TLS outcome (for
+	// TLSRPT); nil: nobody.
+	TLSPolicy tlspolicy.Provider
+	TLSReport tlspolicy.Reporter
 	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
 	// leaves over TLS verified for the MX host, to a server advertising
 	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
@@ -162,6 +163,7 @@ type job struct {
 type domainState struct {
 	name      string
 	pool      string // the pool its jobs go out through ("" = default)
+	policy    tlspolicy.Policy
 	site      *site
 	expires   time.Time // when the MX answer must be looked up again
 	resolving bool
@@ -375,6 +377,14 @@ func (q *Queue) resolve(d *domainState) {
 		res, err := q.deps.Resolver.LookupMX(ctx, d.name)
 		cancel()
 		<-q.lookups
+		var pol tlspolicy.Policy
+		if err == nil && q.deps.TLSPolicy != nil {
+			// The policy decides which connections may carry the domain's
+			// mail, so it is known before the domain joins a site.
+			pctx, pcancel := context.WithTimeout(q.ctx, time.Minute)
+			pol = q.deps.TLSPolicy.Policy(pctx, d.name)
+			pcancel()
+		}
 		now := q.now()
 		if d.name == "" {
 			err = &dns.Error{Domain: d.name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
@@ -383,8 +393,8 @@ func (q *Queue) resolve(d *domainState) {
 		jobs := d.pending
 		d.pending = nil
 		if err == nil {
-			s := q.siteFor(res, d.pool)
-			d.site = s
+			s := q.siteFor(res, d.pool, pol)
+			d.site, d.policy = s, pol
 			ttl := res.TTL
 			if ttl < time.Minute {
 				ttl = time.Minute
@@ -504,19 +514,27 @@ func (q *Queue) ExpireHeld(now time.Time) int {
 }
 
 // siteFor returns the site of an MX answer, creating it. Caller holds q.mu.
-func (q *Queue) siteFor(res dns.MXResult, pool string) *site {
+func (q *Queue) siteFor(res dns.MXResult, pool string, pol tlspolicy.Policy) *site {
 	key := dns.SiteKey(res.Hosts)
 	if pool != "" {
 		key = pool + ":" + key
 	}
+	if c := pol.Class(); pol.Source != "" && c != "none" {
+		// Domains with different policies never share a site, hence never
+		// a connection that one of the policies forbids.
+		key += "|" + c
+	}
 	s := q.sites[key]
 	if s == nil {
 		s = newSite(q, key, res.Hosts)
-		s.pool, s.mxKey = pool, dns.SiteKey(res.Hosts)
+		s.pool, s.mxKey, s.policy = pool, dns.SiteKey(res.Hosts), pol
 		q.sites[key] = s
 	} else {
 		s.mu.Lock()
 		s.hosts = res.Hosts // preference order may have been reshuffled
+		if pol.Source != "" {
+			s.policy = pol // same class; TLSA records or expiry may be newer
+		}
 		s.mu.Unlock()
 	}
 	return s

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"github.com/penstock-mta/penstock/flow"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
@@ -12,6 +13,7 @@ import (
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Outcome is what happened to one recipient in one attempt.
@@ -237,9 +239,10 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
-	siteKey, ruleName := "", ""
+	siteKey, ruleName, polNote := "", "", ""
 	if s != nil {
 		siteKey = s.key
+		polNote = policyNote(s.policyOf())
 	}
 	if lim.match.Rule != nil {
 		ruleName = lim.match.Rule.Name
@@ -262,6 +265,9 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
 			Class: string(o.Verdict.Class), TLS: tls.on, TLSInfo: tls.info, Size: m.Size, Detail: o.notes,
+		}
+		if polNote != "" && !o.Expired {
+			rec.Detail = strings.TrimPrefix(rec.Detail+"; "+polNote, "; ")
 		}
 		if !o.Expired {
 			r.Attempts++
@@ -299,6 +305,9 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			r.NextAttempt = next
 			rec.Type = events.TransientFailure
 			rec.Status = StatusRetry + ": " + replyText(o)
+			if pe := (*policyError)(nil); errors.As(o.Err, &pe) && pe.source == tlspolicy.SourceSTS {
+				rec.Status = StatusMTASTS + ": " + replyText(o)
+			}
 			keep = append(keep, ri)
 			if next.After(due) {
 				due = next

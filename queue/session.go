@@ -45,13 +45,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	}()
 	sent := 0
 	j := first
-	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
-	if err != nil {
-		mode = smtpclient.TLSOpportunistic // as dial does
-	}
-	tlsSeen := map[string]bool{}
 	for {
-		q.tlsSession(j.domain, p, t, c, mode, tlsSeen)
 		s.deliver(c, j, t, p, lim)
 		sent++
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
@@ -151,6 +145,11 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 	if err != nil {
 		mode = smtpclient.TLSOpportunistic
 	}
+	pol := s.policyOf()
+	if targets, err = s.policyTargets(pol, domain, targets); err != nil {
+		s.setPolicyErr(err)
+		return nil, target{}, err
+	}
 	var lastErr error
 	var lastT target
 	for _, t := range targets {
@@ -168,12 +167,15 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 		if opts.EHLO == "" {
 			opts.EHLO = cfg.Hostname
 		}
-		if mode == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip) {
+		failed := s.policyOptions(pol, domain, t, &opts)
+		if opts.TLS == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip) {
 			opts.TLS = smtpclient.TLSDisabled // its handshake failed recently
 		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
 		c, err := smtpclient.Dial(ctx, addr, opts)
+		err = s.policyDial(pol, domain, t, c, err, *failed)
+		s.setPolicyErr(err)
 		if err == nil {
 			if terr := c.TLSError(); terr != nil && !q.rememberBrokenTLS(t, terr) {
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",
@@ -182,7 +184,6 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 			return c, t, nil
 		}
 		lastErr, lastT = err, t
-		q.tlsFailed(domain, p, t, err)
 		if resourceFailure(err) {
 			// Our descriptors or buffers ran out (EMFILE, ENOBUFS): not
 			// the site's doing, so flow control hears nothing, and the

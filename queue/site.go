@@ -14,6 +14,7 @@ import (
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // forever stands for "until something wakes the runner".
@@ -65,6 +66,8 @@ type site struct {
 
 	mu          sync.Mutex
 	hosts       []dns.MX
+	policy      tlspolicy.Policy // the TLS policy of its domains (their Class is in the key)
+	policyErr   string           // why the last attempt failed the enforced policy; "" after a success
 	jobs        jobHeap
 	running     bool
 	active      int               // sessions open or dialing

@@ -35,8 +35,9 @@ type Behavior struct {
 	Refuse bool
 	// STARTTLS offers STARTTLS (RFC 3207) with a self-signed certificate made at start.
 	STARTTLS bool
-	// Certificate, when set at NewProvider, replaces the self-signed one (tests
-	// that verify certificates give one signed by their own CA).
+	// Certificate, when set, is presented in the STARTTLS handshake instead of the
+	// self-signed one (a leaf from a test CA, see NewCA), so clients that verify
+	// certificates (MTA-STS, DANE, REQUIRETLS) can be tested.
 	Certificate *tls.Certificate
 	// BreakTLS answers STARTTLS with 220, then closes the connection instead of
 	// the handshake: a broken TLS stack, as the client sees it.

@@ -11,6 +11,7 @@ package sim
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,8 @@ type dnsName struct {
 	a     []netip.Addr
 	aaaa  []netip.Addr
 	txt   []string
+	tlsa  []TLSARecord
+	ad    bool   // answers for this name carry the AD bit
 	cname string // FQDN, lowercased; "" if none
 	rcode int    // forced reply code for this name; 0 = answer normally
 }
@@ -201,6 +204,30 @@ func (s *DNSServer) SetTXT(name string, txt ...string) {
 	s.name(name).txt = append([]string(nil), txt...)
 }
 
+// TLSARecord is a TLSA record (RFC 6698 §2.1) served by SetTLSA; Data is
+// the certificate association data (not hex).
+type TLSARecord struct {
+	Usage, Selector, MatchingType uint8
+	Data                          []byte
+}
+
+// SetTLSA replaces name's TLSA records ("_25._tcp.mx.example.test").
+func (s *DNSServer) SetTLSA(name string, recs ...TLSARecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name(name).tlsa = append([]TLSARecord(nil), recs...)
+}
+
+// SetAD makes every answer about name (whatever the type, including "no
+// records") carry the AD bit, as a validating resolver sets it for data
+// that DNSSEC authenticated (RFC 4035 §3.2.3). The simulated world signs
+// nothing: the bit is what a test says.
+func (s *DNSServer) SetAD(name string, ad bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name(name).ad = ad
+}
+
 // SetCNAME makes name an alias of target. The server follows its own CNAMEs
 // in answers (up to 16 hops, so a loop yields a long chain), as an
 // authoritative server does for in-zone targets.
@@ -272,6 +299,11 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	resp.Rcode = rcode
 	resp.Answer = answer
+	s.mu.RLock()
+	if n := s.names[canonical(q.Name)]; n != nil && n.ad {
+		resp.AuthenticatedData = true
+	}
+	s.mu.RUnlock()
 	ttl := s.ttl.Load()
 	if len(answer) == 0 || rcode != dns.RcodeSuccess {
 		// RFC 2308 §3: negative answers carry the zone's SOA so resolvers know
@@ -344,6 +376,11 @@ func (s *DNSServer) answer(q dns.Question) (rcode int, rrs []dns.RR, drop bool) 
 		case dns.TypeTXT:
 			for _, t := range n.txt {
 				rrs = append(rrs, &dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: chunks(t, 255)})
+			}
+		case dns.TypeTLSA:
+			for _, t := range n.tlsa {
+				rrs = append(rrs, &dns.TLSA{Hdr: hdr(owner, dns.TypeTLSA), Usage: t.Usage, Selector: t.Selector,
+					MatchingType: t.MatchingType, Certificate: hex.EncodeToString(t.Data)})
 			}
 		case dns.TypeCNAME:
 			if n.cname != "" {

@@ -566,7 +566,12 @@ func (s *session) startTLS(b *behavior, arg []byte) bool {
 	if s.w.Flush() != nil || b.BreakTLS {
 		return false
 	}
-	tc := tls.Server(deadlineConn{s.raw}, s.p.tlsConfig)
+	cfg := s.p.tlsConfig
+	if b.Certificate != nil {
+		cfg = cfg.Clone()
+		cfg.Certificates = []tls.Certificate{*b.Certificate}
+	}
+	tc := tls.Server(deadlineConn{s.raw}, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), idleTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -44,6 +44,9 @@ type Options struct {
 	// ServerName set. Give it a ClientSessionCache to resume TLS sessions
 	// across connections to the same MX. InsecureSkipVerify is overridden:
 	// true for Opportunistic and Required (RFC 7435), false for Verify.
+	// Its VerifyConnection, if any, runs in every mode and fails the
+	// handshake when it returns an error: DANE (RFC 7672) checks TLSA
+	// records there with TLSRequired.
 	TLSConfig  *tls.Config
 	ServerName string // MX host name, for SNI and (Verify) the certificate check
 

@@ -3,6 +3,7 @@ package tlsrpt
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/penstock-mta/penstock/tlspolicy"
 	"slices"
 	"sort"
 	"strings"
@@ -401,3 +402,21 @@ func (r *Recorder) Prune(day string) error {
 
 // Day names t's UTC day as the recorder does (YYYY-MM-DD).
 func Day(t time.Time) string { return t.UTC().Format(dayLayout) }
+
+// Report implements tlspolicy.Reporter: the delivery path's TLS outcome,
+// under the policy it found, counted for the day's report.
+func (r *Recorder) Report(o tlspolicy.Outcome) {
+	res := Result{PolicyDomain: o.Domain, MXHost: o.MXHost, ReceivingIP: o.MXIP, Success: o.Success, Detail: o.Detail}
+	switch o.PolicyType {
+	case tlspolicy.SourceSTS:
+		res.PolicyType = PolicySTS
+	case tlspolicy.SourceDANE:
+		res.PolicyType = PolicyTLSA
+	default:
+		res.PolicyType = PolicyNone
+	}
+	if !o.Success {
+		res.FailureType = o.Result
+	}
+	r.Record(res)
+}

@@ -268,6 +268,19 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if ex.LocalProblem != "" {
 		fmt.Fprintf(stdout, "LOCAL PROBLEM: %s\n", ex.LocalProblem)
 	}
+	if p := ex.TLSPolicy; p != nil {
+		line := p.Source + " " + p.Mode
+		if len(p.MX) > 0 {
+			line += ", mx " + strings.Join(p.MX, " ")
+		}
+		if !p.Expires.IsZero() {
+			line += ", expires " + p.Expires.Local().Format(time.RFC3339)
+		}
+		if p.Note != "" {
+			line += " (" + p.Note + ")"
+		}
+		fmt.Fprintf(stdout, "TLS policy:  %s\n", line)
+	}
 	if ex.Site != nil {
 		printSite(stdout, *ex.Site)
 	}

@@ -1,0 +1,156 @@
+package mta_test
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/dane"
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/mta"
+	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/sim"
+	"github.com/penstock-mta/penstock/tlspolicy"
+)
+
+func simTLSA(r dns.TLSA) sim.TLSARecord {
+	return sim.TLSARecord{Usage: r.Usage, Selector: r.Selector, MatchingType: r.MatchingType, Data: r.Data}
+}
+
+// daneWorld: dane.test behind mx.dane.test, the MX and TLSA answers
+// authenticated (AD), the provider presenting cert.
+func daneWorld(t *testing.T, beh sim.Behavior, tlsa func(ca *sim.CA, cert *tls.Certificate) dns.TLSA, dnssec bool) (*harness, *sim.Provider, *outcomes) {
+	t.Helper()
+	ca, err := sim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	if beh.Certificate == nil {
+		c, err := ca.Leaf([]string{"mx.dane.test"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		beh.Certificate = &c
+	}
+	p, err := w.AddProvider(beh, []string{"dane.test"}, "mx.dane.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.DNS.SetAD("dane.test", true)
+	w.DNS.SetTLSA("_25._tcp.mx.dane.test", simTLSA(tlsa(ca, beh.Certificate)))
+	w.DNS.SetAD("_25._tcp.mx.dane.test", true)
+	rep := &outcomes{}
+	cfg := testConfig(t, w, t.TempDir())
+	cfg.DNS.DNSSEC = dnssec
+	h := &harness{t: t, world: w, cfg: cfg, opts: mta.Options{TLSReport: rep}}
+	h.start()
+	return h, p, rep
+}
+
+func eeRecord(ca *sim.CA, c *tls.Certificate) dns.TLSA {
+	return dane.Record(dane.UsageDANEEE, 1, 1, c.Leaf)
+}
+
+func taRecord(ca *sim.CA, c *tls.Certificate) dns.TLSA {
+	return dane.Record(dane.UsageDANETA, 0, 2, ca.Cert)
+}
+
+func TestDANEMatchDelivers(t *testing.T) {
+	t.Parallel()
+	past := time.Now().Add(-48 * time.Hour)
+	ca, err := sim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DANE-EE ignores names and expiry (RFC 7672 §3.1.1).
+	odd, err := ca.Leaf([]string{"not-the-mx.example"}, past, past.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		beh  sim.Behavior
+		tlsa func(*sim.CA, *tls.Certificate) dns.TLSA
+	}{
+		{"DANE-EE", sim.Behavior{Name: "dane", STARTTLS: true, Certificate: &odd}, eeRecord},
+		{"DANE-TA", sim.Behavior{Name: "dane", STARTTLS: true}, taRecord},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, p, rep := daneWorld(t, tc.beh, tc.tlsa, true)
+			if err := h.send("s@penstock.test", []string{"a@dane.test"}, message("s@penstock.test", "a@dane.test", "dane", 300)); err != nil {
+				t.Fatal(err)
+			}
+			waitDelivered(t, p, 1, 15*time.Second)
+			if p.Stats().TLSConns == 0 {
+				t.Fatal("no TLS")
+			}
+			waitFor(t, 5*time.Second, "delivery record", func() bool { return countType(h.records(), events.Delivery) == 1 })
+			for _, r := range h.records() {
+				if r.Type == events.Delivery && (!strings.Contains(r.Detail, "tls policy dane") || !strings.HasSuffix(r.Site, "|dane")) {
+					t.Fatalf("record does not show DANE: %+v", r)
+				}
+			}
+			if !rep.has(tlspolicy.ResultSuccess, true) {
+				t.Fatalf("no success reported: %s", rep)
+			}
+			var ex queue.Explanation
+			h.api("GET", "/api/v1/explain?domain=dane.test", &ex)
+			if ex.TLSPolicy == nil || ex.TLSPolicy.Source != "dane" {
+				t.Fatalf("explain: %+v", ex.TLSPolicy)
+			}
+		})
+	}
+}
+
+func TestDANEMismatchDefers(t *testing.T) {
+	t.Parallel()
+	ca, err := sim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.Leaf([]string{"mx.dane.test"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := func(*sim.CA, *tls.Certificate) dns.TLSA { return dane.Record(dane.UsageDANEEE, 0, 1, other.Leaf) }
+	for _, tc := range []struct {
+		name, why string
+		beh       sim.Behavior
+	}{
+		{"mismatch", "TLSA", sim.Behavior{Name: "dane", STARTTLS: true}},
+		{"starttls stripped", "STARTTLS", sim.Behavior{Name: "dane"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, p, _ := daneWorld(t, tc.beh, wrong, true)
+			if err := h.send("s@penstock.test", []string{"a@dane.test"}, message("s@penstock.test", "a@dane.test", "dane", 300)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 15*time.Second, "deferrals", func() bool { return countType(h.records(), events.TransientFailure) >= 2 })
+			for _, r := range h.records() {
+				if r.Type == events.TransientFailure && (!strings.Contains(r.Text, "DANE") || !strings.Contains(r.Text, tc.why)) {
+					t.Fatalf("record does not say DANE refused: %+v", r)
+				}
+			}
+			if st := p.Stats(); st.Delivered != 0 {
+				t.Fatalf("delivered despite a DANE failure: %+v", st)
+			}
+		})
+	}
+}
+
+// Without [dns] dnssec the AD bit is not trusted: no DANE, delivered as
+// the MX rule says even though the TLSA record does not match.
+func TestDANEOffWithoutDNSSEC(t *testing.T) {
+	t.Parallel()
+	wrong := func(ca *sim.CA, c *tls.Certificate) dns.TLSA {
+		return dns.TLSA{Usage: 3, Selector: 1, MatchingType: 1, Data: make([]byte, 32)}
+	}
+	h, p, _ := daneWorld(t, sim.Behavior{Name: "dane", STARTTLS: true}, wrong, false)
+	if err := h.send("s@penstock.test", []string{"a@dane.test"}, message("s@penstock.test", "a@dane.test", "dane", 300)); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(t, p, 1, 15*time.Second)
+}
