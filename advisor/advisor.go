@@ -51,6 +51,7 @@ package advisor
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,9 @@ const (
 	unreachedShare = 0.5
 	maxLine        = 1 << 20 // longer log lines are skipped, not fatal
 )
+
+// ErrUnknownRule is returned (wrapped) when Options.Rule names no rule in force.
+var ErrUnknownRule = errors.New("no such rule")
 
 // Options select the period and the rule.
 type Options struct {
@@ -176,7 +180,8 @@ type acc struct {
 }
 
 // Analyze reads the delivery log in dir for the period and advises on rules.
-func Analyze(rules *mxrule.Set, dir string, opts Options) (*Report, error) {
+// It stops with ctx's error when ctx ends.
+func Analyze(ctx context.Context, rules *mxrule.Set, dir string, opts Options) (*Report, error) {
 	if opts.Until.IsZero() {
 		opts.Until = time.Now()
 	}
@@ -190,7 +195,7 @@ func Analyze(rules *mxrule.Set, dir string, opts Options) (*Report, error) {
 		a.rules[r.Name] = r
 	}
 	if opts.Rule != "" && a.rules[opts.Rule] == nil {
-		return nil, fmt.Errorf("advise: no rule named %q in the configuration", opts.Rule)
+		return nil, fmt.Errorf("advise: %w named %q in the configuration", ErrUnknownRule, opts.Rule)
 	}
 	files, err := logFiles(dir, opts.Since)
 	if err != nil {
@@ -198,7 +203,7 @@ func Analyze(rules *mxrule.Set, dir string, opts Options) (*Report, error) {
 	}
 	rep := &Report{Since: opts.Since, Until: opts.Until, Files: len(files)}
 	for _, f := range files {
-		if err := a.readFile(f, rep); err != nil {
+		if err := a.readFile(ctx, f, rep); err != nil {
 			return nil, err
 		}
 	}
@@ -241,14 +246,17 @@ func logFiles(dir string, since time.Time) ([]string, error) {
 	return out, nil
 }
 
-func (a *acc) readFile(name string, rep *Report) error {
+func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("advise: %w", err)
 	}
 	defer f.Close()
 	rd := bufio.NewReaderSize(f, 64<<10)
-	for {
+	for n := 1; ; n++ {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		line, err := readLine(rd)
 		if len(line) > 0 {
 			var r events.Record

@@ -1,6 +1,7 @@
 package advisor_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -132,7 +133,7 @@ func analyze(t *testing.T, opts advisor.Options) *advisor.Report {
 	if opts.Until.IsZero() {
 		opts.Until = base.Add(6 * time.Hour)
 	}
-	rep, err := advisor.Analyze(rules, dir, opts)
+	rep, err := advisor.Analyze(context.Background(), rules, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,13 +296,13 @@ func TestRuleFilterAndPeriod(t *testing.T) {
 	dir := t.TempDir()
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
 	rules, _ := mta.Rules(cfg)
-	if _, err := advisor.Analyze(rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour), Rule: "nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+	if _, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour), Rule: "nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown rule: %v", err)
 	}
-	if _, err := advisor.Analyze(rules, dir, advisor.Options{Since: base, Until: base}); err == nil {
+	if _, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base}); err == nil {
 		t.Error("empty period accepted")
 	}
-	if _, err := advisor.Analyze(rules, filepath.Join(dir, "missing"), advisor.Options{Since: base, Until: base.Add(time.Hour)}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := advisor.Analyze(context.Background(), rules, filepath.Join(dir, "missing"), advisor.Options{Since: base, Until: base.Add(time.Hour)}); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing dir: %v", err)
 	}
 }
@@ -317,7 +318,7 @@ func TestBadLines(t *testing.T) {
 	}
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
 	rules, _ := mta.Rules(cfg)
-	rep, err := advisor.Analyze(rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour)})
+	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

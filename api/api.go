@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/queue"
 )
 
@@ -37,6 +38,9 @@ type Backend interface {
 	Quarantine
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
+	// Advise runs the advisor (package advisor) on the delivery log of the
+	// last since, for one rule or ("") all.
+	Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error)
 }
 
 // Minute counts delivery-log events in one minute (for the throughput plot).

@@ -373,6 +373,7 @@ func TestRoutes(t *testing.T) {
 		{"DELETE /api/v1/quarantine/{address}", request{method: "DELETE", path: "/api/v1/quarantine/b@gmail.com"}, 204, ""},
 		{"GET /api/v1/bounces", request{method: "GET", path: "/api/v1/bounces?site=gmail.com&n=5"}, 200, `"reason": "user_unknown"`},
 		{"GET /api/v1/openapi.json", request{method: "GET", path: "/api/v1/openapi.json"}, 200, `"openapi": "3.0`},
+		{"GET /api/v1/advise", request{method: "GET", path: "/api/v1/advise?rule=bulk"}, 200, `"kind": "raise"`},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

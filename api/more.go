@@ -3,5 +3,6 @@ package api
 // moreRoutes are routes added by other files of the package (quarantine,
 // bounces, OpenAPI).
 func (h *handler) moreRoutes() []Route {
-	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI})
+	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI},
+		Route{"GET", "/api/v1/advise", h.advise})
 }
