@@ -33,9 +33,10 @@
 //     messages_per_hour × 1.5. Effect: the run's volume V divided by the new
 //     rate, against the run's length.
 //   - lower: throttling recurred at a site (flow control held it back, or
-//     "refused" deferrals came, in ≥ 2 distinct hours). Proposed: 80% of the
-//     median per-key rate of those hours (or of the current limit, if that is
-//     lower). Effect: the site's period volume at the new steady rate against
+//     "refused" deferrals came, in ≥ 2 distinct hours) while the busiest
+//     quota key sent at least 10 an hour (below that, throttling is not about
+//     the rate). Proposed: 80% of the median per-key rate of those hours (or
+//     of the current limit, if that is lower). Effect: the site's period volume at the new steady rate against
 //     the time it spent held back.
 //   - unused: an operator's rule that no record names in the period.
 //   - overridden: an operator's rule that replaces a shipped one (the diff
@@ -78,6 +79,7 @@ const (
 	minThrottled   = 2 // distinct hours with throttling to recommend lowering
 	lowerFactor    = 0.8
 	unreachedShare = 0.5
+	minLowerRate   = 10      // below this hourly rate, throttling is not about the rate
 	maxLine        = 1 << 20 // longer log lines are skipped, not fatal
 )
 
@@ -600,12 +602,12 @@ func (a *acc) lower(r *mxrule.Rule, sites []*siteAcc) (Recommendation, bool) {
 	if len(rates) > 0 {
 		at = rates[len(rates)/2]
 	}
+	if at < minLowerRate {
+		return Recommendation{}, false
+	}
 	base := at
 	if r.MessagesPerHour > 0 && (base == 0 || r.MessagesPerHour < base) {
 		base = r.MessagesPerHour
-	}
-	if base == 0 {
-		return Recommendation{}, false
 	}
 	to := max(1, int(lowerFactor*float64(base)))
 	after := *r

@@ -326,3 +326,47 @@ func TestBadLines(t *testing.T) {
 		t.Errorf("records %d, bad lines %d; want 2 and 2", rep.Records, rep.BadLines)
 	}
 }
+
+// TestFlowTime: time held back counts from the first change's "from" state
+// at the period's start, and an episode still open at the end counts up to
+// the end.
+func TestFlowTime(t *testing.T) {
+	dir := t.TempDir()
+	lg, err := events.Open(dir, events.Options{Now: func() time.Time { return base }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []events.Record{
+		// The period starts at base with the site already in backoff.
+		{Type: events.FlowControl, Time: base.Add(20 * time.Minute), Site: "slow.test", State: "suspended", Status: "backoff -> suspended", Detail: "error ratio 0.8"},
+		{Type: events.FlowControl, Time: base.Add(50 * time.Minute), Site: "slow.test", State: "normal", Status: "suspended -> normal", Detail: "suspension over"},
+		{Type: events.FlowControl, Time: base.Add(100 * time.Minute), Site: "slow.test", State: "backoff", Status: "normal -> backoff", Detail: "error ratio 0.4"},
+		{Type: events.Delivery, Time: base.Add(101 * time.Minute), ID: "s1", Site: "slow.test", Rule: "roomy", SourceIP: "192.0.2.1"},
+	} {
+		lg.Write(&r)
+	}
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := config.Parse("t.toml", []byte(testConfig))
+	rules, _ := mta.Rules(cfg)
+	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(2 * time.Hour), Rule: "roomy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ruleReport(t, rep, "roomy").Sites
+	if len(s) != 1 {
+		t.Fatalf("sites = %+v", s)
+	}
+	// Backoff: 0-20 min and 100-120 min; suspended: 20-50 min.
+	if s[0].BackoffSeconds != 40*60 || s[0].SuspendSeconds != 30*60 {
+		t.Errorf("backoff %ds, suspended %ds; want 2400 and 1800", s[0].BackoffSeconds, s[0].SuspendSeconds)
+	}
+	if s[0].Throttles["error ratio 0.8"] != 1 || s[0].Throttles["error ratio 0.4"] != 1 || len(s[0].Throttles) != 2 {
+		t.Errorf("throttles = %v", s[0].Throttles)
+	}
+	// Throttled in two hours, but at one message: not a rate to lower to.
+	if r := find(rep, advisor.Lower, "roomy"); r != nil {
+		t.Errorf("lower on a trickle: %+v", r)
+	}
+}
