@@ -19,8 +19,12 @@
 // the time between a change into backoff or suspended and the next change
 // is time held back.
 //
-// The log has no record of mail waiting on a quota, so the signal that mail
-// waited is inferred from the records there are: a quota key at ≥ 90% of
+// Mail waiting on our own limits is seen two ways. For the connection
+// quota, a node logs QuotaWait records (WaitRecords, every SampleEvery):
+// one per site whose queued mail waits on its rule's connection or hourly
+// quota at that moment; the delivery log had no such record before. For the
+// hourly quota, waiting is also inferred from the deliveries, so that logs
+// written before QuotaWait existed still count: a quota key at ≥ 90% of
 // messages_per_hour in two or more consecutive clock hours. The limiter
 // paces sends, so a queue that empties shows up as an hour below the cap; a
 // run of hours at the cap means the queue still held mail for the key when
@@ -29,25 +33,27 @@
 // limit, not on the receiver).
 //
 // The recommendations:
-//   - raise: a run of ≥ 2 h at the cap with no deferral. Proposed:
-//     messages_per_hour × 1.5. Effect: the run's volume V divided by the new
-//     rate, against the run's length.
+//   - raise messages_per_hour: a run of ≥ 2 h at the cap with no deferral.
+//     Proposed: × 1.5. Effect: the run's volume V divided by the new rate,
+//     against the run's length.
+//   - raise max_connections: QuotaWait samples on connections in ≥ 2
+//     consecutive hours with no deferral or flow-control hold. Proposed:
+//     × 1.5. Effect: the run's length × old ÷ new connections, assuming
+//     throughput grows with connections (the receiver answering each as
+//     fast as before).
 //   - lower: throttling recurred at a site (flow control held it back, or
 //     "refused" deferrals came, in ≥ 2 distinct hours) while the busiest
 //     quota key sent at least 10 an hour (below that, throttling is not about
 //     the rate). Proposed: 80% of the median per-key rate of those hours (or
-//     of the current limit, if that is lower). Effect: the site's period volume at the new steady rate against
-//     the time it spent held back.
+//     of the current limit, if that is lower). Effect: the site's period
+//     volume at the new steady rate against the time it spent held back.
 //   - unused: an operator's rule that no record names in the period.
 //   - overridden: an operator's rule that replaces a shipped one (the diff
 //     shows the shipped values against the operator's).
 //   - unreached: a messages_per_hour that no key reached half of.
 //
-// max_connections is reported but never recommended on: the log records
-// neither concurrency nor waits on the connection quota, so there is no
-// evidence to argue from.
-//
-// The package reads the log and the rules only; it changes nothing.
+// The package reads the log and the rules and makes the QuotaWait records
+// the node writes; it changes no configuration.
 package advisor
 
 import (
@@ -129,6 +135,10 @@ type SiteReport struct {
 	SuspendSeconds int64          `json:"suspended_seconds"`
 	PeakPerHour    int            `json:"peak_per_hour"` // most deliveries in one clock hour
 	ActiveHours    int            `json:"active_hours"`  // clock hours with a delivery
+	// Clock hours with a QuotaWait sample: mail waited on the rule's
+	// connection quota, or on its hourly quota.
+	ConnWaitHours   int `json:"conn_wait_hours"`
+	HourlyWaitHours int `json:"hourly_wait_hours"`
 }
 
 // Recommendation kinds.
@@ -159,6 +169,8 @@ type siteAcc struct {
 	perHour    map[int64]int // deliveries per clock hour
 	deferHours map[int64]bool
 	throttled  map[int64]bool // hours with a flow-control hold or a "refused" deferral
+	connWait   map[int64]bool // hours with a QuotaWait sample on connections
+	hourWait   map[int64]bool // hours with a QuotaWait sample on the hourly quota
 	keys       map[string]bool
 	state      string
 	since      time.Time
@@ -318,6 +330,7 @@ func (a *acc) site(name string) *siteAcc {
 	s := a.sites[name]
 	if s == nil {
 		s = &siteAcc{rep: SiteReport{Site: name}, perHour: map[int64]int{}, deferHours: map[int64]bool{},
+			connWait: map[int64]bool{}, hourWait: map[int64]bool{},
 			throttled: map[int64]bool{}, keys: map[string]bool{}, state: "normal", since: a.opts.Since}
 		a.sites[name] = s
 	}
@@ -334,6 +347,18 @@ func (a *acc) add(r *events.Record) {
 	case events.Delivery, events.TransientFailure, events.Bounce:
 	case events.FlowControl:
 		a.flow(r)
+		return
+	case events.QuotaWait:
+		s := a.site(r.Site)
+		if r.Rule != "" {
+			s.rule = r.Rule
+		}
+		switch r.Reason {
+		case WaitConnections:
+			s.connWait[hourOf(r.Time)] = true
+		case WaitHourly:
+			s.hourWait[hourOf(r.Time)] = true
+		}
 		return
 	default:
 		return
@@ -452,6 +477,7 @@ func (a *acc) finish(all []*mxrule.Rule, rep *Report) {
 			s.rep.PeakPerHour = max(s.rep.PeakPerHour, c)
 		}
 		s.rep.ActiveHours = len(s.perHour)
+		s.rep.ConnWaitHours, s.rep.HourlyWaitHours = len(s.connWait), len(s.hourWait)
 		byRule[s.rule] = append(byRule[s.rule], s)
 	}
 	shipped := shippedRules()
@@ -496,8 +522,14 @@ func (a *acc) finish(all []*mxrule.Rule, rep *Report) {
 			}
 		}
 		if rec, ok := a.lower(r, sites); ok {
+			// The receiver pushes back: no raise in the same breath.
 			rep.Recommendations = append(rep.Recommendations, rec)
-		} else if rec, ok := a.raise(r); ok {
+			continue
+		}
+		if rec, ok := raiseConns(r, sites); ok {
+			rep.Recommendations = append(rep.Recommendations, rec)
+		}
+		if rec, ok := a.raise(r); ok {
 			rep.Recommendations = append(rep.Recommendations, rec)
 		} else if r.MessagesPerHour > 0 && len(sites) > 0 && float64(rr.PeakPerHour) < unreachedShare*float64(r.MessagesPerHour) {
 			rep.Recommendations = append(rep.Recommendations, Recommendation{Kind: Unreached, Rule: r.Name,
@@ -560,6 +592,48 @@ func (a *acc) raise(r *mxrule.Rule) (Recommendation, bool) {
 			time.Unix(best.start*3600, 0).UTC().Format("2006-01-02 15:00"), time.Unix((best.stop+1)*3600, 0).UTC().Format("15:00 MST")),
 		Effect: fmt.Sprintf("that run's %d messages would have finished in ~%s instead of ~%d h (%d messages ÷ %d/h), if the receiver keeps accepting without deferrals",
 			best.vol, hoursText(newHours), best.hours, best.vol, to),
+		Diff: ruleDiff(r, &after)}, true
+}
+
+// raiseConns looks for the longest run of hours in which QuotaWait
+// samples saw a site's mail wait on the connection quota with no deferral
+// and no flow-control hold.
+func raiseConns(r *mxrule.Rule, sites []*siteAcc) (Recommendation, bool) {
+	var best *siteAcc
+	bestRun, bestVol := 0, 0
+	for _, s := range sites {
+		hours := make([]int64, 0, len(s.connWait))
+		for h := range s.connWait {
+			if !s.deferHours[h] && !s.throttled[h] {
+				hours = append(hours, h)
+			}
+		}
+		slices.Sort(hours)
+		run, vol := 0, 0
+		for i, h := range hours {
+			if run > 0 && hours[i-1] == h-1 {
+				run++
+				vol += s.perHour[h]
+			} else {
+				run, vol = 1, s.perHour[h]
+			}
+			if run > bestRun || run == bestRun && vol > bestVol {
+				best, bestRun, bestVol = s, run, vol
+			}
+		}
+	}
+	if best == nil || bestRun < minCapRun || bestVol == 0 {
+		return Recommendation{}, false
+	}
+	to := int(math.Ceil(raiseFactor * float64(r.MaxConnections)))
+	after := *r
+	after.MaxConnections = to
+	newHours := float64(bestRun) * float64(r.MaxConnections) / float64(to)
+	return Recommendation{Kind: Raise, Rule: r.Name, Site: best.rep.Site, Key: "max_connections", From: r.MaxConnections, To: to,
+		Evidence: fmt.Sprintf("QuotaWait samples saw site %s's mail wait on all %d connections for %d consecutive hours, with no deferral and no flow-control change; it delivered %d messages in them",
+			best.rep.Site, r.MaxConnections, bestRun, bestVol),
+		Effect: fmt.Sprintf("those %d messages would have finished in ~%s instead of ~%d h (%d h × %d ÷ %d connections), if the receiver answers each connection as fast as before",
+			bestVol, hoursText(newHours), bestRun, bestRun, r.MaxConnections, to),
 		Diff: ruleDiff(r, &after)}, true
 }
 

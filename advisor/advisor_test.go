@@ -13,6 +13,7 @@ import (
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
+	"github.com/penstock-mta/penstock/queue"
 )
 
 // base is the start of the recorded history: 20:00 UTC, so the history
@@ -39,6 +40,11 @@ mx = ["mx.nowhere.test"]
 name = "yahoo"
 mx = ["*.yahoodns.net"]
 max_connections = 3
+
+[[mx_rule]]
+name = "wide"
+mx = ["mx.wide.test"]
+max_connections = 4
 
 [[mx_rule]]
 name = "roomy"
@@ -85,6 +91,14 @@ func history(t *testing.T, dir string) {
 				write(events.Record{Type: events.Delivery, Time: at, Site: "bulk.test", Rule: "bulk", SourceIP: "192.0.2.1", Recipient: "a@bulk.test"})
 			}
 			write(events.Record{Type: events.Delivery, Time: at.Add(time.Second), Site: "touchy.test", Rule: "touchy", SourceIP: "192.0.2.1"})
+			// wide waits on its 4 connections for three hours (a
+			// sample every 25 messages, about 5 minutes), 50 a hour.
+			if h < 3 && i < 50 {
+				write(events.Record{Type: events.Delivery, Time: at.Add(time.Second), Site: "wide.test", Rule: "wide", SourceIP: "192.0.2.1"})
+			}
+			if h < 3 && i%25 == 0 {
+				write(events.Record{Type: events.QuotaWait, Time: at.Add(time.Second), Site: "wide.test", Rule: "wide", Reason: advisor.WaitConnections})
+			}
 			// A message with two recipients at one site is one
 			// transaction: one quota token.
 			if i == 7 {
@@ -368,5 +382,47 @@ func TestFlowTime(t *testing.T) {
 	// Throttled in two hours, but at one message: not a rate to lower to.
 	if r := find(rep, advisor.Lower, "roomy"); r != nil {
 		t.Errorf("lower on a trickle: %+v", r)
+	}
+}
+
+// TestRaiseConnections: QuotaWait samples of mail waiting on all
+// connections, hours on end with no deferral, give "raise max_connections".
+func TestRaiseConnections(t *testing.T) {
+	rep := analyze(t, advisor.Options{})
+	r := find(rep, advisor.Raise, "wide")
+	if r == nil {
+		t.Fatalf("no raise for wide: %+v", rep.Recommendations)
+	}
+	// 150 messages in 3 h on 4 connections: on 6, ~2 h.
+	if r.Key != "max_connections" || r.From != 4 || r.To != 6 ||
+		!strings.Contains(r.Effect, "150 messages would have finished in ~2.0 h instead of ~3 h") ||
+		!strings.Contains(r.Diff, "- max_connections = 4\n+ max_connections = 6\n") {
+		t.Errorf("raise = %+v\n%s", r, r.Diff)
+	}
+	if s := ruleReport(t, rep, "wide").Sites[0]; s.ConnWaitHours != 3 || s.HourlyWaitHours != 0 {
+		t.Errorf("wide site = %+v", s)
+	}
+	// touchy has no wait samples: its connections are not in question.
+	for _, rec := range rep.Recommendations {
+		if rec.Key == "max_connections" && rec.Rule != "wide" {
+			t.Errorf("unexpected %+v", rec)
+		}
+	}
+}
+
+// TestWaitRecords: a sample logs the sites waiting on a connection or
+// hourly quota with mail queued, and no others.
+func TestWaitRecords(t *testing.T) {
+	now := base
+	recs := advisor.WaitRecords([]queue.SiteView{
+		{Site: "a.test", Queued: 5, Wait: &queue.Wait{Status: queue.StatusConnQuota, Rule: "r1", Detail: "4 of 4"}},
+		{Site: "b.test", Queued: 2, Wait: &queue.Wait{Status: queue.StatusHourlyQuota, Rule: "r2"}},
+		{Site: "c.test", Queued: 2, Wait: &queue.Wait{Status: queue.StatusFlowControl, Rule: "r3"}},
+		{Site: "d.test", Queued: 0, Wait: &queue.Wait{Status: queue.StatusConnQuota, Rule: "r4"}},
+		{Site: "e.test", Queued: 3},
+	}, now)
+	if len(recs) != 2 || recs[0].Site != "a.test" || recs[0].Reason != advisor.WaitConnections || recs[0].Rule != "r1" ||
+		recs[0].Type != events.QuotaWait || !recs[0].Time.Equal(now) || recs[1].Site != "b.test" || recs[1].Reason != advisor.WaitHourly {
+		t.Errorf("records = %+v", recs)
 	}
 }

@@ -112,6 +112,9 @@ func printAdvice(w io.Writer, rep *advisor.Report) {
 				line += fmt.Sprintf("; throttled %d×%s, backoff %s, suspended %s", sumCounts(s.Throttles), fmtCounts(s.Throttles),
 					time.Duration(s.BackoffSeconds)*time.Second, time.Duration(s.SuspendSeconds)*time.Second)
 			}
+			if s.ConnWaitHours+s.HourlyWaitHours > 0 {
+				line += fmt.Sprintf("; mail waited on connections in %d h, on the hourly quota in %d h", s.ConnWaitHours, s.HourlyWaitHours)
+			}
 			wrapIndented(w, "  ", "    ", line)
 		}
 	}
