@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -36,7 +37,11 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, fmt.Errorf("-since: must be a positive duration, like \"12h\" or \"7d\""))
 	}
 	var rep *advisor.Report
-	if cfgPath := fs.Lookup("config").Value.String(); cfgPath != "" && fs.Lookup("api").Value.String() == "" {
+	// -config alone reads the log directory; -api on the command line
+	// (not PENSTOCK_API from the environment) asks a node.
+	apiGiven := false
+	fs.Visit(func(f *flag.Flag) { apiGiven = apiGiven || f.Name == "api" })
+	if cfgPath := fs.Lookup("config").Value.String(); cfgPath != "" && !apiGiven {
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			return fail(stderr, err)

@@ -92,6 +92,8 @@ func checkAdviceText(t *testing.T, out string) {
 // itself and prints the rules, sites and recommendations with diffs.
 func TestAdviseFromConfig(t *testing.T) {
 	cfg := adviseSetup(t)
+	// An API named in the environment does not take over from -config.
+	t.Setenv("PENSTOCK_API", "http://127.0.0.1:1")
 	code, out, errs := runCmd("advise", "-config", cfg, "-since", "1d")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
