@@ -69,6 +69,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -253,11 +254,29 @@ func logFiles(dir string, since time.Time) ([]string, error) {
 		}
 		out = append(out, filepath.Join(dir, n))
 	}
-	sort.Strings(out)
+	// By name is by day; within a day, the plain name came first, then .1,
+	// .2, ... (the events writer adds a number when the name is taken).
+	sort.Slice(out, func(i, j int) bool {
+		di, ni := archiveOrder(out[i])
+		dj, nj := archiveOrder(out[j])
+		if di != dj {
+			return di < dj
+		}
+		return ni < nj
+	})
 	if current {
 		out = append(out, filepath.Join(dir, "delivery.log"))
 	}
 	return out, nil
+}
+
+// archiveOrder splits delivery-YYYYMMDD[.N].log into its day and N (0 for
+// the plain name).
+func archiveOrder(path string) (day string, n int) {
+	name := strings.TrimSuffix(filepath.Base(path), ".log")
+	day, num, _ := strings.Cut(strings.TrimPrefix(name, "delivery-"), ".")
+	n, _ = strconv.Atoi(num)
+	return day, n
 }
 
 func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {

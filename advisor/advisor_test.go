@@ -426,3 +426,42 @@ func TestWaitRecords(t *testing.T) {
 		t.Errorf("records = %+v", recs)
 	}
 }
+
+// TestArchiveOrder: a day's archives are read in the order written
+// (delivery-D.log, then .1, .2, ... up to .10), so flow-control time is
+// measured between the right changes.
+func TestArchiveOrder(t *testing.T) {
+	dir := t.TempDir()
+	line := func(at time.Duration, status string) string {
+		_, to, _ := strings.Cut(status, " -> ")
+		return fmt.Sprintf(`{"type":"FlowControl","time":%q,"site":"slow.test","state":%q,"status":%q,"detail":"x"}`+"\n",
+			base.Add(at).Format(time.RFC3339), to, status)
+	}
+	files := map[string]string{
+		"delivery-20261129.log":    line(0, "normal -> backoff"),
+		"delivery-20261129.1.log":  line(10*time.Minute, "backoff -> normal"),
+		"delivery-20261129.2.log":  line(20*time.Minute, "normal -> backoff"),
+		"delivery-20261129.10.log": line(60*time.Minute, "backoff -> normal"),
+		"delivery.log": line(90*time.Minute, "normal -> suspended") +
+			fmt.Sprintf(`{"type":"Delivery","time":%q,"site":"slow.test","rule":"roomy","source_ip":"192.0.2.1"}`+"\n", base.Add(91*time.Minute).Format(time.RFC3339)),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, _ := config.Parse("t.toml", []byte(testConfig))
+	rules, _ := mta.Rules(cfg)
+	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Files != 5 || rep.Records != 6 {
+		t.Fatalf("files %d, records %d", rep.Files, rep.Records)
+	}
+	s := ruleReport(t, rep, "roomy").Sites
+	// Backoff 0-10 and 20-60 min, suspended 90-120 min.
+	if len(s) != 1 || s[0].BackoffSeconds != 50*60 || s[0].SuspendSeconds != 30*60 {
+		t.Errorf("sites = %+v; want 3000 s of backoff and 1800 s suspended", s)
+	}
+}
