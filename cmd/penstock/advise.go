@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// sitesPerRule is how many sites of a rule the text report lists.
+const sitesPerRule = 10
+
 // printAdvice writes the report for people: the rules that saw mail, their
 // sites, then the recommendations with their diffs.
 func printAdvice(w io.Writer, rep *advisor.Report) {
@@ -104,9 +108,24 @@ func printAdvice(w io.Writer, rep *advisor.Report) {
 	if idle > 0 {
 		fmt.Fprintf(w, "(%d built-in rules saw no mail)\n", idle)
 	}
+	// The busiest sites of each rule, and every site a recommendation
+	// names; -json has them all.
+	named := map[string]bool{}
+	for _, rc := range rep.Recommendations {
+		named[rc.Site] = true
+	}
 	first := true
 	for _, r := range rep.Rules {
-		for _, s := range r.Sites {
+		sites := slices.Clone(r.Sites)
+		sort.SliceStable(sites, func(i, j int) bool {
+			return sites[i].Deliveries+sumCounts(sites[i].Deferrals) > sites[j].Deliveries+sumCounts(sites[j].Deferrals)
+		})
+		hidden := 0
+		for i, s := range sites {
+			if i >= sitesPerRule && !named[s.Site] {
+				hidden++
+				continue
+			}
 			if first {
 				fmt.Fprintln(w, "\nSites:")
 				first = false
@@ -121,6 +140,9 @@ func printAdvice(w io.Writer, rep *advisor.Report) {
 				line += fmt.Sprintf("; mail waited on connections in %d h, on the hourly quota in %d h", s.ConnWaitHours, s.HourlyWaitHours)
 			}
 			wrapIndented(w, "  ", "    ", line)
+		}
+		if hidden > 0 {
+			fmt.Fprintf(w, "  ... and %d more sites under rule %s (-json lists them all)\n", hidden, r.Name)
 		}
 	}
 	if len(rep.Recommendations) == 0 {

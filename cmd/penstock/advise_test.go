@@ -159,3 +159,21 @@ func TestAdviseFromAPI(t *testing.T) {
 		t.Errorf("unknown rule over the API: exit %d, %q", code, errs)
 	}
 }
+
+// TestAdviceSitesCapped: the text lists a rule's busiest sites and any
+// site a recommendation names, and says how many it left out.
+func TestAdviceSitesCapped(t *testing.T) {
+	rep := &advisor.Report{Rules: []advisor.RuleReport{{Name: "r", Scope: "source"}},
+		Recommendations: []advisor.Recommendation{{Kind: advisor.Lower, Rule: "r", Site: "quiet.test", Evidence: "e"}}}
+	for i := 0; i < 14; i++ {
+		rep.Rules[0].Sites = append(rep.Rules[0].Sites, advisor.SiteReport{Site: fmt.Sprintf("s%02d.test", i), Deliveries: 100 + i})
+	}
+	rep.Rules[0].Sites = append(rep.Rules[0].Sites, advisor.SiteReport{Site: "quiet.test", Deliveries: 1})
+	var b strings.Builder
+	printAdvice(&b, rep)
+	out := b.String()
+	if !strings.Contains(out, "s13.test") || !strings.Contains(out, "s04.test") || strings.Contains(out, "s03.test") ||
+		!strings.Contains(out, "quiet.test (rule r)") || !strings.Contains(out, "... and 4 more sites under rule r") {
+		t.Errorf("output:\n%s", out)
+	}
+}
