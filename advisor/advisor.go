@@ -52,8 +52,9 @@
 //     shows the shipped values against the operator's).
 //   - unreached: a messages_per_hour that no key reached half of.
 //
-// The package reads the log and the rules and makes the QuotaWait records
-// the node writes; it changes no configuration.
+// The package reads the log and the rules, and makes the QuotaWait records
+// the node writes. It never writes the log, the configuration, the spool or
+// the queue: applying a recommendation is the operator's decision.
 package advisor
 
 import (
