@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/queue"
 )
@@ -42,6 +43,9 @@ type Backend interface {
 	FlowChanges(site string) (string, []FlowChange, bool)
 	// DKIMDomains is the signing status by From domain seen in the last day.
 	DKIMDomains() []DKIMDomain
+	// Advise runs the advisor (package advisor) on the delivery log of the
+	// last since, for one rule or ("") all.
+	Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error)
 }
 
 // EventOutputs is a Backend that runs event outputs (webhooks, streams,

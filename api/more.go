@@ -5,5 +5,6 @@ package api
 func (h *handler) moreRoutes() []Route {
 	return append(h.quarantineRoutes(), Route{"GET", "/api/v1/openapi.json", h.openAPI},
 		Route{"GET", "/api/v1/dkim", h.dkim},
-		Route{"GET", "/api/v1/tlsrpt", h.tlsReports})
+		Route{"GET", "/api/v1/tlsrpt", h.tlsReports},
+		Route{"GET", "/api/v1/advise", h.advise})
 }

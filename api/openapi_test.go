@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/reports"
@@ -164,6 +165,7 @@ var schemaTypes = map[string]any{
 	"ReleaseRequest":   ReleaseRequest{},
 	"BounceReply":      BounceReply{},
 	"ReportStats":      reports.Stats{},
+	"AdviceReport":     advisor.Report{},
 }
 
 // schemaGen derives OpenAPI 3.0 schemas from Go types as encoding/json

@@ -17,6 +17,7 @@ const (
 	FlowControl      Type = "FlowControl"      // a site's or path's flow state changed
 	LocalProblem     Type = "LocalProblem"     // errors across many destinations at once: ours, not theirs
 	Complaint        Type = "Complaint"        // a feedback-loop report (RFC 5965) about a recipient
+	QuotaWait        Type = "QuotaWait"        // a periodic sample: a site's mail waits on a connection or hourly quota
 )
 
 // Record is one line of the delivery log. Empty fields are left out of the

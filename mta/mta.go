@@ -150,6 +150,7 @@ func (m *MTA) tick() {
 			if now.Second()%15 == 0 {
 				m.Queue.ExpireHeld(m.opts.Now())
 			}
+			m.sampleWaits(now)
 		}
 	}
 }
