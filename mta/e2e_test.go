@@ -295,6 +295,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range regexp.MustCompile(`penstock_[a-z_]+[a-z]`).FindAllString(string(readme), -1) {
+		if strings.HasPrefix(name, "penstock_eventsout_") {
+			continue // one series per configured output; this node has none
+		}
 		if !strings.Contains(body, "\n"+name+" ") && !strings.Contains(body, "\n"+name+"{") && !strings.Contains(body, "\n"+name+"_bucket{") {
 			t.Errorf("the README documents %s; /metrics has no such series", name)
 		}

@@ -168,7 +168,8 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 			opts.EHLO = cfg.Hostname
 		}
 		failed := s.policyOptions(pol, domain, t, &opts)
-		if opts.TLS == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip) {
+		skipped := opts.TLS == smtpclient.TLSOpportunistic && q.tlsSkipped(t.ip)
+		if skipped {
 			opts.TLS = smtpclient.TLSDisabled // its handshake failed recently
 		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
@@ -176,6 +177,9 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 		c, err := smtpclient.Dial(ctx, addr, opts)
 		err = s.policyDial(pol, domain, t, c, err, *failed)
 		s.setPolicyErr(err)
+		if err == nil && skipped {
+			q.reportSkippedTLS(pol, domain, t)
+		}
 		if err == nil {
 			if terr := c.TLSError(); terr != nil && !q.rememberBrokenTLS(t, terr) {
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",

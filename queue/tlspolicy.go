@@ -195,8 +195,9 @@ func (s *site) policyDial(pol tlspolicy.Policy, domain string, t target, c *smtp
 			o.Result, o.Detail = resultOf(c.TLSError()), c.TLSError().Error()
 			s.q.reportTLS(o)
 		default:
-			_, offered := c.Extensions()["STARTTLS"]
-			if ptype != tlspolicy.SourceNone && !offered {
+			// In clear text: the server offered no STARTTLS (a failure to
+			// report, with or without a policy), or we did not try it.
+			if _, offered := c.Extensions()["STARTTLS"]; !offered {
 				o.Result, o.Detail = tlspolicy.ResultSTARTTLSNotSupported, "STARTTLS not offered"
 				s.q.reportTLS(o)
 			}

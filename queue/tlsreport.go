@@ -3,6 +3,7 @@ package queue
 import (
 	"crypto/tls"
 	"errors"
+	"github.com/penstock-mta/penstock/tlspolicy"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,6 +12,19 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
+
+// reportSkippedTLS reports a session that went in clear text without
+// trying STARTTLS because the address's handshake failed recently: for
+// TLS reporting it is that failure again.
+func (q *Queue) reportSkippedTLS(pol tlspolicy.Policy, domain string, t target) {
+	b, _ := q.tlsMem.broken(t.ip, q.now())
+	ptype := pol.Source
+	if ptype == "" {
+		ptype = tlspolicy.SourceNone
+	}
+	q.reportTLS(tlspolicy.Outcome{Domain: domain, PolicyType: ptype, MXHost: t.host, MXIP: t.ip.String(),
+		Result: b.typ, Detail: "STARTTLS skipped, its handshake failed recently: " + b.detail})
+}
 
 // tlsDetail is the cause of a TLS failure, without the queue's own
 // annotations of the error.
