@@ -2,7 +2,7 @@
 # bench/compare.sh - Penstock and Postfix side by side, in one run, on the
 # same machine, relaying the same load to the same sink:
 #
-#   1. ../shared/bench/postfix-baseline.sh with PHASES="sink relay": the
+#   1. bench/postfix-baseline.sh with PHASES="sink relay": the
 #      sink's own limit (smtp-source -> smtp-sink), then a Postfix instance
 #      relaying N messages of 2 KB from 20 smtp-source sessions to Postfix's
 #      smtp-sink on 127.0.0.2:2525 (one warm-up, RUNS measured runs).
@@ -36,7 +36,7 @@ MSG_SIZE=${MSG_SIZE:-2048}
 SINK_ADDR=127.0.0.2
 SINK_PORT=2525
 OUT=${OUT:-/tmp/penstock-compare}
-BASELINE=${BASELINE:-$ROOT/../shared/bench/postfix-baseline.sh}
+BASELINE=${BASELINE:-$ROOT/bench/postfix-baseline.sh}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 QUIET_WAIT=${QUIET_WAIT:-180}   # max seconds to wait for the machine to be idle before each side
 QUIET_PCT=${QUIET_PCT:-15}      # "idle": under this % busy over one second
