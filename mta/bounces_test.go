@@ -123,9 +123,11 @@ func TestMailboxFullThreshold(t *testing.T) {
 	if seen[0] != quarantine.WithErrors {
 		t.Fatalf("statuses %v: the first soft error quarantined at once", seen)
 	}
-	n := countType(h.records(), events.TransientFailure)
-	if n < 3 {
-		t.Fatalf("%d transient failures before quarantine, want at least max_errors+1 = 3", n)
+	// Counted on the entry itself: the quarantine hears an attempt before
+	// its record reaches the delivery log, so counting log records here
+	// raced with the log.
+	if e, _ := h.m.Quarantine.Get("a@full.test"); e.Errors < 3 {
+		t.Fatalf("quarantined after %d significant errors, want at least max_errors+1 = 3", e.Errors)
 	}
 }
 
