@@ -629,7 +629,7 @@ func Rules(cfg *config.Config) (*mxrule.Set, error) {
 			}
 			rules = append(rules, mxrule.Rule{
 				Name: r.Name, Patterns: r.MX, Scope: sc,
-				MaxConnectionRate: mxrule.Rate{N: cn, Per: cper}, MessagesPerDay: r.MessagesPerDay,
+				MaxConnectionRate: quota.Rate{N: cn, Per: cper}, MessagesPerDay: r.MessagesPerDay,
 				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
 				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
 				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/penstock-mta/penstock/quota"
 	"strings"
 	"time"
 )
@@ -85,7 +86,7 @@ type Rule struct {
 	MessagesPerHour          int // 0 = unlimited
 	// MaxConnectionRate limits connection opens: Rate.N per Rate.Per
 	// (max_connection_rate "30/1m"); the zero value is unlimited.
-	MaxConnectionRate Rate
+	MaxConnectionRate quota.Rate
 	MessagesPerDay    int // rolling 24 hours; 0 = unlimited
 
 	ConnectTimeout time.Duration
@@ -100,23 +101,6 @@ type Rule struct {
 	// ReplacesShipped marks an operator's rule named like a shipped one:
 	// it takes the shipped rule's place (the shipped one is dropped).
 	ReplacesShipped bool
-}
-
-// Rate is N events per period Per. The zero Rate is no limit.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
-
-// IsZero reports whether r sets no limit.
-func (r Rate) IsZero() bool { return r.N <= 0 || r.Per <= 0 }
-
-// String is the config form: "30/1m0s", or "unlimited".
-func (r Rate) String() string {
-	if r.IsZero() {
-		return "unlimited"
-	}
-	return fmt.Sprintf("%d/%s", r.N, r.Per)
 }
 
 // DefaultName is the name of the built-in catch-all rule.

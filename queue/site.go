@@ -200,7 +200,7 @@ type limits struct {
 	maxConns    int
 	maxMsgs     int
 	perHour     int
-	connRate    mxrule.Rate // connection opens; zero: unlimited
+	connRate    quota.Rate // connection opens; zero: unlimited
 	perDay      int
 	probe       bool
 	flowState   string
@@ -616,8 +616,7 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 		key = k.Opens().String()
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
-	qr := quota.Rate{N: r.N, Per: r.Per}
-	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, qr)
+	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, r)
 	cancel()
 	if err == nil && ok {
 		return 0, true
@@ -635,10 +634,10 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 				lim.match.Rule.Name, r.N, r.Per, key, retryIn.Round(time.Millisecond), lim.flowDetail)})
 		return max(retryIn, time.Millisecond), false
 	}
-	s.setWait(Wait{Status: StatusConnRate, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, InUse: quota.RateBurst(qr),
+	s.setWait(Wait{Status: StatusConnRate, Rule: lim.match.Rule.Name, Key: key, Limit: r.N, InUse: quota.RateBurst(r),
 		Until: now.Add(retryIn),
 		Detail: fmt.Sprintf("rule %q: max_connection_rate %d per %s, burst %d (key %s); next connection in %s",
-			lim.match.Rule.Name, r.N, r.Per, quota.RateBurst(qr), key, retryIn.Round(time.Millisecond))})
+			lim.match.Rule.Name, r.N, r.Per, quota.RateBurst(r), key, retryIn.Round(time.Millisecond))})
 	return max(retryIn, time.Millisecond), false
 }
 
