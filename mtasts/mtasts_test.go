@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/penstock-mta/penstock/internal/testkv"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +20,6 @@ import (
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/sim"
-	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
@@ -51,52 +50,6 @@ func (f *fakeDNS) LookupTXT(ctx context.Context, n string) ([]string, error) {
 	return nil, &dns.Error{Domain: n, Kind: dns.NXDomain}
 }
 
-// memKV is a spool.KV in memory, standing for the spool across a restart.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (k *memKV) Get(key string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[key]
-	if !ok {
-		return nil, spool.ErrNotFound
-	}
-	return v, nil
-}
-func (k *memKV) Put(key string, v []byte) error {
-	k.mu.Lock()
-	k.m[key] = append([]byte(nil), v...)
-	k.mu.Unlock()
-	return nil
-}
-func (k *memKV) Delete(key string) error {
-	k.mu.Lock()
-	delete(k.m, key)
-	k.mu.Unlock()
-	return nil
-}
-func (k *memKV) ForEach(prefix string, fn func(string, []byte) error) error {
-	k.mu.Lock()
-	keys := make([]string, 0, len(k.m))
-	for key := range k.m {
-		if strings.HasPrefix(key, prefix) {
-			keys = append(keys, key)
-		}
-	}
-	k.mu.Unlock()
-	sort.Strings(keys)
-	for _, key := range keys {
-		v, _ := k.Get(key)
-		if err := fn(key, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 type reports struct {
 	mu  sync.Mutex
 	got []string
@@ -110,7 +63,7 @@ func (r *reports) Report(o tlspolicy.Outcome) {
 
 type fixture struct {
 	dns     *fakeDNS
-	kv      *memKV
+	kv      *testkv.KV
 	srv     *httptest.Server
 	ca      *sim.CA
 	mu      sync.Mutex
@@ -125,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dns: &fakeDNS{txt: map[string][]string{}}, kv: &memKV{m: map[string][]byte{}}, ca: ca,
+	f := &fixture{dns: &fakeDNS{txt: map[string][]string{}}, kv: testkv.New(), ca: ca,
 		now: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), rep: &reports{}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
