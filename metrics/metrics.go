@@ -125,10 +125,10 @@ func New(src Source) *Metrics {
 			throttled: prometheus.NewDesc("penstock_smtpserver_auth_throttled_clients", "Client addresses refused AUTH for a cool-down now.", nil, nil),
 		},
 	})
-	reg.MustRegister(&dkimCounters{src: src, desc: prometheus.NewDesc("penstock_dkim_messages_total",
+	reg.MustRegister(&labelCounters{read: src.DKIM, seed: "signed", desc: prometheus.NewDesc("penstock_dkim_messages_total",
 		"Messages through the DKIM signing stage, by result: signed, third_party (not aligned with From), unsigned_<reason> (no_key, no_from, bad_from, key_not_active).",
 		[]string{"result"}, nil)})
-	reg.MustRegister(&tlsCounters{src: src, desc: prometheus.NewDesc("penstock_tls_sessions_total",
+	reg.MustRegister(&labelCounters{read: src.TLS, seed: "success", desc: prometheus.NewDesc("penstock_tls_sessions_total",
 		"Outgoing TLS sessions by result: success, or the RFC 8460 result type of the failure (starttls-not-supported, certificate-expired, ...).",
 		[]string{"result"}, nil)})
 	reg.MustRegister(&reportCounters{src: src,
@@ -302,39 +302,24 @@ func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
 	c(r.dropped, st.KeptDropped)
 }
 
-// dkimCounters exposes the signing stage's counts.
-type dkimCounters struct {
-	src  Source
+// labelCounters exposes a map of counts kept elsewhere as one counter
+// per label value; seed is a label value whose series exists at 0 before
+// its first count (so that dashboards and alerts find the metric).
+type labelCounters struct {
 	desc *prometheus.Desc
+	read func() map[string]uint64
+	seed string
 }
 
-func (d *dkimCounters) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+func (l *labelCounters) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
 
-func (d *dkimCounters) Collect(ch chan<- prometheus.Metric) {
-	counts := d.src.DKIM()
-	if _, ok := counts["signed"]; !ok {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, 0, "signed")
+func (l *labelCounters) Collect(ch chan<- prometheus.Metric) {
+	counts := l.read()
+	if _, ok := counts[l.seed]; !ok {
+		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.CounterValue, 0, l.seed)
 	}
 	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), k)
-	}
-}
-
-// tlsCounters exposes the TLS outcomes of outgoing sessions.
-type tlsCounters struct {
-	src  Source
-	desc *prometheus.Desc
-}
-
-func (d *tlsCounters) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
-
-func (d *tlsCounters) Collect(ch chan<- prometheus.Metric) {
-	counts := d.src.TLS()
-	if _, ok := counts["success"]; !ok {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, 0, "success")
-	}
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), k)
+		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.CounterValue, float64(n), k)
 	}
 }
 
