@@ -559,15 +559,11 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
 				retryIn = quotaRecheck
 			}
-			s.mu.Lock()
-			s.forgetLocked(j)
-			heap.Push(&s.jobs, j)
 			until := now.Add(retryIn)
-			s.setWait(Wait{Status: StatusDailyQuota, Rule: lim.match.Rule.Name, Key: dayKey, Limit: lim.perDay, InUse: lim.perDay,
+			s.refuse(j, Wait{Status: StatusDailyQuota, Rule: lim.match.Rule.Name, Key: dayKey, Limit: lim.perDay, InUse: lim.perDay,
 				Until: until,
 				Detail: fmt.Sprintf("rule %q: %d messages per rolling 24 h (key %s) sent; the next may go at %s (in %s)",
 					lim.match.Rule.Name, lim.perDay, dayKey, until.UTC().Format(time.RFC3339), retryIn.Round(time.Second))})
-			s.mu.Unlock()
 			return nil, max(retryIn, time.Millisecond)
 		}
 		cancel()
@@ -575,9 +571,6 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.deps.Logger.Warn("quota store", "key", rateKey, "err", err)
 			retryIn = quotaRecheck
 		}
-		s.mu.Lock()
-		s.forgetLocked(j)
-		heap.Push(&s.jobs, j)
 		w := Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
 			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))}
@@ -592,10 +585,19 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			w.Detail = fmt.Sprintf("flow control cut rule %q's messages per hour from %s to %d (key %s); next message in %s; %s",
 				lim.match.Rule.Name, from, lim.perHour, rateKey, retryIn.Round(time.Millisecond), lim.flowDetail)
 		}
-		s.setWait(w)
-		s.mu.Unlock()
+		s.refuse(j, w)
 		return nil, max(retryIn, time.Millisecond)
 	}
+}
+
+// refuse puts a claimed job back in the heap, its token refused, and
+// records why the site waits.
+func (s *site) refuse(j *job, w Wait) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forgetLocked(j)
+	heap.Push(&s.jobs, j)
+	s.setWait(w)
 }
 
 // takeOpen takes a connection-open token of the rule's max_connection_rate
