@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,9 +134,5 @@ func (d *dkimStage) logOnce(domain, msg string, args ...any) {
 func (d *dkimStage) Counts() map[string]uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]uint64, len(d.counts))
-	for k, v := range d.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(d.counts)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -204,11 +205,7 @@ func (r *Recorder) Record(res Result) {
 func (r *Recorder) Counts() map[string]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]uint64, len(r.counts))
-	for k, v := range r.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.counts)
 }
 
 // Flush saves the days changed since the last Flush. On an error the days
