@@ -12,7 +12,6 @@ import (
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
-	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/queue"
 )
 
@@ -137,7 +136,7 @@ func analyze(t *testing.T, opts advisor.Options) *advisor.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := mta.Rules(cfg)
+	rules, err := cfg.RuleSet()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +308,7 @@ func TestRuleFilterAndPeriod(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
-	rules, _ := mta.Rules(cfg)
+	rules, _ := cfg.RuleSet()
 	if _, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour), Rule: "nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown rule: %v", err)
 	}
@@ -331,7 +330,7 @@ func TestBadLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
-	rules, _ := mta.Rules(cfg)
+	rules, _ := cfg.RuleSet()
 	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +362,7 @@ func TestFlowTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
-	rules, _ := mta.Rules(cfg)
+	rules, _ := cfg.RuleSet()
 	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(2 * time.Hour), Rule: "roomy"})
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +450,7 @@ func TestArchiveOrder(t *testing.T) {
 		}
 	}
 	cfg, _ := config.Parse("t.toml", []byte(testConfig))
-	rules, _ := mta.Rules(cfg)
+	rules, _ := cfg.RuleSet()
 	rep, err := advisor.Analyze(context.Background(), rules, dir, advisor.Options{Since: base, Until: base.Add(2 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 // records count.
 func (b backend) Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error) {
 	cfg := b.m.Config()
-	rules, err := Rules(cfg)
+	rules, err := cfg.RuleSet()
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +44,6 @@ import (
 	"github.com/penstock-mta/penstock/intake"
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/metrics"
-	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/outcome"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
@@ -194,7 +192,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.Resolver = dns.NewCache(res, 100000, opts.Now)
 	m.Quotas = quota.NewLocal(quota.RealClock())
 
-	bc, err := buildBounce(cfg)
+	bc, err := cfg.BounceClassifier()
 	if err != nil {
 		m.closeStores()
 		return nil, err
@@ -220,7 +218,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, fmt.Errorf("[bounce]: %w", err)
 	}
 
-	fc, err := flowConfig(cfg)
+	fc, err := cfg.FlowConfig()
 	if err != nil {
 		m.closeStores()
 		return nil, err
@@ -231,7 +229,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, fmt.Errorf("[cluster]: %w", err)
 	}
-	qc, err := queueConfig(cfg)
+	qc, err := queue.ConfigFrom(cfg)
 	if err != nil {
 		m.closeStores()
 		return nil, err
@@ -538,11 +536,11 @@ func (m *MTA) Reload(cfg *config.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	qc, err := queueConfig(cfg)
+	qc, err := queue.ConfigFrom(cfg)
 	if err != nil {
 		return err
 	}
-	fc, err := flowConfig(cfg)
+	fc, err := cfg.FlowConfig()
 	if err != nil {
 		return err
 	}
@@ -599,168 +597,6 @@ func (m *MTA) ReloadFile() error {
 		m.logger.Error("reload refused, the running configuration stays", "file", f, "err", err)
 	}
 	return err
-}
-
-// Rules builds the MX rule set of a configuration: the user's rules in
-// order, then the shipped provider rules (unless use_shipped_rules =
-// false), then the built-in catch-all.
-func Rules(cfg *config.Config) (*mxrule.Set, error) {
-	var rules []mxrule.Rule
-	// An operator's rule named like a shipped one replaces it: that is
-	// how a shipped rule is tuned (the README's yahoo example).
-	mine := map[string]int{}
-	conv := func(file string, rs []config.MXRule, builtin bool) error {
-		for _, r := range rs {
-			if builtin {
-				if i, ok := mine[r.Name]; ok {
-					rules[i].ReplacesShipped = true
-					continue
-				}
-			} else {
-				mine[r.Name] = len(rules)
-			}
-			sc, err := mxrule.ParseScope(r.Scope)
-			if err != nil {
-				return fmt.Errorf("%s:%d: [[mx_rule]] %q: scope: %w", file, r.Line, r.Name, err)
-			}
-			cn, cper, err := config.ParseRate(r.MaxConnectionRate)
-			if err != nil {
-				return fmt.Errorf("%s:%d: [[mx_rule]] %q: max_connection_rate: %w", file, r.Line, r.Name, err)
-			}
-			rules = append(rules, mxrule.Rule{
-				Name: r.Name, Patterns: r.MX, Scope: sc,
-				MaxConnectionRate: quota.Rate{N: cn, Per: cper}, MessagesPerDay: r.MessagesPerDay,
-				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
-				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
-				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),
-				TLS: r.TLS, Builtin: builtin,
-			})
-		}
-		return nil
-	}
-	if err := conv(cfg.File, cfg.MXRules, false); err != nil {
-		return nil, err
-	}
-	if cfg.Server.UseShippedRules {
-		shipped, err := config.DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML())
-		if err != nil {
-			return nil, fmt.Errorf("shipped rules: %w", err)
-		}
-		if err := conv("mxrule/providers.toml", shipped, true); err != nil {
-			return nil, err
-		}
-	}
-	return mxrule.New(rules)
-}
-
-func queueConfig(cfg *config.Config) (*queue.Config, error) {
-	rules, err := Rules(cfg)
-	if err != nil {
-		return nil, err
-	}
-	qc := &queue.Config{
-		Rules:       rules,
-		Port:        cfg.Delivery.Port,
-		TLSDefault:  cfg.Server.TLS,
-		Hostname:    cfg.Server.Hostname,
-		DefaultPool: cfg.Delivery.DefaultPool,
-		Pools:       map[string][]queue.Source{},
-
-		TLSFailureMemory: time.Duration(cfg.Delivery.TLSFailureMemory),
-	}
-	for _, d := range cfg.Delivery.Retry {
-		qc.Retry = append(qc.Retry, time.Duration(d))
-	}
-	sources := map[string]queue.Source{}
-	for _, s := range cfg.Sources {
-		ip, err := netip.ParseAddr(s.IP)
-		if err != nil {
-			return nil, fmt.Errorf("[[source]] %q: ip: %w", s.Name, err)
-		}
-		ehlo := s.EHLO
-		if ehlo == "" {
-			ehlo = cfg.Server.Hostname
-		}
-		sources[s.Name] = queue.Source{Name: s.Name, IP: ip, EHLO: ehlo, Weight: 1}
-	}
-	for _, p := range cfg.Pools {
-		for _, ps := range p.Sources {
-			src, ok := sources[ps.Source]
-			if !ok {
-				return nil, fmt.Errorf("[[pool]] %q: unknown source %q", p.Name, ps.Source)
-			}
-			src.Weight = max(1, ps.Weight)
-			qc.Pools[p.Name] = append(qc.Pools[p.Name], src)
-		}
-	}
-	if qc.DefaultPool == "" {
-		qc.DefaultPool = "default"
-	}
-	if _, ok := qc.Pools[qc.DefaultPool]; !ok && len(cfg.Sources) > 0 {
-		// No pool named: every source, equal weights.
-		for _, s := range cfg.Sources {
-			qc.Pools[qc.DefaultPool] = append(qc.Pools[qc.DefaultPool], sources[s.Name])
-		}
-	}
-	return qc, nil
-}
-
-func flowConfig(cfg *config.Config) (flow.Config, error) {
-	f := cfg.FlowControl
-	fc := flow.Config{
-		Window: time.Duration(f.Window), MinAttempts: f.MinAttempts, ErrorRatio: f.ErrorRatio,
-		SuspendRatio: f.SuspendRatio, ConnFactor: f.ConnectionsFactor, RateFactor: f.RateFactor,
-		SuspendFor: time.Duration(f.SuspendFor), MaxSuspend: time.Duration(f.MaxSuspend),
-		ProbeInterval: time.Duration(f.ProbeInterval), RecoverAfter: time.Duration(f.RecoverAfter),
-		StepInterval: time.Duration(f.StepInterval), LocalSiteRatio: f.LocalSiteRatio, LocalMinSites: f.LocalMinSites,
-	}
-	for i, p := range f.Patterns {
-		re, err := regexp.Compile(p.Match)
-		if err != nil {
-			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: match: %w", i+1, err)
-		}
-		var count int
-		var per time.Duration
-		if p.Threshold != "" {
-			count, per, err = config.ParseThreshold(p.Threshold)
-			if err != nil {
-				return fc, fmt.Errorf("[[flow_control.pattern]] #%d: %w", i+1, err)
-			}
-		}
-		action := flow.Backoff
-		switch p.Action {
-		case config.ActionSuspend:
-			action = flow.Suspended
-		case config.ActionLimit:
-			action = flow.Limited
-		}
-		cn, cper, err := config.ParseRate(p.MaxConnectionRate)
-		if err != nil {
-			return fc, fmt.Errorf("[[flow_control.pattern]] #%d: max_connection_rate: %w", i+1, err)
-		}
-		limits := flow.Limits{MaxConns: p.MaxConnections, MaxMsgsPerConn: p.MaxMessagesPerConnection,
-			PerHour: p.MessagesPerHour, ConnRateN: cn, ConnRatePer: cper}
-		d := time.Duration(p.Duration)
-		if d <= 0 {
-			d = time.Duration(f.SuspendFor)
-		}
-		fc.Patterns = append(fc.Patterns, flow.Pattern{Match: re, Action: action, Duration: d, Count: count, Per: per, Limits: limits})
-	}
-	fc.Patterns = append(fc.Patterns, flow.ShippedPatterns()...)
-	return fc, nil
-}
-
-func buildBounce(cfg *config.Config) (*bounce.Classifier, error) {
-	var rules []bounce.Rule
-	for _, r := range cfg.BounceRules {
-		rules = append(rules, bounce.Rule{Name: r.Name, Code: r.Code, Enhanced: r.Enhanced, Match: r.Match,
-			Reason: bounce.Reason(r.Reason), Class: bounce.Class(r.Class), Retry: time.Duration(r.Retry)})
-	}
-	c, err := bounce.New(rules, true)
-	if err != nil {
-		return nil, fmt.Errorf("[[bounce_rule]]: %w", err)
-	}
-	return c, nil
 }
 
 // EnsureDirs creates the spool and log directories.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
-	"github.com/penstock-mta/penstock/mta"
 )
 
 // cmdAdvise prints the advisor's report: from the log directory of -config
@@ -47,7 +46,7 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, err)
 		}
-		rules, err := mta.Rules(cfg)
+		rules, err := cfg.RuleSet()
 		if err != nil {
 			return fail(stderr, err)
 		}

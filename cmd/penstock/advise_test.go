@@ -15,7 +15,6 @@ import (
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
-	"github.com/penstock-mta/penstock/mta"
 )
 
 const adviseRules = `
@@ -132,7 +131,7 @@ type adviseBackend struct {
 }
 
 func (b adviseBackend) Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error) {
-	rules, err := mta.Rules(b.cfg)
+	rules, err := b.cfg.RuleSet()
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/dns"
-	"github.com/penstock-mta/penstock/mta"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -25,7 +24,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	rules, err := mta.Rules(cfg)
+	rules, err := cfg.RuleSet()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
