@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"github.com/penstock-mta/penstock/dkim"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ type Backend interface {
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
 	// DKIMDomains is the signing status by From domain seen in the last day.
-	DKIMDomains() []DKIMDomain
+	DKIMDomains() []dkim.DomainStatus
 	// Advise runs the advisor (package advisor) on the delivery log of the
 	// last since, for one rule or ("") all.
 	Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/penstock-mta/penstock/dkim"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -91,10 +92,10 @@ func (f *fake) Totals() queue.Totals          { return queue.Totals{Queued: 3, S
 func (f *fake) LocalProblem() (bool, string)  { return false, "" }
 func (f *fake) Reload() ([]string, error)     { return nil, nil }
 func (f *fake) Timeline(minutes int) []Minute { return make([]Minute, minutes) }
-func (f *fake) DKIMDomains() []DKIMDomain {
-	day := DKIMCounts{Signed: 5, Unsigned: map[string]uint64{"key_not_active": 2}}
-	return []DKIMDomain{{Domain: "example.com", Status: day.Status(), SignedBy: "d=example.com s=s1 a=rsa-sha256",
-		LastHour: DKIMCounts{Signed: 1}, LastDay: day, LastMessage: time.Unix(1700000000, 0).UTC()}}
+func (f *fake) DKIMDomains() []dkim.DomainStatus {
+	day := dkim.SigningCounts{Signed: 5, Unsigned: map[string]uint64{"key_not_active": 2}}
+	return []dkim.DomainStatus{{Domain: "example.com", Status: day.Status(), SignedBy: "d=example.com s=s1 a=rsa-sha256",
+		LastHour: dkim.SigningCounts{Signed: 1}, LastDay: day, LastMessage: time.Unix(1700000000, 0).UTC()}}
 }
 func (f *fake) action(site, what string) error {
 	if _, ok := f.siteName(site); !ok {
@@ -360,7 +361,7 @@ func TestRoutes(t *testing.T) {
 func TestDKIMRoute(t *testing.T) {
 	h, _ := newTestHandler(t)
 	r := call(t, h, request{method: "GET", path: "/api/v1/dkim"})
-	var got struct{ Domains []DKIMDomain }
+	var got struct{ Domains []dkim.DomainStatus }
 	if r.code != 200 || json.Unmarshal([]byte(r.body), &got) != nil {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
@@ -369,15 +370,15 @@ func TestDKIMRoute(t *testing.T) {
 		t.Errorf("domains = %+v", got.Domains)
 	}
 	for _, c := range []struct {
-		c    DKIMCounts
+		c    dkim.SigningCounts
 		want string
 	}{
-		{DKIMCounts{}, "none"},
-		{DKIMCounts{Signed: 3}, "signed"},
-		{DKIMCounts{ThirdParty: 3}, "third_party"},
-		{DKIMCounts{Unsigned: map[string]uint64{"no_key": 1}}, "unsigned"},
-		{DKIMCounts{Signed: 1, ThirdParty: 1}, "mixed"},
-		{DKIMCounts{ThirdParty: 1, Unsigned: map[string]uint64{"no_key": 1}}, "mixed"},
+		{dkim.SigningCounts{}, "none"},
+		{dkim.SigningCounts{Signed: 3}, "signed"},
+		{dkim.SigningCounts{ThirdParty: 3}, "third_party"},
+		{dkim.SigningCounts{Unsigned: map[string]uint64{"no_key": 1}}, "unsigned"},
+		{dkim.SigningCounts{Signed: 1, ThirdParty: 1}, "mixed"},
+		{dkim.SigningCounts{ThirdParty: 1, Unsigned: map[string]uint64{"no_key": 1}}, "mixed"},
 	} {
 		if got := c.c.Status(); got != c.want {
 			t.Errorf("%+v.Status() = %s, want %s", c.c, got, c.want)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/penstock-mta/penstock/dkim"
 	"os"
 	"reflect"
 	"regexp"
@@ -153,7 +154,7 @@ var schemaTypes = map[string]any{
 	"Explanation":      queue.Explanation{},
 	"ActionRequest":    actionRequest{},
 	"FlowChange":       FlowChange{},
-	"DKIMDomain":       DKIMDomain{},
+	"DKIMDomain":       dkim.DomainStatus{},
 	"Minute":           Minute{},
 	"MessageRequest":   MessageRequest{},
 	"DeliveryRequest":  DeliveryRequest{},

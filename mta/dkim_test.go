@@ -218,7 +218,7 @@ func TestDKIMUnsignedAndThirdParty(t *testing.T) {
 		t.Fatal("the delivery log does not say the signature is not aligned")
 	}
 	// The per-domain status the API shows: one unsigned, one third-party.
-	ds := h.m.DKIMDomains()
+	ds := h.m.DKIMStatus()
 	if len(ds) != 1 || ds[0].Domain != "other.test" || ds[0].Status != "mixed" || ds[0].LastHour.ThirdParty != 1 ||
 		ds[0].LastHour.Unsigned["no_key"] != 1 || ds[0].LastHour.Signed != 0 || !strings.Contains(ds[0].SignedBy, "d=esp.test") {
 		t.Errorf("DKIM status by domain: %+v", ds)

@@ -2,6 +2,7 @@ package mta
 
 import (
 	"context"
+	"github.com/penstock-mta/penstock/dkim"
 	"time"
 
 	"github.com/penstock-mta/penstock/tlsrpt"
@@ -11,3 +12,6 @@ import (
 func (m *MTA) SendTLSReportsAt(now time.Time) []tlsrpt.Outcome {
 	return m.sendTLSReports(context.Background(), m.Config(), now)
 }
+
+// DKIMStatus is the signing stage's status by From domain.
+func (m *MTA) DKIMStatus() []dkim.DomainStatus { return m.dkim.Domains() }

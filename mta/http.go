@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/penstock-mta/penstock/dkim"
 	"io"
 	"net"
 	"net/http"
@@ -50,8 +51,8 @@ func (b backend) LocalProblem() (bool, string) {
 	on, lp := b.m.Flow.Local()
 	return on, lp.Detail
 }
-func (b backend) Timeline(n int) []api.Minute   { return b.m.activity.Timeline(b.m.opts.Now(), n) }
-func (b backend) DKIMDomains() []api.DKIMDomain { return b.m.DKIMDomains() }
+func (b backend) Timeline(n int) []api.Minute      { return b.m.activity.Timeline(b.m.opts.Now(), n) }
+func (b backend) DKIMDomains() []dkim.DomainStatus { return b.m.dkim.Domains() }
 func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	v, ok := b.m.Queue.Site(name)
 	if !ok {

@@ -114,7 +114,7 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
-	dkim     *dkimStage // the body pipeline's signing stage
+	dkim     *dkim.Stage // the body pipeline's signing stage
 	tickStop chan struct{}
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
@@ -238,7 +238,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
-	m.dkim = newDKIMStage(opts.Now, opts.Logger)
+	m.dkim = dkim.NewStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
 		m.closeStores()
 		return nil, err
@@ -559,22 +559,14 @@ func (m *MTA) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// loadSigner builds the DKIM signer of cfg's keys (checked: unreadable or
-// weak keys are refused, naming the file) and puts it in force.
+// loadSigner puts cfg's DKIM keys in force, logging what is wrong with
+// them short of refusal.
 func (m *MTA) loadSigner(cfg *config.Config) error {
-	if len(cfg.DKIM) == 0 {
-		m.dkim.signer.Store(nil)
-		return nil
-	}
-	signer, warnings, err := dkim.New(cfg)
-	if err != nil {
-		return err
-	}
+	warnings, err := m.dkim.Load(cfg)
 	for _, w := range warnings {
 		m.logger.Warn("dkim", "warning", w)
 	}
-	m.dkim.signer.Store(signer)
-	return nil
+	return err
 }
 
 // RestartNeeded names the keys of the configuration in force that differ

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
@@ -187,7 +186,7 @@ func dkimStatus(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	var res struct {
-		Domains []api.DKIMDomain `json:"domains"`
+		Domains []dkim.DomainStatus `json:"domains"`
 	}
 	if err := c.do("GET", "/api/v1/dkim", nil, &res); err != nil {
 		return fail(stderr, err)
@@ -218,7 +217,7 @@ func dkimStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 // dkimCounts is "5,000 / 2 / 4": signed, third-party, unsigned.
-func dkimCounts(c api.DKIMCounts) string {
+func dkimCounts(c dkim.SigningCounts) string {
 	var n uint64
 	for _, k := range c.Unsigned {
 		n += k
@@ -227,7 +226,7 @@ func dkimCounts(c api.DKIMCounts) string {
 }
 
 // unsignedReasons is "bad_from 1, no_key 3".
-func unsignedReasons(c api.DKIMCounts) string {
+func unsignedReasons(c dkim.SigningCounts) string {
 	reasons := make([]string, 0, len(c.Unsigned))
 	for r, k := range c.Unsigned {
 		reasons = append(reasons, r+" "+num(int(k)))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/penstock-mta/penstock/dkim"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -596,9 +597,9 @@ func TestTableFits(t *testing.T) {
 	}
 }
 
-func (b *opBackend) DKIMDomains() []api.DKIMDomain {
-	return []api.DKIMDomain{{Domain: "example.com", Status: "mixed", SignedBy: "d=example.com s=s1 a=rsa-sha256",
-		LastHour: api.DKIMCounts{Signed: 1200}, LastDay: api.DKIMCounts{Signed: 5000, ThirdParty: 2, Unsigned: map[string]uint64{"no_key": 3, "bad_from": 1}}}}
+func (b *opBackend) DKIMDomains() []dkim.DomainStatus {
+	return []dkim.DomainStatus{{Domain: "example.com", Status: "mixed", SignedBy: "d=example.com s=s1 a=rsa-sha256",
+		LastHour: dkim.SigningCounts{Signed: 1200}, LastDay: dkim.SigningCounts{Signed: 5000, ThirdParty: 2, Unsigned: map[string]uint64{"no_key": 3, "bad_from": 1}}}}
 }
 
 // TestDKIMStatusCommand: `penstock dkim status` prints the server's

@@ -1,4 +1,4 @@
-package mta
+package dkim
 
 import (
 	"fmt"
@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"testing"
 	"time"
-
-	"github.com/penstock-mta/penstock/dkim"
 )
 
 // TestDKIMDomainCounts: the signing stage counts outcomes per From domain;
@@ -15,31 +13,31 @@ import (
 // older than a day, and a domain silent for a day is dropped.
 func TestDKIMDomainCounts(t *testing.T) {
 	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	d := newDKIMStage(func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	signed := dkim.Result{FromDomain: "a.example", Aligned: true, Signatures: []dkim.Signature{{Domain: "a.example"}}}
-	third := dkim.Result{FromDomain: "b.example", Signatures: []dkim.Signature{{Domain: "pool.example"}}}
-	noKey := dkim.Result{FromDomain: "b.example", Reason: dkim.ReasonNoKey}
+	d := NewStage(func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	signed := Result{FromDomain: "a.example", Aligned: true, Signatures: []Signature{{Domain: "a.example"}}}
+	third := Result{FromDomain: "b.example", Signatures: []Signature{{Domain: "pool.example"}}}
+	noKey := Result{FromDomain: "b.example", Reason: ReasonNoKey}
 	d.count(signed, "d=a.example s=s1 a=rsa-sha256")
 	d.count(signed, "d=a.example s=s1 a=rsa-sha256")
 	d.count(third, "d=pool.example s=p a=ed25519-sha256")
 	d.count(noKey, "")
-	d.count(dkim.Result{Reason: dkim.ReasonNoFrom}, "")
+	d.count(Result{Reason: ReasonNoFrom}, "")
 
 	now = now.Add(2 * time.Hour) // out of the last hour, still in the day
 	d.count(signed, "d=a.example s=s2 a=rsa-sha256")
 
 	got := d.Domains()
-	if len(got) != 3 || got[0].Domain != dkimOtherDomain || got[1].Domain != "a.example" || got[2].Domain != "b.example" {
+	if len(got) != 3 || got[0].Domain != OtherDomain || got[1].Domain != "a.example" || got[2].Domain != "b.example" {
 		t.Fatalf("domains = %+v", got)
 	}
 	a, b, other := got[1], got[2], got[0]
 	if a.LastHour.Signed != 1 || a.LastDay.Signed != 3 || a.Status != "signed" || a.SignedBy != "d=a.example s=s2 a=rsa-sha256" {
 		t.Errorf("a.example = %+v", a)
 	}
-	if b.LastHour.ThirdParty != 0 || b.LastDay.ThirdParty != 1 || b.LastDay.Unsigned[dkim.ReasonNoKey] != 1 || b.Status != "mixed" {
+	if b.LastHour.ThirdParty != 0 || b.LastDay.ThirdParty != 1 || b.LastDay.Unsigned[ReasonNoKey] != 1 || b.Status != "mixed" {
 		t.Errorf("b.example = %+v", b)
 	}
-	if other.LastDay.Unsigned[dkim.ReasonNoFrom] != 1 || other.Status != "unsigned" {
+	if other.LastDay.Unsigned[ReasonNoFrom] != 1 || other.Status != "unsigned" {
 		t.Errorf("(other) = %+v", other)
 	}
 
@@ -50,19 +48,19 @@ func TestDKIMDomainCounts(t *testing.T) {
 	}
 }
 
-// TestDKIMDomainBound: past dkimMaxDomain From domains, the rest count
+// TestDKIMDomainBound: past maxDomains From domains, the rest count
 // under one line, so a flood of From domains cannot grow memory.
 func TestDKIMDomainBound(t *testing.T) {
 	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	d := newDKIMStage(func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	for i := range dkimMaxDomain + 50 {
-		d.count(dkim.Result{FromDomain: fmt.Sprintf("d%d.example", i), Reason: dkim.ReasonNoKey}, "")
+	d := NewStage(func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for i := range maxDomains + 50 {
+		d.count(Result{FromDomain: fmt.Sprintf("d%d.example", i), Reason: ReasonNoKey}, "")
 	}
 	got := d.Domains()
-	if len(got) != dkimMaxDomain+1 {
-		t.Fatalf("%d domains, want %d", len(got), dkimMaxDomain+1)
+	if len(got) != maxDomains+1 {
+		t.Fatalf("%d domains, want %d", len(got), maxDomains+1)
 	}
-	if got[0].Domain != dkimOtherDomain || got[0].LastHour.Unsigned[dkim.ReasonNoKey] != 50 {
+	if got[0].Domain != OtherDomain || got[0].LastHour.Unsigned[ReasonNoKey] != 50 {
 		t.Errorf("first = %+v, want (other) with the 50 past the bound", got[0])
 	}
 }

@@ -1,4 +1,4 @@
-package mta
+package dkim
 
 import (
 	"context"
@@ -10,40 +10,40 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/penstock-mta/penstock/dkim"
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/spool"
 )
 
-// dkimStage is the body pipeline's signing stage: it signs the final bytes
+// Stage is the body pipeline's signing stage: it signs the final bytes
 // with the keys package dkim chooses (the From domain's, its parent's, the
 // pool's) and notes d= and s= for the delivery log. The signer is swapped
 // on reload, so a rotation in the configuration takes effect without a
 // restart. A body shared by many sends (a campaign body without
 // variables, named by Send.BodyKey) is hashed once.
-type dkimStage struct {
-	signer atomic.Pointer[dkim.Signer] // nil: no key configured, nothing signed
+type Stage struct {
+	signer atomic.Pointer[Signer] // nil: no key configured, nothing signed
 	now    func() time.Time
 	logger *slog.Logger
 
 	mu       sync.Mutex
-	bodies   map[string]*dkim.Body  // by Send.BodyKey, bounded
-	counts   map[string]uint64      // "signed", "third_party", "unsigned_<reason>"
-	unsigned map[string]bool        // From domains logged once as unaligned or unsigned
-	domains  map[string]*dkimDomain // outcomes by From domain, bounded (dkimstatus.go)
+	bodies   map[string]*Body           // by Send.BodyKey, bounded
+	counts   map[string]uint64          // "signed", "third_party", "unsigned_<reason>"
+	unsigned map[string]bool            // From domains logged once as unaligned or unsigned
+	domains  map[string]*domainOutcomes // outcomes by From domain, bounded (status.go)
 }
 
 const maxSharedBodies = 256
 
-func newDKIMStage(now func() time.Time, logger *slog.Logger) *dkimStage {
-	return &dkimStage{now: now, logger: logger, bodies: map[string]*dkim.Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{},
-		domains: map[string]*dkimDomain{}}
+func NewStage(now func() time.Time, logger *slog.Logger) *Stage {
+	return &Stage{now: now, logger: logger, bodies: map[string]*Body{}, counts: map[string]uint64{}, unsigned: map[string]bool{},
+		domains: map[string]*domainOutcomes{}}
 }
 
-func (d *dkimStage) Name() string                     { return "dkim" }
-func (*dkimStage) Scope(*spool.Message) message.Scope { return message.PerMessage }
+func (d *Stage) Name() string                     { return "dkim" }
+func (*Stage) Scope(*spool.Message) message.Scope { return message.PerMessage }
 
-func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
+func (d *Stage) Apply(_ context.Context, s *message.Send) error {
 	signer := d.signer.Load()
 	if signer == nil {
 		return nil
@@ -60,7 +60,7 @@ func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
 		return nil
 	}
 	if res.RemoveExisting {
-		h := dkim.WithoutSignatures(s.Header())
+		h := WithoutSignatures(s.Header())
 		s.Data = append(append(make([]byte, 0, len(s.Data)), h...), s.Data[s.HeaderLen:]...)
 		s.HeaderLen = len(h)
 	}
@@ -82,9 +82,9 @@ func (d *dkimStage) Apply(_ context.Context, s *message.Send) error {
 
 // body is the message body to sign, shared across sends with the same
 // BodyKey so that its hash is computed once.
-func (d *dkimStage) body(s *message.Send) *dkim.Body {
+func (d *Stage) body(s *message.Send) *Body {
 	if s.BodyKey == "" {
-		return dkim.NewBody(s.Body())
+		return NewBody(s.Body())
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -93,7 +93,7 @@ func (d *dkimStage) body(s *message.Send) *dkim.Body {
 		if len(d.bodies) >= maxSharedBodies {
 			clear(d.bodies) // rare: more live templates than the bound
 		}
-		b = dkim.NewBody(s.Body())
+		b = NewBody(s.Body())
 		d.bodies[s.BodyKey] = b
 	}
 	return b
@@ -101,7 +101,7 @@ func (d *dkimStage) body(s *message.Send) *dkim.Body {
 
 // count counts res overall and for its From domain; signedBy is the
 // signatures made, for the per-domain status.
-func (d *dkimStage) count(res dkim.Result, signedBy string) {
+func (d *Stage) count(res Result, signedBy string) {
 	k := "signed"
 	switch {
 	case !res.Signed():
@@ -117,7 +117,7 @@ func (d *dkimStage) count(res dkim.Result, signedBy string) {
 
 // logOnce logs a signing outcome worth an operator's eye once per From
 // domain (bounded), not once per message.
-func (d *dkimStage) logOnce(domain, msg string, args ...any) {
+func (d *Stage) logOnce(domain, msg string, args ...any) {
 	d.mu.Lock()
 	seen := d.unsigned[domain]
 	if !seen && len(d.unsigned) < 10000 {
@@ -131,8 +131,24 @@ func (d *dkimStage) logOnce(domain, msg string, args ...any) {
 
 // Counts returns messages signed, signed by a third party, and unsigned
 // by reason.
-func (d *dkimStage) Counts() map[string]uint64 {
+func (d *Stage) Counts() map[string]uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return maps.Clone(d.counts)
+}
+
+// Load builds the signer of cfg's keys (checked: unreadable or weak keys
+// are refused, naming the file) and puts it in force; with no key
+// configured nothing is signed. It returns the warnings about the keys.
+func (d *Stage) Load(cfg *config.Config) (warnings []string, err error) {
+	if len(cfg.DKIM) == 0 {
+		d.signer.Store(nil)
+		return nil, nil
+	}
+	signer, warnings, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.signer.Store(signer)
+	return warnings, nil
 }
