@@ -12,13 +12,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"github.com/penstock-mta/penstock/dkim"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/advisor"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/queue"
 )

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/penstock-mta/penstock/dkim"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/internal/testkv"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/penstock-mta/penstock/dkim"
 	"os"
 	"reflect"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/advisor"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/reports"

@@ -2,9 +2,9 @@ package mta
 
 import (
 	"context"
-	"github.com/penstock-mta/penstock/dkim"
 	"time"
 
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
 

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/penstock-mta/penstock/dkim"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dashboard"
+	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/smtpserver"
 )
