@@ -10,7 +10,7 @@ import (
 
 // SendTLSReportsAt runs the daily TLS report job as if the clock said now.
 func (m *MTA) SendTLSReportsAt(now time.Time) []tlsrpt.Outcome {
-	return m.sendTLSReports(context.Background(), m.Config(), now)
+	return m.newTLSDaily().SendDue(context.Background(), now)
 }
 
 // DKIMStatus is the signing stage's status by From domain.

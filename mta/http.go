@@ -2,7 +2,6 @@ package mta
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -94,9 +93,9 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler(backend{m}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
-	mux.Handle("GET /metrics", metricsAuth(cfg.HTTP, m.metrics.Handler()))
+	mux.Handle("GET /metrics", api.MetricsAuth(cfg.HTTP, m.metrics.Handler()))
 	mux.Handle("/", dashboard.Handler())
-	srv, ln := newHTTPServer(mux, ln, cfg.HTTP)
+	srv, ln := api.NewServer(mux, ln, cfg.HTTP)
 	m.httpSrv = &httpServer{srv: srv, ln: ln}
 	m.wg.Add(1)
 	go func() {
@@ -109,61 +108,12 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 	return nil
 }
 
-// HTTP timeouts. A connection that sends nothing, or sends slowly, must not
-// hold a file descriptor forever: idle keep-alive connections by the
-// thousand once exhausted the process's descriptors, and then SMTP
-// deliveries failed with "too many open files".
-const (
-	httpReadHeaderTimeout = 10 * time.Second
-	// Whole requests, bodies included: a campaign's recipient list is
-	// streamed in one request, so this is generous.
-	httpReadTimeout  = 10 * time.Minute
-	httpWriteTimeout = 10 * time.Minute
-)
-
-// newHTTPServer builds the one HTTP server of the node: every timeout set,
-// and at most [http] max_connections connections open at once on ln (the
-// returned listener).
-func newHTTPServer(h http.Handler, ln net.Listener, cfg config.HTTP) (*http.Server, net.Listener) {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout.Std(),
-	}
-	return srv, newLimitListener(ln, cfg.MaxConnections)
-}
-
-// metricsAuth guards /metrics with [http] metrics_token, or else the API
-// token, unless metrics_open says a scraper may read it without one.
-func metricsAuth(cfg config.HTTP, h http.Handler) http.Handler {
-	if cfg.MetricsOpen {
-		return h
-	}
-	if cfg.MetricsToken != "" {
-		return api.BearerAuth(cfg.MetricsToken, "[http] metrics_token", h)
-	}
-	if cfg.Token != "" {
-		return api.BearerAuth(cfg.Token, "[http] token", h)
-	}
-	return h // no token at all: the listener is on loopback (startHTTP)
-}
-
 // HTTPAddr is the API listener's address ("" when disabled).
 func (m *MTA) HTTPAddr() string {
 	if m.httpSrv == nil {
 		return ""
 	}
 	return m.httpSrv.ln.Addr().String()
-}
-
-func loadTLS(cert, key string) (*tls.Config, error) {
-	c, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("[smtp] tls_cert/tls_key: %w", err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func netipAddrPort(a net.Addr) (netip.AddrPort, error) {

@@ -23,8 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,7 +123,7 @@ type MTA struct {
 	campaigns *campaigns.Store
 	outcome   *outcome.Stage
 	tlsrpt    *tlsrpt.Recorder
-	tlsHTTP   *http.Client // posts TLS reports; tests replace it
+	tlsDaily  *tlsrpt.Daily
 	tlsCancel context.CancelFunc
 	eventsOut *eventsout.Manager
 }
@@ -212,7 +210,6 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, fmt.Errorf("loading the TLS report counts: %w", err)
 	}
-	m.tlsHTTP = tlsHTTPClient()
 	if err := m.setupBounces(cfg); err != nil {
 		m.closeStores()
 		return nil, fmt.Errorf("[bounce]: %w", err)
@@ -382,8 +379,12 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
 	tctx, tcancel := context.WithCancel(context.Background())
 	m.tlsCancel = tcancel
+	m.tlsDaily = m.newTLSDaily()
 	m.wg.Add(1)
-	go m.tlsReporter(tctx)
+	go func() {
+		defer m.wg.Done()
+		m.tlsDaily.Run(tctx)
+	}()
 	if err := m.startEventsOut(); err != nil {
 		return err
 	}
@@ -403,38 +404,9 @@ func (m *MTA) Start(ctx context.Context) error {
 }
 
 func (m *MTA) startSMTP(cfg *config.Config) error {
-	var nets []netip.Prefix
-	for _, s := range cfg.SMTP.AllowedNetworks {
-		p, err := config.ParsePrefix(s)
-		if err != nil {
-			return fmt.Errorf("[smtp] allowed_networks: %w", err)
-		}
-		nets = append(nets, p)
-	}
-	sc := smtpserver.Config{
-		Listen:          cfg.SMTP.Listen,
-		Hostname:        cfg.Server.Hostname,
-		AllowedNetworks: nets,
-		Users:           cfg.SMTP.Users,
-		MaxMessageSize:  cfg.SMTP.MaxMessageSize,
-		MaxRecipients:   cfg.SMTP.MaxRecipients,
-		MaxConnections:  cfg.SMTP.MaxConnections,
-
-		MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
-		ReservedConnections:     int(cfg.SMTP.ReservedConnectionsRatio * float64(cfg.SMTP.MaxConnections)),
-		ReadTimeout:             time.Duration(cfg.SMTP.IdleTimeout),
-		StressIdleTimeout:       time.Duration(cfg.SMTP.StressIdleTimeout),
-		MaxErrors:               cfg.SMTP.MaxErrors,
-	}
-	if sc.ReservedConnections == 0 {
-		sc.ReservedConnections = -1 // smtpserver reads 0 as "its default"
-	}
-	if cfg.SMTP.TLSCert != "" {
-		tc, err := loadTLS(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
-		if err != nil {
-			return err
-		}
-		sc.TLSConfig = tc
+	sc, err := smtpserver.ConfigFrom(cfg)
+	if err != nil {
+		return err
 	}
 	srv, err := smtpserver.New(sc, m, m.logger)
 	if err != nil {
