@@ -3,7 +3,6 @@ package mta
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -73,16 +72,12 @@ func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (str
 }
 
 func (m *MTA) startHTTP(cfg *config.Config) error {
-	ln := m.opts.HTTPListener
-	if ln == nil {
-		if cfg.HTTP.Listen == "" {
-			return nil
-		}
-		var err error
-		ln, err = net.Listen("tcp", cfg.HTTP.Listen)
-		if err != nil {
-			return fmt.Errorf("[http] listen %s: %w", cfg.HTTP.Listen, err)
-		}
+	if m.opts.HTTPListener == nil && cfg.HTTP.Listen == "" {
+		return nil
+	}
+	ln, err := m.listen(m.opts.HTTPListener, "[http]", cfg.HTTP.Listen)
+	if err != nil {
+		return err
 	}
 	if cfg.HTTP.Token == "" {
 		if ap, err := netipAddrPort(ln.Addr()); err == nil && !ap.Addr().IsLoopback() {
@@ -97,13 +92,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 	mux.Handle("/", dashboard.Handler())
 	srv, ln := api.NewServer(mux, ln, cfg.HTTP)
 	m.httpSrv = &httpServer{srv: srv, ln: ln}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.logger.Error("http listener stopped", "err", err)
-		}
-	}()
+	m.serve("http listener", func() error { return srv.Serve(ln) })
 	m.logger.Info("HTTP API listening", "addr", ln.Addr().String())
 	return nil
 }

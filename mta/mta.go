@@ -52,6 +52,7 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
+	"net/http"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -412,22 +413,38 @@ func (m *MTA) startSMTP(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	ln := m.opts.SMTPListener
-	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.SMTP.Listen)
-		if err != nil {
-			return fmt.Errorf("[smtp] listen %s: %w", cfg.SMTP.Listen, err)
-		}
+	ln, err := m.listen(m.opts.SMTPListener, "[smtp]", cfg.SMTP.Listen)
+	if err != nil {
+		return err
 	}
 	m.smtp, m.smtpLn = srv, ln
+	m.serve("smtp listener", func() error { return srv.Serve(ln) })
+	return nil
+}
+
+// listen is the listener a caller gave (tests), or else one on addr.
+func (m *MTA) listen(given net.Listener, section, addr string) (net.Listener, error) {
+	if given != nil {
+		return given, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", section, addr, err)
+	}
+	return ln, nil
+}
+
+// serve runs a listener's serve loop under m.wg (Shutdown closes the
+// server, which ends it) and logs an end that is not that close.
+func (m *MTA) serve(what string, serve func() error) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtpserver.ErrServerClosed) {
-			m.logger.Error("smtp listener stopped", "err", err)
+		err := serve()
+		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtpserver.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
+			m.logger.Error(what+" stopped", "err", err)
 		}
 	}()
-	return nil
 }
 
 // SMTPAddr is the injection listener's address.
