@@ -144,6 +144,9 @@ func (m *Manager) add(name, kind string, types []string, batch int, batchTime ti
 // seen for the first time starts at the end of the log: it gets the records
 // written from now on, not the history.
 func (m *Manager) Start() error {
+	if len(m.outs) == 0 {
+		return nil // nothing to follow the log for
+	}
 	m.tail.Refresh()
 	for _, o := range m.outs {
 		c, err := m.loadCursor(o.name)
@@ -184,8 +187,12 @@ func (m *Manager) Close() error {
 	return errors.Join(errs...)
 }
 
-// Status returns every output's state, in configuration order.
+// Status returns every output's state, in configuration order; nil when
+// none is configured.
 func (m *Manager) Status() []Status {
+	if m == nil || len(m.outs) == 0 {
+		return nil
+	}
 	out := make([]Status, 0, len(m.outs))
 	for _, o := range m.outs {
 		o.mu.Lock()

@@ -11,36 +11,20 @@ import (
 // follow the delivery log's files with cursors of their own, so nothing
 // they do can slow delivery.
 func (m *MTA) startEventsOut() error {
-	cfg := m.startCfg
-	if len(cfg.Webhooks) == 0 && len(cfg.Streams) == 0 && cfg.Postgres.DSN == "" {
-		return nil
+	eo, err := eventsout.New(m.startCfg, eventsout.Options{KV: m.Spool.KV(eventsout.Bucket), Logger: m.logger})
+	if err == nil {
+		err = eo.Start()
 	}
-	eo, err := eventsout.New(cfg, eventsout.Options{KV: m.Spool.KV(eventsout.Bucket), Logger: m.logger})
 	if err != nil {
-		return fmt.Errorf("event outputs: %w", err)
-	}
-	if err := eo.Start(); err != nil {
 		return fmt.Errorf("event outputs: %w", err)
 	}
 	m.eventsOut = eo
 	return nil
 }
 
-func (m *MTA) stopEventsOut() error {
-	if m.eventsOut == nil {
-		return nil
-	}
-	return m.eventsOut.Close()
-}
-
 // EventsOutStatus is each event output's lag, failures and last error;
 // nil when none is configured.
-func (m *MTA) EventsOutStatus() []eventsout.Status {
-	if m.eventsOut == nil {
-		return nil
-	}
-	return m.eventsOut.Status()
-}
+func (m *MTA) EventsOutStatus() []eventsout.Status { return m.eventsOut.Status() }
 
 func (s metricsSource) EventsOut() []metrics.Output {
 	var out []metrics.Output

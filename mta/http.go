@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"time"
 
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
@@ -25,20 +24,13 @@ type httpServer struct {
 func (h *httpServer) Shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
 
 // backend adapts the MTA to the API.
-type backend struct{ m *MTA }
+type backend struct {
+	m *MTA
+	// The queue's views and operator actions (Sites, Site, Explain,
+	// Totals, Suspend, Resume, Retry, Purge) are the API's as they are.
+	*queue.Queue
+}
 
-func (b backend) Sites() []queue.SiteView                 { return b.m.Queue.Sites() }
-func (b backend) Site(name string) (queue.SiteView, bool) { return b.m.Queue.Site(name) }
-func (b backend) Explain(ctx context.Context, t string) queue.Explanation {
-	return b.m.Queue.Explain(ctx, t)
-}
-func (b backend) Totals() queue.Totals { return b.m.Queue.Totals() }
-func (b backend) Suspend(site string, d time.Duration, who string) error {
-	return b.m.Queue.Suspend(site, d, who)
-}
-func (b backend) Resume(site, who string) error       { return b.m.Queue.Resume(site, who) }
-func (b backend) Retry(site, who string) (int, error) { return b.m.Queue.Retry(site, who) }
-func (b backend) Purge(site, who string) (int, error) { return b.m.Queue.Purge(site, who) }
 func (b backend) Reload() ([]string, error) {
 	if err := b.m.ReloadFile(); err != nil {
 		return nil, err
@@ -87,7 +79,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 		m.logger.Warn("HTTP API without a token: listening on loopback only", "addr", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", api.Handler(backend{m}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
+	mux.Handle("/api/", api.Handler(backend{m, m.Queue}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
 	mux.Handle("GET /metrics", api.MetricsAuth(cfg.HTTP, m.metrics.Handler()))
 	mux.Handle("/", dashboard.Handler())
 	srv, ln := api.NewServer(mux, ln, cfg.HTTP)

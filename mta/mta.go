@@ -495,8 +495,10 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 		f()
 	}
 	m.subs.Wait()
-	if err := m.stopEventsOut(); err != nil {
-		errs = append(errs, fmt.Errorf("event outputs: %w", err))
+	if m.eventsOut != nil {
+		if err := m.eventsOut.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("event outputs: %w", err))
+		}
 	}
 	if err := m.Log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("delivery log: %w", err))
