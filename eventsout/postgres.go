@@ -3,7 +3,6 @@ package eventsout
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -106,11 +105,6 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string) error {
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-type pgRecord struct {
-	EventID string `json:"event_id"`
-	events.Record
-}
-
 // Send writes evs in one transaction; a broken connection is dropped and
 // made again at the next try.
 func (p *Postgres) Send(ctx context.Context, evs []Event) error {
@@ -132,11 +126,11 @@ func (p *Postgres) Send(ctx context.Context, evs []Event) error {
 func (p *Postgres) write(ctx context.Context, evs []Event) error {
 	rows := make([][]any, 0, len(evs))
 	for _, e := range evs {
-		var r pgRecord
-		if err := json.Unmarshal(e.JSON, &r); err != nil {
+		var r events.Record
+		if err := e.record(&r); err != nil {
 			continue // Read only passes JSON objects; a field of the wrong type is not worth a stall
 		}
-		rows = append(rows, []any{r.EventID, string(r.Type), r.Time, r.ID, r.DeliveryID, r.Sender, r.Recipient,
+		rows = append(rows, []any{e.ID, string(r.Type), r.Time, r.ID, r.DeliveryID, r.Sender, r.Recipient,
 			r.Site, r.MXHost, r.MXIP, r.SourceIP, r.Rule, r.Code, r.EnhancedCode, r.Text, r.Reason, r.Class,
 			r.Attempt, r.Status, r.Detail, r.State, r.Size, r.TLS})
 	}

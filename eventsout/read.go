@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strconv"
+
+	"github.com/penstock-mta/penstock/events"
 )
 
 // Event is one delivery log record as the outputs send it.
@@ -19,6 +21,9 @@ type Event struct {
 	// JSON is the record's line (without the newline) with "event_id"
 	// added as its first key.
 	JSON []byte
+	// rec is where the record's own line starts in JSON, after the
+	// event_id ('{' included): what events.Decode reads.
+	rec int
 }
 
 // maxRead bounds the bytes one Read takes from a file (unless one line is
@@ -155,6 +160,18 @@ func makeEvent(id string, line []byte) (Event, bool) {
 	if rest := bytes.TrimSpace(line[1:]); len(rest) > 0 && rest[0] != '}' {
 		js = append(js, ',')
 	}
+	rec := len(js) - 1 // the record's fields follow; a '{' is put back by record
 	js = append(js, line[1:]...)
-	return Event{ID: id, Type: head.Type, JSON: js}, true
+	return Event{ID: id, Type: head.Type, JSON: js, rec: rec}, true
+}
+
+// record decodes the event's delivery-log record.
+func (e Event) record(r *events.Record) error {
+	if e.rec <= 0 || e.rec >= len(e.JSON) {
+		*r = events.Record{}
+		return json.Unmarshal(e.JSON, r) // an Event not made by makeEvent
+	}
+	line := make([]byte, 0, len(e.JSON)-e.rec+1)
+	line = append(append(line, '{'), e.JSON[e.rec+1:]...)
+	return events.Decode(line, r)
 }

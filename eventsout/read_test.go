@@ -1,11 +1,15 @@
 package eventsout
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/penstock-mta/penstock/events"
 )
 
 // A record longer than one read is still read, not stuck on for ever.
@@ -79,6 +83,34 @@ func TestReadTornLine(t *testing.T) {
 	for _, line := range []string{`{"type":"Bounce","text":"say {\"type\":\"x\"}"}`, `{"time":"t","type":"Bounce"}`} {
 		if ev, ok := makeEvent("k-0", []byte(line)); !ok || ev.Type != "Bounce" {
 			t.Errorf("record refused: %s", line)
+		}
+	}
+}
+
+// TestEventRecord: an event's record decodes to what its delivery-log line
+// says, the event_id the outputs add left out.
+func TestEventRecord(t *testing.T) {
+	for _, line := range []string{
+		`{"type":"delivery","time":"2026-12-07T05:00:00Z","recipient":"a@b","code":250,"text":"ok \"x\"","tls":true}`,
+		`{}`,
+		`{"type":"bounce","extra":{"nested":1}}`,
+	} {
+		ev, ok := makeEvent("f-1", []byte(line))
+		if !ok {
+			if line == `{}` {
+				continue // no type: not an event
+			}
+			t.Fatalf("%s: not an event", line)
+		}
+		var got, want events.Record
+		if err := ev.record(&got); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if err := json.Unmarshal([]byte(line), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", line, got, want)
 		}
 	}
 }
