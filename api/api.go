@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/advisor"
+	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/eventsout"
 	"github.com/penstock-mta/penstock/queue"
@@ -39,7 +40,11 @@ type Backend interface {
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
 	Deliveries
-	Quarantine
+	// Quarantine is the quarantine store.
+	Quarantine() Quarantine
+	// Bounces lists the most frequent normalised failure replies, of one
+	// site or of all ("").
+	Bounces(site string, n int) []bounce.TopEntry
 	Timeline(minutes int) []Minute
 	FlowChanges(site string) (string, []FlowChange, bool)
 	// DKIMDomains is the signing status by From domain seen in the last day.

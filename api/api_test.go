@@ -196,21 +196,7 @@ func (f *fake) CancelDelivery(id, who string) (int, error) {
 	return n, nil
 }
 
-func (f *fake) QuarantineList(fl quarantine.Filter, limit int, after string) ([]quarantine.Entry, error) {
-	return f.List(fl, limit, after)
-}
-func (f *fake) QuarantineGet(addr string) (quarantine.Entry, bool) { return f.Get(addr) }
-func (f *fake) QuarantineAdd(addr string, st quarantine.Status, note string) error {
-	return f.Add(addr, st, note)
-}
-func (f *fake) QuarantineRemove(addr string) error { return f.Remove(addr) }
-func (f *fake) QuarantineImport(r io.Reader, st quarantine.Status, note string) (int, error) {
-	return f.Import(r, st, note)
-}
-func (f *fake) QuarantineRelease(fl quarantine.Filter, note string) (int, error) {
-	return f.Release(fl, note)
-}
-func (f *fake) QuarantineCounts() map[quarantine.Status]int { return f.Counts() }
+func (f *fake) Quarantine() Quarantine { return f.Store }
 func (f *fake) Bounces(site string, n int) []bounce.TopEntry {
 	var out []bounce.TopEntry
 	for _, e := range f.top {

@@ -179,12 +179,12 @@ func (h *handler) quarantineList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One more than asked says whether there is a next page.
-	entries, err := h.b.QuarantineList(f, limit+1, q.Get("after"))
+	entries, err := h.b.Quarantine().List(f, limit+1, q.Get("after"))
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "quarantine unreadable, try again: "+err.Error(), "")
 		return
 	}
-	res := QuarantineList{Entries: entries, Counts: h.b.QuarantineCounts()}
+	res := QuarantineList{Entries: entries, Counts: h.b.Quarantine().Counts()}
 	if len(entries) > limit {
 		res.Entries = entries[:limit]
 		res.Next = entries[limit-1].Address
@@ -197,7 +197,7 @@ func (h *handler) quarantineList(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) quarantineGet(w http.ResponseWriter, r *http.Request) {
 	addr := r.PathValue("address")
-	e, ok := h.b.QuarantineGet(addr)
+	e, ok := h.b.Quarantine().Get(addr)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "not in the quarantine: "+addr, "address")
 		return
@@ -215,11 +215,11 @@ func (h *handler) quarantinePut(w http.ResponseWriter, r *http.Request) {
 	if writeFieldErr(w, err) {
 		return
 	}
-	if err := h.b.QuarantineAdd(addr, st, req.Note); err != nil {
+	if err := h.b.Quarantine().Add(addr, st, req.Note); err != nil {
 		writeQuarantineErr(w, err)
 		return
 	}
-	e, ok := h.b.QuarantineGet(addr)
+	e, ok := h.b.Quarantine().Get(addr)
 	if !ok {
 		// Removed by someone else between the two calls.
 		writeErr(w, http.StatusConflict, "entry removed while being set, try again: "+addr, "address")
@@ -242,7 +242,7 @@ func operatorStatus(s string) (quarantine.Status, error) {
 }
 
 func (h *handler) quarantineDelete(w http.ResponseWriter, r *http.Request) {
-	if err := h.b.QuarantineRemove(r.PathValue("address")); err != nil {
+	if err := h.b.Quarantine().Remove(r.PathValue("address")); err != nil {
 		writeQuarantineErr(w, err)
 		return
 	}
@@ -267,7 +267,7 @@ func (h *handler) quarantineImport(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxImportBody)
-	n, err := h.b.QuarantineImport(r.Body, st, q.Get("note"))
+	n, err := h.b.Quarantine().Import(r.Body, st, q.Get("note"))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var pe *csv.ParseError
@@ -307,7 +307,7 @@ func (h *handler) quarantineRelease(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "give at least one of reason, match, domain, from, to (to release every quarantined address, give an early from)", "match")
 		return
 	}
-	n, err := h.b.QuarantineRelease(f, req.Note)
+	n, err := h.b.Quarantine().Release(f, req.Note)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "release stopped, release again: " + err.Error(), "released": n})
 		return

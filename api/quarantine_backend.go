@@ -3,7 +3,6 @@ package api
 import (
 	"io"
 
-	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/reports"
 )
@@ -15,16 +14,14 @@ type Reports interface {
 	Reports() reports.Stats
 }
 
-// Quarantine is the quarantine and bounce-statistics part of the Backend.
+// Quarantine is the quarantine store as the API uses it; package
+// quarantine's Store is one as it is.
 type Quarantine interface {
-	QuarantineList(f quarantine.Filter, limit int, after string) ([]quarantine.Entry, error)
-	QuarantineGet(addr string) (quarantine.Entry, bool)
-	QuarantineAdd(addr string, st quarantine.Status, note string) error
-	QuarantineRemove(addr string) error
-	QuarantineImport(r io.Reader, st quarantine.Status, note string) (int, error)
-	QuarantineRelease(f quarantine.Filter, note string) (int, error)
-	QuarantineCounts() map[quarantine.Status]int
-	// Bounces lists the most frequent normalised failure replies, of one
-	// site or of all ("").
-	Bounces(site string, n int) []bounce.TopEntry
+	List(f quarantine.Filter, limit int, after string) ([]quarantine.Entry, error)
+	Get(addr string) (quarantine.Entry, bool)
+	Add(addr string, st quarantine.Status, note string) error
+	Remove(addr string) error
+	Import(r io.Reader, st quarantine.Status, note string) (int, error)
+	Release(f quarantine.Filter, note string) (int, error)
+	Counts() map[quarantine.Status]int
 }

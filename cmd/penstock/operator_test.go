@@ -203,21 +203,7 @@ func (b *opBackend) CancelDelivery(id, who string) (int, error) {
 	return n, nil
 }
 
-func (b *opBackend) QuarantineList(f quarantine.Filter, limit int, after string) ([]quarantine.Entry, error) {
-	return b.List(f, limit, after)
-}
-func (b *opBackend) QuarantineGet(addr string) (quarantine.Entry, bool) { return b.Get(addr) }
-func (b *opBackend) QuarantineAdd(addr string, st quarantine.Status, note string) error {
-	return b.Add(addr, st, note)
-}
-func (b *opBackend) QuarantineRemove(addr string) error { return b.Remove(addr) }
-func (b *opBackend) QuarantineImport(r io.Reader, st quarantine.Status, note string) (int, error) {
-	return b.Import(r, st, note)
-}
-func (b *opBackend) QuarantineRelease(f quarantine.Filter, note string) (int, error) {
-	return b.Release(f, note)
-}
-func (b *opBackend) QuarantineCounts() map[quarantine.Status]int { return b.Counts() }
+func (b *opBackend) Quarantine() api.Quarantine { return b.Store }
 
 // opServer starts the API on loopback and returns the backend and the
 // flags that point a command at it.
