@@ -330,7 +330,7 @@ func (r *Redis) Changed() <-chan struct{} {
 // Node returns this node's name.
 func (r *Redis) Node() string { return r.opts.Node }
 
-// Close stops the renewal and the subscriber, gives back the leases still
+// Close stops the renewal and the subscriptions, gives back the leases still
 // held and leaves the membership. It does not close the client.
 func (r *Redis) Close() error {
 	if !r.closed.CompareAndSwap(false, true) {
