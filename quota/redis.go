@@ -32,7 +32,6 @@ import (
 // subscription (redisbus) wakes the local waiters. One goroutine per node
 // renews all of the node's leases every lease_ttl/3 with its membership
 // beat (membership.Registry.Beat, one script call), so a node that dies
-
 // (SIGKILL, power) frees its slots by itself within lease_ttl. A lease is
 // valid (Lease.Valid) until lease_ttl after the send time of its last
 // successful renewal: past that the slot may belong to someone else, and
