@@ -14,8 +14,9 @@ import (
 
 	"github.com/penstock-mta/penstock/cluster"
 	"github.com/penstock-mta/penstock/cluster/redistest"
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/flow"
-	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/redisbus"
 )
 
 func logger() *slog.Logger {
@@ -23,6 +24,26 @@ func logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// join starts the named nodes as cluster.Join does for a node process,
+// each with its own client, and waits until all share the quotas.
+func join(t *testing.T, srv *redistest.Server, ttl time.Duration, names ...string) []*cluster.Joined {
+	t.Helper()
+	var out []*cluster.Joined
+	for _, name := range names {
+		j, err := cluster.Join(config.Cluster{Redis: srv.URL(), Node: name, LeaseTTL: config.Duration(ttl)},
+			[]string{"out1 192.0.2.1"}, time.Now(), func(flow.Change) {}, logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Close() })
+		out = append(out, j)
+	}
+	for _, j := range out {
+		waitFor(t, 3*ttl+10*time.Second, "node "+j.Node()+" in shared mode", func() bool { return !j.Degraded() })
+	}
+	return out
 }
 
 // waitFor re-checks cond every 20 ms until d: for state that lives in
@@ -40,31 +61,28 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// Three nodes heartbeat; Members lists them live with their sources; a
-// node that stops without a word is gone after the TTL, one that closes
-// is gone at once. Status counts the leases per node and rule.
+// Three nodes join; Members lists them live with their sources and quota
+// mode; a node that stops without a word is gone after the TTL, one that
+// closes is gone at once. Status counts the leases per node and rule.
 func TestMembershipAndStatus(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	var nodes []*cluster.Node
-	for _, name := range []string{"n1", "n2", "n3"} {
-		c, err := cluster.Dial(srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		n, err := cluster.Start(c, cluster.Options{Node: name, Sources: []string{"out1 192.0.2.1"}, Interval: 100 * time.Millisecond,
-			TTL: 500 * time.Millisecond, Mode: func() string { return "shared" }, Logger: logger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
-	}
+	nodes := join(t, srv, 500*time.Millisecond, "n1", "n2", "n3")
 	watch, _ := cluster.Dial(srv.URL())
 	t.Cleanup(func() { watch.Close() })
-	ms, err := cluster.Members(ctx, watch, "", 500*time.Millisecond)
+	// The mode a beat shows is the one before it: wait for a beat in
+	// shared mode of every node.
+	waitFor(t, 10*time.Second, "every node's beat in shared mode", func() bool {
+		ms, _ := cluster.Members(ctx, watch, "")
+		for _, m := range ms {
+			if m.Mode != "shared" {
+				return false
+			}
+		}
+		return len(ms) == 3
+	})
+	ms, err := cluster.Members(ctx, watch, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,18 +91,13 @@ func TestMembershipAndStatus(t *testing.T) {
 	}
 
 	// Leases as quota.Redis writes them.
-	q1, err := quota.NewRedis(watch, quota.RedisOptions{Node: "n1", LeaseTTL: 5 * time.Second, Logger: logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q1.Close() })
-	waitFor(t, 10*time.Second, "shared quotas", func() bool { return !q1.Degraded() })
+	q1 := nodes[0]
 	for _, key := range []string{"conn|rule|gmail", "conn|rule|gmail", "conn|src|yahoo|site|10.0.0.1"} {
 		if _, _, ok, err := q1.TryConn(ctx, key, 10); !ok || err != nil {
 			t.Fatalf("TryConn %s: %v", key, err)
 		}
 	}
-	st, err := cluster.ReadStatus(ctx, watch, "", 500*time.Millisecond)
+	st, err := cluster.ReadStatus(ctx, watch, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +126,7 @@ func TestMembershipAndStatus(t *testing.T) {
 
 	// n2 closes: gone at once.
 	nodes[1].Close()
-	ms, _ = cluster.Members(ctx, watch, "", 500*time.Millisecond)
+	ms, _ = cluster.Members(ctx, watch, "")
 	for _, m := range ms {
 		if m.Node == "n2" {
 			t.Fatalf("n2 still listed after Close: %+v", m)
@@ -133,15 +146,16 @@ func TestMemberGoneAfterTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.HSet(ctx, "penstock:nodes", "ghost", strconv.FormatInt(tm.UnixMilli(), 10)+` {"pid":1}`).Err(); err != nil {
+	// "<server ms> <ttl ms> <info>", as membership.Registry.Beat writes it.
+	if err := c.HSet(ctx, "penstock:nodes", "ghost", strconv.FormatInt(tm.UnixMilli(), 10)+` 1000 {"pid":1}`).Err(); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := cluster.Members(ctx, c, "", time.Second)
+	ms, err := cluster.Members(ctx, c, "")
 	if err != nil || len(ms) != 1 || !ms[0].Live {
 		t.Fatalf("members %+v %v", ms, err)
 	}
 	waitFor(t, 5*time.Second, "the ghost to be gone", func() bool {
-		ms, _ := cluster.Members(ctx, c, "", time.Second)
+		ms, _ := cluster.Members(ctx, c, "")
 		return len(ms) == 1 && !ms[0].Live
 	})
 }
@@ -156,10 +170,12 @@ func TestFlowBridge(t *testing.T) {
 		ch   flow.Change
 	}
 	adopted := make(chan got, 16)
-	start := func(name string) *cluster.Node {
+	start := func(name string) *cluster.Bridge {
 		c, _ := cluster.Dial(srv.URL())
 		t.Cleanup(func() { c.Close() })
-		n, err := cluster.Start(c, cluster.Options{Node: name, Logger: logger(),
+		bus := redisbus.New(c, logger())
+		t.Cleanup(func() { bus.Close() })
+		n, err := cluster.StartBridge(c, bus, cluster.BridgeOptions{Node: name, Logger: logger(),
 			Adopt: func(ch flow.Change) { adopted <- got{name, ch} }})
 		if err != nil {
 			t.Fatal(err)

@@ -10,55 +10,63 @@ import (
 
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/membership"
 	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/redisbus"
 )
 
 // Joined is this node in a cluster: the shared quota store (quota.Redis:
-// leases, shared GCRA, degraded mode when Redis is away) together with the
-// parts of the cluster it keeps alive, so that closing it at shutdown stops
-// them all: the heartbeat and flow bridge first, then the leases, then the
+// leases, shared GCRA, membership, degraded mode when Redis is away)
+// together with the parts of the cluster it keeps alive, so that closing
+// it at shutdown stops them all: the flow bridge first, then the quota
+// store (leases given back, membership left), then the bus and the
 // connection to Redis.
 type Joined struct {
 	*quota.Redis
-	node   *Node
+	bridge *Bridge
+	bus    *redisbus.Bus
 	client *redis.Client
 }
 
-// Close leaves the cluster: no heartbeat, leases given back.
+// Close leaves the cluster: leases given back, membership left.
 func (j *Joined) Close() error {
-	return errors.Join(j.node.Close(), j.Redis.Close(), j.client.Close())
+	return errors.Join(j.bridge.Close(), j.Redis.Close(), j.bus.Close(), j.client.Close())
 }
 
 // PublishFlow sends a local flow-control change to the other nodes.
-func (j *Joined) PublishFlow(ch flow.Change) { j.node.PublishFlow(ch) }
+func (j *Joined) PublishFlow(ch flow.Change) { j.bridge.PublishFlow(ch) }
 
-// Join connects to the [cluster] Redis, opens the shared quota store and
-// starts this node's heartbeat (with its sources, "name ip") and flow
-// bridge; the other nodes' flow changes go to adopt
-// (flow.Controller.Adopt). Nothing here touches the spool: mail is
-// accepted and kept whether Redis answers or not.
+// Adopted returns how many flow changes of other nodes this node applied.
+func (j *Joined) Adopted() int64 { return j.bridge.Adopted() }
+
+// Join connects to the [cluster] Redis and opens the shared quota store,
+// whose renewals are this node's membership beats (with its sources,
+// "name ip"), and the flow bridge, both listening on one bus; the other
+// nodes' flow changes go to adopt (flow.Controller.Adopt). Nothing here
+// touches the spool: mail is accepted and kept whether Redis answers or
+// not.
 func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flow.Change), logger *slog.Logger) (*Joined, error) {
-	client, err := Dial(cc.Redis)
+	client, err := dial(cc.Redis, ClientName(cc.Node))
 	if err != nil {
 		return nil, err
 	}
-	store, err := quota.NewRedis(client, quota.RedisOptions{Node: cc.Node, LeaseTTL: time.Duration(cc.LeaseTTL), Logger: logger})
+	bus := redisbus.New(client, logger)
+	store, err := quota.NewRedis(client, quota.RedisOptions{Node: cc.Node, LeaseTTL: time.Duration(cc.LeaseTTL),
+		Info: membership.Info{Started: started, Sources: sources}, Bus: bus, Logger: logger})
 	if err != nil {
+		bus.Close()
 		client.Close()
 		return nil, fmt.Errorf("node %q: %w", cc.Node, err)
 	}
-	node, err := Start(client, Options{
-		Node: cc.Node, Sources: sources, Started: started, Logger: logger,
-		Mode:  func() string { return store.State().Mode },
-		Adopt: adopt,
-	})
+	bridge, err := StartBridge(client, bus, BridgeOptions{Node: cc.Node, Adopt: adopt, Logger: logger})
 	if err != nil {
 		store.Close()
+		bus.Close()
 		client.Close()
 		return nil, err
 	}
 	st := store.State()
 	logger.Info("cluster mode: quotas and flow control shared through Redis", "redis", client.Options().Addr,
 		"node", cc.Node, "lease_ttl", time.Duration(cc.LeaseTTL), "quota_mode", st.Mode, "nodes", len(st.Nodes))
-	return &Joined{Redis: store, node: node, client: client}, nil
+	return &Joined{Redis: store, bridge: bridge, bus: bus, client: client}, nil
 }

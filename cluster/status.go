@@ -16,57 +16,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/membership"
 	"github.com/penstock-mta/penstock/quota"
 )
 
-// Member is one node as its heartbeats show it.
-type Member struct {
-	Node     string    `json:"node"`
-	Live     bool      `json:"live"`
-	LastSeen time.Time `json:"last_seen"`
-	Age      string    `json:"age"` // since the last heartbeat, by Redis time
-	Started  time.Time `json:"started"`
-	Sources  []string  `json:"sources,omitempty"`
-	Mode     string    `json:"quota_mode,omitempty"` // shared, degraded, rejoining
-	Host     string    `json:"host,omitempty"`
-	PID      int       `json:"pid,omitempty"`
-}
+// Member is one node as the membership record shows it.
+type Member = membership.Member
 
-// Members reads the heartbeats: every node seen within the last hour,
-// live or not (a heartbeat within ttl, by Redis time), sorted by name.
-func Members(ctx context.Context, c *redis.Client, prefix string, ttl time.Duration) ([]Member, error) {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	if ttl <= 0 {
-		ttl = 3 * time.Second
-	}
-	var tc *redis.TimeCmd
-	var hc *redis.MapStringStringCmd
-	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		tc = p.Time(ctx)
-		hc = p.HGetAll(ctx, prefix+"nodes")
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	now := tc.Val()
-	var out []Member
-	for name, v := range hc.Val() {
-		msStr, js, ok := strings.Cut(v, " ")
-		ms, err := strconv.ParseInt(msStr, 10, 64)
-		if !ok || err != nil {
-			continue
-		}
-		var hb heartbeat
-		_ = json.Unmarshal([]byte(js), &hb)
-		seen := time.UnixMilli(ms)
-		age := now.Sub(seen)
-		out = append(out, Member{Node: name, Live: age <= ttl, LastSeen: seen, Age: age.Round(100 * time.Millisecond).String(),
-			Started: hb.Started, Sources: hb.Sources, Mode: hb.Mode, Host: hb.Host, PID: hb.PID})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out, nil
+// Members reads the membership record: every node seen within the last
+// hour, live or not (a beat within its own lease TTL, by Redis time),
+// sorted by name.
+func Members(ctx context.Context, c *redis.Client, prefix string) ([]Member, error) {
+	return membership.Read(ctx, c, prefix)
 }
 
 // Holding is the live leases one node holds under one quota key.
@@ -151,10 +112,10 @@ type Status struct {
 }
 
 // ReadStatus reads the membership and the leases.
-func ReadStatus(ctx context.Context, c *redis.Client, prefix string, ttl time.Duration) (Status, error) {
+func ReadStatus(ctx context.Context, c *redis.Client, prefix string) (Status, error) {
 	st := Status{Redis: c.Options().Addr}
 	var err error
-	if st.Members, err = Members(ctx, c, prefix, ttl); err != nil {
+	if st.Members, err = Members(ctx, c, prefix); err != nil {
 		return st, err
 	}
 	if st.Leases, err = Leases(ctx, c, prefix); err != nil {
@@ -273,7 +234,7 @@ func CLI(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := ReadStatus(ctx, c, "", 0)
+	st, err := ReadStatus(ctx, c, "")
 	if err != nil {
 		fmt.Fprintf(stderr, "cluster status: Redis at %s: %v\n", c.Options().Addr, err)
 		return 1

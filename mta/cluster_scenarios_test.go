@@ -115,7 +115,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	held := func() map[string]int {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		st, err := cluster.ReadStatus(ctx, watch, "", 0)
+		st, err := cluster.ReadStatus(ctx, watch, "")
 		if err != nil {
 			t.Fatal(err)
 		}

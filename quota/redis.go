@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/penstock-mta/penstock/membership"
+	"github.com/penstock-mta/penstock/redisbus"
 )
 
 // Redis is the cluster Store: every node of a cluster asks one Redis, so
@@ -25,9 +28,10 @@ import (
 // and its score the lease's expiry (Redis server time, ms). The take script
 // drops expired members, counts the rest and adds one only while fewer than
 // limit are held: check and take in one atomic round trip. Release removes
-// the member and publishes on <prefix>release:<key>; one subscriber per
-// node wakes the local waiters. One goroutine per node renews all of the
-// node's leases every lease_ttl/3 in one script call, so a node that dies
+// the member and publishes on <prefix>release:<key>; the node's one
+// subscription (redisbus) wakes the local waiters. One goroutine per node
+// renews all of the node's leases every lease_ttl/3 with its membership
+// beat (membership.Registry.Beat, one script call), so a node that dies
 // (SIGKILL, power) frees its slots by itself within lease_ttl. A lease is
 // valid (Lease.Valid) until lease_ttl after the send time of its last
 // successful renewal: past that the slot may belong to someone else, and
@@ -46,8 +50,9 @@ import (
 //
 // # Membership and degraded mode
 //
-// The renewal also writes <prefix>quota:alive (node -> "server-ms ttl-ms")
-// and reads it back: the live nodes last seen, by name. When Redis fails
+// The renewal is also the node's membership beat (package membership,
+// with lease_ttl as the node's TTL): it reads back the cluster's record,
+// the live nodes last seen, by name. When Redis fails
 // (an error or a timeout on any call), the node goes degraded: it keeps
 // the leases it holds and gives each quota a share, limit ÷ live nodes last
 // seen (the remainder to the first nodes in name order, so the shares add
@@ -66,7 +71,7 @@ import (
 // and the Redis GCRA. It publishes <prefix>quota:rejoin so the others renew
 // at once, and turns shared only when every node it knew has renewed after
 // its rejoin (so their degraded leases are in Redis too) or stayed silent
-// past its TTL (dead). A random epoch key tells whether Redis lost its data
+// past its TTL (dead). The membership's epoch tells whether Redis lost its data
 // (a restart without persistence): then the node registers its leases again
 // and waits the fence before new connections, as leases of others may be
 // missing until they renew.
@@ -77,6 +82,9 @@ import (
 // lease's validity.
 type Redis struct {
 	c       *redis.Client
+	members *membership.Registry
+	bus     *redisbus.Bus
+	ownBus  bool // made by NewRedis, closed by Close
 	scripts redisScripts
 	sh      shaping
 	opts    RedisOptions
@@ -91,8 +99,6 @@ type Redis struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	psMu   sync.Mutex
-	ps     *redis.PubSub
 	// renewMu orders releases after a renewal under way (so the renewal
 	// cannot add back a lease released meanwhile): the renewal holds it
 	// for writing, a release for reading.
@@ -136,12 +142,17 @@ type RedisOptions struct {
 	BatchFrom int
 	// ProbeEvery is how often a degraded node tries Redis (default 1s).
 	ProbeEvery time.Duration
-	Logger     *slog.Logger
+	// Info is what the membership shows of this node besides its mode.
+	Info membership.Info
+	// Bus is the process's subscription connection; nil: the store makes
+	// one of its own on c (and closes it).
+	Bus    *redisbus.Bus
+	Logger *slog.Logger
 }
 
 // redisScripts are the store's Lua scripts (each run as EVALSHA, loaded
 // again after a Redis restart).
-type redisScripts struct{ take, release, gcra, renew *redis.Script }
+type redisScripts struct{ take, release, gcra *redis.Script }
 
 type mode int
 
@@ -191,8 +202,8 @@ type pendingRelease struct{ key, member string }
 const maxPending = 10000
 
 // NewRedis returns a Store on c for node opts.Node. It tries Redis once
-// at once (bounded by opts.Timeout) and starts the renewal loop and the
-// release subscriber. Close stops them.
+// at once (bounded by opts.Timeout), starts the renewal loop and
+// subscribes to releases and rejoin notices on the bus. Close stops them.
 func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 	if opts.Node == "" {
 		return nil, errors.New("quota: a Redis store needs a node name")
@@ -228,10 +239,14 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 	if _, err := rand.Read(nb[:]); err != nil {
 		return nil, err
 	}
+	members, err := membership.New(c, membership.Options{Node: opts.Node, Prefix: opts.Prefix, TTL: opts.LeaseTTL, Info: opts.Info})
+	if err != nil {
+		return nil, err
+	}
 	r := &Redis{
-		c: c, opts: opts, log: opts.Logger, t0: time.Now(), nonce: hex.EncodeToString(nb[:]),
+		c: c, members: members, bus: opts.Bus, opts: opts, log: opts.Logger, t0: time.Now(), nonce: hex.EncodeToString(nb[:]),
 		scripts: redisScripts{take: redis.NewScript(takeScriptSrc), release: redis.NewScript(releaseScriptSrc),
-			gcra: redis.NewScript(gcraScriptSrc), renew: redis.NewScript(renewScriptSrc)},
+			gcra: redis.NewScript(gcraScriptSrc)},
 		sh:   shaping{day: redis.NewScript(daySrc), local: NewLocal(nil), denied: map[string]Usage{}},
 		free: make(chan struct{}), kick: make(chan struct{}, 1),
 		fence: opts.LeaseTTL + opts.LeaseTTL/8,
@@ -244,13 +259,15 @@ func NewRedis(c *redis.Client, opts RedisOptions) (*Redis, error) {
 		r.log.Error("CLUSTER QUOTAS DEGRADED: Redis does not answer at start and no cluster membership is known: "+
 			"no connection under a quota opens until Redis answers (mail stays queued)", "node", opts.Node, "err", r.lastError())
 	}
-	r.ps = c.PSubscribe(r.ctx, opts.Prefix+"release:*")
-	if err := r.ps.Subscribe(r.ctx, opts.Prefix+"quota:rejoin"); err != nil {
-		r.log.Warn("cluster quotas: subscribing to rejoin notices", "err", err)
+	if r.bus == nil {
+		r.bus, r.ownBus = redisbus.New(c, opts.Logger), true
 	}
-	r.wg.Add(2)
+	if err := r.subscribe(); err != nil {
+		r.halt()
+		return nil, err
+	}
+	r.wg.Add(1)
 	go r.loop()
-	go r.subscribe()
 	return r, nil
 }
 
@@ -312,7 +329,7 @@ func (r *Redis) Changed() <-chan struct{} {
 // Node returns this node's name.
 func (r *Redis) Node() string { return r.opts.Node }
 
-// Close stops the renewal and the subscriber, gives back the leases still
+// Close stops the renewal and the subscriptions, gives back the leases still
 // held and leaves the membership. It does not close the client.
 func (r *Redis) Close() error {
 	if !r.closed.CompareAndSwap(false, true) {
@@ -331,30 +348,23 @@ func (r *Redis) Close() error {
 	rel = append(rel, r.pending...)
 	r.pending = nil
 	r.mu.Unlock()
+	leases := make([]membership.Lease, len(rel))
+	for i, pr := range rel {
+		leases[i] = membership.Lease{Set: r.k("lease", pr.key), Member: pr.member}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
 	defer cancel()
-	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, pr := range rel {
-			p.ZRem(ctx, r.k("lease", pr.key), pr.member)
-		}
-		p.HDel(ctx, r.k("quota", "alive"), r.opts.Node)
-		return nil
-	})
-	if err != nil {
+	if err := r.members.Leave(ctx, leases); err != nil {
 		return fmt.Errorf("quota: leaving the cluster: %w", err)
 	}
 	return nil
 }
 
-// halt stops the goroutines without touching Redis (Close, and tests that
-// simulate a crash).
+// halt stops the goroutines and the subscriptions without writing to
+// Redis (Close, and tests that simulate a crash).
 func (r *Redis) halt() {
 	r.cancel()
-	r.psMu.Lock()
-	if r.ps != nil {
-		r.ps.Close()
-	}
-	r.psMu.Unlock()
+	r.unsubscribe()
 	r.wg.Wait()
 }
 

@@ -96,7 +96,7 @@ func (r *Redis) TryConn(ctx context.Context, key string, limit int) (Lease, Usag
 
 	l := r.newLease(key)
 	send := r.mono()
-	res, err := r.runInts(ctx, r.scripts.take, []string{r.k("lease", key), r.k("quota", "epoch")},
+	res, err := r.runInts(ctx, r.scripts.take, []string{r.k("lease", key), r.members.EpochKey()},
 		limit, l.member, r.opts.LeaseTTL.Milliseconds(), r.epochNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()

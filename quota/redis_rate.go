@@ -74,7 +74,7 @@ func (r *Redis) TakeMessage(ctx context.Context, key string, perHour int) (bool,
 	}
 	delta := time.Duration(tau-tauR) * time.Microsecond
 	send := r.mono()
-	res, err := r.runInts(ctx, r.scripts.gcra, []string{r.k("tat", key), r.k("quota", "epoch")}, tUS, tauR, want, r.epochNow())
+	res, err := r.runInts(ctx, r.scripts.gcra, []string{r.k("tat", key), r.members.EpochKey()}, tUS, tauR, want, r.epochNow())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {

@@ -2,9 +2,6 @@ package quota
 
 import (
 	"context"
-	"crypto/rand"
-	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,25 +9,21 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/penstock-mta/penstock/membership"
 )
 
-// Renewal, membership and modes of the Redis store: one script call renews
-// every lease of the node and reads the membership; failures switch the
-// node to degraded, answers bring it back through rejoining.
-
-// renewScriptSrc: register this node's leases, check the epoch, heartbeat,
-// and read the membership. KEYS: alive, epoch, lease sets... ARGV: node,
-// ttl ms, epoch, new epoch, members... Every lease this node holds is
-// (re)added with a new expiry: a connection open is a slot taken, even if
-// its lease expired in Redis meanwhile (renewals late) or Redis lost it
-// (restart). A lease released while the renewal was under way may come
-// back for a moment (registered by a renewal that raced with its local
-// release); the caller removes it again. Returns {server ms,
-// epoch state (0 same, 1 other, 2 created), epoch, {node, ms, ttl, ...},
-// {1 if the lease was there, 0 if it was added, ...}}.
+// Renewal, membership and modes of the Redis store: one membership beat
+// (membership.Registry.Beat) renews every lease of the node and reads the
+// membership; failures switch the node to degraded, answers bring it back
+// through rejoining.
 //
-//go:embed lua/renew.lua
-var renewScriptSrc string
+// Every lease this node holds is (re)added with a new expiry: a connection
+// open is a slot taken, even if its lease expired in Redis meanwhile
+// (renewals late) or Redis lost it (restart). A lease released while the
+// renewal was under way may come back for a moment (registered by a
+// renewal that raced with its local release); the renewal removes it
+// again.
 
 func (r *Redis) epochNow() string {
 	r.mu.Lock()
@@ -57,23 +50,20 @@ func (r *Redis) renew() bool {
 func (r *Redis) renewOnce() (again, ok bool) {
 	r.renewMu.Lock()
 	r.mu.Lock()
-	keys := []string{r.k("quota", "alive"), r.k("quota", "epoch")}
-	var nb [8]byte
-	_, _ = rand.Read(nb[:])
-	args := []any{r.opts.Node, r.opts.LeaseTTL.Milliseconds(), r.epoch, hex.EncodeToString(nb[:])}
 	var leases []*redisLease
+	var held []membership.Lease
 	for key, ks := range r.keys {
 		for l := range ks.leases {
-			keys = append(keys, r.k("lease", key))
-			args = append(args, l.member)
+			held = append(held, membership.Lease{Set: r.k("lease", key), Member: l.member})
 			leases = append(leases, l)
 		}
 	}
+	epoch, mode := r.epoch, r.mode.String()
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	send := r.mono()
-	v, err := r.scripts.renew.Run(ctx, r.c, keys, args...).Slice()
+	beat, err := r.members.Beat(ctx, epoch, mode, held)
 	cancel()
 	r.renewMu.Unlock()
 	r.mu.Lock()
@@ -84,17 +74,15 @@ func (r *Redis) renewOnce() (again, ok bool) {
 		}
 		return false, false
 	}
-	now, state, cur, alive, found, perr := parseRenew(v)
-	if perr == nil && len(found) != len(leases) {
-		perr = fmt.Errorf("quota: renewal answered for %d of %d leases", len(found), len(leases))
-	}
-	if perr != nil {
-		r.failLocked(perr)
-		return false, false
+	now, cur := beat.Now, beat.Epoch
+	// alive: node -> {last beat, TTL}, in server ms.
+	alive := make(map[string][2]int64, len(beat.Members))
+	for _, m := range beat.Members {
+		alive[m.Node] = [2]int64{m.LastSeen.UnixMilli(), m.TTL.Milliseconds()}
 	}
 	lostLeases := 0
 	for i, l := range leases {
-		if found[i] == 0 && l.registered.Load() && state == 0 && !l.released.Load() {
+		if !beat.Found[i] && l.registered.Load() && beat.State == membership.EpochSame && !l.released.Load() {
 			// Expired in Redis before we renewed it: the slot may have
 			// gone to another node meanwhile.
 			lostLeases++
@@ -112,16 +100,16 @@ func (r *Redis) renewOnce() (again, ok bool) {
 			"node", r.opts.Node, "leases", lostLeases, "lease_ttl", r.opts.LeaseTTL)
 	}
 	first := !r.contact
-	lost := state == 2 || (state == 1 && r.epoch != "")
+	lost := beat.State == membership.EpochCreated || (beat.State == membership.EpochOther && r.epoch != "")
 	r.contact = true
 	r.epoch = cur
 	r.lastErr = ""
 	// Membership: nodes that renewed within their own TTL, and this one.
 	live := []string{r.opts.Node}
-	for name, a := range alive {
-		r.peerTTL[name] = a[1]
-		if name != r.opts.Node && now-a[0] <= a[1] {
-			live = append(live, name)
+	for _, m := range beat.Members {
+		r.peerTTL[m.Node] = m.TTL.Milliseconds()
+		if m.Node != r.opts.Node && m.Live {
+			live = append(live, m.Node)
 		}
 	}
 	sort.Strings(live)
@@ -314,32 +302,6 @@ func (r *Redis) sweepLocked() {
 			delete(r.rates, k)
 		}
 	}
-}
-
-func parseRenew(v []any) (now int64, state int64, epoch string, alive map[string][2]int64, found []int64, err error) {
-	if len(v) != 5 {
-		return 0, 0, "", nil, nil, fmt.Errorf("quota: renewal answered %d values", len(v))
-	}
-	now, ok1 := v[0].(int64)
-	state, ok2 := v[1].(int64)
-	epoch, ok3 := v[2].(string)
-	list, ok4 := v[3].([]any)
-	fl, ok5 := v[4].([]any)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || len(list)%3 != 0 {
-		return 0, 0, "", nil, nil, fmt.Errorf("quota: renewal answered %v", v)
-	}
-	alive = map[string][2]int64{}
-	for i := 0; i+2 < len(list); i += 3 {
-		name, _ := list[i].(string)
-		ts, _ := list[i+1].(int64)
-		ttl, _ := list[i+2].(int64)
-		alive[name] = [2]int64{ts, ttl}
-	}
-	for _, f := range fl {
-		n, _ := f.(int64)
-		found = append(found, n)
-	}
-	return now, state, epoch, alive, found, nil
 }
 
 func (r *Redis) runInts(ctx context.Context, s *redis.Script, keys []string, args ...any) ([]int64, error) {

@@ -77,7 +77,7 @@ func (r *Redis) TakeRate(ctx context.Context, key string, rt Rate) (bool, time.D
 		return r.sh.local.TakeRate(ctx, key, share)
 	}
 	ok, retry, err := r.shaped(ctx, key, KindOpen, degraded, func(ctx context.Context) ([]int64, error) {
-		return r.runInts(ctx, r.scripts.gcra, []string{r.k("tat", key), r.k("quota", "epoch")}, tUS, tau, 1, r.epochNow())
+		return r.runInts(ctx, r.scripts.gcra, []string{r.k("tat", key), r.members.EpochKey()}, tUS, tau, 1, r.epochNow())
 	}, time.Microsecond)
 	if !ok && err == nil {
 		r.note(Usage{Key: key, Kind: KindOpen, Limit: rt.N, Per: rt.Per, Burst: RateBurst(rt), InUse: RateBurst(rt), NextSlot: time.Now().Add(retry)})
@@ -103,7 +103,7 @@ func (r *Redis) TakeDaily(ctx context.Context, key string, perDay int) (bool, ti
 		return r.sh.local.TakeDaily(ctx, key, max(1, perDay/max(1, len(r.peers))))
 	}
 	ok, retry, err := r.shaped(ctx, key, KindDay, degraded, func(ctx context.Context) ([]int64, error) {
-		return r.runInts(ctx, r.sh.day, []string{r.k("day", key), r.k("quota", "epoch")},
+		return r.runInts(ctx, r.sh.day, []string{r.k("day", key), r.members.EpochKey()},
 			int64(DayBucket/time.Second), dayBuckets, perDay, r.epochNow())
 	}, time.Millisecond)
 	if !ok && err == nil {

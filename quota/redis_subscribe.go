@@ -2,56 +2,66 @@ package quota
 
 import (
 	"strings"
-	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/penstock-mta/penstock/redisbus"
 )
 
-// The release subscription of the Redis store.
+// The Redis store's subscriptions, on the process's one bus: releases of
+// other nodes wake the local waiters, and a rejoining node's notice makes
+// this one renew at once.
 
-// subscribe wakes local waiters on other nodes' releases and renews at
-// once when a node rejoins. An error on the subscription makes the loop
-// probe Redis at once; go-redis reconnects and subscribes again.
-func (r *Redis) subscribe() {
-	defer r.wg.Done()
-	backoff := 50 * time.Millisecond
+func (r *Redis) releasePattern() string { return r.opts.Prefix + "release:*" }
+func (r *Redis) rejoinChannel() string  { return r.opts.Prefix + "quota:rejoin" }
+
+func (r *Redis) subscribe() error {
 	relPrefix := r.opts.Prefix + "release:"
-	for r.ctx.Err() == nil {
-		msg, err := r.ps.Receive(r.ctx)
-		if r.ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			r.kickNow()
-			t := time.NewTimer(backoff)
-			select {
-			case <-r.ctx.Done():
-				t.Stop()
+	err := r.bus.PSubscribe(r.releasePattern(), redisbus.Handler{
+		Message: func(channel, _ string) {
+			key, ok := strings.CutPrefix(channel, relPrefix)
+			if !ok {
 				return
-			case <-t.C:
 			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			if key, ok := strings.CutPrefix(m.Channel, relPrefix); ok {
-				r.mu.Lock()
-				if ks := r.keys[key]; ks != nil {
-					r.wakeLocked(ks)
-				}
-				r.mu.Unlock()
-			} else if m.Payload != r.opts.Node {
-				r.kickNow() // a node rejoins: show it we are here
-			}
-		case *redis.Subscription:
-			// (Re)subscribed: releases may have gone unseen.
 			r.mu.Lock()
-			for _, ks := range r.keys {
+			if ks := r.keys[key]; ks != nil {
 				r.wakeLocked(ks)
 			}
 			r.mu.Unlock()
-		}
+		},
+		// (Re)subscribed: releases may have gone unseen.
+		Subscribed: r.wakeAll,
+		// A broken subscription is a sign of an outage: probe at once.
+		Broken: func(error) { r.kickNow() },
+	})
+	if err != nil {
+		return err
+	}
+	err = r.bus.Subscribe(r.rejoinChannel(), redisbus.Handler{
+		Message: func(_, node string) {
+			if node != r.opts.Node {
+				r.kickNow() // a node rejoins: show it we are here
+			}
+		},
+	})
+	if err != nil {
+		r.bus.PUnsubscribe(r.releasePattern())
+	}
+	return err
+}
+
+// unsubscribe stops the handlers (and the bus if the store made it).
+func (r *Redis) unsubscribe() {
+	if r.ownBus {
+		r.bus.Close()
+		return
+	}
+	r.bus.PUnsubscribe(r.releasePattern())
+	r.bus.Unsubscribe(r.rejoinChannel())
+}
+
+func (r *Redis) wakeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ks := range r.keys {
+		r.wakeLocked(ks)
 	}
 }
