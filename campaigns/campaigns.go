@@ -268,9 +268,9 @@ func newDeliveryID() string {
 	return "d" + hex.EncodeToString(b[:])
 }
 
-// Create stores a new delivery (template first, then its record) and
+// CreateDelivery stores a new delivery (template first, then its record) and
 // queues its inline recipients.
-func (d *Store) Create(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
+func (d *Store) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
 	if req.From != "" {
 		if err := campaign.CheckAddress(req.From); err != nil {
 			return api.DeliveryView{}, &api.FieldError{Field: "from", Err: err}
@@ -425,9 +425,9 @@ func (dm *record) cancelled() bool {
 	return dm.Stopped
 }
 
-// Cancel stops a campaign: no more recipients are taken and the queue
+// CancelDelivery stops a campaign: no more recipients are taken and the queue
 // drops those it holds.
-func (d *Store) Cancel(id, who string) (int, error) {
+func (d *Store) CancelDelivery(id, who string) (int, error) {
 	dm := d.get(id)
 	if dm == nil {
 		return 0, &api.NotFoundError{What: "delivery " + id}
@@ -461,8 +461,8 @@ func (d *Store) view(dm *record) api.DeliveryView {
 	return v
 }
 
-// List returns every campaign, newest first.
-func (d *Store) List() []api.DeliveryView {
+// Deliveries returns every campaign, newest first.
+func (d *Store) Deliveries() []api.DeliveryView {
 	d.mu.Lock()
 	all := make([]*record, 0, len(d.byID))
 	for _, dm := range d.byID {
@@ -477,8 +477,8 @@ func (d *Store) List() []api.DeliveryView {
 	return out
 }
 
-// Detail returns one campaign with its queued recipients by status text.
-func (d *Store) Detail(id string) (api.DeliveryView, bool) {
+// Delivery returns one campaign with its queued recipients by status text.
+func (d *Store) Delivery(id string) (api.DeliveryView, bool) {
 	dm := d.get(id)
 	if dm == nil {
 		return api.DeliveryView{}, false

@@ -65,14 +65,14 @@ func TestLifecycle(t *testing.T) {
 		Template: campaign.Template{From: "News <news@example.org>", Subject: "Hello {{.first}}", Text: "Hi {{.first}}"},
 		Recipients: []campaign.Recipient{{Address: "a@example.net", Vars: map[string]string{"first": "Ann"}},
 			{Address: "blocked@example.net"}}}
-	v, err := d.Create(context.Background(), req)
+	v, err := d.CreateDelivery(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.Total != 2 || v.Counts.Suppressed != 1 || v.Counts.Queued != 1 || q.count() != 1 {
 		t.Fatalf("after create: %+v, %d queued; want 2 total, 1 suppressed, 1 queued", v, q.count())
 	}
-	if _, err := d.Create(context.Background(), api.DeliveryRequest{From: "x@example.org", Pool: "nope", Template: req.Template}); err == nil {
+	if _, err := d.CreateDelivery(context.Background(), api.DeliveryRequest{From: "x@example.org", Pool: "nope", Template: req.Template}); err == nil {
 		t.Error("an unknown pool was accepted")
 	}
 
@@ -97,14 +97,14 @@ func TestLifecycle(t *testing.T) {
 
 	// Final outcomes count; the bounce reason is kept.
 	d.Final(m, queue.Outcome{Final: true, Verdict: bounce.Verdict{Reason: bounce.UserUnknown}}, time.Now())
-	v, ok := d.Detail(v.ID)
+	v, ok := d.Delivery(v.ID)
 	if !ok || v.Counts.Bounced != 1 || v.BouncedByReason[string(bounce.UserUnknown)] != 1 || !v.Done || v.ByStatus[queue.StatusRetry] != 1 {
 		t.Errorf("after the bounce: %+v, want 1 bounced by user unknown and done", v)
 	}
 
 	// Counts survive a restart; a recipient final after the last save and
 	// not queued any more is reported as recovered.
-	other, err := d.Create(context.Background(), api.DeliveryRequest{Name: "other", From: "news@example.org", Template: req.Template,
+	other, err := d.CreateDelivery(context.Background(), api.DeliveryRequest{Name: "other", From: "news@example.org", Template: req.Template,
 		Recipients: []campaign.Recipient{{Address: "b@example.net"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	d2.Reconcile(map[string]int{}) // the spool holds none of their recipients any more
 	got := map[string]api.DeliveryView{}
-	for _, v := range d2.List() {
+	for _, v := range d2.Deliveries() {
 		got[v.Name] = v
 	}
 	if w := got["winter"]; w.Counts.Bounced != 1 || w.Recovered != 0 {
@@ -125,7 +125,7 @@ func TestLifecycle(t *testing.T) {
 	if o := got["other"]; o.ID != other.ID || o.Recovered != 1 || !o.Done {
 		t.Errorf("after reload: %+v, want its one recipient recovered", o)
 	}
-	if n, err := d2.Cancel(v.ID, "test"); err != nil || n != 0 {
+	if n, err := d2.CancelDelivery(v.ID, "test"); err != nil || n != 0 {
 		t.Errorf("Cancel: %d, %v", n, err)
 	}
 	if _, err := d2.AddRecipients(context.Background(), v.ID, "application/x-ndjson", strings.NewReader(`{"address":"late@example.net"}`+"\n")); err == nil {

@@ -3,12 +3,12 @@ package mta
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 
 	"github.com/penstock-mta/penstock/api"
+	"github.com/penstock-mta/penstock/campaigns"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dashboard"
 	"github.com/penstock-mta/penstock/dkim"
@@ -27,9 +27,14 @@ func (h *httpServer) Shutdown(ctx context.Context) error { return h.srv.Shutdown
 type backend struct {
 	m *MTA
 	// The queue's views and operator actions (Sites, Site, Explain,
-	// Totals, Suspend, Resume, Retry, Purge) are the API's as they are.
+	// Totals, Suspend, Resume, Retry, Purge) and the campaigns' are the
+	// API's as they are.
 	*queue.Queue
+	*campaigns.Store
 }
+
+// CancelDelivery is the campaign's (the queue's drops its queued mail).
+func (b backend) CancelDelivery(id, who string) (int, error) { return b.Store.CancelDelivery(id, who) }
 
 func (b backend) Reload() ([]string, error) {
 	if err := b.m.ReloadFile(); err != nil {
@@ -50,15 +55,6 @@ func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	}
 	return v.Site, b.m.activity.FlowChanges(v.Site), true
 }
-func (b backend) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (api.DeliveryView, error) {
-	return b.m.campaigns.Create(ctx, req)
-}
-func (b backend) AddRecipients(ctx context.Context, id, ct string, body io.Reader) (api.AddResult, error) {
-	return b.m.campaigns.AddRecipients(ctx, id, ct, body)
-}
-func (b backend) Deliveries() []api.DeliveryView              { return b.m.campaigns.List() }
-func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.campaigns.Detail(id) }
-func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.campaigns.Cancel(id, who) }
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
 	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
 }
@@ -79,7 +75,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 		m.logger.Warn("HTTP API without a token: listening on loopback only", "addr", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", api.Handler(backend{m, m.Queue}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
+	mux.Handle("/api/", api.Handler(backend{m, m.Queue, m.campaigns}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
 	mux.Handle("GET /metrics", api.MetricsAuth(cfg.HTTP, m.metrics.Handler()))
 	mux.Handle("/", dashboard.Handler())
 	srv, ln := api.NewServer(mux, ln, cfg.HTTP)
