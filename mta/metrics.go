@@ -2,7 +2,6 @@ package mta
 
 import (
 	"github.com/penstock-mta/penstock/metrics"
-	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/reports"
 )
@@ -10,22 +9,7 @@ import (
 // metricsSource reads the gauges of package metrics from the running parts.
 type metricsSource struct{ m *MTA }
 
-// Queues walks the site views once for both queue gauges.
-func (s metricsSource) Queues() (byStatus, connsByRule map[string]int) {
-	byStatus, connsByRule = map[string]int{}, map[string]int{}
-	for _, st := range queue.Statuses() {
-		byStatus[st] = 0 // every status is a series, at 0 when nothing waits so
-	}
-	for _, v := range s.m.Queue.Sites() {
-		for st, n := range v.ByStatus {
-			byStatus[st] += n
-		}
-		if v.Connections > 0 {
-			connsByRule[v.Rule.Name] += v.Connections
-		}
-	}
-	return byStatus, connsByRule
-}
+func (s metricsSource) Queues() (byStatus, connsByRule map[string]int) { return s.m.Queue.Gauges() }
 
 func (s metricsSource) FlowStates() map[string]int { return s.m.Flow.States() }
 func (s metricsSource) LocalProblem() bool {
