@@ -213,18 +213,37 @@ func Analyze(ctx context.Context, rules *mxrule.Set, dir string, opts Options) (
 	if opts.Rule != "" && a.rules[opts.Rule] == nil {
 		return nil, fmt.Errorf("advise: %w named %q in the configuration", ErrUnknownRule, opts.Rule)
 	}
-	files, err := logFiles(dir, opts.Since)
+	rep := &Report{Since: opts.Since, Until: opts.Until}
+	st, err := Scan(ctx, dir, opts.Since, opts.Until, a.add)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Since: opts.Since, Until: opts.Until, Files: len(files)}
-	for _, f := range files {
-		if err := a.readFile(ctx, f, rep); err != nil {
-			return nil, err
-		}
-	}
+	rep.Files, rep.Records, rep.BadLines = st.Files, st.Records, st.BadLines
 	a.finish(all, rep)
 	return rep, nil
+}
+
+// ScanStats count what Scan read.
+type ScanStats struct {
+	Files, Records, BadLines int
+}
+
+// Scan calls fn, in the order written, for each record of the delivery log
+// in dir whose time lies in [since, until). Lines that are not records are
+// counted and skipped. fn must not keep r. It stops with ctx's error when
+// ctx ends. The what-if replay reads the log through it too.
+func Scan(ctx context.Context, dir string, since, until time.Time, fn func(r *events.Record)) (ScanStats, error) {
+	files, err := logFiles(dir, since)
+	if err != nil {
+		return ScanStats{}, err
+	}
+	st := ScanStats{Files: len(files)}
+	for _, f := range files {
+		if err := readFile(ctx, f, since, until, fn, &st); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // logFiles lists dir's log files in time order, skipping archives of days
@@ -280,7 +299,7 @@ func archiveOrder(path string) (day string, n int) {
 	return day, n
 }
 
-func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {
+func readFile(ctx context.Context, name string, since, until time.Time, fn func(*events.Record), st *ScanStats) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("advise: %w", err)
@@ -295,15 +314,15 @@ func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {
 		if len(line) > 0 {
 			var r events.Record
 			if json.Unmarshal(line, &r) != nil || r.Type == "" {
-				rep.BadLines++
-			} else if !r.Time.Before(a.opts.Since) && r.Time.Before(a.opts.Until) {
-				rep.Records++
-				a.add(&r)
+				st.BadLines++
+			} else if !r.Time.Before(since) && r.Time.Before(until) {
+				st.Records++
+				fn(&r)
 			}
 		}
 		if err != nil {
 			if errors.Is(err, errTooLong) {
-				rep.BadLines++
+				st.BadLines++
 				continue
 			}
 			if errors.Is(err, io.EOF) {
