@@ -218,7 +218,7 @@ func Run(ctx context.Context, dir string, current, proposed map[string]Limits, o
 		if !ok {
 			prop = cur
 		}
-		sr := s.result(recv, opts)
+		sr := s.result(recv, cur, opts)
 		if sr.Current, err = replay(ctx, s, sr, cur, opts); err != nil {
 			return nil, err
 		}
@@ -321,7 +321,7 @@ func record(ctx context.Context, dir string, opts Options) (map[string]*site, ma
 }
 
 // result fits the model and fills the recorded side.
-func (s *site) result(recv map[string]time.Time, opts Options) SiteResult {
+func (s *site) result(recv map[string]time.Time, cur Limits, opts Options) SiteResult {
 	sr := SiteResult{Site: s.name, Rule: s.rule}
 	var rates []int
 	for h := range s.throttled {
@@ -335,6 +335,16 @@ func (s *site) result(recv map[string]time.Time, opts Options) SiteResult {
 	}
 	sr.Model.ThrottleHours = len(s.throttled)
 	sr.Model.Service = DefaultService
+	// Mail waited on every connection: a connection carried peak ÷
+	// connections messages an hour.
+	peak := 0
+	for h := range s.connWait {
+		peak = max(peak, s.delivered[h])
+	}
+	if peak > 0 && cur.MaxConnections > 0 {
+		sr.Model.Service = time.Hour * time.Duration(cur.MaxConnections) / time.Duration(peak)
+		sr.Model.ConnBound = true
+	}
 	sr.Model.Reply = "451 4.7.0 "
 	if s.reply != "" {
 		sr.Model.Reply += strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(s.reply, "4.7.0"), "4.7.1"))

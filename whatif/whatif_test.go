@@ -19,7 +19,7 @@ var base = time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
 // in every hour of throttled, refused deferrals of the hour's last messages
 // and a flow-control backoff follow (each deferred message is delivered
 // later in the same pacing).
-func campaign(t *testing.T, dir, site, rule string, n, perHour, refusedPerHour int) {
+func campaign(t *testing.T, dir, site, rule string, n, perHour, refusedPerHour int, connWait bool) {
 	t.Helper()
 	clock := base
 	lg, err := events.Open(dir, events.Options{Now: func() time.Time { return clock }})
@@ -41,8 +41,13 @@ func campaign(t *testing.T, dir, site, rule string, n, perHour, refusedPerHour i
 		order[i] = i
 	}
 	hourSent := map[int64]int{}
+	nextWait := at
 	for k := 0; k < len(order) && k < 10*n; k++ {
 		id := fmt.Sprintf("m%d", order[k])
+		if connWait && !at.Before(nextWait) && k < len(order)-10 {
+			write(events.Record{Type: events.QuotaWait, Time: at, Site: site, Rule: rule, Reason: advisor.WaitConnections})
+			nextWait = nextWait.Add(5 * time.Minute)
+		}
 		h := at.Sub(base) / time.Hour
 		hourSent[int64(h)]++
 		if refusedPerHour > 0 && hourSent[int64(h)] > perHour-refusedPerHour {
@@ -87,7 +92,7 @@ func run(t *testing.T, dir string, cur, prop whatif.Limits, o whatif.Options) wh
 // and a higher limit finishes sooner with no more deferrals.
 func TestRaiseAtCapFinishesSooner(t *testing.T) {
 	dir := t.TempDir()
-	campaign(t, dir, "bulk.test", "r", 300, 100, 0)
+	campaign(t, dir, "bulk.test", "r", 300, 100, 0, false)
 	sr := run(t, dir, whatif.Limits{MaxConnections: 5, MessagesPerHour: 100}, whatif.Limits{MaxConnections: 5, MessagesPerHour: 150}, opts())
 	if sr.Model.PerHour != 0 || sr.Model.ThrottleHours != 0 || sr.Model.FromReception != 300 || sr.Messages != 300 {
 		t.Errorf("model = %+v, messages %d", sr.Model, sr.Messages)
@@ -118,7 +123,7 @@ func TestRaiseAtCapFinishesSooner(t *testing.T) {
 // limit gives more deferrals than the current one.
 func TestRaiseWhenThrottledDefersMore(t *testing.T) {
 	dir := t.TempDir()
-	campaign(t, dir, "touchy.test", "r", 300, 100, 8)
+	campaign(t, dir, "touchy.test", "r", 300, 100, 8, false)
 	sr := run(t, dir, whatif.Limits{MaxConnections: 5, MessagesPerHour: 100}, whatif.Limits{MaxConnections: 5, MessagesPerHour: 150}, opts())
 	if sr.Model.PerHour != 92 || sr.Model.ThrottleHours < 3 {
 		t.Errorf("model = %+v", sr.Model)
@@ -150,7 +155,7 @@ func TestRaiseWhenThrottledDefersMore(t *testing.T) {
 // attempts), virtual time (horizon) and wall time (ctx), and says so.
 func TestReplayBounded(t *testing.T) {
 	dir := t.TempDir()
-	campaign(t, dir, "touchy.test", "r", 300, 100, 8)
+	campaign(t, dir, "touchy.test", "r", 300, 100, 8, false)
 	lim := whatif.Limits{MaxConnections: 5, MessagesPerHour: 100}
 
 	o := opts()
@@ -189,7 +194,7 @@ func TestReplayBounded(t *testing.T) {
 // says so; a rule the configuration lost is named.
 func TestNothingToReplay(t *testing.T) {
 	dir := t.TempDir()
-	campaign(t, dir, "bulk.test", "r", 10, 100, 0)
+	campaign(t, dir, "bulk.test", "r", 10, 100, 0, false)
 	lim := map[string]whatif.Limits{"r": {MaxConnections: 5}}
 	o := opts()
 	o.Site = "other.test"
@@ -198,6 +203,29 @@ func TestNothingToReplay(t *testing.T) {
 	}
 	if _, err := whatif.Run(context.Background(), dir, map[string]whatif.Limits{}, lim, opts()); err == nil {
 		t.Error("a site under a rule the configuration lost was replayed")
+	}
+}
+
+// TestConnectionBound: QuotaWait samples showed mail waiting on all 4
+// connections at 60 an hour: a message holds a connection 4 min, and 6
+// connections finish in about two thirds of the time.
+func TestConnectionBound(t *testing.T) {
+	dir := t.TempDir()
+	campaign(t, dir, "wide.test", "r", 180, 60, 0, true)
+	sr := run(t, dir, whatif.Limits{MaxConnections: 4}, whatif.Limits{MaxConnections: 6}, opts())
+	if !sr.Model.ConnBound || sr.Model.Service != 4*time.Minute {
+		t.Fatalf("model = %+v", sr.Model)
+	}
+	c, p := sr.Current, sr.Proposed
+	t.Logf("recorded %+v\ncurrent %+v\nproposed %+v", sr.Recorded, c, p)
+	if c.Delivered != 180 || p.Delivered != 180 || p.Deferrals != 0 {
+		t.Fatalf("current %+v\nproposed %+v", c, p)
+	}
+	if d := c.Finish - sr.Recorded.Finish; d < -sr.Recorded.Finish/10 || d > sr.Recorded.Finish/10 {
+		t.Errorf("current replay finishes in %s, the record in %s", c.Finish, sr.Recorded.Finish)
+	}
+	if r := float64(p.Finish) / float64(c.Finish); r < 0.6 || r > 0.75 {
+		t.Errorf("proposed/current finish = %.2f (%s / %s), want about 2/3", r, p.Finish, c.Finish)
 	}
 }
 
