@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
@@ -537,6 +538,35 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("penstock.test shown as %q, want signed", s)
 	}
 
+	// The advisor's panel: each recommendation of the route, with its
+	// evidence and its diff, under its site (or its rule).
+	var advice advisor.Report
+	getJSON(t, addr, token, "/api/v1/advise?since=7d", &advice)
+	adviceRows := p.all("advice-row")
+	if len(adviceRows) != len(advice.Recommendations) {
+		t.Errorf("%d advisor rows, the API has %d recommendations", len(adviceRows), len(advice.Recommendations))
+	}
+	if len(advice.Recommendations) == 0 && len(p.all("advice-empty")) != 1 {
+		t.Errorf("no recommendation, and the advisor panel does not say so")
+	}
+	for _, rec := range advice.Recommendations {
+		found := false
+		for _, row := range adviceRows {
+			kind, _ := attr(row, "data-kind")
+			rule, _ := attr(row, "data-rule")
+			site, _ := attr(row, "data-site")
+			if kind == rec.Kind && rule == rec.Rule && site == rec.Site {
+				found = true
+				if len(within(row, "advice-evidence")) != 1 || (rec.Diff != "") != (len(within(row, "advice-diff")) == 1) {
+					t.Errorf("advisor row %s %s %s lacks its evidence or diff", kind, rule, site)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("recommendation %s %s (site %q) not on the page", rec.Kind, rec.Rule, rec.Site)
+		}
+	}
+
 	// The throttled site's page: its numbers and its flow-control timeline.
 	var sv queue.SiteView
 	getJSON(t, addr, token, "/api/v1/queues/"+url.PathEscape(slowSite), &sv)
@@ -564,6 +594,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("flow timeline chart marks %d changes, the API had %d", got, len(flow.Changes))
 	}
 	p.one("flow-chart")
+	p.one("site-advice")
 
 	// Screenshots: the overview and the site's page (taller, so the
 	// timeline shows).
