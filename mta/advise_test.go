@@ -62,13 +62,12 @@ func TestAdviseRoute(t *testing.T) {
 	}
 }
 
-// TestAdvisePanelContent: what the dashboard's advisor panel shows comes
-// from the route after a real run: the site's recommendation names the
-// site as the queue keys it, with its evidence line and its diff, and the
-// site's counts include the run's deliveries. The history before the run
-// (an archive of an earlier day: three hours at 950 of 1000 an hour) is what
-// argues for the raise.
-func TestAdvisePanelContent(t *testing.T) {
+// adviseRun is a real run with a history before it: 6 messages delivered
+// to alpha.test under rule alpha (1000 an hour), and an archive of an
+// earlier day with three hours at 950 an hour, which argues for a raise.
+// It returns the harness and the site as the queue keys it.
+func adviseRun(t *testing.T) (*harness, string) {
+	t.Helper()
 	w := newWorld(t)
 	p, err := w.AddProvider(sim.Behavior{Name: "alpha"}, []string{"alpha.test"}, "mx.alpha.test")
 	if err != nil {
@@ -80,10 +79,9 @@ func TestAdvisePanelContent(t *testing.T) {
 			c.MXRules[i].ApplyDefaults()
 		}
 	})
-	const n = 6
-	h.sendMany(n, 2, func(i int) string { return fmt.Sprintf("user%d@alpha.test", i) })
-	waitDelivered(t, p, n, 30*time.Second)
-	waitFor(t, 10*time.Second, "delivery records", func() bool { return countType(h.records(), events.Delivery) == n })
+	h.sendMany(adviseRunN, 2, func(i int) string { return fmt.Sprintf("user%d@alpha.test", i) })
+	waitDelivered(t, p, adviseRunN, 30*time.Second)
+	waitFor(t, 10*time.Second, "delivery records", func() bool { return countType(h.records(), events.Delivery) == adviseRunN })
 	site := ""
 	for _, r := range h.records() {
 		if r.Type == events.Delivery {
@@ -108,7 +106,17 @@ func TestAdvisePanelContent(t *testing.T) {
 	if err := os.WriteFile(archive, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return h, site
+}
 
+const adviseRunN = 6
+
+// TestAdvisePanelContent: what the dashboard's advisor panel shows comes
+// from the route after a real run: the site's recommendation names the
+// site as the queue keys it, with its evidence line and its diff, and the
+// site's counts include the run's deliveries.
+func TestAdvisePanelContent(t *testing.T) {
+	h, site := adviseRun(t)
 	var rep advisor.Report
 	if code := h.api("GET", "/api/v1/advise?since=7d", &rep); code != 200 {
 		t.Fatalf("advise: %d", code)
@@ -128,8 +136,8 @@ func TestAdvisePanelContent(t *testing.T) {
 		t.Errorf("raise = %+v", raise)
 	}
 	for _, r := range rep.Rules {
-		if r.Name == "alpha" && (len(r.Sites) != 1 || r.Sites[0].Site != site || r.Sites[0].Deliveries != 3*950+n) {
-			t.Errorf("alpha's sites = %+v, want %s with %d deliveries", r.Sites, site, 3*950+n)
+		if r.Name == "alpha" && (len(r.Sites) != 1 || r.Sites[0].Site != site || r.Sites[0].Deliveries != 3*950+adviseRunN) {
+			t.Errorf("alpha's sites = %+v, want %s with %d deliveries", r.Sites, site, 3*950+adviseRunN)
 		}
 	}
 }

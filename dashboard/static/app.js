@@ -900,7 +900,7 @@
   }
 
   function adviceHead(r) {
-    let h = r.kind.toUpperCase() + ' rule ' + r.rule;
+    let h = 'rule ' + r.rule;
     if (r.key && r.to) h += ': ' + r.key + ' ' + r.from + ' → ' + r.to;
     return h;
   }
