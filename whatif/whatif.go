@@ -37,14 +37,16 @@
 // provider counts what it accepted. Nothing sleeps: an hour of replay costs
 // the transactions in it.
 //
-// Bounds: at most MaxMessages messages per site (the first by arrival),
-// MaxAttempts attempts per side, a virtual horizon after the period, and
+// Bounds: at most MaxMessages messages per site (the first attempted; the
+// model still learns from all), MaxAttempts attempts per side, a virtual horizon after the period, and
 // ctx's deadline on the wall clock. A side stopped by a bound says so and
 // counts the rest as undelivered.
 //
 // Not modelled (so the output says it): flow control's backoff (it would
 // slow both sides alike), several sources or MX IPs (each site is one
-// quota key), other sites sharing a rule-scoped quota, and any receiver
+// quota key), other sites sharing a rule-scoped quota, deferrals for
+// other reasons than "refused" (greylisting, failed connections: the
+// RECORDED column has them, the replays do not), and any receiver
 // behaviour the record did not show.
 package whatif
 
@@ -75,7 +77,8 @@ const (
 	// DefaultService is a transaction's time when the receiver was never
 	// the bottleneck.
 	DefaultService = 2 * time.Second
-	maxReceptions  = 2_000_000 // arrival times kept while reading
+	maxReceptions  = 1_000_000 // arrival times kept while reading
+	maxDropped     = 100_000   // messages left out counted per site
 )
 
 // Limits are the limits of one rule the replay varies.
@@ -127,7 +130,7 @@ type SiteResult struct {
 	Site      string `json:"site"`
 	Rule      string `json:"rule"`
 	Messages  int    `json:"messages"`
-	Truncated int    `json:"truncated,omitempty"` // messages left out (MaxMessages)
+	Truncated int    `json:"truncated,omitempty"` // later messages left out (MaxMessages; counted up to 100,000)
 	Model     Model  `json:"model"`
 	Recorded  Side   `json:"recorded"`
 	Current   Side   `json:"current"`
@@ -146,7 +149,7 @@ var Assumptions = []string{
 	"arrivals are the Reception records (else each message's first attempt); one message is one transaction",
 	"a receiver that pushed back accepts at most the median deliveries of its pushed-back hours in any sliding hour, then answers 451; one that never pushed back is assumed to take any rate (the best case for a raise)",
 	"a transaction holds a connection 2 s, unless QuotaWait samples show mail waiting on all connections: then connections × 1 h ÷ the peak hourly deliveries of those hours",
-	"not modelled: flow-control backoff, several sources or MX IPs, other sites sharing a rule-scoped quota, daily quotas",
+	"not modelled: flow-control backoff, deferrals other than \"refused\" (greylisting, failed connections), several sources or MX IPs, other sites sharing a rule-scoped quota, daily quotas",
 }
 
 // ErrNoMail is returned (wrapped) when the period holds no attempt for the
@@ -169,6 +172,11 @@ type site struct {
 	deferrals  int
 	attempts   int
 	reply      string
+	dropped    map[string]bool // messages beyond MaxMessages (up to maxDropped)
+	// The last delivery's message and time: one transaction's recipients
+	// count once.
+	lastDelivID string
+	lastDelivAt time.Time
 }
 
 // Run reads dir's log for the period and replays each selected site under
@@ -239,7 +247,7 @@ func record(ctx context.Context, dir string, opts Options) (map[string]*site, ma
 		s := sites[name]
 		if s == nil {
 			s = &site{name: name, msgs: map[string]*msg{}, delivered: map[int64]int{}, throttled: map[int64]bool{},
-				connWait: map[int64]bool{}}
+				connWait: map[int64]bool{}, dropped: map[string]bool{}}
 			sites[name] = s
 		}
 		return s
@@ -281,15 +289,37 @@ func record(ctx context.Context, dir string, opts Options) (map[string]*site, ma
 		}
 		id := r.ID
 		if id == "" {
-			id = fmt.Sprintf("anon-%d", len(s.msgs))
+			id = fmt.Sprintf("anon-%d", len(s.msgs)+len(s.dropped))
 		}
+		// The model learns from every record of the period; the recipients
+		// of one transaction are consecutive records of one id and time.
+		switch r.Type {
+		case events.Delivery:
+			if id != s.lastDelivID || !r.Time.Equal(s.lastDelivAt) {
+				s.delivered[h]++
+				s.lastDelivID, s.lastDelivAt = id, r.Time
+			}
+		case events.TransientFailure:
+			if r.Reason == "refused" {
+				s.throttled[h] = true
+				if r.Text != "" {
+					s.reply = r.Text
+				}
+			}
+		}
+		// The replay and the recorded column take the first MaxMessages
+		// messages.
 		m := s.msgs[id]
 		if m == nil {
+			if len(s.msgs) >= opts.MaxMessages {
+				if len(s.dropped) < maxDropped {
+					s.dropped[id] = true
+				}
+				return
+			}
 			m = &msg{id: id, arrival: r.Time}
 			s.msgs[id] = m
 		}
-		// Records of one message at one moment are its recipients: one
-		// transaction.
 		if !r.Time.Equal(m.lastAt) {
 			s.attempts++
 			m.lastAt = r.Time
@@ -298,7 +328,6 @@ func record(ctx context.Context, dir string, opts Options) (map[string]*site, ma
 		case events.Delivery:
 			if m.delivered.IsZero() {
 				m.delivered, m.done = r.Time, true
-				s.delivered[h]++
 			}
 		case events.Bounce:
 			if !m.done {
@@ -306,12 +335,6 @@ func record(ctx context.Context, dir string, opts Options) (map[string]*site, ma
 			}
 		case events.TransientFailure:
 			s.deferrals++
-			if r.Reason == "refused" {
-				s.throttled[h] = true
-				if r.Text != "" {
-					s.reply = r.Text
-				}
-			}
 		}
 	})
 	if err != nil {
@@ -385,11 +408,7 @@ func (s *site) result(recv map[string]time.Time, cur Limits, opts Options) SiteR
 		rs.MeanWait = sum / time.Duration(rs.Delivered)
 		rs.Finish = last.Sub(first)
 	}
-	sr.Messages = len(s.msgs)
-	if sr.Messages > opts.MaxMessages {
-		sr.Truncated = sr.Messages - opts.MaxMessages
-		sr.Messages = opts.MaxMessages
-	}
+	sr.Messages, sr.Truncated = len(s.msgs), len(s.dropped)
 	return sr
 }
 
@@ -478,7 +497,6 @@ func replay(ctx context.Context, s *site, sr SiteResult, lim Limits, opts Option
 		}
 		return cmp.Compare(a.id, b.id)
 	})
-	msgs = msgs[:sr.Messages]
 	side := Side{Limits: lim}
 	if len(msgs) == 0 {
 		return side, nil

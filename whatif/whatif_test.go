@@ -164,6 +164,10 @@ func TestReplayBounded(t *testing.T) {
 	if sr.Messages != 40 || sr.Truncated != 260 || sr.Current.Delivered+sr.Current.Undelivered+sr.Current.Bounced != 40 {
 		t.Errorf("max messages: %+v", sr)
 	}
+	// The recorded column covers the same 40; the model learns from all.
+	if sr.Recorded.Delivered+sr.Recorded.Bounced+sr.Recorded.Undelivered != 40 || sr.Model.PerHour != 92 {
+		t.Errorf("max messages: recorded %+v, model %+v", sr.Recorded, sr.Model)
+	}
 
 	o = opts()
 	o.MaxAttempts = 25

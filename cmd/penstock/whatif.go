@@ -125,7 +125,7 @@ func printWhatIf(w io.Writer, res *whatif.Result, source string) {
 		fmt.Fprintln(w)
 		head := fmt.Sprintf("Site %s (rule %s): %d messages", s.Site, s.Rule, s.Messages)
 		if s.Truncated > 0 {
-			head += fmt.Sprintf(" (the first by arrival; %d more left out)", s.Truncated)
+			head += fmt.Sprintf(" (the first attempted; %d more left out)", s.Truncated)
 		}
 		wrapIndented(w, "", "  ", head)
 		model := "the record shows no push-back: the receiver is assumed to take any rate"
