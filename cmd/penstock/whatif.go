@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"time"
 
 	"github.com/penstock-mta/penstock/advisor"
@@ -86,8 +85,8 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 				changed = name
 			}
 		}
-		if maps.EqualFunc(current, proposed, func(a, b whatif.Limits) bool { return a == b }) || onlyNew(current, proposed) {
-			fmt.Fprintf(stdout, "No limit to compare: %s change no max_connections or messages_per_hour of the rules in force.\n", source)
+		if onlyNew(current, proposed) {
+			fmt.Fprintf(stdout, "No limit to compare: in %s, no rule in force has another max_connections or messages_per_hour.\n", source)
 			return 0
 		}
 		opts.Rule = changed
@@ -105,8 +104,8 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 	return 0
 }
 
-// onlyNew reports whether every difference of proposed is a rule current
-// does not have (which the replay cannot use).
+// onlyNew reports whether proposed changes no rule of current: it may only
+// add rules, which the replay cannot use.
 func onlyNew(current, proposed map[string]whatif.Limits) bool {
 	for name, l := range proposed {
 		if c, ok := current[name]; ok && c != l {
