@@ -144,12 +144,14 @@ type Result struct {
 	Sites []SiteResult `json:"sites"`
 }
 
-// Assumptions are the model's assumptions, for the output.
-var Assumptions = []string{
-	"arrivals are the Reception records (else each message's first attempt); one message is one transaction",
-	"a receiver that pushed back accepts at most the median deliveries of its pushed-back hours in any sliding hour, then answers 451; one that never pushed back is assumed to take any rate (the best case for a raise)",
-	"a transaction holds a connection 2 s, unless QuotaWait samples show mail waiting on all connections: then connections × 1 h ÷ the peak hourly deliveries of those hours",
-	"not modelled: flow-control backoff, deferrals other than \"refused\" (greylisting, failed connections), several sources or MX IPs, other sites sharing a rule-scoped quota, daily quotas",
+// Assumptions returns the model's assumptions, for the output.
+func Assumptions() []string {
+	return []string{
+		"arrivals are the Reception records (else each message's first attempt); one message is one transaction",
+		"a receiver that pushed back accepts at most the median deliveries of its pushed-back hours in any sliding hour, then answers 451; one that never pushed back is assumed to take any rate (the best case for a raise)",
+		"a transaction holds a connection 2 s, unless QuotaWait samples show mail waiting on all connections: then connections × 1 h ÷ the peak hourly deliveries of those hours",
+		"not modelled: flow-control backoff, deferrals other than \"refused\" (greylisting, failed connections), several sources or MX IPs, other sites sharing a rule-scoped quota, daily quotas",
+	}
 }
 
 // ErrNoMail is returned (wrapped) when the period holds no attempt for the
@@ -617,7 +619,7 @@ func latest(ts ...time.Time) time.Time {
 
 func rcptOf(n int) string { return fmt.Sprintf("m%d@replay.test", n) }
 
-var body = []byte("From: replay@penstock.test\r\nSubject: what-if replay\r\n\r\nreplayed\r\n")
+const body = "From: replay@penstock.test\r\nSubject: what-if replay\r\n\r\nreplayed\r\n"
 
 // send runs one real SMTP transaction, dialling again after a broken
 // connection, and returns the reply code for the recipient.
@@ -633,7 +635,7 @@ func send(ctx context.Context, cl **smtpclient.Client, addr, rcpt string) (int, 
 			}
 			*cl = c
 		}
-		res, err := (*cl).Send(ctx, "replay@penstock.test", []string{rcpt}, body)
+		res, err := (*cl).Send(ctx, "replay@penstock.test", []string{rcpt}, []byte(body))
 		if rerr := res.Rcpts[0].Err; rerr != nil && rerr.Reply.Code > 0 {
 			return rerr.Reply.Code, nil
 		}

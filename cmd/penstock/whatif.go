@@ -167,7 +167,7 @@ func printWhatIf(w io.Writer, res *whatif.Result, source string) {
 		}
 	}
 	fmt.Fprintln(w, "\nThe model assumes (it knows only what the log recorded):")
-	for _, a := range whatif.Assumptions {
+	for _, a := range whatif.Assumptions() {
 		wrapIndented(w, "  - ", "    ", a)
 	}
 }
