@@ -45,9 +45,13 @@
 //     "refused" deferrals came, in ≥ 2 distinct hours) while the busiest
 //     quota key sent at least 10 an hour (below that, throttling is not about
 //     the rate). Proposed: 80% of the median per-key rate of those hours (or
-//     of the current limit, if that is lower). Effect: the site's period
+//     of the current limit, if that is lower); an hour's rate is its own,
+//     or that of the 60 minutes before its first push-back if busier (a
+//     backoff on the hour holds the hour it starts nearly idle). Effect: the site's period
 //     volume at the new steady rate against the time it spent held back.
-//   - unused: an operator's rule that no record names in the period.
+//   - unused: an operator's rule that no record names in the period;
+//     shadowed when a host made from each of its patterns matches an
+//     earlier rule first.
 //   - overridden: an operator's rule that replaces a shipped one (the diff
 //     shows the shipped values against the operator's).
 //   - unreached: a messages_per_hour that no key reached half of.
@@ -170,9 +174,10 @@ type siteAcc struct {
 	rep        SiteReport
 	perHour    map[int64]int // deliveries per clock hour
 	deferHours map[int64]bool
-	throttled  map[int64]bool // hours with a flow-control hold or a "refused" deferral
-	connWait   map[int64]bool // hours with a QuotaWait sample on connections
-	hourWait   map[int64]bool // hours with a QuotaWait sample on the hourly quota
+	throttled  map[int64]bool      // hours with a flow-control hold or a "refused" deferral
+	throttleAt map[int64]time.Time // the first such event of each of those hours
+	connWait   map[int64]bool      // hours with a QuotaWait sample on connections
+	hourWait   map[int64]bool      // hours with a QuotaWait sample on the hourly quota
 	keys       map[string]bool
 	state      string
 	since      time.Time
@@ -189,6 +194,7 @@ type keyAcc struct {
 }
 
 type acc struct {
+	set   *mxrule.Set
 	opts  Options
 	sites map[string]*siteAcc
 	keys  map[string]*keyAcc
@@ -206,25 +212,44 @@ func Analyze(ctx context.Context, rules *mxrule.Set, dir string, opts Options) (
 			opts.Since.Format(time.RFC3339), opts.Until.Format(time.RFC3339))
 	}
 	all := rules.Rules()
-	a := &acc{opts: opts, sites: map[string]*siteAcc{}, keys: map[string]*keyAcc{}, rules: map[string]*mxrule.Rule{}}
+	a := &acc{set: rules, opts: opts, sites: map[string]*siteAcc{}, keys: map[string]*keyAcc{}, rules: map[string]*mxrule.Rule{}}
 	for _, r := range all {
 		a.rules[r.Name] = r
 	}
 	if opts.Rule != "" && a.rules[opts.Rule] == nil {
 		return nil, fmt.Errorf("advise: %w named %q in the configuration", ErrUnknownRule, opts.Rule)
 	}
-	files, err := logFiles(dir, opts.Since)
+	rep := &Report{Since: opts.Since, Until: opts.Until}
+	st, err := Scan(ctx, dir, opts.Since, opts.Until, a.add)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Since: opts.Since, Until: opts.Until, Files: len(files)}
-	for _, f := range files {
-		if err := a.readFile(ctx, f, rep); err != nil {
-			return nil, err
-		}
-	}
+	rep.Files, rep.Records, rep.BadLines = st.Files, st.Records, st.BadLines
 	a.finish(all, rep)
 	return rep, nil
+}
+
+// ScanStats count what Scan read.
+type ScanStats struct {
+	Files, Records, BadLines int
+}
+
+// Scan calls fn, in the order written, for each record of the delivery log
+// in dir whose time lies in [since, until). Lines that are not records are
+// counted and skipped. fn must not keep r. It stops with ctx's error when
+// ctx ends. The what-if replay reads the log through it too.
+func Scan(ctx context.Context, dir string, since, until time.Time, fn func(r *events.Record)) (ScanStats, error) {
+	files, err := logFiles(dir, since)
+	if err != nil {
+		return ScanStats{}, err
+	}
+	st := ScanStats{Files: len(files)}
+	for _, f := range files {
+		if err := readFile(ctx, f, since, until, fn, &st); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // logFiles lists dir's log files in time order, skipping archives of days
@@ -280,7 +305,7 @@ func archiveOrder(path string) (day string, n int) {
 	return day, n
 }
 
-func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {
+func readFile(ctx context.Context, name string, since, until time.Time, fn func(*events.Record), st *ScanStats) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("advise: %w", err)
@@ -295,15 +320,15 @@ func (a *acc) readFile(ctx context.Context, name string, rep *Report) error {
 		if len(line) > 0 {
 			var r events.Record
 			if json.Unmarshal(line, &r) != nil || r.Type == "" {
-				rep.BadLines++
-			} else if !r.Time.Before(a.opts.Since) && r.Time.Before(a.opts.Until) {
-				rep.Records++
-				a.add(&r)
+				st.BadLines++
+			} else if !r.Time.Before(since) && r.Time.Before(until) {
+				st.Records++
+				fn(&r)
 			}
 		}
 		if err != nil {
 			if errors.Is(err, errTooLong) {
-				rep.BadLines++
+				st.BadLines++
 				continue
 			}
 			if errors.Is(err, io.EOF) {
@@ -351,7 +376,7 @@ func (a *acc) site(name string) *siteAcc {
 	if s == nil {
 		s = &siteAcc{rep: SiteReport{Site: name}, perHour: map[int64]int{}, deferHours: map[int64]bool{},
 			connWait: map[int64]bool{}, hourWait: map[int64]bool{},
-			throttled: map[int64]bool{}, keys: map[string]bool{}, state: "normal", since: a.opts.Since}
+			throttled: map[int64]bool{}, throttleAt: map[int64]time.Time{}, keys: map[string]bool{}, state: "normal", since: a.opts.Since}
 		a.sites[name] = s
 	}
 	return s
@@ -405,7 +430,7 @@ func (a *acc) add(r *events.Record) {
 		s.rep.Deferrals[reason]++
 		s.deferHours[h] = true
 		if reason == "refused" {
-			s.throttled[h] = true
+			s.throttle(r.Time)
 		}
 	}
 	rule := a.rules[r.Rule]
@@ -465,7 +490,16 @@ func (a *acc) flow(r *events.Record) {
 			s.rep.Throttles = map[string]int{}
 		}
 		s.rep.Throttles[reason]++
-		s.throttled[hourOf(r.Time)] = true
+		s.throttle(r.Time)
+	}
+}
+
+// throttle marks the hour of at as throttled, remembering its first event.
+func (s *siteAcc) throttle(at time.Time) {
+	h := hourOf(at)
+	s.throttled[h] = true
+	if t, ok := s.throttleAt[h]; !ok || at.Before(t) {
+		s.throttleAt[h] = at
 	}
 }
 
@@ -529,8 +563,12 @@ func (a *acc) finish(all []*mxrule.Rule, rep *Report) {
 		rep.Rules = append(rep.Rules, rr)
 
 		if !r.Builtin && len(sites) == 0 {
+			why := "no site's MX hosts matched it (or an earlier rule won)"
+			if by := shadowedBy(a.set, r); len(by) > 0 {
+				why = fmt.Sprintf("it can never match: every pattern of it is matched first by the earlier rule %s", strings.Join(by, " or "))
+			}
 			rep.Recommendations = append(rep.Recommendations, Recommendation{Kind: Unused, Rule: r.Name,
-				Evidence: fmt.Sprintf("no delivery-log record in the period names rule %q: no site's MX hosts matched it (or an earlier rule won)", r.Name),
+				Evidence: fmt.Sprintf("no delivery-log record in the period names rule %q: %s", r.Name, why),
 				Effect:   "removing it changes nothing for the mail of this period",
 				Diff:     diffLines(ruleLines(r), nil)})
 		}
@@ -680,12 +718,19 @@ func (a *acc) lower(r *mxrule.Rule, sites []*siteAcc) (Recommendation, bool) {
 		return Recommendation{}, false
 	}
 	// The rate at which the receiver pushed back: the busiest key's
-	// attempts in each throttled hour, median over those hours.
+	// attempts in each throttled hour, or in the 60 minutes before its
+	// first push-back if that was busier (a backoff at 14:02 answers the
+	// hour up to 14:02, and little is sent in the hour it holds the site
+	// back), median over those hours. The 60 minutes are estimated from
+	// the two clock hours they straddle, each taken as evenly spread.
 	var rates []int
 	for h := range worst.throttled {
+		frac := float64(worst.throttleAt[h].Sub(time.Unix(h*3600, 0))) / float64(time.Hour)
 		top := 0
 		for key := range worst.keys {
-			top = max(top, a.keys[key].perHour[h])
+			k := a.keys[key]
+			before := int(math.Round(float64(k.perHour[h-1])*(1-frac) + float64(k.perHour[h])*frac))
+			top = max(top, k.perHour[h], before)
 		}
 		if top > 0 {
 			rates = append(rates, top)
@@ -727,6 +772,28 @@ func (a *acc) lower(r *mxrule.Rule, sites []*siteAcc) (Recommendation, bool) {
 		Effect: fmt.Sprintf("the site's %d attempts of this period take ~%s at %d/h, sent steadily, against ~%s spent in backoff or suspension; expect the throttling to stop (%d%% of the rate it pushed back at)",
 			worst.volume, hoursText(float64(worst.volume)/float64(to)), to, hoursText(held), int(lowerFactor*100)),
 		Diff: ruleDiff(r, &after)}, true
+}
+
+// shadowedBy names the earlier rules that take every pattern of r: a host
+// made from each pattern (its wildcards filled in) matches an earlier
+// rule first. Nil if some pattern's host reaches r.
+func shadowedBy(set *mxrule.Set, r *mxrule.Rule) []string {
+	var by []string
+	// Two fillings, so that an earlier rule that only takes one of them
+	// (a narrower pattern) does not count.
+	fills := []*strings.Replacer{strings.NewReplacer("*", "x", "?", "x"), strings.NewReplacer("*", "q7-r.s8", "?", "9")}
+	for _, p := range r.Patterns {
+		for _, f := range fills {
+			m := set.Match([]string{f.Replace(p)})
+			if m.Rule == r || m.Rule.Name == r.Name {
+				return nil
+			}
+			if q := fmt.Sprintf("%q", m.Rule.Name); !slices.Contains(by, q) {
+				by = append(by, q)
+			}
+		}
+	}
+	return by
 }
 
 func hoursText(h float64) string {

@@ -122,3 +122,23 @@ func TestNoRemoteURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAdvisorPanel: the overview has the advisor's panel, and the script
+// fills it (and the site page's) from the advise route; the browser test
+// in package mta checks what it shows against the route after a real run.
+func TestAdvisorPanel(t *testing.T) {
+	h := Handler()
+	page := body(t, get(t, h, "GET", "/", nil))
+	if !strings.Contains(page, `id="advice"`) || !strings.Contains(page, `id="advice-body"`) {
+		t.Error("the overview has no advisor panel")
+	}
+	js, err := static.ReadFile("static/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"api('advise?since=' + ADVICE_SINCE)", "'advice-row'", "'site-advice'", "'advice-diff'", "'advice-evidence'"} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("app.js lacks %s", want)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
@@ -537,6 +538,35 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("penstock.test shown as %q, want signed", s)
 	}
 
+	// The advisor's panel: each recommendation of the route, with its
+	// evidence and its diff, under its site (or its rule).
+	var advice advisor.Report
+	getJSON(t, addr, token, "/api/v1/advise?since=7d", &advice)
+	adviceRows := p.all("advice-row")
+	if len(adviceRows) != len(advice.Recommendations) {
+		t.Errorf("%d advisor rows, the API has %d recommendations", len(adviceRows), len(advice.Recommendations))
+	}
+	if len(advice.Recommendations) == 0 && len(p.all("advice-empty")) != 1 {
+		t.Errorf("no recommendation, and the advisor panel does not say so")
+	}
+	for _, rec := range advice.Recommendations {
+		found := false
+		for _, row := range adviceRows {
+			kind, _ := attr(row, "data-kind")
+			rule, _ := attr(row, "data-rule")
+			site, _ := attr(row, "data-site")
+			if kind == rec.Kind && rule == rec.Rule && site == rec.Site {
+				found = true
+				if len(within(row, "advice-evidence")) != 1 || (rec.Diff != "") != (len(within(row, "advice-diff")) == 1) {
+					t.Errorf("advisor row %s %s %s lacks its evidence or diff", kind, rule, site)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("recommendation %s %s (site %q) not on the page", rec.Kind, rec.Rule, rec.Site)
+		}
+	}
+
 	// The throttled site's page: its numbers and its flow-control timeline.
 	var sv queue.SiteView
 	getJSON(t, addr, token, "/api/v1/queues/"+url.PathEscape(slowSite), &sv)
@@ -564,6 +594,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("flow timeline chart marks %d changes, the API had %d", got, len(flow.Changes))
 	}
 	p.one("flow-chart")
+	p.one("site-advice")
 
 	// Screenshots: the overview and the site's page (taller, so the
 	// timeline shows).
@@ -583,6 +614,106 @@ func TestDashboardInBrowser(t *testing.T) {
 	if after.Totals != st.Totals {
 		t.Errorf("totals moved during the browser run: %+v then %+v", st.Totals, after.Totals)
 	}
+}
+
+// textOf is the text content of n.
+func textOf(n *html.Node) string {
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(n)
+	return b.String()
+}
+
+// TestDashboardAdvisorPanel: after a real run over a recorded history,
+// the overview's advisor panel and the site's page show the route's
+// recommendations for the site: kind, evidence line and diff.
+func TestDashboardAdvisorPanel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser run")
+	}
+	b := browser{t: t, bin: findBrowser(t)}
+	h, site := adviseRun(t)
+	var rep advisor.Report
+	if code := h.api("GET", "/api/v1/advise?since=7d", &rep); code != 200 {
+		t.Fatalf("advise: %d", code)
+	}
+	var mine []advisor.Recommendation
+	for _, r := range rep.Recommendations {
+		if r.Site == site || r.Site == "" && r.Rule == "alpha" {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) == 0 {
+		t.Fatalf("no recommendation for %s: %+v", site, rep.Recommendations)
+	}
+	check := func(where string, rows []*html.Node, recs []advisor.Recommendation) {
+		t.Helper()
+		if len(rows) != len(recs) {
+			t.Errorf("%s: %d advisor rows, the route has %d", where, len(rows), len(recs))
+		}
+		for _, rec := range recs {
+			found := false
+			for _, row := range rows {
+				kind, _ := attr(row, "data-kind")
+				rule, _ := attr(row, "data-rule")
+				rs, _ := attr(row, "data-site")
+				if kind != rec.Kind || rule != rec.Rule || rs != rec.Site {
+					continue
+				}
+				found = true
+				ev := within(row, "advice-evidence")
+				if len(ev) != 1 || textOf(ev[0]) != rec.Evidence {
+					t.Errorf("%s: %s %s: evidence not shown as the route gives it", where, kind, rule)
+				}
+				if d := within(row, "advice-diff"); rec.Diff != "" && (len(d) != 1 || textOf(d[0]) != rec.Diff) {
+					t.Errorf("%s: %s %s: diff not shown as the route gives it", where, kind, rule)
+				}
+			}
+			if !found {
+				t.Errorf("%s: %s %s (site %q) not shown", where, rec.Kind, rec.Rule, rec.Site)
+			}
+		}
+	}
+	base := "http://" + h.m.HTTPAddr() + "/"
+	p := b.dom(base)
+	check("overview", p.all("advice-row"), rep.Recommendations)
+	groups := 0
+	for _, g := range p.all("advice-group") {
+		if s, _ := attr(g, "data-site"); s == site {
+			groups++
+			check("overview, "+site, within(g, "advice-row"), func() (out []advisor.Recommendation) {
+				for _, r := range rep.Recommendations {
+					if r.Site == site {
+						out = append(out, r)
+					}
+				}
+				return out
+			}())
+		}
+	}
+	if groups != 1 {
+		t.Errorf("%d advisor groups for %s, want 1", groups, site)
+	}
+	siteURL := base + "#site=" + url.QueryEscape(site)
+	p = b.dom(siteURL)
+	check("site page", within(p.one("site-advice"), "advice-row"), mine)
+
+	dir := os.Getenv("PENSTOCK_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.screenshot(base, filepath.Join(dir, "dashboard-advice.png"), 1280, 1800)
+	b.screenshot(siteURL, filepath.Join(dir, "dashboard-site-advice.png"), 1280, 2200)
 }
 
 // With the resolver failing for every domain, the dashboard shows the

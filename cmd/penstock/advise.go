@@ -24,6 +24,7 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 	rule := fs.String("rule", "", "only this `RULE`")
 	since := fs.String("since", "7d", "the period: this `DURATION` back from now (\"12h\", \"7d\")")
 	asJSON := fs.Bool("json", false, "print JSON")
+	what := whatIfFlags(fs)
 	pos, ok := parseArgs(fs, args)
 	if !ok {
 		return 2
@@ -41,6 +42,9 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 	// (not PENSTOCK_API from the environment) asks a node.
 	apiGiven := false
 	fs.Visit(func(f *flag.Flag) { apiGiven = apiGiven || f.Name == "api" })
+	if what.on() {
+		return cmdWhatIf(what, fs.Lookup("config").Value.String(), apiGiven, *rule, time.Duration(d), *asJSON, stdout, stderr)
+	}
 	if cfgPath := fs.Lookup("config").Value.String(); cfgPath != "" && !apiGiven {
 		cfg, err := config.Load(cfgPath)
 		if err != nil {

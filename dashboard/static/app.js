@@ -9,6 +9,8 @@
   const DELIVERIES_RETRY_MS = 30000; // after a 404: the node has no deliveries API
   const DETAIL_MAX_AGE_MS = 10000;   // per-site detail (recent replies) for the table
   const DETAIL_MAX_FETCH = 20;       // at most this many detail requests per refresh
+  const ADVICE_MAX_AGE_MS = 60000;   // the advisor reads the delivery log: once a minute is plenty
+  const ADVICE_SINCE = '7d';
   const SITE_ROWS = 50;
   const TOKEN_KEY = 'penstock.token';
   const SVGNS = 'http://www.w3.org/2000/svg';
@@ -23,6 +25,8 @@
     deliveriesMissingUntil: 0,
     deliveries: null,
     details: new Map(), // site key -> {at: ms, view: SiteView}
+    advice: null,       // {recs, error}: the advisor's last answer
+    adviceAt: 0,
     showAllSites: false,
     overview: null,     // last overview data, for re-filtering without a fetch
     drawn: {},          // section -> key of what it shows, to skip identical redraws
@@ -331,6 +335,7 @@
     renderSites(sites);
     renderDeliveries(deliveries);
     renderDKIM(await fetchDKIM());
+    renderAdvice(await fetchAdvice());
     if (wasHidden && anchor) {
       const target = document.getElementById(anchor);
       if (target) target.scrollIntoView();
@@ -716,8 +721,8 @@
     }
     showView('site');
     const enc = encodeURIComponent(key);
-    const [view, flow, status] = await Promise.all([
-      optional(api('queues/' + enc)), optional(api('sites/' + enc + '/flow')), api('status'),
+    const [view, flow, status, advice] = await Promise.all([
+      optional(api('queues/' + enc)), optional(api('sites/' + enc + '/flow')), api('status'), fetchAdvice(),
     ]);
     renderLocal(status);
     const box = $('site-body');
@@ -732,9 +737,10 @@
     const changes = (flow && flow.changes) || [];
     const W = chartWidth(box, 480);
     // The timeline's right edge is now: redraw at least every 10 s.
-    if (unchanged('site', [view, changes, W, Math.floor(Date.now() / 10000)])) return;
+    if (unchanged('site', [view, changes, W, advice, Math.floor(Date.now() / 10000)])) return;
     document.title = shortSite(view.site) + ' · Penstock';
     renderSiteDetail(box, view, changes, W);
+    box.firstChild.append(siteAdvicePanel(view, advice));
   }
 
   function kv(pairs) {
@@ -871,6 +877,84 @@
 
     replace(box, el('article', { 'data-testid': 'site-detail', 'data-site': v.site }, head, cards,
       el('div', { class: 'grid-halves' }, routing, waits), flowPanel, el('div', { class: 'grid-halves' }, quotas, replies)));
+  }
+
+  // ---------- the advisor ----------
+
+  // fetchAdvice returns the advisor's recommendations ({recs}) or {recs: [],
+  // error}, fetched at most once a minute: the advisor reads the delivery
+  // log of the last 7 days.
+  async function fetchAdvice() {
+    if (st.advice && Date.now() - st.adviceAt < ADVICE_MAX_AGE_MS) return st.advice;
+    let a;
+    try {
+      const r = await api('advise?since=' + ADVICE_SINCE);
+      a = { recs: (r && r.recommendations) || [] };
+    } catch (e) {
+      if (e.status === 401) throw e;
+      a = { recs: [], error: e.status === 404 ? 'this node has no advisor API' : e.message };
+    }
+    st.advice = a;
+    st.adviceAt = Date.now();
+    return a;
+  }
+
+  function adviceHead(r) {
+    let h = 'rule ' + r.rule;
+    if (r.key && r.to) h += ': ' + r.key + ' ' + r.from + ' → ' + r.to;
+    return h;
+  }
+  // diffBlock shows a recommendation's [[mx_rule]] change, - and + lines
+  // marked.
+  function diffBlock(diff) {
+    const lines = String(diff).replace(/\n$/, '').split('\n');
+    return el('pre', { class: 'diff', 'data-testid': 'advice-diff' }, lines.map((l) =>
+      el('span', { class: l.startsWith('+') ? 'diff-add' : l.startsWith('-') ? 'diff-del' : '' }, l + '\n')));
+  }
+  function adviceItem(r) {
+    return el('li', { class: 'advice', 'data-testid': 'advice-row', 'data-kind': r.kind, 'data-rule': r.rule, 'data-site': r.site || '' },
+      el('div', null, el('span', { class: 'pill pill-advice-' + r.kind }, r.kind), ' ', el('b', null, adviceHead(r))),
+      el('p', { class: 'advice-why', 'data-testid': 'advice-evidence' }, r.evidence),
+      r.effect ? el('p', { class: 'muted' }, r.effect) : null,
+      r.diff ? el('details', null, el('summary', null, 'Configuration change'), diffBlock(r.diff)) : null);
+  }
+  function adviceMessage(a, testid, none) {
+    if (a.error) return el('p', { class: 'empty', 'data-testid': 'advice-error' }, 'The advisor is not available: ' + a.error);
+    return el('p', { class: 'empty', 'data-testid': testid }, none);
+  }
+
+  // renderAdvice lists the findings per site (a rule's own findings, like
+  // a rule that never matches, under the rule).
+  function renderAdvice(a) {
+    if (unchanged('advice', a)) return;
+    const box = $('advice-body');
+    if (a.error || a.recs.length === 0) {
+      replace(box, adviceMessage(a, 'advice-empty', 'No recommendations: nothing in the last 7 days argues for a change.'));
+      return;
+    }
+    const groups = new Map();
+    for (const r of a.recs) {
+      const k = r.site ? 'site\u0000' + r.site : 'rule\u0000' + r.rule;
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(r);
+    }
+    const keys = [...groups.keys()].sort();
+    replace(box, keys.map((k) => {
+      const [kind, name] = k.split('\u0000');
+      const title = kind === 'site' ? el('a', { href: siteHref(name) }, breakable(shortSite(name))) : 'Rule ' + name;
+      return el('section', { class: 'advice-group', 'data-testid': 'advice-group', 'data-site': kind === 'site' ? name : '' },
+        el('h3', null, title), el('ul', { class: 'plain' }, groups.get(k).map(adviceItem)));
+    }));
+  }
+
+  // siteAdvicePanel is the advisor's findings for one site: those naming
+  // it, and those about its rule as a whole.
+  function siteAdvicePanel(v, a) {
+    const rule = (v.rule || {}).name;
+    const recs = a.recs.filter((r) => r.site === v.site || (!r.site && r.rule === rule));
+    return el('section', { class: 'panel', 'aria-labelledby': 'h-site-advice', 'data-testid': 'site-advice' },
+      el('div', { class: 'panel-head' }, el('h2', { id: 'h-site-advice' }, 'Advisor ', el('span', { class: 'muted' }, '· last 7 days, from the delivery log'))),
+      recs.length ? el('ul', { class: 'plain' }, recs.map(adviceItem)) : adviceMessage(a, 'site-advice-empty', 'No recommendation for this site or its rule.'));
   }
 
   // flowChart draws a site's flow state over time: one lane per state, a
