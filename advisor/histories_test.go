@@ -10,7 +10,6 @@ import (
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
-	"github.com/penstock-mta/penstock/mta"
 )
 
 // Histories the first tests did not shape the advisor on.
@@ -38,7 +37,7 @@ func analyzeWith(t *testing.T, cfgText string, since, until time.Time, recs []ev
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := mta.Rules(cfg)
+	rules, err := cfg.RuleSet()
 	if err != nil {
 		t.Fatal(err)
 	}

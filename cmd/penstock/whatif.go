@@ -10,7 +10,6 @@ import (
 
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
-	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/whatif"
 )
 
@@ -44,7 +43,7 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 	if err != nil {
 		return fail(stderr, err)
 	}
-	rules, err := mta.Rules(cfg)
+	rules, err := cfg.RuleSet()
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -61,7 +60,7 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 		if err != nil {
 			return fail(stderr, err)
 		}
-		prules, err := mta.Rules(pcfg)
+		prules, err := pcfg.RuleSet()
 		if err != nil {
 			return fail(stderr, err)
 		}
