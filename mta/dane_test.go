@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
@@ -20,8 +21,10 @@ func simTLSA(r dns.TLSA) sim.TLSARecord {
 }
 
 // daneWorld: dane.test behind mx.dane.test, the MX and TLSA answers
-// authenticated (AD), the provider presenting cert.
-func daneWorld(t *testing.T, beh sim.Behavior, tlsa func(ca *sim.CA, cert *tls.Certificate) dns.TLSA, dnssec bool) (*harness, *sim.Provider, *outcomes) {
+// authenticated (AD), the provider presenting cert. prep edits the
+// configuration before the MTA starts.
+func daneWorld(t *testing.T, beh sim.Behavior, tlsa func(ca *sim.CA, cert *tls.Certificate) dns.TLSA, dnssec bool,
+	prep ...func(*config.Config)) (*harness, *sim.Provider, *outcomes) {
 	t.Helper()
 	ca, err := sim.NewCA()
 	if err != nil {
@@ -45,6 +48,9 @@ func daneWorld(t *testing.T, beh sim.Behavior, tlsa func(ca *sim.CA, cert *tls.C
 	rep := &outcomes{}
 	cfg := testConfig(t, w, t.TempDir())
 	cfg.DNS.DNSSEC = dnssec
+	for _, f := range prep {
+		f(cfg)
+	}
 	h := &harness{t: t, world: w, cfg: cfg, opts: mta.Options{TLSReport: rep}}
 	h.start()
 	return h, p, rep

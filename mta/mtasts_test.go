@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/queue"
@@ -129,10 +130,14 @@ func (s *stsWorld) leaf(t *testing.T, name string, from, to time.Time) *tls.Cert
 	return &c
 }
 
-func (s *stsWorld) harness(t *testing.T) *harness {
+// harness starts the MTA; prep edits the configuration first.
+func (s *stsWorld) harness(t *testing.T, prep ...func(*config.Config)) *harness {
 	t.Helper()
 	port, _ := strconv.Atoi(s.port())
 	cfg := testConfig(t, s.w, t.TempDir())
+	for _, f := range prep {
+		f(cfg)
+	}
 	h := &harness{t: t, world: s.w, cfg: cfg, opts: mta.Options{MTASTSPort: port, TLSReport: s.reported}}
 	h.start()
 	return h
@@ -329,5 +334,49 @@ func TestMTASTSPolicyClassSplitsSites(t *testing.T) {
 	}
 	if sites["b@plain.test"] != "mx.sts.test" || sites["a@sts.test"] != "mx.sts.test|sts-enforce:mx.sts.test" {
 		t.Fatalf("sites %v", sites)
+	}
+}
+
+// TestREQUIRETLSMTASTS: a REQUIRETLS message (RFC 8689) leaves over TLS
+// verified under the domain's MTA-STS policy, enforced or in testing mode
+// (treated as enforced for such messages, §4.2.1); in testing mode with a
+// certificate that does not verify for the MX it bounces with 5.7.10 and
+// the provider never sees it.
+func TestREQUIRETLSMTASTS(t *testing.T) {
+	testingPolicy := "version: STSv1\nmode: testing\nmx: mx.sts.test\nmax_age: 86400\n"
+	for _, tc := range []struct {
+		name, policy string
+		wrongName    bool
+	}{
+		{"enforce", enforcePolicy, false},
+		{"testing", testingPolicy, false},
+		{"testing, certificate for another name", testingPolicy, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSTSWorld(t, "sts.test", "mx.sts.test", sim.Behavior{Name: "sts", STARTTLS: true, REQUIRETLS: true}, tc.policy)
+			if tc.wrongName {
+				s.p.SetBehavior(sim.Behavior{Name: "sts", STARTTLS: true, REQUIRETLS: true,
+					Certificate: s.leaf(t, "wrong.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))})
+			}
+			var clientTLS *tls.Config
+			h := s.harness(t, func(cfg *config.Config) { clientTLS = injectionTLS(t, cfg) })
+			sendTLS(t, h, clientTLS, "a@sts.test", true)
+			if tc.wrongName {
+				waitFor(t, 15*time.Second, "the bounce", func() bool { return countType(h.records(), events.Bounce) == 1 })
+				for _, r := range h.records() {
+					if r.Type == events.Bounce && r.EnhancedCode != "5.7.10" {
+						t.Fatalf("bounce record: %+v", r)
+					}
+				}
+				if st := s.p.Stats(); st.Delivered != 0 || st.RequireTLSMail != 0 {
+					t.Fatalf("sent over a certificate the policy does not accept: %+v", st)
+				}
+				return
+			}
+			waitDelivered(t, s.p, 1, 15*time.Second)
+			if st := s.p.Stats(); st.RequireTLSMail != 1 || st.TLSConns == 0 {
+				t.Fatalf("REQUIRETLS in %d MAIL, %d TLS connections", st.RequireTLSMail, st.TLSConns)
+			}
+		})
 	}
 }

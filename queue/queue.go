@@ -100,8 +100,9 @@ type Deps struct {
 	TLSPolicy tlspolicy.Provider
 	TLSReport tlspolicy.Reporter
 	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
-	// leaves over TLS verified for the MX host, to a server advertising
-	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
+	// leaves over TLS authenticated by the domain's DANE or MTA-STS policy,
+	// to a server advertising REQUIRETLS, else it bounces with 5.7.10.
+	// nil: none does.
 	RequireTLS func(m *spool.Message) bool
 	// TLSConfig is the base TLS configuration of outgoing connections (its
 	// RootCAs verify certificates; nil: the system's roots).

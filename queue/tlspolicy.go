@@ -110,6 +110,7 @@ func (s *site) policyOptions(pol tlspolicy.Policy, domain string, t target, opts
 		// with a VerifyConnection that does the DANE check.
 		opts.TLS = smtpclient.TLSRequired
 		opts.ServerName = t.host
+		opts.VerifyAuthenticates = true
 		now := s.q.now
 		opts.TLSConfig = &tls.Config{VerifyConnection: func(cs tls.ConnectionState) error {
 			return dane.Verify(recs, cs, t.host, now())
@@ -263,4 +264,31 @@ func (s *site) daneTargets(pol tlspolicy.Policy, domain string, targets []target
 			err: fmt.Errorf("the TLSA lookups of every MX host of %s failed: %s", domain, strings.Join(why, "; "))}
 	}
 	return kept, nil
+}
+
+// verifiedBy names the policy that authenticated the connection c to t,
+// for REQUIRETLS (RFC 8689 §4.2.1): SourceDANE when t's TLSA records
+// matched; SourceSTS when the domain's MTA-STS policy lists t and the
+// certificate verified for t's name (a testing-mode policy counts as
+// enforced here, RFC 8689 §4.2.1 step 2); "" otherwise. failed is
+// policyOptions' flag: a testing-mode check that failed.
+func verifiedBy(pol tlspolicy.Policy, t target, c *smtpclient.Client, failed bool) string {
+	if c == nil || !c.Verified() {
+		return ""
+	}
+	switch {
+	case pol.Source == tlspolicy.SourceDANE && len(pol.TLSA[t.host]) > 0:
+		return tlspolicy.SourceDANE
+	case pol.Source == tlspolicy.SourceSTS && (pol.Mode == tlspolicy.ModeEnforce || pol.Mode == tlspolicy.ModeTesting) &&
+		pol.MatchMX(t.host) && !failed:
+		return tlspolicy.SourceSTS
+	}
+	return ""
+}
+
+// requireTLSRefused is the permanent failure of a REQUIRETLS message over
+// a connection no policy authenticated: it bounces with 5.7.10.
+func requireTLSRefused(domain, host string) error {
+	return &smtpclient.Error{Command: "MAIL", Local: true, Permanent: true,
+		Err: fmt.Errorf("%w: no DANE or MTA-STS policy of %s authenticated %s", smtpclient.ErrRequireTLS, domain, host)}
 }
