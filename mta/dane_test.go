@@ -2,6 +2,9 @@ package mta_test
 
 import (
 	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -136,10 +139,32 @@ func TestDANEMismatchDefers(t *testing.T) {
 			}
 			waitFor(t, 15*time.Second, "deferrals", func() bool { return countType(h.records(), events.TransientFailure) >= 2 })
 			for _, r := range h.records() {
-				if r.Type == events.TransientFailure && (!strings.Contains(r.Text, "DANE") || !strings.Contains(r.Text, tc.why)) {
+				if r.Type == events.TransientFailure && (!strings.Contains(r.Text, "DANE") || !strings.Contains(r.Text, tc.why) ||
+					!strings.HasPrefix(r.Status, queue.StatusDANE+": ")) {
 					t.Fatalf("record does not say DANE refused: %+v", r)
 				}
 			}
+			// The recipient waits with the DANE status, counted under it,
+			// and explain says why.
+			var ex queue.Explanation
+			waitFor(t, 5*time.Second, "explain status", func() bool {
+				h.api("GET", "/api/v1/explain?address=a@dane.test", &ex)
+				return len(ex.Recipients) == 1 && ex.Recipients[0].Status == queue.StatusDANE
+			})
+			if ex.Site == nil || ex.Site.ByStatus[queue.StatusDANE] != 1 || !strings.HasPrefix(ex.Verdict, queue.StatusDANE) ||
+				!strings.Contains(ex.Verdict, tc.why) {
+				t.Fatalf("explain: verdict %q, site %+v", ex.Verdict, ex.Site)
+			}
+			series := fmt.Sprintf("penstock_queue_recipients{status=%q} 1", queue.StatusDANE)
+			waitFor(t, 5*time.Second, "the metrics series", func() bool {
+				resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return strings.Contains(string(b), series)
+			})
 			if st := p.Stats(); st.Delivered != 0 {
 				t.Fatalf("delivered despite a DANE failure: %+v", st)
 			}

@@ -45,7 +45,7 @@ const (
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
 	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
-		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
+		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS, StatusDANE}
 }
 
 // Source is a local address mail leaves from, with its EHLO name.

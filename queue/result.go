@@ -13,7 +13,6 @@ import (
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
-	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Outcome is what happened to one recipient in one attempt.
@@ -305,8 +304,8 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			r.NextAttempt = next
 			rec.Type = events.TransientFailure
 			rec.Status = StatusRetry + ": " + replyText(o)
-			if pe := (*policyError)(nil); errors.As(o.Err, &pe) && pe.source == tlspolicy.SourceSTS {
-				rec.Status = StatusMTASTS + ": " + replyText(o)
+			if pe := (*policyError)(nil); errors.As(o.Err, &pe) {
+				rec.Status = pe.status() + ": " + replyText(o)
 			}
 			keep = append(keep, ri)
 			if next.After(due) {

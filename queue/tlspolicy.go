@@ -22,6 +22,12 @@ import (
 // STARTTLS missing, a certificate that does not verify).
 const StatusMTASTS = "Messages queued (MTA-STS policy)"
 
+// StatusDANE is the status of recipients waiting because their domain's
+// DANE policy (RFC 7672) could not be met: a certificate that matches no
+// TLSA record, STARTTLS missing on a host with TLSA records, or TLSA
+// lookups that failed (bogus, SERVFAIL) for every MX host.
+const StatusDANE = "Messages queued (DANE policy)"
+
 // PolicyView is a domain's transport security policy, for explain.
 type PolicyView struct {
 	Source  string    `json:"source"` // sts, dane or none
@@ -40,7 +46,7 @@ func viewOf(p tlspolicy.Policy) *PolicyView {
 }
 
 // policyError is a delivery attempt refused by an enforced policy: the
-// recipients wait with StatusMTASTS and the reason.
+// recipients wait with StatusMTASTS or StatusDANE and the reason.
 type policyError struct {
 	source string // tlspolicy.SourceSTS or SourceDANE
 	result string // RFC 8460 result type
@@ -54,6 +60,14 @@ func (e *policyError) Error() string {
 	return "MTA-STS policy: " + e.err.Error()
 }
 func (e *policyError) Unwrap() error { return e.err }
+
+// status is the waiting recipients' status text.
+func (e *policyError) status() string {
+	if e.source == tlspolicy.SourceDANE {
+		return StatusDANE
+	}
+	return StatusMTASTS
+}
 
 // policyOf is the site's policy; the zero Policy means none.
 func (s *site) policyOf() tlspolicy.Policy {
@@ -239,9 +253,9 @@ func (s *site) setPolicyErr(err error) {
 	defer s.mu.Unlock()
 	switch {
 	case err == nil:
-		s.policyErr = ""
-	case errors.As(err, &pe) && pe.source == tlspolicy.SourceSTS:
-		s.policyErr = pe.Error()
+		s.policyErr = nil
+	case errors.As(err, &pe):
+		s.policyErr = pe
 	}
 }
 
