@@ -33,7 +33,8 @@ func (m *MTA) tlsPolicies(cfg *config.Config) (tlspolicy.Provider, error) {
 		if err != nil {
 			return nil, fmt.Errorf("[dane]: %w", err)
 		}
-		p = &dane.Provider{MX: m.Resolver, TLSA: tr, Next: p}
+		// Cached per MX host for the answers' TTL, like MX answers.
+		p = &dane.Provider{MX: m.Resolver, TLSA: dns.NewTLSACache(tr, 10000, m.opts.Now), Next: p}
 	}
 	return p, nil
 }
