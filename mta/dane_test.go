@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/dns"
@@ -98,7 +99,8 @@ func TestDANEMatchDelivers(t *testing.T) {
 			}
 			waitFor(t, 5*time.Second, "delivery record", func() bool { return countType(h.records(), events.Delivery) == 1 })
 			for _, r := range h.records() {
-				if r.Type == events.Delivery && (!strings.Contains(r.Detail, "tls policy dane") || !strings.HasSuffix(r.Site, "|dane")) {
+				if r.Type == events.Delivery && (!strings.Contains(r.Detail, "tls policy dane") || !strings.HasSuffix(r.Site, "|dane") ||
+					r.TLSPolicy != "dane enforce" || !strings.HasSuffix(r.TLSInfo, " verified")) {
 					t.Fatalf("record does not show DANE: %+v", r)
 				}
 			}
@@ -107,8 +109,16 @@ func TestDANEMatchDelivers(t *testing.T) {
 			}
 			var ex queue.Explanation
 			h.api("GET", "/api/v1/explain?domain=dane.test", &ex)
-			if ex.TLSPolicy == nil || ex.TLSPolicy.Source != "dane" {
+			if ex.TLSPolicy == nil || ex.TLSPolicy.Source != "dane" || ex.TLSPolicy.Mode != "enforce" || ex.TLSPolicy.Expires.IsZero() {
 				t.Fatalf("explain: %+v", ex.TLSPolicy)
+			}
+			// The dashboard's API: the policy in force and the host's
+			// last outcome, verified by DANE.
+			var v api.TLSStatusView
+			h.api("GET", "/api/v1/tls", &v)
+			if len(v.Domains) != 1 || v.Domains[0].Source != "dane" || v.Domains[0].Expires.IsZero() ||
+				len(v.Hosts) != 1 || v.Hosts[0].Host != "mx.dane.test" || !v.Hosts[0].Verified || v.Hosts[0].Policy != "dane enforce" {
+				t.Fatalf("GET /api/v1/tls: %+v", v)
 			}
 		})
 	}

@@ -56,6 +56,7 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -127,7 +128,8 @@ type MTA struct {
 	campaigns *campaigns.Store
 	outcome   *outcome.Stage
 	tlsrpt    *tlsrpt.Recorder
-	tlsHTTP   *http.Client // posts TLS reports; tests replace it
+	tlsStatus *tlsstatus.Board // policies and TLS outcomes, for GET /api/v1/tls
+	tlsHTTP   *http.Client     // posts TLS reports; tests replace it
 	tlsCancel context.CancelFunc
 	eventsOut *eventsout.Manager
 }
@@ -250,8 +252,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, err
 	}
+	m.tlsStatus = tlsstatus.New(0)
 	m.Queue = queue.New(qc, queue.Deps{
-		TLSPolicy: policies, TLSReport: m.tlsReport(),
+		TLSPolicy: policies, TLSReport: m.tlsReport(), TLSStatus: m.tlsStatus,
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
 		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},

@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // These tests set SSL_CERT_FILE (the system roots) to the simulated world's
@@ -378,5 +380,58 @@ func TestREQUIRETLSMTASTS(t *testing.T) {
 				t.Fatalf("REQUIRETLS in %d MAIL, %d TLS connections", st.RequireTLSMail, st.TLSConns)
 			}
 		})
+	}
+}
+
+// TestTLSStatusAPI: after real deliveries, GET /api/v1/tls (the dashboard's
+// transport security panel) shows each domain's policy in force (MTA-STS
+// enforce with its expiry; the MX rule's tls for a domain without one) and
+// each MX host's last TLS outcome; the delivery log names the policy.
+func TestTLSStatusAPI(t *testing.T) {
+	s := newSTSWorld(t, "sts.test", "mx.sts.test", sim.Behavior{Name: "sts", STARTTLS: true}, enforcePolicy)
+	plain, err := s.w.AddProvider(sim.Behavior{Name: "plain"}, []string{"plain.test"}, "mx.plain.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.harness(t)
+	for _, to := range []string{"a@sts.test", "b@plain.test"} {
+		if err := h.send("s@penstock.test", []string{to}, message("s@penstock.test", to, "tls", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDelivered(t, s.p, 1, 15*time.Second)
+	waitDelivered(t, plain, 1, 15*time.Second)
+	waitFor(t, 5*time.Second, "delivery records", func() bool { return countType(h.records(), events.Delivery) == 2 })
+	for _, r := range h.records() {
+		want := map[string]string{"a@sts.test": "sts enforce", "b@plain.test": "rule opportunistic"}[r.Recipient]
+		if r.Type == events.Delivery && r.TLSPolicy != want {
+			t.Errorf("delivery record of %s: tls_policy %q, want %q", r.Recipient, r.TLSPolicy, want)
+		}
+	}
+
+	var v api.TLSStatusView
+	if code := h.api("GET", "/api/v1/tls", &v); code != 200 {
+		t.Fatalf("GET /api/v1/tls: %d", code)
+	}
+	domains := map[string]tlsstatus.DomainPolicy{}
+	for _, d := range v.Domains {
+		domains[d.Domain] = d
+	}
+	if d := domains["sts.test"]; d.Source != "sts" || d.Mode != "enforce" || d.Expires.Before(time.Now()) || len(d.MX) != 1 || d.MX[0] != "mx.sts.test" {
+		t.Errorf("sts.test: %+v", d)
+	}
+	if d := domains["plain.test"]; d.Source != "rule" || d.Mode != "opportunistic" {
+		t.Errorf("plain.test: %+v", d)
+	}
+	hosts := map[string]tlsstatus.HostOutcome{}
+	for _, x := range v.Hosts {
+		hosts[x.Host] = x
+	}
+	if x := hosts["mx.sts.test"]; !x.TLS || !strings.HasPrefix(x.Version, "TLS1.") || x.Cipher == "" || !x.Verified ||
+		x.Policy != "sts enforce" || x.Failure != "" || x.Time.IsZero() || x.Domain != "sts.test" {
+		t.Errorf("mx.sts.test: %+v", x)
+	}
+	if x := hosts["mx.plain.test"]; x.TLS || x.Verified || x.Policy != "rule opportunistic" || x.Failure != "STARTTLS not offered" {
+		t.Errorf("mx.plain.test: %+v", x)
 	}
 }

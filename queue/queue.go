@@ -21,6 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
@@ -99,6 +100,9 @@ type Deps struct {
 	// TLSRPT); nil: nobody.
 	TLSPolicy tlspolicy.Provider
 	TLSReport tlspolicy.Reporter
+	// TLSStatus, when set, is told the policy applied to each recipient
+	// domain and the TLS outcome of each connection (dashboard, API).
+	TLSStatus *tlsstatus.Board
 	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
 	// leaves over TLS authenticated by the domain's DANE or MTA-STS policy,
 	// to a server advertising REQUIRETLS, else it bounces with 5.7.10.

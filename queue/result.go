@@ -238,10 +238,12 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
-	siteKey, ruleName, polNote := "", "", ""
+	siteKey, ruleName, polNote, tlsPolicy := "", "", "", ""
 	if s != nil {
 		siteKey = s.key
-		polNote = policyNote(s.policyOf())
+		pol := s.policyOf()
+		polNote = policyNote(pol)
+		tlsPolicy = policyName(pol, lim.tlsMode)
 	}
 	if lim.match.Rule != nil {
 		ruleName = lim.match.Rule.Name
@@ -267,6 +269,9 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		}
 		if polNote != "" && !o.Expired {
 			rec.Detail = strings.TrimPrefix(rec.Detail+"; "+polNote, "; ")
+		}
+		if !o.Expired {
+			rec.TLSPolicy = tlsPolicy
 		}
 		if !o.Expired {
 			r.Attempts++

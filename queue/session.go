@@ -150,6 +150,7 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 	pol := s.policyOf()
 	if targets, err = s.policyTargets(pol, domain, targets); err != nil {
 		s.setPolicyErr(err)
+		s.recordTLS(pol, domain, mode, target{}, nil, err)
 		return nil, target{}, "", err
 	}
 	var lastErr error
@@ -179,6 +180,7 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 		c, err := smtpclient.Dial(ctx, addr, opts)
 		err = s.policyDial(pol, domain, t, c, err, *failed)
 		s.setPolicyErr(err)
+		s.recordTLS(pol, domain, mode, t, c, err)
 		if err == nil && skipped {
 			q.reportSkippedTLS(pol, domain, t)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // StatusMTASTS is the status of recipients waiting because their domain's
@@ -245,6 +246,19 @@ func policyNote(p tlspolicy.Policy) string {
 	return "tls policy " + p.Source + " " + p.Mode
 }
 
+// policyName is the policy an attempt was made under, for the delivery
+// log: the domain's ("dane enforce", "sts testing"), else the MX rule's
+// tls ("rule opportunistic"); "" when neither is known.
+func policyName(p tlspolicy.Policy, ruleTLS string) string {
+	if p.Source == tlspolicy.SourceDANE || p.Source == tlspolicy.SourceSTS {
+		return p.Source + " " + p.Mode
+	}
+	if ruleTLS == "" {
+		return ""
+	}
+	return tlsstatus.SourceRule + " " + ruleTLS
+}
+
 // setPolicyErr records why the site's last attempt failed its enforced
 // policy (shown in the recipients' status), or clears it.
 func (s *site) setPolicyErr(err error) {
@@ -305,4 +319,50 @@ func verifiedBy(pol tlspolicy.Policy, t target, c *smtpclient.Client, failed boo
 func requireTLSRefused(domain, host string) error {
 	return &smtpclient.Error{Command: "MAIL", Local: true, Permanent: true,
 		Err: fmt.Errorf("%w: no DANE or MTA-STS policy of %s authenticated %s", smtpclient.ErrRequireTLS, domain, host)}
+}
+
+// recordTLS tells Deps.TLSStatus the policy applied to domain (the MX
+// rule's mode when none) and, when the connection to t got as far as TLS,
+// its outcome; a connection that failed before (refused, timed out) says
+// nothing about TLS and leaves the host's last outcome alone.
+func (s *site) recordTLS(pol tlspolicy.Policy, domain string, mode smtpclient.TLSMode, t target, c *smtpclient.Client, err error) {
+	b := s.q.deps.TLSStatus
+	if b == nil {
+		return
+	}
+	now := s.q.now()
+	d := tlsstatus.DomainPolicy{Domain: domain, Source: pol.Source, Mode: pol.Mode, MX: pol.MX, Expires: pol.Expires, Note: pol.Note, Seen: now}
+	if pol.Source == "" || pol.Source == tlspolicy.SourceNone {
+		d = tlsstatus.DomainPolicy{Domain: domain, Source: tlsstatus.SourceRule, Mode: mode.String(), Note: pol.Note, Seen: now}
+	}
+	b.SetDomain(d)
+	if t.host == "" {
+		return
+	}
+	h := tlsstatus.HostOutcome{Host: t.host, Domain: domain, Time: now, Policy: d.Source + " " + d.Mode}
+	if t.ip.IsValid() {
+		h.IP = t.ip.String()
+	}
+	var se *smtpclient.Error
+	var pe *policyError
+	switch {
+	case errors.As(err, &pe) || (errors.As(err, &se) && (se.Command == "STARTTLS" || se.Command == "TLS")):
+		h.Failure = err.Error()
+	case err != nil:
+		return
+	case c.TLS():
+		cs := c.TLSConnectionState()
+		h.TLS, h.Verified = true, c.Verified()
+		h.Version = strings.ReplaceAll(tls.VersionName(cs.Version), " ", "")
+		h.Cipher = tls.CipherSuiteName(cs.CipherSuite)
+	case c.TLSError() != nil:
+		h.Failure = "delivered in clear text: " + c.TLSError().Error()
+	default:
+		if _, offered := c.Extensions()["STARTTLS"]; !offered {
+			h.Failure = "STARTTLS not offered"
+		} else {
+			h.Failure = "TLS not tried (tls = disabled, or a recent handshake failure is remembered)"
+		}
+	}
+	b.SetHost(h)
 }
