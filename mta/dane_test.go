@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dane"
@@ -138,12 +140,17 @@ func TestDANEMismatchDefers(t *testing.T) {
 	for _, tc := range []struct {
 		name, why string
 		beh       sim.Behavior
+		bogus     bool // the TLSA lookup fails (SERVFAIL, as for bogus DNSSEC)
 	}{
-		{"mismatch", "TLSA", sim.Behavior{Name: "dane", STARTTLS: true}},
-		{"starttls stripped", "STARTTLS", sim.Behavior{Name: "dane"}},
+		{"mismatch", "TLSA", sim.Behavior{Name: "dane", STARTTLS: true}, false},
+		{"starttls stripped", "STARTTLS", sim.Behavior{Name: "dane"}, false},
+		{"tlsa lookup fails", "TLSA lookups", sim.Behavior{Name: "dane", STARTTLS: true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, p, _ := daneWorld(t, tc.beh, wrong, true)
+			if tc.bogus {
+				h.world.DNS.SetRcode("_25._tcp.mx.dane.test", mdns.RcodeServerFailure)
+			}
 			if err := h.send("s@penstock.test", []string{"a@dane.test"}, message("s@penstock.test", "a@dane.test", "dane", 300)); err != nil {
 				t.Fatal(err)
 			}

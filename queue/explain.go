@@ -426,6 +426,14 @@ func (q *Queue) verdict(ex Explanation, mxErr error, since time.Time, held int) 
 			last := ""
 			if len(v.Recent) > 0 {
 				last = "; last failure: " + v.Recent[len(v.Recent)-1].Text
+			} else {
+				// Refused before any MX host was tried (no host the
+				// policy allows): the recipients' last reply says why.
+				for _, r := range ex.Recipients {
+					if r.Status == st.status && r.LastReply != "" {
+						last = "; last failure: " + r.LastReply
+					}
+				}
 			}
 			return fmt.Sprintf("%s: %d recipient(s) wait because %s%s", st.status, n, st.what, last)
 		}
