@@ -313,6 +313,7 @@ func TestRoutes(t *testing.T) {
 		{"GET /api/v1/dkim", request{method: "GET", path: "/api/v1/dkim"}, 200, `"status": "mixed"`},
 		{"GET /api/v1/openapi.json", request{method: "GET", path: "/api/v1/openapi.json"}, 200, `"openapi": "3.0`},
 		{"GET /api/v1/tlsrpt", request{method: "GET", path: "/api/v1/tlsrpt"}, 200, `"policy-type": "no-policy-found"`},
+		{"GET /api/v1/tls", request{method: "GET", path: "/api/v1/tls"}, 200, `"policy": "sts enforce"`},
 		{"GET /api/v1/advise", request{method: "GET", path: "/api/v1/advise?rule=bulk"}, 200, `"kind": "raise"`},
 	}
 	covered := map[string]bool{}

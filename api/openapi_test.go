@@ -167,6 +167,7 @@ var schemaTypes = map[string]any{
 	"BounceReply":      BounceReply{},
 	"ReportStats":      reports.Stats{},
 	"AdviceReport":     advisor.Report{},
+	"TLSStatus":        TLSStatusView{},
 }
 
 // schemaGen derives OpenAPI 3.0 schemas from Go types as encoding/json

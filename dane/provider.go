@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/tlspolicy"
@@ -19,6 +20,7 @@ type Provider struct {
 	MX   dns.Resolver     // the (caching) resolver the queue uses for MX
 	TLSA dns.TLSAResolver // TLSA lookups
 	Next tlspolicy.Provider
+	Now  func() time.Time // the clock, for the policy's expiry (nil: time.Now)
 }
 
 // Policy implements tlspolicy.Provider. DANE applies when the MX answer is
@@ -43,6 +45,7 @@ func (p *Provider) lookup(ctx context.Context, domain string) (tlspolicy.Policy,
 	pol := tlspolicy.Policy{Domain: domain, Source: tlspolicy.SourceDANE, Mode: tlspolicy.ModeEnforce,
 		TLSA: map[string][]dns.TLSA{}, TLSAError: map[string]string{}}
 	var notes []string
+	var ttl time.Duration // the shortest TTL of the answers used
 	for i, h := range mx.Hosts {
 		if i == maxHosts {
 			break
@@ -56,6 +59,9 @@ func (p *Provider) lookup(ctx context.Context, domain string) (tlspolicy.Policy,
 			// An unauthenticated answer (or denial) is as good as none:
 			// this host gets opportunistic TLS (RFC 7672 §2.2).
 		default:
+			if res.TTL > 0 && (ttl == 0 || res.TTL < ttl) {
+				ttl = res.TTL
+			}
 			usable := Usable(res.Records)
 			if len(usable) > 0 {
 				pol.TLSA[h.Host] = usable
@@ -69,5 +75,14 @@ func (p *Provider) lookup(ctx context.Context, domain string) (tlspolicy.Policy,
 		return tlspolicy.Policy{}, false
 	}
 	pol.Note = strings.Join(notes, "; ")
+	if ttl > 0 {
+		// The TLSA answers are looked up again (or served from the cache)
+		// once their TTL runs out: that is when this policy may change.
+		now := time.Now
+		if p.Now != nil {
+			now = p.Now
+		}
+		pol.Expires = now().Add(ttl)
+	}
 	return pol, true
 }

@@ -2,10 +2,11 @@
 // HTML, CSS and JavaScript embedded in the binary, so nothing is fetched
 // from the internet. The page reads the same JSON API as the CLI
 // (/api/v1/status, /timeline, /queues, /queues/{site}, /sites/{site}/flow,
-// /deliveries) and redraws every two seconds: totals, a throughput plot of
-// the last hour, queued recipients by status, the sites table, deliveries
-// with progress bars, and a site detail view with its flow-control
-// timeline. It owns no state of the MTA and never calls into it; it only
+// /deliveries, /dkim, /tls) and redraws every two seconds: totals, a
+// throughput plot of the last hour, queued recipients by status, the sites
+// table, deliveries with progress bars, DKIM signing, transport security
+// (the policy in force per domain, the last TLS outcome per MX host), and
+// a site detail view with its flow-control timeline. It owns no state of the MTA and never calls into it; it only
 // serves files.
 //
 // Caching: the page itself is revalidated on every load (Cache-Control:

@@ -49,6 +49,7 @@ type answer struct {
 	mx    MXResult
 	addrs []netip.Addr
 	txt   []string
+	tlsa  TLSAResult
 	ttl   time.Duration // of the positive result
 	err   error
 }

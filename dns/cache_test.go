@@ -346,3 +346,63 @@ func BenchmarkDNSLookupMX(b *testing.B) {
 		}
 	})
 }
+
+// TLSA answers are cached per name for their TTL, with the AD bit and the
+// records, and so is an answer without records (for its negative TTL); a
+// SERVFAIL is kept only briefly. Counted at the real server on loopback.
+func TestTLSACache(t *testing.T) {
+	s, err := sim.NewDNSServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	tr, err := NewTLSA([]string{s.Addr()}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock()
+	c := NewTLSACache(tr, 100, clk.now)
+	ctx := ctxT(t)
+	s.SetTTL(60)
+	s.SetTLSA("_25._tcp.mx.c.test", sim.TLSARecord{Usage: 3, Selector: 1, MatchingType: 1, Data: []byte{1, 2, 3}})
+	s.SetAD("_25._tcp.mx.c.test", true)
+	for i := range 3 {
+		res, err := c.LookupTLSA(ctx, "_25._tcp.MX.c.test")
+		if err != nil || !res.AD || len(res.Records) != 1 || res.TTL != 60*time.Second-time.Duration(i)*10*time.Second {
+			t.Fatalf("lookup %d: %+v %v", i, res, err)
+		}
+		res.Records[0].Usage = 0 // the caller's copy: must not reach the cache
+		clk.advance(10 * time.Second)
+	}
+	queries(t, s, 1)
+	clk.advance(31 * time.Second) // 61s after the answer
+	if res, err := c.LookupTLSA(ctx, "_25._tcp.mx.c.test"); err != nil || res.Records[0].Usage != 3 {
+		t.Fatal(res, err)
+	}
+	queries(t, s, 2)
+
+	// No records: kept for the negative TTL (the SOA minimum, 60s here).
+	for range 3 {
+		if res, err := c.LookupTLSA(ctx, "_25._tcp.mx.none.test"); err != nil || len(res.Records) != 0 {
+			t.Fatal(res, err)
+		}
+	}
+	queries(t, s, 3)
+	clk.advance(61 * time.Second)
+	c.LookupTLSA(ctx, "_25._tcp.mx.none.test")
+	queries(t, s, 4)
+
+	// A failure is not kept past 2 seconds: the fixed name is seen.
+	s.SetRcode("_25._tcp.mx.bad.test", mdns.RcodeServerFailure)
+	if _, err := c.LookupTLSA(ctx, "_25._tcp.mx.bad.test"); err == nil {
+		t.Fatal("SERVFAIL not reported")
+	}
+	s.SetRcode("_25._tcp.mx.bad.test", 0)
+	if _, err := c.LookupTLSA(ctx, "_25._tcp.mx.bad.test"); err == nil {
+		t.Fatal("SERVFAIL not kept for a moment")
+	}
+	clk.advance(3 * time.Second)
+	if _, err := c.LookupTLSA(ctx, "_25._tcp.mx.bad.test"); err != nil {
+		t.Fatal(err)
+	}
+}

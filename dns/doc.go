@@ -19,7 +19,8 @@
 // NewCache wraps a Resolver with a TTL cache: positive answers live for the
 // records' TTL, permanent errors for the SOA negative TTL capped at 5 minutes
 // (RFC 2308 §5), temporary errors for 2 seconds, and concurrent lookups of the
-// same name share one query.
+// same name share one query. NewTLSACache does the same for the TLSA
+// lookups of DANE (an answer without records lives for the negative TTL).
 //
 // This package never decides what to do with an answer: filtering addresses
 // (loopback, private ranges), MX rules and retries belong to its callers.

@@ -54,7 +54,7 @@ func FuzzDNSReply(f *testing.F) {
 				}
 			}
 		}
-		if recs, err := parseTLSA(r, "fuzz.test."); err == nil && len(recs) > maxTLSA {
+		if recs, _, err := parseTLSA(r, "fuzz.test."); err == nil && len(recs) > maxTLSA {
 			t.Fatalf("%d TLSA records kept", len(recs))
 		}
 		for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"encoding/hex"
+	"slices"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -21,6 +22,11 @@ type TLSAResult struct {
 	Records []TLSA
 	// AD is the reply's Authenticated Data bit; see MXResult.AD.
 	AD bool
+	// TTL is how long the answer may be kept: the records' smallest TTL,
+	// or for an answer without records the negative TTL of RFC 2308 §5
+	// (at most 5 minutes; 30 seconds when the reply had no SOA). From
+	// NewTLSACache, the time left.
+	TTL time.Duration
 }
 
 // TLSAResolver looks up TLSA records, for DANE (RFC 7672).
@@ -57,22 +63,63 @@ func (c *client) LookupTLSA(ctx context.Context, name string) (TLSAResult, error
 		return TLSAResult{}, &Error{Domain: name, Kind: Temporary, Rcode: rcode, Err: err, qtype: "TLSA"}
 	}
 	res := TLSAResult{AD: r.AuthenticatedData}
-	if r.Rcode == mdns.RcodeNameError {
-		return res, nil
+	var ttl uint32
+	if r.Rcode != mdns.RcodeNameError {
+		res.Records, ttl, err = parseTLSA(r, fqdn)
+		if err != nil {
+			return TLSAResult{}, &Error{Domain: name, Kind: Temporary, Rcode: r.Rcode, Err: err, qtype: "TLSA"}
+		}
 	}
-	res.Records, err = parseTLSA(r, fqdn)
-	if err != nil {
-		return TLSAResult{}, &Error{Domain: name, Kind: Temporary, Rcode: r.Rcode, Err: err, qtype: "TLSA"}
+	if len(res.Records) > 0 {
+		res.TTL = seconds(ttl)
+	} else if res.TTL = min(seconds(negativeTTL(r)), maxNegativeTTL); res.TTL <= 0 {
+		res.TTL = unknownNegativeTTL
 	}
 	return res, nil
 }
 
-// parseTLSA reads the TLSA records answering qname (FQDN, lowercased), at
-// most maxTLSA; a record whose data is not hex is skipped.
-func parseTLSA(r *mdns.Msg, qname string) ([]TLSA, error) {
-	rrs, _, err := followAnswer(r, qname, mdns.TypeTLSA)
+// tlsaCache is the cache of NewCache for TLSA answers.
+type tlsaCache struct {
+	r TLSAResolver
+	c *cache
+}
+
+// NewTLSACache wraps r with a cache like NewCache's (at most maxEntries
+// names, 0: 65536; least recently used evicted; concurrent lookups of one
+// name share a query): an answer, with or without records, lives for its
+// TTL (at most a day), a failure for 2 seconds. DANE looks up the TLSA
+// records of each MX host on every connection; a busy site asks once per
+// TTL.
+func NewTLSACache(r TLSAResolver, maxEntries int, now func() time.Time) TLSAResolver {
+	return &tlsaCache{r: r, c: NewCache(nil, maxEntries, now).(*cache)}
+}
+
+// LookupTLSA implements TLSAResolver.
+func (t *tlsaCache) LookupTLSA(ctx context.Context, name string) (TLSAResult, error) {
+	n, err := normalizeName(name)
 	if err != nil {
-		return nil, err
+		return TLSAResult{}, &Error{Domain: name, Kind: Invalid, Rcode: -1, Err: err, qtype: "TLSA"}
+	}
+	ans := t.c.get(ctx, "tlsa:"+n, name, "TLSA", func(ctx context.Context) answer {
+		res, err := t.r.LookupTLSA(ctx, name)
+		return answer{tlsa: res, ttl: res.TTL, err: err}
+	})
+	if ans.err != nil {
+		return TLSAResult{}, ans.err
+	}
+	res := ans.tlsa
+	res.Records = slices.Clone(res.Records)
+	res.TTL = ans.ttl
+	return res, nil
+}
+
+// parseTLSA reads the TLSA records answering qname (FQDN, lowercased), at
+// most maxTLSA, and their smallest TTL; a record whose data is not hex is
+// skipped.
+func parseTLSA(r *mdns.Msg, qname string) ([]TLSA, uint32, error) {
+	rrs, ttl, err := followAnswer(r, qname, mdns.TypeTLSA)
+	if err != nil {
+		return nil, 0, err
 	}
 	var out []TLSA
 	for _, rr := range rrs {
@@ -91,5 +138,5 @@ func parseTLSA(r *mdns.Msg, qname string) ([]TLSA, error) {
 			break
 		}
 	}
-	return out, nil
+	return out, ttl, nil
 }

@@ -50,6 +50,7 @@ func appendRecord(b []byte, r *Record) []byte {
 		b = append(b, `,"tls":true`...)
 	}
 	b = appendStringField(b, `,"tls_info":`, r.TLSInfo)
+	b = appendStringField(b, `,"tls_policy":`, r.TLSPolicy)
 	return append(b, '}', '\n')
 }
 

@@ -46,6 +46,11 @@ type Record struct {
 	Size         int64     `json:"size,omitempty"`
 	TLS          bool      `json:"tls,omitempty"`
 	// TLSInfo is the TLS version and cipher suite of a delivery, and
-	// "verified" when the certificate verified for the MX host name.
+	// "verified" when the certificate verified for the MX host name (or
+	// matched the host's DANE TLSA records).
 	TLSInfo string `json:"tls_info,omitempty"`
+	// TLSPolicy is the transport security policy the attempt was made
+	// under: "dane enforce", "sts enforce", "sts testing", or "rule " and
+	// the MX rule's tls when the domain has no policy.
+	TLSPolicy string `json:"tls_policy,omitempty"`
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/penstock-mta/penstock/advisor"
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
@@ -564,6 +565,33 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("recommendation %s %s (site %q) not on the page", rec.Kind, rec.Rule, rec.Site)
+		}
+	}
+	// Transport security: a row per domain with the policy in force and per
+	// MX host with its last TLS outcome, as GET /api/v1/tls lists them (the
+	// simulated providers offer no STARTTLS: the MX rule's tls applies).
+	var tv api.TLSStatusView
+	getJSON(t, addr, token, "/api/v1/tls", &tv)
+	if rows := p.all("tls-domain-row"); len(rows) != len(tv.Domains) || len(rows) == 0 {
+		t.Errorf("%d TLS domain rows, the API lists %d domains", len(rows), len(tv.Domains))
+	} else {
+		for i, row := range rows {
+			d, _ := attr(row, "data-domain")
+			src, _ := attr(row, "data-source")
+			if d != tv.Domains[i].Domain || src != tv.Domains[i].Source {
+				t.Errorf("TLS domain row %d: %s %s, the API says %+v", i, d, src, tv.Domains[i])
+			}
+		}
+	}
+	if rows := p.all("tls-host-row"); len(rows) != len(tv.Hosts) || len(rows) == 0 {
+		t.Errorf("%d TLS host rows, the API lists %d hosts", len(rows), len(tv.Hosts))
+	} else {
+		for i, row := range rows {
+			host, _ := attr(row, "data-host")
+			on, _ := attr(row, "data-tls")
+			if host != tv.Hosts[i].Host || on != strconv.FormatBool(tv.Hosts[i].TLS) {
+				t.Errorf("TLS host row %d: %s tls=%s, the API says %+v", i, host, on, tv.Hosts[i])
+			}
 		}
 	}
 

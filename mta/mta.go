@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ import (
 	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
-	"net/http"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -125,6 +126,7 @@ type MTA struct {
 	outcome   *outcome.Stage
 	tlsrpt    *tlsrpt.Recorder
 	tlsDaily  *tlsrpt.Daily
+	tlsStatus *tlsstatus.Board // policies and TLS outcomes, for GET /api/v1/tls
 	tlsCancel context.CancelFunc
 	eventsOut *eventsout.Manager
 }
@@ -246,8 +248,9 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		m.closeStores()
 		return nil, err
 	}
+	m.tlsStatus = tlsstatus.New(0)
 	m.Queue = queue.New(qc, queue.Deps{
-		TLSPolicy: policies, TLSReport: m.tlsReport(),
+		TLSPolicy: policies, TLSReport: m.tlsReport(), TLSStatus: m.tlsStatus,
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
 		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},

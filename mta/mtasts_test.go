@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // These tests set SSL_CERT_FILE (the system roots) to the simulated world's
@@ -129,10 +132,14 @@ func (s *stsWorld) leaf(t *testing.T, name string, from, to time.Time) *tls.Cert
 	return &c
 }
 
-func (s *stsWorld) harness(t *testing.T) *harness {
+// harness starts the MTA; prep edits the configuration first.
+func (s *stsWorld) harness(t *testing.T, prep ...func(*config.Config)) *harness {
 	t.Helper()
 	port, _ := strconv.Atoi(s.port())
 	cfg := testConfig(t, s.w, t.TempDir())
+	for _, f := range prep {
+		f(cfg)
+	}
 	h := &harness{t: t, world: s.w, cfg: cfg, opts: mta.Options{MTASTSPort: port, TLSReport: s.reported}}
 	h.start()
 	return h
@@ -329,5 +336,102 @@ func TestMTASTSPolicyClassSplitsSites(t *testing.T) {
 	}
 	if sites["b@plain.test"] != "mx.sts.test" || sites["a@sts.test"] != "mx.sts.test|sts-enforce:mx.sts.test" {
 		t.Fatalf("sites %v", sites)
+	}
+}
+
+// TestREQUIRETLSMTASTS: a REQUIRETLS message (RFC 8689) leaves over TLS
+// verified under the domain's MTA-STS policy, enforced or in testing mode
+// (treated as enforced for such messages, §4.2.1); in testing mode with a
+// certificate that does not verify for the MX it bounces with 5.7.10 and
+// the provider never sees it.
+func TestREQUIRETLSMTASTS(t *testing.T) {
+	testingPolicy := "version: STSv1\nmode: testing\nmx: mx.sts.test\nmax_age: 86400\n"
+	for _, tc := range []struct {
+		name, policy string
+		wrongName    bool
+	}{
+		{"enforce", enforcePolicy, false},
+		{"testing", testingPolicy, false},
+		{"testing, certificate for another name", testingPolicy, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSTSWorld(t, "sts.test", "mx.sts.test", sim.Behavior{Name: "sts", STARTTLS: true, REQUIRETLS: true}, tc.policy)
+			if tc.wrongName {
+				s.p.SetBehavior(sim.Behavior{Name: "sts", STARTTLS: true, REQUIRETLS: true,
+					Certificate: s.leaf(t, "wrong.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))})
+			}
+			var clientTLS *tls.Config
+			h := s.harness(t, func(cfg *config.Config) { clientTLS = injectionTLS(t, cfg) })
+			sendTLS(t, h, clientTLS, "a@sts.test", true)
+			if tc.wrongName {
+				waitFor(t, 15*time.Second, "the bounce", func() bool { return countType(h.records(), events.Bounce) == 1 })
+				for _, r := range h.records() {
+					if r.Type == events.Bounce && r.EnhancedCode != "5.7.10" {
+						t.Fatalf("bounce record: %+v", r)
+					}
+				}
+				if st := s.p.Stats(); st.Delivered != 0 || st.RequireTLSMail != 0 {
+					t.Fatalf("sent over a certificate the policy does not accept: %+v", st)
+				}
+				return
+			}
+			waitDelivered(t, s.p, 1, 15*time.Second)
+			if st := s.p.Stats(); st.RequireTLSMail != 1 || st.TLSConns == 0 {
+				t.Fatalf("REQUIRETLS in %d MAIL, %d TLS connections", st.RequireTLSMail, st.TLSConns)
+			}
+		})
+	}
+}
+
+// TestTLSStatusAPI: after real deliveries, GET /api/v1/tls (the dashboard's
+// transport security panel) shows each domain's policy in force (MTA-STS
+// enforce with its expiry; the MX rule's tls for a domain without one) and
+// each MX host's last TLS outcome; the delivery log names the policy.
+func TestTLSStatusAPI(t *testing.T) {
+	s := newSTSWorld(t, "sts.test", "mx.sts.test", sim.Behavior{Name: "sts", STARTTLS: true}, enforcePolicy)
+	plain, err := s.w.AddProvider(sim.Behavior{Name: "plain"}, []string{"plain.test"}, "mx.plain.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.harness(t)
+	for _, to := range []string{"a@sts.test", "b@plain.test"} {
+		if err := h.send("s@penstock.test", []string{to}, message("s@penstock.test", to, "tls", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDelivered(t, s.p, 1, 15*time.Second)
+	waitDelivered(t, plain, 1, 15*time.Second)
+	waitFor(t, 5*time.Second, "delivery records", func() bool { return countType(h.records(), events.Delivery) == 2 })
+	for _, r := range h.records() {
+		want := map[string]string{"a@sts.test": "sts enforce", "b@plain.test": "rule opportunistic"}[r.Recipient]
+		if r.Type == events.Delivery && r.TLSPolicy != want {
+			t.Errorf("delivery record of %s: tls_policy %q, want %q", r.Recipient, r.TLSPolicy, want)
+		}
+	}
+
+	var v api.TLSStatusView
+	if code := h.api("GET", "/api/v1/tls", &v); code != 200 {
+		t.Fatalf("GET /api/v1/tls: %d", code)
+	}
+	domains := map[string]tlsstatus.DomainPolicy{}
+	for _, d := range v.Domains {
+		domains[d.Domain] = d
+	}
+	if d := domains["sts.test"]; d.Source != "sts" || d.Mode != "enforce" || d.Expires.Before(time.Now()) || len(d.MX) != 1 || d.MX[0] != "mx.sts.test" {
+		t.Errorf("sts.test: %+v", d)
+	}
+	if d := domains["plain.test"]; d.Source != "rule" || d.Mode != "opportunistic" {
+		t.Errorf("plain.test: %+v", d)
+	}
+	hosts := map[string]tlsstatus.HostOutcome{}
+	for _, x := range v.Hosts {
+		hosts[x.Host] = x
+	}
+	if x := hosts["mx.sts.test"]; !x.TLS || !strings.HasPrefix(x.Version, "TLS1.") || x.Cipher == "" || !x.Verified ||
+		x.Policy != "sts enforce" || x.Failure != "" || x.Time.IsZero() || x.Domain != "sts.test" {
+		t.Errorf("mx.sts.test: %+v", x)
+	}
+	if x := hosts["mx.plain.test"]; x.TLS || x.Verified || x.Policy != "rule opportunistic" || x.Failure != "STARTTLS not offered" {
+		t.Errorf("mx.plain.test: %+v", x)
 	}
 }

@@ -44,10 +44,9 @@ import (
 const FlagDSN uint8 = 1
 
 // FlagRequireTLS on a spooled message: it came with REQUIRETLS (RFC 8689)
-// and leaves only over TLS verified for the MX host name, to a server that
-// advertises REQUIRETLS (the queue bounces it with 5.7.10 otherwise). Until
-// MTA-STS and DANE are in, "verified" means the certificate chains to a
-// trusted root and names the MX host.
+// and leaves only over TLS authenticated by the recipient domain's DANE or
+// MTA-STS policy, to a server that advertises REQUIRETLS (the queue bounces
+// it with 5.7.10 otherwise).
 const FlagRequireTLS uint8 = 2
 
 // CountsForQuarantine: a hard failure, or a soft one that is about the

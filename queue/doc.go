@@ -42,8 +42,9 @@
 //     address whose opportunistic handshake failed is remembered for
 //     Config.TLSFailureMemory and gets clear text at once meanwhile. A
 //     message marked by Deps.RequireTLS (RFC 8689) is sent only over TLS
-//     verified for the MX host to a server advertising REQUIRETLS, and
-//     fails permanently with 5.7.10 otherwise.
+//     authenticated by the domain's DANE or MTA-STS policy (verifiedBy)
+//     to a server advertising REQUIRETLS, and fails permanently with
+//     5.7.10 otherwise.
 //
 // The package never touches sockets of the injection side, never decides
 // durability (the spool does), and never knows whether quotas and flow

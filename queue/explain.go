@@ -282,8 +282,8 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
-		if s.policyErr != "" {
-			return StatusMTASTS
+		if s.policyErr != nil {
+			return s.policyErr.status()
 		}
 		return StatusRetry
 	}
@@ -418,12 +418,25 @@ func (q *Queue) verdict(ex Explanation, mxErr error, since time.Time, held int) 
 	if v.InFlight > 0 {
 		return fmt.Sprintf("mail is moving: %d in delivery on %d connection(s)", v.InFlight, v.Connections)
 	}
-	if n := v.ByStatus[StatusMTASTS]; n > 0 {
-		last := ""
-		if len(v.Recent) > 0 {
-			last = "; last failure: " + v.Recent[len(v.Recent)-1].Text
+	for _, st := range []struct{ status, what string }{
+		{StatusDANE, "the domain's DANE policy (TLSA records) cannot be met"},
+		{StatusMTASTS, "the domain's enforced MTA-STS policy cannot be met"},
+	} {
+		if n := v.ByStatus[st.status]; n > 0 {
+			last := ""
+			if len(v.Recent) > 0 {
+				last = "; last failure: " + v.Recent[len(v.Recent)-1].Text
+			} else {
+				// Refused before any MX host was tried (no host the
+				// policy allows): the recipients' last reply says why.
+				for _, r := range ex.Recipients {
+					if r.Status == st.status && r.LastReply != "" {
+						last = "; last failure: " + r.LastReply
+					}
+				}
+			}
+			return fmt.Sprintf("%s: %d recipient(s) wait because %s%s", st.status, n, st.what, last)
 		}
-		return fmt.Sprintf("%s: %d recipient(s) wait because the domain's enforced MTA-STS policy cannot be met%s", StatusMTASTS, n, last)
 	}
 	if n := v.ByStatus[StatusRetry]; n > 0 {
 		last := ""

@@ -21,6 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
@@ -45,7 +46,7 @@ const (
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
 	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
-		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
+		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS, StatusDANE}
 }
 
 // Source is a local address mail leaves from, with its EHLO name.
@@ -99,9 +100,13 @@ type Deps struct {
 	// TLSRPT); nil: nobody.
 	TLSPolicy tlspolicy.Provider
 	TLSReport tlspolicy.Reporter
+	// TLSStatus, when set, is told the policy applied to each recipient
+	// domain and the TLS outcome of each connection (dashboard, API).
+	TLSStatus *tlsstatus.Board
 	// RequireTLS tells a message sent with REQUIRETLS (RFC 8689): it only
-	// leaves over TLS verified for the MX host, to a server advertising
-	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
+	// leaves over TLS authenticated by the domain's DANE or MTA-STS policy,
+	// to a server advertising REQUIRETLS, else it bounces with 5.7.10.
+	// nil: none does.
 	RequireTLS func(m *spool.Message) bool
 	// TLSConfig is the base TLS configuration of outgoing connections (its
 	// RootCAs verify certificates; nil: the system's roots).

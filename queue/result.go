@@ -13,7 +13,6 @@ import (
 	"github.com/penstock-mta/penstock/message"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
-	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Outcome is what happened to one recipient in one attempt.
@@ -239,10 +238,12 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
-	siteKey, ruleName, polNote := "", "", ""
+	siteKey, ruleName, polNote, tlsPolicy := "", "", "", ""
 	if s != nil {
 		siteKey = s.key
-		polNote = policyNote(s.policyOf())
+		pol := s.policyOf()
+		polNote = policyNote(pol)
+		tlsPolicy = policyName(pol, lim.tlsMode)
 	}
 	if lim.match.Rule != nil {
 		ruleName = lim.match.Rule.Name
@@ -268,6 +269,9 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		}
 		if polNote != "" && !o.Expired {
 			rec.Detail = strings.TrimPrefix(rec.Detail+"; "+polNote, "; ")
+		}
+		if !o.Expired {
+			rec.TLSPolicy = tlsPolicy
 		}
 		if !o.Expired {
 			r.Attempts++
@@ -305,8 +309,8 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			r.NextAttempt = next
 			rec.Type = events.TransientFailure
 			rec.Status = StatusRetry + ": " + replyText(o)
-			if pe := (*policyError)(nil); errors.As(o.Err, &pe) && pe.source == tlspolicy.SourceSTS {
-				rec.Status = StatusMTASTS + ": " + replyText(o)
+			if pe := (*policyError)(nil); errors.As(o.Err, &pe) {
+				rec.Status = pe.status() + ": " + replyText(o)
 			}
 			keep = append(keep, ri)
 			if next.After(due) {

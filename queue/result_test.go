@@ -130,7 +130,7 @@ func TestDialOwnExhaustionNotTheSite(t *testing.T) {
 		fl := &recordingFlow{}
 		q := New(&Config{}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Resolver: failingResolver{tc.err}, Flow: fl})
 		s := newSite(q, "mx.example.com", []dns.MX{{Host: "mx.example.com", Pref: 10}})
-		c, _, err := s.dial(path{}, limits{tlsMode: "disabled"}, "example.com")
+		c, _, _, err := s.dial(path{}, limits{tlsMode: "disabled"}, "example.com")
 		if c != nil || err == nil {
 			t.Fatalf("%s: dial succeeded", tc.name)
 		}

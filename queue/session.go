@@ -33,7 +33,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, err := s.dial(p, lim, first.domain)
+	c, t, via, err := s.dial(p, lim, first.domain)
 	if err != nil {
 		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
@@ -46,7 +46,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	sent := 0
 	j := first
 	for {
-		s.deliver(c, j, t, p, lim)
+		s.deliver(c, via, j, t, p, lim)
 		sent++
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
 			return
@@ -116,7 +116,9 @@ func (s *site) linger(lim limits, leaseKey string) *job {
 // greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
 // or a 4xx greeting the next address is tried).
 // domain is the recipient domain of the job that opened it (TLS reports).
-func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, target, error) {
+// via is the policy that authenticated the connection (verifiedBy), for
+// REQUIRETLS messages.
+func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t target, via string, err error) {
 	q := s.q
 	cfg := q.config()
 	var targets []target
@@ -134,12 +136,12 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 	if len(targets) == 0 {
 		if resourceFailure(lookupErr) {
 			// The resolver had no socket: ours, not the site's.
-			return nil, target{}, &smtpclient.Error{Command: "connect", Local: true,
+			return nil, target{}, "", &smtpclient.Error{Command: "connect", Local: true,
 				Err: fmt.Errorf("no address looked up for the MX hosts of %s: %w", s.key, lookupErr)}
 		}
 		err := &smtpclient.Error{Command: "connect", Local: true, Err: fmt.Errorf("no address found for the MX hosts of %s", s.key)}
 		q.flowRecord(flow.Event{Site: s.key, Err: true, Local: true, DNS: true, Text: err.Error()})
-		return nil, target{}, err
+		return nil, target{}, "", err
 	}
 	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
 	if err != nil {
@@ -148,7 +150,8 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 	pol := s.policyOf()
 	if targets, err = s.policyTargets(pol, domain, targets); err != nil {
 		s.setPolicyErr(err)
-		return nil, target{}, err
+		s.recordTLS(pol, domain, mode, target{}, nil, err)
+		return nil, target{}, "", err
 	}
 	var lastErr error
 	var lastT target
@@ -177,6 +180,7 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 		c, err := smtpclient.Dial(ctx, addr, opts)
 		err = s.policyDial(pol, domain, t, c, err, *failed)
 		s.setPolicyErr(err)
+		s.recordTLS(pol, domain, mode, t, c, err)
 		if err == nil && skipped {
 			q.reportSkippedTLS(pol, domain, t)
 		}
@@ -185,7 +189,7 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 				q.deps.Logger.Info("STARTTLS failed, delivering in clear text (tls = opportunistic)",
 					"site", s.key, "mx", t.host, "ip", t.ip.String(), "err", terr)
 			}
-			return c, t, nil
+			return c, t, verifiedBy(pol, t, c, *failed), nil
 		}
 		lastErr, lastT = err, t
 		if resourceFailure(err) {
@@ -213,7 +217,7 @@ func (s *site) dial(p path, lim limits, domain string) (*smtpclient.Client, targ
 			break
 		}
 	}
-	return nil, lastT, lastErr
+	return nil, lastT, "", lastErr
 }
 
 func (q *Queue) flowRecord(ev flow.Event) {
@@ -239,7 +243,8 @@ func replyOf(err error, t target, now time.Time) Reply {
 }
 
 // deliver sends one job on an open connection and applies the results.
-func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limits) {
+// via is the policy that authenticated the connection ("" for none).
+func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p path, lim limits) {
 	q := s.q
 	from := j.e.m.Sender
 	if q.deps.ReturnPath != nil {
@@ -256,7 +261,16 @@ func (s *site) deliver(c *smtpclient.Client, j *job, t target, p path, lim limit
 	for i, ri := range j.rcpts {
 		rcpts[i] = j.e.m.Recipients[ri].Addr
 	}
-	c.SetRequireTLS(q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m))
+	requireTLS := q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m)
+	if requireTLS && via == "" {
+		// RFC 8689 §4.2.1: only over TLS authenticated by DANE or by the
+		// domain's MTA-STS policy; a certificate that merely chains to
+		// public roots is not enough. Nothing was sent; the connection
+		// stays usable for the site's other mail.
+		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), now: q.now()}, requireTLSRefused(j.domain, t.host), true)
+		return
+	}
+	c.SetRequireTLS(requireTLS)
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
 	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), notes: snd.Results()}, res, err)
 }

@@ -67,7 +67,7 @@ type site struct {
 	mu          sync.Mutex
 	hosts       []dns.MX
 	policy      tlspolicy.Policy // the TLS policy of its domains (their Class is in the key)
-	policyErr   string           // why the last attempt failed the enforced policy; "" after a success
+	policyErr   *policyError     // why the last attempt failed the enforced policy; nil after a success
 	jobs        jobHeap
 	running     bool
 	active      int               // sessions open or dialing

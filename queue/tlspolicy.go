@@ -15,12 +15,19 @@ import (
 	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlspolicy"
+	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // StatusMTASTS is the status of recipients waiting because their domain's
 // enforced MTA-STS policy could not be met (no MX host matches the policy,
 // STARTTLS missing, a certificate that does not verify).
 const StatusMTASTS = "Messages queued (MTA-STS policy)"
+
+// StatusDANE is the status of recipients waiting because their domain's
+// DANE policy (RFC 7672) could not be met: a certificate that matches no
+// TLSA record, STARTTLS missing on a host with TLSA records, or TLSA
+// lookups that failed (bogus, SERVFAIL) for every MX host.
+const StatusDANE = "Messages queued (DANE policy)"
 
 // PolicyView is a domain's transport security policy, for explain.
 type PolicyView struct {
@@ -40,7 +47,7 @@ func viewOf(p tlspolicy.Policy) *PolicyView {
 }
 
 // policyError is a delivery attempt refused by an enforced policy: the
-// recipients wait with StatusMTASTS and the reason.
+// recipients wait with StatusMTASTS or StatusDANE and the reason.
 type policyError struct {
 	source string // tlspolicy.SourceSTS or SourceDANE
 	result string // RFC 8460 result type
@@ -54,6 +61,14 @@ func (e *policyError) Error() string {
 	return "MTA-STS policy: " + e.err.Error()
 }
 func (e *policyError) Unwrap() error { return e.err }
+
+// status is the waiting recipients' status text.
+func (e *policyError) status() string {
+	if e.source == tlspolicy.SourceDANE {
+		return StatusDANE
+	}
+	return StatusMTASTS
+}
 
 // policyOf is the site's policy; the zero Policy means none.
 func (s *site) policyOf() tlspolicy.Policy {
@@ -110,6 +125,7 @@ func (s *site) policyOptions(pol tlspolicy.Policy, domain string, t target, opts
 		// with a VerifyConnection that does the DANE check.
 		opts.TLS = smtpclient.TLSRequired
 		opts.ServerName = t.host
+		opts.VerifyAuthenticates = true
 		now := s.q.now
 		opts.TLSConfig = &tls.Config{VerifyConnection: func(cs tls.ConnectionState) error {
 			return dane.Verify(recs, cs, t.host, now())
@@ -230,6 +246,19 @@ func policyNote(p tlspolicy.Policy) string {
 	return "tls policy " + p.Source + " " + p.Mode
 }
 
+// policyName is the policy an attempt was made under, for the delivery
+// log: the domain's ("dane enforce", "sts testing"), else the MX rule's
+// tls ("rule opportunistic"); "" when neither is known.
+func policyName(p tlspolicy.Policy, ruleTLS string) string {
+	if p.Source == tlspolicy.SourceDANE || p.Source == tlspolicy.SourceSTS {
+		return p.Source + " " + p.Mode
+	}
+	if ruleTLS == "" {
+		return ""
+	}
+	return tlsstatus.SourceRule + " " + ruleTLS
+}
+
 // setPolicyErr records why the site's last attempt failed its enforced
 // policy (shown in the recipients' status), or clears it.
 func (s *site) setPolicyErr(err error) {
@@ -238,9 +267,9 @@ func (s *site) setPolicyErr(err error) {
 	defer s.mu.Unlock()
 	switch {
 	case err == nil:
-		s.policyErr = ""
-	case errors.As(err, &pe) && pe.source == tlspolicy.SourceSTS:
-		s.policyErr = pe.Error()
+		s.policyErr = nil
+	case errors.As(err, &pe):
+		s.policyErr = pe
 	}
 }
 
@@ -263,4 +292,77 @@ func (s *site) daneTargets(pol tlspolicy.Policy, domain string, targets []target
 			err: fmt.Errorf("the TLSA lookups of every MX host of %s failed: %s", domain, strings.Join(why, "; "))}
 	}
 	return kept, nil
+}
+
+// verifiedBy names the policy that authenticated the connection c to t,
+// for REQUIRETLS (RFC 8689 §4.2.1): SourceDANE when t's TLSA records
+// matched; SourceSTS when the domain's MTA-STS policy lists t and the
+// certificate verified for t's name (a testing-mode policy counts as
+// enforced here, RFC 8689 §4.2.1 step 2); "" otherwise. failed is
+// policyOptions' flag: a testing-mode check that failed.
+func verifiedBy(pol tlspolicy.Policy, t target, c *smtpclient.Client, failed bool) string {
+	if c == nil || !c.Verified() {
+		return ""
+	}
+	switch {
+	case pol.Source == tlspolicy.SourceDANE && len(pol.TLSA[t.host]) > 0:
+		return tlspolicy.SourceDANE
+	case pol.Source == tlspolicy.SourceSTS && (pol.Mode == tlspolicy.ModeEnforce || pol.Mode == tlspolicy.ModeTesting) &&
+		pol.MatchMX(t.host) && !failed:
+		return tlspolicy.SourceSTS
+	}
+	return ""
+}
+
+// requireTLSRefused is the permanent failure of a REQUIRETLS message over
+// a connection no policy authenticated: it bounces with 5.7.10.
+func requireTLSRefused(domain, host string) error {
+	return &smtpclient.Error{Command: "MAIL", Local: true, Permanent: true,
+		Err: fmt.Errorf("%w: no DANE or MTA-STS policy of %s authenticated %s", smtpclient.ErrRequireTLS, domain, host)}
+}
+
+// recordTLS tells Deps.TLSStatus the policy applied to domain (the MX
+// rule's mode when none) and, when the connection to t got as far as TLS,
+// its outcome; a connection that failed before (refused, timed out) says
+// nothing about TLS and leaves the host's last outcome alone.
+func (s *site) recordTLS(pol tlspolicy.Policy, domain string, mode smtpclient.TLSMode, t target, c *smtpclient.Client, err error) {
+	b := s.q.deps.TLSStatus
+	if b == nil {
+		return
+	}
+	now := s.q.now()
+	d := tlsstatus.DomainPolicy{Domain: domain, Source: pol.Source, Mode: pol.Mode, MX: pol.MX, Expires: pol.Expires, Note: pol.Note, Seen: now}
+	if pol.Source == "" || pol.Source == tlspolicy.SourceNone {
+		d = tlsstatus.DomainPolicy{Domain: domain, Source: tlsstatus.SourceRule, Mode: mode.String(), Note: pol.Note, Seen: now}
+	}
+	b.SetDomain(d)
+	if t.host == "" {
+		return
+	}
+	h := tlsstatus.HostOutcome{Host: t.host, Domain: domain, Time: now, Policy: d.Source + " " + d.Mode}
+	if t.ip.IsValid() {
+		h.IP = t.ip.String()
+	}
+	var se *smtpclient.Error
+	var pe *policyError
+	switch {
+	case errors.As(err, &pe) || (errors.As(err, &se) && (se.Command == "STARTTLS" || se.Command == "TLS")):
+		h.Failure = err.Error()
+	case err != nil:
+		return
+	case c.TLS():
+		cs := c.TLSConnectionState()
+		h.TLS, h.Verified = true, c.Verified()
+		h.Version = strings.ReplaceAll(tls.VersionName(cs.Version), " ", "")
+		h.Cipher = tls.CipherSuiteName(cs.CipherSuite)
+	case c.TLSError() != nil:
+		h.Failure = "delivered in clear text: " + c.TLSError().Error()
+	default:
+		if _, offered := c.Extensions()["STARTTLS"]; !offered {
+			h.Failure = "STARTTLS not offered"
+		} else {
+			h.Failure = "TLS not tried (tls = disabled, or a recent handshake failure is remembered)"
+		}
+	}
+	b.SetHost(h)
 }

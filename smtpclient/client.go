@@ -49,6 +49,11 @@ type Options struct {
 	// records there with TLSRequired.
 	TLSConfig  *tls.Config
 	ServerName string // MX host name, for SNI and (Verify) the certificate check
+	// VerifyAuthenticates says TLSConfig's VerifyConnection authenticates
+	// the server by itself (DANE, RFC 7672): a handshake it passed counts
+	// as Verified even when the chain does not reach the roots or name
+	// ServerName (DANE-EE ignores both, RFC 7672 §3.1.1).
+	VerifyAuthenticates bool
 
 	// Zero means the default (30s, 5m, 10m). RFC 5321 §4.5.3.2.
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
@@ -318,7 +323,8 @@ func (c *Client) startTLS(ctx context.Context) *Error {
 	// Opportunistic and required sessions accept any certificate (RFC 7435);
 	// whether it would have verified is still worth knowing (REQUIRETLS,
 	// the delivery log).
-	c.verified = mode == TLSVerify || verifyPeer(tc.ConnectionState(), cfg.RootCAs, c.opts.ServerName)
+	c.verified = mode == TLSVerify || (c.opts.VerifyAuthenticates && cfg.VerifyConnection != nil) ||
+		verifyPeer(tc.ConnectionState(), cfg.RootCAs, c.opts.ServerName)
 	// RFC 3207 §4.2: discard what we knew and ask again; extensions may
 	// differ over TLS.
 	return c.hello(ctx)
@@ -425,7 +431,8 @@ func (c *Client) TLSError() error {
 
 // Verified reports whether the TLS session's certificate verified for the
 // MX host name (ServerName) against the roots of Options.TLSConfig (nil:
-// the system's), whatever the mode.
+// the system's), whatever the mode, or passed the VerifyConnection of an
+// Options.VerifyAuthenticates connection (DANE).
 func (c *Client) Verified() bool { return c.tls && c.verified }
 
 // SetRequireTLS makes the following Sends REQUIRETLS transactions (RFC

@@ -336,6 +336,7 @@
     renderDeliveries(deliveries);
     renderDKIM(await fetchDKIM());
     renderAdvice(await fetchAdvice());
+    renderTLS(await fetchTLS());
     if (wasHidden && anchor) {
       const target = document.getElementById(anchor);
       if (target) target.scrollIntoView();
@@ -710,6 +711,61 @@
         el('th', { scope: 'col', class: 'num' }, 'Last hour'), el('th', { scope: 'col', class: 'num' }, 'Last day'),
         el('th', { scope: 'col' }, 'Unsigned, why (last day)'))),
       el('tbody', null, rows))));
+  }
+
+  // fetchTLS returns {domains, hosts} from /tls, or {error}: an older node
+  // without the route, or a failure, leaves the rest of the page alone.
+  async function fetchTLS() {
+    try {
+      const d = await api('tls');
+      return { domains: (d && d.domains) || [], hosts: (d && d.hosts) || [] };
+    } catch (e) {
+      if (e.status === 401) throw e;
+      return { domains: [], hosts: [], error: e.status === 404 ? 'this node does not report TLS' : e.message };
+    }
+  }
+
+  function tlsTime(s) {
+    const d = parseTime(s);
+    return d ? timeWithRel(d) : '—';
+  }
+
+  function renderTLS(d) {
+    if (unchanged('tls', d)) return;
+    const box = $('tls-body');
+    if (d.domains.length === 0 && d.hosts.length === 0) {
+      replace(box, el('p', { class: 'empty', 'data-testid': 'tls-empty' },
+        d.error ? 'No TLS status: ' + d.error + '.' : 'No connection made yet.'));
+      return;
+    }
+    const srcName = { dane: 'DANE', sts: 'MTA-STS', rule: 'MX rule' };
+    const modePill = (src, mode) => src !== 'rule' && mode === 'enforce' ? 'pill-normal'
+      : mode === 'testing' ? 'pill-info' : 'pill-neutral';
+    const domains = d.domains.map((x) => el('tr', { 'data-testid': 'tls-domain-row', 'data-domain': x.domain,
+      'data-source': x.source, 'data-mode': x.mode },
+    el('td', null, el('div', { class: 'site-name' }, x.domain), x.note ? el('div', { class: 'site-key' }, x.note) : null),
+    el('td', null, srcName[x.source] || x.source),
+    el('td', null, el('span', { class: 'pill ' + modePill(x.source, x.mode) }, x.mode)),
+    el('td', null, (x.mx || []).join(', ') || '—'),
+    el('td', null, tlsTime(x.expires))));
+    const hosts = d.hosts.map((x) => el('tr', { 'data-testid': 'tls-host-row', 'data-host': x.host,
+      'data-tls': String(x.tls), 'data-verified': String(x.verified), 'data-policy': x.policy },
+    el('td', null, el('div', { class: 'site-name' }, x.host), el('div', { class: 'site-key' }, [x.ip, x.domain].filter(Boolean).join(' · '))),
+    el('td', null, x.tls ? (x.version || '') + ' ' + (x.cipher || '') : el('span', { class: 'pill pill-suspended' }, 'clear text')),
+    el('td', null, el('span', { class: 'pill ' + (x.verified ? 'pill-normal' : 'pill-backoff') }, x.verified ? 'verified' : 'not verified')),
+    el('td', null, x.policy),
+    el('td', null, tlsTime(x.time)),
+    el('td', null, x.failure || '—')));
+    replace(box, el('div', null,
+      el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'tls-domains-table' },
+        el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Domain'), el('th', { scope: 'col' }, 'Policy'),
+          el('th', { scope: 'col' }, 'Mode'), el('th', { scope: 'col' }, 'MX patterns'), el('th', { scope: 'col' }, 'Expires'))),
+        el('tbody', null, domains))),
+      el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'tls-hosts-table' },
+        el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'MX host'), el('th', { scope: 'col' }, 'TLS'),
+          el('th', { scope: 'col' }, 'Certificate'), el('th', { scope: 'col' }, 'Policy'), el('th', { scope: 'col' }, 'When'),
+          el('th', { scope: 'col' }, 'Failure'))),
+        el('tbody', null, hosts)))));
   }
 
   // ---------- site detail ----------
