@@ -11,14 +11,14 @@ import (
 
 // savedPair is a pair's state on disk.
 type savedPair struct {
-	Key       string     `json:"key"`
-	Day       int64      `json:"day"`
-	Started   int64      `json:"started"`
-	Step      int        `json:"step"`
-	Today     Health     `json:"today"`
-	Yesterday Health     `json:"yesterday"`
-	Local     int64      `json:"local,omitempty"`
-	History   []Decision `json:"history,omitempty"`
+	Key       string        `json:"key"`
+	Day       int64         `json:"day"`
+	Started   int64         `json:"started"`
+	Step      int           `json:"step"`
+	Today     Health        `json:"today"`
+	Yesterday Health        `json:"yesterday"`
+	Local     int64         `json:"local,omitempty"`
+	History   []DayDecision `json:"history,omitempty"`
 }
 
 type savedState struct {

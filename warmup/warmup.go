@@ -18,7 +18,7 @@
 //     pool's other sources, or lets the mail wait.
 //  4. Health comes from the outcome stream (Observe): deliveries,
 //     deferrals, deferrals whose reply is a throttle pattern, bounces and
-//     complaints, counted for the day they happen.
+//     complaints, counted for the day they arrive in.
 //  5. At each day boundary the day that ended is judged (Judge):
 //     nothing sent: hold; over twice a threshold (deferral ratio, throttle
 //     count or complaint count): a bad day, one step back; over a
@@ -121,8 +121,8 @@ func (h Health) String() string {
 		h.Sent, h.Delivered, h.Deferred, h.DeferralRatio(), h.Bounced, h.Throttles, h.Complaints)
 }
 
-// Decision is what a day boundary did to a pair.
-type Decision struct {
+// DayDecision is what a day boundary did to a pair.
+type DayDecision struct {
 	Day      int64     `json:"day"` // the day judged (days since the epoch)
 	Time     time.Time `json:"time"`
 	Action   string    `json:"action"` // advance, hold, step back
@@ -133,7 +133,7 @@ type Decision struct {
 	LimitWas int       `json:"limit_was"` // -1: unlimited
 }
 
-// Decision actions.
+// DayDecision actions.
 const (
 	Advance  = "advance"
 	Hold     = "hold"
@@ -200,7 +200,7 @@ type pair struct {
 	step    int
 	today   Health
 	yday    Health // the day judged last
-	history []Decision
+	history []DayDecision
 	local   int64 // sent today through this node while Redis was away
 }
 
@@ -213,7 +213,18 @@ type Tracker struct {
 	saved chan struct{} // one save at a time
 	// degraded is set while the shared store fails.
 	degraded bool
+	// delivered maps recipients of warming pairs to their pair, for
+	// complaints; prev is the day before's map.
+	delivered, prev map[string]*pair
+	remembered      int64 // the day delivered started
+	// changed is closed when a window (day, or hour with a spread) ends,
+	// to wake the mail waiting for it.
+	changed chan struct{}
+	window  int64 // the hour the last roll saw
 }
+
+// maxRemembered bounds the recipients kept for complaints per day.
+const maxRemembered = 200000
 
 // New builds a Tracker for plans and loads the saved state from deps.Path.
 // A saved pair whose plan is gone is dropped; a new plan starts at step 0.
@@ -227,8 +238,10 @@ func New(plans []Plan, deps Deps) (*Tracker, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	t := &Tracker{deps: deps, saved: make(chan struct{}, 1)}
+	t := &Tracker{deps: deps, saved: make(chan struct{}, 1), delivered: map[string]*pair{}, changed: make(chan struct{})}
 	today := t.dayOf(deps.Now())
+	t.window = t.hourOf(deps.Now())
+	t.remembered = today
 	for i := range plans {
 		p := plans[i]
 		if p.MaxDeferralRatio == 0 {
@@ -252,21 +265,34 @@ func (t *Tracker) dayOf(now time.Time) int64 {
 	return now.UnixNano() / int64(t.deps.Day)
 }
 
+func (t *Tracker) hourOf(now time.Time) int64 {
+	return now.UnixNano() / int64(t.deps.Day/24)
+}
+
+// Changed is closed when the current window ends (a day, or an hour: with
+// a spread the volume grows each hour); Tick notices it.
+func (t *Tracker) Changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed
+}
+
 func (t *Tracker) dayStart(day int64) time.Time {
 	return time.Unix(0, day*int64(t.deps.Day)).UTC()
 }
 
 // Verdict answers Take and Check.
 type Verdict struct {
-	OK      bool      // the message may go from this source
-	Warming bool      // a plan limits this source for this group
-	Source  string    // the source asked about
-	Group   string    // the plan's group
-	Day     int64     // days warming (0: the first day)
-	Step    int       // index into the schedule
-	Count   int64     // sent in the current window (day, or day so far with a spread)
-	Limit   int64     // the window's volume
-	Until   time.Time // when the window frees (refusals)
+	OK      bool          // the message may go from this source
+	Warming bool          // a plan limits this source for this group
+	Source  string        // the source asked about
+	Group   string        // the plan's group
+	Day     int64         // days warming (0: the first day)
+	Step    int           // index into the schedule
+	Count   int64         // sent in the current window (day, or day so far with a spread)
+	Limit   int64         // the window's volume
+	Until   time.Time     // when the window frees (refusals)
+	Retry   time.Duration // Until from now, on the tracker's clock
 }
 
 // Detail is the operator's sentence for a refusal.
@@ -303,7 +329,7 @@ func (t *Tracker) gate(source, rule string, hosts []string, take bool) Verdict {
 	}
 	limit, until := t.windowLocked(pr, now)
 	v := Verdict{OK: true, Warming: limit >= 0, Source: source, Group: pr.plan.Group(), Day: pr.day - pr.started,
-		Step: pr.step, Limit: limit, Count: pr.today.Sent, Until: until}
+		Step: pr.step, Limit: limit, Count: pr.today.Sent, Until: until, Retry: until.Sub(now)}
 	shared := t.deps.Shared
 	key, day := pr.plan.Key(), pr.day
 	local := pr.local
@@ -424,6 +450,9 @@ type Outcome struct {
 	MXHost   string
 	Kind     string // Delivered, Deferred, Bounced or Complaint
 	Text     string // the remote reply (throttle patterns)
+	// Recipient ties a complaint (which names no source) to the pair
+	// that delivered to it.
+	Recipient string
 }
 
 // Outcome kinds.
@@ -435,16 +464,25 @@ const (
 )
 
 // Observe counts one outcome in the health of the pairs it belongs to. A
-// complaint names no source: it counts for every warming source of its
-// group.
+// complaint names no source: it counts for the pair that delivered to its
+// recipient in the last two days (warming volumes are small, so the
+// recipients are few), or for every pair of its rule when it names one.
 func (t *Tracker) Observe(o Outcome) {
 	field := o.Kind
 	throttle := o.Kind == Deferred && t.deps.Throttle != nil && o.Text != "" && t.deps.Throttle(o.Text)
 	t.mu.Lock()
 	t.rollLocked(t.deps.Now())
 	var hit []*pair
+	if o.Kind == Complaint && o.SourceIP == "" {
+		rcpt := strings.ToLower(o.Recipient)
+		if p := t.delivered[rcpt]; p != nil {
+			hit = append(hit, p)
+		} else if p := t.prev[rcpt]; p != nil {
+			hit = append(hit, p)
+		}
+	}
 	for _, p := range t.pairs {
-		if (o.SourceIP == "" && o.Kind != Complaint) || (o.SourceIP != "" && p.plan.IP != o.SourceIP) {
+		if len(hit) > 0 || o.SourceIP == "" && (o.Kind != Complaint || o.Rule == "") || (o.SourceIP != "" && p.plan.IP != o.SourceIP) {
 			continue
 		}
 		var hosts []string
@@ -455,12 +493,18 @@ func (t *Tracker) Observe(o Outcome) {
 			continue
 		}
 		hit = append(hit, p)
+		if o.Kind == Delivered && o.Recipient != "" && len(t.delivered) < maxRemembered {
+			t.delivered[strings.ToLower(o.Recipient)] = p
+		}
 	}
+	// Outcomes arrive as they happen: they count for the day the
+	// tracker's clock is in (its clock may be a test's, not the log's).
+	day := t.dayOf(t.deps.Now())
 	t.mu.Unlock()
 	for _, p := range hit {
-		t.count(p, t.dayOf(o.Time), field, 1)
+		t.count(p, day, field, 1)
 		if throttle {
-			t.count(p, t.dayOf(o.Time), "throttles", 1)
+			t.count(p, day, "throttles", 1)
 		}
 	}
 }
@@ -515,6 +559,19 @@ func (t *Tracker) Tick() {
 // Caller holds t.mu.
 func (t *Tracker) rollLocked(now time.Time) {
 	today := t.dayOf(now)
+	if w := t.hourOf(now); w != t.window {
+		t.window = w
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+	if t.remembered < today {
+		// Two days of recipients: today's map, and yesterday's looked up too.
+		t.prev, t.delivered = t.delivered, map[string]*pair{}
+		if t.remembered < today-1 {
+			t.prev = nil
+		}
+		t.remembered = today
+	}
 	for _, p := range t.pairs {
 		for p.day < today {
 			t.judgeLocked(p, now)
@@ -544,7 +601,7 @@ func (t *Tracker) judgeLocked(p *pair, now time.Time) {
 		}
 		cancel()
 	}
-	d := Decision{Day: p.day, Time: now, Action: action, From: p.step, To: to, Reason: reason, Health: h,
+	d := DayDecision{Day: p.day, Time: now, Action: action, From: p.step, To: to, Reason: reason, Health: h,
 		LimitWas: p.plan.Limit(p.step)}
 	t.deps.Logger.Info("warm-up decision", "source", p.plan.Source, "group", p.plan.Group(), "day", p.day-p.started+1,
 		"action", action, "from_step", p.step+1, "to_step", to+1, "limit_was", d.LimitWas, "new_limit", p.plan.Limit(to),
@@ -564,23 +621,23 @@ func (t *Tracker) judgeLocked(p *pair, now time.Time) {
 
 // Status is one pair as operators see it.
 type Status struct {
-	Source        string     `json:"source"`
-	IP            string     `json:"ip,omitempty"`
-	Group         string     `json:"group"`
-	Day           int64      `json:"day"`  // 1 on the first day
-	Step          int        `json:"step"` // 1-based; past the schedule: warm
-	Steps         int        `json:"steps"`
-	Warm          bool       `json:"warm"`
-	Sent          int64      `json:"sent"`  // today
-	Limit         int        `json:"limit"` // today's volume; -1 unlimited
-	WindowLimit   int64      `json:"window_limit"`
-	Today         Health     `json:"today"`
-	Yesterday     Health     `json:"yesterday"`
-	Healthy       bool       `json:"healthy"` // today so far stays within the thresholds
-	NextDecision  time.Time  `json:"next_decision"`
-	NextAction    string     `json:"next_action"` // what today's numbers would decide now
-	Degraded      bool       `json:"degraded,omitempty"`
-	LastDecisions []Decision `json:"last_decisions,omitempty"`
+	Source        string        `json:"source"`
+	IP            string        `json:"ip,omitempty"`
+	Group         string        `json:"group"`
+	Day           int64         `json:"day"`  // 1 on the first day
+	Step          int           `json:"step"` // 1-based; past the schedule: warm
+	Steps         int           `json:"steps"`
+	Warm          bool          `json:"warm"`
+	Sent          int64         `json:"sent"`  // today
+	Limit         int           `json:"limit"` // today's volume; -1 unlimited
+	WindowLimit   int64         `json:"window_limit"`
+	Today         Health        `json:"today"`
+	Yesterday     Health        `json:"yesterday"`
+	Healthy       bool          `json:"healthy"` // today so far stays within the thresholds
+	NextDecision  time.Time     `json:"next_decision"`
+	NextAction    string        `json:"next_action"` // what today's numbers would decide now
+	Degraded      bool          `json:"degraded,omitempty"`
+	LastDecisions []DayDecision `json:"last_decisions,omitempty"`
 }
 
 // Statuses lists every pair's state now.

@@ -210,3 +210,30 @@ func TestClusterSharesTheDay(t *testing.T) {
 		t.Fatalf("degraded take: %+v degraded %v", v, a.Degraded())
 	}
 }
+
+// A complaint names only its recipient: it counts for the pair that
+// delivered to that address, the next day too.
+func TestComplaintFoundByRecipient(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)}
+	tr := newTracker(t, c, "", nil, yahooPlan(), Plan{Source: "ip2", IP: "127.0.0.2", Rule: "yahoo", Schedule: []int{5}})
+	tr.Take("ip3", "yahoo", nil)
+	tr.Observe(Outcome{Time: c.Now(), SourceIP: "127.0.0.3", Rule: "yahoo", Kind: Delivered, Recipient: "Ann@yahoo.test"})
+	c.Add(day)
+	for range 3 { // over twice the default threshold of 1
+		tr.Observe(Outcome{Time: c.Now(), Kind: Complaint, Recipient: "ann@yahoo.test"})
+	}
+	tr.Observe(Outcome{Time: c.Now(), Kind: Complaint, Recipient: "stranger@yahoo.test"})
+	for _, st := range tr.Statuses() {
+		want := int64(0)
+		if st.Source == "ip3" {
+			want = 3
+		}
+		if st.Today.Complaints != want {
+			t.Errorf("%s: %d complaints, want %d", st.Source, st.Today.Complaints, want)
+		}
+	}
+	c.Add(day)
+	if st := tr.Statuses()[0]; st.LastDecisions[1].Action != StepBack {
+		t.Fatalf("ip3 after 3 complaints: %+v", st.LastDecisions)
+	}
+}

@@ -1,0 +1,140 @@
+package mta_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/mta"
+	"github.com/penstock-mta/penstock/queue"
+	"github.com/penstock-mta/penstock/sim"
+	"github.com/penstock-mta/penstock/warmup"
+)
+
+// warmClock is the warm-up's clock: tests move it a day at a time.
+type warmClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *warmClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *warmClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+const warmDay = time.Hour // on the warm-up's own clock, moved by hand
+
+// warmSetup: sources ip2 (127.0.0.2, warm) and ip3 (127.0.0.3, warming
+// for rule "yahoo" on schedule) in pool "main"; withWarm false leaves ip2
+// out of the pool.
+func warmSetup(withWarm bool, schedule ...int) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Sources = []config.Source{{Name: "ip2", IP: "127.0.0.2"}, {Name: "ip3", IP: "127.0.0.3"}}
+		p := config.Pool{Name: "main", Sources: []config.PoolSource{{Source: "ip3"}}}
+		if withWarm {
+			p.Sources = append(p.Sources, config.PoolSource{Source: "ip2"})
+		}
+		c.Pools = []config.Pool{p}
+		c.Delivery.DefaultPool = "main"
+		c.MXRules = append(c.MXRules, rule("yahoo", "*.yahoo.test", "source", 4, 3, 0))
+		c.Warmups = []config.Warmup{{Source: "ip3", Rule: "yahoo", Schedule: schedule}}
+		c.ApplyDefaults()
+	}
+}
+
+func warmHarness(t *testing.T, w *sim.World, clk *warmClock, dir string, mutate func(*config.Config)) *harness {
+	t.Helper()
+	cfg := testConfig(t, w, dir)
+	mutate(cfg)
+	h := &harness{t: t, world: w, cfg: cfg, opts: mta.Options{WarmupNow: clk.Now, WarmupDay: warmDay}}
+	h.start()
+	return h
+}
+
+func warmStatus(t *testing.T, h *harness) warmup.Status {
+	t.Helper()
+	st := h.m.Warmup()
+	if len(st) != 1 {
+		t.Fatalf("warm-up statuses: %+v", st)
+	}
+	return st[0]
+}
+
+// The warming source sends its day's volume and no more; the rest goes
+// through the warm source of the pool. The receiving side counts by
+// client IP.
+func TestWarmupSpillsOverToWarmSource(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "ok"}, []string{"yahoo.test"}, "mx1.yahoo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &warmClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
+	h := warmHarness(t, w, clk, t.TempDir(), warmSetup(true, 5, 10))
+	h.sendMany(40, 4, func(i int) string { return fmt.Sprintf("u%d@yahoo.test", i) })
+	waitDelivered(t, p, 40, 60*time.Second)
+	by := p.Stats().DeliveredBy
+	if by["127.0.0.3"] > 5 || by["127.0.0.2"] < 35 || by["127.0.0.2"]+by["127.0.0.3"] != 40 {
+		t.Fatalf("delivered by source %v: the warming 127.0.0.3 may send 5, the warm 127.0.0.2 the rest", by)
+	}
+	if st := warmStatus(t, h); st.Sent != by["127.0.0.3"] || st.Limit != 5 {
+		t.Fatalf("status %+v, the provider saw %d from 127.0.0.3", st, by["127.0.0.3"])
+	}
+	t.Logf("delivered by source: %v", by)
+}
+
+// With no warm source the mail waits with the warm-up status and its
+// numbers; the next day (after a healthy one) frees it, a step up; a
+// restart keeps the state.
+func TestWarmupWaitsAdvancesAndSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "ok"}, []string{"yahoo.test"}, "mx1.yahoo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &warmClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
+	dir := t.TempDir()
+	h := warmHarness(t, w, clk, dir, warmSetup(false, 5, 10))
+	h.sendMany(12, 2, func(i int) string { return fmt.Sprintf("u%d@yahoo.test", i) })
+	waitDelivered(t, p, 5, 30*time.Second)
+	var ex queue.Explanation
+	waitFor(t, 10*time.Second, "the warm-up status", func() bool {
+		ex = h.m.Queue.Explain(context.Background(), "yahoo.test")
+		return ex.Site != nil && ex.Site.ByStatus[queue.StatusWarmup] == 7
+	})
+	wt := ex.Site.Wait
+	if wt == nil || wt.Status != queue.StatusWarmup || !strings.Contains(wt.Detail, "source ip3") ||
+		!strings.Contains(wt.Detail, "5 of 5") || !wt.Until.Equal(clk.Now().Add(warmDay)) {
+		t.Fatalf("wait %+v", wt)
+	}
+	if got := p.Delivered(); got != 5 {
+		t.Fatalf("delivered %d while the volume is 5", got)
+	}
+	// The day's health has heard the 5 deliveries (the delivery log's
+	// subscribers run on their own).
+	waitFor(t, 10*time.Second, "5 deliveries in the day's health", func() bool { return warmStatus(t, h).Today.Delivered == 5 })
+	// The next day: step 2 (10 a day) frees the 7.
+	clk.Add(warmDay)
+	waitDelivered(t, p, 12, 30*time.Second)
+	st := warmStatus(t, h)
+	if st.Day != 2 || st.Step != 2 || st.Limit != 10 || st.Sent != 7 || len(st.LastDecisions) != 1 ||
+		st.LastDecisions[0].Action != warmup.Advance || st.LastDecisions[0].Health.Delivered != 5 {
+		t.Fatalf("day 2: %+v", st)
+	}
+	if by := p.Stats().DeliveredBy; by["127.0.0.3"] != 12 {
+		t.Fatalf("by source %v", by)
+	}
+	h.stop()
+	h2 := warmHarness(t, w, clk, dir, warmSetup(false, 5, 10))
+	if st2 := warmStatus(t, h2); st2.Step != 2 || st2.Sent != 7 || st2.Day != 2 || len(st2.LastDecisions) != 1 {
+		t.Fatalf("after restart: %+v", st2)
+	}
+}
