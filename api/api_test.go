@@ -327,6 +327,7 @@ func TestRoutes(t *testing.T) {
 		{"GET /api/v1/openapi.json", request{method: "GET", path: "/api/v1/openapi.json"}, 200, `"openapi": "3.0`},
 		{"GET /api/v1/tlsrpt", request{method: "GET", path: "/api/v1/tlsrpt"}, 200, `"policy-type": "no-policy-found"`},
 		{"GET /api/v1/advise", request{method: "GET", path: "/api/v1/advise?rule=bulk"}, 200, `"kind": "raise"`},
+		{"GET /api/v1/warmup", request{method: "GET", path: "/api/v1/warmup"}, 200, `"sources": []`},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

@@ -166,6 +166,7 @@ var schemaTypes = map[string]any{
 	"BounceReply":      BounceReply{},
 	"ReportStats":      reports.Stats{},
 	"AdviceReport":     advisor.Report{},
+	"WarmupList":       WarmupList{},
 }
 
 // schemaGen derives OpenAPI 3.0 schemas from Go types as encoding/json
