@@ -3,6 +3,7 @@ package mta_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -136,5 +137,55 @@ func TestWarmupWaitsAdvancesAndSurvivesRestart(t *testing.T) {
 	h2 := warmHarness(t, w, clk, dir, warmSetup(false, 5, 10))
 	if st2 := warmStatus(t, h2); st2.Step != 2 || st2.Sent != 7 || st2.Day != 2 || len(st2.LastDecisions) != 1 {
 		t.Fatalf("after restart: %+v", st2)
+	}
+}
+
+// TestWarmupDashboard: the dashboard's warm-up panel shows the warming
+// source with its day, step and today's count, as the API has them.
+func TestWarmupDashboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser run")
+	}
+	b := browser{t: t, bin: findBrowser(t)}
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "ok"}, []string{"yahoo.test"}, "mx1.yahoo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &warmClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
+	const token = "dashboard-warmup-token"
+	h := warmHarness(t, w, clk, t.TempDir(), both(warmSetup(false, 5, 10), func(c *config.Config) { c.HTTP.Token = token }))
+	h.sendMany(8, 2, func(i int) string { return fmt.Sprintf("u%d@yahoo.test", i) })
+	waitDelivered(t, p, 5, 30*time.Second)
+	addr := h.m.HTTPAddr()
+	var list struct {
+		Sources []warmup.Status `json:"sources"`
+	}
+	waitFor(t, 10*time.Second, "5 sent in the API", func() bool {
+		getJSON(t, addr, token, "/api/v1/warmup", &list)
+		return len(list.Sources) == 1 && list.Sources[0].Sent == 5
+	})
+	pg := b.dom("http://" + addr + "/#token=" + token)
+	rows := pg.all("warmup-row")
+	if len(rows) != 1 {
+		t.Fatalf("%d warm-up rows, want 1", len(rows))
+	}
+	if s, _ := attr(rows[0], "data-source"); s != "ip3" {
+		t.Errorf("row for %q, want ip3", s)
+	}
+	for id, want := range map[string]int64{"warmup-sent": 5, "warmup-day": 1} {
+		if ns := within(rows[0], id); len(ns) != 1 || nodeNumber(t, "warm-up panel", ns[0]) != want {
+			t.Errorf("%s is not %d", id, want)
+		}
+	}
+	var shown int64
+	for _, n := range pg.all("status-count") {
+		if s, _ := attr(n, "data-status"); s == queue.StatusWarmup {
+			v, _ := attr(n, "data-value")
+			shown, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if shown != 3 {
+		t.Errorf("the dashboard shows %d recipients as %q, want 3", shown, queue.StatusWarmup)
 	}
 }
