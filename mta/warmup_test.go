@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/cluster/redistest"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/mta"
 	"github.com/penstock-mta/penstock/queue"
@@ -187,5 +189,117 @@ func TestWarmupDashboard(t *testing.T) {
 	}
 	if shown != 3 {
 		t.Errorf("the dashboard shows %d recipients as %q, want 3", shown, queue.StatusWarmup)
+	}
+}
+
+// TestWarmupSimulatedWeek sends from a cold IP for a simulated week, over
+// real SMTP, the receiving side deferring on some days: the schedule
+// advances after healthy days, holds after an unhealthy one (deferral
+// ratio over the threshold) and steps back after a bad one (over twice
+// it), then reaches warm. The log shows the progression day by day.
+func TestWarmupSimulatedWeek(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var calls, deferEvery atomic.Int64
+	beh := sim.Behavior{Name: "yahoo", DataReply: func(int64) string {
+		n := calls.Add(1)
+		if k := deferEvery.Load(); k > 0 && n%k == 0 {
+			return "451 4.3.0 try again later"
+		}
+		return ""
+	}}
+	p, err := w.AddProvider(beh, []string{"yahoo.test"}, "mx1.yahoo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &warmClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
+	h := warmHarness(t, w, clk, t.TempDir(), both(warmSetup(false, 4, 8, 16, 32), func(c *config.Config) {
+		c.FlowControl.Enabled = false // the deferrals are the warm-up's to judge here
+	}))
+	days := []struct {
+		send       int
+		deferEvery int64 // the provider defers every n-th attempt (0: none)
+		deferred   int64 // deferrals that makes
+		action     string
+		step       int // 1-based, after the day
+	}{
+		{4, 0, 0, warmup.Advance, 2},
+		{8, 0, 0, warmup.Advance, 3},
+		{12, 6, 2, warmup.Hold, 3},    // 2 of 14 attempts deferred: 0.14, over 0.10
+		{6, 2, 5, warmup.StepBack, 2}, // 5 of 11: 0.45, over twice 0.10
+		{8, 0, 0, warmup.Advance, 3},
+		{16, 0, 0, warmup.Advance, 4},
+		{32, 0, 0, warmup.Advance, 5}, // past the schedule: warm
+	}
+	total := int64(0)
+	for i, d := range days {
+		calls.Store(0)
+		deferEvery.Store(d.deferEvery)
+		base := total
+		h.sendMany(d.send, 2, func(j int) string { return fmt.Sprintf("d%d-u%d@yahoo.test", i+1, j) })
+		total += int64(d.send)
+		waitDelivered(t, p, total, 30*time.Second)
+		waitFor(t, 10*time.Second, fmt.Sprintf("day %d's outcomes in its health", i+1), func() bool {
+			td := warmStatus(t, h).Today
+			return td.Delivered == total-base && td.Deferred == d.deferred
+		})
+		clk.Add(warmDay)
+		st := warmStatus(t, h)
+		last := st.LastDecisions[len(st.LastDecisions)-1]
+		t.Logf("day %d: sent %d (limit %d), delivered %d, deferred %d (ratio %.2f): %s, step %d -> %d (%s)",
+			i+1, last.Health.Sent, last.LimitWas, last.Health.Delivered, last.Health.Deferred, last.Health.DeferralRatio(),
+			last.Action, last.From+1, last.To+1, last.Reason)
+		if last.Action != d.action || st.Step != d.step {
+			t.Fatalf("day %d: %s to step %d, want %s to step %d", i+1, last.Action, st.Step, d.action, d.step)
+		}
+	}
+	if st := warmStatus(t, h); !st.Warm || st.Limit != -1 {
+		t.Fatalf("after the week: %+v", st)
+	}
+	if by := p.Stats().DeliveredBy; by["127.0.0.3"] != total {
+		t.Fatalf("by source %v, want all %d from the cold 127.0.0.3", by, total)
+	}
+}
+
+// TestWarmupClusterSharesTheDay: two nodes on a real Redis send from the
+// same warming source; together they send the day's volume once.
+func TestWarmupClusterSharesTheDay(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "ok"}, []string{"yahoo.test"}, "mx1.yahoo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &warmClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)}
+	node := func(name string) *harness {
+		return warmHarness(t, w, clk, t.TempDir(), both(warmSetup(false, 6, 12), func(c *config.Config) {
+			c.Cluster = config.Cluster{Redis: fmt.Sprintf("redis://127.0.0.1:%d/0", srv.Port), Node: name, LeaseTTL: config.Duration(5 * time.Second)}
+		}))
+	}
+	a, b := node("warm-a"), node("warm-b")
+	a.sendMany(8, 2, func(i int) string { return fmt.Sprintf("a%d@yahoo.test", i) })
+	b.sendMany(8, 2, func(i int) string { return fmt.Sprintf("b%d@yahoo.test", i) })
+	waitDelivered(t, p, 6, 30*time.Second)
+	waitFor(t, 10*time.Second, "both nodes waiting on the warm-up", func() bool {
+		for _, h := range []*harness{a, b} {
+			ex := h.m.Queue.Explain(context.Background(), "yahoo.test")
+			if ex.Site == nil || ex.Site.Wait == nil || ex.Site.Wait.Status != queue.StatusWarmup {
+				return false
+			}
+		}
+		return true
+	})
+	if got := p.Delivered(); got != 6 {
+		t.Fatalf("two nodes delivered %d, the day's volume is 6", got)
+	}
+	if sa, sb := warmStatus(t, a), warmStatus(t, b); sa.Sent != 6 || sb.Sent != 6 || sa.Degraded || sb.Degraded {
+		t.Fatalf("a %+v\nb %+v", sa, sb)
+	}
+	// The next day both judge it once (step 2: 12) and the 10 left go.
+	clk.Add(warmDay)
+	waitDelivered(t, p, 16, 30*time.Second)
+	if sa, sb := warmStatus(t, a), warmStatus(t, b); sa.Step != 2 || sb.Step != 2 || sa.Sent != 10 {
+		t.Fatalf("day 2: a %+v\nb %+v", sa, sb)
 	}
 }
