@@ -221,7 +221,12 @@ type Tracker struct {
 	// to wake the mail waiting for it.
 	changed chan struct{}
 	window  int64 // the hour the last roll saw
+	// probeAt: while degraded, Redis is asked again from then on.
+	probeAt time.Time
 }
+
+// probeEvery is how often a degraded tracker tries Redis again.
+const probeEvery = time.Second
 
 // maxRemembered bounds the recipients kept for complaints per day.
 const maxRemembered = 200000
@@ -331,8 +336,13 @@ func (t *Tracker) gate(source, rule string, hosts []string, take bool) Verdict {
 	v := Verdict{OK: true, Warming: limit >= 0, Source: source, Group: pr.plan.Group(), Day: pr.day - pr.started,
 		Step: pr.step, Limit: limit, Count: pr.today.Sent, Until: until, Retry: until.Sub(now)}
 	shared := t.deps.Shared
+	if t.degraded && time.Now().Before(t.probeAt) {
+		// Redis failed a moment ago: no wait on it for every message.
+		shared = nil
+	}
 	key, day := pr.plan.Key(), pr.day
 	local := pr.local
+	degraded := t.degraded
 	t.mu.Unlock()
 	if limit < 0 {
 		if take {
@@ -340,10 +350,12 @@ func (t *Tracker) gate(source, rule string, hosts []string, take bool) Verdict {
 		}
 		return v
 	}
-	if shared != nil {
+	if shared != nil || degraded {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if take {
+		if shared == nil {
+			// Degraded, between probes: counted below.
+		} else if take {
 			n, err := shared.Incr(ctx, key, day, "sent", 1, t.deps.Day*3)
 			if err == nil {
 				t.setDegraded(false)
@@ -366,7 +378,9 @@ func (t *Tracker) gate(source, rule string, hosts []string, take bool) Verdict {
 			return v
 		}
 		// Redis is away: this node's share of the limit, counted here.
-		t.setDegraded(true)
+		if shared != nil {
+			t.setDegraded(true)
+		}
 		nodes := 1
 		if t.deps.Nodes != nil {
 			nodes = max(1, t.deps.Nodes())
@@ -425,6 +439,9 @@ func (t *Tracker) setDegraded(d bool) {
 	t.mu.Lock()
 	changed := t.degraded != d
 	t.degraded = d
+	if d {
+		t.probeAt = time.Now().Add(probeEvery)
+	}
 	t.mu.Unlock()
 	if changed {
 		if d {
@@ -511,7 +528,10 @@ func (t *Tracker) Observe(o Outcome) {
 
 // count adds n to a health field of day (only today's counts locally).
 func (t *Tracker) count(p *pair, day int64, field string, n int64) {
-	if sh := t.deps.Shared; sh != nil && field != "sent" {
+	t.mu.Lock()
+	skip := t.degraded && time.Now().Before(t.probeAt)
+	t.mu.Unlock()
+	if sh := t.deps.Shared; sh != nil && field != "sent" && !skip {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := sh.Incr(ctx, p.plan.Key(), day, field, n, t.deps.Day*3)
 		cancel()

@@ -203,11 +203,28 @@ func TestClusterSharesTheDay(t *testing.T) {
 	if sa.Step != 2 || sb.Step != 2 || sa.Yesterday.Delivered != 10 {
 		t.Fatalf("a %+v\nb %+v", sa, sb)
 	}
-	// Redis away: each node its share (20/1 here: Nodes unset is 1), flagged.
+	// Redis away: each node counts its share of the day's 20 (two live
+	// nodes: 10) locally, and says so.
+	a.deps.Nodes = func() int { return 2 }
 	srv.Stop()
-	v := a.Take("ip3", "yahoo", nil)
-	if !v.OK || !a.Degraded() {
-		t.Fatalf("degraded take: %+v degraded %v", v, a.Degraded())
+	n = 0
+	for range 30 {
+		if a.Take("ip3", "yahoo", nil).OK {
+			n++
+		}
+	}
+	if n != 10 || !a.Degraded() || !a.Statuses()[0].Degraded {
+		t.Fatalf("degraded: node a sent %d, want its share 10; degraded %v", n, a.Degraded())
+	}
+	// Redis back: within a probe interval the count is shared again.
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Degraded() && time.Now().Before(deadline) {
+		a.Check("ip3", "yahoo", nil)
+		time.Sleep(50 * time.Millisecond) // a bounded poll of the probe, not a synchronisation
+	}
+	if a.Degraded() {
+		t.Fatal("still degraded 10 s after Redis came back")
 	}
 }
 
