@@ -315,6 +315,7 @@ func TestRoutes(t *testing.T) {
 		{"GET /api/v1/tlsrpt", request{method: "GET", path: "/api/v1/tlsrpt"}, 200, `"policy-type": "no-policy-found"`},
 		{"GET /api/v1/tls", request{method: "GET", path: "/api/v1/tls"}, 200, `"policy": "sts enforce"`},
 		{"GET /api/v1/advise", request{method: "GET", path: "/api/v1/advise?rule=bulk"}, 200, `"kind": "raise"`},
+		{"GET /api/v1/warmup", request{method: "GET", path: "/api/v1/warmup"}, 200, `"sources": []`},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

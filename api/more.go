@@ -7,5 +7,6 @@ func (h *handler) moreRoutes() []Route {
 		Route{"GET", "/api/v1/dkim", h.dkim},
 		Route{"GET", "/api/v1/tlsrpt", h.tlsReports},
 		Route{"GET", "/api/v1/tls", h.tlsStatus},
-		Route{"GET", "/api/v1/advise", h.advise})
+		Route{"GET", "/api/v1/advise", h.advise},
+		Route{"GET", "/api/v1/warmup", h.warmup})
 }

@@ -168,6 +168,7 @@ var schemaTypes = map[string]any{
 	"ReportStats":      reports.Stats{},
 	"AdviceReport":     advisor.Report{},
 	"TLSStatus":        TLSStatusView{},
+	"WarmupList":       WarmupList{},
 }
 
 // schemaGen derives OpenAPI 3.0 schemas from Go types as encoding/json

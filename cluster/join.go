@@ -33,6 +33,10 @@ func (j *Joined) Close() error {
 	return errors.Join(j.bridge.Close(), j.Redis.Close(), j.bus.Close(), j.client.Close())
 }
 
+// Client is the connection to the cluster's Redis, for the other shared
+// state (warm-up counts).
+func (j *Joined) Client() *redis.Client { return j.client }
+
 // PublishFlow sends a local flow-control change to the other nodes.
 func (j *Joined) PublishFlow(ch flow.Change) { j.bridge.PublishFlow(ch) }
 

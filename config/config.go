@@ -64,6 +64,7 @@ type Config struct {
 	Postgres    Postgres     `toml:"postgres"`
 	MTASTS      MTASTS       `toml:"mta_sts"`
 	DANE        DANE         `toml:"dane"`
+	Warmups     []Warmup     `toml:"warmup,omitempty"`
 
 	File string `toml:"-"` // path it was loaded from, "" for defaults
 

@@ -87,6 +87,7 @@ func (c *Config) problems() []*Error {
 	v.dkim(c.DKIM, &c.DKIMDefault, c.Pools)
 	v.tlsrpt(&c.TLSRPT)
 	v.eventsOut(c.Webhooks, c.Streams, &c.Postgres)
+	v.warmups(c.Warmups, c)
 	return v.probs
 }
 

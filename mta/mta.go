@@ -54,6 +54,7 @@ import (
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
 	"github.com/penstock-mta/penstock/tlsstatus"
+	"github.com/penstock-mta/penstock/warmup"
 )
 
 // Options are the parts a caller (tests, demo, bench) may replace.
@@ -77,6 +78,10 @@ type Options struct {
 	MTASTSPort int
 	// TLSReport hears every TLS outcome of delivery (TLSRPT); nil: nobody.
 	TLSReport tlspolicy.Reporter
+	// WarmupNow and WarmupDay are the warm-up clock and day length (nil,
+	// 0: the real clock, 24 h); tests run days in seconds.
+	WarmupNow func() time.Time
+	WarmupDay time.Duration
 }
 
 // MTA is one running Penstock node.
@@ -129,6 +134,7 @@ type MTA struct {
 	tlsStatus *tlsstatus.Board // policies and TLS outcomes, for GET /api/v1/tls
 	tlsCancel context.CancelFunc
 	eventsOut *eventsout.Manager
+	warmup    *warmup.Tracker // nil without [[warmup]]
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -150,6 +156,9 @@ func (m *MTA) tick() {
 				m.Queue.ExpireHeld(m.opts.Now())
 			}
 			m.sampleWaits(now)
+			if m.warmup != nil {
+				m.warmup.Tick()
+			}
 		}
 	}
 }
@@ -238,6 +247,11 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	if !cfg.FlowControl.Enabled {
 		fl = nil
 	}
+	wu, err := m.setupWarmup(cfg, fc)
+	if err != nil {
+		m.closeStores()
+		return nil, err
+	}
 	m.dkim = dkim.NewStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
 		m.closeStores()
@@ -253,7 +267,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		TLSPolicy: policies, TLSReport: m.tlsReport(), TLSStatus: m.tlsStatus,
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
-		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
+		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 	})
@@ -381,6 +395,9 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.subscribe(m.activity.Run)
 	m.subscribe(m.metrics.Run)
 	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
+	if m.warmup != nil {
+		m.subscribe(m.warmup.Feed)
+	}
 	tctx, tcancel := context.WithCancel(context.Background())
 	m.tlsCancel = tcancel
 	m.tlsDaily = m.newTLSDaily()
@@ -498,6 +515,11 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 		f()
 	}
 	m.subs.Wait()
+	if m.warmup != nil {
+		if err := m.warmup.Save(); err != nil {
+			errs = append(errs, fmt.Errorf("warm-up state: %w", err))
+		}
+	}
 	if m.eventsOut != nil {
 		if err := m.eventsOut.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("event outputs: %w", err))

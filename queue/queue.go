@@ -46,7 +46,7 @@ const (
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
 	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
-		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS, StatusDANE}
+		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS, StatusDANE, StatusWarmup}
 }
 
 // Source is a local address mail leaves from, with its EHLO name.
@@ -111,6 +111,9 @@ type Deps struct {
 	// TLSConfig is the base TLS configuration of outgoing connections (its
 	// RootCAs verify certificates; nil: the system's roots).
 	TLSConfig *tls.Config
+	// Warmup limits warming sources to their schedule's volume; nil: no
+	// source is warming.
+	Warmup Warmup
 }
 
 // Queue is the scheduler. The zero value is not usable: call New.

@@ -206,6 +206,7 @@ type limits struct {
 	flowState   string
 	flowDetail  string
 	tlsMode     string
+	source      string // the session's source name (warm-up counts per source)
 	connTimeout time.Duration
 	cmdTimeout  time.Duration
 	dataTimeout time.Duration
@@ -272,6 +273,10 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if p, ok := cfg.Pools[s.pool]; ok && s.pool != "" {
 		pool = p
 	}
+	pool, wait, changed := s.warmSources(lim, pool)
+	if len(pool) == 0 {
+		return wait, changed
+	}
 	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
 	if !ok {
 		s.mu.Lock()
@@ -294,6 +299,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
 	}
+	lim.source = p.src.Name
 	if d, ok := s.takeOpen(lim, lease.Key()); !ok {
 		lease.Release()
 		return d, nil
@@ -311,7 +317,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusWarmup {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -538,6 +544,9 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			continue
 		}
 		if lim.perHour <= 0 && lim.perDay <= 0 {
+			if d, ok := s.takeWarm(lim, j); !ok {
+				return nil, d
+			}
 			return j, 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
@@ -553,6 +562,9 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
 			cancel()
 			if err == nil && ok {
+				if d, ok := s.takeWarm(lim, j); !ok {
+					return nil, d
+				}
 				return j, 0
 			}
 			if err != nil {

@@ -208,6 +208,7 @@ func (p *Provider) accept(s *session) int64 {
 	defer p.smu.Unlock()
 	st := &p.st
 	st.Delivered++
+	st.DeliveredBy[s.ip]++
 	p.delivered.Store(st.Delivered)
 	st.Recipients += int64(len(s.rcpts))
 	if len(st.Arrivals) < maxTimes {

@@ -17,25 +17,26 @@ import (
 // Stats is a snapshot of what a Provider observed. Every TCP connection counts in
 // Connections and the open-at-once figures, including those refused at greeting.
 type Stats struct {
-	Connections     int64          // accepted TCP connections
-	RejectedConns   int64          // refused at greeting (non-2xx greeting or MaxConnsPerIP)
-	OpenNow         int            // connections open now
-	MaxOpen         int            // most connections open at once
-	MaxOpenBySource map[string]int // client IP -> most connections open at once
-	MaxOpenByPath   map[string]int // "clientIP>localIP" -> most connections open at once
-	Delivered       int64          // messages accepted at end of DATA
-	Recipients      int64          // accepted recipients of delivered messages
-	RcptRejected    map[int]int64  // reply code -> MAIL/RCPT rejections, throttles included
-	DataRejected    map[int]int64  // reply code -> messages refused at end of DATA
-	Attempts        int64          // MAIL FROM commands seen (transaction attempts)
-	MaxMsgsPerConn  int            // most messages delivered on one connection
-	TLSConns        int64          // connections that completed STARTTLS
-	StartTLSSeen    int64          // STARTTLS commands received (handshakes tried)
-	RequireTLSMail  int64          // MAIL FROM commands with REQUIRETLS accepted
-	Arrivals        []time.Time    // time of each delivered message (first 2 million)
-	AttemptTimes    []time.Time    // time of each MAIL FROM seen (first 2 million)
-	ConnTimes       []time.Time    // time each TCP connection was accepted (first 2 million)
-	RcptSeen        map[string]int // recipient -> times delivered (first 2 million addresses)
+	Connections     int64            // accepted TCP connections
+	RejectedConns   int64            // refused at greeting (non-2xx greeting or MaxConnsPerIP)
+	OpenNow         int              // connections open now
+	MaxOpen         int              // most connections open at once
+	MaxOpenBySource map[string]int   // client IP -> most connections open at once
+	MaxOpenByPath   map[string]int   // "clientIP>localIP" -> most connections open at once
+	Delivered       int64            // messages accepted at end of DATA
+	DeliveredBy     map[string]int64 // client IP -> messages accepted from it
+	Recipients      int64            // accepted recipients of delivered messages
+	RcptRejected    map[int]int64    // reply code -> MAIL/RCPT rejections, throttles included
+	DataRejected    map[int]int64    // reply code -> messages refused at end of DATA
+	Attempts        int64            // MAIL FROM commands seen (transaction attempts)
+	MaxMsgsPerConn  int              // most messages delivered on one connection
+	TLSConns        int64            // connections that completed STARTTLS
+	StartTLSSeen    int64            // STARTTLS commands received (handshakes tried)
+	RequireTLSMail  int64            // MAIL FROM commands with REQUIRETLS accepted
+	Arrivals        []time.Time      // time of each delivered message (first 2 million)
+	AttemptTimes    []time.Time      // time of each MAIL FROM seen (first 2 million)
+	ConnTimes       []time.Time      // time each TCP connection was accepted (first 2 million)
+	RcptSeen        map[string]int   // recipient -> times delivered (first 2 million addresses)
 }
 
 // Provider is a simulated receiving provider: an SMTP server on loopback addresses
@@ -113,6 +114,7 @@ func NewProvider(b Behavior, addrs ...string) (*Provider, error) {
 		admitted:     make(map[string]int),
 	}
 	p.st.MaxOpenBySource = make(map[string]int)
+	p.st.DeliveredBy = make(map[string]int64)
 	p.st.MaxOpenByPath = make(map[string]int)
 	p.st.RcptRejected = make(map[int]int64)
 	p.st.DataRejected = make(map[int]int64)
@@ -235,6 +237,7 @@ func (p *Provider) Stats() Stats {
 	defer p.smu.Unlock()
 	s := p.st
 	s.MaxOpenBySource = maps.Clone(p.st.MaxOpenBySource)
+	s.DeliveredBy = maps.Clone(p.st.DeliveredBy)
 	s.MaxOpenByPath = maps.Clone(p.st.MaxOpenByPath)
 	s.RcptRejected = maps.Clone(p.st.RcptRejected)
 	s.DataRejected = maps.Clone(p.st.DataRejected)

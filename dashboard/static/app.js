@@ -337,6 +337,7 @@
     renderDKIM(await fetchDKIM());
     renderAdvice(await fetchAdvice());
     renderTLS(await fetchTLS());
+    renderWarmup(await fetchWarmup());
     if (wasHidden && anchor) {
       const target = document.getElementById(anchor);
       if (target) target.scrollIntoView();
@@ -766,6 +767,48 @@
           el('th', { scope: 'col' }, 'Certificate'), el('th', { scope: 'col' }, 'Policy'), el('th', { scope: 'col' }, 'When'),
           el('th', { scope: 'col' }, 'Failure'))),
         el('tbody', null, hosts)))));
+  }
+
+  // fetchWarmup returns {sources} from /warmup, or {error} (an older node
+  // without the route).
+  async function fetchWarmup() {
+    try {
+      const d = await api('warmup');
+      return { sources: (d && d.sources) || [] };
+    } catch (e) {
+      if (e.status === 401) throw e;
+      return { sources: [], error: e.status === 404 ? 'this node does not report warm-up' : e.message };
+    }
+  }
+
+  function renderWarmup(d) {
+    if (unchanged('warmup', d)) return;
+    const box = $('warmup-body');
+    if (d.sources.length === 0) {
+      replace(box, el('p', { class: 'empty', 'data-testid': 'warmup-empty' },
+        d.error ? 'No warm-up status: ' + d.error + '.' : 'No source is warming up ([[warmup]] in the configuration).'));
+      return;
+    }
+    const rows = d.sources.map((x) => {
+      const t = x.today || {};
+      const health = x.warm ? 'warm' : (x.healthy ? 'healthy' : 'unhealthy');
+      const pill = { warm: 'pill-normal', healthy: 'pill-normal', unhealthy: 'pill-backoff' }[health];
+      const limit = x.limit < 0 ? '∞' : fmtInt(x.limit);
+      return el('tr', { 'data-testid': 'warmup-row', 'data-source': x.source, 'data-group': x.group },
+        el('td', null, el('div', { class: 'site-name' }, x.source), el('div', { class: 'site-key' }, x.group)),
+        el('td', { class: 'num' }, num('warmup-day', x.day, fmtInt(x.day))),
+        el('td', { class: 'num' }, x.warm ? 'warm' : fmtInt(x.step) + ' / ' + fmtInt(x.steps)),
+        el('td', { class: 'num' }, num('warmup-sent', x.sent, fmtInt(x.sent)), ' / ', limit),
+        el('td', null, el('span', { class: 'pill ' + pill }, health),
+          el('div', { class: 'site-key' }, 'deferred ' + fmtInt(t.deferred) + ' · throttles ' + fmtInt(t.throttles) +
+            ' · complaints ' + fmtInt(t.complaints))),
+        el('td', null, x.next_action, el('div', { class: 'site-key' }, 'at ' + new Date(x.next_decision).toISOString().slice(0, 16).replace('T', ' ') + ' UTC')));
+    });
+    replace(box, el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'warmup-table' },
+      el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Source'), el('th', { scope: 'col', class: 'num' }, 'Day'),
+        el('th', { scope: 'col', class: 'num' }, 'Step'), el('th', { scope: 'col', class: 'num' }, 'Today / limit'),
+        el('th', { scope: 'col' }, 'Health (today)'), el('th', { scope: 'col' }, 'Next decision'))),
+      el('tbody', null, rows))));
   }
 
   // ---------- site detail ----------
