@@ -3,6 +3,7 @@ package eventsout
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
@@ -29,10 +31,14 @@ func pgColumns() []string {
 		"attempt", "status", "detail", "state", "size", "tls"}
 }
 
-// Postgres writes events into <schema>.events: COPY into a temporary table,
-// then INSERT ... ON CONFLICT (event_id) DO NOTHING, in one transaction.
+// Postgres writes events into <schema>.events, one transaction a batch:
+// COPY into the table; when the batch was partly written before (the
+// primary key refuses it), COPY into a temporary table and INSERT ... ON
+// CONFLICT (event_id) DO NOTHING.
 type Postgres struct {
 	cfg config.Postgres
+	// merged counts the batches that took the temporary table's road.
+	merged int
 
 	mu   sync.Mutex // one batch at a time on the one connection
 	conn *pgx.Conn  // nil until connected, and after an error
@@ -134,6 +140,39 @@ func (p *Postgres) write(ctx context.Context, evs []Event) error {
 			r.Site, r.MXHost, r.MXIP, r.SourceIP, r.Rule, r.Code, r.EnhancedCode, r.Text, r.Reason, r.Class,
 			r.Attempt, r.Status, r.Detail, r.State, r.Size, r.TLS})
 	}
+	// The usual batch is new to the table and goes straight in by COPY.
+	// A batch sent again (after a crash, or a commit whose answer was
+	// lost) meets its own rows on the primary key and is refused whole;
+	// it then goes through a temporary table, skipping the rows there.
+	err := p.copyIn(ctx, rows)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		p.merged++
+		err = p.merge(ctx, rows)
+	}
+	return err
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+func (p *Postgres) copyIn(ctx context.Context, rows [][]any) error {
+	tx, err := p.conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{p.cfg.Schema, "events"}, pgColumns(), pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("postgres: copy: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// merge writes rows of which some may be in the table already.
+func (p *Postgres) merge(ctx context.Context, rows [][]any) error {
 	s := pgx.Identifier{p.cfg.Schema}.Sanitize()
 	tx, err := p.conn.Begin(ctx)
 	if err != nil {

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/penstock-mta/penstock/events"
 )
@@ -26,9 +26,15 @@ type Event struct {
 	rec int
 }
 
-// maxRead bounds the bytes one Read takes from a file (unless one line is
-// longer).
-const maxRead = 4 << 20
+// readChunk is how much one read of a log file takes: a batch reads only
+// as far as its last line (not the whole rest of the file), in chunks of
+// this size, into a buffer that the outputs share through a pool; a line
+// longer than a chunk grows the buffer.
+const readChunk = 64 << 10
+
+// readBufs holds readChunk-sized buffers: what readFile reads is copied
+// into each Event, so the buffer is free once it returns.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
 
 // Read returns up to max events after c and the cursor past them. When c's
 // file is gone (deleted by retention) it starts at the oldest file left and
@@ -81,31 +87,45 @@ func readFile(f logFile, c Cursor, max int) ([]Event, Cursor, int, error) {
 	if fi, err := fh.Stat(); err != nil || !os.SameFile(fi, f.info) {
 		return nil, c, 0, nil
 	}
-	left := f.scanned - c.Offset
-	var buf []byte
-	// A line longer than maxRead is read whole: the bytes up to f.scanned
-	// end with a newline, so the doubling stops.
-	for size := min(left, maxRead); ; size = min(2*size, left) {
-		buf = make([]byte, size)
-		if _, err := fh.ReadAt(buf, c.Offset); err != nil && err != io.EOF {
-			return nil, c, 0, fmt.Errorf("delivery log: read %s: %w", f.path, err)
+	bp := readBufs.Get().(*[]byte)
+	buf := *bp
+	defer func() {
+		if len(buf) <= 1<<20 { // a buffer grown for a huge line is let go
+			*bp = buf
+			readBufs.Put(bp)
 		}
-		if size == left || bytes.IndexByte(buf, '\n') >= 0 {
-			break
-		}
-	}
+	}()
+	start, end := 0, 0 // buf[start:end] is read and not yet taken
+	next := c.Offset   // the file offset of buf[end]
 	var evs []Event
 	bad := 0
 	for len(evs) < max {
-		nl := bytes.IndexByte(buf, '\n')
+		nl := bytes.IndexByte(buf[start:end], '\n')
 		if nl < 0 {
-			break
+			left := f.scanned - next
+			if left <= 0 {
+				break
+			}
+			// Read on behind the partial line, moved to the front; a
+			// line as long as the buffer doubles it.
+			end = copy(buf, buf[start:end])
+			start = 0
+			if end == len(buf) {
+				buf = append(buf, make([]byte, len(buf))...)
+			}
+			n := int(min(int64(len(buf)-end), left))
+			if k, err := fh.ReadAt(buf[end:end+n], next); k < n {
+				return nil, c, 0, fmt.Errorf("delivery log: read %s: %w", f.path, err)
+			}
+			end += n
+			next += int64(n)
+			continue
 		}
-		line := buf[:nl]
+		line := buf[start : start+nl]
 		id := f.key + "-" + strconv.FormatInt(c.Offset, 10)
 		c.Offset += int64(nl + 1)
 		c.Line++
-		buf = buf[nl+1:]
+		start += nl + 1
 		ev, ok := makeEvent(id, line)
 		if !ok {
 			bad++

@@ -15,7 +15,7 @@ import (
 // A record longer than one read is still read, not stuck on for ever.
 func TestReadLongLine(t *testing.T) {
 	dir := t.TempDir()
-	long := `{"type":"Bounce","text":"` + strings.Repeat("x", maxRead+10) + `"}` + "\n"
+	long := `{"type":"Bounce","text":"` + strings.Repeat("x", 3*readChunk+10) + `"}` + "\n"
 	os.WriteFile(filepath.Join(dir, "delivery.log"), []byte(`{"type":"Delivery"}`+"\n"+long+`{"type":"Expiration"}`+"\n"), 0o644)
 	tl := NewTail(dir)
 	tl.Refresh()
@@ -111,6 +111,46 @@ func TestEventRecord(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", line, got, want)
+		}
+	}
+}
+
+// Batches that end and start inside a read chunk, of sizes small and
+// large, return every record once, in order, each with the id of its
+// offset and its own bytes (the read buffer is reused between reads).
+func TestReadAcrossChunks(t *testing.T) {
+	dir := t.TempDir()
+	var log strings.Builder
+	var offsets []int
+	for i := range 3000 { // about 4 chunks, lines of varying length
+		offsets = append(offsets, log.Len())
+		log.WriteString(`{"type":"Delivery","id":"m` + strconv.Itoa(i) + `","text":"` + strings.Repeat("y", i%97) + `"}` + "\n")
+	}
+	os.WriteFile(filepath.Join(dir, "delivery.log"), []byte(log.String()), 0o644)
+	tl := NewTail(dir)
+	tl.Refresh()
+	for _, batch := range []int{7, 100, 1000, 5000} {
+		var all []Event
+		c := Cursor{}
+		for i := 0; i < 1000; i++ {
+			evs, next, _, bad, err := tl.Read(c, batch)
+			if err != nil || bad != 0 || len(evs) > batch {
+				t.Fatalf("batch %d: %d events, bad %d, err %v", batch, len(evs), bad, err)
+			}
+			all = append(all, evs...)
+			if next == c {
+				break
+			}
+			c = next
+		}
+		if len(all) != len(offsets) || c.Offset != int64(log.Len()) || c.Line != int64(len(offsets)) {
+			t.Fatalf("batch %d: %d events of %d, cursor %+v", batch, len(all), len(offsets), c)
+		}
+		for i, ev := range all {
+			var r events.Record
+			if !strings.HasSuffix(ev.ID, "-"+strconv.Itoa(offsets[i])) || ev.record(&r) != nil || r.ID != "m"+strconv.Itoa(i) {
+				t.Fatalf("batch %d: event %d is %s %s", batch, i, ev.ID, ev.JSON)
+			}
 		}
 	}
 }

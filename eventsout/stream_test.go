@@ -200,3 +200,82 @@ func TestNATSServerDownThenBack(t *testing.T) {
 	}
 	m.Close() // before the deferred DeleteStream: nothing makes the stream again
 }
+
+// AMQP: a batch the broker takes in part (a full queue refuses the rest
+// with nacks) is failed whole; sent again it arrives whole, every event
+// under the same message-id and in the same order.
+func TestAMQPBatchPartlyRefused(t *testing.T) {
+	const broker = "127.0.0.1:5672"
+	exchange := unique("penstock_test_nack_")
+	conn, err := amqp.Dial("amqp://guest:guest@" + broker + "/")
+	if err != nil {
+		t.Fatalf("RabbitMQ on %s (started by .ci/run): %v", broker, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ch.ExchangeDelete(exchange, false, false)
+	// all collects everything; small holds 3 messages and refuses more.
+	all, err := ch.QueueDeclare(exchange+"_all", false, true, false, false, nil)
+	if err == nil {
+		_, err = ch.QueueDeclare(exchange+"_small", false, true, false, false,
+			amqp.Table{"x-max-length": int32(3), "x-overflow": "reject-publish"})
+	}
+	if err == nil {
+		err = ch.QueueBind(all.Name, "#", exchange, false, nil)
+	}
+	if err == nil {
+		err = ch.QueueBind(exchange+"_small", "#", exchange, false, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.QueueDelete(all.Name, false, false, false)
+
+	var evs []Event
+	for i := range 8 {
+		ev, ok := makeEvent(fmt.Sprintf("k-%d", 100*i), []byte(fmt.Sprintf(`{"type":"Delivery","id":"m%d"}`, i)))
+		if !ok {
+			t.Fatal("makeEvent refused a record")
+		}
+		evs = append(evs, ev)
+	}
+	snd := newAMQP(config.Stream{Name: "bus", Type: config.StreamAMQP, URL: "amqp://guest:guest@" + broker + "/", Exchange: exchange})
+	defer snd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := snd.Send(ctx, evs); err == nil || !strings.Contains(err.Error(), "nack") {
+		t.Fatalf("a batch the broker refused in part: Send = %v, want a nack error", err)
+	}
+	if _, err := ch.QueueDelete(exchange+"_small", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := snd.Send(ctx, evs); err != nil {
+		t.Fatalf("the same batch again, with room: %v", err)
+	}
+	deliveries, err := ch.Consume(all.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for len(ids) < 2*len(evs) {
+		select {
+		case d := <-deliveries:
+			ids = append(ids, d.MessageId)
+		case <-ctx.Done():
+			t.Fatalf("got %d messages of %d: %v", len(ids), 2*len(evs), ids)
+		}
+	}
+	// Both sends, each whole and in log order, under the events' own ids.
+	for i, id := range ids {
+		if want := evs[i%len(evs)].ID; id != want {
+			t.Fatalf("message %d has id %q, want %q (all: %v)", i, id, want, ids)
+		}
+	}
+}

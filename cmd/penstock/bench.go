@@ -249,6 +249,10 @@ type benchResult struct {
 	Outputs       string             `json:"event_outputs,omitempty"` // -webhook, -amqp, -nats, -postgres
 	OutputsDrainS float64            `json:"event_outputs_drain_s,omitempty"`
 	OutputStatus  []eventsout.Status `json:"event_outputs_status,omitempty"`
+	// ReceiversCPUS is the CPU seconds each local receiver process
+	// (beam.smp, nats-server, postgres) used from the start of the run to
+	// the outputs' catching up: all their clients' work, not only ours.
+	ReceiversCPUS map[string]float64 `json:"receivers_cpu_s,omitempty"`
 }
 
 func (r *benchResult) print(w io.Writer) {

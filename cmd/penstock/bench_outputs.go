@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -108,4 +110,27 @@ func printBenchOutputs(w io.Writer, r *benchResult) {
 	for _, s := range r.OutputStatus {
 		fmt.Fprintf(w, "  %-14s sent %d, lag %d, failures %d %s\n", s.Name, s.Sent, s.Lag, s.Failures, s.LastError)
 	}
+	if len(r.ReceiversCPUS) == 0 {
+		return
+	}
+	// Each receiver's whole CPU from the run's start until the outputs
+	// caught up, whoever its clients were: on a shared machine an upper
+	// bound of what this run cost it.
+	names := slices.Sorted(maps.Keys(r.ReceiversCPUS))
+	var parts []string
+	total := 0.0
+	for _, n := range names {
+		s := r.ReceiversCPUS[n]
+		total += s
+		parts = append(parts, fmt.Sprintf("%s %.2f s (%.0f us/msg)", n, s, perMsgUs(s, r.Delivered)))
+	}
+	fmt.Fprintf(w, "receivers cpu     %.2f s (%.0f us/msg) in the local receiver processes, all their clients included: %s\n",
+		total, perMsgUs(total, r.Delivered), strings.Join(parts, ", "))
+}
+
+func perMsgUs(s float64, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return s * 1e6 / float64(n)
 }

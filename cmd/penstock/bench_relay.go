@@ -209,6 +209,10 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		defer pprof.StopCPUProfile()
 	}
 	st0 := m.Spool.Stats()
+	var recv0 map[string]time.Duration
+	if res.Outputs != "" {
+		recv0 = receiverCPU()
+	}
 	cpu0 := cpuSelf()
 	busy0, total0 := machineTicks()
 	if err := ch.send(loadGo{Addr: m.SMTPAddr()}); err != nil {
@@ -282,6 +286,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		m.Log.Flush()
 		drain, st := benchDrain(ctx, m.EventsOutStatus, time.Minute)
 		res.OutputsDrainS, res.OutputStatus = drain.Seconds(), st
+		res.ReceiversCPUS = receiverDelta(recv0, receiverCPU())
 	}
 	shutdown()
 
