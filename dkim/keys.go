@@ -113,6 +113,12 @@ func New(cfg *config.Config) (s *Signer, warnings []string, err error) {
 		if warn != "" {
 			warnings = append(warnings, cfg.DKIMError(i, "key_file", "%s", warn).Error())
 		}
+		if rk, ok := signer.(*rsa.PrivateKey); ok {
+			var err error
+			if signer, err = rsaSigner(rk); err != nil {
+				warnings = append(warnings, cfg.DKIMError(i, "key_file", "%s: signing with Go's crypto/rsa instead (slower): %v", d.KeyFile, err).Error())
+			}
+		}
 		k := &Key{
 			Domain:         d.Domain,
 			Selector:       d.Selector,

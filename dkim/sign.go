@@ -3,10 +3,8 @@ package dkim
 import (
 	"crypto"
 	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"io"
 	"net/mail"
 	"strconv"
@@ -356,14 +354,13 @@ func (k *Key) signature(fields []field, body *Body, now time.Time) ([]byte, erro
 
 	var sig []byte
 	var err error
-	switch key := k.signer.(type) {
-	case *rsa.PrivateKey:
-		sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, digest)
-	case ed25519.PrivateKey:
+	if key, ok := k.signer.(ed25519.PrivateKey); ok {
 		// RFC 8463 §3: Ed25519 (PureEdDSA) signs the SHA-256 hash.
 		sig = ed25519.Sign(key, digest)
-	default:
-		err = errors.New("unsupported key type")
+	} else {
+		// RSASSA-PKCS1-v1_5 (RFC 8017 §8.2): crypto/rsa's key, or
+		// libcrypto's (rsa.go).
+		sig, err = k.signer.Sign(nil, digest, crypto.SHA256)
 	}
 	if err != nil {
 		return nil, &KeyError{File: k.File, Err: err}
