@@ -575,6 +575,7 @@ func (m *MTA) loadSigner(cfg *config.Config) error {
 	for _, w := range warnings {
 		m.logger.Warn("dkim", "warning", w)
 	}
+	m.logger.Info("dkim keys loaded", "keys", len(signer.Keys()), "rsa_signer", dkim.RSAImplementation())
 	m.dkim.signer.Store(signer)
 	return nil
 }
