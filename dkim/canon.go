@@ -55,8 +55,13 @@ func splitMessage(msg []byte) (fields []field, body []byte) {
 // value returns the field's unfolded value with outer whitespace trimmed.
 func (f field) value() string {
 	_, v, _ := bytes.Cut(f.raw, []byte{':'})
-	s := strings.NewReplacer("\r\n", "", "\n", "").Replace(string(v))
-	return strings.Trim(s, " \t")
+	out := make([]byte, 0, len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			out = append(out, c)
+		}
+	}
+	return strings.Trim(string(out), " \t")
 }
 
 func isWSP(b byte) bool { return b == ' ' || b == '\t' }
@@ -70,7 +75,12 @@ func canonHeader(dst, raw []byte, relaxed bool) []byte {
 		return append(dst, raw...)
 	}
 	name, value, _ := bytes.Cut(raw, []byte{':'})
-	dst = append(dst, bytes.ToLower(bytes.TrimRight(name, " \t"))...)
+	for _, c := range bytes.TrimRight(name, " \t") {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
 	dst = append(dst, ':')
 	return append(relaxValue(dst, value), '\r', '\n')
 }
@@ -99,26 +109,36 @@ func relaxValue(dst, value []byte) []byte {
 }
 
 // bodyHasher writes the canonical body (RFC 6376 §3.4.3 simple, §3.4.4
-// relaxed) into a hash line by line, without copying the body.
+// relaxed) into a hash. The canonical lines are gathered in out and hashed
+// in pieces of at least flushAt bytes: a hash Write per line cost more than
+// the canonicalization itself.
 type bodyHasher struct {
 	h       hash.Hash
 	relaxed bool
 	empties int  // empty lines seen but not yet written: trailing ones are dropped
 	any     bool // a non-empty line was written
-	buf     []byte
-	crlf    [2]byte
+	out     []byte
 }
 
+const flushAt = 16 << 10
+
 func newBodyHasher(relaxed bool) *bodyHasher {
-	return &bodyHasher{h: sha256.New(), relaxed: relaxed, crlf: [2]byte{'\r', '\n'}}
+	return &bodyHasher{h: sha256.New(), relaxed: relaxed}
 }
 
 // line takes one body line without its line ending.
 func (b *bodyHasher) line(l []byte) {
+	// §3.4.4: WSP at the end of a line ignored, so a line of WSP only is
+	// empty under relaxed.
+	if len(l) == 0 || (b.relaxed && len(bytes.TrimLeft(l, " \t")) == 0) {
+		b.empties++
+		return
+	}
+	for ; b.empties > 0; b.empties-- {
+		b.out = append(b.out, '\r', '\n')
+	}
 	if b.relaxed {
-		// §3.4.4: WSP at the end of a line ignored, runs of WSP inside a
-		// line reduced to one SP.
-		b.buf = b.buf[:0]
+		// §3.4.4: runs of WSP inside a line reduced to one SP.
 		space := false
 		for _, c := range l {
 			if isWSP(c) {
@@ -126,27 +146,25 @@ func (b *bodyHasher) line(l []byte) {
 				continue
 			}
 			if space {
-				b.buf = append(b.buf, ' ')
+				b.out = append(b.out, ' ')
 				space = false
 			}
-			b.buf = append(b.buf, c)
+			b.out = append(b.out, c)
 		}
-		l = b.buf
+	} else {
+		b.out = append(b.out, l...)
 	}
-	if len(l) == 0 {
-		b.empties++
-		return
-	}
-	for ; b.empties > 0; b.empties-- {
-		b.h.Write(b.crlf[:])
-	}
-	b.h.Write(l)
-	b.h.Write(b.crlf[:])
+	b.out = append(b.out, '\r', '\n')
 	b.any = true
+	if len(b.out) >= flushAt {
+		b.h.Write(b.out)
+		b.out = b.out[:0]
+	}
 }
 
 // sum hashes body and returns the digest.
 func (b *bodyHasher) sum(body []byte) []byte {
+	b.out = make([]byte, 0, min(len(body)+64, 2*flushAt))
 	for len(body) > 0 {
 		nl := bytes.IndexByte(body, '\n')
 		var l []byte
@@ -162,8 +180,9 @@ func (b *bodyHasher) sum(body []byte) []byte {
 	// §3.4.3: the simple canonical form of an empty body is one CRLF;
 	// §3.4.4: the relaxed form is empty.
 	if !b.any && !b.relaxed {
-		b.h.Write(b.crlf[:])
+		b.out = append(b.out, '\r', '\n')
 	}
+	b.h.Write(b.out)
 	return b.h.Sum(nil)
 }
 

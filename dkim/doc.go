@@ -36,6 +36,13 @@
 // go-msgauth's verifier checks them independently, in the tests and in
 // Check's self-test of every published key.
 //
+// RSA signatures cost most of the CPU of signing: in a cgo build on Linux
+// they are made by OpenSSL 3's libcrypto, dlopened at run time (rsa.go,
+// rsa_libcrypto.go), and by crypto/rsa in a static build or where
+// libcrypto.so.3 is missing. RSASSA-PKCS1-v1_5 is deterministic, so both
+// make the same bytes; each key's libcrypto signature of a test digest is
+// verified with crypto/rsa before libcrypto signs with it.
+//
 // Keys are PEM files (PKCS#1 or PKCS#8 RSA of at least 2048 bits, PKCS#8
 // Ed25519). New refuses a key that cannot be read, is weak, or is readable
 // by every user of the machine, naming the file and the config line; a

@@ -40,9 +40,9 @@ type Key struct {
 	File      string // key_file
 
 	signer         crypto.Signer
-	headers        []string        // h= candidates, as configured, no duplicates
-	oversign       map[string]bool // lower-cased names
-	canon          string          // c=
+	headers        []string // h= candidates, as configured, no duplicates
+	oversigned     []bool   // by headers: listed once more in h=
+	canon          string   // c=
 	relaxedHeader  bool
 	relaxedBody    bool
 	expire         time.Duration
@@ -113,13 +113,18 @@ func New(cfg *config.Config) (s *Signer, warnings []string, err error) {
 		if warn != "" {
 			warnings = append(warnings, cfg.DKIMError(i, "key_file", "%s", warn).Error())
 		}
+		if rk, ok := signer.(*rsa.PrivateKey); ok {
+			var err error
+			if signer, err = rsaSigner(rk); err != nil {
+				warnings = append(warnings, cfg.DKIMError(i, "key_file", "%s: signing with Go's crypto/rsa instead (slower): %v", d.KeyFile, err).Error())
+			}
+		}
 		k := &Key{
 			Domain:         d.Domain,
 			Selector:       d.Selector,
 			Bits:           bits,
 			File:           d.KeyFile,
 			signer:         signer,
-			oversign:       map[string]bool{},
 			canon:          d.Canonicalization,
 			expire:         time.Duration(d.Expire),
 			signSubdomains: d.SignSubdomains,
@@ -140,8 +145,8 @@ func New(cfg *config.Config) (s *Signer, warnings []string, err error) {
 				k.headers = append(k.headers, h)
 			}
 		}
-		for _, h := range d.Oversign {
-			k.oversign[strings.ToLower(h)] = true
+		for _, h := range k.headers {
+			k.oversigned = append(k.oversigned, slices.ContainsFunc(d.Oversign, func(o string) bool { return strings.EqualFold(o, h) }))
 		}
 		// Validated by config already.
 		k.activeFrom, _ = config.ParseDKIMTime(d.ActiveFrom)

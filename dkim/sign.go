@@ -3,10 +3,8 @@ package dkim
 import (
 	"crypto"
 	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"io"
 	"net/mail"
 	"strconv"
@@ -279,22 +277,20 @@ func orgDomain(d string) string {
 // signature returns this key's DKIM-Signature field for the message, CRLF
 // included (RFC 6376 §3.5 tags, §3.7 hashes, §5.4.2 field selection).
 func (k *Key) signature(fields []field, body *Body, now time.Time) ([]byte, error) {
-	// Instances of each field, bottom-up: a name listed n times in h=
-	// signs its last n instances (§5.4.2), and one listed once more than
-	// it occurs signs the absence of a further one (over-signing, §8.15).
-	inst := map[string][]int{}
-	for i := len(fields) - 1; i >= 0; i-- {
-		l := strings.ToLower(fields[i].name)
-		inst[l] = append(inst[l], i)
-	}
-	var h []string
-	for _, name := range k.headers {
-		l := strings.ToLower(name)
-		n := len(inst[l])
-		if k.oversign[l] {
-			n++
+	// A name listed n times in h= signs its last n instances, bottom-up
+	// (§5.4.2), and one listed once more than it occurs signs the absence
+	// of a further one (over-signing, §8.15). signed are those instances,
+	// in h= order.
+	h := make([]string, 0, 2*len(k.headers))
+	signed := make([]int, 0, len(fields))
+	for j, name := range k.headers {
+		for i := len(fields) - 1; i >= 0; i-- {
+			if strings.EqualFold(fields[i].name, name) {
+				signed = append(signed, i)
+				h = append(h, name)
+			}
 		}
-		for ; n > 0; n-- {
+		if k.oversigned[j] {
 			h = append(h, name)
 		}
 	}
@@ -334,16 +330,9 @@ func (k *Key) signature(fields []field, body *Body, now time.Time) ([]byte, erro
 	unsigned := sb.String()
 
 	hh := sha256.New()
-	used := map[string]int{}
-	var buf []byte
-	for _, name := range h {
-		l := strings.ToLower(name)
-		n := used[l]
-		used[l]++
-		if n >= len(inst[l]) {
-			continue // over-signed: a field that is not there hashes as nothing
-		}
-		buf = canonHeader(buf[:0], fields[inst[l][n]].raw, k.relaxedHeader)
+	buf := make([]byte, 0, 1024)
+	for _, i := range signed {
+		buf = canonHeader(buf[:0], fields[i].raw, k.relaxedHeader)
 		hh.Write(buf)
 	}
 	// §3.7: the DKIM-Signature field itself, b= empty, without its CRLF.
@@ -356,14 +345,13 @@ func (k *Key) signature(fields []field, body *Body, now time.Time) ([]byte, erro
 
 	var sig []byte
 	var err error
-	switch key := k.signer.(type) {
-	case *rsa.PrivateKey:
-		sig, err = rsa.SignPKCS1v15(nil, key, crypto.SHA256, digest)
-	case ed25519.PrivateKey:
+	if key, ok := k.signer.(ed25519.PrivateKey); ok {
 		// RFC 8463 §3: Ed25519 (PureEdDSA) signs the SHA-256 hash.
 		sig = ed25519.Sign(key, digest)
-	default:
-		err = errors.New("unsupported key type")
+	} else {
+		// RSASSA-PKCS1-v1_5 (RFC 8017 §8.2): crypto/rsa's key, or
+		// libcrypto's (rsa.go).
+		sig, err = k.signer.Sign(nil, digest, crypto.SHA256)
 	}
 	if err != nil {
 		return nil, &KeyError{File: k.File, Err: err}

@@ -582,6 +582,9 @@ func (m *MTA) loadSigner(cfg *config.Config) error {
 	for _, w := range warnings {
 		m.logger.Warn("dkim", "warning", w)
 	}
+	if err == nil && len(cfg.DKIM) > 0 {
+		m.logger.Info("dkim keys loaded", "keys", len(cfg.DKIM), "rsa_signer", dkim.RSAImplementation())
+	}
 	return err
 }
 

@@ -161,6 +161,9 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	}
 	if f.dkim != "none" {
 		res.Settings += "; DKIM signing " + f.dkim
+		if f.dkim != "ed25519" {
+			res.Settings += " (RSA by " + dkim.RSAImplementation() + ")"
+		}
 	}
 	res.DKIM = f.dkim
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/penstock-mta/penstock/dkim"
 )
 
 // usage lists the commands.
@@ -185,5 +187,6 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 		line += " " + goVersion
 	}
 	fmt.Fprintln(stdout, line)
+	fmt.Fprintln(stdout, "dkim rsa signer: "+dkim.RSAImplementation())
 	return 0
 }

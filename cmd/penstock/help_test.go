@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/penstock-mta/penstock/dkim"
 )
 
 // Every command describes itself: what it does, its arguments, an example,
@@ -63,6 +65,9 @@ func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if rc := run([]string{"version"}, &out, &errb); rc != 0 || !strings.HasPrefix(out.String(), "penstock ") {
 		t.Fatalf("rc %d out %q err %q", rc, out.String(), errb.String())
+	} // The line names the RSA signer this process uses.
+	if want := "\ndkim rsa signer: " + dkim.RSAImplementation() + "\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("version output %q lacks %q", out.String(), want)
 	}
 }
 

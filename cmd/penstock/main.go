@@ -62,7 +62,7 @@ func commands() map[string]command {
 			about:   "Measures end-to-end throughput on this machine: SMTP injection, the durable\nspool, delivery to a loopback sink; prints msgs/s, CPU per message and\npeak RSS.",
 			example: "penstock bench -n 20000"},
 		"version": {summary: "print the version of this binary", run: cmdVersion,
-			about:   "Prints the module version, the source revision and the Go version this\nbinary was built with.",
+			about:   "Prints the module version, the source revision and the Go version this\nbinary was built with, and what makes its DKIM RSA signatures: libcrypto\n(OpenSSL 3, opened at run time; a cgo build on Linux) or Go's crypto/rsa\n(a static build, or no libcrypto.so.3 on the machine).",
 			example: "penstock version"},
 		"dkim": {summary: "make a DKIM key and its DNS record (keygen), check the published records (check), or show signing by From domain (status)", run: cmdDKIM, args: "keygen|check|status",
 			about:   "keygen writes a private key (mode 0600) and prints the DNS TXT record to\npublish and the [[dkim]] lines to add; check resolves each configured\nselector's TXT record and says whether it is published and matches the key;\nstatus asks the running server, per From domain, how many messages were\nsigned (aligned), signed by a third party, or left unsigned and why.",
