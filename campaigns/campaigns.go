@@ -156,15 +156,23 @@ func (d *Store) Load() error {
 // counted; they are reported as "recovered" rather than guessed.
 func (d *Store) Reconcile(queued map[string]int) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, dm := range d.byID {
+	recs := make([]*record, 0, len(d.byID))
+	for _, dm := range d.byID {
+		recs = append(recs, dm)
+	}
+	d.mu.Unlock()
+	// The queue already delivers what was loaded: a record's counts are
+	// read under its own lock, as Final writes them.
+	for _, dm := range recs {
+		dm.mu.Lock()
 		c := dm.Counts
 		finals := c.Delivered + c.Bounced + c.Suppressed + c.Expired + c.Cancelled
-		gap := dm.Total - finals - queued[id]
+		gap := dm.Total - finals - queued[dm.ID]
 		if gap > 0 {
 			dm.Restored += gap
 			dm.dirty = true
 		}
+		dm.mu.Unlock()
 	}
 }
 

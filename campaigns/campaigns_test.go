@@ -135,3 +135,40 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReconcileWhileDelivering: at start the spool's mail is already being
+// delivered while the counts are reconciled; the two must not race on a
+// delivery's counts (the race detector caught Reconcile reading them
+// without the record's lock).
+func TestReconcileWhileDelivering(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	d := newStore(t, sp, &fakeQueue{})
+	if err := d.Load(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.CreateDelivery(context.Background(), api.DeliveryRequest{Name: "race", From: "news@example.org",
+		Template:   campaign.Template{From: "news@example.org", Subject: "s", Text: "t"},
+		Recipients: []campaign.Recipient{{Address: "a@example.net"}, {Address: "b@example.net"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &spool.Message{DeliveryID: v.ID}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			d.Final(msg, queue.Outcome{Delivered: true}, time.Now())
+		}
+	}()
+	for range 200 {
+		d.Reconcile(map[string]int{v.ID: 1})
+	}
+	<-done
+	if got, _ := d.Delivery(v.ID); got.Counts.Delivered != 200 {
+		t.Fatalf("delivered = %d, want 200", got.Counts.Delivered)
+	}
+}
