@@ -58,6 +58,7 @@ package flow
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -809,7 +810,6 @@ func (c *Controller) Peek(key string, now time.Time) Decision {
 }
 
 func (c *Controller) decide(key string, now time.Time, take bool) Decision {
-	var changes []Change
 	c.mu.Lock()
 	s := c.sites[key]
 	if s == nil {
@@ -817,7 +817,7 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 		c.mu.Unlock()
 		return Decision{State: Normal, ConnFactor: 1, RateFactor: 1, Local: local}
 	}
-	d := c.decideState(key, s, now, take, &changes)
+	d, changes := c.decideState(key, s, now, take, nil)
 	c.mu.Unlock()
 	c.emit(changes, nil)
 	return d
@@ -825,16 +825,33 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 
 // decideState is the Decision of a site's or a source's state. Caller
 // holds c.mu.
-func (c *Controller) decideState(key string, s *siteState, now time.Time, take bool, changes *[]Change) Decision {
+func (c *Controller) decideState(key string, s *siteState, now time.Time, take bool, changes []Change) (Decision, []Change) {
 	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
-		*changes = append(*changes, ch)
+		changes = append(changes, ch)
 	}
 	if ch, ok := c.stepLimit(key, s, now); ok {
-		*changes = append(*changes, ch)
+		changes = append(changes, ch)
 	}
+	d := c.gate(s, now)
+	if take && s.state == Suspended && d.Probe {
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+	}
+	d.LastErrors = append([]string(nil), s.lastErrs...)
+	d.Diagnosis = c.diagnose(key, s, now)
+	d.Detail = c.detail(key, s, d, now)
+	if d.Limit != nil {
+		d.Detail += "; " + d.Limit.Detail
+	}
+	return d, changes
+}
+
+// gate is the part of a Decision the scheduler acts on: the state, the
+// hold, the probe (without taking its slot), the cuts and the timed
+// limit. Caller holds c.mu.
+func (c *Controller) gate(s *siteState, now time.Time) Decision {
 	a, e, _ := s.win.sums(now)
 	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
-		Attempts: a, Errors: e, Local: c.local, LastErrors: append([]string(nil), s.lastErrs...)}
+		Attempts: a, Errors: e, Local: c.local}
 	if a > 0 {
 		d.Ratio = float64(e) / float64(a)
 	}
@@ -864,17 +881,9 @@ func (c *Controller) decideState(key string, s *siteState, now time.Time, take b
 		d.ConnFactor, d.RateFactor = 0, 0
 		if !now.Before(s.nextProbe) {
 			d.Probe = true
-			if take {
-				s.nextProbe = now.Add(c.cfg.ProbeInterval)
-			}
 		}
 	}
 	d.Limit = c.limitView(s, now)
-	d.Diagnosis = c.diagnose(key, s, now)
-	d.Detail = c.detail(key, s, d, now)
-	if d.Limit != nil {
-		d.Detail += "; " + d.Limit.Detail
-	}
 	return d
 }
 
@@ -892,8 +901,10 @@ func (s *siteState) troubled() bool {
 // Sources returns the decisions of a site's sources that are out of
 // normal (a backoff, a suspension, errors in a row, a timed limit),
 // sorted by source; nil when every source may be used at the site's
-// limits. It takes no probe slot (TakeProbe does). Cheap when all is
-// well: no allocation.
+// limits. It takes no probe slot (TakeProbe does). It is on the
+// scheduler's path: the decisions are lean (no Detail, Diagnosis or last
+// errors, which SourcesAll gives), and with every source normal it
+// allocates nothing.
 func (c *Controller) Sources(key string, now time.Time) []SourceDecision {
 	var changes []Change
 	var out []SourceDecision
@@ -902,14 +913,21 @@ func (c *Controller) Sources(key string, now time.Time) []SourceDecision {
 		if !s.troubled() {
 			continue
 		}
-		d := c.decideState(key, s, now, false, &changes)
+		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+			changes = append(changes, ch)
+		}
+		if ch, ok := c.stepLimit(key, s, now); ok {
+			changes = append(changes, ch)
+		}
 		if s.troubled() {
-			out = append(out, SourceDecision{Source: src, Decision: d})
+			out = append(out, SourceDecision{Source: src, Decision: c.gate(s, now)})
 		}
 	}
 	c.mu.Unlock()
 	c.emit(changes, nil)
-	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
+	}
 	return out
 }
 
@@ -920,11 +938,13 @@ func (c *Controller) SourcesAll(key string, now time.Time) []SourceDecision {
 	var out []SourceDecision
 	c.mu.Lock()
 	for src, s := range c.sources[key] {
-		out = append(out, SourceDecision{Source: src, Decision: c.decideState(key, s, now, false, &changes)})
+		var d Decision
+		d, changes = c.decideState(key, s, now, false, changes)
+		out = append(out, SourceDecision{Source: src, Decision: d})
 	}
 	c.mu.Unlock()
 	c.emit(changes, nil)
-	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
+	slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
 	return out
 }
 

@@ -31,8 +31,12 @@ func TestSourceThrottleLeavesOtherSources(t *testing.T) {
 	if len(srcs) != 1 || srcs[0].Source != "10.0.0.2" || srcs[0].State != Backoff {
 		t.Fatalf("sources in trouble: %+v, want 10.0.0.2 in backoff", srcs)
 	}
-	if !strings.Contains(srcs[0].Diagnosis, "reputation of source 10.0.0.2 at yahoo") || !strings.Contains(srcs[0].Detail, "source 10.0.0.2") {
-		t.Errorf("diagnosis %q detail %q do not name the source", srcs[0].Diagnosis, srcs[0].Detail)
+	all := c.SourcesAll("yahoo", now)
+	if len(all) != 2 || all[0].Source != "10.0.0.2" || all[1].State != Normal {
+		t.Fatalf("all sources: %+v", all)
+	}
+	if !strings.Contains(all[0].Diagnosis, "reputation of source 10.0.0.2 at yahoo") || !strings.Contains(all[0].Detail, "source 10.0.0.2") {
+		t.Errorf("diagnosis %q detail %q do not name the source", all[0].Diagnosis, all[0].Detail)
 	}
 	if got := rec.changes[len(rec.changes)-1]; got.Source != "10.0.0.2" || got.To != Backoff {
 		t.Errorf("change %+v, want the source's backoff", got)
