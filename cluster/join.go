@@ -34,10 +34,11 @@ func (j *Joined) PublishFlow(ch flow.Change) { j.node.PublishFlow(ch) }
 
 // Join connects to the [cluster] Redis, opens the shared quota store and
 // starts this node's heartbeat (with its sources, "name ip") and flow
-// bridge; the other nodes' flow changes go to adopt
-// (flow.Controller.Adopt). Nothing here touches the spool: mail is
-// accepted and kept whether Redis answers or not.
-func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flow.Change), logger *slog.Logger) (*Joined, error) {
+// bridge: the other nodes' flow changes are adopted by fc, and fc's error
+// windows are shared (errors spread over nodes add up toward the
+// thresholds). Nothing here touches the spool: mail is accepted and kept
+// whether Redis answers or not.
+func Join(cc config.Cluster, sources []string, started time.Time, fc *flow.Controller, logger *slog.Logger) (*Joined, error) {
 	client, err := Dial(cc.Redis)
 	if err != nil {
 		return nil, err
@@ -47,10 +48,12 @@ func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flo
 		client.Close()
 		return nil, fmt.Errorf("node %q: %w", cc.Node, err)
 	}
+	fc.ShareWindows()
 	node, err := Start(client, Options{
 		Node: cc.Node, Sources: sources, Started: started, Logger: logger,
-		Mode:  func() string { return store.State().Mode },
-		Adopt: adopt,
+		Mode:    func() string { return store.State().Mode },
+		Adopt:   fc.Adopt,
+		Windows: fc,
 	})
 	if err != nil {
 		store.Close()

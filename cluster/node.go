@@ -37,8 +37,13 @@ type Options struct {
 	Mode func() string
 	// Adopt applies a flow-control change decided on another node
 	// (flow.Controller.Adopt); nil: changes are not received.
-	Adopt  func(flow.Change)
-	Logger *slog.Logger
+	Adopt func(flow.Change)
+	// Windows shares flow control's error windows through Redis
+	// (flow.Controller, with ShareWindows on); nil: not shared.
+	Windows Windows
+	// SyncInterval between two window syncs (default 1s).
+	SyncInterval time.Duration
+	Logger       *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -56,6 +61,9 @@ func (o *Options) defaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -80,6 +88,12 @@ type Node struct {
 	// adopted counts changes received from other nodes, for tests and
 	// status.
 	adopted atomic.Int64
+	// Shared error windows: the script, the counts a failed sync keeps
+	// for the next (owned by the syncer goroutine), and whether the last
+	// sync failed.
+	windowScript *redis.Script
+	carry        []flow.WindowCounts
+	windowsDown  atomic.Bool
 }
 
 // heartbeat is the JSON part of a <prefix>nodes value.
@@ -115,6 +129,11 @@ func Start(c *redis.Client, opts Options) (*Node, error) {
 		n.ps = c.Subscribe(n.ctx, opts.Prefix+"flow")
 		n.wg.Add(1)
 		go n.subscriber()
+	}
+	if opts.Windows != nil {
+		n.windowScript = redis.NewScript(windowScriptSrc)
+		n.wg.Add(1)
+		go n.windowSyncer()
 	}
 	return n, nil
 }
@@ -225,9 +244,9 @@ func (n *Node) publish(m flowMsg) {
 	state := n.opts.Prefix + "flow:state"
 	_, err = n.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if m.Change.To == flow.Normal {
-			p.HDel(ctx, state, m.Change.Site)
+			p.HDel(ctx, state, stateField(m.Change))
 		} else {
-			p.HSet(ctx, state, m.Change.Site, js)
+			p.HSet(ctx, state, stateField(m.Change), js)
 		}
 		p.Publish(ctx, n.opts.Prefix+"flow", js)
 		return nil
@@ -271,6 +290,15 @@ func (n *Node) subscriber() {
 	}
 }
 
+// stateField is a change's field in <prefix>flow:state: the site, or
+// "site source" for a source's state.
+func stateField(ch flow.Change) string {
+	if ch.Source == "" {
+		return ch.Site
+	}
+	return ch.Site + " " + ch.Source
+}
+
 // staleState: saved states older than this are not adopted (flow control
 // would have recovered from them long since).
 const staleState = time.Hour
@@ -301,7 +329,7 @@ func (n *Node) loadStates() {
 		if now.Sub(c.Time) > staleState || (c.To == flow.Suspended && !c.Until.IsZero() && now.After(c.Until)) {
 			continue
 		}
-		if !strings.EqualFold(site, c.Site) {
+		if !strings.EqualFold(site, stateField(c)) {
 			continue
 		}
 		n.adopted.Add(1)

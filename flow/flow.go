@@ -308,7 +308,8 @@ type siteState struct {
 	baseRate   int // deliveries per hour seen when trouble began (0: unknown)
 	consec     int // errors in a row, without a success between them
 	limit      *limitState
-	source     string // "" for a site's state, the source IP for a (site, source) state
+	source     string  // "" for a site's state, the source IP for a (site, source) state
+	shared     *others // the other nodes' counts (cluster), nil without
 }
 
 // Controller is the in-process flow control. Safe for concurrent use.
@@ -324,6 +325,10 @@ type Controller struct {
 	local     bool
 	localInfo LocalProblem
 	lastScan  time.Time
+	// pending: counts for the other nodes (shared windows), nil when
+	// not shared; windowsDown: the store that shares them is away.
+	pending     map[pendingKey]*[2]int32
+	windowsDown bool
 }
 
 // New builds a controller.
@@ -424,6 +429,7 @@ func (c *Controller) Record(ev Event) {
 	if src == "" || ev.DNS {
 		// Not tied to a source: the site's own window and state.
 		s.win.add(ev.Time, ev.OK, ev.Err)
+		c.pend(ev.Site, "", s, ev.Time, ev.Err)
 		changes = c.note(ev, s, allPatterns, changes)
 	} else {
 		// Tied to a source: the attempt counts at the site (its
@@ -432,6 +438,8 @@ func (c *Controller) Record(ev Event) {
 		ss := c.source(ev.Site, src)
 		ss.win.add(ev.Time, ev.OK, ev.Err)
 		s.win.add(ev.Time, ev.OK, false)
+		c.pend(ev.Site, src, ss, ev.Time, ev.Err)
+		c.pend(ev.Site, "", s, ev.Time, false)
 		if ev.OK && !ev.Err {
 			s.consec = 0
 		}
@@ -549,6 +557,8 @@ func (c *Controller) matchPatterns(ev Event, s *siteState, which int) (Change, b
 func (c *Controller) to(key string, s *siteState, state string, now, until time.Time, reason string) Change {
 	a, e, _ := s.win.sums(now)
 	ch := Change{Time: now, Site: key, Source: s.source, From: s.state, To: state, Until: until, Reason: reason, Attempts: a, Errors: e, Local: c.local}
+	a, e = s.sums(now)
+	ch.Attempts, ch.Errors = a, e
 	if s.state == Normal && state != Normal {
 		s.baseRate = c.observedRate(s, now)
 	}
@@ -663,9 +673,16 @@ func (c *Controller) Tick(now time.Time) {
 // minLevel is the floor of the backoff cuts: 1/16 of the rule's limits.
 const minLevel = 1.0 / 16
 
+// sums are a state's window counts, the other nodes' included.
+func (s *siteState) sums(now time.Time) (attempts, errs int) {
+	a, e, _ := s.win.sums(now)
+	oa, oe := s.sharedSums(now)
+	return a + oa, e + oe
+}
+
 // evaluate applies the time- and ratio-driven transitions. Caller holds c.mu.
 func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event) (Change, bool) {
-	a, e, _ := s.win.sums(now)
+	a, e := s.sums(now)
 	ratio := 0.0
 	if a > 0 {
 		ratio = float64(e) / float64(a)
@@ -849,7 +866,7 @@ func (c *Controller) decideState(key string, s *siteState, now time.Time, take b
 // hold, the probe (without taking its slot), the cuts and the timed
 // limit. Caller holds c.mu.
 func (c *Controller) gate(s *siteState, now time.Time) Decision {
-	a, e, _ := s.win.sums(now)
+	a, e := s.sums(now)
 	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
 		Attempts: a, Errors: e, Local: c.local}
 	if a > 0 {
@@ -1001,7 +1018,7 @@ func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time)
 	if s.reason != "" {
 		fmt.Fprintf(&b, " (%s)", s.reason)
 	}
-	fmt.Fprintf(&b, "; window %s: %d errors in %d attempts (%.0f%%)", c.cfg.Window, d.Errors, d.Attempts, 100*d.Ratio)
+	fmt.Fprintf(&b, "; window %s: %d errors in %d attempts (%.0f%%)%s", c.cfg.Window, d.Errors, d.Attempts, 100*d.Ratio, c.windowNote())
 	switch s.state {
 	case Backoff:
 		fmt.Fprintf(&b, "; limits cut to %.0f%% of connections, %.0f%% of rate", 100*d.ConnFactor, 100*d.RateFactor)
