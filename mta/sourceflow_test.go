@@ -2,6 +2,8 @@ package mta_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,6 +74,16 @@ func TestFlowPerSource(t *testing.T) {
 	if ex.Site.Flow.State != flow.Normal {
 		t.Errorf("site state %s: one source's throttle moved the whole site", ex.Site.Flow.State)
 	}
+	// The metrics count the source in backoff (and not the site).
+	resp, err := http.Get("http://" + h.m.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `penstock_flow_sources{state="backoff"} 1`) || !strings.Contains(string(body), `penstock_flow_sites{state="backoff"} 0`) {
+		t.Errorf("metrics do not show the source's backoff:\n%s", grepLines(string(body), "penstock_flow_"))
+	}
 	waitDelivered(t, p, n/2, 60*time.Second)
 	st := p.Stats()
 	if got := st.MaxOpenBySource["127.0.0.3"]; got != conns {
@@ -116,4 +128,15 @@ func TestFlowPerSource(t *testing.T) {
 			t.Errorf("wait detail does not name %s: %s", ip, ex.Site.Wait.Detail)
 		}
 	}
+}
+
+// grepLines keeps the lines that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
