@@ -3,7 +3,7 @@
 // produces too many errors in a brief period into backoff or suspension so
 // that a throttling event does not become a block. It recovers on its own.
 //
-// Algorithm. Each site keeps a sliding window (window, split into fixed
+// Algorithm. Each site (and each (site, source), below) keeps a sliding window (window, split into fixed
 // buckets: no allocation per event) of attempts and errors. An error is any
 // failed attempt to connect or deliver, our own local errors included;
 // recipient-level rejections (user unknown) are filtered out by the caller.
@@ -36,6 +36,35 @@
 // Change naming the pattern (From/To "limited"), for the delivery log and
 // the dashboard's timeline; a match during a limit starts it again. Limits
 // are this node's: Adopt does not carry them to other nodes.
+//
+// Per source. Providers judge the IP that connects, so each (site,
+// source) has a window and a state of its own, run by the same machine as
+// a site's. An error is routed by one rule:
+//
+//   - tied to the source: any error of an attempt that went out from a
+//     known source IP (Event.Source, or the source of Event.Path): remote
+//     replies (reputation and throttle replies, block lists, any 4xx)
+//     and connections refused, reset or timed out from that IP. The
+//     patterns about sources (all but Pattern.Site) act on the source.
+//   - site-wide: errors with no source (MX or address lookups, no
+//     address, a source without an IP: "*"), and a reply matching a
+//     pattern marked Site (the provider's own load, not our IP).
+//
+// Every attempt counts in the site's window too (its errors only when
+// site-wide), so the site's ratio is site-wide errors over all attempts
+// and one source's trouble never moves the site. The site as a whole is
+// held when every source of its pool is: the scheduler sees that, not
+// this package, which does not know the pools (Sources lists the troubled
+// sources; the queue plans the pool). A source's diagnosis names it:
+// "reputation of source 192.0.2.10 at <site>". A quiet normal source is
+// forgotten after a window.
+//
+// Shared windows (a cluster): with ShareWindows on, the counts each
+// attempt adds are also kept for the cluster bridge (PendingWindows),
+// which adds them in Redis and hands back the other nodes' counts of the
+// same buckets (AdoptWindows); the thresholds judge the sum. With Redis
+// away (WindowsDegraded) each node judges by its own window, and the
+// detail says so.
 //
 // Local or reputation? The controller also looks across sites: when errors
 // rise at many active sites at once (at least local_min_sites and
