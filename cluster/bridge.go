@@ -26,8 +26,13 @@ type BridgeOptions struct {
 	Timeout time.Duration
 	// Adopt applies a flow-control change decided on another node
 	// (flow.Controller.Adopt); nil: changes are not received.
-	Adopt  func(flow.Change)
-	Logger *slog.Logger
+	Adopt func(flow.Change)
+	// Windows shares flow control's error windows through Redis
+	// (flow.Controller, ShareWindows called); nil: not shared.
+	Windows Windows
+	// SyncInterval between two window syncs (default 1s).
+	SyncInterval time.Duration
+	Logger       *slog.Logger
 }
 
 func (o *BridgeOptions) defaults() {
@@ -36,6 +41,9 @@ func (o *BridgeOptions) defaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -57,6 +65,12 @@ type Bridge struct {
 	// adopted counts changes received from other nodes, for tests and
 	// status.
 	adopted atomic.Int64
+	// Shared error windows: the script, the counts a failed sync keeps
+	// for the next (owned by the syncer goroutine), and whether the last
+	// sync failed.
+	windowScript *redis.Script
+	carry        []flow.WindowCounts
+	windowsDown  atomic.Bool
 }
 
 // flowMsg is what goes on <prefix>flow and into <prefix>flow:state.
@@ -76,6 +90,11 @@ func StartBridge(c *redis.Client, bus *redisbus.Bus, opts BridgeOptions) (*Bridg
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.run()
+	if opts.Windows != nil {
+		b.windowScript = redis.NewScript(windowScriptSrc)
+		b.wg.Add(1)
+		go b.windowSyncer()
+	}
 	if opts.Adopt != nil {
 		err := bus.Subscribe(b.channel(), redisbus.Handler{Message: func(_, payload string) { b.receive(payload) }, Subscribed: b.loadStates})
 		if err != nil {
@@ -144,9 +163,9 @@ func (b *Bridge) publish(m flowMsg) {
 	state := b.opts.Prefix + "flow:state"
 	_, err = b.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if m.Change.To == flow.Normal {
-			p.HDel(ctx, state, m.Change.Site)
+			p.HDel(ctx, state, stateField(m.Change))
 		} else {
-			p.HSet(ctx, state, m.Change.Site, js)
+			p.HSet(ctx, state, stateField(m.Change), js)
 		}
 		p.Publish(ctx, b.channel(), js)
 		return nil
@@ -190,10 +209,19 @@ func (b *Bridge) loadStates() {
 		if now.Sub(c.Time) > staleState || (c.To == flow.Suspended && !c.Until.IsZero() && now.After(c.Until)) {
 			continue
 		}
-		if !strings.EqualFold(site, c.Site) {
+		if !strings.EqualFold(site, stateField(c)) {
 			continue
 		}
 		b.adopted.Add(1)
 		b.opts.Adopt(c)
 	}
+}
+
+// stateField is a change's field in <prefix>flow:state: the site, or
+// "site source" for a source's state.
+func stateField(ch flow.Change) string {
+	if ch.Source == "" {
+		return ch.Site
+	}
+	return ch.Site + " " + ch.Source
 }

@@ -33,7 +33,7 @@ func join(t *testing.T, srv *redistest.Server, ttl time.Duration, names ...strin
 	var out []*cluster.Joined
 	for _, name := range names {
 		j, err := cluster.Join(config.Cluster{Redis: srv.URL(), Node: name, LeaseTTL: config.Duration(ttl)},
-			[]string{"out1 192.0.2.1"}, time.Now(), func(flow.Change) {}, logger())
+			[]string{"out1 192.0.2.1"}, time.Now(), func(flow.Change) {}, nil, logger())
 		if err != nil {
 			t.Fatal(err)
 		}

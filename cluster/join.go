@@ -45,11 +45,12 @@ func (j *Joined) Adopted() int64 { return j.bridge.Adopted() }
 
 // Join connects to the [cluster] Redis and opens the shared quota store,
 // whose renewals are this node's membership beats (with its sources,
-// "name ip"), and the flow bridge, both listening on one bus; the other
-// nodes' flow changes go to adopt (flow.Controller.Adopt). Nothing here
-// touches the spool: mail is accepted and kept whether Redis answers or
-// not.
-func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flow.Change), logger *slog.Logger) (*Joined, error) {
+// "name ip"), and the flow bridge, both listening on one bus: the other
+// nodes' flow changes go to adopt (flow.Controller.Adopt), and windows'
+// error windows are shared (errors spread over nodes add up toward the
+// thresholds; nil: not shared). Nothing here touches the spool: mail is
+// accepted and kept whether Redis answers or not.
+func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flow.Change), windows Windows, logger *slog.Logger) (*Joined, error) {
 	client, err := dial(cc.Redis, ClientName(cc.Node))
 	if err != nil {
 		return nil, err
@@ -62,7 +63,10 @@ func Join(cc config.Cluster, sources []string, started time.Time, adopt func(flo
 		client.Close()
 		return nil, fmt.Errorf("node %q: %w", cc.Node, err)
 	}
-	bridge, err := StartBridge(client, bus, BridgeOptions{Node: cc.Node, Adopt: adopt, Logger: logger})
+	if windows != nil {
+		windows.ShareWindows()
+	}
+	bridge, err := StartBridge(client, bus, BridgeOptions{Node: cc.Node, Adopt: adopt, Windows: windows, Logger: logger})
 	if err != nil {
 		store.Close()
 		bus.Close()

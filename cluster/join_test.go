@@ -109,7 +109,7 @@ func TestJoinSubscriptionReconnect(t *testing.T) {
 	adopted := make(chan flow.Change, 64)
 	start := func(name string, adopt func(flow.Change)) *cluster.Joined {
 		j, err := cluster.Join(config.Cluster{Redis: srv.URL(), Node: name, LeaseTTL: config.Duration(2 * time.Second)},
-			nil, time.Now(), adopt, logger())
+			nil, time.Now(), adopt, nil, logger())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,7 @@
 // produces too many errors in a brief period into backoff or suspension so
 // that a throttling event does not become a block. It recovers on its own.
 //
-// Algorithm. Each site keeps a sliding window (window, split into fixed
+// Algorithm. Each site (and each (site, source), below) keeps a sliding window (window, split into fixed
 // buckets: no allocation per event) of attempts and errors. An error is any
 // failed attempt to connect or deliver, our own local errors included;
 // recipient-level rejections (user unknown) are filtered out by the caller.
@@ -37,6 +37,35 @@
 // the dashboard's timeline; a match during a limit starts it again. Limits
 // are this node's: Adopt does not carry them to other nodes.
 //
+// Per source. Providers judge the IP that connects, so each (site,
+// source) has a window and a state of its own, run by the same machine as
+// a site's. An error is routed by one rule:
+//
+//   - tied to the source: any error of an attempt that went out from a
+//     known source IP (Event.Source, or the source of Event.Path): remote
+//     replies (reputation and throttle replies, block lists, any 4xx)
+//     and connections refused, reset or timed out from that IP. The
+//     patterns about sources (all but Pattern.Site) act on the source.
+//   - site-wide: errors with no source (MX or address lookups, no
+//     address, a source without an IP: "*"), and a reply matching a
+//     pattern marked Site (the provider's own load, not our IP).
+//
+// Every attempt counts in the site's window too (its errors only when
+// site-wide), so the site's ratio is site-wide errors over all attempts
+// and one source's trouble never moves the site. The site as a whole is
+// held when every source of its pool is: the scheduler sees that, not
+// this package, which does not know the pools (Sources lists the troubled
+// sources; the queue plans the pool). A source's diagnosis names it:
+// "reputation of source 192.0.2.10 at <site>". A quiet normal source is
+// forgotten after a window.
+//
+// Shared windows (a cluster): with ShareWindows on, the counts each
+// attempt adds are also kept for the cluster bridge (PendingWindows),
+// which adds them in Redis and hands back the other nodes' counts of the
+// same buckets (AdoptWindows); the thresholds judge the sum. With Redis
+// away (WindowsDegraded) each node judges by its own window, and the
+// detail says so.
+//
 // Local or reputation? The controller also looks across sites: when errors
 // rise at many active sites at once (at least local_min_sites and
 // local_site_ratio of the active ones), or the resolver fails for many
@@ -58,6 +87,7 @@ package flow
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,10 +104,13 @@ const (
 
 // Event is one attempt's outcome, as the dispatcher reports it.
 type Event struct {
-	Time     time.Time
-	Site     string // "" when the site is unknown (MX lookup failed)
-	Domain   string
-	Path     string // "sourceIP>mxIP"; "" when no connection was made
+	Time   time.Time
+	Site   string // "" when the site is unknown (MX lookup failed)
+	Domain string
+	Path   string // "sourceIP>mxIP"; "" when no connection was made
+	// Source is the source IP the attempt went out from; "" takes it
+	// from Path ("" or "*" there: no source, the event is the site's).
+	Source   string
 	OK       bool
 	Err      bool
 	Local    bool // no remote reply: DNS, bind, refused/timeout connect, TLS setup (whose side each is: bounce.OurSide)
@@ -117,6 +150,9 @@ type Pattern struct {
 	Limits   Limits        // action Limited: the caps
 	Count    int           // threshold: Count matches ...
 	Per      time.Duration // ... within Per (0/0: the first match acts)
+	// Site: the reply speaks of the whole site (its servers are busy),
+	// not of the source it was given to; it acts on the site's state.
+	Site bool
 }
 
 // Config holds the thresholds. Zero fields take the defaults of Defaults.
@@ -204,6 +240,7 @@ func (c Config) withDefaults() Config {
 type Change struct {
 	Time     time.Time
 	Site     string
+	Source   string `json:",omitempty"` // "" for the site's own state
 	From, To string
 	Until    time.Time
 	Reason   string
@@ -257,6 +294,17 @@ func (w *window) add(t time.Time, ok, isErr bool) {
 	}
 }
 
+// last is the start of the newest bucket that counted something.
+func (w *window) last() time.Time {
+	var slot int64
+	for i := range w.stamp {
+		if w.attempts[i] > 0 && w.stamp[i] > slot {
+			slot = w.stamp[i]
+		}
+	}
+	return time.Unix(0, slot*int64(w.span))
+}
+
 func (w *window) sums(now time.Time) (attempts, errs, oks int) {
 	slot := now.UnixNano() / int64(w.span)
 	for i := range w.stamp {
@@ -289,6 +337,8 @@ type siteState struct {
 	baseRate   int // deliveries per hour seen when trouble began (0: unknown)
 	consec     int // errors in a row, without a success between them
 	limit      *limitState
+	source     string  // "" for a site's state, the source IP for a (site, source) state
+	shared     *others // the other nodes' counts (cluster), nil without
 }
 
 // Controller is the in-process flow control. Safe for concurrent use.
@@ -298,11 +348,16 @@ type Controller struct {
 
 	mu        sync.Mutex
 	sites     map[string]*siteState
-	dns       map[string]time.Time // domains whose MX lookup failed, and when
+	sources   map[string]map[string]*siteState // site -> source IP -> state
+	dns       map[string]time.Time             // domains whose MX lookup failed, and when
 	dnsOK     time.Time
 	local     bool
 	localInfo LocalProblem
 	lastScan  time.Time
+	// pending: counts for the other nodes (shared windows), nil when
+	// not shared; windowsDown: the store that shares them is away.
+	pending     map[pendingKey]*[2]int32
+	windowsDown bool
 }
 
 // New builds a controller.
@@ -310,7 +365,8 @@ func New(cfg Config, opts Options) *Controller {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Controller{cfg: cfg.withDefaults(), opts: opts, sites: map[string]*siteState{}, dns: map[string]time.Time{}}
+	return &Controller{cfg: cfg.withDefaults(), opts: opts, sites: map[string]*siteState{},
+		sources: map[string]map[string]*siteState{}, dns: map[string]time.Time{}}
 }
 
 // SetConfig swaps thresholds and patterns (reload); states are kept.
@@ -323,14 +379,53 @@ func (c *Controller) SetConfig(cfg Config) {
 func (c *Controller) site(key string) *siteState {
 	s := c.sites[key]
 	if s == nil {
-		s = &siteState{state: Normal, level: 1, win: window{span: c.cfg.Window / buckets}, created: c.opts.Now()}
-		if s.win.span <= 0 {
-			s.win.span = time.Second
-		}
+		s = c.newState("")
 		c.sites[key] = s
 	}
 	return s
 }
+
+// source is the state of one source at a site. Caller holds c.mu.
+func (c *Controller) source(key, src string) *siteState {
+	m := c.sources[key]
+	if m == nil {
+		m = map[string]*siteState{}
+		c.sources[key] = m
+	}
+	s := m[src]
+	if s == nil {
+		s = c.newState(src)
+		m[src] = s
+	}
+	return s
+}
+
+func (c *Controller) newState(src string) *siteState {
+	s := &siteState{state: Normal, level: 1, win: window{span: c.cfg.Window / buckets}, created: c.opts.Now(), source: src}
+	if s.win.span <= 0 {
+		s.win.span = time.Second
+	}
+	return s
+}
+
+// sourceOf is the source IP of an event, "" when none is known.
+func (ev Event) sourceOf() string {
+	src := ev.Source
+	if src == "" {
+		src, _, _ = strings.Cut(ev.Path, ">")
+	}
+	if src == "*" {
+		return ""
+	}
+	return src
+}
+
+// Which patterns a match looks at.
+const (
+	allPatterns    = iota // an event of the site: every pattern
+	sourcePatterns        // a source's event: the patterns about the source
+	sitePatterns          // a source's event: the patterns about the whole site
+)
 
 // Record reports one attempt.
 func (c *Controller) Record(ev Event) {
@@ -359,7 +454,41 @@ func (c *Controller) Record(ev Event) {
 		return
 	}
 	s := c.site(ev.Site)
-	s.win.add(ev.Time, ev.OK, ev.Err)
+	src := ev.sourceOf()
+	if src == "" || ev.DNS {
+		// Not tied to a source: the site's own window and state.
+		s.win.add(ev.Time, ev.OK, ev.Err)
+		c.pend(ev.Site, "", s, ev.Time, ev.Err)
+		changes = c.note(ev, s, allPatterns, changes)
+	} else {
+		// Tied to a source: the attempt counts at the site (its
+		// denominator, and the local-problem view), the error only at
+		// the source, except a reply matching a site-wide pattern.
+		ss := c.source(ev.Site, src)
+		ss.win.add(ev.Time, ev.OK, ev.Err)
+		s.win.add(ev.Time, ev.OK, false)
+		c.pend(ev.Site, src, ss, ev.Time, ev.Err)
+		c.pend(ev.Site, "", s, ev.Time, false)
+		if ev.OK && !ev.Err {
+			s.consec = 0
+		}
+		changes = c.note(ev, ss, sourcePatterns, changes)
+		if ev.Err && ev.Code != 0 {
+			if ch, ok := c.matchPatterns(ev, s, sitePatterns); ok {
+				changes = append(changes, ch)
+			}
+		}
+	}
+	if ev.Err {
+		locals = c.scan(ev.Time, false)
+	}
+	c.mu.Unlock()
+	c.emit(changes, locals)
+}
+
+// note applies one event to a state: errors in a row, the last errors,
+// the patterns of the given kind, and the transitions. Caller holds c.mu.
+func (c *Controller) note(ev Event, s *siteState, which int, changes []Change) []Change {
 	if ev.OK && !ev.Err {
 		s.consec = 0
 	}
@@ -378,7 +507,7 @@ func (c *Controller) Record(ev Event) {
 		s.lastErrs = append(s.lastErrs, ev.Time.UTC().Format("15:04:05")+" "+msg)
 		// Patterns see only remote replies, never our own texts.
 		if ev.Code != 0 {
-			if ch, ok := c.matchPatterns(ev, s); ok {
+			if ch, ok := c.matchPatterns(ev, s, which); ok {
 				changes = append(changes, ch)
 			}
 		}
@@ -386,11 +515,7 @@ func (c *Controller) Record(ev Event) {
 	if ch, ok := c.evaluate(ev.Site, s, ev.Time, ev); ok {
 		changes = append(changes, ch)
 	}
-	if ev.Err {
-		locals = c.scan(ev.Time, false)
-	}
-	c.mu.Unlock()
-	c.emit(changes, locals)
+	return changes
 }
 
 func (c *Controller) emit(changes []Change, locals []LocalProblem) {
@@ -406,9 +531,12 @@ func (c *Controller) emit(changes []Change, locals []LocalProblem) {
 	}
 }
 
-func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
+func (c *Controller) matchPatterns(ev Event, s *siteState, which int) (Change, bool) {
 	line := strconv.Itoa(ev.Code) + " " + ev.Enhanced + " " + ev.Text
 	for i, p := range c.cfg.Patterns {
+		if (which == sourcePatterns && p.Site) || (which == sitePatterns && !p.Site) {
+			continue
+		}
 		if p.Match == nil || !p.Match.MatchString(line) {
 			continue
 		}
@@ -457,7 +585,9 @@ func (c *Controller) matchPatterns(ev Event, s *siteState) (Change, bool) {
 // to moves a site to a state. Caller holds c.mu.
 func (c *Controller) to(key string, s *siteState, state string, now, until time.Time, reason string) Change {
 	a, e, _ := s.win.sums(now)
-	ch := Change{Time: now, Site: key, From: s.state, To: state, Until: until, Reason: reason, Attempts: a, Errors: e, Local: c.local}
+	ch := Change{Time: now, Site: key, Source: s.source, From: s.state, To: state, Until: until, Reason: reason, Attempts: a, Errors: e, Local: c.local}
+	a, e = s.sums(now)
+	ch.Attempts, ch.Errors = a, e
 	if s.state == Normal && state != Normal {
 		s.baseRate = c.observedRate(s, now)
 	}
@@ -544,6 +674,26 @@ func (c *Controller) Tick(now time.Time) {
 			changes = append(changes, ch)
 		}
 	}
+	for key, m := range c.sources {
+		for src, s := range m {
+			if ch, ok := c.stepLimit(key, s, now); ok {
+				changes = append(changes, ch)
+			}
+			if s.state == Normal {
+				if s.limit == nil && now.Sub(s.win.last()) > c.cfg.Window {
+					// Quiet and healthy for a whole window: forget it.
+					delete(m, src)
+				}
+				continue
+			}
+			if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+				changes = append(changes, ch)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.sources, key)
+		}
+	}
 	locals := c.scan(now, true)
 	c.mu.Unlock()
 	c.emit(changes, locals)
@@ -552,9 +702,16 @@ func (c *Controller) Tick(now time.Time) {
 // minLevel is the floor of the backoff cuts: 1/16 of the rule's limits.
 const minLevel = 1.0 / 16
 
+// sums are a state's window counts, the other nodes' included.
+func (s *siteState) sums(now time.Time) (attempts, errs int) {
+	a, e, _ := s.win.sums(now)
+	oa, oe := s.sharedSums(now)
+	return a + oa, e + oe
+}
+
 // evaluate applies the time- and ratio-driven transitions. Caller holds c.mu.
 func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event) (Change, bool) {
-	a, e, _ := s.win.sums(now)
+	a, e := s.sums(now)
 	ratio := 0.0
 	if a > 0 {
 		ratio = float64(e) / float64(a)
@@ -583,7 +740,7 @@ func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event)
 			// decrease), at most once per step.
 			s.level = max(minLevel, s.level/2)
 			s.lastChange = now
-			return Change{Time: now, Site: key, From: Backoff, To: Backoff, Until: s.until, Attempts: a, Errors: e, Local: c.local,
+			return Change{Time: now, Site: key, Source: s.source, From: Backoff, To: Backoff, Until: s.until, Attempts: a, Errors: e, Local: c.local,
 				Reason: fmt.Sprintf("errors go on: %d errors in %d attempts (%.0f%%); limits cut to %.0f%%", e, a, 100*ratio, 100*s.level)}, true
 		}
 		// Recovery needs evidence: deliveries since the last error (a site
@@ -619,10 +776,16 @@ func (c *Controller) scan(now time.Time, force bool) []LocalProblem {
 	}
 	c.lastScan = now
 	active, erroring := 0, 0
-	for _, s := range c.sites {
+	for key, s := range c.sites {
 		a, e, _ := s.win.sums(now)
 		if a == 0 {
 			continue
+		}
+		// The site's window counts every attempt, its sources' windows
+		// the errors tied to them.
+		for _, ss := range c.sources[key] {
+			_, se, _ := ss.win.sums(now)
+			e += se
 		}
 		active++
 		if e > 0 && float64(e)/float64(a) >= c.cfg.ErrorRatio {
@@ -693,7 +856,6 @@ func (c *Controller) Peek(key string, now time.Time) Decision {
 }
 
 func (c *Controller) decide(key string, now time.Time, take bool) Decision {
-	var changes []Change
 	c.mu.Lock()
 	s := c.sites[key]
 	if s == nil {
@@ -701,15 +863,41 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 		c.mu.Unlock()
 		return Decision{State: Normal, ConnFactor: 1, RateFactor: 1, Local: local}
 	}
+	d, changes := c.decideState(key, s, now, take, nil)
+	c.mu.Unlock()
+	c.emit(changes, nil)
+	return d
+}
+
+// decideState is the Decision of a site's or a source's state. Caller
+// holds c.mu.
+func (c *Controller) decideState(key string, s *siteState, now time.Time, take bool, changes []Change) (Decision, []Change) {
 	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
 		changes = append(changes, ch)
 	}
 	if ch, ok := c.stepLimit(key, s, now); ok {
 		changes = append(changes, ch)
 	}
-	a, e, _ := s.win.sums(now)
+	d := c.gate(s, now)
+	if take && s.state == Suspended && d.Probe {
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+	}
+	d.LastErrors = append([]string(nil), s.lastErrs...)
+	d.Diagnosis = c.diagnose(key, s, now)
+	d.Detail = c.detail(key, s, d, now)
+	if d.Limit != nil {
+		d.Detail += "; " + d.Limit.Detail
+	}
+	return d, changes
+}
+
+// gate is the part of a Decision the scheduler acts on: the state, the
+// hold, the probe (without taking its slot), the cuts and the timed
+// limit. Caller holds c.mu.
+func (c *Controller) gate(s *siteState, now time.Time) Decision {
+	a, e := s.sums(now)
 	d := Decision{State: s.state, ConnFactor: 1, RateFactor: 1, Since: s.since, Until: s.until,
-		Attempts: a, Errors: e, Local: c.local, LastErrors: append([]string(nil), s.lastErrs...)}
+		Attempts: a, Errors: e, Local: c.local}
 	if a > 0 {
 		d.Ratio = float64(e) / float64(a)
 	}
@@ -739,28 +927,104 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 		d.ConnFactor, d.RateFactor = 0, 0
 		if !now.Before(s.nextProbe) {
 			d.Probe = true
-			if take {
-				s.nextProbe = now.Add(c.cfg.ProbeInterval)
-			}
 		}
 	}
 	d.Limit = c.limitView(s, now)
-	d.Diagnosis = c.diagnose(s, now)
-	d.Detail = c.detail(key, s, d, now)
-	if d.Limit != nil {
-		d.Detail += "; " + d.Limit.Detail
-	}
-	c.mu.Unlock()
-	c.emit(changes, nil)
 	return d
 }
 
-func (c *Controller) diagnose(s *siteState, now time.Time) string {
+// SourceDecision is flow control's answer for one source at a site.
+type SourceDecision struct {
+	Source string `json:"source"`
+	Decision
+}
+
+// troubled: a source state that changes how the source may be used.
+func (s *siteState) troubled() bool {
+	return s.state != Normal || s.consec > 0 || s.limit != nil
+}
+
+// Sources returns the decisions of a site's sources that are out of
+// normal (a backoff, a suspension, errors in a row, a timed limit),
+// sorted by source; nil when every source may be used at the site's
+// limits. It takes no probe slot (TakeProbe does). It is on the
+// scheduler's path: the decisions are lean (no Detail, Diagnosis or last
+// errors, which SourcesAll gives), and with every source normal it
+// allocates nothing.
+func (c *Controller) Sources(key string, now time.Time) []SourceDecision {
+	var changes []Change
+	var out []SourceDecision
+	c.mu.Lock()
+	for src, s := range c.sources[key] {
+		if !s.troubled() {
+			continue
+		}
+		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+			changes = append(changes, ch)
+		}
+		if ch, ok := c.stepLimit(key, s, now); ok {
+			changes = append(changes, ch)
+		}
+		if s.troubled() {
+			out = append(out, SourceDecision{Source: src, Decision: c.gate(s, now)})
+		}
+	}
+	c.mu.Unlock()
+	c.emit(changes, nil)
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
+	}
+	return out
+}
+
+// SourcesAll is Sources with every source that has recent attempts,
+// healthy ones included (for explain).
+func (c *Controller) SourcesAll(key string, now time.Time) []SourceDecision {
+	var changes []Change
+	var out []SourceDecision
+	c.mu.Lock()
+	for src, s := range c.sources[key] {
+		var d Decision
+		d, changes = c.decideState(key, s, now, false, changes)
+		out = append(out, SourceDecision{Source: src, Decision: d})
+	}
+	c.mu.Unlock()
+	c.emit(changes, nil)
+	slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
+	return out
+}
+
+// TakeProbe takes a suspended source's probe slot when one is due (the
+// next comes one probe_interval later); it reports whether the caller
+// may open the probe connection.
+func (c *Controller) TakeProbe(key, src string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sources[key][src]
+	if s == nil {
+		return true
+	}
+	if s.state == Suspended {
+		if now.Before(s.nextProbe) {
+			return false
+		}
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+	}
+	return true
+}
+
+func (c *Controller) diagnose(key string, s *siteState, now time.Time) string {
 	if s.state == Normal && now.Sub(s.lastError) > c.cfg.Window {
 		return ""
 	}
 	if c.local {
 		return "local problem: " + c.localInfo.Detail
+	}
+	if s.source != "" {
+		if s.lastLocal {
+			return fmt.Sprintf("connections of source %s at %s fail (refused, timeout, TLS): the provider refuses this source, or it cannot reach it; the pool's other sources go on", s.source, key)
+		}
+		return fmt.Sprintf("reputation of source %s at %s: the provider is throttling or blocking mail from this source; the pool's other sources go on", s.source, key)
 	}
 	if s.lastLocal {
 		return "errors at this site are on the connection level (refused, timeout, TLS, DNS) while other sites are healthy: the provider's servers are unreachable from here, or it refuses our connections"
@@ -770,6 +1034,9 @@ func (c *Controller) diagnose(s *siteState, now time.Time) string {
 
 func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time) string {
 	var b strings.Builder
+	if s.source != "" {
+		fmt.Fprintf(&b, "source %s: ", s.source)
+	}
 	fmt.Fprintf(&b, "flow state %s", s.state)
 	if !s.since.IsZero() { // a site never out of normal has no "since"
 		fmt.Fprintf(&b, " since %s", s.since.UTC().Format(time.RFC3339))
@@ -780,7 +1047,7 @@ func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time)
 	if s.reason != "" {
 		fmt.Fprintf(&b, " (%s)", s.reason)
 	}
-	fmt.Fprintf(&b, "; window %s: %d errors in %d attempts (%.0f%%)", c.cfg.Window, d.Errors, d.Attempts, 100*d.Ratio)
+	fmt.Fprintf(&b, "; window %s: %d errors in %d attempts (%.0f%%)%s", c.cfg.Window, d.Errors, d.Attempts, 100*d.Ratio, c.windowNote())
 	switch s.state {
 	case Backoff:
 		fmt.Fprintf(&b, "; limits cut to %.0f%% of connections, %.0f%% of rate", 100*d.ConnFactor, 100*d.RateFactor)
@@ -808,6 +1075,13 @@ func (c *Controller) Reset(key string) {
 		changes = append(changes, Change{Time: c.opts.Now(), Site: key, From: Limited, To: s.state,
 			Reason: fmt.Sprintf("limit of pattern `%s` ended by operator", s.limit.pattern)})
 		s.limit = nil
+	}
+	for _, s := range c.sources[key] {
+		if s.state != Normal {
+			changes = append(changes, c.to(key, s, Normal, c.opts.Now(), time.Time{}, "resumed by operator"))
+			s.suspends = 0
+		}
+		s.limit, s.consec = nil, 0
 	}
 	c.mu.Unlock()
 	c.emit(changes, nil)
@@ -837,6 +1111,9 @@ func (c *Controller) Adopt(ch Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.site(ch.Site)
+	if ch.Source != "" {
+		s = c.source(ch.Site, ch.Source)
+	}
 	if s.state == ch.To && !ch.Until.After(s.until) {
 		return
 	}
@@ -861,6 +1138,20 @@ func (c *Controller) States() map[string]int {
 	return out
 }
 
+// SourceStates counts (site, source) states per state (for metrics):
+// the sources flow control knows of, with recent attempts.
+func (c *Controller) SourceStates() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{Normal: 0, Backoff: 0, Suspended: 0}
+	for _, m := range c.sources {
+		for _, s := range m {
+			out[s.state]++
+		}
+	}
+	return out
+}
+
 // NotNormal lists sites not in the normal state, sorted.
 func (c *Controller) NotNormal() []string {
 	c.mu.Lock()
@@ -869,6 +1160,23 @@ func (c *Controller) NotNormal() []string {
 	for k, s := range c.sites {
 		if s.state != Normal {
 			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SourcesNotNormal lists the (site, source) pairs not in the normal
+// state, as "site source", sorted.
+func (c *Controller) SourcesNotNormal() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, m := range c.sources {
+		for src, s := range m {
+			if s.state != Normal {
+				out = append(out, k+" "+src)
+			}
 		}
 	}
 	sort.Strings(out)

@@ -105,7 +105,7 @@ func (c *Controller) startLimit(key string, s *siteState, p Pattern, now time.Ti
 	}
 	s.limit = &limitState{pattern: p.Match.String(), caps: p.Limits, since: now, until: now.Add(p.Duration)}
 	a, e, _ := s.win.sums(now)
-	return Change{Time: now, Site: key, From: from, To: Limited, Until: s.limit.until, Attempts: a, Errors: e, Local: c.local,
+	return Change{Time: now, Site: key, Source: s.source, From: from, To: Limited, Until: s.limit.until, Attempts: a, Errors: e, Local: c.local,
 		Reason: fmt.Sprintf("reply matched pattern `%s` (limit %s for %s, then easing back halfway each %s)",
 			p.Match.String(), p.Limits, p.Duration, c.cfg.StepInterval)}
 }
@@ -124,7 +124,7 @@ func (c *Controller) stepLimit(key string, s *siteState, now time.Time) (Change,
 	// One step per call, so every step is recorded (Tick runs each second).
 	l.step++
 	a, e, _ := s.win.sums(now)
-	ch := Change{Time: now, Site: key, From: Limited, To: Limited, Attempts: a, Errors: e, Local: c.local}
+	ch := Change{Time: now, Site: key, Source: s.source, From: Limited, To: Limited, Attempts: a, Errors: e, Local: c.local}
 	if l.step > limitSteps {
 		s.limit = nil
 		ch.To = s.state

@@ -28,6 +28,8 @@ type Source interface {
 	Queues() (byStatus, connsByRule map[string]int)
 	// FlowStates counts sites per flow state.
 	FlowStates() map[string]int
+	// FlowSourceStates counts (site, source) pairs per flow state.
+	FlowSourceStates() map[string]int
 	// LocalProblem reports the local-problem indicator.
 	LocalProblem() bool
 	// Spool returns messages, queued recipients and bytes on disk.
@@ -111,6 +113,8 @@ func New(src Source) *Metrics {
 		queued: prometheus.NewDesc("penstock_queue_recipients", "Queued recipients, by status text.", []string{"status"}, nil),
 		conns:  prometheus.NewDesc("penstock_queue_connections", "Open delivery connections, by MX rule.", []string{"rule"}, nil),
 		flow:   prometheus.NewDesc("penstock_flow_sites", "Sites per flow-control state.", []string{"state"}, nil),
+		flowSrc: prometheus.NewDesc("penstock_flow_sources", "Sources at sites, (site, source) pairs with recent attempts, per flow-control state.",
+			[]string{"state"}, nil),
 		local:  prometheus.NewDesc("penstock_flow_local_problem", "1 while errors across many sites point at our side.", nil, nil),
 		spoolM: prometheus.NewDesc("penstock_spool_messages", "Messages in the spool.", nil, nil),
 		spoolR: prometheus.NewDesc("penstock_spool_recipients", "Queued recipients in the spool.", nil, nil),
@@ -207,6 +211,7 @@ func (m *Metrics) Count(r *events.Record) {
 type gauges struct {
 	src                                                      Source
 	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
+	flowSrc                                                  *prometheus.Desc
 	smtp                                                     smtpDescs
 }
 
@@ -215,7 +220,7 @@ type smtpDescs struct {
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
+	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.flowSrc, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
 		g.smtp.sessions, g.smtp.rejected, g.smtp.stress, g.smtp.stressed, g.smtp.delayed, g.smtp.throttled} {
 		ch <- d
 	}
@@ -249,6 +254,9 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	for st, n := range g.src.FlowStates() {
 		ch <- prometheus.MustNewConstMetric(g.flow, prometheus.GaugeValue, float64(n), st)
+	}
+	for st, n := range g.src.FlowSourceStates() {
+		ch <- prometheus.MustNewConstMetric(g.flowSrc, prometheus.GaugeValue, float64(n), st)
 	}
 	ch <- prometheus.MustNewConstMetric(g.local, prometheus.GaugeValue, b2f(g.src.LocalProblem()))
 	msgs, rcpts, bytes := g.src.Spool()

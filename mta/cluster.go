@@ -17,7 +17,7 @@ func setupCluster(m *MTA, cfg *config.Config) error {
 	for _, s := range cfg.Sources {
 		sources = append(sources, s.Name+" "+s.IP)
 	}
-	j, err := cluster.Join(cfg.Cluster, sources, m.opts.Now(), m.Flow.Adopt, m.logger)
+	j, err := cluster.Join(cfg.Cluster, sources, m.opts.Now(), m.Flow.Adopt, m.Flow, m.logger)
 	if err != nil {
 		return err
 	}

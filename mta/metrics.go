@@ -11,7 +11,8 @@ type metricsSource struct{ m *MTA }
 
 func (s metricsSource) Queues() (byStatus, connsByRule map[string]int) { return s.m.Queue.Gauges() }
 
-func (s metricsSource) FlowStates() map[string]int { return s.m.Flow.States() }
+func (s metricsSource) FlowStates() map[string]int       { return s.m.Flow.States() }
+func (s metricsSource) FlowSourceStates() map[string]int { return s.m.Flow.SourceStates() }
 func (s metricsSource) LocalProblem() bool {
 	on, _ := s.m.Flow.Local()
 	return on

@@ -332,9 +332,9 @@ func (m *MTA) onFlowChange(ch flow.Change) {
 	for _, h := range m.flowHooks {
 		h(ch)
 	}
-	m.Log.Write(&events.Record{Type: events.FlowControl, Time: ch.Time, Site: ch.Site, State: ch.To,
+	m.Log.Write(&events.Record{Type: events.FlowControl, Time: ch.Time, Site: ch.Site, SourceIP: ch.Source, State: ch.To,
 		Status: fmt.Sprintf("%s -> %s", ch.From, ch.To), Detail: ch.Reason})
-	m.logger.Warn("flow control", "site", ch.Site, "from", ch.From, "to", ch.To, "reason", ch.Reason,
+	m.logger.Warn("flow control", "site", ch.Site, "source", ch.Source, "from", ch.From, "to", ch.To, "reason", ch.Reason,
 		"attempts", ch.Attempts, "errors", ch.Errors, "local_problem", ch.Local)
 }
 

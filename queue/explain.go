@@ -30,23 +30,27 @@ type RuleView struct {
 
 // SiteView is a site's queue as operators see it.
 type SiteView struct {
-	Site              string         `json:"site"`
-	MXHosts           []string       `json:"mx_hosts"`
-	Rule              RuleView       `json:"rule"`
-	Queued            int            `json:"queued"`
-	InFlight          int            `json:"in_flight"`
-	Connections       int            `json:"connections"`
-	ByStatus          map[string]int `json:"by_status"`
-	Wait              *Wait          `json:"wait,omitempty"`
-	Flow              flow.Decision  `json:"flow"`
-	Suspended         bool           `json:"suspended_by_operator"`
-	Delivered         int64          `json:"delivered"`
-	Bounced           int64          `json:"bounced"`
-	Deferred          int64          `json:"deferred"`
-	Expired           int64          `json:"expired"`
-	DeliveredLastHour int64          `json:"delivered_last_hour"`
-	Recent            []Reply        `json:"recent_replies,omitempty"`
-	Quotas            []quota.Usage  `json:"quotas,omitempty"`
+	Site        string         `json:"site"`
+	MXHosts     []string       `json:"mx_hosts"`
+	Rule        RuleView       `json:"rule"`
+	Queued      int            `json:"queued"`
+	InFlight    int            `json:"in_flight"`
+	Connections int            `json:"connections"`
+	ByStatus    map[string]int `json:"by_status"`
+	Wait        *Wait          `json:"wait,omitempty"`
+	Flow        flow.Decision  `json:"flow"`
+	// Sources are the flow states of the site's sources with recent
+	// attempts (a source in backoff or suspended sends less or not at
+	// all while the pool's others go on).
+	Sources           []flow.SourceDecision `json:"flow_sources,omitempty"`
+	Suspended         bool                  `json:"suspended_by_operator"`
+	Delivered         int64                 `json:"delivered"`
+	Bounced           int64                 `json:"bounced"`
+	Deferred          int64                 `json:"deferred"`
+	Expired           int64                 `json:"expired"`
+	DeliveredLastHour int64                 `json:"delivered_last_hour"`
+	Recent            []Reply               `json:"recent_replies,omitempty"`
+	Quotas            []quota.Usage         `json:"quotas,omitempty"`
 }
 
 // RecipientView is one queued recipient in explain.
@@ -207,14 +211,18 @@ func (q *Queue) findSite(name string) *site {
 func (q *Queue) view(s *site, detail bool) SiteView {
 	cfg := q.config()
 	now := q.now()
-	flow := q.flowPeek(s.key, now)
+	var sources []flow.SourceDecision
+	if q.deps.Flow != nil {
+		sources = q.deps.Flow.SourcesAll(s.key, now)
+	}
+	fd := q.flowPeek(s.key, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := cfg.Rules.Match(s.hostNames())
 	v := SiteView{
 		Site: s.key, MXHosts: s.hostNames(),
 		Queued: s.queuedRecipients(), InFlight: s.inflightRecipients(), Connections: s.active,
-		ByStatus: map[string]int{}, Flow: flow, Suspended: s.opSuspended,
+		ByStatus: map[string]int{}, Flow: fd, Sources: sources, Suspended: s.opSuspended,
 		Delivered: s.stats.delivered, Bounced: s.stats.bounced, Deferred: s.stats.deferred,
 		Expired: s.stats.expired, DeliveredLastHour: s.stats.hour.total(now),
 	}
@@ -389,6 +397,13 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 		ex.Verdict = "LOCAL PROBLEM: " + ex.LocalProblem + ". " + ex.Verdict
 	} else if ex.Site != nil && ex.Site.Flow.Diagnosis != "" && ex.Site.Flow.State != flow.Normal {
 		ex.Verdict += ". Diagnosis: " + ex.Site.Flow.Diagnosis
+	}
+	if ex.Site != nil && ex.LocalProblem == "" {
+		for _, d := range ex.Site.Sources {
+			if d.State != flow.Normal && d.Diagnosis != "" {
+				ex.Verdict += fmt.Sprintf(". Source %s in %s: %s", d.Source, d.State, d.Diagnosis)
+			}
+		}
 	}
 	return ex
 }

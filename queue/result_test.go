@@ -93,8 +93,11 @@ func (f *recordingFlow) Record(ev flow.Event) {
 	defer f.mu.Unlock()
 	f.events = append(f.events, ev)
 }
-func (f *recordingFlow) Reset(string)                     {}
-func (f *recordingFlow) Local() (bool, flow.LocalProblem) { return false, flow.LocalProblem{} }
+func (f *recordingFlow) Reset(string)                                       {}
+func (f *recordingFlow) Sources(string, time.Time) []flow.SourceDecision    { return nil }
+func (f *recordingFlow) SourcesAll(string, time.Time) []flow.SourceDecision { return nil }
+func (f *recordingFlow) TakeProbe(string, string, time.Time) bool           { return true }
+func (f *recordingFlow) Local() (bool, flow.LocalProblem)                   { return false, flow.LocalProblem{} }
 func (f *recordingFlow) recorded() []flow.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -28,6 +28,9 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		if lim.probe {
 			s.probing = false
 		}
+		if lim.srcProbe {
+			delete(s.probingSrc, sourceIP(p.src))
+		}
 		s.mu.Unlock()
 		s.poke()
 		q.wg.Done()
@@ -56,6 +59,10 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		// rule's messages per connection.
 		if q.deps.Flow != nil && !lim.probe {
 			if dec := q.deps.Flow.Peek(s.key, q.now()); dec.Hold {
+				return
+			}
+			if !lim.srcProbe && q.sourceHeld(s.key, p.src, q.now()) {
+				// This source is held now; the pool's others go on.
 				return
 			}
 		}

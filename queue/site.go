@@ -74,6 +74,7 @@ type site struct {
 	inflight    int               // jobs claimed and not yet back
 	claimed     map[*job]struct{} // those jobs, for explain
 	probing     bool
+	probingSrc  map[string]bool // sources whose probe session is open
 	wait        Wait
 	opSuspended bool
 	opUntil     time.Time // zero: until resumed
@@ -203,6 +204,7 @@ type limits struct {
 	connRate    quota.Rate // connection opens; zero: unlimited
 	perDay      int
 	probe       bool
+	srcProbe    bool // a probe of one suspended source (its IP is the session's)
 	flowState   string
 	flowDetail  string
 	tlsMode     string
@@ -267,17 +269,37 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		return flowRecheck, nil
 	}
 	hosts := append([]dns.MX(nil), s.hosts...)
-	s.mu.Unlock()
-
 	pool := cfg.Pools[cfg.DefaultPool]
 	if p, ok := cfg.Pools[s.pool]; ok && s.pool != "" {
 		pool = p
 	}
+	// Warm-up first (it locks s.mu itself): a warming source whose volume
+	// is spent leaves the pool; then the sources' flow states.
+	s.mu.Unlock()
 	pool, wait, changed := s.warmSources(lim, pool)
 	if len(pool) == 0 {
 		return wait, changed
 	}
-	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
+	s.mu.Lock()
+	plan := s.planPool(lim, pool, q.flowSources(s.key, now))
+	if len(plan.usable) == 0 && len(plan.probes) == 0 && len(plan.held) > 0 {
+		// Every source is in trouble: the site waits as a whole.
+		until := plan.held[0].Until
+		for _, d := range plan.held[1:] {
+			if d.Until.Before(until) {
+				until = d.Until
+			}
+		}
+		s.setWait(Wait{Status: StatusFlowControl, Rule: lim.match.Rule.Name, Until: until, Detail: heldDetail(q.deps.Flow.SourcesAll(s.key, now), plan.held)})
+		s.mu.Unlock()
+		if !until.IsZero() && until.Sub(now) < flowRecheck {
+			return max(until.Sub(now), time.Millisecond), nil
+		}
+		return flowRecheck, nil
+	}
+	s.mu.Unlock()
+
+	lease, p, usage, plim, ok := s.acquire(cfg, lim, hosts, plan)
 	if !ok {
 		s.mu.Lock()
 		status := StatusConnQuota
@@ -299,7 +321,12 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
 	}
+	lim = plim
 	lim.source = p.src.Name
+	if lim.srcProbe && (q.deps.Flow == nil || !q.deps.Flow.TakeProbe(s.key, sourceIP(p.src), now)) {
+		lease.Release()
+		return flowRecheck, nil
+	}
 	if d, ok := s.takeOpen(lim, lease.Key()); !ok {
 		lease.Release()
 		return d, nil
@@ -316,6 +343,12 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	s.active++
 	if lim.probe {
 		s.probing = true
+	}
+	if lim.srcProbe {
+		if s.probingSrc == nil {
+			s.probingSrc = map[string]bool{}
+		}
+		s.probingSrc[sourceIP(p.src)] = true
 	}
 	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusWarmup {
 		// A connection is opening: the quota no longer holds the mail.
@@ -357,13 +390,8 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 	// The rule's limits were defaulted by mxrule.New; "default" TLS is
 	// resolved there too.
 	lim.tlsMode = mxrule.EffectiveTLS(lim.tlsMode, cfg.TLSDefault)
-	if l := dec.Limit; l != nil {
-		// A pattern's timed limit caps the rule; backoff cuts below
-		// apply on top. The status is flow control's, naming the pattern.
-		lim.maxConns = l.Apply(lim.maxConns, l.MaxConns)
-		lim.maxMsgs = l.Apply(lim.maxMsgs, l.MaxMsgsPerConn)
-		lim.perHour = l.Apply(lim.perHour, l.PerHour)
-		lim.connRate.N, lim.connRate.Per = l.ApplyRate(lim.connRate.N, lim.connRate.Per)
+	if dec.Limit != nil {
+		applyLimit(&lim, dec)
 		if lim.flowState == "" || lim.flowState == flow.Normal {
 			lim.flowState = flow.Limited
 		}
@@ -378,21 +406,40 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		lim.maxMsgs = 1
 		s.setWait(Wait{Status: StatusFlowControl, Detail: dec.Detail + " (probe)", Until: dec.Until, Rule: r.Name})
 	default:
-		if dec.ConnFactor > 0 && dec.ConnFactor < 1 {
-			lim.maxConns = max(1, int(float64(lim.maxConns)*dec.ConnFactor))
-		}
-		if dec.RateFactor > 0 && dec.RateFactor < 1 {
-			switch {
-			case lim.perHour > 0:
-				lim.perHour = max(1, int(float64(lim.perHour)*dec.RateFactor))
-			case dec.ObservedPH > 0:
-				// The rule sets no rate: slow down from what the site
-				// took in the window, so backoff means slower too.
-				lim.perHour = max(60, int(float64(dec.ObservedPH)*dec.RateFactor))
-			}
-		}
+		applyCuts(&lim, dec)
 	}
 	return lim
+}
+
+// applyLimit caps the limits with a pattern's timed limit, if any.
+func applyLimit(lim *limits, dec flow.Decision) {
+	l := dec.Limit
+	if l == nil {
+		return
+	}
+	// A pattern's timed limit caps the rule; backoff cuts apply on top.
+	// The status is flow control's, naming the pattern.
+	lim.maxConns = l.Apply(lim.maxConns, l.MaxConns)
+	lim.maxMsgs = l.Apply(lim.maxMsgs, l.MaxMsgsPerConn)
+	lim.perHour = l.Apply(lim.perHour, l.PerHour)
+	lim.connRate.N, lim.connRate.Per = l.ApplyRate(lim.connRate.N, lim.connRate.Per)
+}
+
+// applyCuts applies a backoff's factors to the limits.
+func applyCuts(lim *limits, dec flow.Decision) {
+	if dec.ConnFactor > 0 && dec.ConnFactor < 1 {
+		lim.maxConns = max(1, int(float64(lim.maxConns)*dec.ConnFactor))
+	}
+	if dec.RateFactor > 0 && dec.RateFactor < 1 {
+		switch {
+		case lim.perHour > 0:
+			lim.perHour = max(1, int(float64(lim.perHour)*dec.RateFactor))
+		case dec.ObservedPH > 0:
+			// The rule sets no rate: slow down from what the site
+			// took in the window, so backoff means slower too.
+			lim.perHour = max(60, int(float64(dec.ObservedPH)*dec.RateFactor))
+		}
+	}
 }
 
 // path is where a session goes: a source and, for path-scoped rules, the
@@ -416,23 +463,38 @@ func sourceIP(s Source) string {
 	return s.IP.String()
 }
 
-// acquire takes a connection lease for the rule's scope, trying the pool's
-// sources in weighted random order (and, for path scope, the MX addresses
-// in preference order).
-func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (quota.Lease, path, quota.Usage, bool) {
+// acquire takes a connection lease for the rule's scope, trying the
+// plan's usable sources in weighted random order (their weights
+// re-normalised over those that may send), then the sources whose probe
+// is due (and, for path scope, the MX addresses in preference order). It
+// returns the limits of the source it took: a source in backoff sends
+// under its own cut limits.
+func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (quota.Lease, path, quota.Usage, limits, bool) {
 	q := s.q
 	r := lim.match.Rule
-	srcs := weightedOrder(pool)
+	srcs := weightedOrder(plan.usable)
+	if len(plan.probes) > 0 {
+		srcs = append(srcs[:len(srcs):len(srcs)], plan.probes...)
+	}
+	limOf := func(src Source) limits {
+		if plan.per == nil {
+			return lim // every source normal
+		}
+		if l, ok := plan.per[src.IP]; ok {
+			return l
+		}
+		return lim
+	}
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 	defer cancel()
 	var last quota.Usage
-	try := func(k quota.Key) (quota.Lease, bool) {
+	try := func(k quota.Key, n int) (quota.Lease, bool) {
 		// The limit is per scope key; flow control's cut applies to it.
 		key := k.String()
-		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, lim.maxConns)
+		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, n)
 		if err != nil {
 			q.deps.Logger.Warn("quota store", "key", key, "err", err)
-			u = quota.Usage{Key: key, Limit: lim.maxConns}
+			u = quota.Usage{Key: key, Limit: n}
 		}
 		if !ok || err != nil {
 			last = u
@@ -440,35 +502,43 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 		}
 		return l, true
 	}
+	if len(srcs) == 0 {
+		// An empty pool: the kernel chooses the source.
+		srcs = []Source{{}}
+	}
 	switch r.Scope {
 	case mxrule.ScopeRule:
-		if l, ok := try(quota.RuleKey(r.Name)); ok {
-			return l, path{src: srcs[0]}, quota.Usage{}, true
+		l0 := limOf(srcs[0])
+		if l, ok := try(quota.RuleKey(r.Name), l0.maxConns); ok {
+			return l, path{src: srcs[0]}, quota.Usage{}, l0, true
 		}
 	case mxrule.ScopePath:
 		targets := s.targets(ctx, cfg, hosts)
 		for _, src := range srcs {
+			sl := limOf(src)
 			for i := range targets {
 				t := targets[i]
-				if l, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String())); ok {
-					return l, path{src: src, fixed: &t}, quota.Usage{}, true
+				if l, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String()), sl.maxConns); ok {
+					return l, path{src: src, fixed: &t}, quota.Usage{}, sl, true
 				}
 			}
 		}
 		if len(targets) == 0 {
 			// No address resolves: let the session fail and report it.
-			if l, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none")); ok {
-				return l, path{src: srcs[0]}, quota.Usage{}, true
+			sl := limOf(srcs[0])
+			if l, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none"), sl.maxConns); ok {
+				return l, path{src: srcs[0]}, quota.Usage{}, sl, true
 			}
 		}
 	default: // source
 		for _, src := range srcs {
-			if l, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src))); ok {
-				return l, path{src: src}, quota.Usage{}, true
+			sl := limOf(src)
+			if l, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src)), sl.maxConns); ok {
+				return l, path{src: src}, quota.Usage{}, sl, true
 			}
 		}
 	}
-	return nil, path{}, last, false
+	return nil, path{}, last, lim, false
 }
 
 // targets resolves the MX hosts to addresses, in preference order, at most

@@ -66,6 +66,12 @@ type Behavior struct {
 	// RateWindow is the sliding window of RateLimit: default (and at most)
 	// one minute; tests and the demo use shorter ones.
 	RateWindow time.Duration
+	// MailReply, when set, answers MAIL FROM from a client IP ("127.0.0.2")
+	// before anything else looks at the transaction: an empty result goes
+	// on as usual; anything else rejects the transaction with it (a 421
+	// also closes). A provider that judges sources, as the big ones do,
+	// throttles one client IP and not another this way.
+	MailReply func(clientIP string) string
 	// ThrottleReply defaults to "421 4.7.0 [TSS04] Messages from <client IP>
 	// temporarily deferred due to unexpected volume"; a 421 closes the connection.
 	ThrottleReply string

@@ -213,6 +213,7 @@ func (p *Provider) accept(s *session) int64 {
 	st.Recipients += int64(len(s.rcpts))
 	if len(st.Arrivals) < maxTimes {
 		st.Arrivals = append(st.Arrivals, t)
+		st.ArrivalsBySource[s.ip] = append(st.ArrivalsBySource[s.ip], t)
 	}
 	for _, r := range s.rcpts {
 		if n, ok := st.RcptSeen[r]; ok || len(st.RcptSeen) < maxTimes {

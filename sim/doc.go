@@ -8,13 +8,14 @@
 //     MTA resolves MX hosts the way it does in production;
 //   - scripted receiving providers (provider.go): a minimal, fast SMTP server of our
 //     own listening on one or more 127.0.0.x addresses, whose Behavior says how it
-//     answers (greeting refusals, per-recipient replies, rate limits, messages and
-//     connections per client, stalls, drops, STARTTLS, outages).
+//     answers (greeting refusals, per-recipient replies, replies per client IP,
+//     rate limits, messages and connections per client, stalls, drops, STARTTLS,
+//     outages).
 //
 // A Provider counts what a real receiving provider would see: connections in total
 // and open at once, per client IP and per path (client IP × MX IP), transaction
-// attempts, accepted messages and recipients with their timestamps, and rejections by
-// reply code. Tests assert on those counts — what the far side observed — never on
+// attempts, accepted messages and recipients with their timestamps (also per client
+// IP), and rejections by reply code. Tests assert on those counts — what the far side observed — never on
 // Penstock's own counters. Behaviour is swapped live with SetBehavior to script an
 // outage and its recovery.
 //

@@ -34,9 +34,12 @@ type Stats struct {
 	StartTLSSeen    int64            // STARTTLS commands received (handshakes tried)
 	RequireTLSMail  int64            // MAIL FROM commands with REQUIRETLS accepted
 	Arrivals        []time.Time      // time of each delivered message (first 2 million)
-	AttemptTimes    []time.Time      // time of each MAIL FROM seen (first 2 million)
-	ConnTimes       []time.Time      // time each TCP connection was accepted (first 2 million)
-	RcptSeen        map[string]int   // recipient -> times delivered (first 2 million addresses)
+	// ArrivalsBySource: client IP -> time of each message it delivered
+	// (first 2 million in all).
+	ArrivalsBySource map[string][]time.Time
+	AttemptTimes     []time.Time    // time of each MAIL FROM seen (first 2 million)
+	ConnTimes        []time.Time    // time each TCP connection was accepted (first 2 million)
+	RcptSeen         map[string]int // recipient -> times delivered (first 2 million addresses)
 }
 
 // Provider is a simulated receiving provider: an SMTP server on loopback addresses
@@ -119,6 +122,7 @@ func NewProvider(b Behavior, addrs ...string) (*Provider, error) {
 	p.st.RcptRejected = make(map[int]int64)
 	p.st.DataRejected = make(map[int]int64)
 	p.st.RcptSeen = make(map[string]int)
+	p.st.ArrivalsBySource = make(map[string][]time.Time)
 	p.beh.Store(cb)
 
 	p.mu.Lock()
@@ -243,6 +247,10 @@ func (p *Provider) Stats() Stats {
 	s.DataRejected = maps.Clone(p.st.DataRejected)
 	s.RcptSeen = maps.Clone(p.st.RcptSeen)
 	s.Arrivals = slices.Clone(p.st.Arrivals)
+	s.ArrivalsBySource = make(map[string][]time.Time, len(p.st.ArrivalsBySource))
+	for ip, ts := range p.st.ArrivalsBySource {
+		s.ArrivalsBySource[ip] = slices.Clone(ts)
+	}
 	s.AttemptTimes = slices.Clone(p.st.AttemptTimes)
 	s.ConnTimes = slices.Clone(p.st.ConnTimes)
 	return s

@@ -793,3 +793,29 @@ func blast(addr string, n int, next, body string) error {
 	}
 	return nil
 }
+
+// TestProviderMailReplyPerClientIP: MailReply throttles one client IP
+// while another delivers, and arrivals are counted per client IP.
+func TestProviderMailReplyPerClientIP(t *testing.T) {
+	p := newProvider(t, Behavior{MailReply: func(ip string) string {
+		if ip == "127.0.0.2" {
+			return "421 4.7.0 [TSS04] Messages from " + ip + " temporarily deferred"
+		}
+		return ""
+	}})
+	addr := p.Addrs()[0]
+	bad := dialFrom(t, addr, "127.0.0.2")
+	bad.hello()
+	if msg := bad.cmd("MAIL FROM:<s@x.test>", 421); !strings.Contains(msg, "[TSS04] Messages from 127.0.0.2") {
+		t.Errorf("reply %q", msg)
+	}
+	bad.expectEOF()
+	good := dialFrom(t, addr, "127.0.0.3")
+	good.hello()
+	good.message("s@x.test", []string{"a@y.test"}, "x\r\n")
+	good.message("s@x.test", []string{"b@y.test"}, "x\r\n")
+	s := p.Stats()
+	if len(s.ArrivalsBySource["127.0.0.3"]) != 2 || len(s.ArrivalsBySource["127.0.0.2"]) != 0 || s.RcptRejected[421] != 1 {
+		t.Errorf("arrivals by source %v rejected %v", s.ArrivalsBySource, s.RcptRejected)
+	}
+}

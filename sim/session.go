@@ -371,6 +371,11 @@ func (s *session) mail(b *behavior, arg []byte) bool {
 		}
 	}
 	s.p.countAttempt()
+	if b.MailReply != nil {
+		if r := b.MailReply(s.ip); r != "" && r[0] != '2' {
+			return s.reject(r)
+		}
+	}
 	if b.MaxMsgsPerConn > 0 && s.msgs >= b.MaxMsgsPerConn {
 		return s.reject("421 4.7.0 Too many messages on this connection")
 	}

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/queue"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -16,6 +21,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	domain := fs.String("domain", "", "resolve this domain's MX hosts and say which rule governs it")
 	quiet := fs.Bool("q", false, "print only errors and the -domain answer, not the effective configuration")
+	apiURL := fs.String("api", "", "with -domain: a running node's API URL, to show its flow state for the site and per source")
+	token := fs.String("token", os.Getenv("PENSTOCK_TOKEN"), "with -api: the API bearer token (default from -config)")
 	if _, ok := positional(fs, args, 0, 0); !ok {
 		return 2
 	}
@@ -62,6 +69,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
 			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
 		fmt.Fprintf(stdout, "shaping: max_connection_rate %s, messages_per_day %s\n", r.MaxConnectionRate, perDay(r.MessagesPerDay))
+		fmt.Fprintf(stdout, "sources: %s\n", poolSources(cfg))
+		if *apiURL != "" {
+			tok := *token
+			if tok == "" {
+				tok = cfg.HTTP.Token
+			}
+			c := &apiClient{base: strings.TrimSuffix(*apiURL, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}
+			var ex queue.Explanation
+			if err := c.do("GET", "/api/v1/explain?domain="+url.QueryEscape(*domain), nil, &ex); err != nil {
+				fmt.Fprintf(stderr, "%s: flow state: %v\n", *apiURL, err)
+				return 1
+			}
+			printFlowSources(stdout, ex)
+		}
 		return 0
 	}
 	if *quiet {
@@ -89,6 +110,42 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	return 0
+}
+
+// poolSources lists the default pool's sources with their weights.
+func poolSources(cfg *config.Config) string {
+	ips := map[string]string{}
+	for _, s := range cfg.Sources {
+		ips[s.Name] = s.IP
+	}
+	for _, p := range cfg.Pools {
+		if p.Name != cfg.Delivery.DefaultPool {
+			continue
+		}
+		var parts []string
+		for _, s := range p.Sources {
+			parts = append(parts, fmt.Sprintf("%s %s (weight %d)", s.Source, ips[s.Source], max(1, s.Weight)))
+		}
+		return "pool " + p.Name + ": " + strings.Join(parts, ", ")
+	}
+	return "the kernel's choice (no pool)"
+}
+
+// printFlowSources prints a running node's flow state of a site and of
+// each of its sources.
+func printFlowSources(w io.Writer, ex queue.Explanation) {
+	if ex.Site == nil {
+		fmt.Fprintln(w, "flow:    the node has no mail for this site (no flow state)")
+		return
+	}
+	fmt.Fprintf(w, "flow:    site %s\n", ex.Site.Flow.State)
+	for _, d := range ex.Site.Sources {
+		line := fmt.Sprintf("%s %s (%d errors in %d attempts)", d.Source, d.State, d.Errors, d.Attempts)
+		if d.Diagnosis != "" {
+			line += ": " + d.Diagnosis
+		}
+		wrapIndented(w, "source:  ", "         ", line)
+	}
 }
 
 // perDay prints a messages_per_day value.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/eventsout"
+	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/queue"
 )
 
@@ -219,6 +220,12 @@ func printSite(w io.Writer, s queue.SiteView) {
 	fmt.Fprintln(w)
 	if s.Flow.Diagnosis != "" {
 		fmt.Fprintf(w, "diagnosis:   %s\n", s.Flow.Diagnosis)
+	}
+	for _, d := range s.Sources {
+		fmt.Fprintf(w, "source:      %s %s — %s\n", d.Source, d.State, d.Detail)
+		if d.Diagnosis != "" && d.State != flow.Normal {
+			wrapIndented(w, "            ", "            ", d.Diagnosis)
+		}
 	}
 	if s.Suspended {
 		fmt.Fprintln(w, "operator:    suspended")

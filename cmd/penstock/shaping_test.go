@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
 )
 
@@ -35,5 +38,56 @@ func TestCheckDomainShaping(t *testing.T) {
 	code, _, errs = runCmd("check", "-q", "-config", cfgFile)
 	if code != 1 || !strings.Contains(errs, cfgFile+":7:") || !strings.Contains(errs, "max_connection_rate") {
 		t.Errorf("bad rate: exit %d %s", code, errs)
+	}
+}
+
+// Explain answers for the sources test's domain: a site whose source
+// 127.0.0.2 is in backoff while 127.0.0.3 is normal.
+func (b *opBackend) Explain(_ context.Context, target string) queue.Explanation {
+	if target != "sources.test" {
+		return queue.Explanation{Target: target, Domain: target}
+	}
+	return queue.Explanation{Target: target, Domain: target, Site: &queue.SiteView{Site: "mx.sources.test",
+		Flow: flow.Decision{State: flow.Normal},
+		Sources: []flow.SourceDecision{
+			{Source: "127.0.0.2", Decision: flow.Decision{State: flow.Backoff, Attempts: 20, Errors: 9,
+				Detail: "source 127.0.0.2: flow state backoff", Diagnosis: "reputation of source 127.0.0.2 at mx.sources.test: the provider is throttling or blocking mail from this source"}},
+			{Source: "127.0.0.3", Decision: flow.Decision{State: flow.Normal, Attempts: 20, Detail: "source 127.0.0.3: flow state normal"}},
+		}}}
+}
+
+// TestCheckDomainSources: `penstock check -domain` lists the pool's
+// sources, and with -api the running node's flow state per source; the
+// explain command prints each source's state and diagnosis.
+func TestCheckDomainSources(t *testing.T) {
+	srv, err := sim.NewDNSServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.SetMX("sources.test", sim.MXRecord{Host: "mx.sources.test", Pref: 10})
+	_, apiFlags := opServer(t)
+	cfgFile := filepath.Join(t.TempDir(), "penstock.toml")
+	conf := fmt.Sprintf("[dns]\nnameservers = [%q]\n\n[delivery]\ndefault_pool = \"main\"\n\n"+
+		"[[source]]\nname = \"ip2\"\nip = \"127.0.0.2\"\n\n[[source]]\nname = \"ip3\"\nip = \"127.0.0.3\"\n\n"+
+		"[[pool]]\nname = \"main\"\nsources = [{source = \"ip2\"}, {source = \"ip3\", weight = 2}]\n", srv.Addr())
+	if err := os.WriteFile(cfgFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(append([]string{"check", "-config", cfgFile, "-domain", "sources.test"}, apiFlags...)...)
+	for _, want := range []string{
+		"sources: pool main: ip2 127.0.0.2 (weight 1), ip3 127.0.0.3 (weight 2)",
+		"flow:    site normal",
+		"source:  127.0.0.2 backoff (9 errors in 20 attempts): reputation of source",
+		"source:  127.0.0.3 normal (0 errors in 20 attempts)",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("check -domain -api: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	code, out, _ = runOp(t, append([]string{"explain", "sources.test"}, apiFlags...)...)
+	if code != 0 || !strings.Contains(out, "source:      127.0.0.2 backoff — source 127.0.0.2: flow state backoff") ||
+		!strings.Contains(out, "reputation of source 127.0.0.2") {
+		t.Errorf("explain: exit %d\n%s", code, out)
 	}
 }
