@@ -105,7 +105,7 @@ func (b *Bridge) syncWindows(now time.Time) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
 	defer cancel()
 	cmds := make([]*redis.Cmd, len(pending))
-	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	send := func(p redis.Pipeliner) error {
 		for i, wc := range pending {
 			args := []any{b.opts.Node, minSlot, ttl}
 			for _, s := range wc.Slots {
@@ -114,20 +114,12 @@ func (b *Bridge) syncWindows(now time.Time) {
 			cmds[i] = b.windowScript.EvalSha(ctx, p, []string{b.windowKey(wc.Site, wc.Source)}, args...)
 		}
 		return nil
-	})
+	}
+	_, err := b.c.Pipelined(ctx, send)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// First use on this server (or after a restart): load, retry once.
 		if err = b.windowScript.Load(ctx, b.c).Err(); err == nil {
-			_, err = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i, wc := range pending {
-					args := []any{b.opts.Node, minSlot, ttl}
-					for _, s := range wc.Slots {
-						args = append(args, s.Slot, s.Attempts, s.Errors)
-					}
-					cmds[i] = b.windowScript.EvalSha(ctx, p, []string{b.windowKey(wc.Site, wc.Source)}, args...)
-				}
-				return nil
-			})
+			_, err = b.c.Pipelined(ctx, send)
 		}
 	}
 	if err != nil {
