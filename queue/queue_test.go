@@ -228,6 +228,9 @@ func TestOutcomesApplied(t *testing.T) {
 	if v.Queued != 1 {
 		t.Errorf("site queues %d recipients, want 1", v.Queued)
 	}
+	if tot := f.q.Totals(); tot.Queued != 1 || tot.Sites != 1 {
+		t.Errorf("totals: %d recipients queued at %d sites, want 1 at 1", tot.Queued, tot.Sites)
+	}
 	ex := f.q.Explain(context.Background(), "later@beta.test")
 	if !strings.HasPrefix(ex.Verdict, StatusRetry) || !strings.Contains(ex.Verdict, "last reply from mx.beta.test") {
 		t.Errorf("explain verdict %q, want the retry status with the last reply", ex.Verdict)

@@ -73,6 +73,7 @@ type site struct {
 	active      int               // sessions open or dialing
 	inflight    int               // jobs claimed and not yet back
 	claimed     map[*job]struct{} // those jobs, for explain
+	queued      int               // recipients in jobs and claimed (q.tally)
 	probing     bool
 	wait        Wait
 	opSuspended bool
@@ -120,6 +121,7 @@ func (s *site) enqueueLocked(j *job) kickoff {
 	s.seq++
 	j.seq = s.seq
 	heap.Push(&s.jobs, j)
+	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.noteExpiry(j)
 	s.arrived()
 	k := kickoff{top: j.index == 0, start: !s.running && !s.q.isClosed()}
@@ -597,6 +599,7 @@ func (s *site) refuse(j *job, w Wait) {
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
 	heap.Push(&s.jobs, j)
+	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.setWait(w)
 }
 
@@ -707,6 +710,16 @@ func (s *site) forget(j *job) {
 func (s *site) forgetLocked(j *job) {
 	s.inflight--
 	delete(s.claimed, j)
+	s.q.tally.move(&s.queued, -len(j.rcpts))
+}
+
+// keepRcpts narrows a claimed job to the recipients still queued, before
+// it is released.
+func (s *site) keepRcpts(j *job, keep []int) {
+	s.mu.Lock()
+	s.q.tally.move(&s.queued, len(keep)-len(j.rcpts))
+	j.rcpts = keep
+	s.mu.Unlock()
 }
 
 // release gives a claimed job back: rescheduled at its (new) due time when
