@@ -250,6 +250,7 @@ type benchResult struct {
 	Deferred      int64   `json:"deferred"`
 	SinkCounted   int64   `json:"sink_counted,omitempty"`
 	SinkMaxConns  int     `json:"sink_max_connections,omitempty"`
+	SinkConns     int64   `json:"sink_connections,omitempty"` // accepted in all
 	SinkMaxPerCon int     `json:"sink_max_msgs_per_connection,omitempty"`
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
@@ -285,7 +286,7 @@ func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "counts            injected %d (errors %d)  delivered %d  bounced %d  deferred %d",
 		r.Injected, r.InjectErrors, r.Delivered, r.Bounced, r.Deferred)
 	if r.SinkCounted > 0 {
-		fmt.Fprintf(w, "  sink counted %d (max %d connections, max %d msgs/connection)", r.SinkCounted, r.SinkMaxConns, r.SinkMaxPerCon)
+		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection)", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "spool             %d commits, %.1f writes/commit (group commit)\n", r.SpoolCommits, r.WritesPerCmt)

@@ -113,6 +113,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		st := sink.Stats()
 		res.SinkCounted = st.Delivered
 		res.SinkMaxConns = st.MaxOpen
+		res.SinkConns = st.Connections
 		res.SinkMaxPerCon = st.MaxMsgsPerConn
 		if len(st.Arrivals) > 0 {
 			res.SinkFirst = slices.MinFunc(st.Arrivals, time.Time.Compare).UnixNano()
