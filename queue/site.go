@@ -71,6 +71,8 @@ type site struct {
 	jobs        jobHeap
 	running     bool
 	active      int               // sessions open or dialing
+	idle        int               // of those, looking for their next job (next)
+	runnerWaits bool              // the runner left a due job to an idle session
 	inflight    int               // jobs claimed and not yet back
 	claimed     map[*job]struct{} // those jobs, for explain
 	queued      int               // recipients in jobs and claimed (q.tally)
@@ -239,6 +241,15 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		d := top.due.Sub(now)
 		s.mu.Unlock()
 		return d, nil
+	}
+	if s.idle > 0 && !s.opSuspended {
+		// A session with its connection open is looking for this site's
+		// next job: it takes the due one. Dialling another here would race
+		// it and leave one of the two connections idle until it closes.
+		// The session pokes the runner when it stops looking.
+		s.runnerWaits = true
+		s.mu.Unlock()
+		return forever, nil
 	}
 	if s.opSuspended {
 		if s.opUntil.IsZero() || now.Before(s.opUntil) {
