@@ -299,3 +299,15 @@ func BenchmarkScheduleKeyedHeap(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTotals reads the process-wide totals with 1M jobs queued over
+// 1,000 sites (the dashboard and /status poll it).
+func BenchmarkTotals(b *testing.B) {
+	q := benchQueueNew(b)
+	fill(q, benchSites(q, 1000), 1_000_000, rand.New(rand.NewPCG(1, 2)))
+	for b.Loop() {
+		if q.Totals().Queued != 1_000_000 {
+			b.Fatal("wrong total")
+		}
+	}
+}

@@ -98,31 +98,9 @@ func (q *Queue) Totals() Totals {
 		Deferred: q.counters.deferred.Load(), Expired: q.counters.expired.Load(),
 		Suppressed: q.counters.suppressed.Load(),
 	}
-	q.mu.Lock()
-	sites := make([]*site, 0, len(q.sites))
-	for _, s := range q.sites {
-		sites = append(sites, s)
-	}
-	for _, d := range q.domains {
-		held := 0
-		for _, j := range d.pending {
-			held += len(j.rcpts)
-		}
-		if held > 0 {
-			t.Queued += held
-			t.Sites++ // shown as a site of its own until its MX is known
-		}
-	}
-	q.mu.Unlock()
-	for _, s := range sites {
-		s.mu.Lock()
-		n := s.queuedRecipients()
-		s.mu.Unlock()
-		if n > 0 {
-			t.Sites++
-		}
-		t.Queued += n
-	}
+	// A domain waiting for its MX answer counts as a site of its own.
+	t.Queued = int(q.tally.queued.Load())
+	t.Sites = int(q.tally.places.Load())
 	return t
 }
 
@@ -271,11 +249,7 @@ func (q *Queue) flowPeek(site string, now time.Time) flow.Decision {
 // queuedRecipients counts the recipients of the site's jobs, queued or in
 // flight. Caller holds s.mu.
 func (s *site) queuedRecipients() int {
-	n := s.inflightRecipients()
-	for _, j := range s.jobs {
-		n += len(j.rcpts)
-	}
-	return n
+	return s.queued
 }
 
 // inflightRecipients counts the recipients of claimed jobs. Caller holds s.mu.

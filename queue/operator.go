@@ -100,6 +100,7 @@ func (q *Queue) Purge(name, who string) (int, error) {
 		if whole || j.domain == domain {
 			j.index = -1
 			purged = append(purged, j)
+			q.tally.move(&s.queued, -len(j.rcpts))
 		} else {
 			kept = append(kept, j)
 		}
@@ -132,6 +133,7 @@ func (q *Queue) CancelDelivery(deliveryID, who string) int {
 		for _, j := range d.pending {
 			if j.e.m.DeliveryID == deliveryID {
 				held = append(held, j)
+				q.tally.move(&d.held, -len(j.rcpts))
 			} else {
 				kept = append(kept, j)
 			}
@@ -148,6 +150,7 @@ func (q *Queue) CancelDelivery(deliveryID, who string) int {
 			if j.e.m.DeliveryID == deliveryID {
 				j.index = -1
 				out = append(out, j)
+				q.tally.move(&s.queued, -len(j.rcpts))
 			} else {
 				kept = append(kept, j)
 			}

@@ -142,6 +142,7 @@ type Queue struct {
 	cancelled map[string]bool // cancelled campaigns
 
 	counters counters
+	tally    tally     // queued recipients and places, for Totals
 	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
 }
 
@@ -176,6 +177,7 @@ type domainState struct {
 	expires   time.Time // when the MX answer must be looked up again
 	resolving bool
 	pending   []*job // jobs waiting for an MX answer
+	held      int    // their recipients (q.tally); changed with pending
 	lastErr   error
 	errSince  time.Time
 }
@@ -358,6 +360,7 @@ func (q *Queue) route(j *job) {
 		return
 	}
 	d.pending = append(d.pending, j)
+	q.tally.move(&d.held, len(j.rcpts))
 	start := !d.resolving
 	d.resolving = true
 	q.mu.Unlock()
@@ -400,6 +403,7 @@ func (q *Queue) resolve(d *domainState) {
 		q.mu.Lock()
 		jobs := d.pending
 		d.pending = nil
+		q.tally.move(&d.held, -d.held)
 		if err == nil {
 			s := q.siteFor(res, d.pool, pol)
 			d.site, d.policy = s, pol
@@ -436,6 +440,7 @@ func (q *Queue) resolve(d *domainState) {
 		}
 		d.lastErr = err
 		d.pending = jobs
+		q.tally.move(&d.held, rcptsOf(jobs))
 		q.mu.Unlock()
 		if q.deps.Flow != nil {
 			q.deps.Flow.Record(flow.Event{Time: now, Domain: d.name, Err: true, Local: true, DNS: true, Text: err.Error()})
@@ -467,6 +472,7 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 		}
 	}
 	d.pending = keep
+	q.tally.move(&d.held, -rcptsOf(expired))
 	q.mu.Unlock()
 	for _, j := range expired {
 		q.expire(j, nil, now)

@@ -228,6 +228,9 @@ func TestOutcomesApplied(t *testing.T) {
 	if v.Queued != 1 {
 		t.Errorf("site queues %d recipients, want 1", v.Queued)
 	}
+	if tot := f.q.Totals(); tot.Queued != 1 || tot.Sites != 1 {
+		t.Errorf("totals: %d recipients queued at %d sites, want 1 at 1", tot.Queued, tot.Sites)
+	}
 	ex := f.q.Explain(context.Background(), "later@beta.test")
 	if !strings.HasPrefix(ex.Verdict, StatusRetry) || !strings.Contains(ex.Verdict, "last reply from mx.beta.test") {
 		t.Errorf("explain verdict %q, want the retry status with the last reply", ex.Verdict)
@@ -369,5 +372,39 @@ func TestSiteClaimRate(t *testing.T) {
 	if s.wait.Status != StatusHourlyQuota || len(s.jobs) != 1 || s.inflight != 1 {
 		t.Errorf("after a refused claim: status %q, %d jobs queued, %d in flight; want %q, 1, 1",
 			s.wait.Status, len(s.jobs), s.inflight, StatusHourlyQuota)
+	}
+}
+
+// Mail arriving one message at a time while a session lingers goes out on
+// that session's connection: the runner does not dial a second connection
+// that races the lingering one for the job (before, the runner won every
+// time here: 10 connections for 10 messages).
+func TestLingeringSessionTakesNextJob(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.linger.test"})
+	const msgs = 10
+	for i := range msgs {
+		if i > 0 {
+			// The session is back from the last delivery and looking for
+			// the next job (bounded poll of its state, not a sleep).
+			s := f.q.findSite("linger.test")
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				s.mu.Lock()
+				idle := s.idle
+				s.mu.Unlock()
+				if idle > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("message %d: no session looking for a job", i)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		f.send(t, "u"+strconv.Itoa(i)+"@linger.test")
+		f.out.wait(t, i+1)
+	}
+	if st := f.prov.Stats(); st.Connections != 1 || st.Delivered != msgs {
+		t.Errorf("provider saw %d connections for %d messages, want 1 for %d", st.Connections, st.Delivered, msgs)
 	}
 }

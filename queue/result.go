@@ -358,7 +358,11 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	}
 
 	if len(keep) > 0 {
-		j.rcpts = keep
+		if s != nil {
+			s.keepRcpts(j, keep)
+		} else {
+			j.rcpts = keep
+		}
 		j.due = due
 	}
 	if s == nil {

@@ -71,13 +71,35 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		if v, ok := lease.(quota.Revocable); ok && !v.Valid() {
 			return
 		}
-		j, _ = s.claim(lim, lease.Key())
-		if j == nil {
-			if j = s.linger(lim, lease.Key()); j == nil {
-				return
-			}
+		if j = s.next(lim, lease.Key()); j == nil {
+			return
 		}
 	}
+}
+
+// next claims the site's next due job for a session whose connection is
+// open, lingering for one when none is due; nil when none came. Meanwhile
+// the session counts as idle and the runner opens no other session for
+// the site (step); the runner looks again when the session stops looking,
+// with a job (more may be due) or without.
+func (s *site) next(lim limits, leaseKey string) *job {
+	s.mu.Lock()
+	s.idle++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.idle--
+		wake := s.runnerWaits
+		s.runnerWaits = false
+		s.mu.Unlock()
+		if wake {
+			s.poke()
+		}
+	}()
+	if j, _ := s.claim(lim, leaseKey); j != nil {
+		return j
+	}
+	return s.linger(lim, leaseKey)
 }
 
 // lingerFor is how long an idle session keeps its connection for the next

@@ -71,8 +71,11 @@ type site struct {
 	jobs        jobHeap
 	running     bool
 	active      int               // sessions open or dialing
+	idle        int               // of those, looking for their next job (next)
+	runnerWaits bool              // the runner left a due job to an idle session
 	inflight    int               // jobs claimed and not yet back
 	claimed     map[*job]struct{} // those jobs, for explain
+	queued      int               // recipients in jobs and claimed (q.tally)
 	probing     bool
 	probingSrc  map[string]bool // sources whose probe session is open
 	wait        Wait
@@ -121,6 +124,7 @@ func (s *site) enqueueLocked(j *job) kickoff {
 	s.seq++
 	j.seq = s.seq
 	heap.Push(&s.jobs, j)
+	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.noteExpiry(j)
 	s.arrived()
 	k := kickoff{top: j.index == 0, start: !s.running && !s.q.isClosed()}
@@ -240,6 +244,15 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		d := top.due.Sub(now)
 		s.mu.Unlock()
 		return d, nil
+	}
+	if s.idle > 0 && !s.opSuspended {
+		// A session with its connection open is looking for this site's
+		// next job: it takes the due one. Dialling another here would race
+		// it and leave one of the two connections idle until it closes.
+		// The session pokes the runner when it stops looking.
+		s.runnerWaits = true
+		s.mu.Unlock()
+		return forever, nil
 	}
 	if s.opSuspended {
 		if s.opUntil.IsZero() || now.Before(s.opUntil) {
@@ -679,6 +692,7 @@ func (s *site) refuse(j *job, w Wait) {
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
 	heap.Push(&s.jobs, j)
+	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.setWait(w)
 }
 
@@ -789,6 +803,16 @@ func (s *site) forget(j *job) {
 func (s *site) forgetLocked(j *job) {
 	s.inflight--
 	delete(s.claimed, j)
+	s.q.tally.move(&s.queued, -len(j.rcpts))
+}
+
+// keepRcpts narrows a claimed job to the recipients still queued, before
+// it is released.
+func (s *site) keepRcpts(j *job, keep []int) {
+	s.mu.Lock()
+	s.q.tally.move(&s.queued, len(keep)-len(j.rcpts))
+	j.rcpts = keep
+	s.mu.Unlock()
 }
 
 // release gives a claimed job back: rescheduled at its (new) due time when

@@ -98,6 +98,27 @@ func FuzzAppendCRLF(f *testing.F) {
 		if !bytes.Equal(strip(out), strip(src)) {
 			t.Fatalf("%q -> %q: text changed", src, out)
 		}
+		// The one-copy path for CRLF bodies gives what the line-by-line
+		// path gives.
+		if lines := appendCRLFLines(nil, src); !bytes.Equal(out, lines) {
+			t.Fatalf("%q -> %q, line by line %q", src, out, lines)
+		}
+	})
+}
+
+// FuzzHas8Bit: the word-at-a-time check agrees with a byte loop.
+func FuzzHas8Bit(f *testing.F) {
+	for _, s := range []string{"", "a", "\x80", strings.Repeat("a", 31) + "\xff", strings.Repeat("b", 64), strings.Repeat("c", 40) + "é"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := false
+		for _, c := range b {
+			want = want || c >= 0x80
+		}
+		if got := has8Bit(b); got != want {
+			t.Fatalf("has8Bit(%q) = %v, want %v", b, got, want)
+		}
 	})
 }
 

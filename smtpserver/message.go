@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"time"
 )
@@ -88,7 +89,44 @@ func appendSafe(b []byte, s string) []byte {
 // or bare CR (forbidden by RFC 5321 §2.3.8, but sent by careless clients)
 // becomes CRLF. A non-empty body that lacks a final line ending gets one, so
 // the stored message is a sequence of CRLF-terminated lines.
+//
+// Almost every client sends CRLF lines already: that body is appended in
+// one copy; the rest go line by line.
 func appendCRLF(dst, src []byte) []byte {
+	if isCRLF(src) {
+		return append(dst, src...)
+	}
+	return appendCRLFLines(dst, src)
+}
+
+// isCRLF reports whether b is CRLF-terminated lines and nothing else: it
+// ends in CRLF, every LF follows a CR, and there are as many CRs as LFs
+// (so no CR stands alone).
+func isCRLF(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	if !bytes.HasSuffix(b, []byte("\r\n")) {
+		return false
+	}
+	lfs := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i+j == 0 || b[i+j-1] != '\r' {
+			return false
+		}
+		lfs++
+		i += j + 1
+	}
+	return bytes.Count(b, []byte{'\r'}) == lfs
+}
+
+// appendCRLFLines is appendCRLF a line at a time, for bodies with bare CRs
+// or LFs.
+func appendCRLFLines(dst, src []byte) []byte {
 	for len(src) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(src, '\n'); i >= 0 {
@@ -115,6 +153,16 @@ func appendCRLF(dst, src []byte) []byte {
 
 // has8Bit reports whether b has any octet above 127.
 func has8Bit(b []byte) bool {
+	// Eight octets at a time: their high bits OR'ed, 32 bytes a round.
+	const high = 0x8080808080808080
+	for len(b) >= 32 {
+		w := binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:]) |
+			binary.LittleEndian.Uint64(b[16:]) | binary.LittleEndian.Uint64(b[24:])
+		if w&high != 0 {
+			return true
+		}
+		b = b[32:]
+	}
 	for _, c := range b {
 		if c >= 0x80 {
 			return true

@@ -56,6 +56,7 @@ const (
 
 type benchFlags struct {
 	n, size, clients, domains int
+	load                      string // how recipients spread over the domains: uniform or zipf
 	sink                      string
 	jsonOut                   bool
 	timeout                   time.Duration
@@ -87,6 +88,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.size, "size", 2048, "message size in bytes, headers included")
 	fs.IntVar(&f.clients, "clients", 20, "concurrent injecting SMTP sessions (each reuses its connection)")
 	fs.IntVar(&f.domains, "domains", 1, "recipient domains, each with its own MX host (its own site), all on the one sink")
+	fs.StringVar(&f.load, "load", "uniform", "how recipients spread over -domains: uniform (round robin) or zipf (a campaign: every domain once, then Zipf-distributed, the top 10 domains ~70%, fixed seed)")
 	fs.StringVar(&f.sink, "sink", "", "external sink HOST:PORT on loopback (e.g. Postfix's smtp-sink on 127.0.0.2:2525); default: sim's sink in a child process")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as one JSON object")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
@@ -124,6 +126,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case f.domains > 100000:
 		fmt.Fprintln(stderr, "penstock bench: -domains is at most 100000")
+		return 2
+	case f.load != "uniform" && f.load != "zipf":
+		fmt.Fprintf(stderr, "penstock bench: -load %q: want uniform or zipf\n", f.load)
+		return 2
+	case f.load != "uniform" && (f.campaign || f.queued > 0):
+		fmt.Fprintln(stderr, "penstock bench: -load applies to the relay bench, not to -campaign or -queued")
 		return 2
 	case !slices.Contains([]string{"none", "rsa", "ed25519", "dual"}, f.dkim):
 		fmt.Fprintf(stderr, "penstock bench: -dkim %q: want none, rsa, ed25519 or dual\n", f.dkim)
@@ -206,6 +214,7 @@ type benchResult struct {
 	Size     int          `json:"size"`
 	Clients  int          `json:"clients"`
 	Domains  int          `json:"domains"`
+	Load     string       `json:"load"` // uniform, or zipf with its top-10 share
 	Sink     string       `json:"sink"`
 	Rule     benchRule    `json:"rule"`
 	// Unsafe is true when the spool did not fsync (-unsafe-nosync).
@@ -241,6 +250,7 @@ type benchResult struct {
 	Deferred      int64   `json:"deferred"`
 	SinkCounted   int64   `json:"sink_counted,omitempty"`
 	SinkMaxConns  int     `json:"sink_max_connections,omitempty"`
+	SinkConns     int64   `json:"sink_connections,omitempty"` // accepted in all
 	SinkMaxPerCon int     `json:"sink_max_msgs_per_connection,omitempty"`
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
@@ -261,8 +271,8 @@ func (r *benchResult) print(w io.Writer) {
 		label = "  ** UNSAFE MODE: spool without fsync; not a valid result **"
 	}
 	fmt.Fprintf(w, "penstock bench  %s  (%d CPUs, %s, %s)%s\n", r.Date, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, label)
-	fmt.Fprintf(w, "  load: %d msgs x %d B, %d client sessions (connections reused), %d domain(s), sink %s\n",
-		r.Messages, r.Size, r.Clients, r.Domains, r.Sink)
+	fmt.Fprintf(w, "  load: %d msgs x %d B, %d client sessions (connections reused), %d domain(s) %s, sink %s\n",
+		r.Messages, r.Size, r.Clients, r.Domains, r.Load, r.Sink)
 	fmt.Fprintf(w, "  rule: %q mx=%s scope=%s max_connections=%d max_messages_per_connection=%d (per site)\n",
 		r.Rule.Name, r.Rule.MX, r.Rule.Scope, r.Rule.MaxConnections, r.Rule.MaxMessagesPerConnection)
 	fmt.Fprintf(w, "  settings: %s; spool and log in %s\n", r.Settings, r.Dir)
@@ -280,7 +290,7 @@ func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "counts            injected %d (errors %d)  delivered %d  bounced %d  deferred %d",
 		r.Injected, r.InjectErrors, r.Delivered, r.Bounced, r.Deferred)
 	if r.SinkCounted > 0 {
-		fmt.Fprintf(w, "  sink counted %d (max %d connections, max %d msgs/connection)", r.SinkCounted, r.SinkMaxConns, r.SinkMaxPerCon)
+		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection)", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "spool             %d commits, %.1f writes/commit (group commit)\n", r.SpoolCommits, r.WritesPerCmt)

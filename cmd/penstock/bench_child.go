@@ -41,6 +41,7 @@ type loadResult struct {
 	SinkFirst     int64   `json:"sink_first"`
 	SinkLast      int64   `json:"sink_last"`
 	SinkMaxConns  int     `json:"sink_max_conns"`
+	SinkConns     int64   `json:"sink_conns"`
 	SinkMaxPerCon int     `json:"sink_max_per_conn"`
 	SinkWaitError string  `json:"sink_wait_error,omitempty"`
 	CPUNs         int64   `json:"cpu_ns"`

@@ -47,6 +47,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	size := fs.Int("size", 2048, "")
 	clients := fs.Int("clients", 20, "")
 	domains := fs.Int("domains", 1, "")
+	load := fs.String("load", "uniform", "")
 	sinkAddr := fs.String("sink", "", "")
 	if fs.Parse(args) != nil {
 		return 2
@@ -81,6 +82,10 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		world.DNS.SetA(benchMX(i), sinkIP)
 		world.DNS.SetMX(benchDomain(i), sim.MXRecord{Host: benchMX(i), Pref: 10})
 	}
+	spread, err := benchSpread(*load, *n, *domains)
+	if err != nil {
+		return failReady(err)
+	}
 	if err := out.Encode(loadReady{DNS: world.Nameserver(), Port: port}); err != nil {
 		return 1
 	}
@@ -95,7 +100,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		return 1
 	}
 	cpu0 := cpuSelf()
-	res := benchInject(cmd.Addr, *n, *size, *clients, *domains)
+	res := benchInject(cmd.Addr, *size, *clients, spread)
 	if sink != nil {
 		// The parent's -timeout bounds the whole run; this bounds the child
 		// on its own, should the parent vanish.
@@ -108,6 +113,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		st := sink.Stats()
 		res.SinkCounted = st.Delivered
 		res.SinkMaxConns = st.MaxOpen
+		res.SinkConns = st.Connections
 		res.SinkMaxPerCon = st.MaxMsgsPerConn
 		if len(st.Arrivals) > 0 {
 			res.SinkFirst = slices.MinFunc(st.Arrivals, time.Time.Compare).UnixNano()
@@ -133,9 +139,11 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	return 0
 }
 
-// benchInject sends n messages to addr over c sessions, each reusing its
-// connection; message i goes to user<i>@d<i mod domains>.
-func benchInject(addr string, n, size, c, domains int) loadResult {
+// benchInject sends a message for each entry of spread to addr over c
+// sessions, each reusing its connection; message i goes to
+// user<i>@d<spread[i]>.
+func benchInject(addr string, size, c int, spread []int) loadResult {
+	n := len(spread)
 	filler := []byte(strings.Repeat("Penstock meters mail like water to a turbine, gate by gate. ", 2)[:76] + "\r\n")
 	lat := make([]time.Duration, n)
 	var next, injected, errs atomic.Int64
@@ -163,7 +171,7 @@ func benchInject(addr string, n, size, c, domains int) loadResult {
 				if i >= n {
 					return
 				}
-				to := "user" + strconv.Itoa(i) + "@" + benchDomain(i%domains)
+				to := "user" + strconv.Itoa(i) + "@" + benchDomain(spread[i])
 				body := benchBody(i, to, size, filler)
 				if cl == nil || cl.Broken() {
 					var err error

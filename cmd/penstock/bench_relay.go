@@ -91,7 +91,15 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	res := &benchResult{
 		Date: time.Now().UTC().Format(time.RFC3339), Machine: machineInfo(),
 		Messages: f.n, Size: f.size, Clients: f.clients, Domains: f.domains, Unsafe: f.unsafeNoSync,
-		Sink: "sim sink (child process)",
+		Sink: "sim sink (child process)", Load: f.load,
+	}
+	if f.load == "zipf" {
+		spread, err := benchSpread(f.load, f.n, f.domains)
+		if err != nil {
+			return nil, err
+		}
+		top10, used := spreadSummary(spread, f.domains)
+		res.Load = fmt.Sprintf("zipf (top 10 domains %.1f%%, %d domains used)", 100*top10, used)
 	}
 	if f.sink != "" {
 		res.Sink = "external " + f.sink
@@ -101,7 +109,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		res.Settings = "UNSAFE: spool without fsync; delivery log on, flow control on"
 	}
 	args := []string{"_load", "-n", strconv.Itoa(f.n), "-size", strconv.Itoa(f.size),
-		"-clients", strconv.Itoa(f.clients), "-domains", strconv.Itoa(f.domains)}
+		"-clients", strconv.Itoa(f.clients), "-domains", strconv.Itoa(f.domains), "-load", f.load}
 	if f.sink != "" {
 		args = append(args, "-sink", f.sink)
 	}
@@ -312,6 +320,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	res.AckP50Ms, res.AckP99Ms = lr.AckP50Ms, lr.AckP99Ms
 	res.LoadCPUS = time.Duration(lr.CPUNs).Seconds()
 	res.SinkCounted, res.SinkMaxConns, res.SinkMaxPerCon = lr.SinkCounted, lr.SinkMaxConns, lr.SinkMaxPerCon
+	res.SinkConns = lr.SinkConns
 	if lr.InjectEnd > lr.InjectStart {
 		res.InjectS = time.Duration(lr.InjectEnd - lr.InjectStart).Seconds()
 		res.InjectMsgsPerS = float64(lr.Injected) / res.InjectS

@@ -1,0 +1,202 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// byteDataReader is the byte-at-a-time dataReader.Read of go-smtp v0.25.1,
+// kept as the reference the bulk reader must agree with.
+type byteDataReader struct {
+	r     *bufio.Reader
+	state int
+}
+
+func (r *byteDataReader) Read(b []byte) (n int, err error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	for n < len(b) && r.state != stateEOF {
+		var c byte
+		c, err = r.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			break
+		}
+		switch r.state {
+		case stateBeginLine:
+			if c == '.' {
+				r.state = stateDot
+				continue
+			}
+			if c == '\r' {
+				r.state = stateCR
+				break
+			}
+			r.state = stateData
+		case stateDot:
+			if c == '\r' {
+				r.state = stateDotCR
+				continue
+			}
+			r.state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				r.state = stateEOF
+				continue
+			}
+			r.state = stateData
+		case stateCR:
+			if c == '\n' {
+				r.state = stateBeginLine
+				break
+			}
+			r.state = stateData
+		case stateData:
+			if c == '\r' {
+				r.state = stateCR
+			}
+		}
+		b[n] = c
+		n++
+	}
+	if err == nil && r.state == stateEOF {
+		err = io.EOF
+	}
+	return
+}
+
+// readAllSmall reads r to the end in reads of random sizes (1 to 64 bytes).
+func readAllSmall(r io.Reader, rng *rand.Rand) ([]byte, error) {
+	var out []byte
+	for k := 0; k < 1<<20; k++ {
+		b := make([]byte, 1+rng.Intn(64))
+		n, err := r.Read(b)
+		out = append(out, b[:n]...)
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return out, err
+		}
+	}
+	return out, errors.New("reader did not end")
+}
+
+// randomData builds DATA input from pieces that exercise every state:
+// dot-stuffed lines, bare CR and LF, ".\r" not followed by LF, long lines,
+// and sometimes the end marker followed by the next command.
+func randomData(rng *rand.Rand) string {
+	pieces := []string{"a", "hello world", "\r\n", "\r", "\n", ".", "..", ".\r", ".\rx", "\r\n.", "\r\n..x", strings.Repeat("z", 300)}
+	var sb strings.Builder
+	for k, m := 0, rng.Intn(200); k < m; k++ {
+		sb.WriteString(pieces[rng.Intn(len(pieces))])
+	}
+	if rng.Intn(4) > 0 {
+		sb.WriteString("\r\n.\r\nQUIT\r\n")
+	}
+	return sb.String()
+}
+
+func TestDataReaderMatchesByteReader(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 3000; i++ {
+		in := randomData(rng)
+		// A small bufio buffer and a one-byte underlying reader put buffer
+		// boundaries everywhere, including between CR and LF.
+		size := 16 + rng.Intn(64)
+		var src func() io.Reader
+		if i%2 == 0 {
+			src = func() io.Reader { return iotest.OneByteReader(strings.NewReader(in)) }
+		} else {
+			src = func() io.Reader { return strings.NewReader(in) }
+		}
+
+		wantR := bufio.NewReaderSize(src(), size)
+		want, wantErr := readAllSmall(&byteDataReader{r: wantR}, rand.New(rand.NewSource(int64(i))))
+		gotR := bufio.NewReaderSize(src(), size)
+		got, gotErr := readAllSmall(&dataReader{r: gotR}, rand.New(rand.NewSource(int64(i))))
+
+		if !bytes.Equal(got, want) || !errors.Is(gotErr, wantErr) && gotErr != wantErr {
+			t.Fatalf("input %q:\ngot  %q, %v\nwant %q, %v", in, got, gotErr, want, wantErr)
+		}
+		// What follows the end marker is left for the next command.
+		restWant, _ := io.ReadAll(wantR)
+		restGot, _ := io.ReadAll(gotR)
+		if !bytes.Equal(restGot, restWant) {
+			t.Fatalf("input %q: left %q, want %q", in, restGot, restWant)
+		}
+	}
+}
+
+func TestLineLimitReaderMatchesByteCount(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for i := 0; i < 3000; i++ {
+		limit := 1 + rng.Intn(40)
+		var sb strings.Builder
+		for k, m := 0, rng.Intn(50); k < m; k++ {
+			sb.WriteString(strings.Repeat("x", rng.Intn(limit+2)))
+			sb.WriteByte('\n')
+		}
+		in := sb.String()
+
+		// The reference: the per-byte count.
+		wantErr := error(nil)
+		cur := 0
+		for _, c := range []byte(in) {
+			if c == '\n' {
+				cur = 0
+			}
+			cur++
+			if cur > limit {
+				wantErr = ErrTooLongLine
+				break
+			}
+		}
+
+		lr := &lineLimitReader{R: strings.NewReader(in), LineLimit: limit}
+		_, gotErr := readAllSmall(lr, rng)
+		if gotErr != wantErr {
+			t.Fatalf("limit %d, input %q: got %v, want %v", limit, in, gotErr, wantErr)
+		}
+		// The error is sticky: the connection is broken.
+		if wantErr != nil {
+			if _, err := lr.Read(make([]byte, 8)); err != ErrTooLongLine {
+				t.Fatalf("limit %d, input %q: read after the error: %v, want %v", limit, in, err, ErrTooLongLine)
+			}
+		}
+	}
+}
+
+func BenchmarkDataReader(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 2048 {
+		sb.WriteString("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n")
+	}
+	sb.WriteString(".\r\n")
+	msg := sb.String()
+	b.SetBytes(int64(len(msg)))
+	br := bufio.NewReader(nil)
+	sr := strings.NewReader(msg)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sr.Reset(msg)
+		br.Reset(sr)
+		if _, err := io.Copy(io.Discard, &dataReader{r: br}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
