@@ -121,6 +121,11 @@ func TestWarmupWaitsAdvancesAndSurvivesRestart(t *testing.T) {
 	if got := p.Delivered(); got != 5 {
 		t.Fatalf("delivered %d while the volume is 5", got)
 	}
+	// A claim the warm-up refused put its job back: the running totals
+	// still count it (they once lost one per refusal).
+	if tot := h.m.Queue.Totals(); tot.Queued != 7 {
+		t.Fatalf("totals say %d queued, 7 wait", tot.Queued)
+	}
 	// The day's health has heard the 5 deliveries (the delivery log's
 	// subscribers run on their own).
 	waitFor(t, 10*time.Second, "5 deliveries in the day's health", func() bool { return warmStatus(t, h).Today.Delivered == 5 })

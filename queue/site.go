@@ -685,15 +685,27 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 	}
 }
 
-// refuse puts a claimed job back in the heap, its token refused, and
-// records why the site waits.
+// refuse puts a claimed job back in the heap, its token refused (a rate,
+// a daily quota, a warm-up volume), and records why the site waits. When
+// a lingering session's claim took the site's last job, the runner may
+// have found the heap empty and exited meanwhile: it is started again, so
+// that someone runs the job when the wait ends (not arrived(): lingering
+// sessions would only be refused again).
 func (s *site) refuse(j *job, w Wait) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.forgetLocked(j)
 	heap.Push(&s.jobs, j)
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.setWait(w)
+	start := !s.running && !s.q.isClosed()
+	if start {
+		s.running = true
+		s.q.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	}
 }
 
 // takeOpen takes a connection-open token of the rule's max_connection_rate

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"container/heap"
 	"time"
 
 	"github.com/penstock-mta/penstock/warmup"
@@ -76,22 +75,6 @@ func (s *site) takeWarm(lim limits, j *job) (time.Duration, bool) {
 	if v.OK {
 		return 0, true
 	}
-	s.mu.Lock()
-	s.forgetLocked(j)
-	heap.Push(&s.jobs, j)
-	s.setWait(warmWait(lim, v))
-	// A session's claim took the site's last job: the runner may have
-	// found the heap empty and exited meanwhile. The job is back; someone
-	// must run it when the window ends. (No arrived(): lingering sessions
-	// would only be refused again.)
-	start := !s.running && !s.q.isClosed()
-	if start {
-		s.running = true
-		s.q.wg.Add(1)
-	}
-	s.mu.Unlock()
-	if start {
-		go s.run()
-	}
+	s.refuse(j, warmWait(lim, v))
 	return warmRetake, false
 }
