@@ -122,9 +122,6 @@ func New(d Deps) *Stage {
 func (s *Stage) Observe(msg *spool.Message, i int, o queue.Outcome, site string) {
 	now := s.d.Now()
 	addr := msg.Recipients[i].Addr
-	if o.Final && msg.DeliveryID != "" && s.d.Campaigns != nil {
-		s.d.Campaigns.Final(msg, o, now)
-	}
 	switch {
 	case o.Cancelled:
 	case o.Delivered:
@@ -143,6 +140,11 @@ func (s *Stage) Observe(msg *spool.Message, i int, o queue.Outcome, site string)
 				s.d.Logger.Warn("quarantine", "addr", addr, "err", err)
 			}
 		}
+	}
+	// The campaign counts last: whoever sees a recipient final there also
+	// finds its quarantine entry.
+	if o.Final && msg.DeliveryID != "" && s.d.Campaigns != nil {
+		s.d.Campaigns.Final(msg, o, now)
 	}
 	if o.Final && !o.Delivered && !o.Cancelled && msg.Flags&FlagDSN != 0 && msg.Sender != "" {
 		st := s.d.Settings()

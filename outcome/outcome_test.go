@@ -20,9 +20,12 @@ type fakes struct {
 	delivered []string
 	failures  []quarantine.Failure
 	finals    []queue.Outcome
-	observed  []time.Duration
-	injected  []injected
-	settings  Settings
+	// quarantinedAtFinal: how many quarantine calls had been made when
+	// each campaign final was counted.
+	quarantinedAtFinal []int
+	observed           []time.Duration
+	injected           []injected
+	settings           Settings
 }
 
 type injected struct {
@@ -37,6 +40,7 @@ func (f *fakes) Failure(addr string, q quarantine.Failure) (quarantine.Entry, bo
 }
 func (f *fakes) Final(msg *spool.Message, o queue.Outcome, now time.Time) {
 	f.finals = append(f.finals, o)
+	f.quarantinedAtFinal = append(f.quarantinedAtFinal, len(f.delivered)+len(f.failures))
 }
 func (f *fakes) ObserveDelivered(d time.Duration) { f.observed = append(f.observed, d) }
 func (f *fakes) Body(id spool.ID) ([]byte, error) {
@@ -185,5 +189,21 @@ func TestFeedTop(t *testing.T) {
 	FeedTop(top, ch)
 	if got := top.List("s", 10); len(got) != 2 {
 		t.Errorf("top: %+v, want the bounce and the deferral", got)
+	}
+}
+
+// A campaign's counts hear of a final recipient after its quarantine
+// entry is written: a reader who sees the count final finds the entry
+// (the counts came first once, and a test reading both failed under load).
+func TestCampaignFinalAfterQuarantine(t *testing.T) {
+	for _, o := range []queue.Outcome{
+		{Delivered: true, Final: true, Code: 250},
+		{Final: true, Code: 550, Verdict: bounce.Verdict{Class: bounce.Hard, Reason: bounce.UserUnknown}},
+	} {
+		f := &fakes{}
+		newStage(f).Observe(message(0, "d1"), 0, o, "site")
+		if len(f.quarantinedAtFinal) != 1 || f.quarantinedAtFinal[0] != 1 {
+			t.Errorf("code %d: quarantine calls before the campaign's final: %v, want [1]", o.Code, f.quarantinedAtFinal)
+		}
 	}
 }
