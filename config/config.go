@@ -51,6 +51,7 @@ type Config struct {
 	Sources     []Source     `toml:"source,omitempty"`
 	Pools       []Pool       `toml:"pool,omitempty"`
 	MXRules     []MXRule     `toml:"mx_rule,omitempty"`
+	Caps        []Cap        `toml:"cap,omitempty"`
 	FlowControl FlowControl  `toml:"flow_control"`
 	BounceRules []BounceRule `toml:"bounce_rule,omitempty"`
 	Quarantine  Quarantine   `toml:"quarantine"`
@@ -195,6 +196,23 @@ type MXRule struct {
 	TLS                      string   `toml:"tls"`                 // default|disabled|opportunistic|required|verify
 
 	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
+}
+
+// Cap is one [[cap]]: a limit across MX rules, checked in addition to the
+// matched rule's own. It applies to a connection when every selector it
+// sets matches: the source's name, the matched rule's name (one or a list,
+// a provider group) and an MX host of the site (wildcards). It counts once
+// for everything it applies to, on every node of a cluster.
+type Cap struct {
+	Name              string   `toml:"name"`
+	Source            Patterns `toml:"source"` // [[source]] names; one or a list
+	Rule              Patterns `toml:"rule"`   // [[mx_rule]] names (or shipped ones); one or a list
+	MX                Patterns `toml:"mx"`     // MX host wildcards; one or a list
+	MaxConnections    int      `toml:"max_connections"`
+	MessagesPerHour   int      `toml:"messages_per_hour"`
+	MaxConnectionRate string   `toml:"max_connection_rate"` // "N/period"
+
+	Line int `toml:"-"` // line of the [[cap]] header, 0 if not from a file
 }
 
 // FlowControl is [flow_control]: when a destination's error ratio over
@@ -458,6 +476,14 @@ func (c *Config) ApplyDefaults() {
 		c.MXRules[i].ApplyDefaults()
 		if c.lines != nil && c.MXRules[i].Line == 0 {
 			c.MXRules[i].Line = c.lines.lines[fmt.Sprintf("mx_rule[%d]", i)]
+		}
+	}
+	for i := range c.Caps {
+		for j, p := range c.Caps[i].MX {
+			c.Caps[i].MX[j] = strings.ToLower(p)
+		}
+		if c.lines != nil && c.Caps[i].Line == 0 {
+			c.Caps[i].Line = c.lines.lines[fmt.Sprintf("cap[%d]", i)]
 		}
 	}
 	for i := range c.FlowControl.Patterns {

@@ -36,6 +36,7 @@ import (
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaigns"
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dkim"
 	"github.com/penstock-mta/penstock/dns"
@@ -658,8 +659,13 @@ func queueConfig(cfg *config.Config) (*queue.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	capSet, err := caps.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	qc := &queue.Config{
 		Rules:       rules,
+		Caps:        capSet,
 		Port:        cfg.Delivery.Port,
 		TLSDefault:  cfg.Server.TLS,
 		Hostname:    cfg.Server.Hostname,

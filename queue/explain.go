@@ -47,6 +47,17 @@ type SiteView struct {
 	DeliveredLastHour int64          `json:"delivered_last_hour"`
 	Recent            []Reply        `json:"recent_replies,omitempty"`
 	Quotas            []quota.Usage  `json:"quotas,omitempty"`
+	Caps              []CapView      `json:"caps,omitempty"`
+}
+
+// CapView is a [[cap]] that applies to a site (to its connections from
+// the listed sources, or from every source), with its limits and, in a
+// site's detailed view, what it counts now.
+type CapView struct {
+	Name    string        `json:"name"`
+	Limits  string        `json:"limits"`
+	Sources []string      `json:"sources,omitempty"`
+	Usage   []quota.Usage `json:"usage,omitempty"`
 }
 
 // RecipientView is one queued recipient in explain.
@@ -242,10 +253,23 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	for _, j := range s.jobs {
 		v.ByStatus[s.statusOf(j, now)] += len(j.rcpts)
 	}
+	siteCaps := cfg.Caps.ForSite(r.Name, s.hostNames())
+	capAt := map[string]int{}
+	for _, c := range siteCaps {
+		capAt[c.Name] = len(v.Caps)
+		v.Caps = append(v.Caps, CapView{Name: c.Name, Limits: c.Limits(), Sources: c.Sources})
+	}
 	if detail {
 		v.Recent = append([]Reply(nil), s.recent...)
 		for _, u := range q.deps.Quotas.Snapshot() {
-			if k, err := quota.ParseKey(u.Key); err == nil && k.Governs(r.Name, s.mxKey) {
+			k, err := quota.ParseKey(u.Key)
+			switch {
+			case err != nil:
+			case k.Scope() == quota.ScopeCap:
+				if i, ok := capAt[k.Rule()]; ok {
+					v.Caps[i].Usage = append(v.Caps[i].Usage, u)
+				}
+			case k.Governs(r.Name, s.mxKey):
 				v.Quotas = append(v.Quotas, u)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/message"
@@ -29,6 +30,7 @@ const (
 	StatusHourlyQuota   = "Messages queued (hourly quota met)"
 	StatusConnRate      = "Messages queued (connection rate met)"
 	StatusDailyQuota    = "Messages queued (daily quota met)"
+	StatusCapMet        = "Messages queued (cap met)"
 	StatusFlowControl   = "Messages queued (dynamic flow control)"
 	StatusSuspended     = "Messages queued (suspended by operator)"
 	StatusRetry         = "Messages queued (retry scheduled)"
@@ -44,7 +46,7 @@ const (
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
 }
 
@@ -60,6 +62,7 @@ type Source struct {
 // swapped as a whole on reload (SetConfig).
 type Config struct {
 	Rules       *mxrule.Set
+	Caps        *caps.Set       // cross-cutting limits checked besides the rule; nil: none
 	Retry       []time.Duration // the last interval repeats
 	Port        int             // remote SMTP port (25; tests use a high port)
 	TLSDefault  string          // [server] tls: what tls = "default" means (mxrule.EffectiveTLS)

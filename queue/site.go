@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
@@ -36,6 +37,7 @@ type Wait struct {
 	Since  time.Time `json:"since"`
 	Until  time.Time `json:"until,omitempty"` // when the next slot is expected
 	Rule   string    `json:"rule,omitempty"`
+	Cap    string    `json:"cap,omitempty"` // the [[cap]] met (StatusCapMet)
 	Key    string    `json:"key,omitempty"` // quota scope key
 	Limit  int       `json:"limit,omitempty"`
 	InUse  int       `json:"in_use,omitempty"`
@@ -140,13 +142,7 @@ func (s *site) kick(k kickoff) {
 	}
 }
 
-func (s *site) hostNames() []string {
-	names := make([]string, len(s.hosts))
-	for i, h := range s.hosts {
-		names[i] = h.Host
-	}
-	return names
-}
+func (s *site) hostNames() []string { return mxNames(s.hosts) }
 
 func (s *site) setWait(w Wait) {
 	if s.wait.Status != w.Status || s.wait.Since.IsZero() {
@@ -202,6 +198,7 @@ type limits struct {
 	perHour     int
 	connRate    quota.Rate // connection opens; zero: unlimited
 	perDay      int
+	caps        []*caps.Cap // the session's [[cap]]s, set once its lease is taken
 	probe       bool
 	flowState   string
 	flowDetail  string
@@ -272,7 +269,11 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if p, ok := cfg.Pools[s.pool]; ok && s.pool != "" {
 		pool = p
 	}
-	lease, p, usage, ok := s.acquire(cfg, lim, hosts, pool)
+	lease, p, usage, capped, ok := s.acquire(cfg, lim, hosts, pool)
+	if !ok && capped != nil {
+		s.capConnsMet(capped, usage)
+		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
+	}
 	if !ok {
 		s.mu.Lock()
 		status := StatusConnQuota
@@ -294,6 +295,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
 	}
+	lim.caps = p.caps
 	if d, ok := s.takeOpen(lim, lease.Key()); !ok {
 		lease.Release()
 		return d, nil
@@ -311,7 +313,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusCapMet {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -394,6 +396,7 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 type path struct {
 	src   Source
 	fixed *target
+	caps  []*caps.Cap // the [[cap]]s whose leases the session holds
 }
 
 type target struct {
@@ -413,14 +416,22 @@ func sourceIP(s Source) string {
 // acquire takes a connection lease for the rule's scope, trying the pool's
 // sources in weighted random order (and, for path scope, the MX addresses
 // in preference order).
-func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (quota.Lease, path, quota.Usage, bool) {
+//
+// Each lease of the rule also needs a lease of every [[cap]] that applies
+// to it (caps of the rule and site, then of the source tried); a cap met
+// moves on to the next source, as the rule's quota met does. When nothing
+// could be taken it returns the usage of the last refusal and, if that was
+// a cap's, the cap.
+func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (quota.Lease, path, quota.Usage, *caps.Cap, bool) {
 	q := s.q
 	r := lim.match.Rule
 	srcs := weightedOrder(pool)
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 	defer cancel()
+	siteCaps := cfg.Caps.ForSite(r.Name, mxNames(hosts))
 	var last quota.Usage
-	try := func(k quota.Key) (quota.Lease, bool) {
+	var capped *caps.Cap
+	try := func(k quota.Key, src Source, pa path) (quota.Lease, path, bool) {
 		// The limit is per scope key; flow control's cut applies to it.
 		key := k.String()
 		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, lim.maxConns)
@@ -429,40 +440,49 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, pool []Source) (
 			u = quota.Usage{Key: key, Limit: lim.maxConns}
 		}
 		if !ok || err != nil {
-			last = u
-			return nil, false
+			last, capped = u, nil
+			return nil, pa, false
 		}
-		return l, true
+		if len(siteCaps) == 0 {
+			return l, pa, true
+		}
+		pa.caps = siteCaps.ForSource(src.Name)
+		cl, u, c, ok := s.takeCapConns(ctx, l, pa.caps)
+		if !ok {
+			last, capped = u, c
+			return nil, pa, false
+		}
+		return cl, pa, true
 	}
 	switch r.Scope {
 	case mxrule.ScopeRule:
-		if l, ok := try(quota.RuleKey(r.Name)); ok {
-			return l, path{src: srcs[0]}, quota.Usage{}, true
+		if l, pa, ok := try(quota.RuleKey(r.Name), srcs[0], path{src: srcs[0]}); ok {
+			return l, pa, quota.Usage{}, nil, true
 		}
 	case mxrule.ScopePath:
 		targets := s.targets(ctx, cfg, hosts)
 		for _, src := range srcs {
 			for i := range targets {
 				t := targets[i]
-				if l, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String())); ok {
-					return l, path{src: src, fixed: &t}, quota.Usage{}, true
+				if l, pa, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String()), src, path{src: src, fixed: &t}); ok {
+					return l, pa, quota.Usage{}, nil, true
 				}
 			}
 		}
 		if len(targets) == 0 {
 			// No address resolves: let the session fail and report it.
-			if l, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none")); ok {
-				return l, path{src: srcs[0]}, quota.Usage{}, true
+			if l, pa, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none"), srcs[0], path{src: srcs[0]}); ok {
+				return l, pa, quota.Usage{}, nil, true
 			}
 		}
 	default: // source
 		for _, src := range srcs {
-			if l, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src))); ok {
-				return l, path{src: src}, quota.Usage{}, true
+			if l, pa, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src)), src, path{src: src}); ok {
+				return l, pa, quota.Usage{}, nil, true
 			}
 		}
 	}
-	return nil, path{}, last, false
+	return nil, path{}, last, capped, false
 }
 
 // targets resolves the MX hosts to addresses, in preference order, at most
@@ -537,7 +557,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.expire(j, s, now)
 			continue
 		}
-		if lim.perHour <= 0 && lim.perDay <= 0 {
+		if lim.perHour <= 0 && lim.perDay <= 0 && !capRates(lim.caps) {
 			return j, 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
@@ -548,8 +568,15 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		}
 		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
 		if err == nil && ok {
-			// The day counts second: a refused hourly token never
-			// counts against the day (see package quota).
+			// The caps' hourly tokens come after the rule's (a cap
+			// refusing wastes a token of the rule it holds anyway, never
+			// one shared with other rules) and before the day, which
+			// counts last: a refused token never counts against the day
+			// (see package quota).
+			if d, ok := s.takeCapMessages(ctx, j, lim.caps); !ok {
+				cancel()
+				return nil, d
+			}
 			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
 			cancel()
 			if err == nil && ok {
@@ -610,7 +637,7 @@ func (s *site) refuse(j *job, w Wait) {
 func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	r := lim.connRate
 	if r.IsZero() {
-		return 0, true
+		return s.takeCapOpens(lim.caps)
 	}
 	q := s.q
 	key := "open|" + leaseKey
@@ -621,7 +648,7 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, r)
 	cancel()
 	if err == nil && ok {
-		return 0, true
+		return s.takeCapOpens(lim.caps)
 	}
 	if err != nil {
 		q.deps.Logger.Warn("quota store", "key", key, "err", err)
