@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mta"
 )
@@ -26,6 +27,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rules, err := mta.Rules(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	capSet, err := caps.FromConfig(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -63,6 +69,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
 			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
 		fmt.Fprintf(stdout, "shaping: max_connection_rate %s, messages_per_day %s\n", r.MaxConnectionRate, perDay(r.MessagesPerDay))
+		for _, c := range capSet.ForSite(r.Name, hosts) {
+			from := "every source"
+			if len(c.Sources) > 0 {
+				from = "source " + strings.Join(c.Sources, ", ")
+			}
+			fmt.Fprintf(stdout, "cap:     %s (%s; from %s)\n", c.Name, c.Limits(), from)
+		}
 		return 0
 	}
 	if *quiet {
@@ -89,6 +102,21 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.MaxConnectionRate, perDay(r.MessagesPerDay), r.TLS, from)
 	}
 	tw.Flush()
+	if all := capSet.All(); len(all) > 0 {
+		fmt.Fprintln(stdout, "\n# caps, checked besides the rule")
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "name\tsource\trule\tmx\tlimits")
+		any := func(l []string) string {
+			if len(l) == 0 {
+				return "any"
+			}
+			return strings.Join(l, ",")
+		}
+		for _, c := range all {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, any(c.Sources), any(c.Rules), any(c.MX), c.Limits())
+		}
+		tw.Flush()
+	}
 	return 0
 }
 
