@@ -38,12 +38,15 @@ type Cap struct {
 	MaxConnections    int
 	MessagesPerHour   int
 	MaxConnectionRate quota.Rate
+
+	keys [3]string // conn, rate, open: set by New
 }
 
-// ConnKey, RateKey and OpenKey are the quota keys the cap counts under.
-func (c *Cap) ConnKey() string { return quota.CapKey(c.Name).String() }
-func (c *Cap) RateKey() string { return quota.CapKey(c.Name).Rate().String() }
-func (c *Cap) OpenKey() string { return quota.CapKey(c.Name).Opens().String() }
+// ConnKey, RateKey and OpenKey are the quota keys the cap counts under
+// (built once by New: they are asked for at every message).
+func (c *Cap) ConnKey() string { return c.keys[0] }
+func (c *Cap) RateKey() string { return c.keys[1] }
+func (c *Cap) OpenKey() string { return c.keys[2] }
 
 // Limits describes the cap's limits for status details and explain,
 // "max_connections 300, messages_per_hour 5000".
@@ -117,6 +120,8 @@ func New(cs []Cap) (*Set, error) {
 			}
 		}
 		seen[c.Name] = true
+		k := quota.CapKey(c.Name)
+		c.keys = [3]string{k.String(), k.Rate().String(), k.Opens().String()}
 		s.caps = append(s.caps, &c)
 	}
 	return s, nil
