@@ -69,7 +69,7 @@ func (b backend) Deliveries() []api.DeliveryView              { return b.m.campa
 func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.campaigns.Detail(id) }
 func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.campaigns.Cancel(id, who) }
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
-	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
+	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To, Tenant: req.Tenant}, req.Body)
 }
 
 func (m *MTA) startHTTP(cfg *config.Config) error {

@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	smtp "github.com/emersion/go-smtp"
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaigns"
@@ -270,7 +271,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.outcome = outcome.New(outcome.Deps{
 		Quarantine: qs, Campaigns: m.campaigns, Metrics: m.metrics, Bodies: sp,
 		Inject: func(ctx context.Context, to string, body []byte, now time.Time) error {
-			_, err := m.intake.Store(ctx, "", []string{to}, body, 0, now)
+			_, err := m.intake.Store(ctx, "", []string{to}, body, 0, "", now)
 			return err
 		},
 		Settings: func() outcome.Settings {
@@ -526,7 +527,11 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // (docs/ARCHITECTURE.md, invariant 1). Quarantined and denylisted
 // recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	return m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), m.opts.Now())
+	id, err := m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), env.Tenant, m.opts.Now())
+	if errors.Is(err, intake.ErrBadTenant) {
+		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: intake.TenantHeader + ": " + err.Error()}
+	}
+	return id, err
 }
 
 // Reload swaps in a new configuration: new rules apply to new connections.

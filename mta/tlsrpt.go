@@ -85,7 +85,7 @@ func (m *MTA) tlsSender(cfg *config.Config) *tlsrpt.Sender {
 		// The report goes through Penstock itself, signed like any other
 		// message (RFC 8460 §5.3 asks for DKIM). No DSN of its failure.
 		Mail: func(ctx context.Context, from, to string, msg []byte) error {
-			_, err := m.intake.Store(ctx, from, []string{to}, msg, 0, m.opts.Now())
+			_, err := m.intake.Store(ctx, from, []string{to}, msg, 0, "", m.opts.Now())
 			return err
 		},
 	}
