@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/penstock-mta/penstock/intake"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // MessageRequest is the body of POST /api/v1/messages: either Raw (an RFC
@@ -84,7 +84,7 @@ func (req *MessageRequest) validate() (field, msg string) {
 	if len(req.To) == 0 {
 		return "to", "to: at least one recipient is required"
 	}
-	if err := intake.CheckTenant(req.Tenant); err != nil {
+	if err := tenants.Check(req.Tenant); err != nil {
 		return "tenant", "tenant: " + err.Error()
 	}
 	for _, t := range req.To {

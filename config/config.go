@@ -52,6 +52,7 @@ type Config struct {
 	Pools       []Pool       `toml:"pool,omitempty"`
 	MXRules     []MXRule     `toml:"mx_rule,omitempty"`
 	Caps        []Cap        `toml:"cap,omitempty"`
+	Tenants     []Tenant     `toml:"tenant,omitempty"`
 	FlowControl FlowControl  `toml:"flow_control"`
 	BounceRules []BounceRule `toml:"bounce_rule,omitempty"`
 	Quarantine  Quarantine   `toml:"quarantine"`
@@ -213,6 +214,16 @@ type Cap struct {
 	MaxConnectionRate string   `toml:"max_connection_rate"` // "N/period"
 
 	Line int `toml:"-"` // line of the [[cap]] header, 0 if not from a file
+}
+
+// Tenant is one [[tenant]]: a customer's messages_per_hour, counted
+// across every site, and its weight in the fair share of a site's sending
+// when several tenants' mail competes for it. A tenant without a table
+// has no quota and weight 1.
+type Tenant struct {
+	Name            string `toml:"name"`
+	MessagesPerHour int    `toml:"messages_per_hour"` // 0 = unlimited
+	Weight          int    `toml:"weight"`            // default (and 0) = 1
 }
 
 // FlowControl is [flow_control]: when a destination's error ratio over
@@ -484,6 +495,11 @@ func (c *Config) ApplyDefaults() {
 		}
 		if c.lines != nil && c.Caps[i].Line == 0 {
 			c.Caps[i].Line = c.lines.lines[fmt.Sprintf("cap[%d]", i)]
+		}
+	}
+	for i := range c.Tenants {
+		if c.Tenants[i].Weight == 0 {
+			c.Tenants[i].Weight = 1
 		}
 	}
 	for i := range c.FlowControl.Patterns {

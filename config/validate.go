@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // Validate checks every value and cross-reference and returns all problems
@@ -82,6 +83,7 @@ func (c *Config) problems() []*Error {
 	v.delivery(&c.Delivery, c.Pools)
 	v.mxRules(c.MXRules)
 	v.caps(c)
+	v.tenants(c.Tenants)
 	v.flow(&c.FlowControl)
 	v.bounceRules(c.BounceRules)
 	v.quarantine(&c.Quarantine)
@@ -507,6 +509,23 @@ func (v *validator) caps(c *Config) {
 		}
 		if cp.MaxConnections == 0 && cp.MessagesPerHour == 0 && cp.MaxConnectionRate == "" {
 			v.errf(at, "max_connections", "a cap needs at least one of max_connections, messages_per_hour, max_connection_rate")
+		}
+	}
+}
+
+func (v *validator) tenants(ts []Tenant) {
+	seen := map[string]int{}
+	for i, t := range ts {
+		at := entry("tenant", i, t.Name)
+		v.name(at, i, t.Name, seen, "tenant")
+		if err := tenants.Check(t.Name); err != nil {
+			v.errf(at, "name", "%v", err)
+		}
+		if t.MessagesPerHour < 0 {
+			v.errf(at, "messages_per_hour", "%d is negative (leave it out for no limit)", t.MessagesPerHour)
+		}
+		if t.Weight < 1 || t.Weight > 1000 {
+			v.errf(at, "weight", "%d is outside 1 to 1000", t.Weight)
 		}
 	}
 }

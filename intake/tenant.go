@@ -2,31 +2,9 @@ package intake
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
+
+	"github.com/penstock-mta/penstock/tenants"
 )
-
-// TenantHeader is the injection header field that names the tenant a
-// message is sent for. Intake removes it before the message is stored, so
-// no receiver ever sees it.
-const TenantHeader = "X-Penstock-Tenant"
-
-// ErrBadTenant is wrapped by the error for a tenant name that is not
-// 1 to 64 letters, digits, '.', '_', '-' or '@'.
-var ErrBadTenant = errors.New("bad tenant name")
-
-// CheckTenant says what is wrong with a tenant name ("" is no tenant).
-func CheckTenant(name string) error {
-	if len(name) > 64 {
-		return fmt.Errorf("%w: %d characters, at most 64", ErrBadTenant, len(name))
-	}
-	for _, c := range []byte(name) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@') {
-			return fmt.Errorf("%w: %q has %q: use letters, digits, '.', '_', '-', '@'", ErrBadTenant, name, c)
-		}
-	}
-	return nil
-}
 
 // takeTenant removes every X-Penstock-Tenant field (with its folded
 // continuation lines, RFC 5322 §2.2.3) from the header section of body
@@ -37,7 +15,7 @@ func takeTenant(body []byte) (string, []byte) {
 	type span struct{ from, to int }
 	var cut []span
 	value := ""
-	name := []byte(TenantHeader + ":")
+	name := []byte(tenants.Header + ":")
 	for at := 0; at < len(body); {
 		end := bytes.IndexByte(body[at:], '\n')
 		if end < 0 {

@@ -1,9 +1,6 @@
 package intake
 
-import (
-	"errors"
-	"testing"
-)
+import "testing"
 
 func TestTakeTenant(t *testing.T) {
 	for _, tc := range []struct {
@@ -21,19 +18,6 @@ func TestTakeTenant(t *testing.T) {
 		tenant, out := takeTenant([]byte(tc.in))
 		if tenant != tc.tenant || string(out) != tc.out {
 			t.Errorf("%s: got %q, %q; want %q, %q", tc.name, tenant, out, tc.tenant, tc.out)
-		}
-	}
-}
-
-func TestCheckTenant(t *testing.T) {
-	for _, ok := range []string{"", "acme", "acme-eu.2", "ops@acme"} {
-		if err := CheckTenant(ok); err != nil {
-			t.Errorf("%q refused: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"a b", "a\r\nb", "ü", string(make([]byte, 65))} {
-		if err := CheckTenant(bad); !errors.Is(err, ErrBadTenant) {
-			t.Errorf("%q: %v, want ErrBadTenant", bad, err)
 		}
 	}
 }

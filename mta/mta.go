@@ -56,6 +56,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
@@ -528,8 +529,8 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
 	id, err := m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), env.Tenant, m.opts.Now())
-	if errors.Is(err, intake.ErrBadTenant) {
-		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: intake.TenantHeader + ": " + err.Error()}
+	if errors.Is(err, tenants.ErrBadName) {
+		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: tenants.Header + ": " + err.Error()}
 	}
 	return id, err
 }
