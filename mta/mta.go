@@ -683,6 +683,10 @@ func queueConfig(cfg *config.Config) (*queue.Config, error) {
 	for _, d := range cfg.Delivery.Retry {
 		qc.Retry = append(qc.Retry, time.Duration(d))
 	}
+	qc.Tenants = tenants.Set{}
+	for _, t := range cfg.Tenants {
+		qc.Tenants[t.Name] = tenants.Limit{PerHour: t.MessagesPerHour, Weight: t.Weight}
+	}
 	sources := map[string]queue.Source{}
 	for _, s := range cfg.Sources {
 		ip, err := netip.ParseAddr(s.IP)

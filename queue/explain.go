@@ -306,6 +306,9 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
+		if j.hold != "" {
+			return j.hold
+		}
 		if s.policyErr != "" {
 			return StatusMTASTS
 		}

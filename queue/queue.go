@@ -21,6 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
@@ -31,6 +32,7 @@ const (
 	StatusConnRate      = "Messages queued (connection rate met)"
 	StatusDailyQuota    = "Messages queued (daily quota met)"
 	StatusCapMet        = "Messages queued (cap met)"
+	StatusTenantQuota   = "Messages queued (tenant quota met)"
 	StatusFlowControl   = "Messages queued (dynamic flow control)"
 	StatusSuspended     = "Messages queued (suspended by operator)"
 	StatusRetry         = "Messages queued (retry scheduled)"
@@ -46,7 +48,7 @@ const (
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
 }
 
@@ -63,6 +65,7 @@ type Source struct {
 type Config struct {
 	Rules       *mxrule.Set
 	Caps        *caps.Set       // cross-cutting limits checked besides the rule; nil: none
+	Tenants     tenants.Set     // tenants' messages_per_hour and fair-share weights; nil: none
 	Retry       []time.Duration // the last interval repeats
 	Port        int             // remote SMTP port (25; tests use a high port)
 	TLSDefault  string          // [server] tls: what tls = "default" means (mxrule.EffectiveTLS)
@@ -160,7 +163,8 @@ type job struct {
 	domain string
 	due    time.Time
 	index  int    // heap position, -1 when not in a heap
-	seq    uint64 // push order: among equal due times, first in first out
+	seq    uint64 // fair tag (fair.go): among equal due times, the order of claims
+	hold   string // the status of a job put back by a tenant's limit, until claimed
 }
 
 type domainState struct {

@@ -81,9 +81,12 @@ type site struct {
 	opUntil     time.Time // zero: until resumed
 	recent      []Reply
 	stats       siteStats
-	minExpires  time.Time     // earliest validity end among queued jobs (zero: none)
-	seq         uint64        // pushes so far: FIFO among equal due times
-	arrivals    chan struct{} // closed at the next push: wakes lingering sessions
+	minExpires  time.Time             // earliest validity end among queued jobs (zero: none)
+	seq         uint64                // pushes so far
+	vtime       uint64                // fair share: the highest tag claimed (fair.go)
+	flowNext    map[string]uint64     // fair share: where each flow's next tag starts
+	holds       map[string]tenantHold // tenants whose quota is met, until when
+	arrivals    chan struct{}         // closed at the next push: wakes lingering sessions
 }
 
 type siteStats struct {
@@ -120,7 +123,7 @@ type kickoff struct{ start, top bool }
 // holds s.mu.
 func (s *site) enqueueLocked(j *job) kickoff {
 	s.seq++
-	j.seq = s.seq
+	j.seq = s.tagLocked(j)
 	heap.Push(&s.jobs, j)
 	s.noteExpiry(j)
 	s.arrived()
@@ -313,7 +316,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusCapMet {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusCapMet || st == StatusTenantQuota {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -551,14 +554,18 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, 0
 		}
 		j := heap.Pop(&s.jobs).(*job)
+		j.hold = ""
 		s.take(j)
 		s.mu.Unlock()
 		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
 			q.expire(j, s, now)
 			continue
 		}
+		if !s.takeTenant(j, now) {
+			continue // put back until the tenant's next token; other flows go on
+		}
 		if lim.perHour <= 0 && lim.perDay <= 0 && !capRates(lim.caps) {
-			return j, 0
+			return s.served(j), 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 		rateKey := leaseKey // a lease from a store that names no scope
@@ -580,7 +587,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
 			cancel()
 			if err == nil && ok {
-				return j, 0
+				return s.served(j), 0
 			}
 			if err != nil {
 				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
@@ -615,6 +622,14 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		s.refuse(j, w)
 		return nil, max(retryIn, time.Millisecond)
 	}
+}
+
+// served records j as claimed for the fair share and returns it.
+func (s *site) served(j *job) *job {
+	s.mu.Lock()
+	s.servedLocked(j)
+	s.mu.Unlock()
+	return j
 }
 
 // refuse puts a claimed job back in the heap, its token refused, and
