@@ -685,7 +685,7 @@ func queueConfig(cfg *config.Config) (*queue.Config, error) {
 	}
 	qc.Tenants = tenants.Set{}
 	for _, t := range cfg.Tenants {
-		qc.Tenants[t.Name] = tenants.Limit{PerHour: t.MessagesPerHour, Weight: t.Weight}
+		qc.Tenants[t.Name] = tenants.NewLimit(t.Name, t.MessagesPerHour, t.Weight)
 	}
 	sources := map[string]queue.Source{}
 	for _, s := range cfg.Sources {

@@ -12,6 +12,7 @@ import (
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // stepClock moves a second forward at every reading, so that every rate
@@ -23,7 +24,9 @@ func (c *stepClock) Now() time.Time { return time.Unix(0, c.ns.Add(int64(time.Se
 // BenchmarkScheduleShaped: the scheduling CPU of one message with 200 MX
 // rules, with and without 50 [[cap]]s (each site selected by two of them,
 // one by its rule, one by its MX host, both with messages_per_hour and
-// max_connections), as a session sees it: per message a claim with the
+// max_connections) and 1,000 tenants (each with messages_per_hour and a
+// weight, the mail of every site spread over all of them), as a session
+// sees it: per message a claim with the
 // rule's hourly token (and the caps' tokens) and a push back; per
 // connection of 100 messages the rule match, the caps' selection and the
 // connection leases. Compare caps=0 (today's path) with caps=50 by
@@ -42,7 +45,12 @@ func BenchmarkScheduleShaped(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, nCaps := range []int{0, 50} {
+	ts := tenants.Set{}
+	for i := range 1000 {
+		ts["t"+strconv.Itoa(i)] = tenants.NewLimit("t"+strconv.Itoa(i), 1000000, 1+i%3)
+	}
+	for _, bc := range []struct{ caps, tenants int }{{0, 0}, {50, 0}, {50, 1000}} {
+		nCaps := bc.caps
 		var cs []caps.Cap
 		for i := range nCaps {
 			c := caps.Cap{Name: "c" + strconv.Itoa(i), MaxConnections: 100000, MessagesPerHour: 1000000}
@@ -60,10 +68,14 @@ func BenchmarkScheduleShaped(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("rules=%d/caps=%d", nRules, nCaps), func(b *testing.B) {
+		b.Run(fmt.Sprintf("rules=%d/caps=%d/tenants=%d", nRules, nCaps, bc.tenants), func(b *testing.B) {
 			q := benchQueueNew(b)
 			q.deps.Quotas = quota.NewLocal(&stepClock{})
 			cfg := &Config{Rules: rules, Caps: capSet}
+			if bc.tenants > 0 {
+				cfg.Tenants = ts
+			}
+			q.SetConfig(cfg)
 			rng := rand.New(rand.NewPCG(1, 2))
 			sites := make([]*site, nSites)
 			for i := range sites {
@@ -72,6 +84,15 @@ func BenchmarkScheduleShaped(b *testing.B) {
 				sites[i].running = true
 			}
 			fill(q, sites, nJobs, rng)
+			if bc.tenants > 0 {
+				// Every job's message belongs to one of the tenants, each
+				// with a messages_per_hour and a weight.
+				for _, s := range sites {
+					for _, j := range s.jobs {
+						j.e.m.Tenant = "t" + strconv.Itoa(int(j.e.m.ID)%bc.tenants)
+					}
+				}
+			}
 			now := time.Now()
 			src := Source{Name: "ip1"}
 			lims := make([]limits, nSites)

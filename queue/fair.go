@@ -26,15 +26,18 @@ import (
 // computed once per push, O(1), so claiming costs what it did.
 const fairUnit = 1 << 20
 
-// flowOf names the flow a message's jobs share at a site.
-func flowOf(m *spool.Message) string {
-	switch {
-	case m.Tenant != "":
-		return "t:" + m.Tenant
-	case m.DeliveryID != "":
-		return "d:" + m.DeliveryID
+// sender names the flow a message's jobs share at a site: a tenant, a
+// campaign, or (the zero flow) the rest.
+type sender struct {
+	campaign bool
+	name     string
+}
+
+func flowOf(m *spool.Message) sender {
+	if m.Tenant == "" && m.DeliveryID != "" {
+		return sender{campaign: true, name: m.DeliveryID}
 	}
-	return ""
+	return sender{name: m.Tenant}
 }
 
 // tagLocked gives j its fair tag. Caller holds s.mu.
@@ -47,7 +50,7 @@ func (s *site) tagLocked(j *job) uint64 {
 		}
 	}
 	if s.flowNext == nil {
-		s.flowNext = map[string]uint64{}
+		s.flowNext = map[sender]uint64{}
 	}
 	tag := max(s.vtime, s.flowNext[f])
 	s.flowNext[f] = tag + fairUnit/uint64(max(1, min(w, 1000)))
@@ -78,19 +81,19 @@ type tenantHold struct {
 	wait  Wait
 }
 
+// tenantLimit is the configuration of a job's tenant (zero: none).
+func (s *site) tenantLimit(j *job) tenants.Limit {
+	if j.e.m.Tenant == "" {
+		return tenants.Limit{}
+	}
+	return s.q.config().Tenants[j.e.m.Tenant]
+}
+
 // takeTenant takes a token of the tenant's messages_per_hour for a claimed
 // job. Refused, the job goes back due when the tenant's next token comes,
 // with the tenant's status, and the site moves on to other flows' mail.
-func (s *site) takeTenant(j *job, now time.Time) bool {
+func (s *site) takeTenant(ctx context.Context, j *job, lim tenants.Limit, now time.Time) bool {
 	t := j.e.m.Tenant
-	if t == "" {
-		return true
-	}
-	cfg := s.q.config()
-	lim, ok := cfg.Tenants[t]
-	if !ok || lim.PerHour <= 0 {
-		return true
-	}
 	s.mu.Lock()
 	h, held := s.holds[t]
 	s.mu.Unlock()
@@ -98,10 +101,8 @@ func (s *site) takeTenant(j *job, now time.Time) bool {
 		s.deferJob(j, h.until, h.wait)
 		return false
 	}
-	key := tenants.RateKey(t)
-	ctx, cancel := context.WithTimeout(s.q.ctx, 10*time.Second)
+	key := lim.Key(t)
 	got, retryIn, err := s.q.deps.Quotas.TakeMessage(ctx, key, lim.PerHour)
-	cancel()
 	if err == nil && got {
 		return true
 	}

@@ -38,7 +38,7 @@ func TestFairShareWeights(t *testing.T) {
 	add("heavy", "", 100)
 	add("", "camp-1", 100) // a campaign without a tenant is a flow of its own
 	lim := limits{match: rules.Match([]string{"mx.fair.test"})}
-	count := map[string]int{}
+	count := map[sender]int{}
 	var firstIDs []spool.ID
 	for range 50 {
 		j, _ := s.claim(lim, "conn|fair")
@@ -52,7 +52,7 @@ func TestFairShareWeights(t *testing.T) {
 		s.forget(j)
 	}
 	// Weights 1, 3, 1: 10, 30, 10 of 50 (one either way for ties).
-	if h, l, c := count["t:heavy"], count["t:light"], count["d:camp-1"]; h < 29 || h > 31 || l < 9 || l > 11 || c < 9 || c > 11 {
+	if h, l, c := count[sender{name: "heavy"}], count[sender{name: "light"}], count[sender{campaign: true, name: "camp-1"}]; h < 29 || h > 31 || l < 9 || l > 11 || c < 9 || c > 11 {
 		t.Fatalf("claims by flow %v, want about heavy 30, light 10, campaign 10", count)
 	}
 	for i := 1; i < len(firstIDs); i++ {

@@ -84,7 +84,7 @@ type site struct {
 	minExpires  time.Time             // earliest validity end among queued jobs (zero: none)
 	seq         uint64                // pushes so far
 	vtime       uint64                // fair share: the highest tag claimed (fair.go)
-	flowNext    map[string]uint64     // fair share: where each flow's next tag starts
+	flowNext    map[sender]uint64     // fair share: where each flow's next tag starts
 	holds       map[string]tenantHold // tenants whose quota is met, until when
 	arrivals    chan struct{}         // closed at the next push: wakes lingering sessions
 }
@@ -561,13 +561,20 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.expire(j, s, now)
 			continue
 		}
-		if !s.takeTenant(j, now) {
-			continue // put back until the tenant's next token; other flows go on
-		}
-		if lim.perHour <= 0 && lim.perDay <= 0 && !capRates(lim.caps) {
+		tl := s.tenantLimit(j)
+		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
+		if !rates && tl.PerHour <= 0 {
 			return s.served(j), 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+		if tl.PerHour > 0 && !s.takeTenant(ctx, j, tl, now) {
+			cancel()
+			continue // put back until the tenant's next token; other flows go on
+		}
+		if !rates {
+			cancel()
+			return s.served(j), 0
+		}
 		rateKey := leaseKey // a lease from a store that names no scope
 		dayKey := "day|" + leaseKey
 		if k, err := quota.ParseKey(leaseKey); err == nil {

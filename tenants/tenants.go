@@ -35,10 +35,26 @@ func Check(name string) error {
 	return nil
 }
 
-// Limit is one tenant's configuration.
+// Limit is one tenant's configuration. Build it with NewLimit, which
+// names its quota key once (it is asked for at every message).
 type Limit struct {
 	PerHour int // messages per hour across all sites; 0 = unlimited
 	Weight  int // share of a site when tenants compete; below 1 counts as 1
+	key     string
+}
+
+// NewLimit is the configuration of tenant name.
+func NewLimit(name string, perHour, weight int) Limit {
+	return Limit{PerHour: perHour, Weight: weight, key: RateKey(name)}
+}
+
+// Key is the quota key of the messages_per_hour of tenant name, whose
+// Limit this is.
+func (l Limit) Key(name string) string {
+	if l.key != "" {
+		return l.key
+	}
+	return RateKey(name)
 }
 
 // Set is the configured tenants by name; a nil Set has none. A tenant not
