@@ -150,6 +150,10 @@ func TestTenantQuota(t *testing.T) {
 			t.Fatalf("%d delivered, want the other tenant's 6 and 1 of slow's", d)
 		}
 	}
+	if hs := ex.Site.TenantHolds; len(hs) != 1 || hs[0].Status != queue.StatusTenantQuota || hs[0].Limit != 120 ||
+		hs[0].Key != "rate|tenant|slow" || hs[0].Until.Before(start) || !strings.Contains(hs[0].Detail, `tenant "slow": 120 messages per hour`) {
+		t.Errorf("explain's tenant holds: %+v", hs)
+	}
 	var sawDetail bool
 	for _, r := range ex.Recipients {
 		if r.Status == queue.StatusTenantQuota {

@@ -117,6 +117,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		tw.Flush()
 	}
+	if len(cfg.Tenants) > 0 {
+		fmt.Fprintln(stdout, "\n# tenants")
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "name\tmsgs/hour\tweight")
+		for _, t := range cfg.Tenants {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", t.Name, perDay(t.MessagesPerHour), t.Weight)
+		}
+		tw.Flush()
+	}
 	return 0
 }
 

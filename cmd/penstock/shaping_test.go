@@ -37,7 +37,9 @@ func TestCheckDomainShaping(t *testing.T) {
 		!strings.Contains(out, "cap:     group (max_connections 3, messages_per_hour 600; from every source)") {
 		t.Errorf("check -domain with a cap: exit %d\n%s%s", code, out, errs)
 	}
-	if code, out, _ := runCmd("check", "-config", cfgFile); code != 0 || !strings.Contains(out, "# caps") || !strings.Contains(out, "max_connections 3, messages_per_hour 600") {
+	os.WriteFile(cfgFile, []byte(capConf+"\n[[tenant]]\nname = \"acme\"\nmessages_per_hour = 500\nweight = 2\n"), 0o600)
+	if code, out, _ := runCmd("check", "-config", cfgFile); code != 0 || !strings.Contains(out, "# caps") || !strings.Contains(out, "max_connections 3, messages_per_hour 600") ||
+		!strings.Contains(out, "# tenants") || !strings.Contains(out, "acme  500        2") {
 		t.Errorf("check with a cap: exit %d\n%s", code, out)
 	}
 	os.WriteFile(cfgFile, []byte(strings.Replace(capConf, `rule = "shaped"`, `rule = "shapde"`, 1)), 0o600)
