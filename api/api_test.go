@@ -446,6 +446,7 @@ func TestBadInput(t *testing.T) {
 		{request{method: "POST", path: "/api/v1/sites/gmail.com/suspend", body: `{"until":"1h"}`}, 400, "until"},
 		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":"b@example.org","text":"t"}`}, 400, "to"},
 		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":["not an address"],"text":"t"}`}, 400, "to"},
+		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":["b@example.org"],"text":"t","tenant":"ac me"}`}, 400, "tenant"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"template":{}}`}, 400, "from"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"from":"a@example.com","template":{"from":"a@example.com"}}`}, 400, "template"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"from":"a@example.com","template":{"body":"x"}}`}, 400, "body"},

@@ -82,7 +82,6 @@ type site struct {
 	recent      []Reply
 	stats       siteStats
 	minExpires  time.Time             // earliest validity end among queued jobs (zero: none)
-	seq         uint64                // pushes so far
 	vtime       uint64                // fair share: the highest tag claimed (fair.go)
 	flowNext    map[sender]uint64     // fair share: where each flow's next tag starts
 	holds       map[string]tenantHold // tenants whose quota is met, until when
@@ -122,7 +121,6 @@ type kickoff struct{ start, top bool }
 // caller, once it has unlocked s.mu, passes the result to kick. Caller
 // holds s.mu.
 func (s *site) enqueueLocked(j *job) kickoff {
-	s.seq++
 	j.seq = s.tagLocked(j)
 	heap.Push(&s.jobs, j)
 	s.noteExpiry(j)
