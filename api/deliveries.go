@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/queue"
 )
 
 // DeliveryRequest is the body of POST /api/v1/deliveries: a campaign.
@@ -152,6 +153,24 @@ func (h *handler) cancelDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "cancelled": n})
+}
+
+// suspension suspends (on) or resumes the tenant or campaign named by the
+// path parameter param.
+func (h *handler) suspension(kind, param string, on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue(param)
+		n, err := h.b.SetSuspended(kind, name, "api", on)
+		if errors.Is(err, queue.ErrBadSuspension) {
+			writeErr(w, http.StatusBadRequest, err.Error(), param)
+			return
+		}
+		if err != nil {
+			writeBackendErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "name": name, "suspended": on, "recipients": n})
+	}
 }
 
 func writeBackendErr(w http.ResponseWriter, err error) {

@@ -68,6 +68,9 @@ func (b backend) AddRecipients(ctx context.Context, id, ct string, body io.Reade
 func (b backend) Deliveries() []api.DeliveryView              { return b.m.campaigns.List() }
 func (b backend) Delivery(id string) (api.DeliveryView, bool) { return b.m.campaigns.Detail(id) }
 func (b backend) CancelDelivery(id, who string) (int, error)  { return b.m.campaigns.Cancel(id, who) }
+func (b backend) SetSuspended(kind, name, who string, on bool) (int, error) {
+	return b.m.Queue.SetSuspended(kind, name, who, on)
+}
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
 	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To, Tenant: req.Tenant}, req.Body)
 }

@@ -27,28 +27,30 @@ import (
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
 const (
-	StatusConnQuota     = "Messages queued (connection quotas met)"
-	StatusHourlyQuota   = "Messages queued (hourly quota met)"
-	StatusConnRate      = "Messages queued (connection rate met)"
-	StatusDailyQuota    = "Messages queued (daily quota met)"
-	StatusCapMet        = "Messages queued (cap met)"
-	StatusTenantQuota   = "Messages queued (tenant quota met)"
-	StatusFlowControl   = "Messages queued (dynamic flow control)"
-	StatusSuspended     = "Messages queued (suspended by operator)"
-	StatusRetry         = "Messages queued (retry scheduled)"
-	StatusMXFailed      = "Messages queued (MX lookup failed)"
-	StatusDue           = "Messages queued (due)"
-	StatusInFlight      = "Messages in delivery"
-	statusResolvingMX   = "Messages queued (resolving MX)"
-	defaultDNSRetryWait = time.Minute
-	firstDNSRetry       = 5 * time.Second
-	maxLookups          = 64
+	StatusConnQuota         = "Messages queued (connection quotas met)"
+	StatusHourlyQuota       = "Messages queued (hourly quota met)"
+	StatusConnRate          = "Messages queued (connection rate met)"
+	StatusDailyQuota        = "Messages queued (daily quota met)"
+	StatusCapMet            = "Messages queued (cap met)"
+	StatusTenantQuota       = "Messages queued (tenant quota met)"
+	StatusTenantSuspended   = "Messages queued (tenant suspended)"
+	StatusCampaignSuspended = "Messages queued (campaign suspended)"
+	StatusFlowControl       = "Messages queued (dynamic flow control)"
+	StatusSuspended         = "Messages queued (suspended by operator)"
+	StatusRetry             = "Messages queued (retry scheduled)"
+	StatusMXFailed          = "Messages queued (MX lookup failed)"
+	StatusDue               = "Messages queued (due)"
+	StatusInFlight          = "Messages in delivery"
+	statusResolvingMX       = "Messages queued (resolving MX)"
+	defaultDNSRetryWait     = time.Minute
+	firstDNSRetry           = 5 * time.Second
+	maxLookups              = 64
 )
 
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusTenantSuspended, StatusCampaignSuspended, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
 }
 
@@ -139,6 +141,9 @@ type Queue struct {
 	closed    bool
 	cancelled map[string]bool // cancelled campaigns
 
+	susp   atomic.Pointer[map[string]string] // suspended tenants and campaigns (suspend.go)
+	suspMu sync.Mutex                        // serialises their changes
+
 	counters counters
 	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
 }
@@ -204,6 +209,7 @@ func New(cfg *Config, deps Deps) *Queue {
 	}
 	go q.awaitDurable()
 	q.SetConfig(cfg)
+	q.loadSuspensions()
 	q.ctx, q.stop = context.WithCancel(context.Background())
 	return q
 }

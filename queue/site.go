@@ -559,6 +559,10 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			q.expire(j, s, now)
 			continue
 		}
+		if st, detail := q.suspension(j.e.m); st != "" {
+			s.deferJob(j, now.Add(suspendRecheck), Wait{Status: st, Detail: detail})
+			continue
+		}
 		tl := s.tenantLimit(j)
 		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
 		if !rates && tl.PerHour <= 0 {
