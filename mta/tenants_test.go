@@ -168,3 +168,42 @@ func TestTenantQuota(t *testing.T) {
 		t.Errorf("arrivals %v, %d with the header", order, leaked)
 	}
 }
+
+// TestTenantSuspendSurvivesRestart: a suspended tenant's mail waits with
+// the tenant's status while another tenant's goes, still waits after a
+// restart, and is delivered once the tenant is resumed.
+func TestTenantSuspendSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p, err := w.AddProvider(sim.Behavior{Name: "ts"}, []string{"ts.test"}, "mx.ts.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, nil)
+	var res map[string]any
+	if code := h.api("POST", "/api/v1/tenants/hold/suspend", &res); code != 200 || res["suspended"] != true {
+		t.Fatalf("suspend: HTTP %d %v", code, res)
+	}
+	sendTenant(t, h, "hold", "hold@sender.test", 3, 3, func(i int) string { return fmt.Sprintf("h%d@ts.test", i) })
+	sendTenant(t, h, "other", "other@sender.test", 3, 3, func(i int) string { return fmt.Sprintf("o%d@ts.test", i) })
+	waitDelivered(t, p, 3, 15*time.Second)
+	held := func() {
+		t.Helper()
+		var ex queue.Explanation
+		waitFor(t, 10*time.Second, "the tenant's suspension status", func() bool {
+			h.api("GET", "/api/v1/explain?domain=ts.test", &ex)
+			return ex.Site != nil && ex.Site.ByStatus[queue.StatusTenantSuspended] == 3
+		})
+	}
+	held()
+	h.stop()
+	h.start()
+	held()
+	if d := p.Delivered(); d != 3 {
+		t.Fatalf("%d delivered while the tenant is suspended, want the other tenant's 3", d)
+	}
+	if code := h.api("POST", "/api/v1/tenants/hold/resume", &res); code != 200 || res["recipients"] != float64(3) {
+		t.Fatalf("resume: HTTP %d %v", code, res)
+	}
+	waitDelivered(t, p, 6, 15*time.Second)
+}
