@@ -14,11 +14,15 @@ import (
 
 // DeliveryRequest is the body of POST /api/v1/deliveries: a campaign.
 type DeliveryRequest struct {
-	Name       string               `json:"name,omitempty"`
-	From       string               `json:"from"` // envelope sender (return path)
-	Pool       string               `json:"pool,omitempty"`
-	Template   campaign.Template    `json:"template"`
-	Recipients []campaign.Recipient `json:"recipients,omitempty"`
+	Name string `json:"name,omitempty"`
+	From string `json:"from"` // envelope sender (return path)
+	Pool string `json:"pool,omitempty"`
+	// MessagesPerHour limits the campaign as a whole, across sites
+	// (0: unlimited); Tenant sends it for a tenant (its quota and share).
+	MessagesPerHour int                  `json:"messages_per_hour,omitempty"`
+	Tenant          string               `json:"tenant,omitempty"`
+	Template        campaign.Template    `json:"template"`
+	Recipients      []campaign.Recipient `json:"recipients,omitempty"`
 }
 
 // Counts are a delivery's recipients by state.
@@ -37,6 +41,8 @@ type DeliveryView struct {
 	Name            string         `json:"name"`
 	Sender          string         `json:"sender"`
 	Pool            string         `json:"pool,omitempty"`
+	MessagesPerHour int            `json:"messages_per_hour,omitempty"`
+	Tenant          string         `json:"tenant,omitempty"`
 	Created         time.Time      `json:"created"`
 	Total           int            `json:"total"`
 	Counts          Counts         `json:"counts"`

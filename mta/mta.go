@@ -260,6 +260,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots},
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
+		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	validity := func() time.Duration { return time.Duration(m.validity.Load()) }

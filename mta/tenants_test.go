@@ -2,12 +2,14 @@ package mta_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/sim"
@@ -150,7 +152,7 @@ func TestTenantQuota(t *testing.T) {
 			t.Fatalf("%d delivered, want the other tenant's 6 and 1 of slow's", d)
 		}
 	}
-	if hs := ex.Site.TenantHolds; len(hs) != 1 || hs[0].Status != queue.StatusTenantQuota || hs[0].Limit != 120 ||
+	if hs := ex.Site.Holds; len(hs) != 1 || hs[0].Status != queue.StatusTenantQuota || hs[0].Limit != 120 ||
 		hs[0].Key != "rate|tenant|slow" || hs[0].Until.Before(start) || !strings.Contains(hs[0].Detail, `tenant "slow": 120 messages per hour`) {
 		t.Errorf("explain's tenant holds: %+v", hs)
 	}
@@ -206,4 +208,55 @@ func TestTenantSuspendSurvivesRestart(t *testing.T) {
 		t.Fatalf("resume: HTTP %d %v", code, res)
 	}
 	waitDelivered(t, p, 6, 15*time.Second)
+}
+
+// TestCampaignQuota: a campaign created with messages_per_hour 120 (a
+// burst of 1) and a tenant sends one message; its other recipients wait
+// with the campaign's status while a message of no campaign to the same
+// site goes; a negative rate is refused naming the field; the tenant is
+// on the campaign's messages (never in their bodies).
+func TestCampaignQuota(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var got arrivals
+	p, err := w.AddProvider(sim.Behavior{Name: "cq", BodyHook: got.hook}, []string{"cq.test"}, "mx.cq.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, w, nil)
+	tpl := map[string]any{"from": "news@penstock.test", "subject": "s", "text": "t"}
+	if code, b := h.call("POST", "/api/v1/deliveries", "", "application/json", jsonBody(t, map[string]any{
+		"from": "b@penstock.test", "template": tpl, "messages_per_hour": -1})); code != 400 || !strings.Contains(string(b), "messages_per_hour") {
+		t.Errorf("negative rate: HTTP %d %s", code, b)
+	}
+	var recips []map[string]any
+	for i := range 4 {
+		recips = append(recips, map[string]any{"address": fmt.Sprintf("c%d@cq.test", i)})
+	}
+	start := time.Now()
+	code, b := h.call("POST", "/api/v1/deliveries", "", "application/json", jsonBody(t, map[string]any{
+		"from": "camp@penstock.test", "template": tpl, "messages_per_hour": 120, "tenant": "acme", "recipients": recips}))
+	if code != 201 {
+		t.Fatalf("create: HTTP %d %s", code, b)
+	}
+	var v api.DeliveryView
+	json.Unmarshal(b, &v)
+	if v.MessagesPerHour != 120 || v.Tenant != "acme" {
+		t.Errorf("delivery view %+v", v)
+	}
+	sendTenant(t, h, "other", "other@sender.test", 2, 2, func(i int) string { return fmt.Sprintf("o%d@cq.test", i) })
+	waitDelivered(t, p, 3, 15*time.Second)
+	var ex queue.Explanation
+	waitFor(t, 10*time.Second, "the campaign's status", func() bool {
+		h.api("GET", "/api/v1/explain?domain=cq.test", &ex)
+		return ex.Site != nil && ex.Site.ByStatus[queue.StatusCampaignQuota] == 3
+	})
+	if hs := ex.Site.Holds; len(hs) != 1 || hs[0].Key != "rate|campaign|"+v.ID || hs[0].Limit != 120 {
+		t.Errorf("explain's holds: %+v", hs)
+	}
+	if time.Since(start) < 29*time.Second {
+		if d := p.Delivered(); d != 3 {
+			t.Fatalf("%d delivered, want the other 2 and 1 of the campaign's", d)
+		}
+	}
 }

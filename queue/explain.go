@@ -48,9 +48,9 @@ type SiteView struct {
 	Recent            []Reply        `json:"recent_replies,omitempty"`
 	Quotas            []quota.Usage  `json:"quotas,omitempty"`
 	Caps              []CapView      `json:"caps,omitempty"`
-	// TenantHolds: tenants whose messages_per_hour holds their mail at
+	// Holds: tenants whose messages_per_hour holds their mail at
 	// this site now, with the numbers and when the next message may go.
-	TenantHolds []Wait `json:"tenant_holds,omitempty"`
+	Holds []Wait `json:"tenant_holds,omitempty"`
 }
 
 // CapView is a [[cap]] that applies to a site (to its connections from
@@ -258,10 +258,10 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	}
 	for _, h := range s.holds {
 		if now.Before(h.until) {
-			v.TenantHolds = append(v.TenantHolds, h.wait)
+			v.Holds = append(v.Holds, h.wait)
 		}
 	}
-	sort.Slice(v.TenantHolds, func(i, j int) bool { return v.TenantHolds[i].Key < v.TenantHolds[j].Key })
+	sort.Slice(v.Holds, func(i, j int) bool { return v.Holds[i].Key < v.Holds[j].Key })
 	siteCaps := cfg.Caps.ForSite(r.Name, s.hostNames())
 	capAt := map[string]int{}
 	for _, c := range siteCaps {

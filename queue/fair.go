@@ -74,8 +74,9 @@ func (s *site) servedLocked(j *job) {
 	}
 }
 
-// tenantHold is a tenant whose messages_per_hour is met at this site until
-// a time: its jobs wait in the heap without asking the quota store again.
+// tenantHold is a tenant or campaign whose messages_per_hour is met at this
+// site until a time: its jobs wait in the heap without asking the quota
+// store again.
 type tenantHold struct {
 	until time.Time
 	wait  Wait
@@ -94,15 +95,28 @@ func (s *site) tenantLimit(j *job) tenants.Limit {
 // with the tenant's status, and the site moves on to other flows' mail.
 func (s *site) takeTenant(ctx context.Context, j *job, lim tenants.Limit, now time.Time) bool {
 	t := j.e.m.Tenant
+	return s.takeFlowRate(ctx, j, "tenant/"+t, lim.Key(t), lim.PerHour, StatusTenantQuota, fmt.Sprintf("tenant %q", t), now)
+}
+
+// takeCampaign does the same for the campaign's messages_per_hour (set
+// when the delivery was created).
+func (s *site) takeCampaign(ctx context.Context, j *job, perHour int, now time.Time) bool {
+	id := j.e.m.DeliveryID
+	return s.takeFlowRate(ctx, j, "delivery/"+id, "rate|campaign|"+id, perHour, StatusCampaignQuota, "campaign "+id, now)
+}
+
+// takeFlowRate is the hourly token of a tenant or a campaign (hold names
+// it), remembered per site while it is refused so that the flow's other
+// jobs are put back without asking the quota store again.
+func (s *site) takeFlowRate(ctx context.Context, j *job, hold, key string, perHour int, status, who string, now time.Time) bool {
 	s.mu.Lock()
-	h, held := s.holds[t]
+	h, held := s.holds[hold]
 	s.mu.Unlock()
 	if held && now.Before(h.until) {
 		s.deferJob(j, h.until, h.wait)
 		return false
 	}
-	key := lim.Key(t)
-	got, retryIn, err := s.q.deps.Quotas.TakeMessage(ctx, key, lim.PerHour)
+	got, retryIn, err := s.q.deps.Quotas.TakeMessage(ctx, key, perHour)
 	if err == nil && got {
 		return true
 	}
@@ -111,9 +125,9 @@ func (s *site) takeTenant(ctx context.Context, j *job, lim tenants.Limit, now ti
 		retryIn = quotaRecheck
 	}
 	until := now.Add(max(retryIn, time.Millisecond))
-	w := Wait{Status: StatusTenantQuota, Key: key, Limit: lim.PerHour, InUse: quota.Burst(lim.PerHour), Until: until, Since: now,
-		Detail: fmt.Sprintf("tenant %q: %d messages per hour (key %s) met; its next message at %s (in %s); other tenants' mail goes on",
-			t, lim.PerHour, key, until.UTC().Format(time.RFC3339), retryIn.Round(time.Millisecond))}
+	w := Wait{Status: status, Key: key, Limit: perHour, InUse: quota.Burst(perHour), Until: until, Since: now,
+		Detail: fmt.Sprintf("%s: %d messages per hour (key %s) met; its next message at %s (in %s); the site's other mail goes on",
+			who, perHour, key, until.UTC().Format(time.RFC3339), retryIn.Round(time.Millisecond))}
 	s.mu.Lock()
 	if s.holds == nil {
 		s.holds = map[string]tenantHold{}
@@ -123,7 +137,7 @@ func (s *site) takeTenant(ctx context.Context, j *job, lim tenants.Limit, now ti
 			delete(s.holds, k)
 		}
 	}
-	s.holds[t] = tenantHold{until: until, wait: w}
+	s.holds[hold] = tenantHold{until: until, wait: w}
 	s.mu.Unlock()
 	s.deferJob(j, until, w)
 	return false

@@ -33,6 +33,7 @@ const (
 	StatusDailyQuota        = "Messages queued (daily quota met)"
 	StatusCapMet            = "Messages queued (cap met)"
 	StatusTenantQuota       = "Messages queued (tenant quota met)"
+	StatusCampaignQuota     = "Messages queued (campaign quota met)"
 	StatusTenantSuspended   = "Messages queued (tenant suspended)"
 	StatusCampaignSuspended = "Messages queued (campaign suspended)"
 	StatusFlowControl       = "Messages queued (dynamic flow control)"
@@ -50,7 +51,7 @@ const (
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusTenantSuspended, StatusCampaignSuspended, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusCampaignQuota, StatusTenantSuspended, StatusCampaignSuspended, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS}
 }
 
@@ -111,6 +112,9 @@ type Deps struct {
 	// leaves over TLS verified for the MX host, to a server advertising
 	// REQUIRETLS, else it bounces with 5.7.10. nil: none does.
 	RequireTLS func(m *spool.Message) bool
+	// CampaignRate is a campaign's messages_per_hour (0: unlimited); nil:
+	// no campaign has one.
+	CampaignRate func(deliveryID string) int
 	// TLSConfig is the base TLS configuration of outgoing connections (its
 	// RootCAs verify certificates; nil: the system's roots).
 	TLSConfig *tls.Config
@@ -253,6 +257,14 @@ func (q *Queue) SetConfig(cfg *Config) {
 func (q *Queue) config() *Config { return q.cfg.Load() }
 
 func (q *Queue) now() time.Time { return q.deps.Now() }
+
+// campaignRate is the messages_per_hour of a campaign, 0 for none.
+func (q *Queue) campaignRate(deliveryID string) int {
+	if deliveryID == "" || q.deps.CampaignRate == nil {
+		return 0
+	}
+	return q.deps.CampaignRate(deliveryID)
+}
 
 // Close stops every runner and session and waits for them. Recipients in
 // flight keep their spooled state; they are delivered after a restart.

@@ -314,7 +314,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	if lim.probe {
 		s.probing = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusCapMet || st == StatusTenantQuota {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusCapMet || st == StatusTenantQuota || st == StatusCampaignQuota {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -564,14 +564,15 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			continue
 		}
 		tl := s.tenantLimit(j)
+		cr := q.campaignRate(j.e.m.DeliveryID)
 		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
-		if !rates && tl.PerHour <= 0 {
+		if !rates && tl.PerHour <= 0 && cr <= 0 {
 			return s.served(j), 0
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
-		if tl.PerHour > 0 && !s.takeTenant(ctx, j, tl, now) {
+		if (cr > 0 && !s.takeCampaign(ctx, j, cr, now)) || (tl.PerHour > 0 && !s.takeTenant(ctx, j, tl, now)) {
 			cancel()
-			continue // put back until the tenant's next token; other flows go on
+			continue // put back until the campaign's or tenant's next token; other flows go on
 		}
 		if !rates {
 			cancel()
