@@ -34,6 +34,10 @@ type Backend interface {
 	Resume(site, who string) error
 	Retry(site, who string) (int, error)
 	Purge(site, who string) (int, error)
+	// SetSuspended suspends (on) or resumes a tenant or a campaign as a
+	// whole (kind queue.SuspendTenant or queue.SuspendDelivery); resuming
+	// returns the recipients made due.
+	SetSuspended(kind, name, who string, on bool) (int, error)
 	// Reload re-reads the configuration file; it returns the keys that
 	// changed but wait for a restart.
 	Reload() (restartNeeded []string, err error)
@@ -128,6 +132,10 @@ func (h *handler) routes() []Route {
 		{"GET", "/api/v1/deliveries/{id}", h.getDelivery},
 		{"POST", "/api/v1/deliveries/{id}/recipients", h.addRecipients},
 		{"POST", "/api/v1/deliveries/{id}/cancel", h.cancelDelivery},
+		{"POST", "/api/v1/deliveries/{id}/suspend", h.suspension(queue.SuspendDelivery, "id", true)},
+		{"POST", "/api/v1/deliveries/{id}/resume", h.suspension(queue.SuspendDelivery, "id", false)},
+		{"POST", "/api/v1/tenants/{name}/suspend", h.suspension(queue.SuspendTenant, "name", true)},
+		{"POST", "/api/v1/tenants/{name}/resume", h.suspension(queue.SuspendTenant, "name", false)},
 	}
 	return append(rs, h.moreRoutes()...)
 }

@@ -119,6 +119,12 @@ func (f *fake) FlowChanges(site string) (string, []FlowChange, bool) {
 	s, ok := f.siteName(site)
 	return s, nil, ok
 }
+func (f *fake) SetSuspended(kind, name, who string, on bool) (int, error) {
+	if name == "bad/name" {
+		return 0, queue.ErrBadSuspension
+	}
+	return 4, nil
+}
 func (f *fake) InjectMessage(ctx context.Context, req MessageRequest) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -303,6 +309,10 @@ func TestRoutes(t *testing.T) {
 		{"GET /api/v1/deliveries/{id}", request{method: "GET", path: "/api/v1/deliveries/d1"}, 200, `"user_unknown": 1`},
 		{"POST /api/v1/deliveries/{id}/recipients", request{method: "POST", path: "/api/v1/deliveries/d1/recipients", body: "email,first\nx@example.org,X\ny@example.org,Y\n", ctype: "text/csv"}, 200, `"accepted": 2`},
 		{"POST /api/v1/deliveries/{id}/cancel", request{method: "POST", path: "/api/v1/deliveries/d1/cancel"}, 200, `"cancelled": 6`},
+		{"POST /api/v1/deliveries/{id}/suspend", request{method: "POST", path: "/api/v1/deliveries/d1/suspend"}, 200, `"suspended": true`},
+		{"POST /api/v1/deliveries/{id}/resume", request{method: "POST", path: "/api/v1/deliveries/d1/resume"}, 200, `"recipients": 4`},
+		{"POST /api/v1/tenants/{name}/suspend", request{method: "POST", path: "/api/v1/tenants/acme/suspend"}, 200, `"kind": "tenant"`},
+		{"POST /api/v1/tenants/{name}/resume", request{method: "POST", path: "/api/v1/tenants/acme/resume"}, 200, `"suspended": false`},
 		{"GET /api/v1/quarantine", request{method: "GET", path: "/api/v1/quarantine?status=quarantined&domain=gmail.com"}, 200, `"a@gmail.com"`},
 		{"POST /api/v1/quarantine/import", request{method: "POST", path: "/api/v1/quarantine/import?note=list", body: "address\nx@example.org\n# comment\ny@example.org\n", ctype: "text/csv"}, 200, `"imported": 2`},
 		{"POST /api/v1/quarantine/release", request{method: "POST", path: "/api/v1/quarantine/release", body: `{"reason":"mailbox_full","note":"incident"}`}, 200, `"released": 1`},
@@ -435,6 +445,7 @@ func TestBadInput(t *testing.T) {
 		{request{method: "POST", path: "/api/v1/sites/gmail.com/suspend", body: `{"until":"1h"}`}, 400, "until"},
 		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":"b@example.org","text":"t"}`}, 400, "to"},
 		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":["not an address"],"text":"t"}`}, 400, "to"},
+		{request{method: "POST", path: "/api/v1/messages", body: `{"from":"a@example.com","to":["b@example.org"],"text":"t","tenant":"ac me"}`}, 400, "tenant"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"template":{}}`}, 400, "from"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"from":"a@example.com","template":{"from":"a@example.com"}}`}, 400, "template"},
 		{request{method: "POST", path: "/api/v1/deliveries", body: `{"from":"a@example.com","template":{"body":"x"}}`}, 400, "body"},

@@ -9,15 +9,20 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/campaign"
+	"github.com/penstock-mta/penstock/queue"
 )
 
 // DeliveryRequest is the body of POST /api/v1/deliveries: a campaign.
 type DeliveryRequest struct {
-	Name       string               `json:"name,omitempty"`
-	From       string               `json:"from"` // envelope sender (return path)
-	Pool       string               `json:"pool,omitempty"`
-	Template   campaign.Template    `json:"template"`
-	Recipients []campaign.Recipient `json:"recipients,omitempty"`
+	Name string `json:"name,omitempty"`
+	From string `json:"from"` // envelope sender (return path)
+	Pool string `json:"pool,omitempty"`
+	// MessagesPerHour limits the campaign as a whole, across sites
+	// (0: unlimited); Tenant sends it for a tenant (its quota and share).
+	MessagesPerHour int                  `json:"messages_per_hour,omitempty"`
+	Tenant          string               `json:"tenant,omitempty"`
+	Template        campaign.Template    `json:"template"`
+	Recipients      []campaign.Recipient `json:"recipients,omitempty"`
 }
 
 // Counts are a delivery's recipients by state.
@@ -36,6 +41,8 @@ type DeliveryView struct {
 	Name            string         `json:"name"`
 	Sender          string         `json:"sender"`
 	Pool            string         `json:"pool,omitempty"`
+	MessagesPerHour int            `json:"messages_per_hour,omitempty"`
+	Tenant          string         `json:"tenant,omitempty"`
 	Created         time.Time      `json:"created"`
 	Total           int            `json:"total"`
 	Counts          Counts         `json:"counts"`
@@ -152,6 +159,24 @@ func (h *handler) cancelDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "cancelled": n})
+}
+
+// suspension suspends (on) or resumes the tenant or campaign named by the
+// path parameter param.
+func (h *handler) suspension(kind, param string, on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue(param)
+		n, err := h.b.SetSuspended(kind, name, "api", on)
+		if errors.Is(err, queue.ErrBadSuspension) {
+			writeErr(w, http.StatusBadRequest, err.Error(), param)
+			return
+		}
+		if err != nil {
+			writeBackendErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "name": name, "suspended": on, "recipients": n})
+	}
 }
 
 func writeBackendErr(w http.ResponseWriter, err error) {

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // MessageRequest is the body of POST /api/v1/messages: either Raw (an RFC
@@ -29,7 +31,11 @@ type MessageRequest struct {
 	HTML    string            `json:"html,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
 	Raw     string            `json:"raw,omitempty"`
-	Body    []byte            `json:"-"` // the message as built
+	// Tenant is the customer the message is sent for (its quota and fair
+	// share); it wins over an X-Penstock-Tenant header, which is removed
+	// before the message is stored either way.
+	Tenant string `json:"tenant,omitempty"`
+	Body   []byte `json:"-"` // the message as built
 
 	fromHeader string // From as the header shows it (set by validate)
 }
@@ -77,6 +83,9 @@ func (req *MessageRequest) validate() (field, msg string) {
 	}
 	if len(req.To) == 0 {
 		return "to", "to: at least one recipient is required"
+	}
+	if err := tenants.Check(req.Tenant); err != nil {
+		return "tenant", "tenant: " + err.Error()
 	}
 	for _, t := range req.To {
 		a, err := mail.ParseAddress(t)

@@ -44,6 +44,7 @@ import (
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // Spool is the part of the spool campaigns use.
@@ -93,6 +94,8 @@ type record struct {
 	Name     string         `json:"name"`
 	Sender   string         `json:"sender"`
 	Pool     string         `json:"pool,omitempty"`
+	PerHour  int            `json:"messages_per_hour,omitempty"`
+	Tenant   string         `json:"tenant,omitempty"`
 	Created  time.Time      `json:"created"`
 	Total    int            `json:"total"`
 	Counts   api.Counts     `json:"counts"`
@@ -174,6 +177,15 @@ func (d *Store) Reconcile(queued map[string]int) {
 		}
 		dm.mu.Unlock()
 	}
+}
+
+// PerHour is a campaign's messages_per_hour (0: unlimited or unknown), for
+// the queue's claim.
+func (d *Store) PerHour(id string) int {
+	if dm := d.get(id); dm != nil {
+		return dm.PerHour
+	}
+	return 0
 }
 
 func (d *Store) get(id string) *record {
@@ -289,6 +301,12 @@ func (d *Store) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (ap
 			return api.DeliveryView{}, &api.FieldError{Field: "pool", Err: fmt.Errorf("unknown pool %q", req.Pool)}
 		}
 	}
+	if req.MessagesPerHour < 0 {
+		return api.DeliveryView{}, &api.FieldError{Field: "messages_per_hour", Err: fmt.Errorf("%d is negative (leave it out for no limit)", req.MessagesPerHour)}
+	}
+	if err := tenants.Check(req.Tenant); err != nil {
+		return api.DeliveryView{}, &api.FieldError{Field: "tenant", Err: err}
+	}
 	c, err := campaign.Compile(req.Template)
 	if err != nil {
 		return api.DeliveryView{}, &api.FieldError{Field: "template", Err: err}
@@ -313,7 +331,8 @@ func (d *Store) CreateDelivery(ctx context.Context, req api.DeliveryRequest) (ap
 	if name == "" {
 		name = id
 	}
-	dm := &record{ID: id, Name: name, Sender: req.From, Pool: req.Pool, Created: d.d.Now(), tpl: c, mu: &sync.Mutex{}}
+	dm := &record{ID: id, Name: name, Sender: req.From, Pool: req.Pool, PerHour: req.MessagesPerHour, Tenant: req.Tenant,
+		Created: d.d.Now(), tpl: c, mu: &sync.Mutex{}}
 	if err := d.save(dm); err != nil {
 		return api.DeliveryView{}, err
 	}
@@ -397,7 +416,7 @@ func (d *Store) ingest(ctx context.Context, dm *record, each func(func(campaign.
 		if err := d.check(tpl, dm.ID, r); err != nil {
 			return fmt.Errorf("vars: %w", err)
 		}
-		msg := &spool.Message{Sender: dm.Sender, Received: now, Expires: now.Add(validity), DeliveryID: dm.ID, Pool: dm.Pool,
+		msg := &spool.Message{Sender: dm.Sender, Received: now, Expires: now.Add(validity), DeliveryID: dm.ID, Pool: dm.Pool, Tenant: dm.Tenant,
 			Recipients: []spool.Recipient{{Addr: r.Address, Vars: campaign.EncodeVars(r.Vars)}}}
 		if d.d.Suppressed(r.Address) {
 			msg.Recipients[0].State = spool.Suppressed
@@ -451,7 +470,8 @@ func (d *Store) CancelDelivery(id, who string) (int, error) {
 
 func (d *Store) view(dm *record) api.DeliveryView {
 	dm.mu.Lock()
-	v := api.DeliveryView{ID: dm.ID, Name: dm.Name, Sender: dm.Sender, Pool: dm.Pool, Created: dm.Created, Total: dm.Total,
+	v := api.DeliveryView{ID: dm.ID, Name: dm.Name, Sender: dm.Sender, Pool: dm.Pool, MessagesPerHour: dm.PerHour, Tenant: dm.Tenant,
+		Created: dm.Created, Total: dm.Total,
 		Counts: dm.Counts, Recovered: dm.Restored}
 	v.BouncedByReason = make(map[string]int, len(dm.Reasons))
 	for k, n := range dm.Reasons {

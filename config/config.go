@@ -51,6 +51,8 @@ type Config struct {
 	Sources     []Source     `toml:"source,omitempty"`
 	Pools       []Pool       `toml:"pool,omitempty"`
 	MXRules     []MXRule     `toml:"mx_rule,omitempty"`
+	Caps        []Cap        `toml:"cap,omitempty"`
+	Tenants     []Tenant     `toml:"tenant,omitempty"`
 	FlowControl FlowControl  `toml:"flow_control"`
 	BounceRules []BounceRule `toml:"bounce_rule,omitempty"`
 	Quarantine  Quarantine   `toml:"quarantine"`
@@ -196,6 +198,33 @@ type MXRule struct {
 	TLS                      string   `toml:"tls"`                 // default|disabled|opportunistic|required|verify
 
 	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
+}
+
+// Cap is one [[cap]]: a limit across MX rules, checked in addition to the
+// matched rule's own. It applies to a connection when every selector it
+// sets matches: the source's name, the matched rule's name (one or a list,
+// a provider group) and an MX host of the site (wildcards). It counts once
+// for everything it applies to, on every node of a cluster.
+type Cap struct {
+	Name              string   `toml:"name"`
+	Source            Patterns `toml:"source"` // [[source]] names; one or a list
+	Rule              Patterns `toml:"rule"`   // [[mx_rule]] names (or shipped ones); one or a list
+	MX                Patterns `toml:"mx"`     // MX host wildcards; one or a list
+	MaxConnections    int      `toml:"max_connections"`
+	MessagesPerHour   int      `toml:"messages_per_hour"`
+	MaxConnectionRate string   `toml:"max_connection_rate"` // "N/period"
+
+	Line int `toml:"-"` // line of the [[cap]] header, 0 if not from a file
+}
+
+// Tenant is one [[tenant]]: a customer's messages_per_hour, counted
+// across every site, and its weight in the fair share of a site's sending
+// when several tenants' mail competes for it. A tenant without a table
+// has no quota and weight 1.
+type Tenant struct {
+	Name            string `toml:"name"`
+	MessagesPerHour int    `toml:"messages_per_hour"` // 0 = unlimited
+	Weight          int    `toml:"weight"`            // default (and 0) = 1
 }
 
 // FlowControl is [flow_control]: when a destination's error ratio over
@@ -459,6 +488,19 @@ func (c *Config) ApplyDefaults() {
 		c.MXRules[i].ApplyDefaults()
 		if c.lines != nil && c.MXRules[i].Line == 0 {
 			c.MXRules[i].Line = c.lines.lines[fmt.Sprintf("mx_rule[%d]", i)]
+		}
+	}
+	for i := range c.Caps {
+		for j, p := range c.Caps[i].MX {
+			c.Caps[i].MX[j] = strings.ToLower(p)
+		}
+		if c.lines != nil && c.Caps[i].Line == 0 {
+			c.Caps[i].Line = c.lines.lines[fmt.Sprintf("cap[%d]", i)]
+		}
+	}
+	for i := range c.Tenants {
+		if c.Tenants[i].Weight == 0 {
+			c.Tenants[i].Weight = 1
 		}
 	}
 	for i := range c.FlowControl.Patterns {

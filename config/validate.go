@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // Validate checks every value and cross-reference and returns all problems
@@ -79,6 +82,8 @@ func (c *Config) problems() []*Error {
 	v.pools(c.Pools, c.Sources)
 	v.delivery(&c.Delivery, c.Pools)
 	v.mxRules(c.MXRules)
+	v.caps(c)
+	v.tenants(c.Tenants)
 	v.flow(&c.FlowControl)
 	v.bounceRules(c.BounceRules)
 	v.quarantine(&c.Quarantine)
@@ -440,6 +445,88 @@ func (v *validator) mxRules(rules []MXRule) {
 		v.positive(at, "data_timeout", r.DataTimeout)
 		if !oneOf(r.TLS, TLSDefault, TLSDisabled, TLSOpportunistic, TLSRequired, TLSVerify) {
 			v.errf(at, "tls", "%q is not one of default, disabled, opportunistic, required, verify", r.TLS)
+		}
+	}
+}
+
+// caps checks the [[cap]] entries: a name, at least one selector and one
+// limit, and selectors that name sources and rules that exist (a cap whose
+// rule is misspelt would silently limit nothing).
+func (v *validator) caps(c *Config) {
+	sources := map[string]bool{}
+	for _, s := range c.Sources {
+		sources[s.Name] = true
+	}
+	rules := map[string]bool{mxrule.DefaultName: true}
+	for _, r := range c.MXRules {
+		rules[r.Name] = true
+	}
+	if c.Server.UseShippedRules {
+		if shipped, err := DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML()); err == nil {
+			for _, r := range shipped {
+				rules[r.Name] = true
+			}
+		}
+	}
+	seen := map[string]int{}
+	for i := range c.Caps {
+		cp := &c.Caps[i]
+		at := entry("cap", i, cp.Name)
+		v.name(at, i, cp.Name, seen, "cap")
+		if len(cp.Source)+len(cp.Rule)+len(cp.MX) == 0 {
+			v.errf(at, "name", "a cap needs a selector: source, rule or mx (a cap over everything is a smaller catch-all rule)")
+		}
+		listKey := func(key string, n, j int) string {
+			if n > 1 {
+				return elem(key, j)
+			}
+			return key
+		}
+		for j, s := range cp.Source {
+			if !sources[s] {
+				v.errf(at, listKey("source", len(cp.Source), j), "no [[source]] is named %q", s)
+			}
+		}
+		for j, r := range cp.Rule {
+			if !rules[r] {
+				v.errf(at, listKey("rule", len(cp.Rule), j), "no [[mx_rule]] (nor shipped rule) is named %q", r)
+			}
+		}
+		for j, p := range cp.MX {
+			if !validPattern(p) {
+				v.errf(at, listKey("mx", len(cp.MX), j), "%q is not an MX wildcard: use letters, digits, '-', '.', '*' and '?'", p)
+			}
+		}
+		if cp.MaxConnections < 0 {
+			v.errf(at, "max_connections", "%d is negative (leave it out for no limit)", cp.MaxConnections)
+		}
+		if cp.MessagesPerHour < 0 {
+			v.errf(at, "messages_per_hour", "%d is negative (leave it out for no limit)", cp.MessagesPerHour)
+		}
+		if cp.MaxConnectionRate != "" {
+			if _, _, err := ParseRate(cp.MaxConnectionRate); err != nil {
+				v.errf(at, "max_connection_rate", "%v", err)
+			}
+		}
+		if cp.MaxConnections == 0 && cp.MessagesPerHour == 0 && cp.MaxConnectionRate == "" {
+			v.errf(at, "max_connections", "a cap needs at least one of max_connections, messages_per_hour, max_connection_rate")
+		}
+	}
+}
+
+func (v *validator) tenants(ts []Tenant) {
+	seen := map[string]int{}
+	for i, t := range ts {
+		at := entry("tenant", i, t.Name)
+		v.name(at, i, t.Name, seen, "tenant")
+		if err := tenants.Check(t.Name); err != nil {
+			v.errf(at, "name", "%v", err)
+		}
+		if t.MessagesPerHour < 0 {
+			v.errf(at, "messages_per_hour", "%d is negative (leave it out for no limit)", t.MessagesPerHour)
+		}
+		if t.Weight < 1 || t.Weight > 1000 {
+			v.errf(at, "weight", "%d is outside 1 to 1000", t.Weight)
 		}
 	}
 }

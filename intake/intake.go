@@ -22,6 +22,7 @@ import (
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // Spool is where messages are stored.
@@ -61,14 +62,24 @@ func New(d Deps) *Intake {
 
 // Store spools one message from `from` for its recipients (flags: the
 // spool message's Flags) and queues it. It returns the message's ID once
-// the message is on disk.
-func (in *Intake) Store(ctx context.Context, from string, to []string, body []byte, flags uint8, now time.Time) (string, error) {
+// the message is on disk. The message is sent for tenant, or when that is
+// "" for the tenant its X-Penstock-Tenant header names; the header is
+// removed either way. A bad tenant name is refused (tenants.ErrBadName).
+func (in *Intake) Store(ctx context.Context, from string, to []string, body []byte, flags uint8, tenant string, now time.Time) (string, error) {
+	named, body := takeTenant(body)
+	if tenant == "" {
+		tenant = named
+	}
+	if err := tenants.Check(tenant); err != nil {
+		return "", err
+	}
 	msg := &spool.Message{
 		Sender:   from,
 		Received: now,
 		Expires:  now.Add(in.d.Validity()),
 		Size:     int64(len(body)),
 		Flags:    flags,
+		Tenant:   tenant,
 	}
 	msg.Recipients = make([]spool.Recipient, len(to))
 	suppressed := 0

@@ -66,7 +66,7 @@ func count(recs []events.Record, typ events.Type) int {
 func TestStoreSuppresses(t *testing.T) {
 	in, sp, q, lg := newIntake()
 	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	id, err := in.Store(context.Background(), "app@example.org", []string{"a@example.net", "gone@example.net"}, []byte("x"), 1, now)
+	id, err := in.Store(context.Background(), "app@example.org", []string{"a@example.net", "gone@example.net"}, []byte("x"), 1, "", now)
 	if err != nil || id == "" {
 		t.Fatalf("Store: %q, %v", id, err)
 	}
@@ -83,7 +83,7 @@ func TestStoreSuppresses(t *testing.T) {
 // removed from the spool again.
 func TestStoreAllSuppressed(t *testing.T) {
 	in, sp, q, _ := newIntake()
-	if _, err := in.Store(context.Background(), "", []string{"gone@example.net"}, []byte("x"), 0, time.Now()); err != nil {
+	if _, err := in.Store(context.Background(), "", []string{"gone@example.net"}, []byte("x"), 0, "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if len(q.got) != 0 || len(sp.deleted) != 1 {
@@ -96,7 +96,7 @@ func TestStoreAllSuppressed(t *testing.T) {
 func TestStoreSpoolError(t *testing.T) {
 	in, sp, q, lg := newIntake()
 	sp.err = errors.New("disk full")
-	if _, err := in.Store(context.Background(), "a@example.org", []string{"a@example.net"}, []byte("x"), 0, time.Now()); err == nil {
+	if _, err := in.Store(context.Background(), "a@example.org", []string{"a@example.net"}, []byte("x"), 0, "", time.Now()); err == nil {
 		t.Fatal("Store succeeded on a failing spool")
 	}
 	if len(q.got) != 0 || len(lg.recs) != 0 {

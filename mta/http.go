@@ -56,7 +56,7 @@ func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
 	return v.Site, b.m.activity.FlowChanges(v.Site), true
 }
 func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
-	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To}, req.Body)
+	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To, Tenant: req.Tenant}, req.Body)
 }
 
 func (m *MTA) startHTTP(cfg *config.Config) error {

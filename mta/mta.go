@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	smtp "github.com/emersion/go-smtp"
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaigns"
@@ -51,6 +52,7 @@ import (
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/smtpserver"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsrpt"
 	"github.com/penstock-mta/penstock/tlsstatus"
@@ -270,6 +272,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
+		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})
 	m.metrics = metrics.New(metricsSource{m})
 	validity := func() time.Duration { return time.Duration(m.validity.Load()) }
@@ -282,7 +285,7 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	m.outcome = outcome.New(outcome.Deps{
 		Quarantine: qs, Campaigns: m.campaigns, Metrics: m.metrics, Bodies: sp,
 		Inject: func(ctx context.Context, to string, body []byte, now time.Time) error {
-			_, err := m.intake.Store(ctx, "", []string{to}, body, 0, now)
+			_, err := m.intake.Store(ctx, "", []string{to}, body, 0, "", now)
 			return err
 		},
 		Settings: func() outcome.Settings {
@@ -539,7 +542,11 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // (docs/ARCHITECTURE.md, invariant 1). Quarantined and denylisted
 // recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	return m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), m.opts.Now())
+	id, err := m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), env.Tenant, m.opts.Now())
+	if errors.Is(err, tenants.ErrBadName) {
+		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: tenants.Header + ": " + err.Error()}
+	}
+	return id, err
 }
 
 // Reload swaps in a new configuration: new rules apply to new connections.

@@ -12,7 +12,7 @@ import (
 func (m *MTA) newTLSDaily() *tlsrpt.Daily {
 	return &tlsrpt.Daily{Recorder: m.tlsrpt, Config: m.Config, Resolver: m.Resolver, Logger: m.logger, Now: m.opts.Now,
 		Mail: func(ctx context.Context, from, to string, msg []byte) error {
-			_, err := m.intake.Store(ctx, from, []string{to}, msg, 0, m.opts.Now())
+			_, err := m.intake.Store(ctx, from, []string{to}, msg, 0, "", m.opts.Now())
 			return err
 		}}
 }

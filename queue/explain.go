@@ -51,6 +51,20 @@ type SiteView struct {
 	DeliveredLastHour int64                 `json:"delivered_last_hour"`
 	Recent            []Reply               `json:"recent_replies,omitempty"`
 	Quotas            []quota.Usage         `json:"quotas,omitempty"`
+	Caps              []CapView             `json:"caps,omitempty"`
+	// Holds: tenants whose messages_per_hour holds their mail at
+	// this site now, with the numbers and when the next message may go.
+	Holds []Wait `json:"tenant_holds,omitempty"`
+}
+
+// CapView is a [[cap]] that applies to a site (to its connections from
+// the listed sources, or from every source), with its limits and, in a
+// site's detailed view, what it counts now.
+type CapView struct {
+	Name    string        `json:"name"`
+	Limits  string        `json:"limits"`
+	Sources []string      `json:"sources,omitempty"`
+	Usage   []quota.Usage `json:"usage,omitempty"`
 }
 
 // RecipientView is one queued recipient in explain.
@@ -228,10 +242,29 @@ func (q *Queue) view(s *site, detail bool) SiteView {
 	for _, j := range s.jobs {
 		v.ByStatus[s.statusOf(j, now)] += len(j.rcpts)
 	}
+	for _, h := range s.holds {
+		if now.Before(h.until) {
+			v.Holds = append(v.Holds, h.wait)
+		}
+	}
+	sort.Slice(v.Holds, func(i, j int) bool { return v.Holds[i].Key < v.Holds[j].Key })
+	siteCaps := cfg.Caps.ForSite(r.Name, s.hostNames())
+	capAt := map[string]int{}
+	for _, c := range siteCaps {
+		capAt[c.Name] = len(v.Caps)
+		v.Caps = append(v.Caps, CapView{Name: c.Name, Limits: c.Limits(), Sources: c.Sources})
+	}
 	if detail {
 		v.Recent = append([]Reply(nil), s.recent...)
 		for _, u := range q.deps.Quotas.Snapshot() {
-			if k, err := quota.ParseKey(u.Key); err == nil && k.Governs(r.Name, s.mxKey) {
+			k, err := quota.ParseKey(u.Key)
+			switch {
+			case err != nil:
+			case k.Scope() == quota.ScopeCap:
+				if i, ok := capAt[k.Rule()]; ok {
+					v.Caps[i].Usage = append(v.Caps[i].Usage, u)
+				}
+			case k.Governs(r.Name, s.mxKey):
 				v.Quotas = append(v.Quotas, u)
 			}
 		}
@@ -264,6 +297,9 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
+		if j.hold != "" {
+			return j.hold
+		}
 		if s.policyErr != nil {
 			return s.policyErr.status()
 		}

@@ -71,7 +71,7 @@ func TestAcquireSkipsHeldSource(t *testing.T) {
 	plan := s.planPool(lim, testPool(), q.flowSources(s.key, now))
 	counts := map[string]int{}
 	for range 400 {
-		lease, p, _, _, ok := s.acquire(cfg, lim, s.hosts, plan)
+		lease, p, _, _, _, ok := s.acquire(cfg, lim, s.hosts, plan)
 		if !ok {
 			t.Fatal("no lease")
 		}

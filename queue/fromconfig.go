@@ -5,11 +5,14 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/tenants"
 )
 
 // ConfigFrom is the queue's configuration from Penstock's: the rule set,
-// the retry schedule, and the pools with their sources. With sources but
+// the caps, the tenants' limits, the retry schedule, and the pools with
+// their sources. With sources but
 // no pool named as the default, the default pool is every source at equal
 // weight.
 func ConfigFrom(cfg *config.Config) (*Config, error) {
@@ -17,8 +20,13 @@ func ConfigFrom(cfg *config.Config) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	capSet, err := caps.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	qc := &Config{
 		Rules:       rules,
+		Caps:        capSet,
 		Port:        cfg.Delivery.Port,
 		TLSDefault:  cfg.Server.TLS,
 		Hostname:    cfg.Server.Hostname,
@@ -29,6 +37,10 @@ func ConfigFrom(cfg *config.Config) (*Config, error) {
 	}
 	for _, d := range cfg.Delivery.Retry {
 		qc.Retry = append(qc.Retry, time.Duration(d))
+	}
+	qc.Tenants = tenants.Set{}
+	for _, t := range cfg.Tenants {
+		qc.Tenants[t.Name] = tenants.NewLimit(t.Name, t.MessagesPerHour, t.Weight)
 	}
 	sources := map[string]Source{}
 	for _, s := range cfg.Sources {

@@ -13,7 +13,7 @@ func benchGate(q *Queue, s *site, cfg *Config) (*job, quota.Lease, bool) {
 	lim := s.limits(cfg, q.flowCheck(s.key, now))
 	plan := s.planPool(lim, cfg.Pools[""], q.flowSources(s.key, now))
 	s.mu.Unlock()
-	lease, _, _, lim, ok := s.acquire(cfg, lim, s.hosts, plan)
+	lease, _, _, lim, _, ok := s.acquire(cfg, lim, s.hosts, plan)
 	if !ok {
 		return nil, nil, false
 	}

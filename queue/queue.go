@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/message"
@@ -20,32 +21,38 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tenants"
 	"github.com/penstock-mta/penstock/tlspolicy"
 	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
 // Status texts (docs/ARCHITECTURE.md §4). Operators search for them: never reword.
 const (
-	StatusConnQuota     = "Messages queued (connection quotas met)"
-	StatusHourlyQuota   = "Messages queued (hourly quota met)"
-	StatusConnRate      = "Messages queued (connection rate met)"
-	StatusDailyQuota    = "Messages queued (daily quota met)"
-	StatusFlowControl   = "Messages queued (dynamic flow control)"
-	StatusSuspended     = "Messages queued (suspended by operator)"
-	StatusRetry         = "Messages queued (retry scheduled)"
-	StatusMXFailed      = "Messages queued (MX lookup failed)"
-	StatusDue           = "Messages queued (due)"
-	StatusInFlight      = "Messages in delivery"
-	statusResolvingMX   = "Messages queued (resolving MX)"
-	defaultDNSRetryWait = time.Minute
-	firstDNSRetry       = 5 * time.Second
-	maxLookups          = 64
+	StatusConnQuota         = "Messages queued (connection quotas met)"
+	StatusHourlyQuota       = "Messages queued (hourly quota met)"
+	StatusConnRate          = "Messages queued (connection rate met)"
+	StatusDailyQuota        = "Messages queued (daily quota met)"
+	StatusCapMet            = "Messages queued (cap met)"
+	StatusTenantQuota       = "Messages queued (tenant quota met)"
+	StatusCampaignQuota     = "Messages queued (campaign quota met)"
+	StatusTenantSuspended   = "Messages queued (tenant suspended)"
+	StatusCampaignSuspended = "Messages queued (campaign suspended)"
+	StatusFlowControl       = "Messages queued (dynamic flow control)"
+	StatusSuspended         = "Messages queued (suspended by operator)"
+	StatusRetry             = "Messages queued (retry scheduled)"
+	StatusMXFailed          = "Messages queued (MX lookup failed)"
+	StatusDue               = "Messages queued (due)"
+	StatusInFlight          = "Messages in delivery"
+	statusResolvingMX       = "Messages queued (resolving MX)"
+	defaultDNSRetryWait     = time.Minute
+	firstDNSRetry           = 5 * time.Second
+	maxLookups              = 64
 )
 
 // Statuses lists every status text a queued recipient can have, for
 // gauges that must exist (at 0) before anything waits.
 func Statuses() []string {
-	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusFlowControl, StatusSuspended, StatusRetry,
+	return []string{StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusCapMet, StatusTenantQuota, StatusCampaignQuota, StatusTenantSuspended, StatusCampaignSuspended, StatusFlowControl, StatusSuspended, StatusRetry,
 		StatusMXFailed, StatusDue, StatusInFlight, statusResolvingMX, StatusMTASTS, StatusDANE, StatusWarmup}
 }
 
@@ -61,6 +68,8 @@ type Source struct {
 // swapped as a whole on reload (SetConfig).
 type Config struct {
 	Rules       *mxrule.Set
+	Caps        *caps.Set       // cross-cutting limits checked besides the rule; nil: none
+	Tenants     tenants.Set     // tenants' messages_per_hour and fair-share weights; nil: none
 	Retry       []time.Duration // the last interval repeats
 	Port        int             // remote SMTP port (25; tests use a high port)
 	TLSDefault  string          // [server] tls: what tls = "default" means (mxrule.EffectiveTLS)
@@ -108,6 +117,9 @@ type Deps struct {
 	// to a server advertising REQUIRETLS, else it bounces with 5.7.10.
 	// nil: none does.
 	RequireTLS func(m *spool.Message) bool
+	// CampaignRate is a campaign's messages_per_hour (0: unlimited); nil:
+	// no campaign has one.
+	CampaignRate func(deliveryID string) int
 	// TLSConfig is the base TLS configuration of outgoing connections (its
 	// RootCAs verify certificates; nil: the system's roots).
 	TLSConfig *tls.Config
@@ -141,6 +153,9 @@ type Queue struct {
 	closed    bool
 	cancelled map[string]bool // cancelled campaigns
 
+	susp   atomic.Pointer[map[string]string] // suspended tenants and campaigns (suspend.go)
+	suspMu sync.Mutex                        // serialises their changes
+
 	counters counters
 	tally    tally     // queued recipients and places, for Totals
 	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
@@ -166,7 +181,8 @@ type job struct {
 	domain string
 	due    time.Time
 	index  int    // heap position, -1 when not in a heap
-	seq    uint64 // push order: among equal due times, first in first out
+	seq    uint64 // fair tag (fair.go): among equal due times, the order of claims
+	hold   string // the status of a job put back by a tenant's limit, until claimed
 }
 
 type domainState struct {
@@ -207,6 +223,7 @@ func New(cfg *Config, deps Deps) *Queue {
 	}
 	go q.awaitDurable()
 	q.SetConfig(cfg)
+	q.loadSuspensions()
 	q.ctx, q.stop = context.WithCancel(context.Background())
 	return q
 }
@@ -250,6 +267,14 @@ func (q *Queue) SetConfig(cfg *Config) {
 func (q *Queue) config() *Config { return q.cfg.Load() }
 
 func (q *Queue) now() time.Time { return q.deps.Now() }
+
+// campaignRate is the messages_per_hour of a campaign, 0 for none.
+func (q *Queue) campaignRate(deliveryID string) int {
+	if deliveryID == "" || q.deps.CampaignRate == nil {
+		return 0
+	}
+	return q.deps.CampaignRate(deliveryID)
+}
 
 // Close stops every runner and session and waits for them. Recipients in
 // flight keep their spooled state; they are delivered after a restart.

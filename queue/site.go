@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
@@ -36,6 +37,7 @@ type Wait struct {
 	Since  time.Time `json:"since"`
 	Until  time.Time `json:"until,omitempty"` // when the next slot is expected
 	Rule   string    `json:"rule,omitempty"`
+	Cap    string    `json:"cap,omitempty"` // the [[cap]] met (StatusCapMet)
 	Key    string    `json:"key,omitempty"` // quota scope key
 	Limit  int       `json:"limit,omitempty"`
 	InUse  int       `json:"in_use,omitempty"`
@@ -83,9 +85,11 @@ type site struct {
 	opUntil     time.Time // zero: until resumed
 	recent      []Reply
 	stats       siteStats
-	minExpires  time.Time     // earliest validity end among queued jobs (zero: none)
-	seq         uint64        // pushes so far: FIFO among equal due times
-	arrivals    chan struct{} // closed at the next push: wakes lingering sessions
+	minExpires  time.Time             // earliest validity end among queued jobs (zero: none)
+	vtime       uint64                // fair share: the highest tag claimed (fair.go)
+	flowNext    map[sender]uint64     // fair share: where each flow's next tag starts
+	holds       map[string]tenantHold // tenants whose quota is met, until when
+	arrivals    chan struct{}         // closed at the next push: wakes lingering sessions
 }
 
 type siteStats struct {
@@ -121,8 +125,7 @@ type kickoff struct{ start, top bool }
 // caller, once it has unlocked s.mu, passes the result to kick. Caller
 // holds s.mu.
 func (s *site) enqueueLocked(j *job) kickoff {
-	s.seq++
-	j.seq = s.seq
+	j.seq = s.tagLocked(j)
 	heap.Push(&s.jobs, j)
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.noteExpiry(j)
@@ -145,13 +148,7 @@ func (s *site) kick(k kickoff) {
 	}
 }
 
-func (s *site) hostNames() []string {
-	names := make([]string, len(s.hosts))
-	for i, h := range s.hosts {
-		names[i] = h.Host
-	}
-	return names
-}
+func (s *site) hostNames() []string { return mxNames(s.hosts) }
 
 func (s *site) setWait(w Wait) {
 	if s.wait.Status != w.Status || s.wait.Since.IsZero() {
@@ -207,6 +204,7 @@ type limits struct {
 	perHour     int
 	connRate    quota.Rate // connection opens; zero: unlimited
 	perDay      int
+	caps        []*caps.Cap // the session's [[cap]]s, set once its lease is taken
 	probe       bool
 	srcProbe    bool // a probe of one suspended source (its IP is the session's)
 	flowState   string
@@ -312,7 +310,11 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	}
 	s.mu.Unlock()
 
-	lease, p, usage, plim, ok := s.acquire(cfg, lim, hosts, plan)
+	lease, p, usage, plim, capped, ok := s.acquire(cfg, lim, hosts, plan)
+	if !ok && capped != nil {
+		s.capConnsMet(capped, usage)
+		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)
+	}
 	if !ok {
 		s.mu.Lock()
 		status := StatusConnQuota
@@ -336,6 +338,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	}
 	lim = plim
 	lim.source = p.src.Name
+	lim.caps = p.caps
 	if lim.srcProbe && (q.deps.Flow == nil || !q.deps.Flow.TakeProbe(s.key, sourceIP(p.src), now)) {
 		lease.Release()
 		return flowRecheck, nil
@@ -363,7 +366,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		s.probingSrc[sourceIP(p.src)] = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusWarmup {
+	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusWarmup || st == StatusCapMet || st == StatusTenantQuota || st == StatusCampaignQuota {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -460,6 +463,7 @@ func applyCuts(lim *limits, dec flow.Decision) {
 type path struct {
 	src   Source
 	fixed *target
+	caps  []*caps.Cap // the [[cap]]s whose leases the session holds
 }
 
 type target struct {
@@ -482,7 +486,13 @@ func sourceIP(s Source) string {
 // is due (and, for path scope, the MX addresses in preference order). It
 // returns the limits of the source it took: a source in backoff sends
 // under its own cut limits.
-func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (quota.Lease, path, quota.Usage, limits, bool) {
+//
+// Each lease of the rule also needs a lease of every [[cap]] that applies
+// to it (caps of the rule and site, then of the source tried); a cap met
+// moves on to the next source, as the rule's quota met does. When nothing
+// could be taken it returns the usage of the last refusal and, if that was
+// a cap's, the cap.
+func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (quota.Lease, path, quota.Usage, limits, *caps.Cap, bool) {
 	q := s.q
 	r := lim.match.Rule
 	srcs := weightedOrder(plan.usable)
@@ -500,8 +510,10 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
 	defer cancel()
+	siteCaps := cfg.Caps.ForSite(r.Name, mxNames(hosts))
 	var last quota.Usage
-	try := func(k quota.Key, n int) (quota.Lease, bool) {
+	var capped *caps.Cap
+	try := func(k quota.Key, n int, src Source, pa path) (quota.Lease, path, bool) {
 		// The limit is per scope key; flow control's cut applies to it.
 		key := k.String()
 		l, u, ok, err := q.deps.Quotas.TryConn(ctx, key, n)
@@ -510,10 +522,19 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (
 			u = quota.Usage{Key: key, Limit: n}
 		}
 		if !ok || err != nil {
-			last = u
-			return nil, false
+			last, capped = u, nil
+			return nil, pa, false
 		}
-		return l, true
+		if len(siteCaps) == 0 {
+			return l, pa, true
+		}
+		pa.caps = siteCaps.ForSource(src.Name)
+		cl, u, c, ok := s.takeCapConns(ctx, l, pa.caps)
+		if !ok {
+			last, capped = u, c
+			return nil, pa, false
+		}
+		return cl, pa, true
 	}
 	if len(srcs) == 0 {
 		// An empty pool: the kernel chooses the source.
@@ -522,8 +543,8 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (
 	switch r.Scope {
 	case mxrule.ScopeRule:
 		l0 := limOf(srcs[0])
-		if l, ok := try(quota.RuleKey(r.Name), l0.maxConns); ok {
-			return l, path{src: srcs[0]}, quota.Usage{}, l0, true
+		if l, pa, ok := try(quota.RuleKey(r.Name), l0.maxConns, srcs[0], path{src: srcs[0]}); ok {
+			return l, pa, quota.Usage{}, l0, nil, true
 		}
 	case mxrule.ScopePath:
 		targets := s.targets(ctx, cfg, hosts)
@@ -531,27 +552,27 @@ func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (
 			sl := limOf(src)
 			for i := range targets {
 				t := targets[i]
-				if l, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String()), sl.maxConns); ok {
-					return l, path{src: src, fixed: &t}, quota.Usage{}, sl, true
+				if l, pa, ok := try(quota.PathKey(r.Name, sourceIP(src), t.ip.String()), sl.maxConns, src, path{src: src, fixed: &t}); ok {
+					return l, pa, quota.Usage{}, sl, nil, true
 				}
 			}
 		}
 		if len(targets) == 0 {
 			// No address resolves: let the session fail and report it.
 			sl := limOf(srcs[0])
-			if l, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none"), sl.maxConns); ok {
-				return l, path{src: srcs[0]}, quota.Usage{}, sl, true
+			if l, pa, ok := try(quota.PathKey(r.Name, sourceIP(srcs[0]), "none"), sl.maxConns, srcs[0], path{src: srcs[0]}); ok {
+				return l, pa, quota.Usage{}, sl, nil, true
 			}
 		}
 	default: // source
 		for _, src := range srcs {
 			sl := limOf(src)
-			if l, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src)), sl.maxConns); ok {
-				return l, path{src: src}, quota.Usage{}, sl, true
+			if l, pa, ok := try(quota.SourceKey(r.Name, s.mxKey, sourceIP(src)), sl.maxConns, src, path{src: src}); ok {
+				return l, pa, quota.Usage{}, sl, nil, true
 			}
 		}
 	}
-	return nil, path{}, last, lim, false
+	return nil, path{}, last, lim, capped, false
 }
 
 // targets resolves the MX hosts to addresses, in preference order, at most
@@ -620,19 +641,32 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, 0
 		}
 		j := heap.Pop(&s.jobs).(*job)
+		j.hold = ""
 		s.take(j)
 		s.mu.Unlock()
 		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
 			q.expire(j, s, now)
 			continue
 		}
-		if lim.perHour <= 0 && lim.perDay <= 0 {
-			if d, ok := s.takeWarm(lim, j); !ok {
-				return nil, d
-			}
-			return j, 0
+		if st, detail := q.suspension(j.e.m); st != "" {
+			s.deferJob(j, now.Add(suspendRecheck), Wait{Status: st, Detail: detail})
+			continue
+		}
+		tl := s.tenantLimit(j)
+		cr := q.campaignRate(j.e.m.DeliveryID)
+		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
+		if !rates && tl.PerHour <= 0 && cr <= 0 {
+			return s.grant(lim, j)
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+		if (cr > 0 && !s.takeCampaign(ctx, j, cr, now)) || (tl.PerHour > 0 && !s.takeTenant(ctx, j, tl, now)) {
+			cancel()
+			continue // put back until the campaign's or tenant's next token; other flows go on
+		}
+		if !rates {
+			cancel()
+			return s.grant(lim, j)
+		}
 		rateKey := leaseKey // a lease from a store that names no scope
 		dayKey := "day|" + leaseKey
 		if k, err := quota.ParseKey(leaseKey); err == nil {
@@ -640,15 +674,19 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		}
 		ok, retryIn, err := q.deps.Quotas.TakeMessage(ctx, rateKey, lim.perHour)
 		if err == nil && ok {
-			// The day counts second: a refused hourly token never
-			// counts against the day (see package quota).
+			// The caps' hourly tokens come after the rule's (a cap
+			// refusing wastes a token of the rule it holds anyway, never
+			// one shared with other rules) and before the day, which
+			// counts last: a refused token never counts against the day
+			// (see package quota).
+			if d, ok := s.takeCapMessages(ctx, j, lim.caps); !ok {
+				cancel()
+				return nil, d
+			}
 			ok, retryIn, err = q.deps.Quotas.TakeDaily(ctx, dayKey, lim.perDay)
 			cancel()
 			if err == nil && ok {
-				if d, ok := s.takeWarm(lim, j); !ok {
-					return nil, d
-				}
-				return j, 0
+				return s.grant(lim, j)
 			}
 			if err != nil {
 				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
@@ -685,6 +723,24 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 	}
 }
 
+// grant gives a claimed job to the session: counted against its source's
+// warm-up volume (refused: back in the heap), then recorded for the fair
+// share.
+func (s *site) grant(lim limits, j *job) (*job, time.Duration) {
+	if d, ok := s.takeWarm(lim, j); !ok {
+		return nil, d
+	}
+	return s.served(j), 0
+}
+
+// served records j as claimed for the fair share and returns it.
+func (s *site) served(j *job) *job {
+	s.mu.Lock()
+	s.servedLocked(j)
+	s.mu.Unlock()
+	return j
+}
+
 // refuse puts a claimed job back in the heap, its token refused (a rate,
 // a daily quota, a warm-up volume), and records why the site waits. When
 // a lingering session's claim took the site's last job, the runner may
@@ -718,7 +774,7 @@ func (s *site) refuse(j *job, w Wait) {
 func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	r := lim.connRate
 	if r.IsZero() {
-		return 0, true
+		return s.takeCapOpens(lim.caps)
 	}
 	q := s.q
 	key := "open|" + leaseKey
@@ -729,7 +785,7 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	ok, retryIn, err := q.deps.Quotas.TakeRate(ctx, key, r)
 	cancel()
 	if err == nil && ok {
-		return 0, true
+		return s.takeCapOpens(lim.caps)
 	}
 	if err != nil {
 		q.deps.Logger.Warn("quota store", "key", key, "err", err)

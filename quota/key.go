@@ -12,6 +12,7 @@ const (
 	ScopeRule   Scope = "rule" // everything matching the rule, all sources and nodes
 	ScopeSource Scope = "src"  // one source, across the site's MX addresses
 	ScopePath   Scope = "path" // one source × one MX address
+	ScopeCap    Scope = "cap"  // a [[cap]]: everything it selects, across rules
 )
 
 // Key names one quota: what it counts (connections or the message rate),
@@ -21,6 +22,7 @@ const (
 //	conn|rule|<rule>
 //	conn|src|<rule>|<site>|<source IP>
 //	conn|path|<rule>|<source IP>|<MX IP, or "none">
+//	conn|cap|<cap name>
 //
 // and "rate|..." for the message rate of the same scope, "open|..." for its
 // connection-open rate and "day|..." for its daily quota. A rule name may
@@ -52,6 +54,10 @@ func PathKey(rule, source, mx string) Key {
 	return Key{kind: KindConn, scope: ScopePath, rule: rule, source: source, mx: mx}
 }
 
+// CapKey is the connection key of a [[cap]]: one count for all it selects.
+// Its name is in Rule (a cap is not a rule: Governs never holds for it).
+func CapKey(name string) Key { return Key{kind: KindConn, scope: ScopeCap, rule: name} }
+
 // Rate is the message-rate key of the same scope.
 func (k Key) Rate() Key { k.kind = KindRate; return k }
 
@@ -73,6 +79,8 @@ func (k Key) String() string {
 	switch k.scope {
 	case ScopeRule:
 		return string(k.kind) + "|rule|" + k.rule
+	case ScopeCap:
+		return string(k.kind) + "|cap|" + k.rule
 	case ScopeSource:
 		return string(k.kind) + "|src|" + k.rule + "|" + k.site + "|" + k.source
 	case ScopePath:
@@ -84,7 +92,7 @@ func (k Key) String() string {
 // Governs reports whether the quota belongs to rule as applied to site:
 // the rule's own key, its path keys, or its source keys for that site.
 func (k Key) Governs(rule, site string) bool {
-	return k.rule == rule && (k.scope != ScopeSource || k.site == site)
+	return k.scope != ScopeCap && k.rule == rule && (k.scope != ScopeSource || k.site == site)
 }
 
 // ParseKey reads a key's string form back.
@@ -112,7 +120,7 @@ func ParseKey(s string) (Key, error) {
 		return s[:j], s[j+1 : i], s[i+1:], true
 	}
 	switch k.scope {
-	case ScopeRule:
+	case ScopeRule, ScopeCap:
 		k.rule = rest
 	case ScopeSource:
 		if k.rule, k.site, k.source, ok = last2(rest); !ok {

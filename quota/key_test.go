@@ -14,6 +14,9 @@ func TestKeyRoundTrip(t *testing.T) {
 		{SourceKey("a|b", "mx.example.com", ""), "conn|src|a|b|mx.example.com|"},
 		{PathKey("default", "2001:db8::1", "192.0.2.25").Rate(), "rate|path|default|2001:db8::1|192.0.2.25"},
 		{PathKey("default", "", "none"), "conn|path|default||none"},
+		{CapKey("ip1 total"), "conn|cap|ip1 total"},
+		{CapKey("group").Rate(), "rate|cap|group"},
+		{CapKey("group").Opens(), "open|cap|group"},
 	} {
 		if got := tc.k.String(); got != tc.want {
 			t.Errorf("String() = %q, want %q", got, tc.want)
@@ -43,6 +46,9 @@ func TestKeyAccessorsAndGoverns(t *testing.T) {
 	}
 	if !RuleKey("gmail").Governs("gmail", "any") || !PathKey("gmail", "s", "m").Governs("gmail", "any") {
 		t.Error("Governs: rule and path keys belong to their rule at every site")
+	}
+	if CapKey("gmail").Governs("gmail", "any") {
+		t.Error("Governs: a cap's key belongs to no rule, even one of the same name")
 	}
 	if !(Key{}).IsZero() || k.IsZero() {
 		t.Error("IsZero")

@@ -133,3 +133,50 @@ func TestRedisShapingDegraded(t *testing.T) {
 		t.Error("open granted with no membership known")
 	}
 }
+
+// TestRedisCapShared: a cap's keys (scope "cap") are counted by the nodes
+// together like a rule's: 3 connections in all, its message rate shared;
+// with Redis away each node has its share of the cap, never the whole.
+func TestRedisCapShared(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	nodes := newNodes(t, srv, 2, 5*time.Second)
+	conn := CapKey("group").String()
+	var held []Lease
+	for i := range 6 {
+		l, _, ok, err := nodes[i%2].TryConn(ctx, conn, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			held = append(held, l)
+		}
+	}
+	if len(held) != 3 {
+		t.Fatalf("%d cap leases granted over two nodes, the cap is 3", len(held))
+	}
+	for _, l := range held {
+		l.Release()
+	}
+	// 120 an hour: a burst of 1 for both nodes together.
+	rate := CapKey("group").Rate().String()
+	if ok, _, err := nodes[0].TakeMessage(ctx, rate, 120); !ok || err != nil {
+		t.Fatalf("first cap token refused: %v", err)
+	}
+	if ok, retry, _ := nodes[1].TakeMessage(ctx, rate, 120); ok || retry < 20*time.Second {
+		t.Fatalf("the other node took a second token at once: ok=%v retry=%v", ok, retry)
+	}
+	srv.Stop()
+	other := CapKey("other").Rate().String()
+	for _, r := range nodes {
+		// A first call notices the outage; then the node answers from its
+		// share: 240 an hour over 2 nodes is 120 each, one token every
+		// 30 s (the whole cap would give one every 15 s), the first one
+		// interval after the outage began.
+		r.TakeMessage(ctx, CapKey("poke").Rate().String(), 240)
+		waitMode(t, r, "degraded", 3*time.Second)
+		if ok, retry, err := r.TakeMessage(ctx, other, 240); ok || err != nil || retry < 20*time.Second || retry > 31*time.Second {
+			t.Fatalf("node %s: degraded cap token: ok=%v retry=%v err=%v, want a wait of about 30 s (its share)", r.Node(), ok, retry, err)
+		}
+	}
+}

@@ -54,6 +54,10 @@ type Envelope struct {
 	// RequireTLS: MAIL FROM had REQUIRETLS (RFC 8689), taken only over TLS:
 	// the message may only be relayed over TLS verified for the next hop.
 	RequireTLS bool
+	// Tenant is the customer the message is sent for when the injector
+	// names it out of band (the HTTP API's "tenant"); "" leaves it to the
+	// X-Penstock-Tenant header, if any.
+	Tenant string
 }
 
 // Acceptor stores a message durably. Penstock answers 250 only after Accept

@@ -18,15 +18,23 @@ import (
 //	expires  time
 //	delivery string
 //	pool     string
+//	tenant   string (version 2 only)
 //	size     varint (signed)
 //	nrcpt    uvarint
 //	nrcpt ×  addr string, state byte, attempts, next time, code, enhanced string,
 //	         text string, vars string (empty = nil)
 //
+// Version 2 adds the tenant and is written only for a message that has one,
+// so the records of every other message are unchanged and a spool written
+// by an older build reads as before.
+//
 // The ID is the record's key and is not repeated inside. Nothing is padded, so
 // a queued campaign recipient costs its address, its variables and about ten
 // bytes, plus the message header when each recipient is its own message.
-const metaVersion = 1
+const (
+	metaVersion       = 1
+	metaVersionTenant = 2
+)
 
 // minRecipientLen is the smallest encoding of one recipient (every field
 // empty); it bounds nrcpt against the bytes left so malformed input cannot
@@ -50,7 +58,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // encodedSize is an upper bound of the encoding's length, so appendMeta
 // allocates once.
 func encodedSize(m *Message) int {
-	n := 2 + 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen64 + len(m.Sender) + len(m.DeliveryID) + len(m.Pool)
+	n := 2 + 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen64 + len(m.Sender) + len(m.DeliveryID) + len(m.Pool) + binary.MaxVarintLen64 + len(m.Tenant)
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
 		n += 1 + 8*binary.MaxVarintLen64 + len(r.Addr) + len(r.LastEnhanced) + len(r.LastText) + len(r.Vars)
@@ -61,12 +69,19 @@ func encodedSize(m *Message) int {
 // appendMeta appends the encoding of m to b. It refuses states the decoder
 // would refuse, so what is written can always be read back.
 func appendMeta(b []byte, m *Message) ([]byte, error) {
-	b = append(b, metaVersion, m.Flags)
+	v := byte(metaVersion)
+	if m.Tenant != "" {
+		v = metaVersionTenant
+	}
+	b = append(b, v, m.Flags)
 	b = appendString(b, m.Sender)
 	b = appendTime(b, m.Received)
 	b = appendTime(b, m.Expires)
 	b = appendString(b, m.DeliveryID)
 	b = appendString(b, m.Pool)
+	if v == metaVersionTenant {
+		b = appendString(b, m.Tenant)
+	}
 	b = binary.AppendVarint(b, m.Size)
 	b = binary.AppendUvarint(b, uint64(len(m.Recipients)))
 	for i := range m.Recipients {
@@ -195,7 +210,7 @@ func (r *reader) time() time.Time {
 // a copy per message, which matters when Load brings back a million campaign
 // recipients.
 type decoder struct {
-	sender, delivery, pool, enhanced, text string
+	sender, delivery, pool, tenant, enhanced, text string
 }
 
 // intern returns b as a string, reusing *last when it has the same contents.
@@ -214,8 +229,9 @@ func intern(last *string, b []byte) string {
 // shape, returns an error and never panics.
 func (d *decoder) decode(rec []byte, m *Message) error {
 	r := reader{b: rec}
-	if v := r.byte(); r.err == nil && v != metaVersion {
-		return fmt.Errorf("meta record version %d, this build reads %d", v, metaVersion)
+	v := r.byte()
+	if r.err == nil && v != metaVersion && v != metaVersionTenant {
+		return fmt.Errorf("meta record version %d, this build reads %d and %d", v, metaVersion, metaVersionTenant)
 	}
 	*m = Message{}
 	m.Flags = r.byte()
@@ -224,6 +240,9 @@ func (d *decoder) decode(rec []byte, m *Message) error {
 	m.Expires = r.time()
 	m.DeliveryID = intern(&d.delivery, r.bytes())
 	m.Pool = intern(&d.pool, r.bytes())
+	if v == metaVersionTenant {
+		m.Tenant = intern(&d.tenant, r.bytes())
+	}
 	m.Size = r.varint()
 	n := r.uvarint()
 	if r.err != nil {
@@ -286,7 +305,8 @@ func (d *decoder) decode(rec []byte, m *Message) error {
 // building a Message; Update and Delete need it to keep Stats exact.
 func queuedInRecord(rec []byte) (int64, error) {
 	r := reader{b: rec}
-	if r.byte() != metaVersion {
+	v := r.byte()
+	if v != metaVersion && v != metaVersionTenant {
 		return 0, errMalformed
 	}
 	r.byte()
@@ -295,6 +315,9 @@ func queuedInRecord(rec []byte) (int64, error) {
 	r.varint()
 	r.bytes()
 	r.bytes()
+	if v == metaVersionTenant {
+		r.bytes()
+	}
 	r.varint()
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)/minRecipientLen) {

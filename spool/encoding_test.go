@@ -13,7 +13,7 @@ import (
 func sameMessage(t *testing.T, got, want *Message) {
 	t.Helper()
 	if got.ID != want.ID || got.Sender != want.Sender || got.DeliveryID != want.DeliveryID ||
-		got.Pool != want.Pool || got.Flags != want.Flags || got.Size != want.Size ||
+		got.Pool != want.Pool || got.Tenant != want.Tenant || got.Flags != want.Flags || got.Size != want.Size ||
 		!got.Received.Equal(want.Received) || !got.Expires.Equal(want.Expires) ||
 		len(got.Recipients) != len(want.Recipients) {
 		t.Fatalf("message differs:\n got %+v\nwant %+v", got, want)
@@ -64,6 +64,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		{"campaign", &Message{DeliveryID: "camp-42", Sender: "s@x", Recipients: []Recipient{{Addr: "u@y", Vars: []byte(`{"first":"Ann"}`)}}}},
 		{"unicode and long text", &Message{Sender: "ünï@例え.jp", Recipients: []Recipient{{Addr: "收件人@例子.中国", LastText: long}}}},
 		{"many recipients", &Message{Recipients: many}},
+		{"tenant", &Message{Tenant: "acme", DeliveryID: "camp-7", Pool: "p", Recipients: []Recipient{{Addr: "u@y"}, {Addr: "v@y", State: Delivered}}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,6 +86,34 @@ func TestEncodeRoundTrip(t *testing.T) {
 				t.Fatalf("queuedInRecord = %d, %v; want %d", q, err, queued)
 			}
 		})
+	}
+}
+
+// A message without a tenant is written as version 1, byte for byte what
+// a build without tenants wrote (so such a build still reads it); one with
+// a tenant as version 2.
+func TestEncodeTenantVersion(t *testing.T) {
+	m := sampleMessage()
+	rec, _, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != metaVersion {
+		t.Fatalf("no tenant: version %d, want %d", rec[0], metaVersion)
+	}
+	m.Tenant = "acme"
+	rec2, _, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec2[0] != metaVersionTenant || len(rec2) != len(rec)+1+len("acme") {
+		t.Fatalf("tenant: version %d, %d bytes (without: %d)", rec2[0], len(rec2), len(rec))
+	}
+	for _, cut := range []int{len(rec2) - 1, 10} {
+		var got Message
+		if err := (&decoder{}).decode(rec2[:cut], &got); err == nil {
+			t.Errorf("a version 2 record cut at %d decoded", cut)
+		}
 	}
 }
 

@@ -39,7 +39,8 @@ type Message struct {
 	Expires    time.Time
 	DeliveryID string // campaign id; "" for single messages. Campaign messages have no body: it is rendered from a blob at send time
 	Pool       string
-	Flags      uint8 // opaque to the spool (e.g. DSN wanted)
+	Tenant     string // the customer it is sent for ("" = none): quotas and fair share
+	Flags      uint8  // opaque to the spool (e.g. DSN wanted)
 	Size       int64
 	Recipients []Recipient
 }

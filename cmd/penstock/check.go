@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/queue"
@@ -32,6 +33,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rules, err := cfg.RuleSet()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	capSet, err := caps.FromConfig(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -69,6 +75,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
 			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
 		fmt.Fprintf(stdout, "shaping: max_connection_rate %s, messages_per_day %s\n", r.MaxConnectionRate, perDay(r.MessagesPerDay))
+		for _, c := range capSet.ForSite(r.Name, hosts) {
+			from := "every source"
+			if len(c.Sources) > 0 {
+				from = "source " + strings.Join(c.Sources, ", ")
+			}
+			fmt.Fprintf(stdout, "cap:     %s (%s; from %s)\n", c.Name, c.Limits(), from)
+		}
 		fmt.Fprintf(stdout, "sources: %s\n", poolSources(cfg))
 		if *apiURL != "" {
 			tok := *token
@@ -109,6 +122,30 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.MaxConnectionRate, perDay(r.MessagesPerDay), r.TLS, from)
 	}
 	tw.Flush()
+	if all := capSet.All(); len(all) > 0 {
+		fmt.Fprintln(stdout, "\n# caps, checked besides the rule")
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "name\tsource\trule\tmx\tlimits")
+		any := func(l []string) string {
+			if len(l) == 0 {
+				return "any"
+			}
+			return strings.Join(l, ",")
+		}
+		for _, c := range all {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, any(c.Sources), any(c.Rules), any(c.MX), c.Limits())
+		}
+		tw.Flush()
+	}
+	if len(cfg.Tenants) > 0 {
+		fmt.Fprintln(stdout, "\n# tenants")
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "name\tmsgs/hour\tweight")
+		for _, t := range cfg.Tenants {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", t.Name, perDay(t.MessagesPerHour), t.Weight)
+		}
+		tw.Flush()
+	}
 	return 0
 }
 

@@ -311,16 +311,51 @@ func siteAction(action string) func(args []string, stdout, stderr io.Writer) int
 		fs := newFlags(action, stderr)
 		client := clientFlags(fs)
 		var dur *time.Duration
+		var tenant, delivery *string
 		if action == "suspend" {
 			dur = fs.Duration("for", 0, "suspension length (default: until resumed)")
 		}
-		pos, ok := positional(fs, args, 1, 1)
+		if action == "suspend" || action == "resume" {
+			tenant = fs.String("tenant", "", action+" a tenant's mail at every site instead of a site")
+			delivery = fs.String("delivery", "", action+" a campaign (delivery id) instead of a site")
+		}
+		pos, ok := positional(fs, args, 0, 1)
 		if !ok {
+			return 2
+		}
+		whole := ""
+		if tenant != nil && *tenant != "" {
+			whole = "/api/v1/tenants/" + url.PathEscape(*tenant) + "/" + action
+		}
+		if delivery != nil && *delivery != "" {
+			if whole != "" {
+				fmt.Fprintf(stderr, "penstock %s: give -tenant or -delivery, not both\n", action)
+				return 2
+			}
+			whole = "/api/v1/deliveries/" + url.PathEscape(*delivery) + "/" + action
+		}
+		switch {
+		case whole != "" && len(pos) > 0:
+			fmt.Fprintf(stderr, "penstock %s: give a site, or -tenant, or -delivery, not several\n", action)
+			return 2
+		case whole != "" && dur != nil && *dur > 0:
+			fmt.Fprintf(stderr, "penstock %s: -for is for sites; a tenant or campaign is suspended until resumed\n", action)
+			return 2
+		case whole == "" && len(pos) == 0:
+			fmt.Fprintf(stderr, "penstock %s: missing argument\n", action)
 			return 2
 		}
 		c, err := client()
 		if err != nil {
 			return fail(stderr, err)
+		}
+		if whole != "" {
+			var res map[string]any
+			if err := c.do("POST", whole, map[string]string{"by": "cli"}, &res); err != nil {
+				return fail(stderr, err)
+			}
+			fmt.Fprintf(stdout, "%v %v: %s done (%v recipients made due)\n", res["kind"], res["name"], action, res["recipients"])
+			return 0
 		}
 		body := map[string]string{"by": "cli"}
 		if dur != nil && *dur > 0 {

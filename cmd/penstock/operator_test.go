@@ -40,15 +40,16 @@ type opBackend struct {
 	api.Backend // nil: a method not written here panics
 	*quarantine.Store
 
-	mu         sync.Mutex
-	deliveries map[string]*api.DeliveryView
-	steps      map[string]int
-	created    []api.DeliveryRequest
-	received   map[string][]campaign.Recipient
-	live       map[string]bool // created here: they progress
-	stuck      bool            // nothing progresses
-	onPoll     func()          // called on each progress request
-	top        []bounce.TopEntry
+	mu          sync.Mutex
+	deliveries  map[string]*api.DeliveryView
+	steps       map[string]int
+	created     []api.DeliveryRequest
+	received    map[string][]campaign.Recipient
+	live        map[string]bool // created here: they progress
+	stuck       bool            // nothing progresses
+	onPoll      func()          // called on each progress request
+	top         []bounce.TopEntry
+	suspensions []string // SetSuspended calls: "kind name who on"
 }
 
 const opSite = "alt1.gmail-smtp-in.l.google.com,gmail-smtp-in.l.google.com"
@@ -189,6 +190,16 @@ func (b *opBackend) Delivery(id string) (api.DeliveryView, bool) {
 		onPoll()
 	}
 	return out, ok
+}
+
+func (b *opBackend) SetSuspended(kind, name, who string, on bool) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.suspensions = append(b.suspensions, fmt.Sprintf("%s %s %s %v", kind, name, who, on))
+	if on {
+		return 0, nil
+	}
+	return 7, nil
 }
 
 func (b *opBackend) CancelDelivery(id, who string) (int, error) {
@@ -403,6 +414,37 @@ func TestSendRefuses(t *testing.T) {
 	code, _, errs = runSendTest(t, context.Background(), false, append([]string{"-template", tpl, "-recipients", good}, flags[0], flags[1], "-token", "wrong")...)
 	if code != 1 || !strings.Contains(errs, "wrong bearer token") {
 		t.Errorf("wrong token: exit %d %s", code, errs)
+	}
+}
+
+// suspend and resume -tenant / -delivery reach the API's routes; a site
+// and -tenant together, or neither, are refused.
+func TestSuspendTenantAndDeliveryCommands(t *testing.T) {
+	b, flags := opServer(t)
+	for _, tc := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"suspend", "-tenant", "acme"}, "tenant acme: suspend done"},
+		{[]string{"resume", "-tenant", "acme"}, "tenant acme: resume done (7 recipients made due)"},
+		{[]string{"suspend", "-delivery", "d-42"}, "delivery d-42: suspend done"},
+	} {
+		code, out, errs := runOp(t, append(tc.args, flags...)...)
+		if code != 0 || !strings.Contains(out, tc.out) {
+			t.Errorf("%v: exit %d\n%s%s", tc.args, code, out, errs)
+		}
+	}
+	b.mu.Lock()
+	got := strings.Join(b.suspensions, "; ")
+	b.mu.Unlock()
+	if got != "tenant acme api true; tenant acme api false; delivery d-42 api true" {
+		t.Errorf("backend saw %q", got)
+	}
+	for _, bad := range [][]string{{"suspend", "gmail.com", "-tenant", "acme"}, {"suspend"}, {"resume", "-tenant", "a", "-delivery", "b"},
+		{"suspend", "-tenant", "acme", "-for", "1h"}} {
+		if code, _, _ := runOp(t, append(bad, flags...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
 	}
 }
 
