@@ -19,7 +19,7 @@ func testPool() []Source {
 }
 
 // TestPlanPool: a held source leaves the pool, a source in backoff sends
-// under its own cut limits, a due probe goes last with one connection and
+// under its own cut limits, a due probe goes first with one connection and
 // one message, and the others keep the rule's limits.
 func TestPlanPool(t *testing.T) {
 	s := newSite(New(&Config{}, Deps{}), "mx.example", nil)
@@ -93,6 +93,30 @@ func TestAcquireSkipsHeldSource(t *testing.T) {
 	for _, ip := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
 		if !strings.Contains(d, "source "+ip) {
 			t.Errorf("held detail does not name %s: %s", ip, d)
+		}
+	}
+}
+
+// TestAcquireProbeFirst: a source whose probe is due is tried before the
+// healthy sources. Behind them it got a connection only when they were all
+// full, so under light traffic a suspended source never recovered (found
+// when lingering sessions took the trickle of mail the test sent).
+func TestAcquireProbeFirst(t *testing.T) {
+	q := benchQueueNew(t)
+	q.deps.Quotas = quota.NewLocal(quota.RealClock())
+	s := benchSites(q, 1)[0]
+	cfg := benchRulesConfig(t, testPool(), 1000)
+	lim := limits{maxConns: 10, maxMsgs: 100, match: s.limits(cfg, q.flowCheck(s.key, time.Now())).match}
+	decs := []flow.SourceDecision{{Source: "10.0.0.1", Decision: flow.Decision{State: flow.Suspended, Probe: true}}}
+	for range 20 {
+		plan := s.planPool(lim, testPool(), decs)
+		lease, p, _, l, _, ok := s.acquire(cfg, lim, s.hosts, plan)
+		if !ok {
+			t.Fatal("no lease")
+		}
+		lease.Release()
+		if p.src.Name != "ip1" || !l.srcProbe {
+			t.Fatalf("took %s (probe %v) while ip1's probe was due", p.src.Name, l.srcProbe)
 		}
 	}
 }

@@ -481,9 +481,9 @@ func sourceIP(s Source) string {
 }
 
 // acquire takes a connection lease for the rule's scope, trying the
-// plan's usable sources in weighted random order (their weights
-// re-normalised over those that may send), then the sources whose probe
-// is due (and, for path scope, the MX addresses in preference order). It
+// sources whose probe is due, then the plan's usable sources in weighted
+// random order (their weights re-normalised over those that may send)
+// (and, for path scope, the MX addresses in preference order). It
 // returns the limits of the source it took: a source in backoff sends
 // under its own cut limits.
 //
@@ -495,9 +495,12 @@ func sourceIP(s Source) string {
 func (s *site) acquire(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan) (quota.Lease, path, quota.Usage, limits, *caps.Cap, bool) {
 	q := s.q
 	r := lim.match.Rule
+	// A due probe first: a suspended source recovers only through its
+	// probes, and behind the healthy sources it would get one only when
+	// they are all full (never, under light traffic).
 	srcs := weightedOrder(plan.usable)
 	if len(plan.probes) > 0 {
-		srcs = append(srcs[:len(srcs):len(srcs)], plan.probes...)
+		srcs = append(append(make([]Source, 0, len(plan.probes)+len(srcs)), plan.probes...), srcs...)
 	}
 	limOf := func(src Source) limits {
 		if plan.per == nil {
