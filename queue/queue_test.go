@@ -408,3 +408,27 @@ func TestLingeringSessionTakesNextJob(t *testing.T) {
 		t.Errorf("provider saw %d connections for %d messages, want 1 for %d", st.Connections, st.Delivered, msgs)
 	}
 }
+
+// claim, white-box: a session with its connection open takes no job of a
+// site the operator suspended (a lingering session used to send the job
+// that Retry made due, so TestSuspendAndPurge failed under load).
+func TestClaimSuspendedSite(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	s := newSite(f.q, "mx.susp.test", []dns.MX{{Host: "mx.susp.test", Pref: 10}})
+	s.running = true // the test plays the runner
+	now := time.Now()
+	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
+	s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "susp.test", index: -1, due: now.Add(-time.Second)})
+	s.mu.Lock()
+	s.opSuspended = true
+	s.mu.Unlock()
+	if j, _ := s.claim(limits{}, ""); j != nil {
+		t.Fatal("a suspended site's job was claimed")
+	}
+	s.mu.Lock()
+	s.opSuspended = false
+	s.mu.Unlock()
+	if j, _ := s.claim(limits{}, ""); j == nil {
+		t.Fatal("the job was not claimed once the site was resumed")
+	}
+}

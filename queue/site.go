@@ -639,7 +639,10 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 	for {
 		now := q.now()
 		s.mu.Lock()
-		if len(s.jobs) == 0 || s.jobs[0].due.After(now) {
+		// A session with its connection open claims too: an operator's
+		// suspension stops it as well as the runner (which ends it).
+		suspended := s.opSuspended && (s.opUntil.IsZero() || now.Before(s.opUntil))
+		if suspended || len(s.jobs) == 0 || s.jobs[0].due.After(now) {
 			s.mu.Unlock()
 			return nil, 0
 		}
