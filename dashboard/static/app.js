@@ -148,7 +148,7 @@
     if (s.includes('dynamic flow control')) return 'st-flow';
     if (s.includes('suspended')) return 'st-suspended';
     if (s.includes('retry')) return 'st-retry';
-    if (s.includes('quota')) return 'st-quota';
+    if (s.includes('quota') || s.includes('cap met') || s.includes('rate met')) return 'st-quota';
     if (s.includes('MX')) return 'st-mx';
     if (s.includes('in delivery')) return 'st-inflight';
     return '';
