@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +40,39 @@ const suspRetry = 5 * time.Second
 // Redis from a new one (it is no suspension key: those have a "/").
 const suspToken = "token"
 
+// suspVersion is the field of <prefix>suspended counted up by each
+// change: Redis orders the changes of all nodes, and a node drops a
+// message older than what it already has for that key.
+const suspVersion = "version"
+
+// suspScriptSrc: KEYS: the hash (also the channel). ARGV: node, then key,
+// who, "1" (suspend) or "0" (resume) for each change. Each change counts
+// the version up, is written, and is published with its version. Returns
+// the versions.
+const suspScriptSrc = `
+local out = {}
+for i = 2, #ARGV, 3 do
+  local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  local on = ARGV[i + 2] == '1'
+  if on then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+  redis.call('PUBLISH', KEYS[1], cjson.encode({node = ARGV[1], key = ARGV[i], who = ARGV[i + 1], on = on, version = v}))
+  table.insert(out, v)
+end
+return out
+`
+
 // suspMsg is what goes on <prefix>suspended.
 type suspMsg struct {
 	Node string `json:"node"`
 	Key  string `json:"key"`
 	Who  string `json:"who"`
 	On   bool   `json:"on"`
+	// Version orders the changes (suspVersion).
+	Version int64 `json:"version"`
 }
 
 // suspShare shares the suspensions of one node. Lock order: flushMu, then
@@ -56,8 +85,11 @@ type suspShare struct {
 	flushMu sync.Mutex // one round trip at a time, in order
 	pendMu  sync.Mutex
 	pending map[string]suspMsg // local changes not yet in Redis, latest per key
+	seen    map[string]int64   // the version of each key's last change applied or sent (pendMu)
+	floor   int64              // the version of the hash last adopted (pendMu)
 	down    atomic.Bool
 	token   string // the hash's token when last read (load; bus goroutine)
+	script  *redis.Script
 }
 
 func (b *Bridge) suspKey() string { return b.opts.Prefix + "suspended" }
@@ -73,7 +105,8 @@ func (b *Bridge) ShareSuspensions(q Suspensions) error {
 	if b.susp != nil {
 		return errors.New("cluster: suspensions already shared")
 	}
-	s := &suspShare{b: b, q: q, kick: make(chan struct{}, 1), pending: map[string]suspMsg{}}
+	s := &suspShare{b: b, q: q, kick: make(chan struct{}, 1), pending: map[string]suspMsg{}, seen: map[string]int64{},
+		script: redis.NewScript(suspScriptSrc)}
 	b.susp = s
 	q.ShareSuspensions(s.share)
 	b.wg.Add(1)
@@ -120,13 +153,12 @@ func (s *suspShare) run() {
 	}
 }
 
-// flush writes the pending changes into the hash and publishes them, in
-// one transaction, with flushMu held. On failure they stay pending (unless
-// a newer change of the same key came meanwhile); loud logs which.
+// flush sends the pending changes, with flushMu held. They stay pending
+// until Redis has them, so that an older message of another node met
+// meanwhile is not applied over them; loud logs a failure.
 func (s *suspShare) flush(loud bool) bool {
 	s.pendMu.Lock()
-	batch := s.pending
-	s.pending = map[string]suspMsg{}
+	batch := maps.Clone(s.pending)
 	s.pendMu.Unlock()
 	if len(batch) == 0 {
 		return true
@@ -134,15 +166,7 @@ func (s *suspShare) flush(loud bool) bool {
 	b := s.b
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
 	defer cancel()
-	err := s.send(ctx, batch)
-	if err != nil {
-		s.pendMu.Lock()
-		for k, m := range batch {
-			if _, newer := s.pending[k]; !newer {
-				s.pending[k] = m
-			}
-		}
-		s.pendMu.Unlock()
+	if err := s.send(ctx, batch); err != nil {
 		if b.ctx.Err() != nil {
 			return true
 		}
@@ -153,6 +177,13 @@ func (s *suspShare) flush(loud bool) bool {
 		}
 		return false
 	}
+	s.pendMu.Lock()
+	for k, m := range batch {
+		if s.pending[k] == m {
+			delete(s.pending, k)
+		}
+	}
+	s.pendMu.Unlock()
 	if s.down.Swap(false) {
 		b.log.Warn("cluster: suspensions shared again", "node", b.opts.Node, "keys", keysOf(batch))
 	}
@@ -193,7 +224,9 @@ func (s *suspShare) load() {
 	}
 	all := get.Val()
 	token := all[suspToken]
+	version, _ := strconv.ParseInt(all[suspVersion], 10, 64)
 	delete(all, suspToken)
+	delete(all, suspVersion)
 	if created.Val() || (s.token != "" && token != s.token) {
 		if !s.seed(ctx, all) {
 			return
@@ -202,6 +235,8 @@ func (s *suspShare) load() {
 	s.token = token
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
+	s.floor = version
+	clear(s.seen)
 	for k, m := range s.pending {
 		if m.On {
 			all[k] = m.Who
@@ -238,26 +273,30 @@ func (s *suspShare) seed(ctx context.Context, all map[string]string) bool {
 	return true
 }
 
-// send writes the changes into the hash and publishes them, in one
-// transaction.
+// send writes the changes into the hash and publishes them (one script
+// run), and notes their versions.
 func (s *suspShare) send(ctx context.Context, batch map[string]suspMsg) error {
-	b := s.b
-	_, err := b.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, m := range batch {
-			js, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			if m.On {
-				p.HSet(ctx, b.suspKey(), m.Key, m.Who)
-			} else {
-				p.HDel(ctx, b.suspKey(), m.Key)
-			}
-			p.Publish(ctx, b.suspKey(), js)
+	keys := keysOf(batch)
+	args := []any{s.b.opts.Node}
+	for _, k := range keys {
+		on := "0"
+		if batch[k].On {
+			on = "1"
 		}
-		return nil
-	})
-	return err
+		args = append(args, k, batch[k].Who, on)
+	}
+	vs, err := s.script.Run(ctx, s.b.c, []string{s.b.suspKey()}, args...).Int64Slice()
+	if err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	for i, k := range keys {
+		if i < len(vs) {
+			s.seen[k] = max(s.seen[k], vs[i])
+		}
+	}
+	s.pendMu.Unlock()
+	return nil
 }
 
 func newToken() string {
@@ -275,9 +314,10 @@ func (s *suspShare) receive(payload string) {
 	// overwrite this one everywhere.
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
-	if _, mine := s.pending[m.Key]; mine {
+	if _, mine := s.pending[m.Key]; mine || m.Version <= s.floor || m.Version <= s.seen[m.Key] {
 		return
 	}
+	s.seen[m.Key] = m.Version
 	s.q.AdoptSuspension(m.Key, m.Who, m.On)
 }
 
