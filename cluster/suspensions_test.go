@@ -107,7 +107,7 @@ func (n *suspNode) waitSet(want map[string]string) {
 // is down it applies locally and is shared once Redis is back, even when
 // Redis came back empty; a node away while a suspension is resumed
 // elsewhere sees the resume when it rejoins.
-func TestSuspensionsShared(t *testing.T) {
+func TestClusterSuspendShared(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	a := newSuspNode(t, "a", srv.URL())
