@@ -71,6 +71,8 @@ type Bridge struct {
 	windowScript *redis.Script
 	carry        []flow.WindowCounts
 	windowsDown  atomic.Bool
+	// susp shares tenant and campaign suspensions (ShareSuspensions).
+	susp *suspShare
 }
 
 // flowMsg is what goes on <prefix>flow and into <prefix>flow:state.
@@ -115,6 +117,9 @@ func (b *Bridge) Close() error {
 	}
 	if b.opts.Adopt != nil {
 		b.bus.Unsubscribe(b.channel())
+	}
+	if b.susp != nil {
+		b.bus.Unsubscribe(b.suspKey())
 	}
 	b.cancel()
 	b.wg.Wait()

@@ -27,8 +27,22 @@
 // decision, not the error windows: a node that adopts a backoff recovers
 // on its own evidence (see the README section).
 //
-// The package never touches the spool or the queue: Redis down means
-// nothing more than stale membership and unshared flow decisions.
+// Suspensions. Bridge.ShareSuspensions links the queue's tenant and
+// campaign suspensions: a local change is kept pending and sent by a
+// script that counts the hash's version up, writes <prefix>suspended (key
+// -> who, deleted on resume) and publishes the change with its version on
+// the channel of that name; a change stays pending (retried every 5 s)
+// until Redis has it. The other nodes apply it unless they hold a newer
+// change of that key (theirs pending, or a higher version). At each
+// (re)subscription a node sends what is pending, then adopts the hash with
+// the changes made meanwhile on top. A token field in the hash, set by the
+// first node to find it missing, tells a Redis that lost its data: a node
+// that creates it or finds another token than the one it last read gives
+// its own suspensions back instead of resuming them.
+//
+// The package never touches the spool, and the queue only through the
+// Suspensions interface: Redis down means nothing more than stale
+// membership, unshared flow decisions and suspensions kept per node.
 package cluster
 
 import (

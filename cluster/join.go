@@ -40,6 +40,10 @@ func (j *Joined) Client() *redis.Client { return j.client }
 // PublishFlow sends a local flow-control change to the other nodes.
 func (j *Joined) PublishFlow(ch flow.Change) { j.bridge.PublishFlow(ch) }
 
+// ShareSuspensions shares the queue's tenant and campaign suspensions
+// with the other nodes (Bridge.ShareSuspensions).
+func (j *Joined) ShareSuspensions(q Suspensions) error { return j.bridge.ShareSuspensions(q) }
+
 // Adopted returns how many flow changes of other nodes this node applied.
 func (j *Joined) Adopted() int64 { return j.bridge.Adopted() }
 

@@ -26,3 +26,12 @@ func setupCluster(m *MTA, cfg *config.Config) error {
 	m.Quotas = j
 	return nil
 }
+
+// shareSuspensions shares the queue's tenant and campaign suspensions
+// through the cluster's Redis, when there is one.
+func shareSuspensions(m *MTA) error {
+	if j, ok := m.Quotas.(*cluster.Joined); ok {
+		return j.ShareSuspensions(m.Queue)
+	}
+	return nil
+}

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,15 +117,23 @@ func TestClusterHelper(t *testing.T) {
 		fmt.Println("ERROR the quota store is not the cluster's")
 		os.Exit(1)
 	}
-	last := ""
+	last, lastSusp := "", ""
+	// The queue announces no change of its suspensions: look every 20ms.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		ch := modes.Changed()
 		if mode := modes.State().Mode; mode != last {
 			last = mode
 			say("MODE " + mode)
 		}
+		if susp := suspKeys(m.Queue.Suspensions()); susp != lastSusp {
+			lastSusp = susp
+			say("SUSP " + susp)
+		}
 		select {
 		case <-ch:
+		case <-tick.C:
 		case <-done:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			m.Shutdown(ctx)
@@ -135,6 +145,11 @@ func TestClusterHelper(t *testing.T) {
 			return
 		}
 	}
+}
+
+// suspKeys lists the keys of a set of suspensions, sorted, comma-separated.
+func suspKeys(set map[string]string) string {
+	return strings.Join(slices.Sorted(maps.Keys(set)), ",")
 }
 
 // clusterNode is one node process as the test sees it.
@@ -150,7 +165,8 @@ type clusterNode struct {
 	http   string
 	modeMu sync.Mutex
 	mode   string
-	modeCh chan struct{} // closed and replaced at each MODE line
+	modeCh chan struct{} // closed and replaced at each MODE or SUSP line
+	susp   string        // the last SUSP line: its suspensions
 	exited chan struct{}
 }
 
@@ -210,6 +226,12 @@ func (n *clusterNode) start() {
 				close(n.modeCh)
 				n.modeCh = make(chan struct{})
 				n.modeMu.Unlock()
+			case strings.HasPrefix(line, "SUSP "):
+				n.modeMu.Lock()
+				n.susp = strings.TrimPrefix(line, "SUSP ")
+				close(n.modeCh)
+				n.modeCh = make(chan struct{})
+				n.modeMu.Unlock()
 			case strings.HasPrefix(line, "ERROR"):
 				t.Errorf("node %s: %s", n.name, line)
 			}
@@ -245,6 +267,29 @@ func (n *clusterNode) waitMode(mode string, d time.Duration) {
 			n.t.Fatalf("node %s exited while waiting for mode %s", n.name, mode)
 		case <-deadline.C:
 			n.t.Fatalf("node %s: quota mode %q after %s, want %q", n.name, cur, d, mode)
+		}
+	}
+}
+
+// waitSusp waits for the node to report its suspensions as keys (sorted,
+// comma-separated: a SUSP line).
+func (n *clusterNode) waitSusp(keys string, d time.Duration) {
+	n.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		n.modeMu.Lock()
+		cur, ch := n.susp, n.modeCh
+		n.modeMu.Unlock()
+		if cur == keys {
+			return
+		}
+		select {
+		case <-ch:
+		case <-n.exited:
+			n.t.Fatalf("node %s exited while waiting for suspensions %q", n.name, keys)
+		case <-deadline.C:
+			n.t.Fatalf("node %s: suspensions %q after %s, want %q", n.name, cur, d, keys)
 		}
 	}
 }

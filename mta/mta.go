@@ -274,6 +274,10 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 			Render: campaignsRender{m}}),
 		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})
+	if err := shareSuspensions(m); err != nil {
+		m.closeStores()
+		return nil, fmt.Errorf("[cluster]: %w", err)
+	}
 	m.metrics = metrics.New(metricsSource{m})
 	validity := func() time.Duration { return time.Duration(m.validity.Load()) }
 	m.intake = intake.New(intake.Deps{Spool: sp, Queue: m.Queue, Log: lg, Quarantine: qs, Metrics: m.metrics,

@@ -155,6 +155,9 @@ type Queue struct {
 
 	susp   atomic.Pointer[map[string]string] // suspended tenants and campaigns (suspend.go)
 	suspMu sync.Mutex                        // serialises their changes
+	// suspShare sends a local suspension or resume to the other nodes of
+	// a cluster (ShareSuspensions); nil: not shared.
+	suspShare atomic.Pointer[func(key, who string, on bool)]
 
 	counters counters
 	tally    tally     // queued recipients and places, for Totals

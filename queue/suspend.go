@@ -17,6 +17,13 @@ import (
 // kept in the spool's KV store "suspended" (keys "tenant/NAME",
 // "delivery/ID"), so it survives a restart; resuming makes the held jobs
 // due at once. A claim reads the set without a lock (copy on write).
+//
+// In a cluster the set is shared (ShareSuspensions): a local change is
+// handed to the cluster before it applies here, so that a full adoption
+// of the cluster's set (AdoptSuspensions, at each reconnection) that
+// runs meanwhile already counts it; the other nodes' changes arrive
+// through AdoptSuspension. An adopted change is applied like a local one
+// (kept in the spool, held jobs woken on resume) but not sent back.
 
 // Kinds of suspension (SetSuspended).
 const (
@@ -64,15 +71,13 @@ func (q *Queue) Suspensions() map[string]string {
 // and writes an admin record. Resuming makes its held jobs due now and
 // returns how many recipients that woke.
 func (q *Queue) SetSuspended(kind, name, who string, on bool) (int, error) {
-	switch {
-	case kind != SuspendTenant && kind != SuspendDelivery:
-		return 0, fmt.Errorf("%w: kind %q is not %s or %s", ErrBadSuspension, kind, SuspendTenant, SuspendDelivery)
-	case name == "" || strings.ContainsAny(name, "/\r\n"):
-		return 0, fmt.Errorf("%w: %s name %q", ErrBadSuspension, kind, name)
-	case kind == SuspendTenant && tenants.Check(name) != nil:
-		return 0, fmt.Errorf("%w: %v", ErrBadSuspension, tenants.Check(name))
+	if err := checkSuspension(kind, name); err != nil {
+		return 0, err
 	}
 	key := kind + "/" + name
+	if share := q.suspShare.Load(); share != nil {
+		(*share)(key, who, on)
+	}
 	q.suspMu.Lock()
 	defer q.suspMu.Unlock()
 	if q.deps.Spool != nil {
@@ -105,6 +110,108 @@ func (q *Queue) SetSuspended(kind, name, who string, on bool) (int, error) {
 	}
 	q.admin("", action, who, fmt.Sprintf("%d recipient(s) made due", n))
 	return n, nil
+}
+
+func checkSuspension(kind, name string) error {
+	switch {
+	case kind != SuspendTenant && kind != SuspendDelivery:
+		return fmt.Errorf("%w: kind %q is not %s or %s", ErrBadSuspension, kind, SuspendTenant, SuspendDelivery)
+	case name == "" || strings.ContainsAny(name, "/\r\n"):
+		return fmt.Errorf("%w: %s name %q", ErrBadSuspension, kind, name)
+	case kind == SuspendTenant && tenants.Check(name) != nil:
+		return fmt.Errorf("%w: %v", ErrBadSuspension, tenants.Check(name))
+	}
+	return nil
+}
+
+// ShareSuspensions makes every later local suspension or resume go to
+// share too (key "tenant/NAME" or "delivery/ID"), before it applies here.
+// share must not block.
+func (q *Queue) ShareSuspensions(share func(key, who string, on bool)) {
+	q.suspShare.Store(&share)
+}
+
+// AdoptSuspension applies a suspension (on) or resume decided on another
+// node: kept in the spool, held jobs made due on resume, not shared back.
+// A bad key is ignored.
+func (q *Queue) AdoptSuspension(key, who string, on bool) {
+	q.suspMu.Lock()
+	defer q.suspMu.Unlock()
+	set := q.Suspensions()
+	if on {
+		if cur, ok := set[key]; ok && cur == who {
+			return
+		}
+		set[key] = who
+	} else {
+		if _, ok := set[key]; !ok {
+			return
+		}
+		delete(set, key)
+	}
+	q.replaceSuspensions(set, who)
+}
+
+// AdoptSuspensions makes all the set of suspensions ("tenant/NAME" or
+// "delivery/ID" to who), the cluster's: what is not in it is resumed
+// here (its held jobs made due), what is new is suspended. Bad keys are
+// ignored.
+func (q *Queue) AdoptSuspensions(all map[string]string) {
+	q.suspMu.Lock()
+	defer q.suspMu.Unlock()
+	q.replaceSuspensions(maps.Clone(all), "the cluster")
+}
+
+// replaceSuspensions installs next, with suspMu held: the spool's copy
+// follows (an error is logged: the set in memory still applies), then the
+// resumed suspensions' jobs are woken (resumedBy names who resumed
+// them). Each change is an admin record.
+func (q *Queue) replaceSuspensions(next map[string]string, resumedBy string) {
+	if next == nil {
+		next = map[string]string{}
+	}
+	for k := range next {
+		kind, name, _ := strings.Cut(k, "/")
+		if checkSuspension(kind, name) != nil {
+			delete(next, k)
+		}
+	}
+	cur := q.Suspensions()
+	var kv spool.KV
+	if q.deps.Spool != nil {
+		kv = q.deps.Spool.KV(suspendKV)
+	}
+	for k, who := range next {
+		if old, ok := cur[k]; ok && old == who {
+			continue
+		}
+		if kv != nil {
+			if err := kv.Put(k, []byte(who)); err != nil {
+				q.deps.Logger.Error("suspension not kept in the spool", "key", k, "err", err)
+			}
+		}
+		if _, ok := cur[k]; !ok {
+			q.admin("", "suspend "+k, who, "decided on another node")
+		}
+	}
+	var resumed []string
+	for k := range cur {
+		if _, ok := next[k]; ok {
+			continue
+		}
+		if kv != nil {
+			if err := kv.Delete(k); err != nil {
+				q.deps.Logger.Error("resume not kept in the spool", "key", k, "err", err)
+			}
+		}
+		resumed = append(resumed, k)
+	}
+	q.susp.Store(&next)
+	for _, k := range resumed {
+		kind, name, _ := strings.Cut(k, "/")
+		n := q.wakeSuspended(kind, name)
+		q.admin("", "resume "+k, resumedBy, fmt.Sprintf("decided on another node; %d recipient(s) made due", n))
+	}
 }
 
 // suspension is the status of a message whose campaign or tenant is
