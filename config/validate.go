@@ -457,17 +457,7 @@ func (v *validator) caps(c *Config) {
 	for _, s := range c.Sources {
 		sources[s.Name] = true
 	}
-	rules := map[string]bool{mxrule.DefaultName: true}
-	for _, r := range c.MXRules {
-		rules[r.Name] = true
-	}
-	if c.Server.UseShippedRules {
-		if shipped, err := DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML()); err == nil {
-			for _, r := range shipped {
-				rules[r.Name] = true
-			}
-		}
-	}
+	rules := ruleNames(c)
 	seen := map[string]int{}
 	for i := range c.Caps {
 		cp := &c.Caps[i]
@@ -745,4 +735,21 @@ func (v *validator) cluster(c *Cluster) {
 		v.errf(at, "node", "must not be empty")
 	}
 	v.positive(at, "lease_ttl", c.LeaseTTL)
+}
+
+// ruleNames are the names a [[cap]] or a [[warmup]] may give as rule: the
+// operator's rules, the shipped ones in force, and the catch-all.
+func ruleNames(c *Config) map[string]bool {
+	rules := map[string]bool{mxrule.DefaultName: true}
+	for _, r := range c.MXRules {
+		rules[r.Name] = true
+	}
+	if c.Server.UseShippedRules {
+		if shipped, err := DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML()); err == nil {
+			for _, r := range shipped {
+				rules[r.Name] = true
+			}
+		}
+	}
+	return rules
 }

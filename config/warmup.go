@@ -2,8 +2,6 @@ package config
 
 import (
 	"strings"
-
-	"github.com/penstock-mta/penstock/mxrule"
 )
 
 // Warmup is one [[warmup]]: a source (or every source of a pool) warming
@@ -22,22 +20,12 @@ type Warmup struct {
 }
 
 func (v *validator) warmups(ws []Warmup, c *Config) {
-	sources, pools, rules := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	sources, pools, rules := map[string]bool{}, map[string]bool{}, ruleNames(c)
 	for _, s := range c.Sources {
 		sources[s.Name] = true
 	}
 	for _, p := range c.Pools {
 		pools[p.Name] = true
-	}
-	for _, r := range c.MXRules {
-		rules[r.Name] = true
-	}
-	if c.Server.UseShippedRules {
-		if shipped, err := DecodeMXRules("mxrule/providers.toml", mxrule.ShippedTOML()); err == nil {
-			for _, r := range shipped {
-				rules[r.Name] = true
-			}
-		}
 	}
 	seen := map[string]int{}
 	for i, w := range ws {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
+	"github.com/penstock-mta/penstock/mxrule"
 )
 
 // cmdAdvise prints the advisor's report: from the log directory of -config
@@ -46,11 +47,7 @@ func cmdAdvise(args []string, stdout, stderr io.Writer) int {
 		return cmdWhatIf(what, fs.Lookup("config").Value.String(), apiGiven, *rule, time.Duration(d), *asJSON, stdout, stderr)
 	}
 	if cfgPath := fs.Lookup("config").Value.String(); cfgPath != "" && !apiGiven {
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		rules, err := cfg.RuleSet()
+		cfg, rules, err := configAndRules(cfgPath)
 		if err != nil {
 			return fail(stderr, err)
 		}
@@ -224,4 +221,17 @@ func wrapIndented(w io.Writer, first, rest, text string) {
 		empty = false
 	}
 	fmt.Fprintln(w, line)
+}
+
+// configAndRules loads the configuration at path and builds its rule set.
+func configAndRules(path string) (*config.Config, *mxrule.Set, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	rules, err := cfg.RuleSet()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, rules, nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/advisor"
-	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/whatif"
 )
 
@@ -39,11 +38,7 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 	if cfgPath == "" || apiGiven {
 		return fail(stderr, errors.New("-what-if replays the delivery log in [server] log_dir: give -config F (it does not run through -api)"))
 	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	rules, err := cfg.RuleSet()
+	cfg, rules, err := configAndRules(cfgPath)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -56,11 +51,7 @@ func cmdWhatIf(o whatIfOpts, cfgPath string, apiGiven bool, rule string, since t
 	var proposed map[string]whatif.Limits
 	source := ""
 	if *o.proposed != "" {
-		pcfg, err := config.Load(*o.proposed)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		prules, err := pcfg.RuleSet()
+		_, prules, err := configAndRules(*o.proposed)
 		if err != nil {
 			return fail(stderr, err)
 		}
