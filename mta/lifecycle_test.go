@@ -65,12 +65,15 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 		t.Fatal("no goroutine of the running node found: the check cannot see them")
 	}
 	h.stop()
-	// Shutdown has returned: what it owns has stopped. Connections the test
-	// itself opened may take a moment to be torn down (the HTTP client's
-	// idle connection), hence a short bounded wait for those only.
+	// Shutdown has returned: what it owns has stopped. A goroutine it
+	// waited for may still be on its way out (the spool's committer closes
+	// its done channel as it returns: seen once under load), and
+	// connections the test itself opened take a moment to be torn down
+	// (the HTTP client's idle connection), hence a short bounded wait: a
+	// goroutine that leaked is still there after it.
 	left := ownGoroutines()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(left) > 0 && time.Now().Before(deadline) && onlyConnections(left) {
+	for len(left) > 0 && time.Now().Before(deadline) {
 		runtime.Gosched()
 		time.Sleep(10 * time.Millisecond) // a bounded poll, not a synchronisation
 		left = ownGoroutines()
@@ -78,13 +81,4 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 	if len(left) > 0 {
 		t.Fatalf("%d goroutines of the node left after Shutdown:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
-}
-
-func onlyConnections(stacks []string) bool {
-	for _, g := range stacks {
-		if !strings.Contains(g, "net/http.(*conn).serve") {
-			return false
-		}
-	}
-	return true
 }
