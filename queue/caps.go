@@ -105,10 +105,7 @@ func (s *site) takeCapOpens(cs []*caps.Cap) (time.Duration, bool) {
 		if err == nil && ok {
 			continue
 		}
-		if err != nil {
-			s.q.deps.Logger.Warn("quota store", "key", key, "err", err)
-			retryIn = quotaRecheck
-		}
+		retryIn = s.q.storeRetry(key, retryIn, err)
 		until := s.q.now().Add(retryIn)
 		s.capWait(c, quota.Usage{Key: key, Limit: r.N, InUse: quota.RateBurst(r)}, until,
 			fmt.Sprintf("max_connection_rate %d per %s, burst %d, met; next connection at %s (in %s)",
@@ -141,10 +138,7 @@ func (s *site) takeCapMessages(ctx context.Context, j *job, cs []*caps.Cap) (tim
 		if err == nil && ok {
 			continue
 		}
-		if err != nil {
-			s.q.deps.Logger.Warn("quota store", "key", key, "err", err)
-			retryIn = quotaRecheck
-		}
+		retryIn = s.q.storeRetry(key, retryIn, err)
 		until := s.q.now().Add(retryIn)
 		b := quota.Burst(c.MessagesPerHour)
 		s.refuse(j, Wait{Status: StatusCapMet, Cap: c.Name, Key: key, Limit: c.MessagesPerHour, InUse: b, Until: until,

@@ -120,10 +120,7 @@ func (s *site) takeFlowRate(ctx context.Context, j *job, hold, key string, perHo
 	if err == nil && got {
 		return true
 	}
-	if err != nil {
-		s.q.deps.Logger.Warn("quota store", "key", key, "err", err)
-		retryIn = quotaRecheck
-	}
+	retryIn = s.q.storeRetry(key, retryIn, err)
 	until := now.Add(max(retryIn, time.Millisecond))
 	w := Wait{Status: status, Key: key, Limit: perHour, InUse: quota.Burst(perHour), Until: until, Since: now,
 		Detail: fmt.Sprintf("%s: %d messages per hour (key %s) met; its next message at %s (in %s); the site's other mail goes on",

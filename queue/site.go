@@ -694,10 +694,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			if err == nil && ok {
 				return s.grant(lim, j)
 			}
-			if err != nil {
-				q.deps.Logger.Warn("quota store", "key", dayKey, "err", err)
-				retryIn = quotaRecheck
-			}
+			retryIn = q.storeRetry(dayKey, retryIn, err)
 			until := now.Add(retryIn)
 			s.refuse(j, Wait{Status: StatusDailyQuota, Rule: lim.match.Rule.Name, Key: dayKey, Limit: lim.perDay, InUse: lim.perDay,
 				Until: until,
@@ -706,10 +703,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, max(retryIn, time.Millisecond)
 		}
 		cancel()
-		if err != nil {
-			q.deps.Logger.Warn("quota store", "key", rateKey, "err", err)
-			retryIn = quotaRecheck
-		}
+		retryIn = q.storeRetry(rateKey, retryIn, err)
 		w := Wait{Status: StatusHourlyQuota, Rule: lim.match.Rule.Name, Key: rateKey, Limit: lim.perHour,
 			Until:  now.Add(retryIn),
 			Detail: fmt.Sprintf("rule %q: %d messages per hour (key %s); next message in %s", lim.match.Rule.Name, lim.perHour, rateKey, retryIn.Round(time.Millisecond))}
@@ -793,10 +787,7 @@ func (s *site) takeOpen(lim limits, leaseKey string) (time.Duration, bool) {
 	if err == nil && ok {
 		return s.takeCapOpens(lim.caps)
 	}
-	if err != nil {
-		q.deps.Logger.Warn("quota store", "key", key, "err", err)
-		retryIn = quotaRecheck
-	}
+	retryIn = q.storeRetry(key, retryIn, err)
 	now := q.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -970,4 +961,15 @@ func (h *hourRing) total(now time.Time) int64 {
 		}
 	}
 	return n
+}
+
+// storeRetry is how long until a refused token is worth asking for again:
+// the store's answer, or quotaRecheck when the store failed (logged): a
+// failing store holds the mail like a refusal.
+func (q *Queue) storeRetry(key string, retryIn time.Duration, err error) time.Duration {
+	if err != nil {
+		q.deps.Logger.Warn("quota store", "key", key, "err", err)
+		return quotaRecheck
+	}
+	return retryIn
 }
