@@ -616,9 +616,7 @@ func headerAddrs(h []Header, keys ...string) []string {
 			list, err := mail.ParseAddressList(decodeWords(f.Value))
 			if err != nil {
 				// A damaged or undisclosed list: take what looks like addresses.
-				for _, m := range addrRe.FindAllString(f.Value, maxRecipients) {
-					out = append(out, m)
-				}
+				out = append(out, addrRe.FindAllString(f.Value, maxRecipients)...)
 				continue
 			}
 			for _, a := range list {

@@ -100,8 +100,7 @@ func TestPipelineOrder(t *testing.T) {
 	log = nil
 	cm := relayed(2, 1)
 	cm.DeliveryID = "d1"
-	s, err = p.Build(context.Background(), cm, []int{0}, "a@src.example")
-	if err != nil {
+	if _, err = p.Build(context.Background(), cm, []int{0}, "a@src.example"); err != nil {
 		t.Fatal(err)
 	}
 	if loads != 1 {

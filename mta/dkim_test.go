@@ -1,7 +1,6 @@
 package mta_test
 
 import (
-	"crypto"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,7 +29,7 @@ func signingKey(t *testing.T, w *sim.World, dir, typ, domain, selector string) c
 	if err := os.WriteFile(f, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := dkim.Record(key.(crypto.Signer).Public())
+	rec, err := dkim.Record(key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

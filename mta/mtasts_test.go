@@ -68,12 +68,6 @@ type stsWorld struct {
 	reported *outcomes
 }
 
-func (s *stsWorld) setPolicy(body string) {
-	s.mu.Lock()
-	s.body = body
-	s.mu.Unlock()
-}
-
 func newSTSWorld(t *testing.T, domain, mx string, beh sim.Behavior, policy string) *stsWorld {
 	t.Helper()
 	ca, err := sim.NewCA()
