@@ -149,23 +149,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// poolSources lists the default pool's sources with their weights.
+// poolSources lists the sources the queue sends from, with their weights:
+// the default pool as queue.ConfigFrom builds it (every source, when no
+// pool is named the default).
 func poolSources(cfg *config.Config) string {
-	ips := map[string]string{}
-	for _, s := range cfg.Sources {
-		ips[s.Name] = s.IP
+	qc, err := queue.ConfigFrom(cfg)
+	if err != nil {
+		return err.Error()
 	}
-	for _, p := range cfg.Pools {
-		if p.Name != cfg.Delivery.DefaultPool {
-			continue
-		}
-		var parts []string
-		for _, s := range p.Sources {
-			parts = append(parts, fmt.Sprintf("%s %s (weight %d)", s.Source, ips[s.Source], max(1, s.Weight)))
-		}
-		return "pool " + p.Name + ": " + strings.Join(parts, ", ")
+	pool := qc.Pools[qc.DefaultPool]
+	if len(pool) == 0 {
+		return "the kernel's choice (no pool)"
 	}
-	return "the kernel's choice (no pool)"
+	parts := make([]string, len(pool))
+	for i, src := range pool {
+		parts[i] = fmt.Sprintf("%s %s (weight %d)", src.Name, src.IP, src.Weight)
+	}
+	return "pool " + qc.DefaultPool + ": " + strings.Join(parts, ", ")
 }
 
 // printFlowSources prints a running node's flow state of a site and of
