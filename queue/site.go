@@ -366,7 +366,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		}
 		s.probingSrc[sourceIP(p.src)] = true
 	}
-	if st := s.wait.Status; st == StatusConnQuota || st == StatusHourlyQuota || st == StatusConnRate || st == StatusDailyQuota || st == StatusWarmup || st == StatusCapMet || st == StatusTenantQuota || st == StatusCampaignQuota {
+	if quotaWait(s.wait.Status) {
 		// A connection is opening: the quota no longer holds the mail.
 		s.wait = Wait{}
 	}
@@ -972,4 +972,16 @@ func (q *Queue) storeRetry(key string, retryIn time.Duration, err error) time.Du
 		return quotaRecheck
 	}
 	return retryIn
+}
+
+// quotaWait reports whether a site's wait is on a quota or a volume (a
+// connection, a rate, a day's count, a warm-up volume, a cap, a tenant's
+// or a campaign's rate): the waits a connection opening ends.
+func quotaWait(status string) bool {
+	switch status {
+	case StatusConnQuota, StatusHourlyQuota, StatusConnRate, StatusDailyQuota, StatusWarmup,
+		StatusCapMet, StatusTenantQuota, StatusCampaignQuota:
+		return true
+	}
+	return false
 }
