@@ -95,6 +95,9 @@ func TestMessagesPerDay(t *testing.T) {
 	if ex.Site.ByStatus[queue.StatusDailyQuota] != 3 {
 		t.Errorf("by status %v, want 3 under the daily quota", ex.Site.ByStatus)
 	}
+	// The status shows as soon as the sixth claim is refused, while the
+	// fifth message may still be on its way: wait for it, then no more.
+	waitDelivered(t, p, 5, 15*time.Second)
 	if got := p.Delivered(); got != 5 {
 		t.Fatalf("%d delivered, messages_per_day is 5", got)
 	}
