@@ -335,10 +335,14 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 	}
 	q.mu.Lock()
 	var mxHeld []*job
+	var mxRcpts [][]int
 	var mxErr error
 	var errSince time.Time
 	if d := q.domains[domain]; d != nil {
 		mxHeld = append(mxHeld, d.pending...)
+		for _, j := range d.pending {
+			mxRcpts = append(mxRcpts, j.rcpts)
+		}
 		mxErr, errSince = d.lastErr, d.errSince
 		ex.TLSPolicy = viewOf(d.policy)
 	}
@@ -349,8 +353,10 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 		ex.Site = &v
 	}
 	now := q.now()
-	addRcpt := func(j *job, status string) {
-		for _, ri := range j.rcpts {
+	// rcpts is the job's recipients as read under the lock that guards
+	// them (a session narrows a claimed job's under the site's).
+	addRcpt := func(j *job, rcpts []int, status string) {
+		for _, ri := range rcpts {
 			j.e.mu.Lock()
 			r := j.e.m.Recipients[ri]
 			j.e.mu.Unlock()
@@ -369,32 +375,33 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 			}
 		}
 	}
-	for _, j := range mxHeld {
+	for i, j := range mxHeld {
 		st := statusResolvingMX
 		if mxErr != nil {
 			st = StatusMXFailed
 		}
-		addRcpt(j, st)
+		addRcpt(j, mxRcpts[i], st)
 	}
 	if s != nil {
 		s.mu.Lock()
 		jobs := make([]*job, 0, len(s.jobs))
+		rcpts := make([][]int, 0, len(s.jobs))
 		statuses := make([]string, 0, len(s.jobs))
 		for j := range s.claimed {
 			if j.domain == domain || addr == "" && domain == s.key {
-				jobs = append(jobs, j)
+				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, StatusInFlight)
 			}
 		}
 		for _, j := range s.jobs {
 			if j.domain == domain || addr == "" && domain == s.key {
-				jobs = append(jobs, j)
+				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, s.statusOf(j, now))
 			}
 		}
 		s.mu.Unlock()
 		for i, j := range jobs {
-			addRcpt(j, statuses[i])
+			addRcpt(j, rcpts[i], statuses[i])
 		}
 	}
 	if q.deps.Flow != nil {
