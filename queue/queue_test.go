@@ -432,3 +432,42 @@ func TestClaimSuspendedSite(t *testing.T) {
 		t.Fatal("the job was not claimed once the site was resumed")
 	}
 }
+
+// Explain reads a claimed job's recipients under the site's lock, the
+// lock a session narrows them under (keepRcpts). Run side by side, the
+// race detector found explain reading them after unlocking.
+func TestExplainWhileSessionNarrows(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	s := newSite(f.q, "mx.race.test", []dns.MX{{Host: "mx.race.test", Pref: 10}})
+	s.running = true // the test plays the runner and the session
+	f.q.mu.Lock()
+	f.q.sites[s.key] = s
+	f.q.mu.Unlock()
+	now := time.Now()
+	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@race.test"}, {Addr: "b@race.test"}}}
+	s.push(&job{e: &entry{m: m, pending: 2}, rcpts: []int{0, 1}, domain: s.key, index: -1, due: now.Add(-time.Second)})
+	j, _ := s.claim(limits{}, "")
+	if j == nil {
+		t.Fatal("no job claimed")
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				s.keepRcpts(j, []int{0, 1})
+			}
+		}
+	}()
+	for range 200 {
+		if ex := f.q.Explain(context.Background(), s.key); len(ex.Recipients) != 2 {
+			t.Errorf("explain lists %d recipients, want 2", len(ex.Recipients))
+			break
+		}
+	}
+	close(stop)
+	<-done
+}
