@@ -25,7 +25,7 @@ func (h *handler) advise(w http.ResponseWriter, r *http.Request) {
 		}
 		since = time.Duration(d)
 	}
-	rep, err := h.b.Advise(r.Context(), q.Get("rule"), since)
+	rep, err := h.d.Node.Advise(r.Context(), q.Get("rule"), since)
 	switch {
 	case errors.Is(err, advisor.ErrUnknownRule):
 		writeErr(w, http.StatusBadRequest, err.Error(), "rule")

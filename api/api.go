@@ -1,8 +1,8 @@
 // Package api is Penstock's HTTP API under /api/v1: JSON in and out,
 // bearer-token authentication, errors as {"error": ..., "field": ...} with
-// the right 4xx code. It translates requests into calls on the Backend
-// (the assembled MTA) and never touches queues, sockets or the spool
-// itself. Activity keeps the aggregates only the API serves (the
+// the right 4xx code. It translates requests into calls on the parts it
+// is given (Deps: the queue, the campaigns, the quarantine, the node...)
+// and never touches sockets or the spool itself. Activity keeps the aggregates only the API serves (the
 // dashboard's per-minute timeline and each site's flow-control history),
 // fed by a subscription to the delivery log.
 package api
@@ -24,8 +24,29 @@ import (
 	"github.com/penstock-mta/penstock/queue"
 )
 
-// Backend is what the API drives.
-type Backend interface {
+// Deps are the parts the API drives, each as it is: package mta passes
+// its queue, campaign store, quarantine and itself, tests pass fakes.
+// Queue, Deliveries, Quarantine and Node are required. A nil optional part
+// makes its routes answer empty, or 404 where the feature is off.
+type Deps struct {
+	Queue      Queue      // the scheduler's views and operator actions (*queue.Queue)
+	Deliveries Deliveries // campaigns (*campaigns.Store)
+	Quarantine Quarantine // (*quarantine.Store)
+	Node       Node       // what only the assembled node does
+	Activity   *Activity  // the timeline and flow-control histories; nil: none
+	Bounces    Bounces    // the most frequent failure replies (*bounce.Top)
+	DKIM       DKIMStatus // signing status by From domain (*dkim.Stage)
+	Reports    Reports    // the bounce listener's tally
+	TLS        TLSStatus  // transport security per domain and MX host (*tlsstatus.Board)
+	TLSReports TLSReports // the TLS reports held (TLSReportsOf)
+	Warmup     Warmups    // (*warmup.Tracker)
+	EventsOut  EventOutputs
+	Now        func() time.Time // nil: time.Now
+}
+
+// Queue is the scheduler as the API uses it; package queue's Queue is one
+// as it is.
+type Queue interface {
 	Sites() []queue.SiteView
 	Site(name string) (queue.SiteView, bool)
 	Explain(ctx context.Context, target string) queue.Explanation
@@ -38,30 +59,36 @@ type Backend interface {
 	// whole (kind queue.SuspendTenant or queue.SuspendDelivery); resuming
 	// returns the recipients made due.
 	SetSuspended(kind, name, who string, on bool) (int, error)
-	// Reload re-reads the configuration file; it returns the keys that
-	// changed but wait for a restart.
-	Reload() (restartNeeded []string, err error)
+}
+
+// Node is what only the assembled node does.
+type Node interface {
+	// ReloadFile re-reads the configuration file; it returns the keys
+	// that changed but wait for a restart.
+	ReloadFile() (restartNeeded []string, err error)
 	LocalProblem() (bool, string)
 	InjectMessage(ctx context.Context, req MessageRequest) (string, error)
-	Deliveries
-	// Quarantine is the quarantine store.
-	Quarantine() Quarantine
-	// Bounces lists the most frequent normalised failure replies, of one
-	// site or of all ("").
-	Bounces(site string, n int) []bounce.TopEntry
-	Timeline(minutes int) []Minute
-	FlowChanges(site string) (string, []FlowChange, bool)
-	// DKIMDomains is the signing status by From domain seen in the last day.
-	DKIMDomains() []dkim.DomainStatus
 	// Advise runs the advisor (package advisor) on the delivery log of the
 	// last since, for one rule or ("") all.
 	Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error)
 }
 
-// EventOutputs is a Backend that runs event outputs (webhooks, streams,
-// PostgreSQL); the status route then shows their state.
+// Bounces lists the most frequent normalised failure replies, of one site
+// or of all (""); package bounce's Top is one as it is.
+type Bounces interface {
+	List(site string, n int) []bounce.TopEntry
+}
+
+// DKIMStatus is the signing status by From domain seen in the last day;
+// package dkim's Stage is one as it is.
+type DKIMStatus interface {
+	Domains() []dkim.DomainStatus
+}
+
+// EventOutputs is the event outputs' state (webhooks, streams,
+// PostgreSQL); package eventsout's Manager is one as it is.
 type EventOutputs interface {
-	EventsOut() []eventsout.Status
+	Status() []eventsout.Status
 }
 
 // Minute counts delivery-log events in one minute (for the throughput plot).
@@ -94,8 +121,11 @@ const maxBody = 1 << 20
 
 // Handler returns the API's http.Handler. An empty token disables
 // authentication (the caller then listens on loopback only).
-func Handler(b Backend, token string, maxMessage int64) http.Handler {
-	h := &handler{b: b, token: token, maxMessage: maxMessage}
+func Handler(d Deps, token string, maxMessage int64) http.Handler {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	h := &handler{d: d, token: token, maxMessage: maxMessage}
 	mux := http.NewServeMux()
 	for _, rt := range h.routes() {
 		mux.HandleFunc(rt.Method+" "+rt.Path, rt.handle)
@@ -141,7 +171,7 @@ func (h *handler) routes() []Route {
 }
 
 type handler struct {
-	b          Backend
+	d          Deps
 	token      string
 	maxMessage int64
 }
@@ -192,10 +222,10 @@ func writeErr(w http.ResponseWriter, code int, msg, field string) {
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	local, detail := h.b.LocalProblem()
-	res := map[string]any{"totals": h.b.Totals(), "local_problem": local, "local_problem_detail": detail}
-	if eo, ok := h.b.(EventOutputs); ok {
-		if st := eo.EventsOut(); len(st) > 0 {
+	local, detail := h.d.Node.LocalProblem()
+	res := map[string]any{"totals": h.d.Queue.Totals(), "local_problem": local, "local_problem_detail": detail}
+	if h.d.EventsOut != nil {
+		if st := h.d.EventsOut.Status(); len(st) > 0 {
 			res["event_outputs"] = st
 		}
 	}
@@ -203,12 +233,12 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"sites": h.b.Sites()})
+	writeJSON(w, http.StatusOK, map[string]any{"sites": h.d.Queue.Sites()})
 }
 
 func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("site")
-	v, ok := h.b.Site(name)
+	v, ok := h.d.Queue.Site(name)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown site or domain: "+name, "site")
 		return
@@ -233,7 +263,7 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	writeJSON(w, http.StatusOK, h.b.Explain(ctx, target))
+	writeJSON(w, http.StatusOK, h.d.Queue.Explain(ctx, target))
 }
 
 func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
@@ -246,14 +276,22 @@ func (h *handler) timeline(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"minutes": h.b.Timeline(n)})
+	minutes := make([]Minute, n)
+	if h.d.Activity != nil {
+		minutes = h.d.Activity.Timeline(h.d.Now(), n)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"minutes": minutes})
 }
 
 func (h *handler) siteFlow(w http.ResponseWriter, r *http.Request) {
-	site, changes, ok := h.b.FlowChanges(r.PathValue("site"))
+	v, ok := h.d.Queue.Site(r.PathValue("site"))
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown site or domain: "+r.PathValue("site"), "site")
 		return
+	}
+	site, changes := v.Site, []FlowChange(nil)
+	if h.d.Activity != nil {
+		changes = h.d.Activity.FlowChanges(site)
 	}
 	if changes == nil {
 		changes = []FlowChange{}
@@ -290,16 +328,16 @@ func (h *handler) siteAction(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		err = h.b.Suspend(site, d, who)
+		err = h.d.Queue.Suspend(site, d, who)
 	case "resume":
-		err = h.b.Resume(site, who)
+		err = h.d.Queue.Resume(site, who)
 	case "retry":
 		var n int
-		n, err = h.b.Retry(site, who)
+		n, err = h.d.Queue.Retry(site, who)
 		res["recipients"] = n
 	case "purge":
 		var n int
-		n, err = h.b.Purge(site, who)
+		n, err = h.d.Queue.Purge(site, who)
 		res["recipients"] = n
 	default:
 		writeErr(w, http.StatusNotFound, "unknown action "+action+" (suspend, resume, retry, purge)", "action")
@@ -317,7 +355,7 @@ func (h *handler) siteAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
-	keys, err := h.b.Reload()
+	keys, err := h.d.Node.ReloadFile()
 	if err != nil {
 		writeErr(w, http.StatusUnprocessableEntity, "reload refused, the running configuration stays: "+err.Error(), "config")
 		return

@@ -21,7 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/queue"
 )
 
-// Unit tests of the HTTP layer against an in-memory Backend. The
+// Unit tests of the HTTP layer against in-memory parts (Deps). The
 // quarantine part is a real quarantine.Store over an in-memory KV, so its
 // errors are the real ones.
 
@@ -38,10 +38,17 @@ type clock struct {
 func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
-// fake is the Backend. The embedded interface is nil: a method the fake
-// lacks panics, which a test would show at once.
+// parts is every required part but the quarantine, for fake to embed.
+type parts interface {
+	Queue
+	Deliveries
+	Node
+}
+
+// fake is every part of Deps. The embedded interface is nil: a method the
+// fake lacks panics, which a test would show at once.
 type fake struct {
-	Backend
+	parts
 	*quarantine.Store
 	clock *clock
 
@@ -90,9 +97,8 @@ func (f *fake) Explain(ctx context.Context, target string) queue.Explanation {
 }
 func (f *fake) Totals() queue.Totals          { return queue.Totals{Queued: 3, Sites: 1} }
 func (f *fake) LocalProblem() (bool, string)  { return false, "" }
-func (f *fake) Reload() ([]string, error)     { return nil, nil }
-func (f *fake) Timeline(minutes int) []Minute { return make([]Minute, minutes) }
-func (f *fake) DKIMDomains() []dkim.DomainStatus {
+func (f *fake) ReloadFile() ([]string, error) { return nil, nil }
+func (f *fake) Domains() []dkim.DomainStatus {
 	day := dkim.SigningCounts{Signed: 5, Unsigned: map[string]uint64{"key_not_active": 2}}
 	return []dkim.DomainStatus{{Domain: "example.com", Status: day.Status(), SignedBy: "d=example.com s=s1 a=rsa-sha256",
 		LastHour: dkim.SigningCounts{Signed: 1}, LastDay: day, LastMessage: time.Unix(1700000000, 0).UTC()}}
@@ -115,10 +121,6 @@ func (f *fake) Retry(site, who string) (int, error) {
 	return 7, f.action(site, "retry")
 }
 func (f *fake) Purge(site, who string) (int, error) { return 3, f.action(site, "purge") }
-func (f *fake) FlowChanges(site string) (string, []FlowChange, bool) {
-	s, ok := f.siteName(site)
-	return s, nil, ok
-}
 func (f *fake) SetSuspended(kind, name, who string, on bool) (int, error) {
 	if name == "bad/name" {
 		return 0, queue.ErrBadSuspension
@@ -202,10 +204,17 @@ func (f *fake) CancelDelivery(id, who string) (int, error) {
 	return n, nil
 }
 
-func (f *fake) Quarantine() Quarantine { return f.Store }
-func (f *fake) Bounces(site string, n int) []bounce.TopEntry {
+// deps are the parts of the API, all fakes but the quarantine.
+func (f *fake) deps() Deps {
+	return Deps{Queue: f, Deliveries: f, Quarantine: f.Store, Node: f, Bounces: fakeTop{f}, DKIM: f,
+		TLS: fakeTLS{}, TLSReports: f, Now: f.clock.now}
+}
+
+type fakeTop struct{ f *fake }
+
+func (t fakeTop) List(site string, n int) []bounce.TopEntry {
 	var out []bounce.TopEntry
-	for _, e := range f.top {
+	for _, e := range t.f.top {
 		if site == "" || e.Site == site {
 			out = append(out, e)
 		}
@@ -257,7 +266,7 @@ func call(t *testing.T, h http.Handler, rq request) response {
 
 func newTestHandler(t *testing.T) (http.Handler, *fake) {
 	f := newFake(t)
-	return Handler(f, testToken, 1000), f
+	return Handler(f.deps(), testToken, 1000), f
 }
 
 // seed puts a few entries in the quarantine at known times.

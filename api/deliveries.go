@@ -84,7 +84,7 @@ type NotFoundError struct{ What string }
 
 func (e *NotFoundError) Error() string { return "unknown " + e.What }
 
-// Deliveries is the campaign part of the Backend.
+// Deliveries is the campaign part of Deps.
 type Deliveries interface {
 	CreateDelivery(ctx context.Context, req DeliveryRequest) (DeliveryView, error)
 	AddRecipients(ctx context.Context, id, contentType string, body io.Reader) (AddResult, error)
@@ -106,7 +106,7 @@ func (h *handler) createDelivery(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "from (the envelope sender) is required", "from")
 		return
 	}
-	v, err := h.b.CreateDelivery(r.Context(), req)
+	v, err := h.d.Deliveries.CreateDelivery(r.Context(), req)
 	if err != nil {
 		if v.ID != "" {
 			// Created, but not every recipient made it: say which part.
@@ -120,7 +120,7 @@ func (h *handler) createDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addRecipients(w http.ResponseWriter, r *http.Request) {
-	res, err := h.b.AddRecipients(r.Context(), r.PathValue("id"), r.Header.Get("Content-Type"), r.Body)
+	res, err := h.d.Deliveries.AddRecipients(r.Context(), r.PathValue("id"), r.Header.Get("Content-Type"), r.Body)
 	if err != nil {
 		var ne *NotFoundError
 		if errors.As(err, &ne) {
@@ -140,11 +140,11 @@ func (h *handler) addRecipients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": h.b.Deliveries()})
+	writeJSON(w, http.StatusOK, map[string]any{"deliveries": h.d.Deliveries.Deliveries()})
 }
 
 func (h *handler) getDelivery(w http.ResponseWriter, r *http.Request) {
-	v, ok := h.b.Delivery(r.PathValue("id"))
+	v, ok := h.d.Deliveries.Delivery(r.PathValue("id"))
 	if !ok {
 		writeErr(w, http.StatusNotFound, "unknown delivery "+r.PathValue("id"), "id")
 		return
@@ -153,7 +153,7 @@ func (h *handler) getDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) cancelDelivery(w http.ResponseWriter, r *http.Request) {
-	n, err := h.b.CancelDelivery(r.PathValue("id"), "api")
+	n, err := h.d.Deliveries.CancelDelivery(r.PathValue("id"), "api")
 	if err != nil {
 		writeBackendErr(w, err)
 		return
@@ -166,7 +166,7 @@ func (h *handler) cancelDelivery(w http.ResponseWriter, r *http.Request) {
 func (h *handler) suspension(kind, param string, on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue(param)
-		n, err := h.b.SetSuspended(kind, name, "api", on)
+		n, err := h.d.Queue.SetSuspended(kind, name, "api", on)
 		if errors.Is(err, queue.ErrBadSuspension) {
 			writeErr(w, http.StatusBadRequest, err.Error(), param)
 			return

@@ -61,7 +61,7 @@ func (h *handler) messages(w http.ResponseWriter, r *http.Request) {
 	req.Body = body
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	id, err := h.b.InjectMessage(ctx, req)
+	id, err := h.d.Node.InjectMessage(ctx, req)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "not stored, try again: "+err.Error(), "")
 		return

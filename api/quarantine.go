@@ -179,12 +179,12 @@ func (h *handler) quarantineList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One more than asked says whether there is a next page.
-	entries, err := h.b.Quarantine().List(f, limit+1, q.Get("after"))
+	entries, err := h.d.Quarantine.List(f, limit+1, q.Get("after"))
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "quarantine unreadable, try again: "+err.Error(), "")
 		return
 	}
-	res := QuarantineList{Entries: entries, Counts: h.b.Quarantine().Counts()}
+	res := QuarantineList{Entries: entries, Counts: h.d.Quarantine.Counts()}
 	if len(entries) > limit {
 		res.Entries = entries[:limit]
 		res.Next = entries[limit-1].Address
@@ -197,7 +197,7 @@ func (h *handler) quarantineList(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) quarantineGet(w http.ResponseWriter, r *http.Request) {
 	addr := r.PathValue("address")
-	e, ok := h.b.Quarantine().Get(addr)
+	e, ok := h.d.Quarantine.Get(addr)
 	if !ok {
 		writeErr(w, http.StatusNotFound, "not in the quarantine: "+addr, "address")
 		return
@@ -215,11 +215,11 @@ func (h *handler) quarantinePut(w http.ResponseWriter, r *http.Request) {
 	if writeFieldErr(w, err) {
 		return
 	}
-	if err := h.b.Quarantine().Add(addr, st, req.Note); err != nil {
+	if err := h.d.Quarantine.Add(addr, st, req.Note); err != nil {
 		writeQuarantineErr(w, err)
 		return
 	}
-	e, ok := h.b.Quarantine().Get(addr)
+	e, ok := h.d.Quarantine.Get(addr)
 	if !ok {
 		// Removed by someone else between the two calls.
 		writeErr(w, http.StatusConflict, "entry removed while being set, try again: "+addr, "address")
@@ -242,7 +242,7 @@ func operatorStatus(s string) (quarantine.Status, error) {
 }
 
 func (h *handler) quarantineDelete(w http.ResponseWriter, r *http.Request) {
-	if err := h.b.Quarantine().Remove(r.PathValue("address")); err != nil {
+	if err := h.d.Quarantine.Remove(r.PathValue("address")); err != nil {
 		writeQuarantineErr(w, err)
 		return
 	}
@@ -267,7 +267,7 @@ func (h *handler) quarantineImport(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxImportBody)
-	n, err := h.b.Quarantine().Import(r.Body, st, q.Get("note"))
+	n, err := h.d.Quarantine.Import(r.Body, st, q.Get("note"))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var pe *csv.ParseError
@@ -307,7 +307,7 @@ func (h *handler) quarantineRelease(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "give at least one of reason, match, domain, from, to (to release every quarantined address, give an early from)", "match")
 		return
 	}
-	n, err := h.b.Quarantine().Release(f, req.Note)
+	n, err := h.d.Quarantine.Release(f, req.Note)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "release stopped, release again: " + err.Error(), "released": n})
 		return
@@ -326,15 +326,15 @@ func (h *handler) bounces(w http.ResponseWriter, r *http.Request) {
 	if site != "" {
 		// A domain names its site; a site with bounces but no queue (it
 		// went idle) is still asked for by its own name.
-		if v, ok := h.b.Site(site); ok {
+		if v, ok := h.d.Queue.Site(site); ok {
 			site = v.Site
-			top = h.b.Bounces(site, n)
-		} else if top = h.b.Bounces(site, n); len(top) == 0 {
+			top = h.topReplies(site, n)
+		} else if top = h.topReplies(site, n); len(top) == 0 {
 			writeErr(w, http.StatusNotFound, "unknown site or domain: "+site, "site")
 			return
 		}
 	} else {
-		top = h.b.Bounces("", n)
+		top = h.topReplies("", n)
 	}
 	out := make([]BounceReply, len(top))
 	for i, t := range top {
@@ -342,8 +342,15 @@ func (h *handler) bounces(w http.ResponseWriter, r *http.Request) {
 			Reason: string(t.Reason), Class: string(t.Class), Count: t.Count, Last: t.Last}
 	}
 	res := map[string]any{"replies": out}
-	if rb, ok := h.b.(Reports); ok {
-		res["reports"] = rb.Reports()
+	if h.d.Reports != nil {
+		res["reports"] = h.d.Reports.Reports()
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) topReplies(site string, n int) []bounce.TopEntry {
+	if h.d.Bounces == nil {
+		return nil
+	}
+	return h.d.Bounces.List(site, n)
 }

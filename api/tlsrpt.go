@@ -4,10 +4,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/tlsrpt"
 )
 
-// TLSReports is an optional part of the Backend: the SMTP TLS reports
+// TLSReports is an optional part (Deps): the SMTP TLS reports
 // (RFC 8460) the node holds, as they would be sent.
 type TLSReports interface {
 	// TLSReports returns the reports of every day held (today's so far
@@ -32,8 +33,8 @@ type TLSReportOfDomain struct {
 }
 
 func (h *handler) tlsReports(w http.ResponseWriter, r *http.Request) {
-	tr, ok := h.b.(TLSReports)
-	if !ok {
+	tr := h.d.TLSReports
+	if tr == nil {
 		writeErr(w, http.StatusNotFound, "TLS reporting is not available on this node", "")
 		return
 	}
@@ -43,4 +44,32 @@ func (h *handler) tlsReports(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, tr.TLSReports(domain))
+}
+
+// TLSReportsOf serves TLSReports from the recorder of the TLS outcomes and
+// the configuration in force.
+func TLSReportsOf(rec *tlsrpt.Recorder, cfg func() *config.Config) TLSReports {
+	return tlsReports{rec, cfg}
+}
+
+type tlsReports struct {
+	rec *tlsrpt.Recorder
+	cfg func() *config.Config
+}
+
+func (t tlsReports) TLSReports(domain string) TLSReportsView {
+	cfg := t.cfg()
+	v := TLSReportsView{Enabled: cfg.TLSRPT.Enabled, SendAt: cfg.TLSRPT.SendAt, Counts: t.rec.Counts(),
+		Reports: []TLSReportOfDomain{}}
+	org := tlsrpt.OrgOf(cfg)
+	for _, day := range t.rec.Days() {
+		reps, err := t.rec.Reports(day, domain, org)
+		if err != nil {
+			continue
+		}
+		for _, r := range reps {
+			v.Reports = append(v.Reports, TLSReportOfDomain{Day: day, Domain: r.Domain, Report: r})
+		}
+	}
+	return v
 }

@@ -6,10 +6,11 @@ import (
 	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
-// TLSStatus is an optional part of the Backend: transport security to
-// receivers as last seen by the queue.
+// TLSStatus is an optional part (Deps): transport security to receivers
+// as last seen by the queue; package tlsstatus's Board is one as it is.
 type TLSStatus interface {
-	TLSStatus() TLSStatusView
+	Domains() []tlsstatus.DomainPolicy
+	Hosts() []tlsstatus.HostOutcome
 }
 
 // TLSStatusView is GET /api/v1/tls: per recipient domain the policy in
@@ -20,10 +21,10 @@ type TLSStatusView struct {
 }
 
 func (h *handler) tlsStatus(w http.ResponseWriter, r *http.Request) {
-	ts, ok := h.b.(TLSStatus)
-	if !ok {
+	ts := h.d.TLS
+	if ts == nil {
 		writeErr(w, http.StatusNotFound, "TLS status is not available on this node", "")
 		return
 	}
-	writeJSON(w, http.StatusOK, ts.TLSStatus())
+	writeJSON(w, http.StatusOK, TLSStatusView{Domains: ts.Domains(), Hosts: ts.Hosts()})
 }

@@ -4,9 +4,12 @@ import (
 	"github.com/penstock-mta/penstock/tlsstatus"
 )
 
-func (f *fake) TLSStatus() TLSStatusView {
-	return TLSStatusView{
-		Domains: []tlsstatus.DomainPolicy{{Domain: "example.com", Source: "sts", Mode: "enforce", MX: []string{"mx.example.com"}}},
-		Hosts:   []tlsstatus.HostOutcome{{Host: "mx.example.com", TLS: true, Version: "TLS1.3", Verified: true, Policy: "sts enforce"}},
-	}
+type fakeTLS struct{}
+
+func (fakeTLS) Domains() []tlsstatus.DomainPolicy {
+	return []tlsstatus.DomainPolicy{{Domain: "example.com", Source: "sts", Mode: "enforce", MX: []string{"mx.example.com"}}}
+}
+
+func (fakeTLS) Hosts() []tlsstatus.HostOutcome {
+	return []tlsstatus.HostOutcome{{Host: "mx.example.com", TLS: true, Version: "TLS1.3", Verified: true, Policy: "sts enforce"}}
 }

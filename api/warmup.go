@@ -6,10 +6,11 @@ import (
 	"github.com/penstock-mta/penstock/warmup"
 )
 
-// Warmups is a Backend with warm-up schedules ([[warmup]]); a Backend
-// without them answers an empty list.
+// Warmups is an optional part (Deps): the warm-up schedules
+// ([[warmup]]); without it the list is empty. Package warmup's Tracker is
+// one as it is.
 type Warmups interface {
-	Warmup() []warmup.Status
+	Statuses() []warmup.Status
 }
 
 // WarmupList is the body of GET /api/v1/warmup.
@@ -21,8 +22,8 @@ type WarmupList struct {
 // day, step, today's volume and limit, health and next decision.
 func (h *handler) warmup(w http.ResponseWriter, r *http.Request) {
 	out := WarmupList{Sources: []warmup.Status{}}
-	if wb, ok := h.b.(Warmups); ok {
-		if st := wb.Warmup(); st != nil {
+	if h.d.Warmup != nil {
+		if st := h.d.Warmup.Statuses(); st != nil {
 			out.Sources = st
 		}
 	}

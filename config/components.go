@@ -2,17 +2,20 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"regexp"
 	"time"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/quarantine"
 	"github.com/penstock-mta/penstock/quota"
 )
 
 // This file translates the configuration into the configurations of the
-// components below it (rules, flow control, bounce classification), so
+// components below it (rules, flow control, bounce classification, the
+// quarantine), so
 // that each translation is written once and the assembler only passes
 // the results on. The queue's translation is queue.ConfigFrom.
 
@@ -128,4 +131,12 @@ func (c *Config) BounceClassifier() (*bounce.Classifier, error) {
 		return nil, fmt.Errorf("[[bounce_rule]]: %w", err)
 	}
 	return cl, nil
+}
+
+// QuarantineConfig is the quarantine's configuration from [quarantine];
+// logger receives its load-time reports.
+func (c *Config) QuarantineConfig(logger *slog.Logger) quarantine.Config {
+	q := c.Quarantine
+	return quarantine.Config{MaxErrors: q.MaxErrors, SignificantErrorDelay: time.Duration(q.SignificantErrorDelay),
+		ResetAfter: time.Duration(q.ResetAfter), CaseInsensitiveLocal: !q.CaseSensitiveLocal, Logger: logger}
 }

@@ -8,16 +8,16 @@ import (
 )
 
 // Advise runs the advisor on this node's delivery log for the last since,
-// against the rules in force. The log is flushed first so that the last
-// records count.
-func (b backend) Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error) {
-	cfg := b.m.Config()
+// against the rules in force (api.Node). The log is flushed first so that
+// the last records count.
+func (m *MTA) Advise(ctx context.Context, rule string, since time.Duration) (*advisor.Report, error) {
+	cfg := m.Config()
 	rules, err := cfg.RuleSet()
 	if err != nil {
 		return nil, err
 	}
-	b.m.Log.Flush()
-	now := b.m.opts.Now()
+	m.Log.Flush()
+	now := m.opts.Now()
 	return advisor.Analyze(ctx, rules, cfg.Server.LogDir, advisor.Options{Since: now.Add(-since), Until: now, Rule: rule})
 }
 

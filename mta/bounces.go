@@ -1,37 +1,11 @@
 package mta
 
 import (
-	"fmt"
-
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/outcome"
 	"github.com/penstock-mta/penstock/reports"
 	"github.com/penstock-mta/penstock/smtpserver"
-	"github.com/penstock-mta/penstock/spool"
 )
-
-// setupBounces prepares VERP return paths when [bounce] domain is set.
-func (m *MTA) setupBounces(cfg *config.Config) error {
-	if cfg.Bounce.Domain == "" {
-		return nil
-	}
-	key, err := reports.VERPKey(m.Spool.KV("bounce"))
-	if err != nil {
-		return fmt.Errorf("VERP key: %w", err)
-	}
-	m.verp = &reports.VERP{Domain: cfg.Bounce.Domain, Key: key}
-	return nil
-}
-
-// returnPath is the MAIL FROM of a delivery: VERP-encoded when bounces are
-// handled here, so a late bounce names message and recipient.
-func (m *MTA) returnPath(msg *spool.Message, rcpts []int) string {
-	if m.verp == nil || msg.Sender == "" || len(rcpts) == 0 {
-		return msg.Sender
-	}
-	// Bound to the address: a report to it may act on that address only.
-	return m.verp.Encode(msg.ID.String(), rcpts[0], msg.Recipients[rcpts[0]].Addr)
-}
 
 // startBounceListener accepts asynchronous bounces and complaints for the
 // bounce domain, from anyone; package reports decides what they may do.
@@ -71,6 +45,3 @@ func (m *MTA) Reports() reports.Stats {
 	}
 	return m.reports.Stats()
 }
-
-// Reports serves api.Reports.
-func (b backend) Reports() reports.Stats { return b.m.Reports() }

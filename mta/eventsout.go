@@ -33,5 +33,3 @@ func (s metricsSource) EventsOut() []metrics.Output {
 	}
 	return out
 }
-
-func (b backend) EventsOut() []eventsout.Status { return b.m.EventsOutStatus() }

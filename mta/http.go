@@ -8,11 +8,8 @@ import (
 	"net/netip"
 
 	"github.com/penstock-mta/penstock/api"
-	"github.com/penstock-mta/penstock/campaigns"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dashboard"
-	"github.com/penstock-mta/penstock/dkim"
-	"github.com/penstock-mta/penstock/queue"
 	"github.com/penstock-mta/penstock/smtpserver"
 )
 
@@ -23,40 +20,26 @@ type httpServer struct {
 
 func (h *httpServer) Shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
 
-// backend adapts the MTA to the API.
-type backend struct {
-	m *MTA
-	// The queue's views and operator actions (Sites, Site, Explain,
-	// Totals, Suspend, Resume, Retry, Purge) and the campaigns' are the
-	// API's as they are.
-	*queue.Queue
-	*campaigns.Store
-}
-
-// CancelDelivery is the campaign's (the queue's drops its queued mail).
-func (b backend) CancelDelivery(id, who string) (int, error) { return b.Store.CancelDelivery(id, who) }
-
-func (b backend) Reload() ([]string, error) {
-	if err := b.m.ReloadFile(); err != nil {
-		return nil, err
-	}
-	return b.m.RestartNeeded(), nil
-}
-func (b backend) LocalProblem() (bool, string) {
-	on, lp := b.m.Flow.Local()
+// LocalProblem is flow control's verdict on our own side (api.Node).
+func (m *MTA) LocalProblem() (bool, string) {
+	on, lp := m.Flow.Local()
 	return on, lp.Detail
 }
-func (b backend) Timeline(n int) []api.Minute      { return b.m.activity.Timeline(b.m.opts.Now(), n) }
-func (b backend) DKIMDomains() []dkim.DomainStatus { return b.m.dkim.Domains() }
-func (b backend) FlowChanges(name string) (string, []api.FlowChange, bool) {
-	v, ok := b.m.Queue.Site(name)
-	if !ok {
-		return "", nil, false
-	}
-	return v.Site, b.m.activity.FlowChanges(v.Site), true
+
+// InjectMessage is POST /api/v1/messages (api.Node): Accept, as SMTP does.
+func (m *MTA) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
+	return m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To, Tenant: req.Tenant}, req.Body)
 }
-func (b backend) InjectMessage(ctx context.Context, req api.MessageRequest) (string, error) {
-	return b.m.Accept(ctx, &smtpserver.Envelope{From: req.From, To: req.To, Tenant: req.Tenant}, req.Body)
+
+// apiDeps are the parts the API drives, as they are.
+func (m *MTA) apiDeps() api.Deps {
+	d := api.Deps{Queue: m.Queue, Deliveries: m.campaigns, Quarantine: m.Quarantine, Node: m, Activity: m.activity,
+		Bounces: m.bounceTop, DKIM: m.dkim, Reports: m, TLS: m.tlsStatus, TLSReports: api.TLSReportsOf(m.tlsrpt, m.Config),
+		EventsOut: m.eventsOut, Now: m.opts.Now}
+	if m.warmup != nil {
+		d.Warmup = m.warmup
+	}
+	return d
 }
 
 func (m *MTA) startHTTP(cfg *config.Config) error {
@@ -75,7 +58,7 @@ func (m *MTA) startHTTP(cfg *config.Config) error {
 		m.logger.Warn("HTTP API without a token: listening on loopback only", "addr", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", api.Handler(backend{m, m.Queue, m.campaigns}, cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
+	mux.Handle("/api/", api.Handler(m.apiDeps(), cfg.HTTP.Token, cfg.SMTP.MaxMessageSize))
 	mux.Handle("GET /metrics", api.MetricsAuth(cfg.HTTP, m.metrics.Handler()))
 	mux.Handle("/", dashboard.Handler())
 	srv, ln := api.NewServer(mux, ln, cfg.HTTP)

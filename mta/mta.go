@@ -25,13 +25,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	smtp "github.com/emersion/go-smtp"
+
 	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/campaigns"
@@ -121,8 +121,8 @@ type MTA struct {
 	started  time.Time
 	validity atomic.Int64
 	reloadMu sync.Mutex
-	dkim     *dkim.Stage // the body pipeline's signing stage
-	tickStop chan struct{}
+	dkim     *dkim.Stage        // the body pipeline's signing stage
+	stopJobs context.CancelFunc // ends the ticker and the TLS reports' job
 	// flowHooks also receive every local flow-control change (cluster:
 	// publish it to the other nodes).
 	flowHooks []func(flow.Change)
@@ -134,20 +134,18 @@ type MTA struct {
 	tlsrpt    *tlsrpt.Recorder
 	tlsDaily  *tlsrpt.Daily
 	tlsStatus *tlsstatus.Board // policies and TLS outcomes, for GET /api/v1/tls
-	tlsCancel context.CancelFunc
 	eventsOut *eventsout.Manager
 	warmup    *warmup.Tracker // nil without [[warmup]]
 }
 
 // tick drives flow control's time-based transitions for sites without
 // traffic (a suspension ends, a quiet site recovers).
-func (m *MTA) tick() {
-	defer m.wg.Done()
+func (m *MTA) tick(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
-		case <-m.tickStop:
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			m.Flow.Tick(now)
@@ -165,8 +163,9 @@ func (m *MTA) tick() {
 	}
 }
 
-// New builds every part from cfg. Nothing listens until Start.
-func New(cfg *config.Config, opts Options) (*MTA, error) {
+// New builds every part from cfg. Nothing listens until Start. When it
+// fails, what it opened is closed again.
+func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -186,16 +185,19 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 		return nil, fmt.Errorf("opening the spool in %s: %w", cfg.Server.SpoolDir, err)
 	}
 	m.Spool = sp
+	defer func() {
+		if err != nil {
+			m.closeStores()
+		}
+	}()
 	lg, err := events.Open(cfg.Server.LogDir, events.Options{Now: opts.Now})
 	if err != nil {
-		sp.Close()
 		return nil, fmt.Errorf("opening the delivery log in %s: %w", cfg.Server.LogDir, err)
 	}
 	m.Log = lg
 
 	res, err := dns.New(cfg.DNS.Nameservers, time.Duration(cfg.DNS.Timeout))
 	if err != nil {
-		m.closeStores()
 		return nil, fmt.Errorf("dns: %w", err)
 	}
 	// The guard sits under the cache: an NXDOMAIN it does not believe
@@ -206,43 +208,33 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 
 	bc, err := cfg.BounceClassifier()
 	if err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	m.Bounce = bc
 	m.bounceTop = bounce.NewTop(10000)
-	qs, err := quarantine.New(sp.KV(quarantine.Bucket), quarantine.Config{
-		MaxErrors: cfg.Quarantine.MaxErrors, SignificantErrorDelay: time.Duration(cfg.Quarantine.SignificantErrorDelay),
-		ResetAfter: time.Duration(cfg.Quarantine.ResetAfter), CaseInsensitiveLocal: !cfg.Quarantine.CaseSensitiveLocal,
-		Logger: opts.Logger}, opts.Now)
+	qs, err := quarantine.New(sp.KV(quarantine.Bucket), cfg.QuarantineConfig(opts.Logger), opts.Now)
 	if err != nil {
-		m.closeStores()
 		return nil, fmt.Errorf("loading the quarantine: %w", err)
 	}
 	m.Quarantine = qs
 	if m.tlsrpt, err = tlsrpt.New(sp.KV(tlsrpt.Bucket), opts.Now); err != nil {
-		m.closeStores()
 		return nil, fmt.Errorf("loading the TLS report counts: %w", err)
 	}
-	if err := m.setupBounces(cfg); err != nil {
-		m.closeStores()
+	if m.verp, err = reports.NewVERP(cfg, sp.KV("bounce")); err != nil {
 		return nil, fmt.Errorf("[bounce]: %w", err)
 	}
 
 	fc, err := cfg.FlowConfig()
 	if err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	m.Flow = flow.New(fc, flow.Options{Now: opts.Now, OnChange: m.onFlowChange, OnLocal: m.onLocalProblem})
 
 	if err := setupCluster(m, cfg); err != nil {
-		m.closeStores()
 		return nil, fmt.Errorf("[cluster]: %w", err)
 	}
 	qc, err := queue.ConfigFrom(cfg)
 	if err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	var fl queue.Flow = m.Flow
@@ -251,31 +243,27 @@ func New(cfg *config.Config, opts Options) (*MTA, error) {
 	}
 	wu, err := m.setupWarmup(cfg, fc)
 	if err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	m.dkim = dkim.NewStage(opts.Now, opts.Logger)
 	if err := m.loadSigner(cfg); err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	policies, err := m.tlsPolicies(cfg)
 	if err != nil {
-		m.closeStores()
 		return nil, err
 	}
 	m.tlsStatus = tlsstatus.New(0)
 	m.Queue = queue.New(qc, queue.Deps{
 		TLSPolicy: policies, TLSReport: m.tlsReport(), TLSStatus: m.tlsStatus,
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
-		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.returnPath,
-		RequireTLS: requiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
+		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.verp.ReturnPath,
+		RequireTLS: outcome.RequiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
 		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})
 	if err := shareSuspensions(m); err != nil {
-		m.closeStores()
 		return nil, fmt.Errorf("[cluster]: %w", err)
 	}
 	m.metrics = metrics.New(metricsSource{m})
@@ -396,23 +384,17 @@ func (m *MTA) Start(ctx context.Context) error {
 	if n > 0 {
 		m.logger.Info("spool loaded", "messages", n, "took", m.opts.Now().Sub(m.started).Round(time.Millisecond))
 	}
-	m.tickStop = make(chan struct{})
-	m.wg.Add(1)
-	go m.tick()
+	jobs, stop := context.WithCancel(context.Background())
+	m.stopJobs = stop
+	m.run(func() { m.tick(jobs) })
 	m.subscribe(m.activity.Run)
 	m.subscribe(m.metrics.Run)
 	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
 	if m.warmup != nil {
 		m.subscribe(m.warmup.Feed)
 	}
-	tctx, tcancel := context.WithCancel(context.Background())
-	m.tlsCancel = tcancel
 	m.tlsDaily = m.newTLSDaily()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.tlsDaily.Run(tctx)
-	}()
+	m.run(func() { m.tlsDaily.Run(jobs) })
 	if err := m.startEventsOut(); err != nil {
 		return err
 	}
@@ -461,17 +443,24 @@ func (m *MTA) listen(given net.Listener, section, addr string) (net.Listener, er
 	return ln, nil
 }
 
-// serve runs a listener's serve loop under m.wg (Shutdown closes the
-// server, which ends it) and logs an end that is not that close.
-func (m *MTA) serve(what string, serve func() error) {
+// run runs fn on a goroutine that Shutdown waits for (m.wg).
+func (m *MTA) run(fn func()) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		fn()
+	}()
+}
+
+// serve runs a listener's serve loop (Shutdown closes the server, which
+// ends it) and logs an end that is not that close.
+func (m *MTA) serve(what string, serve func() error) {
+	m.run(func() {
 		err := serve()
 		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtpserver.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
 			m.logger.Error(what+" stopped", "err", err)
 		}
-	}()
+	})
 }
 
 // SMTPAddr is the injection listener's address.
@@ -486,35 +475,27 @@ func (m *MTA) SMTPAddr() string {
 // keeps everything else in the spool.
 func (m *MTA) Shutdown(ctx context.Context) error {
 	var errs []error
-	if m.smtp != nil {
-		if err := m.smtp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("smtp: %w", err))
+	check := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
+	}
+	if m.smtp != nil {
+		check("smtp", m.smtp.Shutdown(ctx))
 	}
 	if m.bounceSrv != nil {
-		if err := m.bounceSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("bounce listener: %w", err))
-		}
+		check("bounce listener", m.bounceSrv.Shutdown(ctx))
 	}
 	if m.httpSrv != nil {
-		if err := m.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http: %w", err))
-		}
+		check("http", m.httpSrv.Shutdown(ctx))
 	}
-	if err := m.Queue.Close(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("queue: %w", err))
-	}
+	check("queue", m.Queue.Close(ctx))
 	// Cluster mode: stop the flow bridge, give back the leases, leave.
 	if c, ok := m.Quotas.(io.Closer); ok {
-		if err := c.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: %w", err))
-		}
+		check("cluster", c.Close())
 	}
-	if m.tickStop != nil {
-		close(m.tickStop)
-	}
-	if m.tlsCancel != nil {
-		m.tlsCancel() // its goroutine saves the day's TLS counts as it ends
+	if m.stopJobs != nil {
+		m.stopJobs() // the TLS reports' job saves the day's counts as it ends
 	}
 	m.wg.Wait()
 	m.campaigns.SaveDirty()
@@ -523,21 +504,13 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	m.subs.Wait()
 	if m.warmup != nil {
-		if err := m.warmup.Save(); err != nil {
-			errs = append(errs, fmt.Errorf("warm-up state: %w", err))
-		}
+		check("warm-up state", m.warmup.Save())
 	}
 	if m.eventsOut != nil {
-		if err := m.eventsOut.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("event outputs: %w", err))
-		}
+		check("event outputs", m.eventsOut.Close())
 	}
-	if err := m.Log.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("delivery log: %w", err))
-	}
-	if err := m.Spool.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("spool: %w", err))
-	}
+	check("delivery log", m.Log.Close())
+	check("spool", m.Spool.Close())
 	return errors.Join(errs...)
 }
 
@@ -546,7 +519,7 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 // (docs/ARCHITECTURE.md, invariant 1). Quarantined and denylisted
 // recipients are suppressed; the others go on.
 func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte) (string, error) {
-	id, err := m.intake.Store(ctx, env.From, env.To, body, acceptFlags(env), env.Tenant, m.opts.Now())
+	id, err := m.intake.Store(ctx, env.From, env.To, body, outcome.Flags(env.RequireTLS), env.Tenant, m.opts.Now())
 	if errors.Is(err, tenants.ErrBadName) {
 		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: tenants.Header + ": " + err.Error()}
 	}
@@ -603,11 +576,12 @@ func (m *MTA) loadSigner(cfg *config.Config) error {
 // from the one the node started with and wait for a restart.
 func (m *MTA) RestartNeeded() []string { return config.RestartNeeded(m.startCfg, m.Config()) }
 
-// ReloadFile re-reads the configuration file in force.
-func (m *MTA) ReloadFile() error {
+// ReloadFile re-reads the configuration file in force (SIGHUP, and
+// api.Node); it returns the keys that changed but wait for a restart.
+func (m *MTA) ReloadFile() ([]string, error) {
 	f := m.Config().File
 	if f == "" {
-		return errors.New("running on built-in defaults: no file to reload")
+		return nil, errors.New("running on built-in defaults: no file to reload")
 	}
 	// Logged here, so that a reload through the API that fails is logged
 	// like one by SIGHUP.
@@ -617,33 +591,11 @@ func (m *MTA) ReloadFile() error {
 	}
 	if err != nil {
 		m.logger.Error("reload refused, the running configuration stays", "file", f, "err", err)
+		return nil, err
 	}
-	return err
-}
-
-// EnsureDirs creates the spool and log directories.
-func EnsureDirs(cfg *config.Config) error {
-	for _, d := range []string{cfg.Server.SpoolDir, cfg.Server.LogDir} {
-		if err := os.MkdirAll(filepath.Clean(d), 0o750); err != nil {
-			return err
-		}
-	}
-	return nil
+	return m.RestartNeeded(), nil
 }
 
 // tlsReport is who hears each TLS outcome of delivery: the TLSRPT
 // recorder, and the caller's reporter when Options names one.
-func (m *MTA) tlsReport() tlspolicy.Reporter {
-	if m.opts.TLSReport == nil {
-		return m.tlsrpt
-	}
-	return teeReporter{m.tlsrpt, m.opts.TLSReport}
-}
-
-type teeReporter []tlspolicy.Reporter
-
-func (t teeReporter) Report(o tlspolicy.Outcome) {
-	for _, r := range t {
-		r.Report(o)
-	}
-}
+func (m *MTA) tlsReport() tlspolicy.Reporter { return tlspolicy.Tee{m.tlsrpt, m.opts.TLSReport} }

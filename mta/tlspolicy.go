@@ -4,19 +4,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/penstock-mta/penstock/api"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/dane"
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mtasts"
 	"github.com/penstock-mta/penstock/tlspolicy"
 )
-
-// TLSStatus is GET /api/v1/tls: the policy in force per domain and the
-// last TLS outcome per MX host.
-func (b backend) TLSStatus() api.TLSStatusView {
-	return api.TLSStatusView{Domains: b.m.tlsStatus.Domains(), Hosts: b.m.tlsStatus.Hosts()}
-}
 
 // tlsPolicies builds the provider of the domains' transport security
 // policies ([mta_sts], [dane]): DANE first, as it takes precedence when

@@ -44,6 +44,3 @@ func (m *MTA) Warmup() []warmup.Status {
 	}
 	return m.warmup.Statuses()
 }
-
-// Warmup serves GET /api/v1/warmup (api.Warmups).
-func (b backend) Warmup() []warmup.Status { return b.m.Warmup() }

@@ -49,6 +49,18 @@ const FlagDSN uint8 = 1
 // it with 5.7.10 otherwise).
 const FlagRequireTLS uint8 = 2
 
+// Flags are the flags of a message injected by SMTP or the API: a DSN is
+// wanted, and REQUIRETLS when it came with it.
+func Flags(requireTLS bool) uint8 {
+	if requireTLS {
+		return FlagDSN | FlagRequireTLS
+	}
+	return FlagDSN
+}
+
+// RequiresTLS tells a message that came with REQUIRETLS.
+func RequiresTLS(m *spool.Message) bool { return m.Flags&FlagRequireTLS != 0 }
+
 // CountsForQuarantine: a hard failure, or a soft one that is about the
 // address itself (bounce.Reason.RecipientLevel: a refusal for reputation
 // or a connection problem is about us or the site). A message we could

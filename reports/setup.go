@@ -3,6 +3,7 @@ package reports
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 
@@ -26,6 +27,30 @@ func VERPKey(kv spool.KV) ([]byte, error) {
 		return nil, err
 	}
 	return k, kv.Put("verp-key", k)
+}
+
+// NewVERP is the return-path signer of [bounce] domain, its key kept in kv
+// (made on first use); nil when no bounce domain is set.
+func NewVERP(cfg *config.Config, kv spool.KV) (*VERP, error) {
+	if cfg.Bounce.Domain == "" {
+		return nil, nil
+	}
+	key, err := VERPKey(kv)
+	if err != nil {
+		return nil, fmt.Errorf("VERP key: %w", err)
+	}
+	return &VERP{Domain: cfg.Bounce.Domain, Key: key}, nil
+}
+
+// ReturnPath is the MAIL FROM of a delivery of msg's recipients rcpts:
+// VERP-encoded and bound to the first one's address when v is not nil
+// (bounces are handled here), so a late bounce names message and
+// recipient and may act on that address only; else the sender as it is.
+func (v *VERP) ReturnPath(msg *spool.Message, rcpts []int) string {
+	if v == nil || msg.Sender == "" || len(rcpts) == 0 {
+		return msg.Sender
+	}
+	return v.Encode(msg.ID.String(), rcpts[0], msg.Recipients[rcpts[0]].Addr)
 }
 
 // ConfigFrom is the intake's configuration from [bounce]; verp signs the

@@ -146,3 +146,16 @@ type Nop struct{}
 
 // Report implements Reporter.
 func (Nop) Report(Outcome) {}
+
+// Tee is a Reporter that hands every outcome to each of its reporters in
+// turn; nil ones are skipped.
+type Tee []Reporter
+
+// Report implements Reporter.
+func (t Tee) Report(o Outcome) {
+	for _, r := range t {
+		if r != nil {
+			r.Report(o)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func TestAdviseFromConfig(t *testing.T) {
 // adviseBackend serves the advisor through the API as the node does: the
 // rules of a configuration, its log directory.
 type adviseBackend struct {
-	api.Backend
+	apiParts
 	cfg *config.Config
 }
 
@@ -146,7 +146,7 @@ func TestAdviseFromAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.Handler(adviseBackend{cfg: cfg}, opToken, 1<<20))
+	srv := httptest.NewServer(api.Handler(api.Deps{Node: adviseBackend{cfg: cfg}}, opToken, 1<<20))
 	t.Cleanup(srv.Close)
 	code, out, errs := runCmd("advise", "-api", srv.URL, "-token", opToken, "-since", "1d")
 	if code != 0 {

@@ -28,7 +28,7 @@ import (
 )
 
 // The operator commands run against api.Handler on a loopback httptest
-// server, over a Backend kept in memory. The quarantine part is a real
+// server, over parts kept in memory. The quarantine part is a real
 // quarantine.Store over an in-memory KV.
 
 const opToken = "op-token"
@@ -37,7 +37,7 @@ const opToken = "op-token"
 // step each time its progress is asked for: 40% delivered, then the rest
 // but one, which bounces.
 type opBackend struct {
-	api.Backend // nil: a method not written here panics
+	apiParts // nil: a method not written here panics
 	*quarantine.Store
 
 	mu          sync.Mutex
@@ -214,14 +214,26 @@ func (b *opBackend) CancelDelivery(id, who string) (int, error) {
 	return n, nil
 }
 
-func (b *opBackend) Quarantine() api.Quarantine { return b.Store }
+// apiParts are the API's required parts but the quarantine, for fakes to
+// embed.
+type apiParts interface {
+	api.Queue
+	api.Deliveries
+	api.Node
+}
+
+// opTop serves the backend's most frequent replies as bounce.Top does.
+type opTop struct{ b *opBackend }
+
+func (t opTop) List(site string, n int) []bounce.TopEntry { return t.b.Bounces(site, n) }
 
 // opServer starts the API on loopback and returns the backend and the
 // flags that point a command at it.
 func opServer(t *testing.T) (*opBackend, []string) {
 	t.Helper()
 	b := newOpBackend(t)
-	srv := httptest.NewServer(api.Handler(b, opToken, 1<<20))
+	srv := httptest.NewServer(api.Handler(api.Deps{Queue: b, Deliveries: b, Quarantine: b.Store, Node: b, Bounces: opTop{b},
+		DKIM: b, Reports: b, TLSReports: b}, opToken, 1<<20))
 	t.Cleanup(srv.Close)
 	return b, []string{"-api", srv.URL, "-token", opToken}
 }
@@ -625,7 +637,7 @@ func TestTableFits(t *testing.T) {
 	}
 }
 
-func (b *opBackend) DKIMDomains() []dkim.DomainStatus {
+func (b *opBackend) Domains() []dkim.DomainStatus {
 	return []dkim.DomainStatus{{Domain: "example.com", Status: "mixed", SignedBy: "d=example.com s=s1 a=rsa-sha256",
 		LastHour: dkim.SigningCounts{Signed: 1200}, LastDay: dkim.SigningCounts{Signed: 5000, ThirdParty: 2, Unsigned: map[string]uint64{"no_key": 3, "bad_from": 1}}}}
 }

@@ -73,17 +73,10 @@ func TestWarmupStatusFromConfig(t *testing.T) {
 	}
 }
 
-type warmupBackend struct {
-	api.Backend
-	t *warmup.Tracker
-}
-
-func (b warmupBackend) Warmup() []warmup.Status { return b.t.Statuses() }
-
 // TestWarmupStatusFromAPI: -api asks GET /api/v1/warmup.
 func TestWarmupStatusFromAPI(t *testing.T) {
 	_, tr := warmupSetup(t)
-	srv := httptest.NewServer(api.Handler(warmupBackend{t: tr}, opToken, 1<<20))
+	srv := httptest.NewServer(api.Handler(api.Deps{Warmup: tr}, opToken, 1<<20))
 	defer srv.Close()
 	code, out, errs := runCmd("warmup", "status", "-api", srv.URL, "-token", opToken)
 	if code != 0 || !strings.Contains(out, "3/50") || !strings.Contains(out, "healthy") {

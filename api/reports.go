@@ -7,7 +7,7 @@ import (
 	"github.com/penstock-mta/penstock/reports"
 )
 
-// Reports is an optional part of the Backend: what the bounce listener did
+// Reports is an optional part of Deps: what the bounce listener did
 // with the reports it received (acted on, ignored by reason, unverified),
 // shown beside the bounce replies.
 type Reports interface {
