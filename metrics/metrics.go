@@ -18,55 +18,42 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/eventsout"
+	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/reports"
+	"github.com/penstock-mta/penstock/smtpserver"
+	"github.com/penstock-mta/penstock/spool"
 )
 
-// Source is what the gauges read at scrape time.
-type Source interface {
-	// Queues counts queued recipients per status text and open
-	// connections per MX rule (one walk of the queues for both).
-	Queues() (byStatus, connsByRule map[string]int)
-	// FlowStates counts sites per flow state.
-	FlowStates() map[string]int
-	// FlowSourceStates counts (site, source) pairs per flow state.
-	FlowSourceStates() map[string]int
-	// LocalProblem reports the local-problem indicator.
-	LocalProblem() bool
-	// Spool returns messages, queued recipients and bytes on disk.
-	Spool() (messages, recipients, bytes int64)
-	// QuotaDegraded reports a cluster node running on its local share.
-	QuotaDegraded() bool
-	// SMTP reports the injection listener's counters; ok is false when
-	// it does not run.
-	SMTP() (st SMTPStats, ok bool)
-	// Reports is the bounce listener's tally.
-	Reports() reports.Stats
+// Deps are the running parts the gauges read at scrape time, each as it
+// is: package mta passes its queue, flow controller, spool, quota store,
+// listeners and stages. A nil optional part has no series; Queue, Flow
+// and Spool are required.
+type Deps struct {
+	// Queue counts queued recipients per status text and open connections
+	// per MX rule (one walk of the queues for both).
+	Queue interface {
+		Gauges() (byStatus, connsByRule map[string]int)
+	}
+	Flow interface {
+		States() map[string]int       // sites per flow state
+		SourceStates() map[string]int // (site, source) pairs per flow state
+		Local() (bool, flow.LocalProblem)
+	}
+	Spool interface{ Stats() spool.Stats }
+	// Quotas: a quota.Degrader among them reports a cluster node running
+	// on its local share.
+	Quotas  any
+	SMTP    interface{ Stats() smtpserver.Stats }    // the injection listener
+	Reports interface{ Reports() reports.Stats }     // the bounce listener's tally
+	Outputs interface{ Status() []eventsout.Status } // webhooks, streams, PostgreSQL
 	// DKIM counts messages by signing result: "signed", "third_party"
 	// (signed by a domain not aligned with From), "unsigned_<reason>".
-	DKIM() map[string]uint64
+	DKIM interface{ Counts() map[string]uint64 }
 	// TLS counts outgoing TLS sessions by result: "success" or the
 	// RFC 8460 §4.3 result type of the failure.
-	TLS() map[string]uint64
-	// EventsOut is each event output's state (webhooks, streams,
-	// PostgreSQL).
-	EventsOut() []Output
-}
-
-// Output is one event output's lag and failures.
-type Output struct {
-	Name     string
-	Lag      int64  // records behind the end of the delivery log
-	Failures uint64 // failed sends, each retried
-}
-
-// SMTPStats is what the injection listener counts (smtpserver.Stats).
-type SMTPStats struct {
-	SessionsOpen  int
-	Rejected      map[string]uint64 // by reason
-	Stressed      bool
-	StressEntered uint64
-	AuthDelayed   uint64
-	AuthThrottled int // client addresses refused AUTH for a cool-down now
+	TLS interface{ Counts() map[string]uint64 }
 }
 
 // Metrics holds the registry and the counters.
@@ -83,8 +70,8 @@ type Metrics struct {
 	toDelivery prometheus.Histogram
 }
 
-// New builds the registry with the gauges of src.
-func New(src Source) *Metrics {
+// New builds the registry with the gauges of the parts d.
+func New(d Deps) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
@@ -109,7 +96,7 @@ func New(src Source) *Metrics {
 	}
 	reg.MustRegister(m.injected, m.delivered, m.deferred, m.bounced, m.expired, m.suppressed, m.flowChange, m.ack, m.toDelivery)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(&gauges{src: src,
+	reg.MustRegister(&gauges{src: d,
 		queued: prometheus.NewDesc("penstock_queue_recipients", "Queued recipients, by status text.", []string{"status"}, nil),
 		conns:  prometheus.NewDesc("penstock_queue_connections", "Open delivery connections, by MX rule.", []string{"rule"}, nil),
 		flow:   prometheus.NewDesc("penstock_flow_sites", "Sites per flow-control state.", []string{"state"}, nil),
@@ -129,13 +116,13 @@ func New(src Source) *Metrics {
 			throttled: prometheus.NewDesc("penstock_smtpserver_auth_throttled_clients", "Client addresses refused AUTH for a cool-down now.", nil, nil),
 		},
 	})
-	reg.MustRegister(&labelCounters{read: src.DKIM, seed: "signed", desc: prometheus.NewDesc("penstock_dkim_messages_total",
+	reg.MustRegister(&labelCounters{read: d.DKIM, seed: "signed", desc: prometheus.NewDesc("penstock_dkim_messages_total",
 		"Messages through the DKIM signing stage, by result: signed, third_party (not aligned with From), unsigned_<reason> (no_key, no_from, bad_from, key_not_active).",
 		[]string{"result"}, nil)})
-	reg.MustRegister(&labelCounters{read: src.TLS, seed: "success", desc: prometheus.NewDesc("penstock_tls_sessions_total",
+	reg.MustRegister(&labelCounters{read: d.TLS, seed: "success", desc: prometheus.NewDesc("penstock_tls_sessions_total",
 		"Outgoing TLS sessions by result: success, or the RFC 8460 result type of the failure (starttls-not-supported, certificate-expired, ...).",
 		[]string{"result"}, nil)})
-	reg.MustRegister(&reportCounters{src: src,
+	reg.MustRegister(&reportCounters{src: d.Reports,
 		reports: prometheus.NewDesc("penstock_reports_total",
 			"Reports received by the bounce listener: outcome acted (label how: verp, trusted_network, trusted_dkim) or ignored (reason: no_verp, bad_verp, old_verp, untrusted, unreadable, ...).",
 			[]string{"outcome", "reason"}, nil),
@@ -147,7 +134,7 @@ func New(src Source) *Metrics {
 		notKept: prometheus.NewDesc("penstock_reports_not_kept_total",
 			"Unreadable reports not kept, by reason (low_disk, too_big, disabled, error).", []string{"reason"}, nil),
 	})
-	reg.MustRegister(&outputGauges{src: src,
+	reg.MustRegister(&outputGauges{src: d.Outputs,
 		lag: prometheus.NewDesc("penstock_eventsout_lag", "Delivery log records an event output has not sent yet, by output.", []string{"output"}, nil),
 		failures: prometheus.NewDesc("penstock_eventsout_failures_total",
 			"Failed sends of an event output (each retried until taken), by output.", []string{"output"}, nil),
@@ -156,14 +143,17 @@ func New(src Source) *Metrics {
 }
 
 type outputGauges struct {
-	src           Source
+	src           interface{ Status() []eventsout.Status }
 	lag, failures *prometheus.Desc
 }
 
 func (o *outputGauges) Describe(ch chan<- *prometheus.Desc) { ch <- o.lag; ch <- o.failures }
 
 func (o *outputGauges) Collect(ch chan<- prometheus.Metric) {
-	for _, out := range o.src.EventsOut() {
+	if o.src == nil {
+		return
+	}
+	for _, out := range o.src.Status() {
 		ch <- prometheus.MustNewConstMetric(o.lag, prometheus.GaugeValue, float64(out.Lag), out.Name)
 		ch <- prometheus.MustNewConstMetric(o.failures, prometheus.CounterValue, float64(out.Failures), out.Name)
 	}
@@ -209,7 +199,7 @@ func (m *Metrics) Count(r *events.Record) {
 }
 
 type gauges struct {
-	src                                                      Source
+	src                                                      Deps
 	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
 	flowSrc                                                  *prometheus.Desc
 	smtp                                                     smtpDescs
@@ -229,10 +219,10 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 // collectSMTP reads the listener's counters, which live in smtpserver and
 // only grow, hence constant metrics rather than counters of our own.
 func (g *gauges) collectSMTP(ch chan<- prometheus.Metric) {
-	st, ok := g.src.SMTP()
-	if !ok {
+	if g.src.SMTP == nil {
 		return
 	}
+	st := g.src.SMTP.Stats()
 	d := g.smtp
 	ch <- prometheus.MustNewConstMetric(d.sessions, prometheus.GaugeValue, float64(st.SessionsOpen))
 	for reason, n := range st.Rejected {
@@ -245,32 +235,34 @@ func (g *gauges) collectSMTP(ch chan<- prometheus.Metric) {
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
-	byStatus, connsByRule := g.src.Queues()
+	byStatus, connsByRule := g.src.Queue.Gauges()
 	for st, n := range byStatus {
 		ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(n), st)
 	}
 	for rule, n := range connsByRule {
 		ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(n), rule)
 	}
-	for st, n := range g.src.FlowStates() {
+	for st, n := range g.src.Flow.States() {
 		ch <- prometheus.MustNewConstMetric(g.flow, prometheus.GaugeValue, float64(n), st)
 	}
-	for st, n := range g.src.FlowSourceStates() {
+	for st, n := range g.src.Flow.SourceStates() {
 		ch <- prometheus.MustNewConstMetric(g.flowSrc, prometheus.GaugeValue, float64(n), st)
 	}
-	ch <- prometheus.MustNewConstMetric(g.local, prometheus.GaugeValue, b2f(g.src.LocalProblem()))
-	msgs, rcpts, bytes := g.src.Spool()
-	ch <- prometheus.MustNewConstMetric(g.spoolM, prometheus.GaugeValue, float64(msgs))
-	ch <- prometheus.MustNewConstMetric(g.spoolR, prometheus.GaugeValue, float64(rcpts))
-	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(bytes))
-	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(g.src.QuotaDegraded()))
+	local, _ := g.src.Flow.Local()
+	ch <- prometheus.MustNewConstMetric(g.local, prometheus.GaugeValue, b2f(local))
+	sp := g.src.Spool.Stats()
+	ch <- prometheus.MustNewConstMetric(g.spoolM, prometheus.GaugeValue, float64(sp.Messages))
+	ch <- prometheus.MustNewConstMetric(g.spoolR, prometheus.GaugeValue, float64(sp.Recipients))
+	ch <- prometheus.MustNewConstMetric(g.spoolB, prometheus.GaugeValue, float64(sp.Bytes))
+	d, ok := g.src.Quotas.(quota.Degrader)
+	ch <- prometheus.MustNewConstMetric(g.degr, prometheus.GaugeValue, b2f(ok && d.Degraded()))
 	g.collectSMTP(ch)
 }
 
 // reportCounters exposes the bounce listener's counters, kept by package
 // reports, as Prometheus counters.
 type reportCounters struct {
-	src                                       Source
+	src                                       interface{ Reports() reports.Stats }
 	reports, refused, extra, dropped, notKept *prometheus.Desc
 }
 
@@ -281,6 +273,9 @@ func (r *reportCounters) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
+	if r.src == nil {
+		return
+	}
 	st := r.src.Reports()
 	c := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -315,14 +310,17 @@ func (r *reportCounters) Collect(ch chan<- prometheus.Metric) {
 // its first count (so that dashboards and alerts find the metric).
 type labelCounters struct {
 	desc *prometheus.Desc
-	read func() map[string]uint64
+	read interface{ Counts() map[string]uint64 } // nil: only the seed, at 0
 	seed string
 }
 
 func (l *labelCounters) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
 
 func (l *labelCounters) Collect(ch chan<- prometheus.Metric) {
-	counts := l.read()
+	var counts map[string]uint64
+	if l.read != nil {
+		counts = l.read.Counts()
+	}
 	if _, ok := counts[l.seed]; !ok {
 		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.CounterValue, 0, l.seed)
 	}

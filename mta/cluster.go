@@ -22,7 +22,7 @@ func setupCluster(m *MTA, cfg *config.Config) error {
 		return err
 	}
 	// Local flow-control changes go to the other nodes too.
-	m.flowHooks = append(m.flowHooks, j.PublishFlow)
+	m.flowLog.Publish = j.PublishFlow
 	m.Quotas = j
 	return nil
 }

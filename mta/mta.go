@@ -8,10 +8,10 @@
 // stage. docs/ARCHITECTURE.md walks the whole pipeline.
 //
 // Lifetimes. Every goroutine started here has an owner that stops it and
-// waits for it in Shutdown: the listeners and the ticker (wg, stopped by
-// closing their servers and tickStop), then the queue (Queue.Close), then
-// the delivery-log subscribers (subs, stopped by cancelling their
-// subscriptions), before the log and the spool close.
+// waits for it in Shutdown: the listeners, the ticker and the TLS reports'
+// daily job (wg, stopped by closing their servers and by stopJobs), the
+// queue (Queue.Close), then the delivery-log subscribers (subs, stopped by
+// cancelling their subscriptions), before the log and the spool close.
 package mta
 
 import (
@@ -115,17 +115,15 @@ type MTA struct {
 	// wg: the listeners and the ticker, stopped by Shutdown before the
 	// queue's last outcomes are saved. subs: the delivery-log subscribers,
 	// which end when their subscription is cancelled, after that.
-	wg       sync.WaitGroup
-	subs     sync.WaitGroup
-	unsub    []func()
-	started  time.Time
-	validity atomic.Int64
-	reloadMu sync.Mutex
-	dkim     *dkim.Stage        // the body pipeline's signing stage
-	stopJobs context.CancelFunc // ends the ticker and the TLS reports' job
-	// flowHooks also receive every local flow-control change (cluster:
-	// publish it to the other nodes).
-	flowHooks []func(flow.Change)
+	wg        sync.WaitGroup
+	subs      sync.WaitGroup
+	unsub     []func()
+	started   time.Time
+	validity  atomic.Int64
+	reloadMu  sync.Mutex
+	dkim      *dkim.Stage        // the body pipeline's signing stage
+	stopJobs  context.CancelFunc // ends the ticker and the TLS reports' job
+	flowLog   *flow.Journal      // records flow control's changes
 	activity  *api.Activity
 	metrics   *metrics.Metrics
 	intake    *intake.Intake
@@ -228,7 +226,8 @@ func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Flow = flow.New(fc, flow.Options{Now: opts.Now, OnChange: m.onFlowChange, OnLocal: m.onLocalProblem})
+	m.flowLog = &flow.Journal{Log: lg, Logger: opts.Logger}
+	m.Flow = flow.New(fc, flow.Options{Now: opts.Now, OnChange: m.flowLog.Change, OnLocal: m.flowLog.Local})
 
 	if err := setupCluster(m, cfg); err != nil {
 		return nil, fmt.Errorf("[cluster]: %w", err)
@@ -266,7 +265,18 @@ func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 	if err := shareSuspensions(m); err != nil {
 		return nil, fmt.Errorf("[cluster]: %w", err)
 	}
-	m.metrics = metrics.New(metricsSource{m})
+	sc, err := smtpserver.ConfigFrom(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if m.smtp, err = smtpserver.New(sc, m, opts.Logger); err != nil { // it listens in Start
+		return nil, err
+	}
+	if m.eventsOut, err = eventsout.New(cfg, eventsout.Options{KV: sp.KV(eventsout.Bucket), Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("event outputs: %w", err)
+	}
+	m.metrics = metrics.New(metrics.Deps{Queue: m.Queue, Flow: m.Flow, Spool: sp, Quotas: m.Quotas, SMTP: m.smtp,
+		Reports: m, Outputs: m.eventsOut, DKIM: m.dkim, TLS: m.tlsrpt})
 	validity := func() time.Duration { return time.Duration(m.validity.Load()) }
 	m.intake = intake.New(intake.Deps{Spool: sp, Queue: m.Queue, Log: lg, Quarantine: qs, Metrics: m.metrics,
 		Validity: validity, Logger: opts.Logger, Now: opts.Now})
@@ -323,26 +333,6 @@ func (m *MTA) closeStores() {
 // Config returns the configuration in force.
 func (m *MTA) Config() *config.Config { return m.cfg.Load() }
 
-func (m *MTA) onFlowChange(ch flow.Change) {
-	for _, h := range m.flowHooks {
-		h(ch)
-	}
-	m.Log.Write(&events.Record{Type: events.FlowControl, Time: ch.Time, Site: ch.Site, SourceIP: ch.Source, State: ch.To,
-		Status: fmt.Sprintf("%s -> %s", ch.From, ch.To), Detail: ch.Reason})
-	m.logger.Warn("flow control", "site", ch.Site, "source", ch.Source, "from", ch.From, "to", ch.To, "reason", ch.Reason,
-		"attempts", ch.Attempts, "errors", ch.Errors, "local_problem", ch.Local)
-}
-
-func (m *MTA) onLocalProblem(lp flow.LocalProblem) {
-	m.Log.Write(&events.Record{Type: events.LocalProblem, Time: lp.Time, Detail: lp.Detail,
-		Status: map[bool]string{true: "local problem", false: "cleared"}[lp.Active]})
-	if lp.Active {
-		m.logger.Error("LOCAL PROBLEM: "+lp.Detail, "error_sites", lp.ErrorSites, "active_sites", lp.ActiveSites, "dns_domains", lp.DNSDomains)
-	} else {
-		m.logger.Warn(lp.Detail)
-	}
-}
-
 // subscribe runs fn on its own subscription to the delivery log. fn must
 // return when the channel closes: Shutdown cancels the subscription and
 // waits for it.
@@ -395,40 +385,22 @@ func (m *MTA) Start(ctx context.Context) error {
 	}
 	m.tlsDaily = m.newTLSDaily()
 	m.run(func() { m.tlsDaily.Run(jobs) })
-	if err := m.startEventsOut(); err != nil {
-		return err
+	// The outputs follow the delivery log's files with cursors of their
+	// own, so nothing they do can slow delivery.
+	if err := m.eventsOut.Start(); err != nil {
+		return fmt.Errorf("event outputs: %w", err)
 	}
 	cfg := m.Config()
-	if err := m.startSMTP(cfg); err != nil {
-		return err
-	}
-	if err := m.startHTTP(cfg); err != nil {
-		m.smtp.Shutdown(ctx)
-		return err
-	}
-	if err := m.startBounceListener(cfg); err != nil {
-		m.smtp.Shutdown(ctx)
-		return err
-	}
-	return nil
-}
-
-func (m *MTA) startSMTP(cfg *config.Config) error {
-	sc, err := smtpserver.ConfigFrom(cfg)
-	if err != nil {
-		return err
-	}
-	srv, err := smtpserver.New(sc, m, m.logger)
-	if err != nil {
-		return err
-	}
 	ln, err := m.listen(m.opts.SMTPListener, "[smtp]", cfg.SMTP.Listen)
 	if err != nil {
 		return err
 	}
-	m.smtp, m.smtpLn = srv, ln
-	m.serve("smtp listener", func() error { return srv.Serve(ln) })
-	return nil
+	m.smtpLn = ln
+	m.serve("smtp listener", func() error { return m.smtp.Serve(ln) })
+	if err := m.startHTTP(cfg); err != nil {
+		return err
+	}
+	return m.startBounceListener(cfg)
 }
 
 // listen is the listener a caller gave (tests), or else one on addr.
