@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // cutPrefixFold is a version of strings.CutPrefix which is case-insensitive.
@@ -51,18 +52,25 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 // The leading space is mandatory.
 func parseArgs(s string) (map[string]string, error) {
 	argMap := map[string]string{}
-	for _, arg := range strings.Fields(s) {
-		m := strings.Split(arg, "=")
-		switch len(m) {
-		case 2:
-			argMap[strings.ToUpper(m[0])] = m[1]
-		case 1:
-			argMap[strings.ToUpper(m[0])] = ""
-		default:
+	// The space-separated fields of s, each KEY or KEY=VALUE, walked in
+	// place: no slice of fields, no slice per field.
+	for {
+		s = strings.TrimLeftFunc(s, unicode.IsSpace)
+		if s == "" {
+			return argMap, nil
+		}
+		arg := s
+		if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+			arg, s = s[:i], s[i:]
+		} else {
+			s = ""
+		}
+		key, value, _ := strings.Cut(arg, "=")
+		if strings.Contains(value, "=") {
 			return nil, fmt.Errorf("failed to parse arg string: %q", arg)
 		}
+		argMap[strings.ToUpper(key)] = value
 	}
-	return argMap, nil
 }
 
 func parseHelloArgument(arg string) (string, error) {
