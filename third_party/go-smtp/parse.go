@@ -188,27 +188,19 @@ func (p *parser) parseMailbox() (string, error) {
 		return "", err
 	}
 
-	var sb strings.Builder
-	sb.WriteString(localPart)
-	sb.WriteByte('@')
-
-	for {
-		ch, ok := p.peekByte()
-		if !ok {
-			break
-		}
-		if ch == ' ' || ch == '\t' || ch == '>' {
-			break
-		}
-		p.readByte()
-		sb.WriteByte(ch)
+	// The domain runs to the next space, tab or '>'; the mailbox is built
+	// with one concatenation rather than a byte at a time.
+	end := strings.IndexAny(p.s, " \t>")
+	if end < 0 {
+		end = len(p.s)
 	}
-
-	if strings.HasSuffix(sb.String(), "@") {
+	domain := p.s[:end]
+	p.s = p.s[end:]
+	if domain == "" || domain[len(domain)-1] == '@' {
 		return "", fmt.Errorf("domain is empty")
 	}
 
-	return sb.String(), nil
+	return localPart + "@" + domain, nil
 }
 
 func (p *parser) parseLocalPart() (string, error) {
@@ -229,19 +221,20 @@ func (p *parser) parseLocalPart() (string, error) {
 			sb.WriteByte(ch)
 		}
 	} else { // dot-string
-		for {
-			ch, ok := p.peekByte()
-			if !ok {
-				return sb.String(), nil
-			}
-			switch ch {
+		// A substring of the input: nothing to unescape, nothing to copy.
+		for i := 0; i < len(p.s); i++ {
+			switch p.s[i] {
 			case '@':
-				return sb.String(), nil
+				local := p.s[:i]
+				p.s = p.s[i:]
+				return local, nil
 			case '(', ')', '<', '>', '[', ']', ':', ';', '\\', ',', '"', ' ', '\t':
+				p.s = p.s[i:]
 				return "", fmt.Errorf("malformed dot-string")
 			}
-			p.readByte()
-			sb.WriteByte(ch)
 		}
+		local := p.s
+		p.s = ""
+		return local, nil
 	}
 }

@@ -125,3 +125,99 @@ func BenchmarkParseArgs(b *testing.B) {
 		parseArgs("SIZE=2232 BODY=8BITMIME")
 	}
 }
+
+// byteParseMailbox is parser.parseMailbox as of go-smtp v0.25.1 (local
+// part and domain copied a byte at a time), the reference.
+func byteParseMailbox(p *parser) (string, error) {
+	var local strings.Builder
+	if p.acceptByte('"') {
+		for {
+			ch, ok := p.readByte()
+			switch ch {
+			case '\\':
+				ch, ok = p.readByte()
+			case '"':
+				goto domain
+			}
+			if !ok {
+				return "", fmt.Errorf("in local-part: %v", fmt.Errorf("malformed quoted-string"))
+			}
+			local.WriteByte(ch)
+		}
+	} else {
+		for {
+			ch, ok := p.peekByte()
+			if !ok || ch == '@' {
+				break
+			}
+			switch ch {
+			case '(', ')', '<', '>', '[', ']', ':', ';', '\\', ',', '"', ' ', '\t':
+				return "", fmt.Errorf("in local-part: %v", fmt.Errorf("malformed dot-string"))
+			}
+			p.readByte()
+			local.WriteByte(ch)
+		}
+	}
+domain:
+	if local.Len() == 0 {
+		return "", fmt.Errorf("local-part is empty")
+	}
+	if err := p.expectByte('@'); err != nil {
+		return "", err
+	}
+	var sb strings.Builder
+	sb.WriteString(local.String())
+	sb.WriteByte('@')
+	for {
+		ch, ok := p.peekByte()
+		if !ok || ch == ' ' || ch == '\t' || ch == '>' {
+			break
+		}
+		p.readByte()
+		sb.WriteByte(ch)
+	}
+	if strings.HasSuffix(sb.String(), "@") {
+		return "", fmt.Errorf("domain is empty")
+	}
+	return sb.String(), nil
+}
+
+func checkParseMailbox(t *testing.T, s string) {
+	t.Helper()
+	p, ref := parser{s: s}, parser{s: s}
+	got, gotErr := p.parseMailbox()
+	want, wantErr := byteParseMailbox(&ref)
+	if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() || got != want ||
+		gotErr == nil && p.s != ref.s {
+		t.Fatalf("parseMailbox(%q) = %q, %v (rest %q); want %q, %v (rest %q)", s, got, gotErr, p.s, want, wantErr, ref.s)
+	}
+}
+
+func TestParseMailboxMatchesByteParser(t *testing.T) {
+	for _, s := range []string{"", "a@b", "a@b> SIZE=1", "@b", "a@", "a@b@", "\"q@\"@", "\"x\\\"y\"@d t", "a b@c", "a@b\tc", "\"open"} {
+		checkParseMailbox(t, s)
+	}
+	rng := rand.New(rand.NewSource(3))
+	alphabet := []string{"a", "@", "\"", "\\", ".", " ", "\t", ">", "<", "(", "é", "x.y"}
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		for j := rng.Intn(10); j > 0; j-- {
+			b.WriteString(alphabet[rng.Intn(len(alphabet))])
+		}
+		checkParseMailbox(t, b.String())
+	}
+}
+
+func FuzzParseMailbox(f *testing.F) {
+	f.Add("bench@sender.bench.test> SIZE=2232")
+	f.Add("\"a\\\"b\"@c")
+	f.Fuzz(func(t *testing.T, s string) { checkParseMailbox(t, s) })
+}
+
+func BenchmarkParseMailbox(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		p := parser{s: "bench@sender.bench.test>"}
+		p.parseMailbox()
+	}
+}
