@@ -94,9 +94,11 @@ type trackedConn struct {
 	errLimit atomic.Bool
 
 	// Read deadline: what go-smtp asked for, and whether stress mode
-	// shortens it (applyDeadlineLocked).
+	// shortens it (applyDeadlineLocked); applied is the socket's deadline
+	// when it was set with slack (zero otherwise).
 	dmu          sync.Mutex
 	readDeadline time.Time
+	applied      time.Time
 	stressed     atomic.Bool
 
 	mu      sync.Mutex
@@ -273,8 +275,23 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 // applyDeadlineLocked sets the socket's read deadline: go-smtp's, or under
 // stress no later than StressIdleTimeout from now. A session that keeps
 // sending (a long DATA transfer) is thus not cut; one that is silent is.
+//
+// go-smtp asks for a deadline before every command line, three times per
+// message within microseconds, and each one re-arms a runtime timer. Out of
+// stress the deadline is therefore set 1/64 of the timeout later than asked
+// and left alone while it stays within [asked, asked + 1/64 of the time
+// left]: a timeout is never shorter than go-smtp's, at most 1/64 longer.
 func (c *trackedConn) applyDeadlineLocked() error {
 	d := c.readDeadline
+	if !d.IsZero() && !c.stressed.Load() {
+		slack := max(time.Until(d)/64, 0)
+		if !c.applied.Before(d) && c.applied.Sub(d) <= slack {
+			return nil
+		}
+		c.applied = d.Add(slack)
+		return c.Conn.SetReadDeadline(c.applied)
+	}
+	c.applied = time.Time{}
 	if c.stressed.Load() {
 		if s := time.Now().Add(c.srv.cfg.StressIdleTimeout); d.IsZero() || s.Before(d) {
 			d = s
