@@ -28,8 +28,9 @@ func (l *recordingListener) Accept() (net.Conn, error) {
 
 type readDeadlineConn struct {
 	net.Conn
-	mu  sync.Mutex
-	set []deadlineSet
+	mu   sync.Mutex
+	set  []deadlineSet
+	wset []deadlineSet
 }
 
 type deadlineSet struct{ at, deadline time.Time }
@@ -41,18 +42,32 @@ func (c *readDeadlineConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
+func (c *readDeadlineConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wset = append(c.wset, deadlineSet{time.Now(), t})
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
 func (c *readDeadlineConn) sets() []deadlineSet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]deadlineSet(nil), c.set...)
 }
 
-// go-smtp asks for a read deadline before every command; the socket's is
-// set far less often, and never sooner than ReadTimeout from when it was
-// set (at most 1/64 of it later).
-func TestReadDeadlineSetOncePerBurst(t *testing.T) {
-	const timeout = 5 * time.Minute
-	s, err := New(Config{Hostname: "mx.penstock.test", ReadTimeout: timeout,
+func (c *readDeadlineConn) writeSets() []deadlineSet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]deadlineSet(nil), c.wset...)
+}
+
+// go-smtp asks for a read deadline before every command and a write
+// deadline before every reply; the socket's are set far less often, and
+// never sooner than ReadTimeout or WriteTimeout from when they were set (at
+// most 1/64 of it later).
+func TestDeadlinesSetOncePerBurst(t *testing.T) {
+	const timeout, wtimeout = 5 * time.Minute, time.Minute
+	s, err := New(Config{Hostname: "mx.penstock.test", ReadTimeout: timeout, WriteTimeout: wtimeout,
 		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, &fakeAcceptor{}, testLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -94,5 +109,19 @@ func TestReadDeadlineSetOncePerBurst(t *testing.T) {
 		if left := d.deadline.Sub(d.at); left < timeout-time.Second || left > timeout+timeout/64 {
 			t.Errorf("read deadline %v ahead when set, want [%v, %v]", left, timeout, timeout+timeout/64)
 		}
+	}
+	// go-smtp asks before each reply: 23 times here. The last one set is
+	// the second's bound on writing the 221 when the connection closes.
+	var replies int
+	for _, d := range rc.writeSets() {
+		if left := d.deadline.Sub(d.at); left > 2*time.Second {
+			replies++
+			if left < wtimeout-time.Second || left > wtimeout+wtimeout/64 {
+				t.Errorf("write deadline %v ahead when set, want [%v, %v]", left, wtimeout, wtimeout+wtimeout/64)
+			}
+		}
+	}
+	if replies == 0 || replies > 4 {
+		t.Errorf("socket write deadline set %d times for %d messages, want 1 to 4", replies, messages)
 	}
 }
