@@ -25,9 +25,9 @@ const (
 func NewActivity() *Activity { return &Activity{flow: map[string][]FlowChange{}} }
 
 // Run consumes the delivery log until the channel closes.
-func (a *Activity) Run(ch <-chan events.Record) {
+func (a *Activity) Run(ch <-chan *events.Record) {
 	for r := range ch {
-		a.add(&r)
+		a.add(r)
 	}
 }
 

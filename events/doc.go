@@ -21,7 +21,8 @@
 // Times are written as RFC 3339 with nanoseconds, in the location the Record
 // carries (the clock's, when Write fills it in).
 //
-// Subscribers get a copy of every record on a buffered channel. A subscriber
+// Subscribers get a copy of every record on a buffered channel, one copy
+// shared by all of them (read-only). A subscriber
 // that does not keep up loses records (counted by Dropped); the writer never
 // waits for it.
 //

@@ -393,6 +393,23 @@ func TestSubscribers(t *testing.T) {
 	cancel()
 }
 
+// A subscriber's record is a copy taken at Write: the writer may reuse its
+// Record at once, and every subscriber sees the same values.
+func TestSubscriberCopy(t *testing.T) {
+	l := Discard()
+	a, _ := l.Subscribe(1)
+	b, _ := l.Subscribe(1)
+	r := &Record{Type: Delivery, ID: "first", Recipient: "x@y"}
+	l.Write(r)
+	r.ID, r.Recipient = "changed", "z@y"
+	for _, c := range []<-chan *Record{a, b} {
+		got := <-c
+		if got == r || got.ID != "first" || got.Recipient != "x@y" || got.Time.IsZero() {
+			t.Fatalf("subscriber got %+v (writer's record %p, got %p)", got, r, got)
+		}
+	}
+}
+
 func TestDiscard(t *testing.T) {
 	l := Discard()
 	c, _ := l.Subscribe(1)

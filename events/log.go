@@ -69,7 +69,7 @@ type cut struct {
 	day time.Time
 }
 
-type subscriber struct{ ch chan Record }
+type subscriber struct{ ch chan *Record }
 
 // Open opens (creating dir if needed) dir/delivery.log for appending and
 // starts the background flusher. A delivery.log last written on an earlier
@@ -179,11 +179,13 @@ func (l *Log) putScratch(p *[]byte, b []byte) {
 // channel. When the channel's buffer (buf records) is full, records for this
 // subscriber are dropped and counted in Dropped. Close ends every
 // subscription.
-func (l *Log) Subscribe(buf int) (<-chan Record, func()) {
+//
+// The copy is shared by all subscribers: they must treat it as read-only.
+func (l *Log) Subscribe(buf int) (<-chan *Record, func()) {
 	if buf < 0 {
 		buf = 0
 	}
-	s := &subscriber{ch: make(chan Record, buf)}
+	s := &subscriber{ch: make(chan *Record, buf)}
 	l.subMu.Lock()
 	if l.subsClosed {
 		close(s.ch)
@@ -207,16 +209,26 @@ func (l *Log) Subscribe(buf int) (<-chan Record, func()) {
 // channel was full.
 func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 
+// publish hands subscribers one shared copy of r. Sending a pointer, not
+// the record, keeps a channel's buffer small enough to stay in cache: an
+// 8,192-record buffer of values (360 bytes each) is 2.9 MB, cycled through by every send and
+// scanned by the garbage collector, and the copies in and out of it were
+// ~5% of the relay's CPU with four subscribers.
 func (l *Log) publish(r *Record) {
 	l.subMu.RLock()
+	defer l.subMu.RUnlock()
+	if len(l.subs) == 0 {
+		return
+	}
+	cp := new(Record)
+	*cp = *r
 	for s := range l.subs {
 		select {
-		case s.ch <- *r:
+		case s.ch <- cp:
 		default:
 			l.dropped.Add(1)
 		}
 	}
-	l.subMu.RUnlock()
 }
 
 // Flush writes buffered records to the file (not fsynced) and returns the

@@ -171,9 +171,9 @@ func (m *Metrics) ObserveAck(d time.Duration) { m.ack.Observe(d.Seconds()) }
 func (m *Metrics) ObserveDelivered(d time.Duration) { m.toDelivery.Observe(d.Seconds()) }
 
 // Run counts delivery-log records until ch closes.
-func (m *Metrics) Run(ch <-chan events.Record) {
+func (m *Metrics) Run(ch <-chan *events.Record) {
 	for r := range ch {
-		m.Count(&r)
+		m.Count(r)
 	}
 }
 

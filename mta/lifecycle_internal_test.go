@@ -33,7 +33,7 @@ func TestShutdownWaitsForSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	m.subscribe(func(ch <-chan events.Record) {
+	m.subscribe(func(ch <-chan *events.Record) {
 		for range ch {
 		}
 		close(closed)

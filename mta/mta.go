@@ -336,7 +336,7 @@ func (m *MTA) Config() *config.Config { return m.cfg.Load() }
 // subscribe runs fn on its own subscription to the delivery log. fn must
 // return when the channel closes: Shutdown cancels the subscription and
 // waits for it.
-func (m *MTA) subscribe(fn func(<-chan events.Record)) {
+func (m *MTA) subscribe(fn func(<-chan *events.Record)) {
 	ch, cancel := m.Log.Subscribe(8192)
 	m.unsub = append(m.unsub, cancel)
 	m.subs.Add(1)
@@ -379,7 +379,7 @@ func (m *MTA) Start(ctx context.Context) error {
 	m.run(func() { m.tick(jobs) })
 	m.subscribe(m.activity.Run)
 	m.subscribe(m.metrics.Run)
-	m.subscribe(func(ch <-chan events.Record) { outcome.FeedTop(m.bounceTop, ch) })
+	m.subscribe(func(ch <-chan *events.Record) { outcome.FeedTop(m.bounceTop, ch) })
 	if m.warmup != nil {
 		m.subscribe(m.warmup.Feed)
 	}

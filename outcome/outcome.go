@@ -210,7 +210,7 @@ func (s *Stage) sendDSN(msg *spool.Message, i int, o queue.Outcome, host string,
 // FeedTop counts failure replies for `penstock bounces` from the delivery
 // log until ch closes (a statistic: a record dropped under load is no
 // harm). Asynchronous bounces are counted where they are parsed.
-func FeedTop(top *bounce.Top, ch <-chan events.Record) {
+func FeedTop(top *bounce.Top, ch <-chan *events.Record) {
 	for r := range ch {
 		if (r.Type == events.Bounce || r.Type == events.TransientFailure) && r.Text != "" && r.Status != "asynchronous bounce" {
 			top.AddAt(r.Time, r.Site, r.Code, r.EnhancedCode, bounce.Normalize(r.Text),

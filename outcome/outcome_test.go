@@ -180,11 +180,11 @@ func TestDSNInjectError(t *testing.T) {
 // (counted where they are parsed) nor deliveries.
 func TestFeedTop(t *testing.T) {
 	top := bounce.NewTop(100)
-	ch := make(chan events.Record, 4)
-	ch <- events.Record{Type: events.Bounce, Time: now, Site: "s", Code: 550, EnhancedCode: "5.1.1", Text: "no such user 1", Class: "hard"}
-	ch <- events.Record{Type: events.TransientFailure, Time: now, Site: "s", Code: 421, Text: "try later"}
-	ch <- events.Record{Type: events.Bounce, Time: now, Site: "s", Code: 550, Text: "x", Status: "asynchronous bounce"}
-	ch <- events.Record{Type: events.Delivery, Time: now, Site: "s", Code: 250, Text: "ok"}
+	ch := make(chan *events.Record, 4)
+	ch <- &events.Record{Type: events.Bounce, Time: now, Site: "s", Code: 550, EnhancedCode: "5.1.1", Text: "no such user 1", Class: "hard"}
+	ch <- &events.Record{Type: events.TransientFailure, Time: now, Site: "s", Code: 421, Text: "try later"}
+	ch <- &events.Record{Type: events.Bounce, Time: now, Site: "s", Code: 550, Text: "x", Status: "asynchronous bounce"}
+	ch <- &events.Record{Type: events.Delivery, Time: now, Site: "s", Code: 250, Text: "ok"}
 	close(ch)
 	FeedTop(top, ch)
 	if got := top.List("s", 10); len(got) != 2 {

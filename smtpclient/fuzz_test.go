@@ -57,6 +57,10 @@ func FuzzWriteBody(f *testing.F) {
 		writeBody(w, body)
 		w.Flush()
 		out := b.Bytes()
+		// Send's one-copy path must send the very same bytes.
+		if _, _, asIs := scanBody(body); asIs && !bytes.Equal(append(bytes.Clone(body), ".\r\n"...), out) {
+			t.Fatalf("%q: sent as is, but writeBody sends %q", body, out)
+		}
 		if !bytes.HasSuffix(out, []byte(".\r\n")) || (len(out) > 3 && !bytes.HasSuffix(out, []byte("\r\n.\r\n"))) {
 			t.Fatalf("%q: output %q does not end with the end-of-data marker", body, out)
 		}

@@ -122,7 +122,10 @@ func TestWriteBody(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", tc.in, b.String(), tc.out)
 		}
 		// SIZE is what was written, without stuffing dots and the final dot.
-		_, size := scanBody([]byte(tc.in))
+		_, size, asIs := scanBody([]byte(tc.in))
+		if asIs && tc.in+".\r\n" != tc.out {
+			t.Errorf("%q: scanBody says it goes as is, but writeBody sends %q", tc.in, tc.out)
+		}
 		unstuffed := strings.ReplaceAll("\n"+strings.TrimSuffix(tc.out, ".\r\n"), "\n.", "\n")[1:]
 		if size != int64(len(unstuffed)) {
 			t.Errorf("%q: size %d, want %d", tc.in, size, len(unstuffed))
@@ -133,11 +136,11 @@ func TestWriteBody(t *testing.T) {
 func TestScanBody8Bit(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		b := bytes.Repeat([]byte("a"), 20)
-		if e, _ := scanBody(b); e {
+		if e, _, _ := scanBody(b); e {
 			t.Fatal("ascii seen as 8-bit")
 		}
 		b[i] = 0xc3
-		if e, _ := scanBody(b); !e {
+		if e, _, _ := scanBody(b); !e {
 			t.Fatalf("8-bit byte at %d missed", i)
 		}
 	}
@@ -160,6 +163,19 @@ func TestCheckAddr(t *testing.T) {
 		ok, na := checkAddr(tc.a)
 		if ok != tc.ok || na != tc.nonASCII {
 			t.Errorf("%q: %v %v", tc.a, ok, na)
+		}
+	}
+}
+
+// A body in CRLF lines with no line starting with "." goes out in one copy;
+// anything writeBody would change does not.
+func TestScanBodyAsIs(t *testing.T) {
+	for in, want := range map[string]bool{
+		"": true, "a\r\n": true, "Subject: x\r\n\r\nbody\r\n": true, "a\r\r\n": true, "a\rb\r\n": true,
+		"a": false, "a\n": false, ".\r\n": false, "a\r\n.b\r\n": false, "a\r\nb": false, "a\r\nb\n": false, "a\r": false,
+	} {
+		if _, _, asIs := scanBody([]byte(in)); asIs != want {
+			t.Errorf("%q: as is %v, want %v", in, asIs, want)
 		}
 	}
 }

@@ -94,10 +94,15 @@ type trackedConn struct {
 	errLimit atomic.Bool
 
 	// Read deadline: what go-smtp asked for, and whether stress mode
-	// shortens it (applyDeadlineLocked).
+	// shortens it (applyDeadlineLocked); applied is the socket's deadline
+	// when it was set with slack (zero otherwise).
 	dmu          sync.Mutex
 	readDeadline time.Time
+	applied      time.Time
 	stressed     atomic.Bool
+
+	wdmu     sync.Mutex
+	wApplied time.Time // the socket's write deadline, zero if none
 
 	mu      sync.Mutex
 	busy    bool     // a transaction is open: MAIL accepted, DATA reply not yet written
@@ -148,7 +153,7 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.mu.Lock()
 		c.kicked = true
 		c.mu.Unlock()
-		c.Conn.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
+		c.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
 		c.flushLocked()
 		c.closeSocket()
 	}
@@ -267,14 +272,56 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetWriteDeadline applies a write deadline with slack (see slackDeadline):
+// go-smtp asks for one before every reply, four times per message.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.wdmu.Lock()
+	defer c.wdmu.Unlock()
+	if !t.IsZero() {
+		set, ok := slackDeadline(c.wApplied, t)
+		if !ok {
+			return nil
+		}
+		t = set
+	}
+	c.wApplied = t
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// slackDeadline decides the socket deadline for one asked for as d (not
+// zero), given the one set last (zero: none or unknown). Setting a socket
+// deadline re-arms a runtime timer, and go-smtp asks for one before every
+// command line and every reply, microseconds apart. So the deadline is set
+// 1/64 of the time left later than asked, and the one set last stays
+// (ok=false) while it is within [d, d + 1/64 of the time left]: a timeout
+// is never sooner than asked, and at most 1/64 later (4.7 s on 5 minutes).
+func slackDeadline(last, d time.Time) (set time.Time, ok bool) {
+	slack := max(time.Until(d)/64, 0)
+	if !last.IsZero() && !last.Before(d) && last.Sub(d) <= slack {
+		return time.Time{}, false
+	}
+	return d.Add(slack), true
 }
 
 // applyDeadlineLocked sets the socket's read deadline: go-smtp's, or under
 // stress no later than StressIdleTimeout from now. A session that keeps
 // sending (a long DATA transfer) is thus not cut; one that is silent is.
+// Out of stress go-smtp's deadline is set with slack (slackDeadline): it
+// asks for one before every command line, three times per message.
 func (c *trackedConn) applyDeadlineLocked() error {
 	d := c.readDeadline
+	if !d.IsZero() && !c.stressed.Load() {
+		set, ok := slackDeadline(c.applied, d)
+		if !ok {
+			return nil
+		}
+		c.applied = set
+		return c.Conn.SetReadDeadline(set)
+	}
+	c.applied = time.Time{}
 	if c.stressed.Load() {
 		if s := time.Now().Add(c.srv.cfg.StressIdleTimeout); d.IsZero() || s.Before(d) {
 			d = s
@@ -328,7 +375,7 @@ func (c *trackedConn) Close() error {
 	// The last replies (221, or TLS's close_notify) are still held back.
 	// A fresh deadline: crypto/tls sets the write deadline to "now" after
 	// queueing close_notify, expecting it to be written already.
-	c.Conn.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
+	c.SetWriteDeadline(time.Now().Add(kickWriteTimeout))
 	c.flush()
 	return c.closeSocket()
 }

@@ -2,9 +2,11 @@ package smtpserver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -92,8 +94,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 // (syntax errors, bad sequence) are not seen here; go-smtp's own limit of
 // three unrecognised commands still applies to them.
 func (s *session) fail(err error) error {
+	if err == nil || !s.tls {
+		return err // declared below, se is allocated only on this path
+	}
 	var se *smtp.SMTPError
-	if err == nil || !s.tls || !errors.As(err, &se) {
+	if !errors.As(err, &se) {
 		return err
 	}
 	if countsAsError(se.Code, se.EnhancedCode[1], se.EnhancedCode[2]) && s.conn.addErrors(1) {
@@ -272,7 +277,7 @@ func (s *session) data(r io.Reader) error {
 	body := make([]byte, 0, len(raw)+len(raw)/32+512)
 	body = appendReceived(body, trace)
 	body = appendCRLF(body, raw)
-	return s.srv.accept(env, body, trace.id, s.logAttrs())
+	return s.srv.accept(env, body, trace.id, s.logAttrs)
 }
 
 func (s *session) dataReadError(err error) error {
@@ -419,23 +424,27 @@ func (s *session) authenticate(user, pass string) error {
 	return s.fail(smtp.ErrAuthFailed)
 }
 
-// accept calls the Acceptor and turns its answer into the DATA reply.
-func (s *Server) accept(env *Envelope, body []byte, traceID string, attrs []any) error {
+// accept calls the Acceptor and turns its answer into the DATA reply. attrs
+// gives the session's log attributes; it is called only to log, as the
+// common case (accepted, debug logging off) logs nothing.
+func (s *Server) accept(env *Envelope, body []byte, traceID string, attrs func() []any) error {
 	id, err := s.callAcceptor(env, body)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 400 && se.Code < 600 {
 			s.stats.reject(ReasonAcceptorRejected)
-			s.log.Debug("message refused by the spool", append(attrs, "trace_id", traceID, "code", se.Code, "reply", se.Message)...)
+			s.log.Debug("message refused by the spool", append(attrs(), "trace_id", traceID, "code", se.Code, "reply", se.Message)...)
 			return se
 		}
 		s.stats.reject(ReasonTemporaryFailure)
-		s.log.Warn("message not stored; client told to retry", append(attrs, "trace_id", traceID, "err", err)...)
+		s.log.Warn("message not stored; client told to retry", append(attrs(), "trace_id", traceID, "err", err)...)
 		return errTempLocal
 	}
 	s.stats.accepted.Add(1)
 	s.stats.acceptedBytes.Add(uint64(len(body)))
-	s.log.Debug("message accepted", append(attrs, "trace_id", traceID, "id", id, "rcpts", len(env.To), "size", len(body))...)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("message accepted", append(attrs(), "trace_id", traceID, "id", id, "rcpts", len(env.To), "size", len(body))...)
+	}
 	// go-smtp writes any *SMTPError returned by Data as the reply, 2xx
 	// included; that is the only way to put the queue id in the 250.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + replySafe(id)}

@@ -410,12 +410,17 @@ func (s *Spool) Delete(id ID) error {
 func (s *Spool) Body(id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(func(tx *bolt.Tx) error {
-		k := idKey(id)
-		if tx.Bucket(bucketMeta).Get(k) == nil {
-			return fmt.Errorf("spool: body %s: %w", id, ErrNotFound)
-		}
-		if v := tx.Bucket(bucketBody).Get(k); len(v) > 0 {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], uint64(id))
+		// A body is written and deleted in the same transaction as its
+		// meta, so a body found means the message is stored: the meta
+		// lookup is needed only when there is none.
+		if v := tx.Bucket(bucketBody).Get(k[:]); len(v) > 0 {
 			body = bytes.Clone(v)
+			return nil
+		}
+		if tx.Bucket(bucketMeta).Get(k[:]) == nil {
+			return fmt.Errorf("spool: body %s: %w", id, ErrNotFound)
 		}
 		return nil
 	})

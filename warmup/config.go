@@ -49,7 +49,7 @@ func Throttles(patterns []*regexp.Regexp) func(string) bool {
 
 // Feed observes the delivery log until ch closes: deliveries, deferrals
 // (a throttle when the reply matches), bounces and complaints.
-func (t *Tracker) Feed(ch <-chan events.Record) {
+func (t *Tracker) Feed(ch <-chan *events.Record) {
 	for r := range ch {
 		var kind string
 		switch r.Type {

@@ -62,7 +62,7 @@ type deliveryWatch struct {
 	n         int
 }
 
-func (d *deliveryWatch) run(ch <-chan events.Record) {
+func (d *deliveryWatch) run(ch <-chan *events.Record) {
 	for r := range ch {
 		d.mu.Lock()
 		switch r.Type {

@@ -127,7 +127,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		for r := range flowLog {
 			if r.Type == events.FlowControl || r.Type == events.LocalProblem {
 				flowMu.Lock()
-				flowEvents = append(flowEvents, r)
+				flowEvents = append(flowEvents, *r)
 				flowMu.Unlock()
 			}
 		}

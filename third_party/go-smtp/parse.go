@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // cutPrefixFold is a version of strings.CutPrefix which is case-insensitive.
@@ -51,18 +52,25 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 // The leading space is mandatory.
 func parseArgs(s string) (map[string]string, error) {
 	argMap := map[string]string{}
-	for _, arg := range strings.Fields(s) {
-		m := strings.Split(arg, "=")
-		switch len(m) {
-		case 2:
-			argMap[strings.ToUpper(m[0])] = m[1]
-		case 1:
-			argMap[strings.ToUpper(m[0])] = ""
-		default:
+	// The space-separated fields of s, each KEY or KEY=VALUE, walked in
+	// place: no slice of fields, no slice per field.
+	for {
+		s = strings.TrimLeftFunc(s, unicode.IsSpace)
+		if s == "" {
+			return argMap, nil
+		}
+		arg := s
+		if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+			arg, s = s[:i], s[i:]
+		} else {
+			s = ""
+		}
+		key, value, _ := strings.Cut(arg, "=")
+		if strings.Contains(value, "=") {
 			return nil, fmt.Errorf("failed to parse arg string: %q", arg)
 		}
+		argMap[strings.ToUpper(key)] = value
 	}
-	return argMap, nil
 }
 
 func parseHelloArgument(arg string) (string, error) {
@@ -180,27 +188,19 @@ func (p *parser) parseMailbox() (string, error) {
 		return "", err
 	}
 
-	var sb strings.Builder
-	sb.WriteString(localPart)
-	sb.WriteByte('@')
-
-	for {
-		ch, ok := p.peekByte()
-		if !ok {
-			break
-		}
-		if ch == ' ' || ch == '\t' || ch == '>' {
-			break
-		}
-		p.readByte()
-		sb.WriteByte(ch)
+	// The domain runs to the next space, tab or '>'; the mailbox is built
+	// with one concatenation rather than a byte at a time.
+	end := strings.IndexAny(p.s, " \t>")
+	if end < 0 {
+		end = len(p.s)
 	}
-
-	if strings.HasSuffix(sb.String(), "@") {
+	domain := p.s[:end]
+	p.s = p.s[end:]
+	if domain == "" || domain[len(domain)-1] == '@' {
 		return "", fmt.Errorf("domain is empty")
 	}
 
-	return sb.String(), nil
+	return localPart + "@" + domain, nil
 }
 
 func (p *parser) parseLocalPart() (string, error) {
@@ -221,19 +221,20 @@ func (p *parser) parseLocalPart() (string, error) {
 			sb.WriteByte(ch)
 		}
 	} else { // dot-string
-		for {
-			ch, ok := p.peekByte()
-			if !ok {
-				return sb.String(), nil
-			}
-			switch ch {
+		// A substring of the input: nothing to unescape, nothing to copy.
+		for i := 0; i < len(p.s); i++ {
+			switch p.s[i] {
 			case '@':
-				return sb.String(), nil
+				local := p.s[:i]
+				p.s = p.s[i:]
+				return local, nil
 			case '(', ')', '<', '>', '[', ']', ':', ';', '\\', ',', '"', ' ', '\t':
+				p.s = p.s[i:]
 				return "", fmt.Errorf("malformed dot-string")
 			}
-			p.readByte()
-			sb.WriteByte(ch)
 		}
+		local := p.s
+		p.s = ""
+		return local, nil
 	}
 }
