@@ -31,10 +31,11 @@
 //     preference order from its source address, sends the job, then keeps
 //     claiming due jobs of the same site (connection reuse) until none is
 //     due, the rule's messages-per-connection is reached, or the
-//     connection breaks. With none due it lingers (500 ms) for the next;
+//     connection breaks. With none due it lingers (2 s) for the next;
 //     while a session with its connection open looks for a job, the
 //     runner dials no other one for the site. The lease is released when
-//     the socket closes.
+//     the socket closes; a lingering session closes at once when another
+//     site's runner is refused under a quota key it holds (yield.go).
 //  6. Each result is qualified by the bounce rules, written to the spool
 //     (durably) and to the delivery log, and fed to flow control.
 //     Delivered and hard-bounced recipients are final; soft failures are

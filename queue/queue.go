@@ -162,6 +162,11 @@ type Queue struct {
 	counters counters
 	tally    tally     // queued recipients and places, for Totals
 	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
+	yields   yields    // lingering sessions by the quota keys they hold
+
+	// lingerFor is how long an idle session waits for its site's next
+	// job (the constant lingerFor; tests make it long).
+	lingerFor time.Duration
 }
 
 type counters struct {
@@ -223,6 +228,7 @@ func New(cfg *Config, deps Deps) *Queue {
 		durable:     make(chan pendingUpdate, maxPendingUpdates),
 		durableDone: make(chan struct{}),
 		lookups:     make(chan struct{}, maxLookups),
+		lingerFor:   lingerFor,
 	}
 	go q.awaitDurable()
 	q.SetConfig(cfg)

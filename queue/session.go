@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/penstock-mta/penstock/bounce"
+	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/flow"
 	"net"
 	"strconv"
@@ -103,16 +104,23 @@ func (s *site) next(lim limits, leaseKey string) *job {
 }
 
 // lingerFor is how long an idle session keeps its connection for the next
-// job of its site (Postfix's connection cache does the same, 2 s): mail
+// job of its site: Postfix's smtp_connection_cache_time_limit, 2 s. Mail
 // arriving a few at a time then reuses the connection instead of dialling
-// for each message.
-const lingerFor = 500 * time.Millisecond
+// for each message: with 1,000 sites sharing 2,000 messages a second, each
+// site sees one about every 0.5 s, and a shorter window closed and
+// reopened most connections (see BENCHMARKS.md, Performance II). An idle
+// connection keeps its lease; it gives it up at once when a runner is
+// refused a connection under one of its quota keys (yield).
+const lingerFor = 2 * time.Second
 
-// linger waits up to lingerFor for a job to become due on the site and
-// claims it; nil when none came (or the queue closes).
+// linger waits up to q.lingerFor for a job to become due on the site and
+// claims it; nil when none came, when the queue closes, or when another
+// session needs the connection quota this one holds (contended).
 func (s *site) linger(lim limits, leaseKey string) *job {
-	deadline := time.NewTimer(lingerFor)
+	deadline := time.NewTimer(s.q.lingerFor)
 	defer deadline.Stop()
+	y := s.q.yields.watch(lingerKeys(leaseKey, lim.caps))
+	defer s.q.yields.unwatch(y)
 	for {
 		now := s.q.now()
 		s.mu.Lock()
@@ -133,12 +141,26 @@ func (s *site) linger(lim limits, leaseKey string) *job {
 		s.mu.Unlock()
 		select {
 		case <-ch:
+		case <-y.ch:
+			return nil
 		case <-deadline.C:
 			return nil
 		case <-s.q.closing:
 			return nil
 		}
 	}
+}
+
+// lingerKeys are the connection quota keys an idle session holds: its
+// lease's and those of its caps that count connections.
+func lingerKeys(leaseKey string, cs []*caps.Cap) []string {
+	keys := []string{leaseKey}
+	for _, c := range cs {
+		if c.MaxConnections > 0 {
+			keys = append(keys, c.ConnKey())
+		}
+	}
+	return keys
 }
 
 // dial connects to the first MX address that answers with a usable
