@@ -47,35 +47,47 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		_ = c.Quit(ctx)
 		cancel()
 	}()
+	// The quota keys the connection holds, so that a runner refused
+	// under one of them can ask it to close while it idles (yield.go).
+	// Registered once per connection, not at each linger.
+	y := q.yields.watch(s, lingerKeys(lease.Key(), lim.caps))
+	defer q.yields.unwatch(y)
 	sent := 0
 	j := first
 	for {
 		s.deliver(c, via, j, t, p, lim)
 		sent++
-		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() {
+		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() || !s.mayGoOn(lim, p, lease) {
 			return
 		}
-		// Flow control may have held the site meanwhile (a reply matched
-		// a suspend pattern, errors in a row): stop here, not after the
-		// rule's messages per connection.
-		if q.deps.Flow != nil && !lim.probe {
-			if dec := q.deps.Flow.Peek(s.key, q.now()); dec.Hold {
-				return
-			}
-			if !lim.srcProbe && q.sourceHeld(s.key, p.src, q.now()) {
-				// This source is held now; the pool's others go on.
-				return
-			}
-		}
-		// A cluster lease Redis could not renew within lease_ttl may
-		// belong to another node now: stop using the connection.
-		if v, ok := lease.(quota.Revocable); ok && !v.Valid() {
-			return
-		}
-		if j = s.next(lim, lease.Key()); j == nil {
+		if j = s.next(lim, lease, p, y); j == nil {
 			return
 		}
 	}
+}
+
+// mayGoOn reports whether a session with its connection open may claim
+// another job: flow control may have held the site or the session's
+// source meanwhile (a reply matched a suspend pattern, errors in a row),
+// and a cluster lease Redis could not renew may belong to another node
+// now. It is asked after each message and again before a lingering
+// session claims, so a hold stops the connection at once, not after the
+// rule's messages per connection.
+func (s *site) mayGoOn(lim limits, p path, lease quota.Lease) bool {
+	q := s.q
+	if q.deps.Flow != nil && !lim.probe {
+		if dec := q.deps.Flow.Peek(s.key, q.now()); dec.Hold {
+			return false
+		}
+		if !lim.srcProbe && q.sourceHeld(s.key, p.src, q.now()) {
+			// This source is held now; the pool's others go on.
+			return false
+		}
+	}
+	if v, ok := lease.(quota.Revocable); ok && !v.Valid() {
+		return false
+	}
+	return true
 }
 
 // next claims the site's next due job for a session whose connection is
@@ -83,7 +95,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 // the session counts as idle and the runner opens no other session for
 // the site (step); the runner looks again when the session stops looking,
 // with a job (more may be due) or without.
-func (s *site) next(lim limits, leaseKey string) *job {
+func (s *site) next(lim limits, lease quota.Lease, p path, y *yieldWatch) *job {
 	s.mu.Lock()
 	s.idle++
 	s.mu.Unlock()
@@ -97,10 +109,10 @@ func (s *site) next(lim limits, leaseKey string) *job {
 			s.poke()
 		}
 	}()
-	if j, _ := s.claim(lim, leaseKey); j != nil {
+	if j, _ := s.claim(lim, lease.Key()); j != nil {
 		return j
 	}
-	return s.linger(lim, leaseKey)
+	return s.linger(lim, lease, p, y)
 }
 
 // lingerFor is how long an idle session keeps its connection for the next
@@ -114,19 +126,28 @@ func (s *site) next(lim limits, leaseKey string) *job {
 const lingerFor = 2 * time.Second
 
 // linger waits up to q.lingerFor for a job to become due on the site and
-// claims it; nil when none came, when the queue closes, or when another
-// session needs the connection quota this one holds (contended).
-func (s *site) linger(lim limits, leaseKey string) *job {
+// claims it; nil when none came, when the queue closes, when flow control
+// held the site meanwhile (mayGoOn), or when another site needs the
+// connection quota this one holds (y, closed by yields.contend).
+func (s *site) linger(lim limits, lease quota.Lease, p path, y *yieldWatch) *job {
 	deadline := time.NewTimer(s.q.lingerFor)
 	defer deadline.Stop()
-	y := s.q.yields.watch(lingerKeys(leaseKey, lim.caps))
-	defer s.q.yields.unwatch(y)
+	s.q.yields.setIdle(y, true)
+	defer s.q.yields.setIdle(y, false)
 	for {
+		select {
+		case <-y.ch:
+			return nil // asked to yield: before any job of its own
+		default:
+		}
 		now := s.q.now()
 		s.mu.Lock()
 		if len(s.jobs) > 0 && !s.jobs[0].due.After(now) {
 			s.mu.Unlock()
-			if j, _ := s.claim(lim, leaseKey); j != nil {
+			if !s.mayGoOn(lim, p, lease) {
+				return nil
+			}
+			if j, _ := s.claim(lim, lease.Key()); j != nil {
 				return j
 			}
 			// Taken by another session, or no rate token: wait again.

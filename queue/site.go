@@ -315,7 +315,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		// Refused (not a store failure): an idle connection of another
 		// site holding this quota gives it up; its release wakes this
 		// runner (Quotas.Wait below).
-		q.yields.contend(usage.Key)
+		q.yields.contend(usage.Key, s)
 	}
 	if !ok && capped != nil {
 		s.capConnsMet(capped, usage)

@@ -6,27 +6,32 @@ import "sync"
 // it. A lingering session holds its connection lease (and its caps'); with
 // a quota shared by several sites (a rule or cap scope, or one MX host set
 // in several pools) a runner refused a connection would otherwise wait for
-// the idle one's linger to run out. The refused runner calls contend on
-// the key it was refused; every session lingering under that key stops
-// lingering and closes, and the quota store's release wakes the runner.
-// Only this node's sessions hear it: in a cluster an idle connection on
-// another node ends at its linger's end, as before.
+// an idle connection's linger to run out. Each connection registers its
+// quota keys once (watch) and marks itself idle while it lingers; a runner
+// refused under a key calls contend, which tells one idle connection of
+// another site holding that key to close. Its lease's release wakes the
+// runner (Quotas.Wait); a runner still refused asks again, one connection
+// at a time, so no more close than are needed. Only this node's sessions
+// hear it: in a cluster an idle connection on another node closes at its
+// linger's end.
 type yields struct {
 	mu    sync.Mutex
 	byKey map[string]map[*yieldWatch]struct{}
 }
 
-// yieldWatch is one lingering session's registration: ch is closed when a
-// runner is refused under one of its keys.
+// yieldWatch is one connection's registration: ch is closed when it is to
+// close at its next idle moment.
 type yieldWatch struct {
+	site   *site
 	keys   []string
 	ch     chan struct{}
-	closed bool
+	idle   bool // lingering now
+	closed bool // ch is closed
 }
 
-// watch registers a lingering session under keys.
-func (y *yields) watch(keys []string) *yieldWatch {
-	w := &yieldWatch{keys: keys, ch: make(chan struct{})}
+// watch registers a connection of site s holding keys.
+func (y *yields) watch(s *site, keys []string) *yieldWatch {
+	w := &yieldWatch{site: s, keys: keys, ch: make(chan struct{})}
 	y.mu.Lock()
 	if y.byKey == nil {
 		y.byKey = make(map[string]map[*yieldWatch]struct{})
@@ -43,14 +48,9 @@ func (y *yields) watch(keys []string) *yieldWatch {
 	return w
 }
 
-// unwatch removes a registration; keys nobody watches leave the map.
+// unwatch removes a registration; keys nobody holds leave the map.
 func (y *yields) unwatch(w *yieldWatch) {
 	y.mu.Lock()
-	y.dropLocked(w)
-	y.mu.Unlock()
-}
-
-func (y *yields) dropLocked(w *yieldWatch) {
 	for _, k := range w.keys {
 		if set := y.byKey[k]; set != nil {
 			delete(set, w)
@@ -59,24 +59,32 @@ func (y *yields) dropLocked(w *yieldWatch) {
 			}
 		}
 	}
+	y.mu.Unlock()
 }
 
-// contend tells the sessions lingering under key to close. It reports
-// whether any was.
-func (y *yields) contend(key string) bool {
+// setIdle marks a connection lingering (or not).
+func (y *yields) setIdle(w *yieldWatch, idle bool) {
+	y.mu.Lock()
+	w.idle = idle
+	y.mu.Unlock()
+}
+
+// contend tells one idle connection holding key, of a site other than
+// from, to close. It reports whether there was one. The refusing site's
+// own idle connections are left alone: its runner leaves due jobs to them
+// (step), so they are busy, not in its way.
+func (y *yields) contend(key string, from *site) bool {
 	if key == "" {
 		return false
 	}
 	y.mu.Lock()
 	defer y.mu.Unlock()
-	set := y.byKey[key]
-	n := len(set)
-	for w := range set {
-		if !w.closed {
+	for w := range y.byKey[key] {
+		if w.idle && !w.closed && w.site != from {
 			w.closed = true
 			close(w.ch)
+			return true
 		}
-		y.dropLocked(w)
 	}
-	return n > 0
+	return false
 }

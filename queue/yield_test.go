@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/flow"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/sim"
 )
@@ -58,33 +60,91 @@ func TestIdleConnectionYieldsQuota(t *testing.T) {
 	}
 }
 
-// contend tells every session lingering under the key and nobody else,
-// and registrations leave nothing behind.
-func TestYieldsRegistry(t *testing.T) {
+// contend tells one idle connection of another site holding the key to
+// close, and nobody else; registrations leave nothing behind.
+func TestYieldsContend(t *testing.T) {
 	var y yields
-	a := y.watch([]string{"k1", "k2"})
-	b := y.watch([]string{"k2"})
-	if y.contend("k3") {
-		t.Error("contend on a key nobody holds reported a yield")
-	}
-	if !y.contend("k2") {
-		t.Error("contend on k2 reported no yield")
-	}
-	for _, w := range []*yieldWatch{a, b} {
+	own, other := &site{key: "own"}, &site{key: "other"}
+	busy := y.watch(other, []string{"k1", "k2"})
+	mine := y.watch(own, []string{"k2"})
+	idle1 := y.watch(other, []string{"k2"})
+	idle2 := y.watch(other, []string{"k2"})
+	y.setIdle(mine, true)
+	y.setIdle(idle1, true)
+	y.setIdle(idle2, true)
+	told := func(w *yieldWatch) bool {
 		select {
 		case <-w.ch:
+			return true
 		default:
-			t.Error("a session lingering under k2 was not told to yield")
+			return false
 		}
 	}
-	y.unwatch(a)
-	y.unwatch(b)
-	c := y.watch([]string{"k1"})
-	y.unwatch(c)
-	if y.contend("k1") {
-		t.Error("an unwatched session was told to yield")
+	if y.contend("k3", own) {
+		t.Error("contend on a key nobody holds reported a yield")
+	}
+	if !y.contend("k2", own) {
+		t.Fatal("contend on k2 found no idle connection of another site")
+	}
+	if told(busy) || told(mine) || told(idle1) == told(idle2) {
+		t.Errorf("told: busy %v, own site %v, idle %v and %v; want exactly one idle connection of the other site",
+			told(busy), told(mine), told(idle1), told(idle2))
+	}
+	if !y.contend("k2", own) || !told(idle1) || !told(idle2) {
+		t.Error("a second refusal did not reach the other idle connection")
+	}
+	if y.contend("k2", own) {
+		t.Error("a third refusal found an idle connection; only the refusing site's own is left")
+	}
+	for _, w := range []*yieldWatch{busy, mine, idle1, idle2} {
+		y.unwatch(w)
 	}
 	if len(y.byKey) != 0 {
-		t.Errorf("registry keeps %d keys after every session left", len(y.byKey))
+		t.Errorf("registry keeps %d keys after every connection left", len(y.byKey))
+	}
+}
+
+// holdFlow is flow control that holds every site once hold is set.
+type holdFlow struct{ hold atomic.Bool }
+
+func (h *holdFlow) Check(site string, now time.Time) flow.Decision { return h.Peek(site, now) }
+func (h *holdFlow) Peek(string, time.Time) flow.Decision {
+	if h.hold.Load() {
+		return flow.Decision{State: flow.Suspended, Hold: true, Detail: "held by the test"}
+	}
+	return flow.Decision{State: flow.Normal, ConnFactor: 1, RateFactor: 1}
+}
+func (h *holdFlow) Record(flow.Event)                                  {}
+func (h *holdFlow) Reset(string)                                       {}
+func (h *holdFlow) Local() (bool, flow.LocalProblem)                   { return false, flow.LocalProblem{} }
+func (h *holdFlow) Sources(string, time.Time) []flow.SourceDecision    { return nil }
+func (h *holdFlow) SourcesAll(string, time.Time) []flow.SourceDecision { return nil }
+func (h *holdFlow) TakeProbe(string, string, time.Time) bool           { return false }
+
+// A lingering session claims no job of a site flow control held while it
+// idled: it closes, and the mail waits as the runner's check says (before,
+// the idle connection sent it: a hold stopped a session only after a
+// message).
+func TestLingeringSessionStopsWhenHeld(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.hold.test"})
+	fl := &holdFlow{}
+	f.q.deps.Flow = fl
+	f.q.lingerFor = time.Hour // before any session starts
+
+	f.send(t, "a@hold.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "hold.test")
+	fl.hold.Store(true)
+	f.send(t, "b@hold.test")
+	deadline := time.Now().Add(10 * time.Second)
+	for f.prov.Stats().OpenNow > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lingering connection stayed open after the hold")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.waitStatus(t, "hold.test", StatusFlowControl, 1)
+	if st := f.prov.Stats(); st.Delivered != 1 || st.Connections != 1 {
+		t.Errorf("provider: %d delivered over %d connections; want 1 over 1 (b held)", st.Delivered, st.Connections)
 	}
 }
