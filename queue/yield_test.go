@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,15 +137,36 @@ func TestLingeringSessionStopsWhenHeld(t *testing.T) {
 	f.waitIdle(t, "hold.test")
 	fl.hold.Store(true)
 	f.send(t, "b@hold.test")
-	deadline := time.Now().Add(10 * time.Second)
-	for f.prov.Stats().OpenNow > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the lingering connection stayed open after the hold")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitClosed(t, f.prov) // the lingering connection, after the hold
 	f.waitStatus(t, "hold.test", StatusFlowControl, 1)
 	if st := f.prov.Stats(); st.Delivered != 1 || st.Connections != 1 {
 		t.Errorf("provider: %d delivered over %d connections; want 1 over 1 (b held)", st.Delivered, st.Connections)
+	}
+}
+
+// A new connection to an MX host resumes the TLS session of the last one
+// (before, every connection made a full handshake).
+func TestTLSSessionResumed(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.resume.test", STARTTLS: true})
+	f.q.lingerFor = 0 // each message on its own connection
+	for i := range 3 {
+		f.send(t, fmt.Sprintf("u%d@resume.test", i))
+		f.out.wait(t, i+1)
+		waitClosed(t, f.prov)
+	}
+	if st := f.prov.Stats(); st.Connections != 3 || st.TLSConns != 3 || st.TLSResumed != 2 {
+		t.Errorf("provider: %d connections, %d over TLS, %d resumed; want 3, 3, 2", st.Connections, st.TLSConns, st.TLSResumed)
+	}
+}
+
+// waitClosed waits (bounded) until the provider has no connection open.
+func waitClosed(t *testing.T, p *sim.Provider) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().OpenNow > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection stayed open")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
