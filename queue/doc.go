@@ -42,7 +42,10 @@
 //     pushed back into the site heap at their next retry time; a
 //     recipient whose validity has run out expires.
 //  7. TLS: each connection's STARTTLS outcome goes to Deps.TLSReport (RFC
-//     8460 reporting), once per connection and recipient domain. An MX
+//     8460 reporting), once per connection and recipient domain. A new
+//     connection resumes the last TLS session with its MX host (a session
+//     cache on the base configuration; never under DANE or MTA-STS
+//     testing, whose configurations are per connection). An MX
 //     address whose opportunistic handshake failed is remembered for
 //     Config.TLSFailureMemory and gets clear text at once meanwhile. A
 //     message marked by Deps.RequireTLS (RFC 8689) is sent only over TLS
