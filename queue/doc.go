@@ -31,17 +31,21 @@
 //     preference order from its source address, sends the job, then keeps
 //     claiming due jobs of the same site (connection reuse) until none is
 //     due, the rule's messages-per-connection is reached, or the
-//     connection breaks. With none due it lingers (500 ms) for the next;
+//     connection breaks. With none due it lingers (2 s) for the next;
 //     while a session with its connection open looks for a job, the
 //     runner dials no other one for the site. The lease is released when
-//     the socket closes.
+//     the socket closes; a lingering session closes at once when another
+//     site's runner is refused under a quota key it holds (yield.go).
 //  6. Each result is qualified by the bounce rules, written to the spool
 //     (durably) and to the delivery log, and fed to flow control.
 //     Delivered and hard-bounced recipients are final; soft failures are
 //     pushed back into the site heap at their next retry time; a
 //     recipient whose validity has run out expires.
 //  7. TLS: each connection's STARTTLS outcome goes to Deps.TLSReport (RFC
-//     8460 reporting), once per connection and recipient domain. An MX
+//     8460 reporting), once per connection and recipient domain. A new
+//     connection resumes the last TLS session with its MX host (a session
+//     cache on the base configuration; never under DANE or MTA-STS
+//     testing, whose configurations are per connection). An MX
 //     address whose opportunistic handshake failed is remembered for
 //     Config.TLSFailureMemory and gets clear text at once meanwhile. A
 //     message marked by Deps.RequireTLS (RFC 8689) is sent only over TLS

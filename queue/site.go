@@ -311,6 +311,12 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	s.mu.Unlock()
 
 	lease, p, usage, plim, capped, ok := s.acquire(cfg, lim, hosts, plan)
+	if !ok && usage.Limit > 0 && usage.InUse >= usage.Limit {
+		// Refused (not a store failure): an idle connection of another
+		// site holding this quota gives it up; its release wakes this
+		// runner (Quotas.Wait below).
+		q.yields.contend(usage.Key, s)
+	}
 	if !ok && capped != nil {
 		s.capConnsMet(capped, usage)
 		return quotaRecheck, q.deps.Quotas.Wait(usage.Key)

@@ -164,9 +164,12 @@ func (p *Provider) countDataReject(code int) {
 	p.smu.Unlock()
 }
 
-func (p *Provider) countTLS() {
+func (p *Provider) countTLS(resumed bool) {
 	p.smu.Lock()
 	p.st.TLSConns++
+	if resumed {
+		p.st.TLSResumed++
+	}
 	p.smu.Unlock()
 }
 

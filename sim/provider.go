@@ -31,6 +31,7 @@ type Stats struct {
 	Attempts        int64            // MAIL FROM commands seen (transaction attempts)
 	MaxMsgsPerConn  int              // most messages delivered on one connection
 	TLSConns        int64            // connections that completed STARTTLS
+	TLSResumed      int64            // of those, handshakes that resumed an earlier session
 	StartTLSSeen    int64            // STARTTLS commands received (handshakes tried)
 	RequireTLSMail  int64            // MAIL FROM commands with REQUIRETLS accepted
 	Arrivals        []time.Time      // time of each delivered message (first 2 million)

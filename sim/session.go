@@ -582,7 +582,7 @@ func (s *session) startTLS(b *behavior, arg []byte) bool {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return false
 	}
-	s.p.countTLS()
+	s.p.countTLS(tc.ConnectionState().DidResume)
 	// RFC 3207 §4.2: forget everything learnt before TLS, EHLO included. Resetting
 	// the reader also drops plaintext a client pipelined after STARTTLS (§5), so it
 	// cannot be injected into the protected session.

@@ -1,0 +1,90 @@
+package queue
+
+import "sync"
+
+// yields lets an idle connection give its quota up to a site that needs
+// it. A lingering session holds its connection lease (and its caps'); with
+// a quota shared by several sites (a rule or cap scope, or one MX host set
+// in several pools) a runner refused a connection would otherwise wait for
+// an idle connection's linger to run out. Each connection registers its
+// quota keys once (watch) and marks itself idle while it lingers; a runner
+// refused under a key calls contend, which tells one idle connection of
+// another site holding that key to close. Its lease's release wakes the
+// runner (Quotas.Wait); a runner still refused asks again, one connection
+// at a time, so no more close than are needed. Only this node's sessions
+// hear it: in a cluster an idle connection on another node closes at its
+// linger's end.
+type yields struct {
+	mu    sync.Mutex
+	byKey map[string]map[*yieldWatch]struct{}
+}
+
+// yieldWatch is one connection's registration: ch is closed when it is to
+// close at its next idle moment.
+type yieldWatch struct {
+	site   *site
+	keys   []string
+	ch     chan struct{}
+	idle   bool // lingering now
+	closed bool // ch is closed
+}
+
+// watch registers a connection of site s holding keys.
+func (y *yields) watch(s *site, keys []string) *yieldWatch {
+	w := &yieldWatch{site: s, keys: keys, ch: make(chan struct{})}
+	y.mu.Lock()
+	if y.byKey == nil {
+		y.byKey = make(map[string]map[*yieldWatch]struct{})
+	}
+	for _, k := range keys {
+		set := y.byKey[k]
+		if set == nil {
+			set = make(map[*yieldWatch]struct{}, 1)
+			y.byKey[k] = set
+		}
+		set[w] = struct{}{}
+	}
+	y.mu.Unlock()
+	return w
+}
+
+// unwatch removes a registration; keys nobody holds leave the map.
+func (y *yields) unwatch(w *yieldWatch) {
+	y.mu.Lock()
+	for _, k := range w.keys {
+		if set := y.byKey[k]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(y.byKey, k)
+			}
+		}
+	}
+	y.mu.Unlock()
+}
+
+// setIdle marks a connection lingering (or not).
+func (y *yields) setIdle(w *yieldWatch, idle bool) {
+	y.mu.Lock()
+	w.idle = idle
+	y.mu.Unlock()
+}
+
+// contend tells one idle connection holding key, of a site other than
+// from, to close. It reports whether there was one. The refusing site's
+// own idle connections are left alone: its runner leaves due jobs to them
+// (step), so they are busy, not in its way.
+func (y *yields) contend(key string, from *site) bool {
+	if key == "" {
+		return false
+	}
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	for w := range y.byKey[key] {
+		if w.idle && !w.closed && w.site != from {
+			w.closed = true
+			close(w.ch)
+			return true
+		}
+	}
+	return false
+}

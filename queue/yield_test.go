@@ -1,0 +1,172 @@
+package queue
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/flow"
+	"github.com/penstock-mta/penstock/mxrule"
+	"github.com/penstock-mta/penstock/sim"
+)
+
+// waitIdle waits (bounded) until a session of domain's site lingers.
+func (f *fixture) waitIdle(t *testing.T, domain string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s := f.q.findSite(domain); s != nil {
+			s.mu.Lock()
+			idle := s.idle
+			s.mu.Unlock()
+			if idle > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session of %s looking for a job", domain)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An idle connection gives up a connection quota another site needs: two
+// sites share one rule-scoped connection; the first one's session lingers
+// (here for an hour) after its message, and the second site's mail goes
+// out at once instead of waiting for the linger to end.
+func TestIdleConnectionYieldsQuota(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.yield.test"})
+	rules, err := mxrule.New([]mxrule.Rule{{Name: "shared", Patterns: []string{"*"}, Scope: mxrule.ScopeRule, MaxConnections: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *f.q.config()
+	cfg.Rules = rules
+	f.q.SetConfig(&cfg)
+	f.q.lingerFor = time.Hour // before any session starts
+
+	f.send(t, "a@one.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "one.test")
+	f.send(t, "b@two.test")
+	out := f.out.wait(t, 2)
+	for i, o := range out {
+		if !o.Delivered {
+			t.Errorf("outcome %d: %+v, want delivered", i, o)
+		}
+	}
+	if st := f.prov.Stats(); st.Connections != 2 || st.MaxOpen != 1 {
+		t.Errorf("provider saw %d connections, at most %d at once; want 2, 1 (the rule allows one)", st.Connections, st.MaxOpen)
+	}
+}
+
+// contend tells one idle connection of another site holding the key to
+// close, and nobody else; registrations leave nothing behind.
+func TestYieldsContend(t *testing.T) {
+	var y yields
+	own, other := &site{key: "own"}, &site{key: "other"}
+	busy := y.watch(other, []string{"k1", "k2"})
+	mine := y.watch(own, []string{"k2"})
+	idle1 := y.watch(other, []string{"k2"})
+	idle2 := y.watch(other, []string{"k2"})
+	y.setIdle(mine, true)
+	y.setIdle(idle1, true)
+	y.setIdle(idle2, true)
+	told := func(w *yieldWatch) bool {
+		select {
+		case <-w.ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if y.contend("k3", own) {
+		t.Error("contend on a key nobody holds reported a yield")
+	}
+	if !y.contend("k2", own) {
+		t.Fatal("contend on k2 found no idle connection of another site")
+	}
+	if told(busy) || told(mine) || told(idle1) == told(idle2) {
+		t.Errorf("told: busy %v, own site %v, idle %v and %v; want exactly one idle connection of the other site",
+			told(busy), told(mine), told(idle1), told(idle2))
+	}
+	if !y.contend("k2", own) || !told(idle1) || !told(idle2) {
+		t.Error("a second refusal did not reach the other idle connection")
+	}
+	if y.contend("k2", own) {
+		t.Error("a third refusal found an idle connection; only the refusing site's own is left")
+	}
+	for _, w := range []*yieldWatch{busy, mine, idle1, idle2} {
+		y.unwatch(w)
+	}
+	if len(y.byKey) != 0 {
+		t.Errorf("registry keeps %d keys after every connection left", len(y.byKey))
+	}
+}
+
+// holdFlow is flow control that holds every site once hold is set.
+type holdFlow struct{ hold atomic.Bool }
+
+func (h *holdFlow) Check(site string, now time.Time) flow.Decision { return h.Peek(site, now) }
+func (h *holdFlow) Peek(string, time.Time) flow.Decision {
+	if h.hold.Load() {
+		return flow.Decision{State: flow.Suspended, Hold: true, Detail: "held by the test"}
+	}
+	return flow.Decision{State: flow.Normal, ConnFactor: 1, RateFactor: 1}
+}
+func (h *holdFlow) Record(flow.Event)                                  {}
+func (h *holdFlow) Reset(string)                                       {}
+func (h *holdFlow) Local() (bool, flow.LocalProblem)                   { return false, flow.LocalProblem{} }
+func (h *holdFlow) Sources(string, time.Time) []flow.SourceDecision    { return nil }
+func (h *holdFlow) SourcesAll(string, time.Time) []flow.SourceDecision { return nil }
+func (h *holdFlow) TakeProbe(string, string, time.Time) bool           { return false }
+
+// A lingering session claims no job of a site flow control held while it
+// idled: it closes, and the mail waits as the runner's check says (before,
+// the idle connection sent it: a hold stopped a session only after a
+// message).
+func TestLingeringSessionStopsWhenHeld(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.hold.test"})
+	fl := &holdFlow{}
+	f.q.deps.Flow = fl
+	f.q.lingerFor = time.Hour // before any session starts
+
+	f.send(t, "a@hold.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "hold.test")
+	fl.hold.Store(true)
+	f.send(t, "b@hold.test")
+	waitClosed(t, f.prov) // the lingering connection, after the hold
+	f.waitStatus(t, "hold.test", StatusFlowControl, 1)
+	if st := f.prov.Stats(); st.Delivered != 1 || st.Connections != 1 {
+		t.Errorf("provider: %d delivered over %d connections; want 1 over 1 (b held)", st.Delivered, st.Connections)
+	}
+}
+
+// A new connection to an MX host resumes the TLS session of the last one
+// (before, every connection made a full handshake).
+func TestTLSSessionResumed(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.resume.test", STARTTLS: true})
+	f.q.lingerFor = 0 // each message on its own connection
+	for i := range 3 {
+		f.send(t, fmt.Sprintf("u%d@resume.test", i))
+		f.out.wait(t, i+1)
+		waitClosed(t, f.prov)
+	}
+	if st := f.prov.Stats(); st.Connections != 3 || st.TLSConns != 3 || st.TLSResumed != 2 {
+		t.Errorf("provider: %d connections, %d over TLS, %d resumed; want 3, 3, 2", st.Connections, st.TLSConns, st.TLSResumed)
+	}
+}
+
+// waitClosed waits (bounded) until the provider has no connection open.
+func waitClosed(t *testing.T, p *sim.Provider) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().OpenNow > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection stayed open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
