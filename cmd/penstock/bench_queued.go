@@ -69,6 +69,9 @@ func benchQueued(ctx context.Context, f benchFlags, stdout, stderr io.Writer) in
 		if phase == "restart" && f.cpuProfile != "" {
 			args = append(args, "-cpuprofile", f.cpuProfile)
 		}
+		if phase == "restart" && f.memProfile != "" {
+			args = append(args, "-memprofile", f.memProfile)
+		}
 		ch, err := startChild(ctx, stderr, args...)
 		if err != nil {
 			return 0, err
@@ -122,6 +125,7 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	domains := fs.Int("domains", 1, "")
 	t0ns := fs.Int64("t0", 0, "")
 	cpuProfile := fs.String("cpuprofile", "", "")
+	memProfile := fs.String("memprofile", "", "")
 	if fs.Parse(args) != nil || *dir == "" || *n <= 0 {
 		return 2
 	}
@@ -223,6 +227,13 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	rep.SpoolFileMiB = float64(m.Spool.Stats().Bytes) / (1 << 20)
 	rep.CPUS = cpuSelf().Seconds()
 	rep.DNSQueries = dnsSrv.Queries()
+	if *memProfile != "" {
+		// The allocation profile also holds what is in use: read it with
+		// -sample_index=inuse_space for what the queue keeps.
+		if err := writeAllocs(*memProfile); err != nil {
+			return failRep(fmt.Errorf("-memprofile: %w", err))
+		}
+	}
 	if err := out.Encode(rep); err != nil {
 		return 1
 	}
