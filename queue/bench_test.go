@@ -80,7 +80,7 @@ func fill(q *Queue, sites []*site, jobs int, rng *rand.Rand) {
 	now := time.Now()
 	for i := range jobs {
 		m := benchMessage(i, len(sites), now)
-		e := &entry{m: m, pending: 1}
+		e := pendingEntry(m, 1)
 		j := &job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%len(sites)) + ".example", index: -1,
 			due: now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))}
 		sites[i%len(sites)].push(j)
@@ -288,7 +288,7 @@ func BenchmarkScheduleKeyedHeap(b *testing.B) {
 				mu.Lock()
 				j := h.pop()
 				mu.Unlock()
-				if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+				if j.e.expired(now) {
 					b.Fatal("expired")
 				}
 				j.due = now.Add(-dues[i%len(dues)])

@@ -356,14 +356,21 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 	// rcpts is the job's recipients as read under the lock that guards
 	// them (a session narrows a claimed job's under the site's).
 	addRcpt := func(j *job, rcpts []int, status string) {
+		if addr == "" && len(ex.Recipients) >= 100 {
+			return // nothing more is shown: spare the spool reads
+		}
+		m, err := q.peek(j.e)
+		if err != nil {
+			return // gone meanwhile
+		}
 		for _, ri := range rcpts {
 			j.e.mu.Lock()
-			r := j.e.m.Recipients[ri]
+			r := m.Recipients[ri]
 			j.e.mu.Unlock()
 			if addr != "" && !strings.EqualFold(r.Addr, addr) {
 				continue
 			}
-			rv := RecipientView{ID: j.e.m.ID.String(), Recipient: r.Addr, Status: status, Attempts: int(r.Attempts)}
+			rv := RecipientView{ID: j.e.id.String(), Recipient: r.Addr, Status: status, Attempts: int(r.Attempts)}
 			if r.NextAttempt.After(now) {
 				rv.NextAttempt = r.NextAttempt
 			}
@@ -497,7 +504,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 			st = StatusMXFailed
 		}
 		for _, j := range d.pending {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				out[st] += len(j.rcpts)
 			}
 		}
@@ -506,7 +513,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 	for _, s := range sites {
 		s.mu.Lock()
 		for _, j := range s.jobs {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				out[s.statusOf(j, now)] += len(j.rcpts)
 			}
 		}

@@ -31,7 +31,7 @@ func TestFairShareWeights(t *testing.T) {
 			id++
 			m := &spool.Message{ID: spool.ID(id), Tenant: tenant, DeliveryID: delivery, Expires: now.Add(time.Hour),
 				Recipients: []spool.Recipient{{Addr: "a@fair.test"}}}
-			s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "fair.test", index: -1})
+			s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "fair.test", index: -1})
 		}
 	}
 	add("light", "", 100) // first, and many
@@ -45,7 +45,7 @@ func TestFairShareWeights(t *testing.T) {
 		if j == nil {
 			t.Fatal("no job claimed")
 		}
-		count[flowOf(j.e.m)]++
+		count[flowOf(j.e)]++
 		if j.e.m.Tenant == "light" {
 			firstIDs = append(firstIDs, j.e.m.ID)
 		}

@@ -168,14 +168,6 @@ type counters struct {
 	delivered, bounced, deferred, expired, suppressed atomic.Int64
 }
 
-// entry is the in-memory record of one spooled message, shared by the jobs
-// of its domains. mu serialises recipient updates and the spool write.
-type entry struct {
-	mu      sync.Mutex
-	m       *spool.Message
-	pending int // recipients not final
-}
-
 // job is one message × one domain: the recipients of that message at that
 // domain, delivered together in one transaction.
 type job struct {
@@ -322,9 +314,12 @@ func (q *Queue) isClosed() bool {
 
 // Enqueue schedules the queued recipients of a message the spool holds.
 // It never blocks on the network.
+//
+// The queue keeps m's scheduling fields, not m: the message is read back
+// from the spool when it is sent (entry.go), so the caller may drop it.
 func (q *Queue) Enqueue(m *spool.Message) {
-	e := &entry{m: m}
-	byDomain := make(map[string]*job)
+	e := entryOf(m)
+	e.m = nil
 	var order []*job
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
@@ -333,10 +328,16 @@ func (q *Queue) Enqueue(m *spool.Message) {
 		}
 		e.pending++
 		d := domainOf(r.Addr)
-		j := byDomain[d]
+		var j *job
+		// Recipients are few per message: a scan beats a map.
+		for _, o := range order {
+			if o.domain == d {
+				j = o
+				break
+			}
+		}
 		if j == nil {
 			j = &job{e: e, domain: d, due: r.NextAttempt, index: -1}
-			byDomain[d] = j
 			order = append(order, j)
 		}
 		if r.NextAttempt.After(j.due) {
@@ -368,7 +369,7 @@ func domainOf(addr string) string {
 // the domain's answer is unknown or stale.
 func (q *Queue) route(j *job) {
 	now := q.now()
-	pool := q.poolOf(j.e.m)
+	pool := q.poolOf(j.e.pool())
 	key := j.domain
 	if pool != "" {
 		// Mail through another pool has sites of its own: sessions of a
@@ -378,9 +379,12 @@ func (q *Queue) route(j *job) {
 	q.mu.Lock()
 	d := q.domains[key]
 	if d == nil {
-		d = &domainState{name: j.domain, pool: pool}
+		// The name is a copy: j.domain is part of a recipient's address,
+		// which the queue does not keep.
+		d = &domainState{name: strings.Clone(j.domain), pool: pool}
 		q.domains[key] = d
 	}
+	j.domain = d.name // one string per domain, not one per job
 	if d.site != nil && now.Before(d.expires) {
 		s := d.site
 		q.mu.Unlock()
@@ -493,7 +497,7 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 	q.mu.Lock()
 	var keep, expired []*job
 	for _, j := range d.pending {
-		if !j.e.m.Expires.IsZero() && now.After(j.e.m.Expires) {
+		if j.e.expired(now) {
 			expired = append(expired, j)
 		} else {
 			keep = append(keep, j)
@@ -509,15 +513,15 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 
 // poolOf is the pool a message goes out through: "" for the default pool
 // (and for a pool the configuration no longer has).
-func (q *Queue) poolOf(m *spool.Message) string {
+func (q *Queue) poolOf(pool string) string {
 	cfg := q.config()
-	if m.Pool == "" || m.Pool == cfg.DefaultPool {
+	if pool == "" || pool == cfg.DefaultPool {
 		return ""
 	}
-	if _, ok := cfg.Pools[m.Pool]; !ok {
+	if _, ok := cfg.Pools[pool]; !ok {
 		return ""
 	}
-	return m.Pool
+	return pool
 }
 
 // Pool returns the sources of a configured pool.

@@ -234,7 +234,11 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		q.classify(&outs[i])
 	}
 	e := j.e
-	m := e.m
+	m, err := q.hold(e) // dropped once the update below is durable (awaitDurable)
+	if err != nil {
+		q.unreadable(j, s, err)
+		return
+	}
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
@@ -347,7 +351,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	e.mu.Lock()
 	done := q.deps.Spool.UpdateAsync(m)
 	e.mu.Unlock()
-	q.durable <- pendingUpdate{id: m.ID, done: done}
+	q.durable <- pendingUpdate{e: e, done: done}
 
 	for i := range recs {
 		q.deps.Log.Write(&recs[i])
@@ -376,7 +380,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 
 // pendingUpdate is a spool update not yet known to be durable.
 type pendingUpdate struct {
-	id   spool.ID
+	e    *entry // held until the update is durable
 	done <-chan error
 }
 
@@ -393,8 +397,9 @@ func (q *Queue) awaitDurable() {
 			// The spool keeps the previous state: after a restart the
 			// recipient is tried again, which may send it twice but
 			// never loses it.
-			q.deps.Logger.Error("spool update failed", "id", p.id.String(), "err", err)
+			q.deps.Logger.Error("spool update failed", "id", p.e.id.String(), "err", err)
 		}
+		q.drop(p.e)
 	}
 }
 

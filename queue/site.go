@@ -650,16 +650,16 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 		j.hold = ""
 		s.take(j)
 		s.mu.Unlock()
-		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+		if j.e.expired(now) {
 			q.expire(j, s, now)
 			continue
 		}
-		if st, detail := q.suspension(j.e.m); st != "" {
+		if st, detail := q.suspension(j.e.delivery(), j.e.tenant()); st != "" {
 			s.deferJob(j, now.Add(suspendRecheck), Wait{Status: st, Detail: detail})
 			continue
 		}
 		tl := s.tenantLimit(j)
-		cr := q.campaignRate(j.e.m.DeliveryID)
+		cr := q.campaignRate(j.e.delivery())
 		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
 		if !rates && tl.PerHour <= 0 && cr <= 0 {
 			return s.grant(lim, j)
@@ -814,7 +814,7 @@ func (s *site) arrived() {
 
 // noteExpiry keeps minExpires. Caller holds s.mu.
 func (s *site) noteExpiry(j *job) {
-	if exp := j.e.m.Expires; !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
+	if exp := j.e.expiresAt(); !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
 		s.minExpires = exp
 	}
 }
@@ -832,7 +832,7 @@ func (s *site) expireHeld(now time.Time) []*job {
 	kept := s.jobs[:0]
 	s.minExpires = time.Time{}
 	for _, j := range s.jobs {
-		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+		if j.e.expired(now) {
 			j.index = -1
 			out = append(out, j)
 			s.take(j) // expire() releases them as claimed jobs

@@ -422,6 +422,29 @@ func (s *Spool) Body(id ID) ([]byte, error) {
 	return body, err
 }
 
+// Get returns a fresh copy of the stored message id, or ErrNotFound. The
+// queue reads a message back this way when it is about to send it instead
+// of keeping every queued message decoded.
+func (s *Spool) Get(id ID) (*Message, error) {
+	var d decoder
+	m := new(Message)
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(idKey(id))
+		if v == nil {
+			return fmt.Errorf("spool: get %s: %w", id, ErrNotFound)
+		}
+		if err := d.decode(v, m); err != nil {
+			return fmt.Errorf("spool: get %s: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.ID = id
+	return m, nil
+}
+
 // Load calls fn with every stored message, in ID order, each a fresh value fn
 // may keep. It streams: records are decoded in chunks inside short read
 // transactions and fn runs outside them, so fn may write to the spool. A

@@ -203,6 +203,36 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// Get reads back one message as Update left it; a message that is gone is
+// ErrNotFound.
+func TestGet(t *testing.T) {
+	s := openT(t, t.TempDir())
+	m := sampleMessage()
+	if err := s.Put(context.Background(), m, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMessage(t, got, m)
+	m.Recipients[0].Attempts = 2
+	m.Recipients[0].LastCode, m.Recipients[0].LastText = 451, "try later"
+	if err := s.Update(m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	sameMessage(t, got, m)
+	if err := s.Delete(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(m.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get of a deleted message: %v, want ErrNotFound", err)
+	}
+}
+
 func TestDelete(t *testing.T) {
 	s := openT(t, t.TempDir())
 	m := sampleMessage()
