@@ -124,7 +124,7 @@ func BenchmarkScheduleShaped(b *testing.B) {
 					b.Fatal("no job claimed")
 				}
 				s.forget(j)
-				j.due = now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))
+				j.due = dueOf(now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))))
 				s.push(j)
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")

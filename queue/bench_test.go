@@ -82,7 +82,7 @@ func fill(q *Queue, sites []*site, jobs int, rng *rand.Rand) {
 		m := benchMessage(i, len(sites), now)
 		e := pendingEntry(m, 1)
 		j := &job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%len(sites)) + ".example", index: -1,
-			due: now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))}
+			due: dueOf(now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))))}
 		sites[i%len(sites)].push(j)
 	}
 }
@@ -123,7 +123,7 @@ func BenchmarkSchedule(b *testing.B) {
 						b.Fatal("no job due")
 					}
 					s.forget(j)
-					j.due = now.Add(-dues[i%len(dues)])
+					j.due = dueOf(now.Add(-dues[i%len(dues)]))
 					s.push(j)
 				}
 			})
@@ -230,7 +230,7 @@ func (h *keyedHeap) less(a, b int) bool {
 
 func (h *keyedHeap) push(j *job) {
 	h.seq++
-	h.items = append(h.items, keyedItem{due: j.due.UnixNano(), seq: h.seq, j: j})
+	h.items = append(h.items, keyedItem{due: int64(j.due), seq: h.seq, j: j})
 	for i := len(h.items) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !h.less(i, p) {
@@ -275,7 +275,7 @@ func BenchmarkScheduleKeyedHeap(b *testing.B) {
 			h := &keyedHeap{}
 			for i := range sz.jobs {
 				e := &entry{m: benchMessage(i, 1, now), pending: 1}
-				h.push(&job{e: e, rcpts: []int{0}, index: -1, due: now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))})
+				h.push(&job{e: e, rcpts: []int{0}, index: -1, due: dueOf(now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))))})
 			}
 			dues := make([]time.Duration, 4096)
 			for i := range dues {
@@ -291,7 +291,7 @@ func BenchmarkScheduleKeyedHeap(b *testing.B) {
 				if j.e.expired(now) {
 					b.Fatal("expired")
 				}
-				j.due = now.Add(-dues[i%len(dues)])
+				j.due = dueOf(now.Add(-dues[i%len(dues)]))
 				mu.Lock()
 				h.push(j)
 				mu.Unlock()

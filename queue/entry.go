@@ -33,8 +33,8 @@ type entry struct {
 	expires int64 // validity end, Unix nanoseconds; 0: none
 	tag     unique.Handle[msgTag]
 	m       *spool.Message // decoded while users > 0; nil otherwise
-	users   int            // sessions sending it, updates not yet durable, operator actions
-	pending int            // recipients not final
+	users   int32          // sessions sending it, updates not yet durable, operator actions
+	pending int32          // recipients not final
 }
 
 // entryOf builds the entry of m, keeping m decoded (Enqueue drops it).
@@ -121,7 +121,7 @@ func (q *Queue) unreadable(j *job, s *site, err error) {
 		q.deps.Logger.Error("spool read failed", "id", j.e.id.String(), "err", err)
 	}
 	if !gone {
-		j.due = q.now().Add(time.Minute)
+		j.due = dueOf(q.now().Add(time.Minute))
 	}
 	if s != nil {
 		s.release(j, !gone)

@@ -525,7 +525,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 // heapInit restores the heap after due times changed or jobs were removed.
 func heapInit(h *jobHeap) {
 	for i, j := range *h {
-		j.index = i
+		j.index = int32(i)
 	}
 	heap.Init(h)
 }

@@ -148,7 +148,7 @@ func (s *site) deferJob(j *job, until time.Time, w Wait) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
-	j.due = until
+	j.due = dueOf(until)
 	j.hold = w.Status
 	heap.Push(&s.jobs, j)
 	if j.index == 0 {

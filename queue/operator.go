@@ -72,7 +72,7 @@ func (q *Queue) Retry(name, who string) (int, error) {
 	n := 0
 	for _, j := range s.jobs {
 		if j.due.After(now) {
-			j.due = now
+			j.due = dueOf(now)
 			n += len(j.rcpts)
 		}
 	}

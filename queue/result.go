@@ -367,7 +367,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		} else {
 			j.rcpts = keep
 		}
-		j.due = due
+		j.due = dueOf(due)
 	}
 	if s == nil {
 		if len(keep) > 0 {

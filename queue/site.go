@@ -911,19 +911,19 @@ func (h jobHeap) Len() int { return len(h) }
 // Less orders by due time, then by push order: new mail (all due "now")
 // goes out first in, first out, not newest first.
 func (h jobHeap) Less(i, j int) bool {
-	if h[i].due.Equal(h[j].due) {
+	if h[i].due == h[j].due {
 		return h[i].seq < h[j].seq
 	}
-	return h[i].due.Before(h[j].due)
+	return h[i].due < h[j].due
 }
 func (h jobHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+	h[i].index = int32(i)
+	h[j].index = int32(j)
 }
 func (h *jobHeap) Push(x any) {
 	j := x.(*job)
-	j.index = len(*h)
+	j.index = int32(len(*h))
 	*h = append(*h, j)
 }
 func (h *jobHeap) Pop() any {

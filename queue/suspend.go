@@ -252,7 +252,7 @@ func (q *Queue) wakeSuspended(kind, name string) int {
 				continue
 			}
 			if (kind == SuspendTenant && j.e.tenant() == name) || (kind == SuspendDelivery && j.e.delivery() == name) {
-				j.due, j.hold = now, ""
+				j.due, j.hold = dueOf(now), ""
 				n += len(j.rcpts)
 				woke = true
 			}
