@@ -87,6 +87,9 @@ const (
 	// transaction; callbacks run outside it so a slow or writing callback
 	// never pins the database.
 	scanChunk = 1024
+	// unmapEvery is how many chunks Load reads between two unmapResident
+	// calls (each walks the mapping's page tables: ~1 ms at 1 GB).
+	unmapEvery = 64
 	// noFreelistSync: bbolt otherwise rewrites its whole free-page list on
 	// every commit, which after a large campaign drains is hundreds of KB per
 	// commit (measured: 8.4k vs 13k put+delete/s with 250k freed messages).
@@ -191,6 +194,7 @@ func Open(dir string, opts Options) (_ *Spool, err error) {
 		db.Close()
 		return nil, fmt.Errorf("spool: initialise %s: %w", path, err)
 	}
+	s.unmapResident() // the scan's pages: Load reads them again, a chunk at a time
 	go s.run()
 	log.Info("spool opened", "path", path, "messages", s.messages.Load(),
 		"recipients", s.recipients.Load(), "took", time.Since(start), "nosync", opts.NoSync)
@@ -455,9 +459,10 @@ func (s *Spool) Load(fn func(m *Message) error) error {
 	var d decoder
 	var after []byte
 	batch := make([]*Message, 0, scanChunk)
-	for more := true; more; {
+	defer s.unmapResident()
+	for chunk := 1; ; chunk++ {
+		more := false
 		batch = batch[:0]
-		more = false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketMeta).Cursor()
 			k, v := first(c, after)
@@ -486,8 +491,15 @@ func (s *Spool) Load(fn func(m *Message) error) error {
 				return err
 			}
 		}
+		if !more {
+			return nil
+		}
+		if chunk%unmapEvery == 0 {
+			// Pages already read stay out of the resident set, so that
+			// the file and what fn builds from it never add up in RSS.
+			s.unmapResident()
+		}
 	}
-	return nil
 }
 
 // first positions c on the first key after the key after (the first key when
