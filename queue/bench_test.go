@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/spool"
@@ -81,7 +82,7 @@ func fill(q *Queue, sites []*site, jobs int, rng *rand.Rand) {
 	for i := range jobs {
 		m := benchMessage(i, len(sites), now)
 		e := pendingEntry(m, 1)
-		j := &job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%len(sites)) + ".example", index: -1,
+		j := &job{e: e, rcpts: []int{0}, domain: unique.Make("d" + strconv.Itoa(i%len(sites)) + ".example"), index: -1,
 			due: dueOf(now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))))}
 		sites[i%len(sites)].push(j)
 	}
@@ -190,7 +191,7 @@ func BenchmarkScheduleFresh(b *testing.B) {
 			now := time.Now()
 			for i := range sz.jobs {
 				e := &entry{m: benchMessage(i, ns, now), pending: 1}
-				sites[i%ns].push(&job{e: e, rcpts: []int{0}, domain: "d" + strconv.Itoa(i%ns) + ".example", index: -1})
+				sites[i%ns].push(&job{e: e, rcpts: []int{0}, domain: unique.Make("d" + strconv.Itoa(i%ns) + ".example"), index: -1})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -297,8 +297,8 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
-		if j.hold != "" {
-			return j.hold
+		if j.hold != 0 {
+			return j.hold.String()
 		}
 		if s.policyErr != nil {
 			return s.policyErr.status()
@@ -395,13 +395,13 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 		rcpts := make([][]int, 0, len(s.jobs))
 		statuses := make([]string, 0, len(s.jobs))
 		for j := range s.claimed {
-			if j.domain == domain || addr == "" && domain == s.key {
+			if j.domain.Value() == domain || addr == "" && domain == s.key {
 				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, StatusInFlight)
 			}
 		}
 		for _, j := range s.jobs {
-			if j.domain == domain || addr == "" && domain == s.key {
+			if j.domain.Value() == domain || addr == "" && domain == s.key {
 				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, s.statusOf(j, now))
 			}

@@ -149,7 +149,7 @@ func (s *site) deferJob(j *job, until time.Time, w Wait) {
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
 	j.due = dueOf(until)
-	j.hold = w.Status
+	j.hold = holdOf(w.Status)
 	heap.Push(&s.jobs, j)
 	if j.index == 0 {
 		s.poke() // the runner may sleep past the new earliest due time

@@ -97,7 +97,7 @@ func (q *Queue) Purge(name, who string) (int, error) {
 	s.mu.Lock()
 	var purged, kept []*job
 	for _, j := range s.jobs {
-		if whole || j.domain == domain {
+		if whole || j.domain.Value() == domain {
 			j.index = -1
 			purged = append(purged, j)
 			q.tally.move(&s.queued, -len(j.rcpts))

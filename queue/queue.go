@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/caps"
@@ -171,15 +172,38 @@ type counters struct {
 // job is one message × one domain: the recipients of that message at that
 // domain, delivered together in one transaction.
 //
-// A queue holds millions: the fields are laid out to fit 96 bytes.
+// A queue holds millions: the fields are laid out to fit 64 bytes.
 type job struct {
 	e      *entry
 	rcpts  []int
-	domain string
-	hold   string // the status of a job put back by a tenant's limit, until claimed
+	domain unique.Handle[string] // one copy per domain name, not one per job
 	due    dueTime
 	seq    uint64 // fair tag (fair.go): among equal due times, the order of claims
 	index  int32  // heap position, -1 when not in a heap
+	hold   holdStatus
+}
+
+// holdStatus is the status of a job put back by a tenant's or campaign's
+// limit or suspension, until claimed: 0 for none, else 1 + its index in
+// Statuses().
+type holdStatus uint8
+
+var holdStatuses = Statuses()
+
+func holdOf(status string) holdStatus {
+	for i, st := range holdStatuses {
+		if st == status {
+			return holdStatus(i + 1)
+		}
+	}
+	return 0
+}
+
+func (h holdStatus) String() string {
+	if h == 0 {
+		return ""
+	}
+	return holdStatuses[h-1]
 }
 
 // dueTime is when a job is due, in Unix nanoseconds; 0 (the zero time, a
@@ -346,7 +370,7 @@ func (q *Queue) Enqueue(m *spool.Message) {
 			continue
 		}
 		e.pending++
-		d := domainOf(r.Addr)
+		d := unique.Make(domainOf(r.Addr))
 		var j *job
 		// Recipients are few per message: a scan beats a map.
 		for _, o := range order {
@@ -389,21 +413,18 @@ func domainOf(addr string) string {
 func (q *Queue) route(j *job) {
 	now := q.now()
 	pool := q.poolOf(j.e.pool())
-	key := j.domain
+	key := j.domain.Value()
 	if pool != "" {
 		// Mail through another pool has sites of its own: sessions of a
 		// site all leave from the same pool's sources.
-		key = pool + "\x00" + j.domain
+		key = pool + "\x00" + key
 	}
 	q.mu.Lock()
 	d := q.domains[key]
 	if d == nil {
-		// The name is a copy: j.domain is part of a recipient's address,
-		// which the queue does not keep.
-		d = &domainState{name: strings.Clone(j.domain), pool: pool}
+		d = &domainState{name: j.domain.Value(), pool: pool}
 		q.domains[key] = d
 	}
-	j.domain = d.name // one string per domain, not one per job
 	if d.site != nil && now.Before(d.expires) {
 		s := d.site
 		q.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
@@ -391,7 +392,7 @@ func TestSiteStep(t *testing.T) {
 	s.running = true
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@step.test"}}}
-	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "step.test", index: -1, due: dueOf(now.Add(time.Minute))})
+	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(time.Minute))})
 	if d, ch := s.step(); d <= 0 || d > time.Minute || ch != nil {
 		t.Errorf("job due in a minute: step returned %s, want a sleep of at most a minute", d)
 	}
@@ -417,7 +418,7 @@ func TestSiteClaimRate(t *testing.T) {
 	now := time.Now()
 	for i := range 2 {
 		m := &spool.Message{ID: spool.ID(i + 1), Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@claim.test"}}}
-		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "claim.test", index: -1, due: dueOf(now.Add(time.Duration(i-5) * time.Second))})
+		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("claim.test"), index: -1, due: dueOf(now.Add(time.Duration(i-5) * time.Second))})
 	}
 	rule, err := mxrule.New(nil)
 	if err != nil {
@@ -487,7 +488,7 @@ func TestClaimSuspendedSite(t *testing.T) {
 	s.running = true // the test plays the runner
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
-	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "susp.test", index: -1, due: dueOf(now.Add(-time.Second))})
+	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1, due: dueOf(now.Add(-time.Second))})
 	s.mu.Lock()
 	s.opSuspended = true
 	s.mu.Unlock()
@@ -514,7 +515,7 @@ func TestExplainWhileSessionNarrows(t *testing.T) {
 	f.q.mu.Unlock()
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@race.test"}, {Addr: "b@race.test"}}}
-	s.push(&job{e: pendingEntry(m, 2), rcpts: []int{0, 1}, domain: s.key, index: -1, due: dueOf(now.Add(-time.Second))})
+	s.push(&job{e: pendingEntry(m, 2), rcpts: []int{0, 1}, domain: unique.Make(s.key), index: -1, due: dueOf(now.Add(-time.Second))})
 	j, _ := s.claim(limits{}, "")
 	if j == nil {
 		t.Fatal("no job claimed")

@@ -36,7 +36,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, via, err := s.dial(p, lim, first.domain)
+	c, t, via, err := s.dial(p, lim, first.domain.Value())
 	if err != nil {
 		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
@@ -302,7 +302,7 @@ func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p pat
 		// domain's MTA-STS policy; a certificate that merely chains to
 		// public roots is not enough. Nothing was sent; the connection
 		// stays usable for the site's other mail.
-		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), now: q.now()}, requireTLSRefused(j.domain, t.host), true)
+		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), now: q.now()}, requireTLSRefused(j.domain.Value(), t.host), true)
 		return
 	}
 	c.SetRequireTLS(requireTLS)

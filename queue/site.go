@@ -647,7 +647,7 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, 0
 		}
 		j := heap.Pop(&s.jobs).(*job)
-		j.hold = ""
+		j.hold = 0
 		s.take(j)
 		s.mu.Unlock()
 		if j.e.expired(now) {

@@ -248,11 +248,11 @@ func (q *Queue) wakeSuspended(kind, name string) int {
 		s.mu.Lock()
 		woke := false
 		for _, j := range s.jobs {
-			if j.hold != StatusTenantSuspended && j.hold != StatusCampaignSuspended {
+			if h := j.hold.String(); h != StatusTenantSuspended && h != StatusCampaignSuspended {
 				continue
 			}
 			if (kind == SuspendTenant && j.e.tenant() == name) || (kind == SuspendDelivery && j.e.delivery() == name) {
-				j.due, j.hold = dueOf(now), ""
+				j.due, j.hold = dueOf(now), 0
 				n += len(j.rcpts)
 				woke = true
 			}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
@@ -35,7 +36,7 @@ func TestSuspendTenantAndCampaign(t *testing.T) {
 		id++
 		m := &spool.Message{ID: spool.ID(id), Tenant: tenant, DeliveryID: delivery, Expires: now.Add(time.Hour),
 			Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
-		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "susp.test", index: -1})
+		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1})
 	}
 	for range 3 {
 		add("t1", "")
@@ -119,7 +120,7 @@ func TestSuspendAdoptedFromCluster(t *testing.T) {
 		}
 		m := &spool.Message{ID: spool.ID(i + 1), Tenant: tenant, Expires: now.Add(time.Hour),
 			Recipients: []spool.Recipient{{Addr: "a@adopt.test"}}}
-		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: "adopt.test", index: -1})
+		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("adopt.test"), index: -1})
 	}
 	var shared []string
 	f.q.ShareSuspensions(func(key, who string, on bool) {
