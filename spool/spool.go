@@ -195,6 +195,10 @@ func Open(dir string, opts Options) (_ *Spool, err error) {
 		return nil, fmt.Errorf("spool: initialise %s: %w", path, err)
 	}
 	s.unmapResident() // the scan's pages: Load reads them again, a chunk at a time
+	// Populating the map was for this first scan. bbolt maps the file
+	// again each time it outgrows the map (in the committer, at a commit);
+	// populated, every such remap would make the whole file resident.
+	db.MmapFlags = 0
 	go s.run()
 	log.Info("spool opened", "path", path, "messages", s.messages.Load(),
 		"recipients", s.recipients.Load(), "took", time.Since(start), "nosync", opts.NoSync)
@@ -449,6 +453,14 @@ func (s *Spool) Get(id ID) (*Message, error) {
 	return m, nil
 }
 
+// Scan is Load without a fresh value per message: fn must not keep m (nor
+// its Recipients or Vars; strings may be kept), which the next call reuses.
+// A restart that only takes what it needs from each message (the queue)
+// then leaves no decoded messages behind for the collector.
+func (s *Spool) Scan(fn func(m *Message) error) error {
+	return s.scan(false, fn)
+}
+
 // Load calls fn with every stored message, in ID order, each a fresh value fn
 // may keep. It streams: records are decoded in chunks inside short read
 // transactions and fn runs outside them, so fn may write to the spool. A
@@ -456,9 +468,19 @@ func (s *Spool) Get(id ID) (*Message, error) {
 // inspection), so one bad record cannot keep the MTA from starting. Load
 // stops at fn's first error and returns it.
 func (s *Spool) Load(fn func(m *Message) error) error {
+	return s.scan(true, fn)
+}
+
+// scan is Load (fresh: a new Message each) and Scan (one chunk's messages,
+// reused from chunk to chunk).
+func (s *Spool) scan(fresh bool, fn func(m *Message) error) error {
 	var d decoder
 	var after []byte
 	batch := make([]*Message, 0, scanChunk)
+	var reused []Message
+	if !fresh {
+		reused = make([]Message, scanChunk)
+	}
 	defer s.unmapResident()
 	for chunk := 1; ; chunk++ {
 		more := false
@@ -472,7 +494,12 @@ func (s *Spool) Load(fn func(m *Message) error) error {
 					break
 				}
 				after = append(after[:0], k...)
-				m := new(Message)
+				var m *Message
+				if fresh {
+					m = new(Message)
+				} else {
+					m = &reused[len(batch)]
+				}
 				if err := d.decode(v, m); err != nil {
 					s.log.Error("spool: skipping unreadable meta record", "id", idFromKey(k), "err", err)
 					continue
