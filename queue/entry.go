@@ -25,21 +25,42 @@ type msgTag struct {
 }
 
 // entry is the in-memory record of one spooled message, shared by the jobs
-// of its domains. mu guards m, users and pending, and serialises recipient
-// updates and the spool write.
+// of its domains: 32 bytes. Its lock and, while it is held, its decoded
+// message live in the queue's entry stripes (lockOf).
 type entry struct {
-	mu      sync.Mutex
 	id      spool.ID
 	expires int64 // validity end, Unix nanoseconds; 0: none
 	tag     unique.Handle[msgTag]
-	m       *spool.Message // decoded while users > 0; nil otherwise
-	users   int32          // sessions sending it, updates not yet durable, operator actions
-	pending int32          // recipients not final
+	pending int32 // recipients not final (guarded by lockOf)
 }
 
-// entryOf builds the entry of m, keeping m decoded (Enqueue drops it).
+// entryStripes is how many locks the entries share: enough that two
+// sessions rarely wait for each other, few enough to cost nothing.
+const entryStripes = 64
+
+// entryStripe guards the entries whose ID falls in it: their pending
+// count, their recipients' updates and spool writes, and the messages held
+// decoded.
+type entryStripe struct {
+	mu   sync.Mutex
+	held map[*entry]*heldMessage
+}
+
+// heldMessage is a decoded message and how many hold it: sessions sending
+// it, updates not yet durable, operator actions.
+type heldMessage struct {
+	m     *spool.Message
+	users int32
+}
+
+func (q *Queue) stripeOf(e *entry) *entryStripe { return &q.stripes[uint64(e.id)%entryStripes] }
+
+// lockOf is the lock that guards e (and the other entries of its stripe).
+func (q *Queue) lockOf(e *entry) *sync.Mutex { return &q.stripeOf(e).mu }
+
+// entryOf builds the entry of m.
 func entryOf(m *spool.Message) *entry {
-	e := &entry{m: m, id: m.ID, tag: unique.Make(msgTag{tenant: m.Tenant, delivery: m.DeliveryID, pool: m.Pool})}
+	e := &entry{id: m.ID, tag: unique.Make(msgTag{tenant: m.Tenant, delivery: m.DeliveryID, pool: m.Pool})}
 	if !m.Expires.IsZero() {
 		e.expires = m.Expires.UnixNano()
 	}
@@ -65,12 +86,14 @@ func (e *entry) expired(now time.Time) bool {
 
 // hold returns the decoded message, reading it from the spool when nobody
 // holds it, and counts one more user; every successful hold is matched by
-// one drop. While a user holds it, changes made under e.mu are seen by
-// the others.
+// one drop. While a user holds it, changes made under lockOf(e) are seen
+// by the others.
 func (q *Queue) hold(e *entry) (*spool.Message, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.m == nil {
+	st := q.stripeOf(e)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	h := st.held[e]
+	if h == nil {
 		if q.deps.Spool == nil {
 			return nil, spool.ErrNotFound
 		}
@@ -78,32 +101,38 @@ func (q *Queue) hold(e *entry) (*spool.Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.m = m
+		h = &heldMessage{m: m}
+		if st.held == nil {
+			st.held = map[*entry]*heldMessage{}
+		}
+		st.held[e] = h
 	}
-	e.users++
-	return e.m, nil
+	h.users++
+	return h.m, nil
 }
 
 // drop ends one hold; the last one lets the decoded message go.
 func (q *Queue) drop(e *entry) {
-	e.mu.Lock()
-	e.users--
-	if e.users <= 0 {
-		e.users = 0
-		e.m = nil
+	st := q.stripeOf(e)
+	st.mu.Lock()
+	if h := st.held[e]; h != nil {
+		if h.users--; h.users <= 0 {
+			delete(st.held, e)
+		}
 	}
-	e.mu.Unlock()
+	st.mu.Unlock()
 }
 
 // peek returns the message for reading (explain) without keeping it: the
 // decoded one when held, else a fresh copy from the spool, which is then
 // current (nobody holds it, so no update is in flight).
 func (q *Queue) peek(e *entry) (*spool.Message, error) {
-	e.mu.Lock()
-	m := e.m
-	e.mu.Unlock()
-	if m != nil {
-		return m, nil
+	st := q.stripeOf(e)
+	st.mu.Lock()
+	h := st.held[e]
+	st.mu.Unlock()
+	if h != nil {
+		return h.m, nil
 	}
 	if q.deps.Spool == nil {
 		return nil, spool.ErrNotFound

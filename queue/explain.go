@@ -364,9 +364,10 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 			return // gone meanwhile
 		}
 		for _, ri := range rcpts {
-			j.e.mu.Lock()
+			mu := q.lockOf(j.e)
+			mu.Lock()
 			r := m.Recipients[ri]
-			j.e.mu.Unlock()
+			mu.Unlock()
 			if addr != "" && !strings.EqualFold(r.Addr, addr) {
 				continue
 			}

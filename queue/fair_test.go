@@ -32,7 +32,7 @@ func TestFairShareWeights(t *testing.T) {
 			id++
 			m := &spool.Message{ID: spool.ID(id), Tenant: tenant, DeliveryID: delivery, Expires: now.Add(time.Hour),
 				Recipients: []spool.Recipient{{Addr: "a@fair.test"}}}
-			s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("fair.test"), index: -1})
+			s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("fair.test"), index: -1})
 		}
 	}
 	add("light", "", 100) // first, and many
@@ -47,8 +47,8 @@ func TestFairShareWeights(t *testing.T) {
 			t.Fatal("no job claimed")
 		}
 		count[flowOf(j.e)]++
-		if j.e.m.Tenant == "light" {
-			firstIDs = append(firstIDs, j.e.m.ID)
+		if j.e.tenant() == "light" {
+			firstIDs = append(firstIDs, j.e.id)
 		}
 		s.forget(j)
 	}

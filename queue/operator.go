@@ -181,7 +181,8 @@ func (q *Queue) cancelJobs(jobs []*job, site, who string) int {
 			}
 			continue
 		}
-		e.mu.Lock()
+		mu := q.lockOf(e)
+		mu.Lock()
 		for _, ri := range j.rcpts {
 			r := &m.Recipients[ri]
 			if r.State.Final() {
@@ -196,7 +197,7 @@ func (q *Queue) cancelJobs(jobs []*job, site, who string) int {
 		if err := q.deps.Spool.Update(m); err != nil {
 			q.deps.Logger.Error("spool update failed", "id", m.ID.String(), "err", err)
 		}
-		e.mu.Unlock()
+		mu.Unlock()
 		if q.deps.Outcome != nil {
 			for _, ri := range j.rcpts {
 				if m.Recipients[ri].State == spool.Cancelled {

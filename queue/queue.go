@@ -161,8 +161,9 @@ type Queue struct {
 	suspShare atomic.Pointer[func(key, who string, on bool)]
 
 	counters counters
-	tally    tally     // queued recipients and places, for Totals
-	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
+	tally    tally                     // queued recipients and places, for Totals
+	tlsMem   tlsMemory                 // MX addresses with a broken TLS handshake
+	stripes  [entryStripes]entryStripe // the entries' locks and held messages (entry.go)
 }
 
 type counters struct {
@@ -362,7 +363,6 @@ func (q *Queue) isClosed() bool {
 // from the spool when it is sent (entry.go), so the caller may drop it.
 func (q *Queue) Enqueue(m *spool.Message) {
 	e := entryOf(m)
-	e.m = nil
 	var order []*job
 	for i := range m.Recipients {
 		r := &m.Recipients[i]

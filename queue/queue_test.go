@@ -139,10 +139,18 @@ func newFixture(t *testing.T, b sim.Behavior) *fixture {
 	return f
 }
 
-// pendingEntry is the entry of m, kept decoded, with n recipients not final.
-func pendingEntry(m *spool.Message, n int32) *entry {
+// pendingEntry is the entry of m with n recipients not final. m is held
+// by q for good: it need not be in the spool.
+func pendingEntry(q *Queue, m *spool.Message, n int32) *entry {
 	e := entryOf(m)
 	e.pending = n
+	st := q.stripeOf(e)
+	st.mu.Lock()
+	if st.held == nil {
+		st.held = map[*entry]*heldMessage{}
+	}
+	st.held[e] = &heldMessage{m: m, users: 1}
+	st.mu.Unlock()
 	return e
 }
 
@@ -227,14 +235,15 @@ func TestWaitingMessageReadBack(t *testing.T) {
 		s.mu.Lock()
 		e := s.jobs[0].e
 		s.mu.Unlock()
-		e.mu.Lock()
-		held, users := e.m != nil, e.users
-		e.mu.Unlock()
-		if !held && users == 0 {
+		st := f.q.stripeOf(e)
+		st.mu.Lock()
+		h := st.held[e]
+		st.mu.Unlock()
+		if h == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("message still held (%d users) after its update", users)
+			t.Fatal("message still held after its update")
 		}
 		time.Sleep(5 * time.Millisecond) // a bounded poll: the update is durable asynchronously
 	}
@@ -392,7 +401,7 @@ func TestSiteStep(t *testing.T) {
 	s.running = true
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@step.test"}}}
-	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(time.Minute))})
+	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(time.Minute))})
 	if d, ch := s.step(); d <= 0 || d > time.Minute || ch != nil {
 		t.Errorf("job due in a minute: step returned %s, want a sleep of at most a minute", d)
 	}
@@ -418,7 +427,7 @@ func TestSiteClaimRate(t *testing.T) {
 	now := time.Now()
 	for i := range 2 {
 		m := &spool.Message{ID: spool.ID(i + 1), Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@claim.test"}}}
-		s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("claim.test"), index: -1, due: dueOf(now.Add(time.Duration(i-5) * time.Second))})
+		s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("claim.test"), index: -1, due: dueOf(now.Add(time.Duration(i-5) * time.Second))})
 	}
 	rule, err := mxrule.New(nil)
 	if err != nil {
@@ -430,7 +439,7 @@ func TestSiteClaimRate(t *testing.T) {
 	m.Rule = &r
 	lim := limits{perHour: 1, match: m}
 	j, _ := s.claim(lim, "conn|claim-test")
-	if j == nil || j.e.m.ID != 1 {
+	if j == nil || j.e.id != 1 {
 		t.Fatalf("first claim: %+v, want the earliest job", j)
 	}
 	j2, retryIn := s.claim(lim, "conn|claim-test")
@@ -488,7 +497,7 @@ func TestClaimSuspendedSite(t *testing.T) {
 	s.running = true // the test plays the runner
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
-	s.push(&job{e: pendingEntry(m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1, due: dueOf(now.Add(-time.Second))})
+	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1, due: dueOf(now.Add(-time.Second))})
 	s.mu.Lock()
 	s.opSuspended = true
 	s.mu.Unlock()
@@ -515,7 +524,7 @@ func TestExplainWhileSessionNarrows(t *testing.T) {
 	f.q.mu.Unlock()
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@race.test"}, {Addr: "b@race.test"}}}
-	s.push(&job{e: pendingEntry(m, 2), rcpts: []int{0, 1}, domain: unique.Make(s.key), index: -1, due: dueOf(now.Add(-time.Second))})
+	s.push(&job{e: pendingEntry(s.q, m, 2), rcpts: []int{0, 1}, domain: unique.Make(s.key), index: -1, due: dueOf(now.Add(-time.Second))})
 	j, _ := s.claim(limits{}, "")
 	if j == nil {
 		t.Fatal("no job claimed")

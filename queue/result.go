@@ -257,7 +257,8 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		mxIP = t.ip.String()
 	}
 
-	e.mu.Lock()
+	mu := q.lockOf(e)
+	mu.Lock()
 	for i, ri := range j.rcpts {
 		o := &outs[i]
 		r := &m.Recipients[ri]
@@ -329,7 +330,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		recs = append(recs, rec)
 	}
 	over := e.pending == 0
-	e.mu.Unlock()
+	mu.Unlock()
 	if over {
 		q.deps.Pipeline.Forget(m.ID)
 	}
@@ -348,9 +349,9 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	// the committer batches it with the others in flight. Until it commits,
 	// a crash would only send this message again (it is in flight), never
 	// lose it. q.durable bounds how many may be outstanding.
-	e.mu.Lock()
+	mu.Lock()
 	done := q.deps.Spool.UpdateAsync(m)
-	e.mu.Unlock()
+	mu.Unlock()
 	q.durable <- pendingUpdate{e: e, done: done}
 
 	for i := range recs {
