@@ -355,7 +355,10 @@ func (m *MTA) Start(ctx context.Context) error {
 	}
 	n := 0
 	queuedBy := map[string]int{}
-	err := m.Spool.Load(func(msg *spool.Message) error {
+	// Scan, not Load: the queue keeps no decoded message (it reads each
+	// back from the spool when it sends it), so one reused value per
+	// record leaves the collector nothing to clean up after a restart.
+	err := m.Spool.Scan(func(msg *spool.Message) error {
 		if msg.DeliveryID != "" {
 			for _, r := range msg.Recipients {
 				if !r.State.Final() {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/dns"
@@ -89,7 +90,7 @@ func BenchmarkScheduleShaped(b *testing.B) {
 				// with a messages_per_hour and a weight.
 				for _, s := range sites {
 					for _, j := range s.jobs {
-						j.e.m.Tenant = "t" + strconv.Itoa(int(j.e.m.ID)%bc.tenants)
+						j.e.tag = unique.Make(msgTag{tenant: "t" + strconv.Itoa(int(j.e.id)%bc.tenants)})
 					}
 				}
 			}
@@ -123,7 +124,7 @@ func BenchmarkScheduleShaped(b *testing.B) {
 					b.Fatal("no job claimed")
 				}
 				s.forget(j)
-				j.due = now.Add(-time.Duration(rng.Int64N(int64(time.Hour))))
+				j.due = dueOf(now.Add(-time.Duration(rng.Int64N(int64(time.Hour)))))
 				s.push(j)
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")

@@ -7,7 +7,11 @@
 //  1. Enqueue takes a message that the spool already holds durably. Its
 //     queued recipients are grouped by domain into jobs (one job = one
 //     message × one domain, so a message with several recipients at one
-//     domain goes out in one SMTP transaction).
+//     domain goes out in one SMTP transaction). The queue keeps a compact
+//     record per message and job (IDs, due time, validity end, interned
+//     tenant, campaign, pool and domain), not the message: that is read
+//     back from the spool when it is sent, and let go again once its
+//     updates are durable (entry.go).
 //  2. Each domain is resolved to its MX hosts (through the caching
 //     resolver, one lookup in flight per domain). The sorted MX host set
 //     names the site: every domain with the same MX hosts shares one site

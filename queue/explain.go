@@ -297,8 +297,8 @@ func (s *site) inflightRecipients() int {
 // statusOf is a queued job's status text. Caller holds s.mu.
 func (s *site) statusOf(j *job, now time.Time) string {
 	if j.due.After(now) {
-		if j.hold != "" {
-			return j.hold
+		if j.hold != 0 {
+			return j.hold.String()
 		}
 		if s.policyErr != nil {
 			return s.policyErr.status()
@@ -356,14 +356,22 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 	// rcpts is the job's recipients as read under the lock that guards
 	// them (a session narrows a claimed job's under the site's).
 	addRcpt := func(j *job, rcpts []int, status string) {
+		if addr == "" && len(ex.Recipients) >= 100 {
+			return // nothing more is shown: spare the spool reads
+		}
+		m, err := q.peek(j.e)
+		if err != nil {
+			return // gone meanwhile
+		}
 		for _, ri := range rcpts {
-			j.e.mu.Lock()
-			r := j.e.m.Recipients[ri]
-			j.e.mu.Unlock()
+			mu := q.lockOf(j.e)
+			mu.Lock()
+			r := m.Recipients[ri]
+			mu.Unlock()
 			if addr != "" && !strings.EqualFold(r.Addr, addr) {
 				continue
 			}
-			rv := RecipientView{ID: j.e.m.ID.String(), Recipient: r.Addr, Status: status, Attempts: int(r.Attempts)}
+			rv := RecipientView{ID: j.e.id.String(), Recipient: r.Addr, Status: status, Attempts: int(r.Attempts)}
 			if r.NextAttempt.After(now) {
 				rv.NextAttempt = r.NextAttempt
 			}
@@ -388,13 +396,13 @@ func (q *Queue) Explain(ctx context.Context, target string) Explanation {
 		rcpts := make([][]int, 0, len(s.jobs))
 		statuses := make([]string, 0, len(s.jobs))
 		for j := range s.claimed {
-			if j.domain == domain || addr == "" && domain == s.key {
+			if j.domain.Value() == domain || addr == "" && domain == s.key {
 				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, StatusInFlight)
 			}
 		}
 		for _, j := range s.jobs {
-			if j.domain == domain || addr == "" && domain == s.key {
+			if j.domain.Value() == domain || addr == "" && domain == s.key {
 				jobs, rcpts = append(jobs, j), append(rcpts, j.rcpts)
 				statuses = append(statuses, s.statusOf(j, now))
 			}
@@ -497,7 +505,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 			st = StatusMXFailed
 		}
 		for _, j := range d.pending {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				out[st] += len(j.rcpts)
 			}
 		}
@@ -506,7 +514,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 	for _, s := range sites {
 		s.mu.Lock()
 		for _, j := range s.jobs {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				out[s.statusOf(j, now)] += len(j.rcpts)
 			}
 		}
@@ -518,7 +526,7 @@ func (q *Queue) QueuedByDelivery(deliveryID string) map[string]int {
 // heapInit restores the heap after due times changed or jobs were removed.
 func heapInit(h *jobHeap) {
 	for i, j := range *h {
-		j.index = i
+		j.index = int32(i)
 	}
 	heap.Init(h)
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/penstock-mta/penstock/quota"
-	"github.com/penstock-mta/penstock/spool"
 	"github.com/penstock-mta/penstock/tenants"
 )
 
@@ -33,20 +32,21 @@ type sender struct {
 	name     string
 }
 
-func flowOf(m *spool.Message) sender {
-	if m.Tenant == "" && m.DeliveryID != "" {
-		return sender{campaign: true, name: m.DeliveryID}
+func flowOf(e *entry) sender {
+	t := e.tag.Value()
+	if t.tenant == "" && t.delivery != "" {
+		return sender{campaign: true, name: t.delivery}
 	}
-	return sender{name: m.Tenant}
+	return sender{name: t.tenant}
 }
 
 // tagLocked gives j its fair tag. Caller holds s.mu.
 func (s *site) tagLocked(j *job) uint64 {
-	f := flowOf(j.e.m)
+	f := flowOf(j.e)
 	w := 1
-	if j.e.m.Tenant != "" {
+	if f.name != "" && !f.campaign {
 		if cfg := s.q.config(); cfg != nil {
-			w = cfg.Tenants.Weight(j.e.m.Tenant)
+			w = cfg.Tenants.Weight(f.name)
 		}
 	}
 	if s.flowNext == nil {
@@ -84,24 +84,25 @@ type tenantHold struct {
 
 // tenantLimit is the configuration of a job's tenant (zero: none).
 func (s *site) tenantLimit(j *job) tenants.Limit {
-	if j.e.m.Tenant == "" {
+	t := j.e.tenant()
+	if t == "" {
 		return tenants.Limit{}
 	}
-	return s.q.config().Tenants[j.e.m.Tenant]
+	return s.q.config().Tenants[t]
 }
 
 // takeTenant takes a token of the tenant's messages_per_hour for a claimed
 // job. Refused, the job goes back due when the tenant's next token comes,
 // with the tenant's status, and the site moves on to other flows' mail.
 func (s *site) takeTenant(ctx context.Context, j *job, lim tenants.Limit, now time.Time) bool {
-	t := j.e.m.Tenant
+	t := j.e.tenant()
 	return s.takeFlowRate(ctx, j, "tenant/"+t, lim.Key(t), lim.PerHour, StatusTenantQuota, fmt.Sprintf("tenant %q", t), now)
 }
 
 // takeCampaign does the same for the campaign's messages_per_hour (set
 // when the delivery was created).
 func (s *site) takeCampaign(ctx context.Context, j *job, perHour int, now time.Time) bool {
-	id := j.e.m.DeliveryID
+	id := j.e.delivery()
 	return s.takeFlowRate(ctx, j, "delivery/"+id, "rate|campaign|"+id, perHour, StatusCampaignQuota, "campaign "+id, now)
 }
 
@@ -147,8 +148,8 @@ func (s *site) deferJob(j *job, until time.Time, w Wait) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
-	j.due = until
-	j.hold = w.Status
+	j.due = dueOf(until)
+	j.hold = holdOf(w.Status)
 	heap.Push(&s.jobs, j)
 	if j.index == 0 {
 		s.poke() // the runner may sleep past the new earliest due time

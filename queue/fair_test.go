@@ -3,6 +3,7 @@ package queue
 import (
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
@@ -31,7 +32,7 @@ func TestFairShareWeights(t *testing.T) {
 			id++
 			m := &spool.Message{ID: spool.ID(id), Tenant: tenant, DeliveryID: delivery, Expires: now.Add(time.Hour),
 				Recipients: []spool.Recipient{{Addr: "a@fair.test"}}}
-			s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "fair.test", index: -1})
+			s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("fair.test"), index: -1})
 		}
 	}
 	add("light", "", 100) // first, and many
@@ -45,9 +46,9 @@ func TestFairShareWeights(t *testing.T) {
 		if j == nil {
 			t.Fatal("no job claimed")
 		}
-		count[flowOf(j.e.m)]++
-		if j.e.m.Tenant == "light" {
-			firstIDs = append(firstIDs, j.e.m.ID)
+		count[flowOf(j.e)]++
+		if j.e.tenant() == "light" {
+			firstIDs = append(firstIDs, j.e.id)
 		}
 		s.forget(j)
 	}
@@ -58,6 +59,18 @@ func TestFairShareWeights(t *testing.T) {
 	for i := 1; i < len(firstIDs); i++ {
 		if firstIDs[i] <= firstIDs[i-1] {
 			t.Fatalf("one flow's jobs out of order: %v", firstIDs)
+		}
+	}
+}
+
+// A job's hold keeps every status text a hold can have.
+func TestHoldStatusRoundTrip(t *testing.T) {
+	if h := holdOf(""); h != 0 || h.String() != "" {
+		t.Errorf("no hold: %d %q", h, h.String())
+	}
+	for _, st := range Statuses() {
+		if got := holdOf(st).String(); got != st {
+			t.Errorf("hold of %q reads back %q", st, got)
 		}
 	}
 }

@@ -69,7 +69,7 @@ func BenchmarkGateSources(b *testing.B) {
 				}
 				lease.Release()
 				s.forget(j)
-				j.due = now.Add(-time.Duration(i%4096) * time.Millisecond)
+				j.due = dueOf(now.Add(-time.Duration(i%4096) * time.Millisecond))
 				s.push(j)
 			}
 		})

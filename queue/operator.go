@@ -72,7 +72,7 @@ func (q *Queue) Retry(name, who string) (int, error) {
 	n := 0
 	for _, j := range s.jobs {
 		if j.due.After(now) {
-			j.due = now
+			j.due = dueOf(now)
 			n += len(j.rcpts)
 		}
 	}
@@ -97,7 +97,7 @@ func (q *Queue) Purge(name, who string) (int, error) {
 	s.mu.Lock()
 	var purged, kept []*job
 	for _, j := range s.jobs {
-		if whole || j.domain == domain {
+		if whole || j.domain.Value() == domain {
 			j.index = -1
 			purged = append(purged, j)
 			q.tally.move(&s.queued, -len(j.rcpts))
@@ -131,7 +131,7 @@ func (q *Queue) CancelDelivery(deliveryID, who string) int {
 	for _, d := range q.domains {
 		kept := d.pending[:0]
 		for _, j := range d.pending {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				held = append(held, j)
 				q.tally.move(&d.held, -len(j.rcpts))
 			} else {
@@ -147,7 +147,7 @@ func (q *Queue) CancelDelivery(deliveryID, who string) int {
 		var out []*job
 		kept := s.jobs[:0]
 		for _, j := range s.jobs {
-			if j.e.m.DeliveryID == deliveryID {
+			if j.e.delivery() == deliveryID {
 				j.index = -1
 				out = append(out, j)
 				q.tally.move(&s.queued, -len(j.rcpts))
@@ -174,29 +174,38 @@ func (q *Queue) cancelJobs(jobs []*job, site, who string) int {
 	now := q.now()
 	for _, j := range jobs {
 		e := j.e
-		e.mu.Lock()
+		m, err := q.hold(e)
+		if err != nil {
+			if !errors.Is(err, spool.ErrNotFound) {
+				q.deps.Logger.Error("spool read failed", "id", e.id.String(), "err", err)
+			}
+			continue
+		}
+		mu := q.lockOf(e)
+		mu.Lock()
 		for _, ri := range j.rcpts {
-			r := &e.m.Recipients[ri]
+			r := &m.Recipients[ri]
 			if r.State.Final() {
 				continue
 			}
 			r.State = spool.Cancelled
 			e.pending--
 			n++
-			q.deps.Log.Write(&events.Record{Type: events.AdminAction, Time: now, ID: e.m.ID.String(), Recipient: r.Addr,
-				Sender: e.m.Sender, DeliveryID: e.m.DeliveryID, Site: site, Status: "cancelled by " + who})
+			q.deps.Log.Write(&events.Record{Type: events.AdminAction, Time: now, ID: m.ID.String(), Recipient: r.Addr,
+				Sender: m.Sender, DeliveryID: m.DeliveryID, Site: site, Status: "cancelled by " + who})
 		}
-		if err := q.deps.Spool.Update(e.m); err != nil {
-			q.deps.Logger.Error("spool update failed", "id", e.m.ID.String(), "err", err)
+		if err := q.deps.Spool.Update(m); err != nil {
+			q.deps.Logger.Error("spool update failed", "id", m.ID.String(), "err", err)
 		}
-		e.mu.Unlock()
+		mu.Unlock()
 		if q.deps.Outcome != nil {
 			for _, ri := range j.rcpts {
-				if e.m.Recipients[ri].State == spool.Cancelled {
-					q.deps.Outcome(e.m, ri, Outcome{Final: true, Cancelled: true}, site)
+				if m.Recipients[ri].State == spool.Cancelled {
+					q.deps.Outcome(m, ri, Outcome{Final: true, Cancelled: true}, site)
 				}
 			}
 		}
+		q.drop(e) // the update above is durable
 	}
 	return n
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/caps"
@@ -160,9 +161,10 @@ type Queue struct {
 	suspShare atomic.Pointer[func(key, who string, on bool)]
 
 	counters counters
-	tally    tally     // queued recipients and places, for Totals
-	tlsMem   tlsMemory // MX addresses with a broken TLS handshake
-	yields   yields    // lingering sessions by the quota keys they hold
+	tally    tally                     // queued recipients and places, for Totals
+	tlsMem   tlsMemory                 // MX addresses with a broken TLS handshake
+	stripes  [entryStripes]entryStripe // the entries' locks and held messages (entry.go)
+	yields   yields                    // lingering sessions by the quota keys they hold
 
 	// lingerFor is how long an idle session waits for its site's next
 	// job (the constant lingerFor; tests make it long).
@@ -173,25 +175,59 @@ type counters struct {
 	delivered, bounced, deferred, expired, suppressed atomic.Int64
 }
 
-// entry is the in-memory record of one spooled message, shared by the jobs
-// of its domains. mu serialises recipient updates and the spool write.
-type entry struct {
-	mu      sync.Mutex
-	m       *spool.Message
-	pending int // recipients not final
-}
-
 // job is one message × one domain: the recipients of that message at that
 // domain, delivered together in one transaction.
+//
+// A queue holds millions: the fields are laid out to fit 64 bytes.
 type job struct {
 	e      *entry
 	rcpts  []int
-	domain string
-	due    time.Time
-	index  int    // heap position, -1 when not in a heap
+	domain unique.Handle[string] // one copy per domain name, not one per job
+	due    dueTime
 	seq    uint64 // fair tag (fair.go): among equal due times, the order of claims
-	hold   string // the status of a job put back by a tenant's limit, until claimed
+	index  int32  // heap position, -1 when not in a heap
+	hold   holdStatus
 }
+
+// holdStatus is the status of a job put back by a tenant's or campaign's
+// limit or suspension, until claimed: 0 for none, else 1 + its index in
+// Statuses().
+type holdStatus uint8
+
+var holdStatuses = Statuses()
+
+func holdOf(status string) holdStatus {
+	for i, st := range holdStatuses {
+		if st == status {
+			return holdStatus(i + 1)
+		}
+	}
+	return 0
+}
+
+func (h holdStatus) String() string {
+	if h == 0 {
+		return ""
+	}
+	return holdStatuses[h-1]
+}
+
+// dueTime is when a job is due, in Unix nanoseconds; 0 (the zero time, a
+// recipient never tried) is at once. 8 bytes where a time.Time takes 24.
+type dueTime int64
+
+func dueOf(t time.Time) dueTime {
+	if t.IsZero() {
+		return 0
+	}
+	return dueTime(t.UnixNano())
+}
+
+// After reports whether the job is due after t.
+func (d dueTime) After(t time.Time) bool { return int64(d) > t.UnixNano() }
+
+// Sub is how long after t the job is due.
+func (d dueTime) Sub(t time.Time) time.Duration { return time.Duration(int64(d) - t.UnixNano()) }
 
 type domainState struct {
 	name      string
@@ -357,9 +393,11 @@ func (q *Queue) isClosed() bool {
 
 // Enqueue schedules the queued recipients of a message the spool holds.
 // It never blocks on the network.
+//
+// The queue keeps m's scheduling fields, not m: the message is read back
+// from the spool when it is sent (entry.go), so the caller may drop it.
 func (q *Queue) Enqueue(m *spool.Message) {
-	e := &entry{m: m}
-	byDomain := make(map[string]*job)
+	e := entryOf(m)
 	var order []*job
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
@@ -367,15 +405,21 @@ func (q *Queue) Enqueue(m *spool.Message) {
 			continue
 		}
 		e.pending++
-		d := domainOf(r.Addr)
-		j := byDomain[d]
+		d := unique.Make(domainOf(r.Addr))
+		var j *job
+		// Recipients are few per message: a scan beats a map.
+		for _, o := range order {
+			if o.domain == d {
+				j = o
+				break
+			}
+		}
 		if j == nil {
-			j = &job{e: e, domain: d, due: r.NextAttempt, index: -1}
-			byDomain[d] = j
+			j = &job{e: e, domain: d, due: dueOf(r.NextAttempt), index: -1}
 			order = append(order, j)
 		}
-		if r.NextAttempt.After(j.due) {
-			j.due = r.NextAttempt
+		if d := dueOf(r.NextAttempt); d > j.due {
+			j.due = d
 		}
 		j.rcpts = append(j.rcpts, i)
 	}
@@ -403,17 +447,17 @@ func domainOf(addr string) string {
 // the domain's answer is unknown or stale.
 func (q *Queue) route(j *job) {
 	now := q.now()
-	pool := q.poolOf(j.e.m)
-	key := j.domain
+	pool := q.poolOf(j.e.pool())
+	key := j.domain.Value()
 	if pool != "" {
 		// Mail through another pool has sites of its own: sessions of a
 		// site all leave from the same pool's sources.
-		key = pool + "\x00" + j.domain
+		key = pool + "\x00" + key
 	}
 	q.mu.Lock()
 	d := q.domains[key]
 	if d == nil {
-		d = &domainState{name: j.domain, pool: pool}
+		d = &domainState{name: j.domain.Value(), pool: pool}
 		q.domains[key] = d
 	}
 	if d.site != nil && now.Before(d.expires) {
@@ -528,7 +572,7 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 	q.mu.Lock()
 	var keep, expired []*job
 	for _, j := range d.pending {
-		if !j.e.m.Expires.IsZero() && now.After(j.e.m.Expires) {
+		if j.e.expired(now) {
 			expired = append(expired, j)
 		} else {
 			keep = append(keep, j)
@@ -544,15 +588,15 @@ func (q *Queue) expireHeld(d *domainState, now time.Time) {
 
 // poolOf is the pool a message goes out through: "" for the default pool
 // (and for a pool the configuration no longer has).
-func (q *Queue) poolOf(m *spool.Message) string {
+func (q *Queue) poolOf(pool string) string {
 	cfg := q.config()
-	if m.Pool == "" || m.Pool == cfg.DefaultPool {
+	if pool == "" || pool == cfg.DefaultPool {
 		return ""
 	}
-	if _, ok := cfg.Pools[m.Pool]; !ok {
+	if _, ok := cfg.Pools[pool]; !ok {
 		return ""
 	}
-	return m.Pool
+	return pool
 }
 
 // Pool returns the sources of a configured pool.

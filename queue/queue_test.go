@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/bounce"
 	"github.com/penstock-mta/penstock/dns"
@@ -137,6 +139,21 @@ func newFixture(t *testing.T, b sim.Behavior) *fixture {
 	return f
 }
 
+// pendingEntry is the entry of m with n recipients not final. m is held
+// by q for good: it need not be in the spool.
+func pendingEntry(q *Queue, m *spool.Message, n int32) *entry {
+	e := entryOf(m)
+	e.pending = n
+	st := q.stripeOf(e)
+	st.mu.Lock()
+	if st.held == nil {
+		st.held = map[*entry]*heldMessage{}
+	}
+	st.held[e] = &heldMessage{m: m, users: 1}
+	st.mu.Unlock()
+	return e
+}
+
 // send spools a message and queues it.
 func (f *fixture) send(t *testing.T, to ...string) *spool.Message {
 	t.Helper()
@@ -190,6 +207,68 @@ func TestDeliveredInOneTransaction(t *testing.T) {
 			t.Fatalf("totals: %+v, want 2 delivered and none queued", tot)
 		}
 		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own counters
+	}
+}
+
+// A message waiting for its retry is not kept decoded: once its update is
+// durable the queue lets it go, and explain and the next attempt read it
+// back from the spool as the attempt left it.
+func TestWaitingMessageReadBack(t *testing.T) {
+	var mu sync.Mutex
+	deferring := true
+	f := newFixture(t, sim.Behavior{Name: "mx.gamma.test", RcptReply: func(rcpt string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		if deferring {
+			return "451 4.7.1 try again later"
+		}
+		return ""
+	}})
+	m := f.send(t, "later@gamma.test")
+	if o := f.out.wait(t, 1)[0]; o.Final || o.Code != 451 {
+		t.Fatalf("first attempt: %+v, want a temporary failure", o)
+	}
+	f.waitStatus(t, "gamma.test", StatusRetry, 1)
+	s := f.q.findSite("gamma.test")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		e := s.jobs[0].e
+		s.mu.Unlock()
+		st := f.q.stripeOf(e)
+		st.mu.Lock()
+		h := st.held[e]
+		st.mu.Unlock()
+		if h == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("message still held after its update")
+		}
+		time.Sleep(5 * time.Millisecond) // a bounded poll: the update is durable asynchronously
+	}
+	ex := f.q.Explain(context.Background(), "later@gamma.test")
+	if len(ex.Recipients) != 1 || ex.Recipients[0].ID != m.ID.String() || ex.Recipients[0].Attempts != 1 ||
+		!strings.Contains(ex.Recipients[0].LastReply, "451") {
+		t.Fatalf("explain recipients %+v, want later@ after one attempt with its 451", ex.Recipients)
+	}
+	mu.Lock()
+	deferring = false
+	mu.Unlock()
+	if n, err := f.q.Retry("gamma.test", "test"); err != nil || n != 1 {
+		t.Fatalf("Retry: %d, %v; want 1 recipient made due", n, err)
+	}
+	if o := f.out.wait(t, 2)[1]; !o.Delivered || !o.Final {
+		t.Fatalf("after retry: %+v, want delivered", o)
+	}
+	if _, err := f.sp.Get(m.ID); !errors.Is(err, spool.ErrNotFound) {
+		// The final update deletes the message; wait for it (bounded).
+		for deadline := time.Now().Add(10 * time.Second); !errors.Is(err, spool.ErrNotFound); _, err = f.sp.Get(m.ID) {
+			if time.Now().After(deadline) {
+				t.Fatalf("delivered message still spooled: %v", err)
+			}
+			time.Sleep(5 * time.Millisecond) // a bounded poll of the spool
+		}
 	}
 }
 
@@ -322,12 +401,12 @@ func TestSiteStep(t *testing.T) {
 	s.running = true
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@step.test"}}}
-	s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "step.test", index: -1, due: now.Add(time.Minute)})
+	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(time.Minute))})
 	if d, ch := s.step(); d <= 0 || d > time.Minute || ch != nil {
 		t.Errorf("job due in a minute: step returned %s, want a sleep of at most a minute", d)
 	}
 	s.mu.Lock()
-	s.jobs[0].due = now.Add(-time.Second)
+	s.jobs[0].due = dueOf(now.Add(-time.Second))
 	s.opSuspended = true
 	s.mu.Unlock()
 	if d, _ := s.step(); d != forever {
@@ -348,7 +427,7 @@ func TestSiteClaimRate(t *testing.T) {
 	now := time.Now()
 	for i := range 2 {
 		m := &spool.Message{ID: spool.ID(i + 1), Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@claim.test"}}}
-		s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "claim.test", index: -1, due: now.Add(time.Duration(i-5) * time.Second)})
+		s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("claim.test"), index: -1, due: dueOf(now.Add(time.Duration(i-5) * time.Second))})
 	}
 	rule, err := mxrule.New(nil)
 	if err != nil {
@@ -360,7 +439,7 @@ func TestSiteClaimRate(t *testing.T) {
 	m.Rule = &r
 	lim := limits{perHour: 1, match: m}
 	j, _ := s.claim(lim, "conn|claim-test")
-	if j == nil || j.e.m.ID != 1 {
+	if j == nil || j.e.id != 1 {
 		t.Fatalf("first claim: %+v, want the earliest job", j)
 	}
 	j2, retryIn := s.claim(lim, "conn|claim-test")
@@ -418,7 +497,7 @@ func TestClaimSuspendedSite(t *testing.T) {
 	s.running = true // the test plays the runner
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
-	s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "susp.test", index: -1, due: now.Add(-time.Second)})
+	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1, due: dueOf(now.Add(-time.Second))})
 	s.mu.Lock()
 	s.opSuspended = true
 	s.mu.Unlock()
@@ -445,7 +524,7 @@ func TestExplainWhileSessionNarrows(t *testing.T) {
 	f.q.mu.Unlock()
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@race.test"}, {Addr: "b@race.test"}}}
-	s.push(&job{e: &entry{m: m, pending: 2}, rcpts: []int{0, 1}, domain: s.key, index: -1, due: now.Add(-time.Second)})
+	s.push(&job{e: pendingEntry(s.q, m, 2), rcpts: []int{0, 1}, domain: unique.Make(s.key), index: -1, due: dueOf(now.Add(-time.Second))})
 	j, _ := s.claim(limits{}, "")
 	if j == nil {
 		t.Fatal("no job claimed")

@@ -234,7 +234,11 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		q.classify(&outs[i])
 	}
 	e := j.e
-	m := e.m
+	m, err := q.hold(e) // dropped once the update below is durable (awaitDurable)
+	if err != nil {
+		q.unreadable(j, s, err)
+		return
+	}
 	recs := make([]events.Record, 0, len(outs))
 	var keep []int
 	var due time.Time
@@ -253,7 +257,8 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		mxIP = t.ip.String()
 	}
 
-	e.mu.Lock()
+	mu := q.lockOf(e)
+	mu.Lock()
 	for i, ri := range j.rcpts {
 		o := &outs[i]
 		r := &m.Recipients[ri]
@@ -325,7 +330,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		recs = append(recs, rec)
 	}
 	over := e.pending == 0
-	e.mu.Unlock()
+	mu.Unlock()
 	if over {
 		q.deps.Pipeline.Forget(m.ID)
 	}
@@ -344,10 +349,10 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 	// the committer batches it with the others in flight. Until it commits,
 	// a crash would only send this message again (it is in flight), never
 	// lose it. q.durable bounds how many may be outstanding.
-	e.mu.Lock()
+	mu.Lock()
 	done := q.deps.Spool.UpdateAsync(m)
-	e.mu.Unlock()
-	q.durable <- pendingUpdate{id: m.ID, done: done}
+	mu.Unlock()
+	q.durable <- pendingUpdate{e: e, done: done}
 
 	for i := range recs {
 		q.deps.Log.Write(&recs[i])
@@ -363,7 +368,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 		} else {
 			j.rcpts = keep
 		}
-		j.due = due
+		j.due = dueOf(due)
 	}
 	if s == nil {
 		if len(keep) > 0 {
@@ -376,7 +381,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 
 // pendingUpdate is a spool update not yet known to be durable.
 type pendingUpdate struct {
-	id   spool.ID
+	e    *entry // held until the update is durable
 	done <-chan error
 }
 
@@ -393,8 +398,9 @@ func (q *Queue) awaitDurable() {
 			// The spool keeps the previous state: after a restart the
 			// recipient is tried again, which may send it twice but
 			// never loses it.
-			q.deps.Logger.Error("spool update failed", "id", p.id.String(), "err", err)
+			q.deps.Logger.Error("spool update failed", "id", p.e.id.String(), "err", err)
 		}
+		q.drop(p.e)
 	}
 }
 

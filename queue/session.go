@@ -37,7 +37,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.wg.Done()
 	}()
 
-	c, t, via, err := s.dial(p, lim, first.domain)
+	c, t, via, err := s.dial(p, lim, first.domain.Value())
 	if err != nil {
 		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
@@ -318,11 +318,17 @@ func replyOf(err error, t target, now time.Time) Reply {
 // via is the policy that authenticated the connection ("" for none).
 func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p path, lim limits) {
 	q := s.q
-	from := j.e.m.Sender
-	if q.deps.ReturnPath != nil {
-		from = q.deps.ReturnPath(j.e.m, j.rcpts)
+	m, err := q.hold(j.e)
+	if err != nil {
+		q.unreadable(j, s, err)
+		return
 	}
-	snd, err := q.deps.Pipeline.Build(q.ctx, j.e.m, j.rcpts, from)
+	defer q.drop(j.e)
+	from := m.Sender
+	if q.deps.ReturnPath != nil {
+		from = q.deps.ReturnPath(m, j.rcpts)
+	}
+	snd, err := q.deps.Pipeline.Build(q.ctx, m, j.rcpts, from)
 	if err != nil {
 		// Our own failure, before any command: reported to nobody (the
 		// site did nothing), and the connection stays usable.
@@ -331,15 +337,15 @@ func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p pat
 	}
 	rcpts := make([]string, len(j.rcpts))
 	for i, ri := range j.rcpts {
-		rcpts[i] = j.e.m.Recipients[ri].Addr
+		rcpts[i] = m.Recipients[ri].Addr
 	}
-	requireTLS := q.deps.RequireTLS != nil && q.deps.RequireTLS(j.e.m)
+	requireTLS := q.deps.RequireTLS != nil && q.deps.RequireTLS(m)
 	if requireTLS && via == "" {
 		// RFC 8689 §4.2.1: only over TLS authenticated by DANE or by the
 		// domain's MTA-STS policy; a certificate that merely chains to
 		// public roots is not enough. Nothing was sent; the connection
 		// stays usable for the site's other mail.
-		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), now: q.now()}, requireTLSRefused(j.domain, t.host), true)
+		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), now: q.now()}, requireTLSRefused(j.domain.Value(), t.host), true)
 		return
 	}
 	c.SetRequireTLS(requireTLS)

@@ -653,19 +653,19 @@ func (s *site) claim(lim limits, leaseKey string) (*job, time.Duration) {
 			return nil, 0
 		}
 		j := heap.Pop(&s.jobs).(*job)
-		j.hold = ""
+		j.hold = 0
 		s.take(j)
 		s.mu.Unlock()
-		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+		if j.e.expired(now) {
 			q.expire(j, s, now)
 			continue
 		}
-		if st, detail := q.suspension(j.e.m); st != "" {
+		if st, detail := q.suspension(j.e.delivery(), j.e.tenant()); st != "" {
 			s.deferJob(j, now.Add(suspendRecheck), Wait{Status: st, Detail: detail})
 			continue
 		}
 		tl := s.tenantLimit(j)
-		cr := q.campaignRate(j.e.m.DeliveryID)
+		cr := q.campaignRate(j.e.delivery())
 		rates := lim.perHour > 0 || lim.perDay > 0 || capRates(lim.caps)
 		if !rates && tl.PerHour <= 0 && cr <= 0 {
 			return s.grant(lim, j)
@@ -820,7 +820,7 @@ func (s *site) arrived() {
 
 // noteExpiry keeps minExpires. Caller holds s.mu.
 func (s *site) noteExpiry(j *job) {
-	if exp := j.e.m.Expires; !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
+	if exp := j.e.expiresAt(); !exp.IsZero() && (s.minExpires.IsZero() || exp.Before(s.minExpires)) {
 		s.minExpires = exp
 	}
 }
@@ -838,7 +838,7 @@ func (s *site) expireHeld(now time.Time) []*job {
 	kept := s.jobs[:0]
 	s.minExpires = time.Time{}
 	for _, j := range s.jobs {
-		if exp := j.e.m.Expires; !exp.IsZero() && now.After(exp) {
+		if j.e.expired(now) {
 			j.index = -1
 			out = append(out, j)
 			s.take(j) // expire() releases them as claimed jobs
@@ -917,19 +917,19 @@ func (h jobHeap) Len() int { return len(h) }
 // Less orders by due time, then by push order: new mail (all due "now")
 // goes out first in, first out, not newest first.
 func (h jobHeap) Less(i, j int) bool {
-	if h[i].due.Equal(h[j].due) {
+	if h[i].due == h[j].due {
 		return h[i].seq < h[j].seq
 	}
-	return h[i].due.Before(h[j].due)
+	return h[i].due < h[j].due
 }
 func (h jobHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+	h[i].index = int32(i)
+	h[j].index = int32(j)
 }
 func (h *jobHeap) Push(x any) {
 	j := x.(*job)
-	j.index = len(*h)
+	j.index = int32(len(*h))
 	*h = append(*h, j)
 }
 func (h *jobHeap) Pop() any {

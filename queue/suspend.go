@@ -216,19 +216,19 @@ func (q *Queue) replaceSuspensions(next map[string]string, resumedBy string) {
 
 // suspension is the status of a message whose campaign or tenant is
 // suspended, with a detail; "" when neither is.
-func (q *Queue) suspension(m *spool.Message) (string, string) {
+func (q *Queue) suspension(deliveryID, tenant string) (string, string) {
 	p := q.susp.Load()
 	if p == nil || len(*p) == 0 {
 		return "", ""
 	}
-	if m.DeliveryID != "" {
-		if who, ok := (*p)["delivery/"+m.DeliveryID]; ok {
-			return StatusCampaignSuspended, fmt.Sprintf("campaign %s suspended by %s until resumed", m.DeliveryID, who)
+	if deliveryID != "" {
+		if who, ok := (*p)["delivery/"+deliveryID]; ok {
+			return StatusCampaignSuspended, fmt.Sprintf("campaign %s suspended by %s until resumed", deliveryID, who)
 		}
 	}
-	if m.Tenant != "" {
-		if who, ok := (*p)["tenant/"+m.Tenant]; ok {
-			return StatusTenantSuspended, fmt.Sprintf("tenant %q suspended by %s until resumed", m.Tenant, who)
+	if tenant != "" {
+		if who, ok := (*p)["tenant/"+tenant]; ok {
+			return StatusTenantSuspended, fmt.Sprintf("tenant %q suspended by %s until resumed", tenant, who)
 		}
 	}
 	return "", ""
@@ -248,11 +248,11 @@ func (q *Queue) wakeSuspended(kind, name string) int {
 		s.mu.Lock()
 		woke := false
 		for _, j := range s.jobs {
-			if j.hold != StatusTenantSuspended && j.hold != StatusCampaignSuspended {
+			if h := j.hold.String(); h != StatusTenantSuspended && h != StatusCampaignSuspended {
 				continue
 			}
-			if (kind == SuspendTenant && j.e.m.Tenant == name) || (kind == SuspendDelivery && j.e.m.DeliveryID == name) {
-				j.due, j.hold = now, ""
+			if (kind == SuspendTenant && j.e.tenant() == name) || (kind == SuspendDelivery && j.e.delivery() == name) {
+				j.due, j.hold = dueOf(now), 0
 				n += len(j.rcpts)
 				woke = true
 			}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
@@ -35,7 +36,7 @@ func TestSuspendTenantAndCampaign(t *testing.T) {
 		id++
 		m := &spool.Message{ID: spool.ID(id), Tenant: tenant, DeliveryID: delivery, Expires: now.Add(time.Hour),
 			Recipients: []spool.Recipient{{Addr: "a@susp.test"}}}
-		s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "susp.test", index: -1})
+		s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("susp.test"), index: -1})
 	}
 	for range 3 {
 		add("t1", "")
@@ -69,8 +70,8 @@ func TestSuspendTenantAndCampaign(t *testing.T) {
 		t.Fatalf("claimed %d jobs, want t2's 3 outside campaign c1", len(got))
 	}
 	for _, j := range got {
-		if j.e.m.Tenant != "t2" || j.e.m.DeliveryID != "" {
-			t.Errorf("claimed a suspended job: tenant %q campaign %q", j.e.m.Tenant, j.e.m.DeliveryID)
+		if j.e.tenant() != "t2" || j.e.delivery() != "" {
+			t.Errorf("claimed a suspended job: tenant %q campaign %q", j.e.tenant(), j.e.delivery())
 		}
 	}
 	v, _ := f.q.Site(s.key)
@@ -81,7 +82,7 @@ func TestSuspendTenantAndCampaign(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("resume t1: %d, %v; want 3 woken", n, err)
 	}
-	if got := claimAll(); len(got) != 3 || got[0].e.m.Tenant != "t1" {
+	if got := claimAll(); len(got) != 3 || got[0].e.tenant() != "t1" {
 		t.Fatalf("after resume claimed %d jobs, want t1's 3", len(got))
 	}
 	// A new queue on the same spool still has campaign c1 suspended.
@@ -119,7 +120,7 @@ func TestSuspendAdoptedFromCluster(t *testing.T) {
 		}
 		m := &spool.Message{ID: spool.ID(i + 1), Tenant: tenant, Expires: now.Add(time.Hour),
 			Recipients: []spool.Recipient{{Addr: "a@adopt.test"}}}
-		s.push(&job{e: &entry{m: m, pending: 1}, rcpts: []int{0}, domain: "adopt.test", index: -1})
+		s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("adopt.test"), index: -1})
 	}
 	var shared []string
 	f.q.ShareSuspensions(func(key, who string, on bool) {
@@ -149,7 +150,7 @@ func TestSuspendAdoptedFromCluster(t *testing.T) {
 		}
 		return out
 	}
-	if got := claimAll(); len(got) != 2 || got[0].e.m.Tenant != "t2" || got[1].e.m.Tenant != "t2" {
+	if got := claimAll(); len(got) != 2 || got[0].e.tenant() != "t2" || got[1].e.tenant() != "t2" {
 		t.Fatalf("claimed %d jobs while t1 is suspended elsewhere, want t2's 2", len(got))
 	}
 	kv := f.sp.KV(suspendKV)
@@ -158,7 +159,7 @@ func TestSuspendAdoptedFromCluster(t *testing.T) {
 	}
 	// The cluster's set no longer has t1 (resumed on another node).
 	f.q.AdoptSuspensions(map[string]string{"delivery/c9": "api"})
-	if got := claimAll(); len(got) != 2 || got[0].e.m.Tenant != "t1" {
+	if got := claimAll(); len(got) != 2 || got[0].e.tenant() != "t1" {
 		t.Fatalf("after the cluster's resume claimed %d jobs, want t1's 2", len(got))
 	}
 	if _, err := kv.Get("tenant/t1"); err == nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/sim"
@@ -75,7 +76,7 @@ func TestTotalsTallyMatchesWalk(t *testing.T) {
 		if rng.IntN(5) == 0 {
 			m.Expires = now.Add(time.Minute) // expired by the ExpireHeld steps
 		}
-		j := &job{e: &entry{m: m}, domain: domain, index: -1, due: now.Add(-time.Second)}
+		j := &job{e: entryOf(m), domain: unique.Make(domain), index: -1, due: dueOf(now.Add(-time.Second))}
 		for k := range 1 + rng.IntN(3) {
 			m.Recipients = append(m.Recipients, spool.Recipient{Addr: "r" + strconv.Itoa(k) + "@" + domain})
 			j.rcpts = append(j.rcpts, k)

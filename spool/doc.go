@@ -27,7 +27,11 @@
 // Meta is a compact binary record (see encoding.go: a version byte, then
 // varints and length-prefixed strings) so that a queued campaign recipient
 // costs well under 300 bytes. Load streams records in chunks of short read
-// transactions.
+// transactions; Scan does the same into values it reuses, for a caller that
+// keeps nothing of them (the restart: the queue reads a message back with
+// Get when it sends it). The file is mapped; Open's scan and Load drop the
+// pages they read from the process's resident set (they stay in the page
+// cache), so a large spool does not count in RSS for good.
 //
 // The spool never interprets bodies, variables or flags, never schedules,
 // and never talks to the network: the queue decides what is due, the spool

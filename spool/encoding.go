@@ -225,14 +225,16 @@ func intern(last *string, b []byte) string {
 	return *last
 }
 
-// decode parses rec into m, which it overwrites. Malformed input, of any
-// shape, returns an error and never panics.
+// decode parses rec into m, which it overwrites, reusing the array of its
+// recipients when it is large enough (Scan). Malformed input, of any shape,
+// returns an error and never panics.
 func (d *decoder) decode(rec []byte, m *Message) error {
 	r := reader{b: rec}
 	v := r.byte()
 	if r.err == nil && v != metaVersion && v != metaVersionTenant {
 		return fmt.Errorf("meta record version %d, this build reads %d and %d", v, metaVersion, metaVersionTenant)
 	}
+	rs := m.Recipients[:0]
 	*m = Message{}
 	m.Flags = r.byte()
 	m.Sender = intern(&d.sender, r.bytes())
@@ -257,7 +259,12 @@ func (d *decoder) decode(rec []byte, m *Message) error {
 		}
 		return nil
 	}
-	m.Recipients = make([]Recipient, n)
+	if uint64(cap(rs)) >= n {
+		m.Recipients = rs[:n]
+		clear(m.Recipients)
+	} else {
+		m.Recipients = make([]Recipient, n)
+	}
 	varsLen := 0
 	for i := range m.Recipients {
 		rc := &m.Recipients[i]

@@ -203,6 +203,36 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// Get reads back one message as Update left it; a message that is gone is
+// ErrNotFound.
+func TestGet(t *testing.T) {
+	s := openT(t, t.TempDir())
+	m := sampleMessage()
+	if err := s.Put(context.Background(), m, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMessage(t, got, m)
+	m.Recipients[0].Attempts = 2
+	m.Recipients[0].LastCode, m.Recipients[0].LastText = 451, "try later"
+	if err := s.Update(m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	sameMessage(t, got, m)
+	if err := s.Delete(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(m.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get of a deleted message: %v, want ErrNotFound", err)
+	}
+}
+
 func TestDelete(t *testing.T) {
 	s := openT(t, t.TempDir())
 	m := sampleMessage()
@@ -592,5 +622,45 @@ func TestOpenRefusesDamagedFile(t *testing.T) {
 	if s, err := Open(dir, Options{}); err == nil {
 		s.Close()
 		t.Fatal("opened a file that is not a spool")
+	}
+}
+
+// Scan gives every message as Load does, although it reuses the values:
+// recipients of a larger message before never leak into a smaller one.
+func TestScanMatchesLoad(t *testing.T) {
+	s := openT(t, t.TempDir())
+	now := time.Now()
+	var ms []*Message
+	for i := range 2*scanChunk + 5 {
+		m := &Message{Sender: "s@example.org", Received: now, Expires: now.Add(time.Hour), Size: int64(i)}
+		for r := range 1 + (i*7)%3 {
+			rc := Recipient{Addr: fmt.Sprintf("r%d-%d@example.com", i, r)}
+			if (i+r)%2 == 0 {
+				rc.Vars = []byte(fmt.Sprintf("v%d", i))
+				rc.Attempts, rc.LastCode, rc.LastText = 1, 451, "later"
+			}
+			m.Recipients = append(m.Recipients, rc)
+		}
+		ms = append(ms, m)
+	}
+	if err := s.PutMany(context.Background(), ms, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := loadAll(t, s)
+	n := 0
+	err := s.Scan(func(m *Message) error {
+		w := want[m.ID]
+		if w == nil {
+			return fmt.Errorf("Scan gave %s, which Load did not", m.ID)
+		}
+		sameMessage(t, m, w)
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) {
+		t.Fatalf("Scan gave %d messages, want %d", n, len(ms))
 	}
 }

@@ -34,7 +34,10 @@ type queuedReport struct {
 	DNSQueries   int64   `json:"dns_queries"` // queries the DNS server answered (more than the domains: lookups were retried)
 	RSSMiB       float64 `json:"rss_mib"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	RSSFileMiB   float64 `json:"rss_file_mib"` // of RSS, mapped file pages (the spool's mmap)
 	HeapMiB      float64 `json:"go_heap_inuse_mib"`
+	StackMiB     float64 `json:"go_stack_inuse_mib"` // goroutine stacks: a runner per site with mail
+	LiveMiB      float64 `json:"go_live_mib"`        // Go heap in use after a full collection (taken after RSS): what the queue keeps
 	SpoolFileMiB float64 `json:"spool_file_mib"`
 	CPUS         float64 `json:"cpu_s"`
 	Error        string  `json:"error,omitempty"`
@@ -69,6 +72,9 @@ func benchQueued(ctx context.Context, f benchFlags, stdout, stderr io.Writer) in
 		if phase == "restart" && f.cpuProfile != "" {
 			args = append(args, "-cpuprofile", f.cpuProfile)
 		}
+		if phase == "restart" && f.memProfile != "" {
+			args = append(args, "-memprofile", f.memProfile)
+		}
 		ch, err := startChild(ctx, stderr, args...)
 		if err != nil {
 			return 0, err
@@ -102,8 +108,8 @@ func benchQueued(ctx context.Context, f benchFlags, stdout, stderr io.Writer) in
 	fmt.Fprintf(stdout, "penstock bench -queued  %s  (%d CPUs, %s, %s)\n", res.Date, res.Machine.CPUs, res.Machine.CPUModel, res.Machine.GoVersion)
 	fmt.Fprintf(stdout, "  %d queued recipients over %d domains (%d sites); %s\n", f.queued, f.domains, res.Restart.Sites, res.Note)
 	for _, r := range []queuedReport{res.Ingest, res.Restart} {
-		fmt.Fprintf(stdout, "%-8s open %.2f s  load %.2f s  all scheduled at %.2f s  RSS %.0f MiB (peak %.0f MiB)  Go heap %.0f MiB  spool file %.0f MiB  cpu %.1f s  DNS queries %d\n",
-			r.Phase, r.OpenS, r.LoadS, r.ScheduledS, r.RSSMiB, r.PeakRSSMiB, r.HeapMiB, r.SpoolFileMiB, r.CPUS, r.DNSQueries)
+		fmt.Fprintf(stdout, "%-8s open %.2f s  load %.2f s  all scheduled at %.2f s  RSS %.0f MiB (peak %.0f MiB, files %.0f MiB)  Go heap %.0f MiB (live %.0f MiB)  stacks %.0f MiB  spool file %.0f MiB  cpu %.1f s  DNS queries %d\n",
+			r.Phase, r.OpenS, r.LoadS, r.ScheduledS, r.RSSMiB, r.PeakRSSMiB, r.RSSFileMiB, r.HeapMiB, r.LiveMiB, r.StackMiB, r.SpoolFileMiB, r.CPUS, r.DNSQueries)
 	}
 	fmt.Fprintf(stdout, "restart: every recipient loaded into the queue %.2f s after the process was started; every one on its site (all MX answers in) at %.2f s (target < 10 s); peak RSS %.0f MiB (target < 1024)\n",
 		res.Restart.LoadedS, res.RestartReadyS, res.Restart.PeakRSSMiB)
@@ -122,6 +128,7 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	domains := fs.Int("domains", 1, "")
 	t0ns := fs.Int64("t0", 0, "")
 	cpuProfile := fs.String("cpuprofile", "", "")
+	memProfile := fs.String("memprofile", "", "")
 	if fs.Parse(args) != nil || *dir == "" || *n <= 0 {
 		return 2
 	}
@@ -217,12 +224,24 @@ func benchQueuedChild(args []string, stdout, stderr io.Writer) int {
 	}
 	rep.RSSMiB = float64(procStatusKB("VmRSS")) / 1024
 	rep.PeakRSSMiB = float64(procStatusKB("VmHWM")) / 1024
+	rep.RSSFileMiB = float64(procStatusKB("RssFile")) / 1024
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	rep.HeapMiB = float64(ms.HeapInuse) / (1 << 20)
+	rep.StackMiB = float64(ms.StackInuse) / (1 << 20)
 	rep.SpoolFileMiB = float64(m.Spool.Stats().Bytes) / (1 << 20)
 	rep.CPUS = cpuSelf().Seconds()
 	rep.DNSQueries = dnsSrv.Queries()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	rep.LiveMiB = float64(ms.HeapAlloc) / (1 << 20)
+	if *memProfile != "" {
+		// The allocation profile also holds what is in use: read it with
+		// -sample_index=inuse_space for what the queue keeps.
+		if err := writeAllocs(*memProfile); err != nil {
+			return failRep(fmt.Errorf("-memprofile: %w", err))
+		}
+	}
 	if err := out.Encode(rep); err != nil {
 		return 1
 	}
