@@ -77,27 +77,14 @@ func TestFlowControlThrottle(t *testing.T) {
 		t.Skip("timing run")
 	}
 	t.Parallel()
-	// The two runs go side by side (each with its own world and node), so
-	// they meet the same machine load, in the time of one.
-	var with, without sim.Stats
-	t.Run("runs", func(t *testing.T) {
-		t.Run("with", func(t *testing.T) {
-			t.Parallel()
-			var h *harness
-			with, h = throttleRun(t, true)
-			if back := flowRecords(h.records(), "yahoodns", "backoff"); len(back) == 0 {
-				t.Fatal("no backoff recorded")
-			}
-			waitFor(t, 20*time.Second, "return to normal", func() bool { return len(flowRecords(h.records(), "yahoodns", "normal")) > 0 })
-		})
-		t.Run("without", func(t *testing.T) {
-			t.Parallel()
-			without, _ = throttleRun(t, false)
-		})
-	})
-	if t.Failed() {
-		return
+	with, h := throttleRun(t, true)
+	without, _ := throttleRun(t, false)
+	recs := h.records()
+	back := flowRecords(recs, "yahoodns", "backoff")
+	if len(back) == 0 {
+		t.Fatal("no backoff recorded")
 	}
+	waitFor(t, 20*time.Second, "return to normal", func() bool { return len(flowRecords(h.records(), "yahoodns", "normal")) > 0 })
 	rw, ro := rejections(with), rejections(without)
 	t.Logf("300 messages: %d rejected attempts with flow control, %d without (%d vs %d transactions)", rw, ro, with.Attempts, without.Attempts)
 	// At most two thirds: the run without flow control is slower on a
