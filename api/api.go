@@ -374,6 +374,12 @@ type ReloadResult struct {
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors, and the size is bounded.
 func decode(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	// A body declared larger than the limit is refused before a byte of
+	// it is read; MaxBytesReader bounds a body of unknown length.
+	if r.ContentLength > limit {
+		writeErr(w, http.StatusRequestEntityTooLarge, "request body too large", "")
+		return false
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()

@@ -489,6 +489,24 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s %s %.60q: %d field %q, want %d field %q\n%s", c.req.method, c.req.path, c.req.body, r.code, r.field(), c.code, c.field, r.body)
 		}
 	}
+	// The same oversized bodies streamed, of no declared length, are cut
+	// at the limit as they are read.
+	for _, c := range cases {
+		if c.req.body != big {
+			continue
+		}
+		req := httptest.NewRequest(c.req.method, c.req.path, io.MultiReader(strings.NewReader(big)))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/json")
+		if req.ContentLength >= 0 {
+			t.Fatalf("%s %s: the streamed body has length %d", c.req.method, c.req.path, req.ContentLength)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s %s streamed oversized body: %d, want 413\n%s", c.req.method, c.req.path, w.Code, w.Body)
+		}
+	}
 	// The refused import wrote nothing and named the bad line.
 	r := call(t, h, request{method: "POST", path: "/api/v1/quarantine/import", body: "a@example.org\nbroken\n", ctype: "text/plain"})
 	if !strings.Contains(r.body, "line 2") {

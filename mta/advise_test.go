@@ -12,12 +12,14 @@ import (
 	"github.com/penstock-mta/penstock/advisor"
 	"github.com/penstock-mta/penstock/config"
 	"github.com/penstock-mta/penstock/events"
+	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/sim"
 )
 
 // TestAdviseRoute: GET /api/v1/advise on a running node reads its own
 // delivery log (flushed first) against the rules in force.
 func TestAdviseRoute(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p, err := w.AddProvider(sim.Behavior{Name: "alpha"}, []string{"alpha.test"}, "mx.alpha.test")
 	if err != nil {
@@ -31,9 +33,11 @@ func TestAdviseRoute(t *testing.T) {
 			c.MXRules[i].ApplyDefaults()
 		}
 	})
-	const n = 12
+	// As many messages as alpha's burst: past it, 1000 an hour paces one
+	// every 3.6 s, and the route's report needs no more than a few.
+	n := quota.Burst(1000)
 	h.sendMany(n, 4, func(i int) string { return fmt.Sprintf("user%d@alpha.test", i) })
-	waitDelivered(t, p, n, 30*time.Second)
+	waitDelivered(t, p, int64(n), 30*time.Second)
 	waitFor(t, 10*time.Second, "delivery records", func() bool { return countType(h.records(), events.Delivery) == n })
 
 	var rep advisor.Report

@@ -35,6 +35,10 @@ import (
 // clusterLeaseTTL is the lease TTL of every test node.
 const clusterLeaseTTL = 2 * time.Second
 
+// clusterRatePerHour is the shared messages_per_hour of the "rate"
+// scenario: one message every 0.25 s across the nodes.
+const clusterRatePerHour = 14400
+
 // clusterRule is the MX rule the tests exercise: every simulated MX host
 // *.cluster.test, counted over the whole rule across nodes.
 func clusterRule(c *config.Config, perHour int) {
@@ -46,7 +50,7 @@ func clusterRule(c *config.Config, perHour int) {
 func clusterScenario(name string, c *config.Config) {
 	switch name {
 	case "rate":
-		clusterRule(c, 7200)
+		clusterRule(c, clusterRatePerHour)
 	case "flow":
 		clusterRule(c, 0)
 		fastFlow(c)

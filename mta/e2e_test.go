@@ -24,6 +24,7 @@ import (
 
 // 1,000 messages to three providers are all delivered and logged.
 func TestEndToEndThreeProviders(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var ps []*sim.Provider
 	for i, name := range []string{"alpha", "beta", "gamma"} {
@@ -66,6 +67,7 @@ func TestEndToEndThreeProviders(t *testing.T) {
 
 // A 4xx is retried and then delivered.
 func TestTemporaryFailureRetried(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -103,6 +105,7 @@ func TestTemporaryFailureRetried(t *testing.T) {
 
 // A 550 bounces at once with a Bounce record.
 func TestPermanentFailureBounces(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p, err := w.AddProvider(sim.Behavior{Name: "strict", RcptReply: func(rcpt string) string {
 		if strings.HasPrefix(rcpt, "nobody") {
@@ -163,6 +166,7 @@ func TestUnknownPermanentReplyBouncesWithoutQuarantine(t *testing.T) {
 
 // Null MX and NXDOMAIN bounce at once; SERVFAIL defers with its status.
 func TestDNSOutcomes(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.DNS.SetNullMX("nullmx.test")
 	w.DNS.SetRcode("broken.test", mdns.RcodeServerFailure)
@@ -199,6 +203,7 @@ func TestDNSOutcomes(t *testing.T) {
 
 // A message from a network not in allowed_networks is refused.
 func TestRelayDenied(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	h := newHarness(t, w, func(c *config.Config) { c.SMTP.AllowedNetworks = []string{"127.0.0.2/32"} })
 	c, err := dialFrom("127.0.0.1", h.m.SMTPAddr())
@@ -229,6 +234,7 @@ func TestRelayDenied(t *testing.T) {
 
 // Connection reuse: a site's due messages share connections.
 func TestConnectionReuse(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p, err := w.AddProvider(sim.Behavior{Name: "reuse"}, []string{"reuse.test"}, "mx.reuse.test")
 	if err != nil {

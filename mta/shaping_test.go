@@ -123,8 +123,11 @@ func TestFlowPatternLimit(t *testing.T) {
 	}
 	h := newHarness(t, w, both(withRules(rule("lim", "*.limiter.test", "source", 10, 1, 0)), func(c *config.Config) {
 		c.FlowControl.StepInterval = config.Duration(time.Second)
+		// The limit holds 10 s before it eases: long enough for the 40
+		// messages and the explain below to land inside it when the
+		// machine is busy (with 2 s, a slow injection saw it easing).
 		c.FlowControl.Patterns = append(c.FlowControl.Patterns, config.FlowPattern{Match: "slow down please",
-			Action: "limit", Duration: config.Duration(2 * time.Second), MaxConnections: 1})
+			Action: "limit", Duration: config.Duration(10 * time.Second), MaxConnections: 1})
 	}))
 	h.sendMany(1, 1, func(int) string { return "first@limiter.test" })
 	waitFor(t, 10*time.Second, "the limit", func() bool { return replies.Load() >= 1 })
@@ -142,7 +145,7 @@ func TestFlowPatternLimit(t *testing.T) {
 	}
 	waitDelivered(t, p, 41, 30*time.Second)
 	var seq []string
-	waitFor(t, 15*time.Second, "the limit's end in the log", func() bool {
+	waitFor(t, 30*time.Second, "the limit's end in the log", func() bool {
 		seq = seq[:0]
 		for _, r := range h.records() {
 			if r.Type == events.FlowControl && strings.Contains(r.Detail, "slow down please") {
