@@ -2,6 +2,7 @@ package warmup
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -13,6 +14,10 @@ type Shared interface {
 	// Incr adds n to field of the pair's day and returns the new value;
 	// the day's counts expire after ttl.
 	Incr(ctx context.Context, key string, day int64, field string, n int64, ttl time.Duration) (int64, error)
+	// Take adds one to the pair's day's sent count unless it has reached
+	// limit, in one step: a count read meanwhile never exceeds the limit.
+	// It returns the count after and whether the one was taken.
+	Take(ctx context.Context, key string, day, limit int64, ttl time.Duration) (int64, bool, error)
 	// Get reads the pair's day.
 	Get(ctx context.Context, key string, day int64) (Health, error)
 	// Decide records step as the pair's step from day on, unless a node
@@ -44,6 +49,30 @@ func (r *Redis) Incr(ctx context.Context, key string, day int64, field string, n
 		return 0, err
 	}
 	return v.Val(), nil
+}
+
+// takeScript: HINCRBY sent by one unless it has reached ARGV[1]; the
+// day's hash expires after ARGV[2] ms. Returns {count, taken}.
+var takeScript = redis.NewScript(`
+local n = tonumber(redis.call('HGET', KEYS[1], 'sent') or '0')
+if n >= tonumber(ARGV[1]) then
+  return {n, 0}
+end
+n = redis.call('HINCRBY', KEYS[1], 'sent', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {n, 1}
+`)
+
+// Take implements Shared.
+func (r *Redis) Take(ctx context.Context, key string, day, limit int64, ttl time.Duration) (int64, bool, error) {
+	v, err := takeScript.Run(ctx, r.c, []string{r.dayKey(key, day)}, limit, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return 0, false, err
+	}
+	if len(v) != 2 {
+		return 0, false, fmt.Errorf("warmup: take script returned %d values", len(v))
+	}
+	return v[0], v[1] == 1, nil
 }
 
 // Get implements Shared.

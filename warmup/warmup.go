@@ -356,13 +356,15 @@ func (t *Tracker) gate(source, rule string, hosts []string, take bool) Verdict {
 		if shared == nil {
 			// Degraded, between probes: counted below.
 		} else if take {
-			n, err := shared.Incr(ctx, key, day, "sent", 1, t.deps.Day*3)
+			// One step in Redis: an increment past the limit taken
+			// back later would show the other nodes (and the status) a
+			// count over it meanwhile.
+			n, took, err := shared.Take(ctx, key, day, limit, t.deps.Day*3)
 			if err == nil {
 				t.setDegraded(false)
 				v.Count = n
-				if n > limit {
-					_, _ = shared.Incr(ctx, key, day, "sent", -1, t.deps.Day*3)
-					v.OK, v.Count = false, n-1
+				if !took {
+					v.OK = false
 				} else {
 					t.mu.Lock()
 					pr.today.Sent = max(pr.today.Sent, n)

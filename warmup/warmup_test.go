@@ -254,3 +254,43 @@ func TestComplaintFoundByRecipient(t *testing.T) {
 		t.Fatalf("ip3 after 3 complaints: %+v", st.LastDecisions)
 	}
 }
+
+// TestClusterCountNeverOverLimit: a node refused the day's last message
+// must not show the others (or an operator) a count over the limit, not
+// even for a moment. Taking past the limit and giving it back in a second
+// call did: a node's status read in between said "sent 7" of 6.
+func TestClusterCountNeverOverLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	c := &clock{t: time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)}
+	cl := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port)})
+	t.Cleanup(func() { cl.Close() })
+	sh := NewRedis(cl, "t:")
+	a := newTracker(t, c, "", sh, yahooPlan())
+	b := newTracker(t, c, "", NewRedis(cl, "t:"), yahooPlan())
+	if n := sendDay(t, a, c, 0, ""); n != 10 {
+		t.Fatalf("node a sent %d, want the day's 10", n)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 300 { // refused, every one
+			if a.Take("ip3", "yahoo", nil).OK {
+				t.Error("a take past the day's volume was granted")
+				return
+			}
+		}
+	}()
+	most := int64(0)
+	for i := 0; i < 300; i++ {
+		select {
+		case <-done:
+			i = 300
+		default:
+		}
+		most = max(most, b.Statuses()[0].Sent)
+	}
+	<-done
+	if most != 10 {
+		t.Fatalf("node b saw %d sent of the day's 10 while node a was refused", most)
+	}
+}
