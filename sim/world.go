@@ -15,6 +15,12 @@ type World struct {
 	DNS  *DNSServer
 	Port int
 
+	// hold keeps Port taken on 127.0.0.1 while the world lives: the
+	// providers listen on 127.0.1.x, where FreePort does not look, so
+	// without it a world made meanwhile (tests run in parallel) could
+	// pick the same port and find its providers' addresses taken.
+	hold net.Listener
+
 	mu        sync.Mutex
 	next      int // next host number for provider addresses
 	providers []*Provider
@@ -26,12 +32,20 @@ func NewWorld() (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		d.Close()
-		return nil, err
+	var hold net.Listener
+	for range 20 {
+		port, err := FreePort()
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		// Taken again between FreePort's close and here: try another.
+		if hold, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			return &World{DNS: d, Port: port, hold: hold, next: 20}, nil
+		}
 	}
-	return &World{DNS: d, Port: port, next: 20}, nil
+	d.Close()
+	return nil, errors.New("sim: no SMTP port for the world after 20 tries")
 }
 
 // Nameserver is the address to put in [dns] nameservers.
@@ -87,6 +101,6 @@ func (w *World) Close() error {
 	for _, p := range ps {
 		errs = append(errs, p.Close())
 	}
-	errs = append(errs, w.DNS.Close())
+	errs = append(errs, w.DNS.Close(), w.hold.Close())
 	return errors.Join(errs...)
 }
