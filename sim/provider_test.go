@@ -425,8 +425,10 @@ func TestProviderStall(t *testing.T) {
 	for _, at := range []string{AtGreeting, AtMail, AtRcpt, AtData, AtDot} {
 		t.Run(at, func(t *testing.T) {
 			p := newProvider(t, Behavior{StallAt: at, StallFor: stall})
-			c := dial(t, p.Addrs()[0])
+			// From before the dial: a greeting stall starts when the
+			// provider accepts, which can be before the dial returns.
 			start := time.Now()
+			c := dial(t, p.Addrs()[0])
 			c.hello()
 			c.message("s@x.test", []string{"a@y.test"}, "x\r\n")
 			if d := time.Since(start); d < stall {
