@@ -420,12 +420,18 @@ func TestDashboardInBrowser(t *testing.T) {
 			Bounced   int64 `json:"bounced"`
 		} `json:"minutes"`
 	}
-	getJSON(t, addr, token, "/api/v1/timeline?minutes=60", &timeline)
+	// The timeline is fed by a delivery-log subscriber, a moment behind
+	// the queue's totals: wait for it to count the last outcomes too.
 	var hourDelivered, hourBounced int64
-	for _, m := range timeline.Minutes {
-		hourDelivered += m.Delivered
-		hourBounced += m.Bounced
-	}
+	waitFor(t, 10*time.Second, "the timeline to count every outcome", func() bool {
+		getJSON(t, addr, token, "/api/v1/timeline?minutes=60", &timeline)
+		hourDelivered, hourBounced = 0, 0
+		for _, m := range timeline.Minutes {
+			hourDelivered += m.Delivered
+			hourBounced += m.Bounced
+		}
+		return hourDelivered == wantDelivered && hourBounced == wantBounced
+	})
 	slowSite := ""
 	for _, s := range qs.Sites {
 		if strings.Contains(s.Site, "throttle.test") {
