@@ -86,8 +86,6 @@ package flow
 
 import (
 	"fmt"
-	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,100 +140,6 @@ type Decision struct {
 	Limit *Limit `json:"limit,omitempty"`
 }
 
-// Pattern puts a site in a state at once when a remote reply matches.
-type Pattern struct {
-	Match    *regexp.Regexp
-	Action   string // Backoff, Suspended or Limited
-	Duration time.Duration
-	Limits   Limits        // action Limited: the caps
-	Count    int           // threshold: Count matches ...
-	Per      time.Duration // ... within Per (0/0: the first match acts)
-	// Site: the reply speaks of the whole site (its servers are busy),
-	// not of the source it was given to; it acts on the site's state.
-	Site bool
-}
-
-// Config holds the thresholds. Zero fields take the defaults of Defaults.
-type Config struct {
-	Window         time.Duration
-	MinAttempts    int
-	ErrorRatio     float64
-	SuspendRatio   float64
-	ConnFactor     float64
-	RateFactor     float64
-	SuspendFor     time.Duration
-	MaxSuspend     time.Duration
-	ProbeInterval  time.Duration
-	RecoverAfter   time.Duration
-	StepInterval   time.Duration
-	LocalSiteRatio float64
-	LocalMinSites  int
-	Patterns       []Pattern
-}
-
-// Defaults are the documented defaults of [flow_control].
-func Defaults() Config {
-	return Config{
-		Window:         5 * time.Minute,
-		MinAttempts:    20,
-		ErrorRatio:     0.3,
-		SuspendRatio:   0.6,
-		ConnFactor:     0.5,
-		RateFactor:     0.5,
-		SuspendFor:     5 * time.Minute,
-		MaxSuspend:     2 * time.Hour,
-		ProbeInterval:  time.Minute,
-		RecoverAfter:   5 * time.Minute,
-		StepInterval:   time.Minute,
-		LocalSiteRatio: 0.5,
-		LocalMinSites:  4,
-	}
-}
-
-func (c Config) withDefaults() Config {
-	d := Defaults()
-	if c.Window <= 0 {
-		c.Window = d.Window
-	}
-	if c.MinAttempts <= 0 {
-		c.MinAttempts = d.MinAttempts
-	}
-	if c.ErrorRatio <= 0 {
-		c.ErrorRatio = d.ErrorRatio
-	}
-	if c.SuspendRatio <= 0 {
-		c.SuspendRatio = d.SuspendRatio
-	}
-	if c.ConnFactor <= 0 {
-		c.ConnFactor = d.ConnFactor
-	}
-	if c.RateFactor <= 0 {
-		c.RateFactor = d.RateFactor
-	}
-	if c.SuspendFor <= 0 {
-		c.SuspendFor = d.SuspendFor
-	}
-	if c.MaxSuspend <= 0 {
-		c.MaxSuspend = d.MaxSuspend
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = d.ProbeInterval
-	}
-	if c.RecoverAfter <= 0 {
-		c.RecoverAfter = d.RecoverAfter
-	}
-	if c.StepInterval <= 0 {
-		c.StepInterval = d.StepInterval
-	}
-	if c.LocalSiteRatio <= 0 {
-		c.LocalSiteRatio = d.LocalSiteRatio
-	}
-	if c.LocalMinSites <= 0 {
-		c.LocalMinSites = d.LocalMinSites
-	}
-	return c
-}
-
 // Change is a state change, for the delivery log and metrics.
 type Change struct {
 	Time     time.Time
@@ -266,58 +170,6 @@ type Options struct {
 	OnChange func(Change)       // called without locks held
 	OnLocal  func(LocalProblem) // called without locks held
 }
-
-const buckets = 30
-
-// window counts attempts and errors in fixed time buckets.
-type window struct {
-	span     time.Duration // per bucket
-	stamp    [buckets]int64
-	attempts [buckets]int32
-	errors   [buckets]int32
-	oks      [buckets]int32
-}
-
-func (w *window) add(t time.Time, ok, isErr bool) {
-	slot := t.UnixNano() / int64(w.span)
-	i := slot % buckets
-	if w.stamp[i] != slot {
-		w.stamp[i] = slot
-		w.attempts[i], w.errors[i], w.oks[i] = 0, 0, 0
-	}
-	w.attempts[i]++
-	if isErr {
-		w.errors[i]++
-	}
-	if ok {
-		w.oks[i]++
-	}
-}
-
-// last is the start of the newest bucket that counted something.
-func (w *window) last() time.Time {
-	var slot int64
-	for i := range w.stamp {
-		if w.attempts[i] > 0 && w.stamp[i] > slot {
-			slot = w.stamp[i]
-		}
-	}
-	return time.Unix(0, slot*int64(w.span))
-}
-
-func (w *window) sums(now time.Time) (attempts, errs, oks int) {
-	slot := now.UnixNano() / int64(w.span)
-	for i := range w.stamp {
-		if slot-w.stamp[i] < buckets {
-			attempts += int(w.attempts[i])
-			errs += int(w.errors[i])
-			oks += int(w.oks[i])
-		}
-	}
-	return
-}
-
-type hits struct{ times []time.Time }
 
 type siteState struct {
 	win        window
@@ -768,81 +620,6 @@ func (c *Controller) evaluate(key string, s *siteState, now time.Time, ev Event)
 	return Change{}, false
 }
 
-// scan looks across sites for a local problem, at most once a second.
-// Caller holds c.mu.
-func (c *Controller) scan(now time.Time, force bool) []LocalProblem {
-	if !force && now.Sub(c.lastScan) < time.Second {
-		return nil
-	}
-	c.lastScan = now
-	active, erroring := 0, 0
-	for key, s := range c.sites {
-		a, e, _ := s.win.sums(now)
-		if a == 0 {
-			continue
-		}
-		// The site's window counts every attempt, its sources' windows
-		// the errors tied to them.
-		for _, ss := range c.sources[key] {
-			_, se, _ := ss.win.sums(now)
-			e += se
-		}
-		active++
-		if e > 0 && float64(e)/float64(a) >= c.cfg.ErrorRatio {
-			erroring++
-		}
-	}
-	dnsFail := 0
-	for d, t := range c.dns {
-		if now.Sub(t) > c.cfg.Window {
-			delete(c.dns, d)
-			continue
-		}
-		dnsFail++
-	}
-	isLocal := (erroring >= c.cfg.LocalMinSites && float64(erroring) >= c.cfg.LocalSiteRatio*float64(active)) ||
-		(dnsFail >= c.cfg.LocalMinSites && now.Sub(c.dnsOK) > c.cfg.Window/buckets)
-	if isLocal == c.local {
-		// No transition, but the numbers move: the text follows them (it
-		// used to keep the numbers of the moment the problem began).
-		c.localInfo.ErrorSites, c.localInfo.ActiveSites, c.localInfo.DNSDomains = erroring, active, dnsFail
-		c.localInfo.Detail = localDetail(isLocal, erroring, active, dnsFail)
-		return nil
-	}
-	c.local = isLocal
-	lp := LocalProblem{Time: now, Active: isLocal, ErrorSites: erroring, ActiveSites: active, DNSDomains: dnsFail,
-		Detail: localDetail(isLocal, erroring, active, dnsFail)}
-	c.localInfo = lp
-	return []LocalProblem{lp}
-}
-
-// localDetail is the local-problem indicator as one sentence with its
-// numbers; a number that says nothing (0 of 0 sites) is left out.
-func localDetail(on bool, erroring, active, dnsFail int) string {
-	var parts []string
-	if dnsFail > 0 {
-		parts = append(parts, fmt.Sprintf("MX lookups are failing for %d domains", dnsFail))
-	}
-	if active > 0 {
-		parts = append(parts, fmt.Sprintf("%d of %d sites with recent attempts have errors", erroring, active))
-	}
-	numbers := strings.Join(parts, "; ")
-	if !on {
-		if numbers == "" {
-			return "local problem cleared"
-		}
-		return "local problem cleared: " + numbers
-	}
-	cause := "our network, sources, TLS setup or the MTA itself"
-	if dnsFail > 0 && erroring < max(1, active/2) {
-		cause = "our resolver ([dns] nameservers) or our network"
-	}
-	if numbers == "" {
-		return "the cause is most likely on our side (" + cause + ")"
-	}
-	return numbers + ": the cause is most likely on our side (" + cause + "), not the providers' view of our reputation"
-}
-
 // Check says how a site may be used now. When a suspended site's probe is
 // due, it returns Probe and takes the probe slot (the next one comes one
 // probe_interval later), so callers must open the probe connection.
@@ -933,86 +710,6 @@ func (c *Controller) gate(s *siteState, now time.Time) Decision {
 	return d
 }
 
-// SourceDecision is flow control's answer for one source at a site.
-type SourceDecision struct {
-	Source string `json:"source"`
-	Decision
-}
-
-// troubled: a source state that changes how the source may be used.
-func (s *siteState) troubled() bool {
-	return s.state != Normal || s.consec > 0 || s.limit != nil
-}
-
-// Sources returns the decisions of a site's sources that are out of
-// normal (a backoff, a suspension, errors in a row, a timed limit),
-// sorted by source; nil when every source may be used at the site's
-// limits. It takes no probe slot (TakeProbe does). It is on the
-// scheduler's path: the decisions are lean (no Detail, Diagnosis or last
-// errors, which SourcesAll gives), and with every source normal it
-// allocates nothing.
-func (c *Controller) Sources(key string, now time.Time) []SourceDecision {
-	var changes []Change
-	var out []SourceDecision
-	c.mu.Lock()
-	for src, s := range c.sources[key] {
-		if !s.troubled() {
-			continue
-		}
-		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
-			changes = append(changes, ch)
-		}
-		if ch, ok := c.stepLimit(key, s, now); ok {
-			changes = append(changes, ch)
-		}
-		if s.troubled() {
-			out = append(out, SourceDecision{Source: src, Decision: c.gate(s, now)})
-		}
-	}
-	c.mu.Unlock()
-	c.emit(changes, nil)
-	if len(out) > 1 {
-		slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
-	}
-	return out
-}
-
-// SourcesAll is Sources with every source that has recent attempts,
-// healthy ones included (for explain).
-func (c *Controller) SourcesAll(key string, now time.Time) []SourceDecision {
-	var changes []Change
-	var out []SourceDecision
-	c.mu.Lock()
-	for src, s := range c.sources[key] {
-		var d Decision
-		d, changes = c.decideState(key, s, now, false, changes)
-		out = append(out, SourceDecision{Source: src, Decision: d})
-	}
-	c.mu.Unlock()
-	c.emit(changes, nil)
-	slices.SortFunc(out, func(a, b SourceDecision) int { return strings.Compare(a.Source, b.Source) })
-	return out
-}
-
-// TakeProbe takes a suspended source's probe slot when one is due (the
-// next comes one probe_interval later); it reports whether the caller
-// may open the probe connection.
-func (c *Controller) TakeProbe(key, src string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.sources[key][src]
-	if s == nil {
-		return true
-	}
-	if s.state == Suspended {
-		if now.Before(s.nextProbe) {
-			return false
-		}
-		s.nextProbe = now.Add(c.cfg.ProbeInterval)
-	}
-	return true
-}
-
 func (c *Controller) diagnose(key string, s *siteState, now time.Time) string {
 	if s.state == Normal && now.Sub(s.lastError) > c.cfg.Window {
 		return ""
@@ -1063,70 +760,6 @@ func (c *Controller) detail(key string, s *siteState, d Decision, now time.Time)
 	return b.String()
 }
 
-// Reset returns a site to normal at once (operator resume).
-func (c *Controller) Reset(key string) {
-	var changes []Change
-	c.mu.Lock()
-	if s := c.sites[key]; s != nil && s.state != Normal {
-		changes = append(changes, c.to(key, s, Normal, c.opts.Now(), time.Time{}, "resumed by operator"))
-		s.suspends = 0
-	}
-	if s := c.sites[key]; s != nil && s.limit != nil {
-		changes = append(changes, Change{Time: c.opts.Now(), Site: key, From: Limited, To: s.state,
-			Reason: fmt.Sprintf("limit of pattern `%s` ended by operator", s.limit.pattern)})
-		s.limit = nil
-	}
-	for _, s := range c.sources[key] {
-		if s.state != Normal {
-			changes = append(changes, c.to(key, s, Normal, c.opts.Now(), time.Time{}, "resumed by operator"))
-			s.suspends = 0
-		}
-		s.limit, s.consec = nil, 0
-	}
-	c.mu.Unlock()
-	c.emit(changes, nil)
-}
-
-// Suspend forces a suspension (operator action) for d.
-func (c *Controller) Suspend(key string, d time.Duration, reason string) {
-	now := c.opts.Now()
-	c.mu.Lock()
-	ch := c.to(key, c.site(key), Suspended, now, now.Add(d), reason)
-	c.mu.Unlock()
-	c.emit([]Change{ch}, nil)
-}
-
-// Adopt applies a state change decided elsewhere (another node of the
-// cluster): the site takes the state, its until and reason, without
-// emitting a change of its own (no echo).
-func (c *Controller) Adopt(ch Change) {
-	if ch.To != Normal && ch.To != Backoff && ch.To != Suspended {
-		return
-	}
-	if ch.From == Limited {
-		// The end of another node's timed limit says nothing about the
-		// state: adopting its "normal" would end our backoff.
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.site(ch.Site)
-	if ch.Source != "" {
-		s = c.source(ch.Site, ch.Source)
-	}
-	if s.state == ch.To && !ch.Until.After(s.until) {
-		return
-	}
-	c.to(ch.Site, s, ch.To, ch.Time, ch.Until, ch.Reason+" (on another node)")
-}
-
-// Local reports whether a local problem is in force, with its detail.
-func (c *Controller) Local() (bool, LocalProblem) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.local, c.localInfo
-}
-
 // States counts sites per state (for metrics).
 func (c *Controller) States() map[string]int {
 	c.mu.Lock()
@@ -1134,20 +767,6 @@ func (c *Controller) States() map[string]int {
 	out := map[string]int{Normal: 0, Backoff: 0, Suspended: 0}
 	for _, s := range c.sites {
 		out[s.state]++
-	}
-	return out
-}
-
-// SourceStates counts (site, source) states per state (for metrics):
-// the sources flow control knows of, with recent attempts.
-func (c *Controller) SourceStates() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{Normal: 0, Backoff: 0, Suspended: 0}
-	for _, m := range c.sources {
-		for _, s := range m {
-			out[s.state]++
-		}
 	}
 	return out
 }
@@ -1160,23 +779,6 @@ func (c *Controller) NotNormal() []string {
 	for k, s := range c.sites {
 		if s.state != Normal {
 			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// SourcesNotNormal lists the (site, source) pairs not in the normal
-// state, as "site source", sorted.
-func (c *Controller) SourcesNotNormal() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for k, m := range c.sources {
-		for src, s := range m {
-			if s.state != Normal {
-				out = append(out, k+" "+src)
-			}
 		}
 	}
 	sort.Strings(out)
