@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/penstock-mta/penstock/internal/deadline"
 )
 
 // Default timeouts, RFC 5321 §4.5.3.2.
@@ -501,24 +503,21 @@ func (c *Client) unwatch(stop func() bool) {
 // deadline bounds the next reads and writes by d, or by ctx's deadline if
 // that is sooner. Set before every command and every reply.
 //
-// Setting a socket's deadline re-arms two runtime timers, and a Send asks
-// for a deadline six times within microseconds. So the deadline set is
-// d/64 later than asked (4.7 s on 5 minutes), and a later call is a no-op
-// while the deadline in force is still within [asked, asked + d/64]: a
-// timeout is never shorter than d, and at most d/64 longer. A context
-// deadline is set as it is.
+// A Send asks six times within microseconds: the deadline is set with
+// package deadline's slack (never sooner than asked, at most d/64 later).
+// A context deadline is set as it is.
 func (c *Client) deadline(ctx context.Context, d time.Duration) {
 	t := time.Now().Add(d)
-	slack := d / 64
-	if dl, ok := ctx.Deadline(); ok && dl.Before(t) {
-		t, slack = dl, 0
+	set, ok := deadline.Slack(c.dl, t)
+	if dl, has := ctx.Deadline(); has && dl.Before(t) {
+		set, ok = dl, !c.dl.Equal(dl)
 	}
-	if !c.dl.Before(t) && c.dl.Sub(t) <= slack {
+	if !ok {
 		return
 	}
-	c.dl = t.Add(slack)
+	c.dl = set
 	// An error here means the connection is closed; the next I/O reports it.
-	c.netConn.SetDeadline(c.dl)
+	c.netConn.SetDeadline(set)
 }
 
 // cmd writes one command line (verb+arg, two strings to spare a

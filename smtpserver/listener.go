@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/penstock-mta/penstock/internal/deadline"
 )
 
 // maxReplyBuf is how many octets of replies are held back before they are
@@ -275,13 +277,13 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// SetWriteDeadline applies a write deadline with slack (see slackDeadline):
+// SetWriteDeadline applies a write deadline with slack (package deadline):
 // go-smtp asks for one before every reply, four times per message.
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	c.wdmu.Lock()
 	defer c.wdmu.Unlock()
 	if !t.IsZero() {
-		set, ok := slackDeadline(c.wApplied, t)
+		set, ok := deadline.Slack(c.wApplied, t)
 		if !ok {
 			return nil
 		}
@@ -291,30 +293,15 @@ func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// slackDeadline decides the socket deadline for one asked for as d (not
-// zero), given the one set last (zero: none or unknown). Setting a socket
-// deadline re-arms a runtime timer, and go-smtp asks for one before every
-// command line and every reply, microseconds apart. So the deadline is set
-// 1/64 of the time left later than asked, and the one set last stays
-// (ok=false) while it is within [d, d + 1/64 of the time left]: a timeout
-// is never sooner than asked, and at most 1/64 later (4.7 s on 5 minutes).
-func slackDeadline(last, d time.Time) (set time.Time, ok bool) {
-	slack := max(time.Until(d)/64, 0)
-	if !last.IsZero() && !last.Before(d) && last.Sub(d) <= slack {
-		return time.Time{}, false
-	}
-	return d.Add(slack), true
-}
-
 // applyDeadlineLocked sets the socket's read deadline: go-smtp's, or under
 // stress no later than StressIdleTimeout from now. A session that keeps
 // sending (a long DATA transfer) is thus not cut; one that is silent is.
-// Out of stress go-smtp's deadline is set with slack (slackDeadline): it
+// Out of stress go-smtp's deadline is set with slack (package deadline): it
 // asks for one before every command line, three times per message.
 func (c *trackedConn) applyDeadlineLocked() error {
 	d := c.readDeadline
 	if !d.IsZero() && !c.stressed.Load() {
-		set, ok := slackDeadline(c.applied, d)
+		set, ok := deadline.Slack(c.applied, d)
 		if !ok {
 			return nil
 		}
