@@ -464,21 +464,8 @@ func TestLingeringSessionTakesNextJob(t *testing.T) {
 	for i := range msgs {
 		if i > 0 {
 			// The session is back from the last delivery and looking for
-			// the next job (bounded poll of its state, not a sleep).
-			s := f.q.findSite("linger.test")
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				s.mu.Lock()
-				idle := s.idle
-				s.mu.Unlock()
-				if idle > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("message %d: no session looking for a job", i)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			// the next job.
+			f.waitIdle(t, "linger.test")
 		}
 		f.send(t, "u"+strconv.Itoa(i)+"@linger.test")
 		f.out.wait(t, i+1)
