@@ -223,9 +223,10 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-func idKey(id ID) []byte {
-	k := make([]byte, 8)
-	binary.BigEndian.PutUint64(k, uint64(id))
+// idKey is a message's key: its ID, big-endian, so that keys sort by ID.
+// An array: a read's key stays on the stack.
+func idKey(id ID) (k [8]byte) {
+	binary.BigEndian.PutUint64(k[:], uint64(id))
 	return k
 }
 
@@ -267,7 +268,8 @@ func (s *Spool) Put(ctx context.Context, m *Message, body []byte) error {
 	var id ID
 	err = s.submit(ctx, len(rec)+len(body), func(w *writeTx) error {
 		id = w.nextID()
-		k := idKey(id)
+		kb := idKey(id)
+		k := kb[:]
 		if err := w.meta.Put(k, rec); err != nil {
 			return err
 		}
@@ -378,7 +380,8 @@ func (s *Spool) UpdateAsync(m *Message) <-chan error {
 	}
 	id := m.ID
 	r, err := s.enqueue(nil, len(rec), func(w *writeTx) error {
-		k := idKey(id)
+		kb := idKey(id)
+		k := kb[:]
 		old := w.meta.Get(k)
 		if old == nil {
 			return refuse(fmt.Errorf("spool: update %s: %w", id, ErrNotFound))
@@ -403,7 +406,8 @@ func (s *Spool) UpdateAsync(m *Message) <-chan error {
 // stored.
 func (s *Spool) Delete(id ID) error {
 	return s.submit(nil, 0, func(w *writeTx) error {
-		k := idKey(id)
+		kb := idKey(id)
+		k := kb[:]
 		old := w.meta.Get(k)
 		if old == nil {
 			return refuse(fmt.Errorf("spool: delete %s: %w", id, ErrNotFound))
@@ -418,8 +422,7 @@ func (s *Spool) Delete(id ID) error {
 func (s *Spool) Body(id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(func(tx *bolt.Tx) error {
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], uint64(id))
+		k := idKey(id)
 		// A body is written and deleted in the same transaction as its
 		// meta, so a body found means the message is stored: the meta
 		// lookup is needed only when there is none.
@@ -442,7 +445,8 @@ func (s *Spool) Get(id ID) (*Message, error) {
 	var d decoder
 	m := new(Message)
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMeta).Get(idKey(id))
+		k := idKey(id)
+		v := tx.Bucket(bucketMeta).Get(k[:])
 		if v == nil {
 			return fmt.Errorf("spool: get %s: %w", id, ErrNotFound)
 		}

@@ -373,7 +373,8 @@ func TestLoad(t *testing.T) {
 	// A corrupt record in the middle is skipped and reported, not fatal.
 	corrupt := ms[scanChunk].ID
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(idKey(corrupt), []byte{metaVersion, 0, 99})
+		k := idKey(corrupt)
+		return tx.Bucket(bucketMeta).Put(k[:], []byte{metaVersion, 0, 99})
 	})
 	if err != nil {
 		t.Fatal(err)
