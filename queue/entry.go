@@ -44,6 +44,9 @@ const entryStripes = 64
 type entryStripe struct {
 	mu   sync.Mutex
 	held map[*entry]*heldMessage
+	// lets counts the messages let go (their last hold dropped): a read
+	// made outside mu is current only if none was let go meanwhile.
+	lets uint64
 }
 
 // heldMessage is a decoded message and how many hold it: sessions sending
@@ -88,27 +91,63 @@ func (e *entry) expired(now time.Time) bool {
 // holds it, and counts one more user; every successful hold is matched by
 // one drop. While a user holds it, changes made under lockOf(e) are seen
 // by the others.
+//
+// The spool is read outside the stripe's lock, which 1/64 of all messages
+// share: a message nobody holds has no update in flight (every writer
+// holds it until its update is durable), so the spool is current. The
+// read is kept only if, once locked again, nobody holds the message and
+// no message of the stripe was let go meanwhile (a hold begun and ended
+// in between could have changed it); otherwise it is read again.
 func (q *Queue) hold(e *entry) (*spool.Message, error) {
+	if q.deps.Spool == nil {
+		return nil, spool.ErrNotFound
+	}
 	st := q.stripeOf(e)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	h := st.held[e]
-	if h == nil {
-		if q.deps.Spool == nil {
-			return nil, spool.ErrNotFound
+	for try := 0; ; try++ {
+		st.mu.Lock()
+		if h := st.held[e]; h != nil {
+			h.users++
+			st.mu.Unlock()
+			return h.m, nil
 		}
+		if try == 3 {
+			// Let go around us again and again: read under the lock.
+			defer st.mu.Unlock()
+			m, err := q.deps.Spool.Get(e.id)
+			if err != nil {
+				return nil, err
+			}
+			return st.keep(e, m), nil
+		}
+		lets := st.lets
+		st.mu.Unlock()
 		m, err := q.deps.Spool.Get(e.id)
 		if err != nil {
 			return nil, err
 		}
-		h = &heldMessage{m: m}
-		if st.held == nil {
-			st.held = map[*entry]*heldMessage{}
+		st.mu.Lock()
+		if h := st.held[e]; h != nil {
+			h.users++ // held meanwhile: its copy may carry updates
+			st.mu.Unlock()
+			return h.m, nil
 		}
-		st.held[e] = h
+		if st.lets == lets {
+			m = st.keep(e, m)
+			st.mu.Unlock()
+			return m, nil
+		}
+		st.mu.Unlock()
 	}
-	h.users++
-	return h.m, nil
+}
+
+// keep records m as e's decoded message with one user. Caller holds st.mu
+// and has checked that nobody holds e.
+func (st *entryStripe) keep(e *entry, m *spool.Message) *spool.Message {
+	if st.held == nil {
+		st.held = map[*entry]*heldMessage{}
+	}
+	st.held[e] = &heldMessage{m: m, users: 1}
+	return m
 }
 
 // drop ends one hold; the last one lets the decoded message go.
@@ -118,6 +157,7 @@ func (q *Queue) drop(e *entry) {
 	if h := st.held[e]; h != nil {
 		if h.users--; h.users <= 0 {
 			delete(st.held, e)
+			st.lets++
 		}
 	}
 	st.mu.Unlock()
