@@ -3,34 +3,13 @@ package smtpclient
 import (
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/penstock-mta/penstock/internal/testconn"
 )
 
-// deadlineConn records every deadline set on a connection and when.
-type deadlineConn struct {
-	net.Conn
-	mu  sync.Mutex
-	set []deadlineSet
-}
-
-type deadlineSet struct{ at, deadline time.Time }
-
-func (c *deadlineConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.set = append(c.set, deadlineSet{time.Now(), t})
-	c.mu.Unlock()
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *deadlineConn) sets() []deadlineSet {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]deadlineSet(nil), c.set...)
-}
-
-type deadlineDialer struct{ conn *deadlineConn }
+type deadlineDialer struct{ conn *testconn.Deadlines }
 
 func (d *deadlineDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var nd net.Dialer
@@ -38,7 +17,7 @@ func (d *deadlineDialer) DialContext(ctx context.Context, network, addr string) 
 	if err != nil {
 		return nil, err
 	}
-	d.conn = &deadlineConn{Conn: c}
+	d.conn = &testconn.Deadlines{Conn: c}
 	return d.conn, nil
 }
 
@@ -58,11 +37,11 @@ func TestSendSetsFewDeadlines(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	before := len(d.conn.sets())
+	before := len(d.conn.Sets(testconn.Both))
 	if _, err := c.Send(ctx, "sender@example.org", []string{"a@example.com", "b@example.com"}, body2K()); err != nil {
 		t.Fatal(err)
 	}
-	sets := d.conn.sets()[before:]
+	sets := d.conn.Sets(testconn.Both)[before:]
 	if len(sets) > 3 {
 		t.Errorf("one Send set the deadline %d times, want at most 3 (command, data, command again for the next)", len(sets))
 	}
@@ -70,7 +49,7 @@ func TestSendSetsFewDeadlines(t *testing.T) {
 		t.Fatal("no deadline set by Send")
 	}
 	for _, s := range sets {
-		if got := s.deadline.Sub(s.at); got < o.CommandTimeout || got > o.DataTimeout+o.DataTimeout/64 {
+		if got := s.Deadline.Sub(s.At); got < o.CommandTimeout || got > o.DataTimeout+o.DataTimeout/64 {
 			t.Errorf("deadline %v after it was set, want within [%v, %v]", got, o.CommandTimeout, o.DataTimeout+o.DataTimeout/64)
 		}
 	}
@@ -93,8 +72,8 @@ func TestSendContextDeadlineExact(t *testing.T) {
 	if _, err := c.Send(ctx, "sender@example.org", []string{"a@example.com"}, body2K()); err != nil {
 		t.Fatal(err)
 	}
-	sets := d.conn.sets()
-	if last := sets[len(sets)-1].deadline; !last.Equal(dl) {
+	sets := d.conn.Sets(testconn.Both)
+	if last := sets[len(sets)-1].Deadline; !last.Equal(dl) {
 		t.Errorf("deadline %v, want the context's %v", last, dl)
 	}
 }

@@ -4,16 +4,17 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/penstock-mta/penstock/internal/testconn"
 )
 
 // recordingListener hands out connections that record the read deadlines
 // set on the socket.
 type recordingListener struct {
 	net.Listener
-	conns chan *readDeadlineConn
+	conns chan *testconn.Deadlines
 }
 
 func (l *recordingListener) Accept() (net.Conn, error) {
@@ -21,44 +22,9 @@ func (l *recordingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &readDeadlineConn{Conn: c}
+	rc := &testconn.Deadlines{Conn: c}
 	l.conns <- rc
 	return rc, nil
-}
-
-type readDeadlineConn struct {
-	net.Conn
-	mu   sync.Mutex
-	set  []deadlineSet
-	wset []deadlineSet
-}
-
-type deadlineSet struct{ at, deadline time.Time }
-
-func (c *readDeadlineConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.set = append(c.set, deadlineSet{time.Now(), t})
-	c.mu.Unlock()
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *readDeadlineConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.wset = append(c.wset, deadlineSet{time.Now(), t})
-	c.mu.Unlock()
-	return c.Conn.SetWriteDeadline(t)
-}
-
-func (c *readDeadlineConn) sets() []deadlineSet {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]deadlineSet(nil), c.set...)
-}
-
-func (c *readDeadlineConn) writeSets() []deadlineSet {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]deadlineSet(nil), c.wset...)
 }
 
 // go-smtp asks for a read deadline before every command and a write
@@ -76,7 +42,7 @@ func TestDeadlinesSetOncePerBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl := &recordingListener{Listener: l, conns: make(chan *readDeadlineConn, 1)}
+	rl := &recordingListener{Listener: l, conns: make(chan *testconn.Deadlines, 1)}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(rl) }()
 	t.Cleanup(func() {
@@ -100,21 +66,21 @@ func TestDeadlinesSetOncePerBurst(t *testing.T) {
 	c.send("QUIT")
 	c.expect("221 ")
 
-	sets := rc.sets()
+	sets := rc.Sets(testconn.Read)
 	// go-smtp asks before each command: 18 times here.
 	if len(sets) == 0 || len(sets) > 4 {
 		t.Errorf("socket read deadline set %d times for %d messages, want 1 to 4", len(sets), messages)
 	}
 	for _, d := range sets {
-		if left := d.deadline.Sub(d.at); left < timeout-time.Second || left > timeout+timeout/64 {
+		if left := d.Deadline.Sub(d.At); left < timeout-time.Second || left > timeout+timeout/64 {
 			t.Errorf("read deadline %v ahead when set, want [%v, %v]", left, timeout, timeout+timeout/64)
 		}
 	}
 	// go-smtp asks before each reply: 23 times here. The last one set is
 	// the second's bound on writing the 221 when the connection closes.
 	var replies int
-	for _, d := range rc.writeSets() {
-		if left := d.deadline.Sub(d.at); left > 2*time.Second {
+	for _, d := range rc.Sets(testconn.Write) {
+		if left := d.Deadline.Sub(d.At); left > 2*time.Second {
 			replies++
 			if left < wtimeout-time.Second || left > wtimeout+wtimeout/64 {
 				t.Errorf("write deadline %v ahead when set, want [%v, %v]", left, wtimeout, wtimeout+wtimeout/64)
