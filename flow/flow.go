@@ -632,6 +632,24 @@ func (c *Controller) Peek(key string, now time.Time) Decision {
 	return c.decide(key, now, false)
 }
 
+// Holds is Peek(key, now).Hold without the rest of the Decision: the
+// scheduler asks it after every message and before a lingering session
+// claims one, and the Decision's text (Detail, Diagnosis) is a few
+// formatted strings per message nobody reads unless the site is held.
+func (c *Controller) Holds(key string, now time.Time) bool {
+	c.mu.Lock()
+	s := c.sites[key]
+	if s == nil {
+		c.mu.Unlock()
+		return false
+	}
+	changes := c.advance(key, s, now, nil)
+	hold := c.gate(s, now).Hold
+	c.mu.Unlock()
+	c.emit(changes, nil)
+	return hold
+}
+
 func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 	c.mu.Lock()
 	s := c.sites[key]
@@ -649,12 +667,7 @@ func (c *Controller) decide(key string, now time.Time, take bool) Decision {
 // decideState is the Decision of a site's or a source's state. Caller
 // holds c.mu.
 func (c *Controller) decideState(key string, s *siteState, now time.Time, take bool, changes []Change) (Decision, []Change) {
-	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
-		changes = append(changes, ch)
-	}
-	if ch, ok := c.stepLimit(key, s, now); ok {
-		changes = append(changes, ch)
-	}
+	changes = c.advance(key, s, now, changes)
 	d := c.gate(s, now)
 	if take && s.state == Suspended && d.Probe {
 		s.nextProbe = now.Add(c.cfg.ProbeInterval)
@@ -666,6 +679,19 @@ func (c *Controller) decideState(key string, s *siteState, now time.Time, take b
 		d.Detail += "; " + d.Limit.Detail
 	}
 	return d, changes
+}
+
+// advance brings a site's or a source's state up to now (a backoff or a
+// timed limit may have ended) and appends the changes that made. Caller
+// holds c.mu.
+func (c *Controller) advance(key string, s *siteState, now time.Time, changes []Change) []Change {
+	if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
+		changes = append(changes, ch)
+	}
+	if ch, ok := c.stepLimit(key, s, now); ok {
+		changes = append(changes, ch)
+	}
+	return changes
 }
 
 // gate is the part of a Decision the scheduler acts on: the state, the

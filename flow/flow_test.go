@@ -391,3 +391,48 @@ func BenchmarkRecord(b *testing.B) {
 		c.Record(Event{Time: now, Site: "site", OK: true})
 	}
 }
+
+// Holds answers what Peek's Decision says of the hold at every stage of an
+// escalation (unknown site, pacing, backoff, suspension, probe due,
+// recovery), and like Peek it brings the state up to now: a suspension
+// that ran out is reported ended by the call that notices.
+func TestHoldsAgreesWithPeek(t *testing.T) {
+	cfg := Config{Window: time.Minute, MinAttempts: 5, StepInterval: 10 * time.Second, SuspendFor: time.Minute,
+		ProbeInterval: 15 * time.Second, RecoverAfter: 30 * time.Second}
+	c, ck, rec := newTest(t, cfg)
+	same := func(stage string) bool {
+		t.Helper()
+		h := c.Holds("a", ck.Now())
+		if p := c.Peek("a", ck.Now()).Hold; h != p {
+			t.Fatalf("%s: Holds %v, Peek's Hold %v", stage, h, p)
+		}
+		return h
+	}
+	if same("unknown site") {
+		t.Fatal("a site flow control never saw is held")
+	}
+	refused := Event{Site: "a", Err: true, Local: true, Text: "connection refused"}
+	for i := 0; i < 15; i++ {
+		refused.Time = ck.Add(time.Second)
+		c.Record(refused)
+		same(fmt.Sprintf("after %d refusals", i+1))
+	}
+	if !same("suspended") {
+		t.Fatal("a suspended site is not held")
+	}
+	ck.Add(15 * time.Second)
+	same("probe due")
+	ck.Add(2 * time.Minute) // the suspension ran out
+	n := len(rec.states())
+	c.Holds("a", ck.Now())
+	if got := rec.states(); len(got) == n {
+		t.Fatalf("Holds after the suspension ran out reported no change (changes %v)", got)
+	}
+	for i := 0; i < 20; i++ {
+		c.Record(okEv("a", ck.Add(10*time.Second)))
+		same(fmt.Sprintf("recovering, step %d", i))
+	}
+	if same("recovered") {
+		t.Fatal("a recovered site is held")
+	}
+}

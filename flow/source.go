@@ -33,12 +33,7 @@ func (c *Controller) Sources(key string, now time.Time) []SourceDecision {
 		if !s.troubled() {
 			continue
 		}
-		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
-			changes = append(changes, ch)
-		}
-		if ch, ok := c.stepLimit(key, s, now); ok {
-			changes = append(changes, ch)
-		}
+		changes = c.advance(key, s, now, changes)
 		if s.troubled() {
 			out = append(out, SourceDecision{Source: src, Decision: c.gate(s, now)})
 		}

@@ -18,6 +18,8 @@ type Flow interface {
 	Check(site string, now time.Time) flow.Decision
 	// Peek is Check without side effects.
 	Peek(site string, now time.Time) flow.Decision
+	// Holds is Peek(site, now).Hold, without building the rest.
+	Holds(site string, now time.Time) bool
 	// Record reports the outcome of one attempt (a connection or a
 	// message). Recipient-level rejections (user unknown) are reported as
 	// successes of the site: they are the recipient's problem.

@@ -88,6 +88,7 @@ func (f *recordingFlow) Check(string, time.Time) flow.Decision {
 func (f *recordingFlow) Peek(string, time.Time) flow.Decision {
 	return flow.Decision{State: flow.Normal}
 }
+func (f *recordingFlow) Holds(string, time.Time) bool { return false }
 func (f *recordingFlow) Record(ev flow.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -76,7 +76,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 func (s *site) mayGoOn(lim limits, p path, lease quota.Lease) bool {
 	q := s.q
 	if q.deps.Flow != nil && !lim.probe {
-		if dec := q.deps.Flow.Peek(s.key, q.now()); dec.Hold {
+		if q.deps.Flow.Holds(s.key, q.now()) {
 			return false
 		}
 		if !lim.srcProbe && q.sourceHeld(s.key, p.src, q.now()) {

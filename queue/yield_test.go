@@ -115,6 +115,7 @@ func (h *holdFlow) Peek(string, time.Time) flow.Decision {
 	}
 	return flow.Decision{State: flow.Normal, ConnFactor: 1, RateFactor: 1}
 }
+func (h *holdFlow) Holds(site string, now time.Time) bool              { return h.Peek(site, now).Hold }
 func (h *holdFlow) Record(flow.Event)                                  {}
 func (h *holdFlow) Reset(string)                                       {}
 func (h *holdFlow) Local() (bool, flow.LocalProblem)                   { return false, flow.LocalProblem{} }
