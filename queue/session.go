@@ -8,6 +8,7 @@ import (
 	"github.com/penstock-mta/penstock/caps"
 	"github.com/penstock-mta/penstock/flow"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -50,7 +51,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	// The quota keys the connection holds, so that a runner refused
 	// under one of them can ask it to close while it idles (yield.go).
 	// Registered once per connection, not at each linger.
-	y := q.yields.watch(s, lingerKeys(lease.Key(), lim.caps))
+	y := q.yields.watch(s, lingerKeys(lease.Key(), lim.caps, t.ip))
 	defer q.yields.unwatch(y)
 	sent := 0
 	j := first
@@ -172,17 +173,38 @@ func (s *site) linger(lim limits, lease quota.Lease, p path, y *yieldWatch) *job
 	}
 }
 
-// lingerKeys are the connection quota keys an idle session holds: its
-// lease's and those of its caps that count connections.
-func lingerKeys(leaseKey string, cs []*caps.Cap) []string {
+// lingerKeys are the keys under which an idle session may be asked to
+// close: its lease's and those of its caps that count connections (quota
+// it holds), and its MX address (a slot at a receiver that stopped
+// greeting, see greetPatience).
+func lingerKeys(leaseKey string, cs []*caps.Cap, mx netip.Addr) []string {
 	keys := []string{leaseKey}
 	for _, c := range cs {
 		if c.MaxConnections > 0 {
 			keys = append(keys, c.ConnKey())
 		}
 	}
+	if mx.IsValid() {
+		keys = append(keys, addrKey(mx))
+	}
 	return keys
 }
+
+// addrKey is the yield key of the connections to one MX address.
+func addrKey(mx netip.Addr) string { return "addr|" + mx.String() }
+
+// greetPatience is how long a new connection waits for its greeting
+// before the idle connections of other sites to the same MX address are
+// asked to close, one each time it runs out. A receiver at its limit of
+// simultaneous sessions (every server process busy; Postfix's smtp-sink
+// at -m) leaves further connections in its listen queue without a word,
+// and when the sessions it serves are our own lingering ones (sites with
+// their own MX names on one address, as a hosting provider's are) the
+// new one would wait for their linger, or with mail arriving within each
+// linger, until its command timeout. Greetings normally come within a
+// round trip; one slower than this costs at most an idle connection that
+// another site would have reused.
+const greetPatience = 500 * time.Millisecond
 
 // dial connects to the first MX address that answers with a usable
 // greeting, in MX preference order (RFC 5321 §5.1: on a connection failure
@@ -249,7 +271,9 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
+		stopNudge := q.yields.nudge(addrKey(t.ip), s, greetPatience)
 		c, err := smtpclient.Dial(ctx, addr, opts)
+		stopNudge()
 		err = s.policyDial(pol, domain, t, c, err, *failed)
 		s.setPolicyErr(err)
 		s.recordTLS(pol, domain, mode, t, c, err)

@@ -1,6 +1,9 @@
 package queue
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // yields lets an idle connection give its quota up to a site that needs
 // it. A lingering session holds its connection lease (and its caps'); with
@@ -17,7 +20,18 @@ import "sync"
 type yields struct {
 	mu    sync.Mutex
 	byKey map[string]map[*yieldWatch]struct{}
+	// full: until when a key's receiver counts as full (nudge).
+	full map[string]time.Time
 }
+
+// fullFor is how long a receiver that kept a new connection waiting for
+// its greeting counts as full: meanwhile each new connection to it asks an
+// idle one to close at once rather than after greetPatience. A stall seen
+// again renews it; once it lapses, idle connections linger as usual.
+const fullFor = 10 * time.Second
+
+// maxFull bounds the full map: past it, lapsed entries are swept.
+const maxFull = 1024
 
 // yieldWatch is one connection's registration: ch is closed when it is to
 // close at its next idle moment.
@@ -87,4 +101,60 @@ func (y *yields) contend(key string, from *site) bool {
 		}
 	}
 	return false
+}
+
+// nudge is for a connection about to wait for its greeting: every
+// interval until stop is called, it marks key's receiver full and asks
+// one idle connection holding key to close (contend), so that, when our
+// own idle connections fill the receiver's slots, they free them one at a
+// time. While the receiver counts as full it asks once at the start too.
+func (y *yields) nudge(key string, from *site, every time.Duration) (stop func()) {
+	if y.isFull(key, time.Now()) {
+		y.contend(key, from)
+	}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(every, func() {
+		y.markFull(key, time.Now())
+		y.contend(key, from)
+		mu.Lock()
+		if !stopped {
+			t.Reset(every)
+		}
+		mu.Unlock()
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+func (y *yields) isFull(key string, now time.Time) bool {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	until, ok := y.full[key]
+	return ok && now.Before(until)
+}
+
+func (y *yields) markFull(key string, now time.Time) {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if y.full == nil {
+		y.full = make(map[string]time.Time)
+	}
+	if len(y.full) >= maxFull {
+		for k, until := range y.full {
+			if !now.Before(until) {
+				delete(y.full, k)
+			}
+		}
+	}
+	if len(y.full) < maxFull {
+		y.full[key] = now.Add(fullFor)
+	}
 }

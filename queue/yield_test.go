@@ -171,3 +171,90 @@ func waitClosed(t *testing.T, p *sim.Provider) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A receiver serving its limit of sessions leaves a new connection in its
+// listen queue without a greeting (smtp-sink at -m, a server whose
+// processes are all busy). When those sessions are our own idle ones of
+// other sites on the same address, the new connection asks them to close
+// instead of waiting for their linger (an hour here; before, the second
+// message waited for it and the test timed out).
+func TestStalledGreetingClosesIdleConnectionsToTheAddress(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.full.test", MaxSessions: 1})
+	f.q.lingerFor = time.Hour // before any session starts
+
+	f.send(t, "a@one.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "one.test")
+	start := time.Now()
+	f.send(t, "b@two.test")
+	out := f.out.wait(t, 2)
+	for i, o := range out {
+		if !o.Delivered {
+			t.Errorf("outcome %d: %+v, want delivered", i, o)
+		}
+	}
+	st := f.prov.Stats()
+	if st.Waited != 1 || st.Connections != 2 || st.MaxOpen != 1 {
+		t.Errorf("provider: %d connections waited for a session, %d served, at most %d at once; want 1, 2, 1",
+			st.Waited, st.Connections, st.MaxOpen)
+	}
+	if took := time.Since(start); took < greetPatience {
+		t.Errorf("delivered after %v, before the greeting patience (%v) ran out: the idle connection closed too early", took, greetPatience)
+	}
+}
+
+// nudge asks nothing at once of a receiver not known to be full, one idle
+// connection each time its interval runs out (marking the receiver full),
+// and, while it counts as full, one at once; a full mark lapses.
+func TestYieldsNudge(t *testing.T) {
+	var y yields
+	own, other := &site{key: "own"}, &site{key: "other"}
+	var ws []*yieldWatch
+	for range 3 {
+		w := y.watch(other, []string{"addr|192.0.2.1"})
+		y.setIdle(w, true)
+		ws = append(ws, w)
+	}
+	told := func() (n int) {
+		for _, w := range ws {
+			select {
+			case <-w.ch:
+				n++
+			default:
+			}
+		}
+		return n
+	}
+	stop := y.nudge("addr|192.0.2.1", own, time.Hour)
+	stop()
+	if n := told(); n != 0 {
+		t.Fatalf("a nudge of a receiver not known to be full closed %d idle connections at once", n)
+	}
+	// The interval runs out while the greeting is still missing.
+	tick := make(chan struct{})
+	stop = y.nudge("addr|192.0.2.1", own, time.Millisecond)
+	go func() { // bounded: the nudge fires every millisecond until stopped
+		defer close(tick)
+		deadline := time.Now().Add(10 * time.Second)
+		for told() < 2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-tick
+	stop()
+	if n := told(); n < 2 {
+		t.Fatalf("a stalled greeting closed %d idle connections in 10 s, want one per interval", n)
+	}
+	if !y.isFull("addr|192.0.2.1", time.Now()) {
+		t.Fatal("a receiver that kept a greeting waiting is not marked full")
+	}
+	n := told()
+	stop = y.nudge("addr|192.0.2.1", own, time.Hour)
+	stop()
+	if told() != min(n+1, 3) {
+		t.Errorf("a new connection to a full receiver closed %d idle connections at once, want 1", told()-n)
+	}
+	if y.isFull("addr|192.0.2.1", time.Now().Add(fullFor+time.Second)) {
+		t.Error("the full mark does not lapse")
+	}
+}

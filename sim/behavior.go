@@ -82,6 +82,12 @@ type Behavior struct {
 	// same client IP gets "421 4.7.0 Too many connections" instead of a greeting and
 	// is closed (counted in Stats.RejectedConns).
 	MaxConnsPerIP int
+	// MaxSessions > 0: at most this many sessions are served at once, from all
+	// clients; a connection beyond them is accepted and waits, without a
+	// greeting, until one ends (counted in Stats.Waited). So behave Postfix's
+	// smtp-sink at -m and a server whose processes are all busy: the client's
+	// connect succeeds and nothing more happens.
+	MaxSessions int
 	// StallAt is one of AtGreeting, AtMail, AtRcpt, AtData, AtDot (case-insensitive)
 	// or "": at that point the provider says nothing for StallFor, then goes on.
 	// AtDot stalls after the message was read, before it is accepted and answered.

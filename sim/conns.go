@@ -55,6 +55,14 @@ func (p *Provider) serveConn(c net.Conn) {
 		w:   bufio.NewWriterSize(deadlineConn{c}, writeBufSize),
 	}
 	s.path = s.ip + ">" + hostOf(c.LocalAddr())
+	if !p.takeSlot() {
+		c.Close()
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		return
+	}
+	defer p.giveSlot()
 	p.connOpened(s)
 	s.serve()
 	// Counts drop before the socket closes, so a client that saw EOF sees them.
@@ -121,6 +129,45 @@ func decr(m map[string]int, k string) {
 	} else {
 		m[k]--
 	}
+}
+
+// takeSlot waits for one of MaxSessions' slots (at once when it is unset);
+// false when the provider closed meanwhile.
+func (p *Provider) takeSlot() bool {
+	counted := false
+	for {
+		p.smu.Lock()
+		if limit := p.beh.Load().MaxSessions; limit <= 0 || p.serving < limit {
+			p.serving++
+			p.smu.Unlock()
+			return true
+		}
+		if !counted {
+			p.st.Waited++
+			counted = true
+		}
+		if p.slotFree == nil {
+			p.slotFree = make(chan struct{})
+		}
+		ch := p.slotFree
+		p.smu.Unlock()
+		select {
+		case <-ch:
+		case <-p.done:
+			return false
+		}
+	}
+}
+
+// giveSlot frees a slot and wakes the connections waiting for one.
+func (p *Provider) giveSlot() {
+	p.smu.Lock()
+	p.serving--
+	if p.slotFree != nil {
+		close(p.slotFree)
+		p.slotFree = nil
+	}
+	p.smu.Unlock()
 }
 
 // admit applies MaxConnsPerIP; refused connections never count as admitted.

@@ -19,6 +19,7 @@ import (
 type Stats struct {
 	Connections     int64            // accepted TCP connections
 	RejectedConns   int64            // refused at greeting (non-2xx greeting or MaxConnsPerIP)
+	Waited          int64            // connections that waited for a session slot (MaxSessions)
 	OpenNow         int              // connections open now
 	MaxOpen         int              // most connections open at once
 	MaxOpenBySource map[string]int   // client IP -> most connections open at once
@@ -69,6 +70,8 @@ type Provider struct {
 	openBySource map[string]int
 	openByPath   map[string]int
 	admitted     map[string]int // connections past MaxConnsPerIP, by client IP
+	serving      int            // sessions holding a MaxSessions slot
+	slotFree     chan struct{}  // closed when a slot frees; nil when nobody waits
 	recent       []int64        // delivery times (ns since start) in the last rateWindow
 	recentHead   int
 	waiters      []*waiter

@@ -334,6 +334,28 @@ func TestProviderMaxConnsPerIP(t *testing.T) {
 	}
 }
 
+// MaxSessions: a connection beyond the limit is accepted and hears nothing
+// until a session ends, then gets its greeting.
+func TestProviderMaxSessions(t *testing.T) {
+	p := newProvider(t, Behavior{MaxSessions: 1})
+	addr := p.Addrs()[0]
+	a := dial(t, addr)
+	a.expect(220)
+	b := dialFrom(t, addr, "127.0.0.10") // another client: the limit is the server's
+	// The session slot is taken: b's connection is open and silent.
+	b.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if line, err := b.tp.ReadLine(); err == nil {
+		t.Fatalf("a connection beyond MaxSessions got %q", line)
+	}
+	b.c.SetReadDeadline(time.Now().Add(testDeadline))
+	a.cmd("QUIT", 221)
+	a.expectEOF()
+	b.expect(220)
+	if s := p.Stats(); s.Waited != 1 || s.Connections != 2 || s.MaxOpen != 1 {
+		t.Errorf("waited %d conns %d max open %d; want 1, 2, 1", s.Waited, s.Connections, s.MaxOpen)
+	}
+}
+
 func TestProviderGreeting421(t *testing.T) {
 	p := newProvider(t, Behavior{Greeting: "421 4.7.0 Try later"})
 	c := dial(t, p.Addrs()[0])
