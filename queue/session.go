@@ -303,6 +303,13 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 			if se.Reply.Code != 0 {
 				ev.Text = se.Reply.Text
 			}
+			if se.Command == "greeting" && se.Reply.Code/100 == 4 {
+				// A receiver that refuses at the greeting ("421 Too many
+				// connections") may be counting our own idle connections
+				// of other sites: free one, and treat it as full (nudge).
+				q.yields.markFull(addrKey(t.ip), time.Now())
+				q.yields.contend(addrKey(t.ip), s)
+			}
 			if se.Permanent && se.Command != "greeting" {
 				break
 			}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,5 +257,33 @@ func TestYieldsNudge(t *testing.T) {
 	}
 	if y.isFull("addr|192.0.2.1", time.Now().Add(fullFor+time.Second)) {
 		t.Error("the full mark does not lapse")
+	}
+}
+
+// A receiver that refuses a connection at its greeting ("421 Too many
+// connections", as Postfix's per-client limit says it) gets one of our
+// idle connections of another site to it closed, and counts as full; the
+// refused site's mail waits for its retry as before.
+func TestRefusedGreetingClosesAnIdleConnectionToTheAddress(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.percap.test", MaxConnsPerIP: 1})
+	f.q.lingerFor = time.Hour // before any session starts
+
+	f.send(t, "a@one.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "one.test")
+	f.send(t, "b@two.test")
+	out := f.out.wait(t, 2)
+	if out[1].Delivered || out[1].Final {
+		t.Errorf("second message: %+v, want deferred (refused at the greeting)", out[1])
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.prov.Stats().OpenNow > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("one.test's idle connection is still open after the receiver refused another at its greeting")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !f.q.yields.isFull(addrKey(netip.MustParseAddr("127.0.0.1")), time.Now()) {
+		t.Error("a receiver that refused at the greeting does not count as full")
 	}
 }
