@@ -230,7 +230,12 @@ func (d dueTime) After(t time.Time) bool { return int64(d) > t.UnixNano() }
 func (d dueTime) Sub(t time.Time) time.Duration { return time.Duration(int64(d) - t.UnixNano()) }
 
 type domainState struct {
-	name      string
+	name string
+	// interned keeps the domain's interned name alive while the queue
+	// knows the domain: unique drops a name no job refers to, and a
+	// domain whose mail goes out as it comes would otherwise be interned
+	// anew for each message (the slow path of unique.Make).
+	interned  unique.Handle[string]
 	pool      string // the pool its jobs go out through ("" = default)
 	policy    tlspolicy.Policy
 	site      *site
@@ -457,7 +462,7 @@ func (q *Queue) route(j *job) {
 	q.mu.Lock()
 	d := q.domains[key]
 	if d == nil {
-		d = &domainState{name: j.domain.Value(), pool: pool}
+		d = &domainState{name: j.domain.Value(), interned: j.domain, pool: pool}
 		q.domains[key] = d
 	}
 	if d.site != nil && now.Before(d.expires) {
