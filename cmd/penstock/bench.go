@@ -61,6 +61,7 @@ type benchFlags struct {
 	jsonOut                   bool
 	timeout                   time.Duration
 	maxConns, maxMsgs         int
+	sinkSessions              int // sim sink: sessions served at once (0: no limit)
 	unsafeNoSync              bool
 	campaign                  bool
 	queued                    int
@@ -94,6 +95,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.IntVar(&f.maxConns, "max-connections", 20, "max_connections of the bench MX rule (per site)")
 	fs.IntVar(&f.maxMsgs, "max-messages", 1000, "max_messages_per_connection of the bench MX rule")
+	fs.IntVar(&f.sinkSessions, "sink-sessions", 0, "sim sink: serve at most this many sessions at once, the rest wait without a greeting (as Postfix's smtp-sink -m, default 256, does); 0: no limit")
 	fs.BoolVar(&f.unsafeNoSync, "unsafe-nosync", false, "UNSAFE: no fsync in the spool (acked mail can be lost); results are labelled unsafe")
 	fs.BoolVar(&f.campaign, "campaign", false, "inject a campaign through POST /deliveries instead of SMTP (sim sink in this process)")
 	fs.IntVar(&f.queued, "queued", 0, "instead of relaying: hold this many queued recipients (0-byte bodies), report RSS, restart and time until all are scheduled")
@@ -120,6 +122,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case f.n <= 0 || f.clients <= 0 || f.domains <= 0 || f.size < 256:
 		fmt.Fprintln(stderr, "penstock bench: -n, -clients and -domains must be positive and -size at least 256")
+		return 2
+	case f.sinkSessions < 0 || (f.sinkSessions > 0 && f.sink != ""):
+		fmt.Fprintln(stderr, "penstock bench: -sink-sessions must not be negative, and is for the sim sink (not with -sink)")
 		return 2
 	case f.maxConns <= 0 || f.maxMsgs <= 0:
 		fmt.Fprintln(stderr, "penstock bench: -max-connections and -max-messages must be positive")
@@ -251,6 +256,7 @@ type benchResult struct {
 	SinkCounted   int64   `json:"sink_counted,omitempty"`
 	SinkMaxConns  int     `json:"sink_max_connections,omitempty"`
 	SinkConns     int64   `json:"sink_connections,omitempty"` // accepted in all
+	SinkWaited    int64   `json:"sink_waited,omitempty"`      // of those, waited for a session (-sink-sessions)
 	SinkMaxPerCon int     `json:"sink_max_msgs_per_connection,omitempty"`
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
@@ -290,7 +296,11 @@ func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "counts            injected %d (errors %d)  delivered %d  bounced %d  deferred %d",
 		r.Injected, r.InjectErrors, r.Delivered, r.Bounced, r.Deferred)
 	if r.SinkCounted > 0 {
-		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection)", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
+		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
+		if r.SinkWaited > 0 {
+			fmt.Fprintf(w, ", %d waited for a session", r.SinkWaited)
+		}
+		fmt.Fprint(w, ")")
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "spool             %d commits, %.1f writes/commit (group commit)\n", r.SpoolCommits, r.WritesPerCmt)

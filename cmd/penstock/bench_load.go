@@ -49,6 +49,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	domains := fs.Int("domains", 1, "")
 	load := fs.String("load", "uniform", "")
 	sinkAddr := fs.String("sink", "", "")
+	sinkSessions := fs.Int("sink-sessions", 0, "")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -66,7 +67,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	port := world.Port
 	sinkIP := ""
 	if *sinkAddr == "" {
-		sink, err = world.AddProvider(sim.Behavior{Name: "sink"}, []string{benchDomain(0)}, benchMX(0))
+		sink, err = world.AddProvider(sim.Behavior{Name: "sink", MaxSessions: *sinkSessions}, []string{benchDomain(0)}, benchMX(0))
 		if err != nil {
 			return failReady(err)
 		}
@@ -114,6 +115,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		res.SinkCounted = st.Delivered
 		res.SinkMaxConns = st.MaxOpen
 		res.SinkConns = st.Connections
+		res.SinkWaited = st.Waited
 		res.SinkMaxPerCon = st.MaxMsgsPerConn
 		if len(st.Arrivals) > 0 {
 			res.SinkFirst = slices.MinFunc(st.Arrivals, time.Time.Compare).UnixNano()

@@ -113,6 +113,10 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	if f.sink != "" {
 		args = append(args, "-sink", f.sink)
 	}
+	if f.sinkSessions > 0 {
+		args = append(args, "-sink-sessions", strconv.Itoa(f.sinkSessions))
+		res.Sink += fmt.Sprintf(", at most %d sessions at once", f.sinkSessions)
+	}
 	ch, err := startChild(ctx, stderr, args...)
 	if err != nil {
 		return nil, err
@@ -320,7 +324,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	res.AckP50Ms, res.AckP99Ms = lr.AckP50Ms, lr.AckP99Ms
 	res.LoadCPUS = time.Duration(lr.CPUNs).Seconds()
 	res.SinkCounted, res.SinkMaxConns, res.SinkMaxPerCon = lr.SinkCounted, lr.SinkMaxConns, lr.SinkMaxPerCon
-	res.SinkConns = lr.SinkConns
+	res.SinkConns, res.SinkWaited = lr.SinkConns, lr.SinkWaited
 	if lr.InjectEnd > lr.InjectStart {
 		res.InjectS = time.Duration(lr.InjectEnd - lr.InjectStart).Seconds()
 		res.InjectMsgsPerS = float64(lr.Injected) / res.InjectS

@@ -49,3 +49,13 @@ func TestBenchDKIM(t *testing.T) {
 		t.Errorf("bench -dkim dsa: %d %s", code, errs)
 	}
 }
+
+// -sink-sessions limits the sim sink; it is refused negative or with an
+// external sink (whose limit is its own).
+func TestBenchSinkSessionsFlag(t *testing.T) {
+	for _, args := range [][]string{{"bench", "-sink-sessions", "-1"}, {"bench", "-sink", "127.0.0.2:2525", "-sink-sessions", "256"}} {
+		if code, _, errs := runCmd(args...); code != 2 || !strings.Contains(errs, "-sink-sessions") {
+			t.Errorf("%v: exit %d, %q", args, code, errs)
+		}
+	}
+}
