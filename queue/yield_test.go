@@ -32,6 +32,17 @@ func (f *fixture) waitIdle(t *testing.T, domain string) {
 	}
 }
 
+// lingeringOne sends a message to one.test and waits until its session
+// idles on the connection, which it keeps for an hour (set before any
+// session starts) unless asked to close.
+func (f *fixture) lingeringOne(t *testing.T) {
+	t.Helper()
+	f.q.lingerFor = time.Hour
+	f.send(t, "a@one.test")
+	f.out.wait(t, 1)
+	f.waitIdle(t, "one.test")
+}
+
 // An idle connection gives up a connection quota another site needs: two
 // sites share one rule-scoped connection; the first one's session lingers
 // (here for an hour) after its message, and the second site's mail goes
@@ -45,11 +56,7 @@ func TestIdleConnectionYieldsQuota(t *testing.T) {
 	cfg := *f.q.config()
 	cfg.Rules = rules
 	f.q.SetConfig(&cfg)
-	f.q.lingerFor = time.Hour // before any session starts
-
-	f.send(t, "a@one.test")
-	f.out.wait(t, 1)
-	f.waitIdle(t, "one.test")
+	f.lingeringOne(t)
 	f.send(t, "b@two.test")
 	out := f.out.wait(t, 2)
 	for i, o := range out {
@@ -181,11 +188,7 @@ func waitClosed(t *testing.T, p *sim.Provider) {
 // message waited for it and the test timed out).
 func TestStalledGreetingClosesIdleConnectionsToTheAddress(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.full.test", MaxSessions: 1})
-	f.q.lingerFor = time.Hour // before any session starts
-
-	f.send(t, "a@one.test")
-	f.out.wait(t, 1)
-	f.waitIdle(t, "one.test")
+	f.lingeringOne(t)
 	start := time.Now()
 	f.send(t, "b@two.test")
 	out := f.out.wait(t, 2)
@@ -266,11 +269,7 @@ func TestYieldsNudge(t *testing.T) {
 // refused site's mail waits for its retry as before.
 func TestRefusedGreetingClosesAnIdleConnectionToTheAddress(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.percap.test", MaxConnsPerIP: 1})
-	f.q.lingerFor = time.Hour // before any session starts
-
-	f.send(t, "a@one.test")
-	f.out.wait(t, 1)
-	f.waitIdle(t, "one.test")
+	f.lingeringOne(t)
 	f.send(t, "b@two.test")
 	out := f.out.wait(t, 2)
 	if out[1].Delivered || out[1].Final {
