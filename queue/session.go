@@ -271,9 +271,7 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 		}
 		addr := net.JoinHostPort(t.ip.String(), strconv.Itoa(cfg.Port))
 		ctx := q.ctx
-		stopNudge := q.yields.nudge(addrKey(t.ip), s, greetPatience)
-		c, err := smtpclient.Dial(ctx, addr, opts)
-		stopNudge()
+		c, err := s.dialAddr(ctx, addr, t, opts)
 		err = s.policyDial(pol, domain, t, c, err, *failed)
 		s.setPolicyErr(err)
 		s.recordTLS(pol, domain, mode, t, c, err)
@@ -303,13 +301,6 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 			if se.Reply.Code != 0 {
 				ev.Text = se.Reply.Text
 			}
-			if se.Command == "greeting" && se.Reply.Code/100 == 4 {
-				// A receiver that refuses at the greeting ("421 Too many
-				// connections") may be counting our own idle connections
-				// of other sites: free one, and treat it as full (nudge).
-				q.yields.markFull(addrKey(t.ip), time.Now())
-				q.yields.contend(addrKey(t.ip), s)
-			}
 			if se.Permanent && se.Command != "greeting" {
 				break
 			}
@@ -322,6 +313,43 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 	}
 	return nil, lastT, "", lastErr
 }
+
+// dialAddr dials one MX address. While it waits for the greeting, idle
+// connections of ours to the address are asked to close (nudge). A 4xx
+// greeting while one of them is open ("421 Too many connections": a
+// receiver's limit per client address, counting our other sites' idle
+// connections) closes it, and the dial is tried once more after
+// refusedPause: the refusal was of our own making, so the site's flow
+// control does not hear of it. A refusal with none of ours to close
+// stands.
+func (s *site) dialAddr(ctx context.Context, addr string, t target, opts smtpclient.Options) (*smtpclient.Client, error) {
+	y, key := &s.q.yields, addrKey(t.ip)
+	for try := 0; ; try++ {
+		stop := y.nudge(key, s, greetPatience)
+		c, err := smtpclient.Dial(ctx, addr, opts)
+		stop()
+		var se *smtpclient.Error
+		if err == nil || try > 0 || !errors.As(err, &se) || se.Command != "greeting" || se.Reply.Code/100 != 4 {
+			return c, err
+		}
+		y.markFull(key, time.Now())
+		if !y.contend(key, s) {
+			return nil, err
+		}
+		pause := time.NewTimer(refusedPause)
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+			return nil, err
+		}
+	}
+}
+
+// refusedPause is how long a dial refused at the greeting waits, after
+// asking an idle connection of ours to the address to close, before it
+// tries again: the time for that connection's QUIT to reach the receiver.
+const refusedPause = 250 * time.Millisecond
 
 func (q *Queue) flowRecord(ev flow.Event) {
 	if q.deps.Flow == nil {

@@ -264,25 +264,37 @@ func TestYieldsNudge(t *testing.T) {
 }
 
 // A receiver that refuses a connection at its greeting ("421 Too many
-// connections", as Postfix's per-client limit says it) gets one of our
-// idle connections of another site to it closed, and counts as full; the
-// refused site's mail waits for its retry as before.
+// connections", as Postfix's per-client limit says it) while one of our
+// idle connections of another site is open to it: that one closes, the
+// receiver counts as full, and the refused connection is tried again
+// (before, the message was deferred to its retry, an hour here, and the
+// idle connection stayed).
 func TestRefusedGreetingClosesAnIdleConnectionToTheAddress(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.percap.test", MaxConnsPerIP: 1})
 	f.lingeringOne(t)
 	f.send(t, "b@two.test")
 	out := f.out.wait(t, 2)
-	if out[1].Delivered || out[1].Final {
-		t.Errorf("second message: %+v, want deferred (refused at the greeting)", out[1])
+	if !out[1].Delivered {
+		t.Errorf("second message: %+v, want delivered on the second try", out[1])
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for f.prov.Stats().OpenNow > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("one.test's idle connection is still open after the receiver refused another at its greeting")
-		}
-		time.Sleep(time.Millisecond)
+	// The sim counts a refused connection as open until it hangs up.
+	if st := f.prov.Stats(); st.RejectedConns != 1 || st.Connections != 3 || st.MaxOpen != 2 {
+		t.Errorf("provider: %d refused, %d connections, at most %d at once; want 1, 3, 2", st.RejectedConns, st.Connections, st.MaxOpen)
 	}
 	if !f.q.yields.isFull(addrKey(netip.MustParseAddr("127.0.0.1")), time.Now()) {
 		t.Error("a receiver that refused at the greeting does not count as full")
+	}
+}
+
+// With none of ours to close, a refusal at the greeting stands: the
+// message waits for its retry.
+func TestRefusedGreetingWithoutIdleConnectionsStands(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.percap.test", Greeting: "421 4.7.0 Try later"})
+	f.send(t, "a@one.test")
+	if out := f.out.wait(t, 1); out[0].Delivered || out[0].Final {
+		t.Errorf("outcome %+v, want deferred", out[0])
+	}
+	if st := f.prov.Stats(); st.Connections != 1 {
+		t.Errorf("provider saw %d connections, want 1 (no second try)", st.Connections)
 	}
 }
