@@ -274,7 +274,7 @@ func (s *Spool) Put(ctx context.Context, m *Message, body []byte) error {
 			return err
 		}
 		if len(body) > 0 {
-			if err := w.body.Put(k, body); err != nil {
+			if err := w.putBody(k, body); err != nil {
 				return err
 			}
 		}
@@ -329,7 +329,7 @@ func (s *Spool) PutMany(ctx context.Context, ms []*Message, bodies [][]byte) err
 				return err
 			}
 			if len(bodies) > 0 && len(bodies[i]) > 0 {
-				if err := w.body.Put(k, bodies[i]); err != nil {
+				if err := w.putBody(k, bodies[i]); err != nil {
 					return err
 				}
 			}
@@ -426,7 +426,7 @@ func (s *Spool) Body(id ID) ([]byte, error) {
 		// A body is written and deleted in the same transaction as its
 		// meta, so a body found means the message is stored: the meta
 		// lookup is needed only when there is none.
-		if v := tx.Bucket(bucketBody).Get(k[:]); len(v) > 0 {
+		if v := storedBody(tx.Bucket(bucketBody), k[:]); len(v) > 0 {
 			body = bytes.Clone(v)
 			return nil
 		}
