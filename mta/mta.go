@@ -501,6 +501,11 @@ func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte)
 	return id, err
 }
 
+// BorrowsBody tells the SMTP server that Accept keeps nothing of a body:
+// the spool copies it into its transaction and Put keeps nothing after it
+// returns; the delivery log takes its size only.
+func (m *MTA) BorrowsBody() {}
+
 // Reload swaps in a new configuration: new rules apply to new connections.
 // Keys that only take effect at start are named in the log (and by
 // RestartNeeded), never silently kept.
