@@ -103,3 +103,37 @@ func TestLargeBodyWrittenOnce(t *testing.T) {
 		}
 	}
 }
+
+// AppendBody appends to what dst holds, in either storage form, and leaves
+// dst as it was for a message without a body or one not stored.
+func TestAppendBody(t *testing.T) {
+	s := openT(t, t.TempDir())
+	small, large := sampleMessage(), sampleMessage()
+	if err := s.Put(context.Background(), small, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	lb := body(100<<10, "large ")
+	if err := s.Put(context.Background(), large, lb); err != nil {
+		t.Fatal(err)
+	}
+	none := sampleMessage()
+	if err := s.Put(context.Background(), none, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]byte, 0, 16)
+	dst = append(dst, "prefix:"...)
+	got, err := s.AppendBody(dst, small.ID)
+	if err != nil || string(got) != "prefix:small" {
+		t.Fatalf("small: %q, %v", got, err)
+	}
+	got, err = s.AppendBody(got[:7], large.ID)
+	if err != nil || string(got[:7]) != "prefix:" || !bytes.Equal(got[7:], lb) {
+		t.Fatalf("large: %d bytes, %v", len(got), err)
+	}
+	if got, err := s.AppendBody(dst, none.ID); err != nil || string(got) != "prefix:" {
+		t.Fatalf("no body: %q, %v", got, err)
+	}
+	if got, err := s.AppendBody(dst, 999999); !errors.Is(err, ErrNotFound) || string(got) != "prefix:" {
+		t.Fatalf("not stored: %q, %v", got, err)
+	}
+}
