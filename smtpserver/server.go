@@ -114,9 +114,10 @@ type Config struct {
 	Clock Clock
 }
 
-// readBufferSize is each session's read buffer: 6.4 MB at the default
-// MaxConnections.
-const readBufferSize = 64 << 10
+// readBufferSize is each session's read buffer: 1.6 MB at the default
+// MaxConnections. 64 KB measured no faster for 100 KB messages and kept
+// 2 MiB more resident in the 2 KB benchmark.
+const readBufferSize = 16 << 10
 
 // Server is an SMTP injection server. Build it with New.
 type Server struct {
@@ -188,7 +189,7 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 	// with RFC 5321 §4.5.3.1.10's "Too many recipients" (see session.Rcpt).
 	ss.MaxRecipients = 0
 	// A 100 KB message comes in 25 reads through go-smtp's default 4 KB
-	// buffer, in 2 to 4 through this one; the commands fit either way.
+	// buffer, in about 7 through this one; the commands fit either way.
 	ss.ReadBufferSize = readBufferSize
 	ss.ReadTimeout = cfg.ReadTimeout
 	ss.WriteTimeout = cfg.WriteTimeout
