@@ -54,9 +54,9 @@ func (w *writeTx) remove(k []byte, queued int64) error {
 // its own (under bodyKey) instead of as a value of the body bucket. bbolt
 // writes a leaf, every value on it included, whenever one of its keys
 // changes, and never splits a leaf of four keys or fewer: bodies of a page
-// or more shared leaves two to four at a time, so every put and every delete
-// wrote one to three neighbouring bodies again (1.8 body sizes allocated and
-// written per 100 KB message). Alone in its bucket a body is written once and
+// or more shared leaves two to five at a time, so every put and every delete
+// wrote up to four neighbouring bodies again (1.8 body sizes allocated and
+// written per 100 KB message in the relay benchmark). Alone in its bucket a body is written once and
 // freed without touching another. Smaller bodies pack several to a page,
 // where sharing costs less than a bucket each.
 const ownBucketBody = 4096
@@ -77,8 +77,8 @@ func (w *writeTx) putBody(k, body []byte) error {
 }
 
 // deleteBody removes the body under k, in either form; none is no error.
-// The value first: most bodies are small, and bbolt refuses to Delete a
-// bucket without touching it.
+// Delete first: most bodies are small values, and bbolt's Delete refuses a
+// bucket (ErrIncompatibleValue) before it changes anything.
 func (w *writeTx) deleteBody(k []byte) error {
 	err := w.body.Delete(k)
 	if errors.Is(err, berrors.ErrIncompatibleValue) {
