@@ -38,6 +38,13 @@
 // names it in Send.BodyKey so a later stage can key its own per-body work
 // (a DKIM body hash) on it.
 //
+// Buffers. With Options.AppendLoad (spool.AppendBody) a message is read into
+// a buffer the pipeline lends to the send and takes back at Release, which
+// the queue calls once the message is written to the connection: a 100 KB
+// message no longer costs a 100 KB allocation per transaction. A cached
+// message keeps its buffer (the cache may hand it to later sends), and a
+// stage must keep nothing of s.Data beyond its Apply.
+//
 // Errors. A stage error is temporary unless the stage marks it with
 // Permanent: temporary errors (the spool could not be read) are retried
 // like any local failure; permanent ones (a rendered header that does not
@@ -60,7 +67,7 @@
 // from the message to the header field to prepend into the stage for
 // Options.Sign, e.g. for DKIM (RFC 6376 §5.6: the field goes first)
 //
-//	message.New(message.Options{Load: sp.Body, Render: render,
+//	message.New(message.Options{AppendLoad: sp.AppendBody, Render: render,
 //		Sign: message.SignStage("dkim", func(msg []byte) ([]byte, string, error) {
 //			f, err := signer.Sign(msg)
 //			return f, "signed by d=example.com s=sel", err

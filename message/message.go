@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,7 @@ type Send struct {
 	BodyKey string
 
 	results []string
+	loaded  *[]byte // the pipeline's buffer the message was read into; see Release
 }
 
 // Header returns the header fields, each ending in CRLF (valid after the
@@ -117,6 +119,10 @@ type Options struct {
 	Render Stage
 	// Load reads a message stored whole; nil: such messages fail.
 	Load func(id spool.ID) ([]byte, error)
+	// AppendLoad is Load appending to dst (spool.AppendBody). When set it
+	// is used instead of Load, into buffers the pipeline reuses once the
+	// caller has Released the send.
+	AppendLoad func(dst []byte, id spool.ID) ([]byte, error)
 	// Sign signs the final message (DKIM); nil: no signer configured.
 	Sign Stage
 	// CacheEntries, CacheBytes and CacheMaxAge bound the per-message
@@ -130,6 +136,7 @@ type Options struct {
 // Pipeline runs the stages in order. Safe for concurrent use.
 type Pipeline struct {
 	stages []Stage
+	bufs   *sync.Pool // *[]byte, for AppendLoad
 	cache  *cache
 	runs   atomic.Int64 // stage executions
 	hits   atomic.Int64 // builds served from the cache
@@ -143,11 +150,11 @@ type Stats struct {
 
 // New builds the pipeline: render, load, header fixes, sign.
 func New(o Options) *Pipeline {
-	p := &Pipeline{}
+	p := &Pipeline{bufs: &sync.Pool{New: func() any { return new([]byte) }}}
 	if o.Render != nil {
 		p.stages = append(p.stages, o.Render)
 	}
-	p.stages = append(p.stages, loadStage{o.Load}, FixHeaders{})
+	p.stages = append(p.stages, &loadStage{load: o.Load, appendLoad: o.AppendLoad, bufs: p.bufs}, FixHeaders{})
 	if o.Sign != nil {
 		p.stages = append(p.stages, o.Sign)
 	}
@@ -202,11 +209,29 @@ func (p *Pipeline) Build(ctx context.Context, m *spool.Message, rcpts []int, fro
 			return nil, &Error{Stage: st.Name(), Permanent: IsPermanent(err), Err: err}
 		}
 		if useCache && start == 0 && i == shared-1 {
+			s.loaded = nil // the cache may hold the buffer now
 			p.cache.put(m.ID, entry{data: s.Data, headerLen: s.HeaderLen, bodyKey: s.BodyKey,
 				results: append([]string(nil), s.results...)})
 		}
 	}
 	return s, nil
+}
+
+// maxReusedBuf keeps one large message from pinning its buffer for reuse.
+const maxReusedBuf = 1 << 20
+
+// Release hands back the buffer s was read into, if the pipeline lent one
+// (AppendLoad, and no cache holds it): the caller is done with s.Data,
+// which nobody may use after. Release of nil does nothing.
+func (p *Pipeline) Release(s *Send) {
+	if s == nil || s.loaded == nil {
+		return
+	}
+	b := s.loaded
+	s.loaded, s.Data = nil, nil
+	if cap(*b) <= maxReusedBuf {
+		p.bufs.Put(b)
+	}
 }
 
 // Forget drops what the cache holds for a message (its delivery is over).
@@ -218,12 +243,14 @@ func (p *Pipeline) Forget(id spool.ID) {
 
 // loadStage reads a message stored whole, when no render produced it.
 type loadStage struct {
-	load func(id spool.ID) ([]byte, error)
+	load       func(id spool.ID) ([]byte, error)
+	appendLoad func(dst []byte, id spool.ID) ([]byte, error)
+	bufs       *sync.Pool // *[]byte, for appendLoad
 }
 
-func (loadStage) Name() string               { return "load" }
-func (loadStage) Scope(*spool.Message) Scope { return PerMessage }
-func (l loadStage) Apply(_ context.Context, s *Send) error {
+func (*loadStage) Name() string               { return "load" }
+func (*loadStage) Scope(*spool.Message) Scope { return PerMessage }
+func (l *loadStage) Apply(_ context.Context, s *Send) error {
 	if s.Data != nil {
 		return nil
 	}
@@ -231,6 +258,24 @@ func (l loadStage) Apply(_ context.Context, s *Send) error {
 		// A campaign message has no stored body: without a render stage
 		// it can only fail, and a restart with one configured fixes that.
 		return fmt.Errorf("campaign message %s: no render stage configured", s.Msg.ID)
+	}
+	if l.appendLoad != nil {
+		buf := l.bufs.Get().(*[]byte)
+		b, err := l.appendLoad((*buf)[:0], s.Msg.ID)
+		if err != nil {
+			l.bufs.Put(buf)
+			return fmt.Errorf("reading the message: %w", err)
+		}
+		if len(b) == 0 {
+			l.bufs.Put(buf)
+			s.Data = []byte{}
+			return nil
+		}
+		*buf = b // grown: kept at its new size
+		// Capped: a stage that appends copies rather than writing into
+		// the buffer.
+		s.Data, s.loaded = b[:len(b):len(b)], buf
+		return nil
 	}
 	if l.load == nil {
 		return fmt.Errorf("message %s: no spool to read it from", s.Msg.ID)

@@ -258,7 +258,7 @@ func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.verp.ReturnPath,
 		RequireTLS: outcome.RequiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
-		Pipeline: message.New(message.Options{Load: sp.Body, Sign: m.dkim,
+		Pipeline: message.New(message.Options{Load: sp.Body, AppendLoad: sp.AppendBody, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})
@@ -500,6 +500,11 @@ func (m *MTA) Accept(ctx context.Context, env *smtpserver.Envelope, body []byte)
 	}
 	return id, err
 }
+
+// BorrowsBody tells the SMTP server that Accept keeps nothing of a body:
+// the spool copies it into its transaction and Put keeps nothing after it
+// returns; the delivery log takes its size only.
+func (m *MTA) BorrowsBody() {}
 
 // Reload swaps in a new configuration: new rules apply to new connections.
 // Keys that only take effect at start are named in the log (and by

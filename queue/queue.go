@@ -259,7 +259,7 @@ func New(cfg *Config, deps Deps) *Queue {
 		deps.Log = events.Discard()
 	}
 	if deps.Pipeline == nil {
-		deps.Pipeline = message.New(message.Options{Load: deps.Spool.Body})
+		deps.Pipeline = message.New(message.Options{Load: deps.Spool.Body, AppendLoad: deps.Spool.AppendBody})
 	}
 	deps.TLSConfig = withSessionCache(deps.TLSConfig)
 	q := &Queue{

@@ -394,6 +394,8 @@ func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p pat
 		q.fail(attempt{j: j, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
 	}
+	// Send writes the message before it returns; nothing keeps it after.
+	defer q.deps.Pipeline.Release(snd)
 	rcpts := make([]string, len(j.rcpts))
 	for i, ri := range j.rcpts {
 		rcpts[i] = m.Recipients[ri].Addr

@@ -3,6 +3,7 @@ package smtpclient
 import (
 	"bufio"
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,10 +49,14 @@ func FuzzReadReply(f *testing.F) {
 // with CRLF line ends, and the SIZE announced is that length.
 func FuzzWriteBody(f *testing.F) {
 	for _, s := range []string{"", "a", "a\n", ".", ".\r\n", "a\n.\nb", "a\r\n..\r\n", "x.y\n .z\n", "\n\n", "a\rb\n", "a\r\r\n",
-		"Subject: x\r\n\r\n.\r\n.\r\nQUIT\r\n", "\r\n.\r\n", "a\n\r\n.\n"} {
+		"Subject: x\r\n\r\n.\r\n.\r\nQUIT\r\n", "\r\n.\r\n", "a\n\r\n.\n",
+		strings.Repeat("0123456789abcdef", 2) + "\r\n.\xc3\xa9\r\n", strings.Repeat("x", 63) + "\xff\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if e, _, _ := scanBody(body); e != slices.ContainsFunc(body, func(c byte) bool { return c >= 0x80 }) {
+			t.Fatalf("%q: scanBody says 8-bit %v", body, e)
+		}
 		var b bytes.Buffer
 		w := bufio.NewWriter(&b)
 		writeBody(w, body)

@@ -134,14 +134,17 @@ func TestWriteBody(t *testing.T) {
 }
 
 func TestScanBody8Bit(t *testing.T) {
-	for i := 0; i < 20; i++ {
-		b := bytes.Repeat([]byte("a"), 20)
-		if e, _, _ := scanBody(b); e {
-			t.Fatal("ascii seen as 8-bit")
-		}
-		b[i] = 0xc3
-		if e, _, _ := scanBody(b); !e {
-			t.Fatalf("8-bit byte at %d missed", i)
+	// Lengths around the 32-byte rounds, the 8-bit byte at every place.
+	for _, n := range []int{20, 31, 32, 33, 64, 100} {
+		for i := 0; i < n; i++ {
+			b := bytes.Repeat([]byte("a"), n)
+			if e, _, _ := scanBody(b); e {
+				t.Fatalf("%d bytes of ascii seen as 8-bit", n)
+			}
+			b[i] = 0xc3
+			if e, _, _ := scanBody(b); !e {
+				t.Fatalf("8-bit byte at %d of %d missed", i, n)
+			}
 		}
 	}
 }

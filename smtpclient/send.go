@@ -372,9 +372,14 @@ func checkAddr(a string) (ok, nonASCII bool) {
 // one write instead of line by line.
 func scanBody(body []byte) (eightBit bool, size int64, asIs bool) {
 	size = int64(len(body))
+	// 32 bytes a round, their high bits OR'ed: most bodies are ASCII and
+	// scanned to the end.
+	const high = 0x8080808080808080
 	i := 0
-	for ; i+8 <= len(body); i += 8 {
-		if binary.LittleEndian.Uint64(body[i:])&0x8080808080808080 != 0 {
+	for ; i+32 <= len(body); i += 32 {
+		w := binary.LittleEndian.Uint64(body[i:]) | binary.LittleEndian.Uint64(body[i+8:]) |
+			binary.LittleEndian.Uint64(body[i+16:]) | binary.LittleEndian.Uint64(body[i+24:])
+		if w&high != 0 {
 			eightBit = true
 			break
 		}

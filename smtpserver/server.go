@@ -65,10 +65,20 @@ type Envelope struct {
 // crash. An error that is (or wraps) an *smtp.SMTPError with a 4xx or 5xx
 // code is passed to the client as is; any other error is answered
 // "451 4.3.0 Temporary local problem, try again later". body is the message
-// as stored: CRLF lines, Received: header first; Accept may keep it. ctx is
-// cancelled when Shutdown gives up waiting; Accept must then return soon.
+// as stored: CRLF lines, Received: header first; Accept may keep it unless
+// the Acceptor is a BodyBorrower. ctx is cancelled when Shutdown gives up
+// waiting; Accept must then return soon.
 type Acceptor interface {
 	Accept(ctx context.Context, env *Envelope, body []byte) (id string, err error)
+}
+
+// BodyBorrower is an Acceptor that keeps nothing of body once Accept has
+// returned. Its body is then the buffer the server read the message into,
+// reused for later messages, rather than a copy made for it to keep: one
+// allocation and one copy of every message fewer.
+type BodyBorrower interface {
+	Acceptor
+	BorrowsBody()
 }
 
 // Config configures a Server. Zero values take the Default* constants.
@@ -104,10 +114,16 @@ type Config struct {
 	Clock Clock
 }
 
+// readBufferSize is each session's read buffer: 1.6 MB at the default
+// MaxConnections. 64 KB measured no faster for 100 KB messages and kept
+// 2 MiB more resident in the 2 KB benchmark.
+const readBufferSize = 16 << 10
+
 // Server is an SMTP injection server. Build it with New.
 type Server struct {
 	cfg      Config
 	acc      Acceptor
+	borrows  bool // acc is a BodyBorrower
 	log      *slog.Logger
 	smtp     *smtp.Server
 	idPrefix string
@@ -158,6 +174,7 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 		drained:      make(chan struct{}),
 		authFail:     newAuthThrottle(cfg.Clock),
 	}
+	_, s.borrows = acc.(BodyBorrower)
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 
 	ss := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -171,6 +188,9 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 	// go-smtp's own recipient limit answers with its own text; ours answers
 	// with RFC 5321 §4.5.3.1.10's "Too many recipients" (see session.Rcpt).
 	ss.MaxRecipients = 0
+	// A 100 KB message comes in 25 reads through go-smtp's default 4 KB
+	// buffer, in about 7 through this one; the commands fit either way.
+	ss.ReadBufferSize = readBufferSize
 	ss.ReadTimeout = cfg.ReadTimeout
 	ss.WriteTimeout = cfg.WriteTimeout
 	ss.TLSConfig = cfg.TLSConfig

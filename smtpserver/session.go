@@ -36,6 +36,11 @@ var (
 // maxPooledBuf keeps one large message from pinning its buffer in the pool.
 const maxPooledBuf = 256 << 10
 
+// receivedRoom is kept free ahead of the message in the DATA buffer for the
+// Received field; a longer field (a HELO name or recipient address near
+// their limits) takes the copying path.
+var receivedRoom [1024]byte
+
 // session is one go-smtp session: from EHLO to QUIT, or to STARTTLS, after
 // which go-smtp starts a new one. Methods run on the connection's goroutine,
 // except Data for BDAT (go-smtp runs it on a goroutine of its own), hence mu.
@@ -265,6 +270,9 @@ func (s *session) data(r io.Reader) error {
 			s.srv.bufs.Put(buf)
 		}
 	}()
+	// Room for the Received field ahead of the message: a body with CRLF
+	// lines for a BodyBorrower is then the buffer itself, field included.
+	buf.Write(receivedRoom[:])
 	if _, err := buf.ReadFrom(r); err != nil {
 		return s.dataReadError(err)
 	}
@@ -272,8 +280,18 @@ func (s *session) data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	raw := buf.Bytes()
+	all := buf.Bytes()
+	raw := all[len(receivedRoom):]
 	env.Body8Bit = env.Body8Bit || has8Bit(raw)
+	if s.srv.borrows && isCRLF(raw) {
+		// The field is built in the buffer's spare capacity, then moved
+		// in front of the message.
+		field := appendReceived(all[len(all):len(all)], trace)
+		if start := len(receivedRoom) - len(field); start >= 0 {
+			copy(all[start:], field)
+			return s.srv.accept(env, all[start:], trace.id, s.logAttrs)
+		}
+	}
 	body := make([]byte, 0, len(raw)+len(raw)/32+512)
 	body = appendReceived(body, trace)
 	body = appendCRLF(body, raw)

@@ -5,8 +5,9 @@
 // kill -9 at any moment loses none.
 //
 // Storage is one bbolt database file (dir/spool.db) with buckets meta and
-// body keyed by the 8-byte big-endian message ID, blob, and kv (one nested
-// bucket per KV). bbolt was chosen over pebble by measurement
+// body keyed by the 8-byte big-endian message ID (a body of 4 KB or more in
+// a nested bucket of its own, so that no commit writes it twice), blob, and
+// kv (one nested bucket per KV). bbolt was chosen over pebble by measurement
 // (bench_engines_test.go): with a realistic backlog both sustain several
 // times the needed rate here, bbolt at less CPU per message, with a smaller
 // dependency and no background compaction.

@@ -274,7 +274,7 @@ func (s *Spool) Put(ctx context.Context, m *Message, body []byte) error {
 			return err
 		}
 		if len(body) > 0 {
-			if err := w.body.Put(k, body); err != nil {
+			if err := w.putBody(k, body); err != nil {
 				return err
 			}
 		}
@@ -329,7 +329,7 @@ func (s *Spool) PutMany(ctx context.Context, ms []*Message, bodies [][]byte) err
 				return err
 			}
 			if len(bodies) > 0 && len(bodies[i]) > 0 {
-				if err := w.body.Put(k, bodies[i]); err != nil {
+				if err := w.putBody(k, bodies[i]); err != nil {
 					return err
 				}
 			}
@@ -420,14 +420,21 @@ func (s *Spool) Delete(id ID) error {
 // Body returns a copy of the body of message id: nil, nil for a message
 // stored without one, ErrNotFound if the message is not stored.
 func (s *Spool) Body(id ID) ([]byte, error) {
-	var body []byte
+	return s.AppendBody(nil, id)
+}
+
+// AppendBody is Body appending the copy to dst, for a caller that reuses its
+// buffers: it returns dst as is for a message stored without a body, and
+// dst and ErrNotFound if the message is not stored.
+func (s *Spool) AppendBody(dst []byte, id ID) ([]byte, error) {
+	body := dst
 	err := s.view(func(tx *bolt.Tx) error {
 		k := idKey(id)
 		// A body is written and deleted in the same transaction as its
 		// meta, so a body found means the message is stored: the meta
 		// lookup is needed only when there is none.
-		if v := tx.Bucket(bucketBody).Get(k[:]); len(v) > 0 {
-			body = bytes.Clone(v)
+		if v := storedBody(tx.Bucket(bucketBody), k[:]); len(v) > 0 {
+			body = append(body, v...)
 			return nil
 		}
 		if tx.Bucket(bucketMeta).Get(k[:]) == nil {

@@ -85,6 +85,9 @@ func (c *Conn) init() {
 	}
 
 	c.text = textproto.NewConn(rwc)
+	if c.server.ReadBufferSize > 0 {
+		c.text.R = bufio.NewReaderSize(rwc, c.server.ReadBufferSize)
+	}
 }
 
 // Commands are dispatched to the appropriate handler functions.

@@ -31,10 +31,14 @@ type Server struct {
 	// Enable LMTP mode, as defined in RFC 2033.
 	LMTP bool
 
-	Domain            string
-	MaxRecipients     int
-	MaxMessageBytes   int64
-	MaxLineLength     int
+	Domain          string
+	MaxRecipients   int
+	MaxMessageBytes int64
+	MaxLineLength   int
+	// ReadBufferSize is the size of each connection's read buffer; zero
+	// means 4096. DATA passes through it: a larger one takes a large
+	// message in fewer reads.
+	ReadBufferSize    int
 	AllowInsecureAuth bool
 	Debug             io.Writer
 	ErrorLog          Logger
