@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -605,6 +606,59 @@ func TestSiteLockNotHeldForQueueLock(t *testing.T) {
 		s.mu.Unlock()
 		if n != 1 || !running {
 			t.Errorf("%s: %d jobs queued, runner started %v; want 1 and true", s.key, n, running)
+		}
+	}
+}
+
+// sharedMX answers one MX host for every domain: all share one site.
+type sharedMX struct{ fakeResolver }
+
+func (*sharedMX) LookupMX(ctx context.Context, domain string) (dns.MXResult, error) {
+	return dns.MXResult{Hosts: []dns.MX{{Host: "mx.shared.test", Pref: 10}}, TTL: time.Hour}, nil
+}
+
+// Domains of one site resolved while their mail keeps arriving: each
+// resolve joins the site under q.mu while others push to it. Before
+// isClosed stopped taking q.mu, this hung within 100 rounds (5 runs of 5).
+func TestEnqueueWhileDomainsJoinOneSite(t *testing.T) {
+	rules, err := mxrule.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour) // nothing is due: no session dials
+	const rounds, domains, perDomain, senders = 300, 40, 50, 4
+	for round := range rounds {
+		q := New(&Config{Rules: rules, Hostname: "penstock.test"}, Deps{Resolver: &sharedMX{}, Quotas: quota.NewLocal(quota.RealClock()),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var wg sync.WaitGroup
+			for g := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perDomain {
+						for d := g; d < domains; d += senders {
+							q.Enqueue(&spool.Message{ID: spool.ID(i*domains + d + 1),
+								Recipients: []spool.Recipient{{Addr: "u@d" + strconv.Itoa(d) + ".test", NextAttempt: later}}})
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q.Close(ctx) // waits for the resolvers too
+		}()
+		deadline := time.NewTimer(30 * time.Second)
+		select {
+		case <-done:
+			deadline.Stop()
+		case <-deadline.C:
+			var b strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Fatalf("round %d: Enqueue or Close hung\n%s", round, b.String())
 		}
 	}
 }
