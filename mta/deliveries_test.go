@@ -2,6 +2,7 @@ package mta_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,9 +19,14 @@ import (
 )
 
 // call sends a request with an optional token and returns status and body.
+// A call with no answer within callTimeout fails the test with every
+// goroutine's stack (dumpGoroutines) instead of hanging it.
 func (h *harness) call(method, path, token, ctype string, body io.Reader) (int, []byte) {
 	h.t.Helper()
-	req, err := http.NewRequest(method, "http://"+h.m.HTTPAddr()+path, body)
+	wait := callTimeout(h.t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.m.HTTPAddr()+path, body)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -31,12 +37,18 @@ func (h *harness) call(method, path, token, ctype string, body io.Reader) (int, 
 		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
+	if err == nil {
+		defer resp.Body.Close()
+		var b []byte
+		if b, err = io.ReadAll(resp.Body); err == nil || ctx.Err() == nil {
+			return resp.StatusCode, b
+		}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	if ctx.Err() != nil {
+		h.t.Fatalf("%s %s: no answer within %s; %s", method, path, wait, dumpGoroutines(h.t))
+	}
+	h.t.Fatal(err)
+	return 0, nil
 }
 
 func jsonBody(t *testing.T, v any) io.Reader {

@@ -12,6 +12,7 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,38 @@ func (h *harness) sendMany(n, c int, rcpt func(i int) string) {
 	for err := range errs {
 		h.t.Fatal(err)
 	}
+}
+
+// callTimeout is how long an API call may take before the test gives up on
+// it: three minutes (a 100k-recipient upload takes seconds), less when the
+// test binary's -timeout comes first, so that the stacks are taken by the
+// test, which names the call, rather than by that timeout's panic.
+func callTimeout(t *testing.T) time.Duration {
+	d := 3 * time.Minute
+	if end, ok := t.Deadline(); ok {
+		// Leave time for the dump and the cleanup before the panic.
+		d = min(d, time.Until(end)*9/10)
+	}
+	return max(d, time.Second)
+}
+
+// dumpGoroutines writes every goroutine's stack to a file that outlives the
+// test (t.TempDir is removed at cleanup) and returns a note naming it for
+// the failure message. It names the file on stderr at once too: a
+// deadlocked MTA can also hang the cleanup (Shutdown waits for its
+// goroutines), and a test's log is printed only when the test ends.
+func dumpGoroutines(t *testing.T) string {
+	f, err := os.CreateTemp("", "penstock-goroutines-*.txt")
+	if err != nil {
+		return fmt.Sprintf("goroutines not written: %v", err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s at %s\n\n", t.Name(), time.Now().UTC().Format(time.RFC3339Nano))
+	if err := pprof.Lookup("goroutine").WriteTo(f, 2); err != nil {
+		return fmt.Sprintf("goroutines not written to %s: %v", f.Name(), err)
+	}
+	fmt.Fprintf(os.Stderr, "%s: every goroutine's stack is in %s\n", t.Name(), f.Name())
+	return "every goroutine's stack is in " + f.Name()
 }
 
 // waitFor polls cond on events the test cannot subscribe to (the state of

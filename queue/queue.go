@@ -148,6 +148,8 @@ type Queue struct {
 
 	closeOnce sync.Once
 
+	// mu guards the maps below. Lock order: mu, then a site's mu; never
+	// mu while holding a site's (that deadlocked resolve with push).
 	mu        sync.Mutex
 	domains   map[string]*domainState
 	sites     map[string]*site
@@ -390,10 +392,16 @@ func (q *Queue) Close(ctx context.Context) error {
 	return err
 }
 
+// isClosed reports whether Close has started. It takes no lock: sites ask
+// it under their own lock (enqueueLocked, refuse), and q.mu is taken
+// before a site's lock (siteFor), never after one.
 func (q *Queue) isClosed() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.closed
+	select {
+	case <-q.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Enqueue schedules the queued recipients of a message the spool holds.

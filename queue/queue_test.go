@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/spool"
+	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
 // Unit tests of the scheduler: a real spool and delivery log in a temporary
@@ -536,4 +538,127 @@ func TestExplainWhileSessionNarrows(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// A site's lock is never held while waiting for the queue's: resolve holds
+// q.mu while siteFor takes the lock of the site a domain joins, so a push,
+// refuse or release that asked q.mu whether the queue was closed, under
+// the site's lock, deadlocked with it, and every later Enqueue with them
+// (a campaign upload of TestDelivery100k hung so). The test holds q.mu as
+// resolve does, and each must finish meanwhile.
+func TestSiteLockNotHeldForQueueLock(t *testing.T) {
+	f := newFixture(t, sim.Behavior{})
+	now := time.Now()
+	later := now.Add(time.Hour)
+	jobAt := func(id spool.ID, domain string, due time.Time) *job {
+		m := &spool.Message{ID: id, Expires: later.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@" + domain}}}
+		return &job{e: pendingEntry(f.q, m, 1), rcpts: []int{0}, domain: unique.Make(domain), index: -1, due: dueOf(due)}
+	}
+	mx := func(host string) dns.MXResult { return dns.MXResult{Hosts: []dns.MX{{Host: host, Pref: 10}}} }
+	f.q.mu.Lock()
+	pushed := f.q.siteFor(mx("mx.push.test"), "", tlspolicy.Policy{})
+	refused := f.q.siteFor(mx("mx.refuse.test"), "", tlspolicy.Policy{})
+	released := f.q.siteFor(mx("mx.release.test"), "", tlspolicy.Policy{})
+	f.q.mu.Unlock()
+	// A session's claimed job comes back after the site's runner found the
+	// heap empty and exited: refuse and release start it again.
+	claimed := func(s *site, id spool.ID, domain string) *job {
+		s.running = true // the test plays the runner
+		s.push(jobAt(id, domain, now.Add(-time.Second)))
+		j, _ := s.claim(limits{}, "")
+		if j == nil {
+			t.Fatalf("%s: no job claimed", s.key)
+		}
+		s.mu.Lock()
+		s.running = false
+		j.due = dueOf(later) // put back, it waits: no session dials
+		s.mu.Unlock()
+		return j
+	}
+	rj := claimed(refused, 2, "refuse.test")
+	lj := claimed(released, 3, "release.test")
+
+	f.q.mu.Lock() // as resolve holds it in siteFor
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pushed.push(jobAt(1, "push.test", later))
+		refused.refuse(rj, Wait{Status: StatusHourlyQuota})
+		released.release(lj, true)
+	}()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	select {
+	case <-done:
+	case <-deadline.C:
+		f.q.mu.Unlock()
+		<-done
+		t.Fatal("push, refuse or release waited for q.mu under its site's lock: with resolve in siteFor, both wait for good")
+	}
+	// What resolve does next, still holding q.mu: take each site's lock.
+	for _, s := range []*site{pushed, refused, released} {
+		f.q.siteFor(mx(s.key), "", tlspolicy.Policy{})
+	}
+	f.q.mu.Unlock()
+	for _, s := range []*site{pushed, refused, released} {
+		s.mu.Lock()
+		n, running := len(s.jobs), s.running
+		s.mu.Unlock()
+		if n != 1 || !running {
+			t.Errorf("%s: %d jobs queued, runner started %v; want 1 and true", s.key, n, running)
+		}
+	}
+}
+
+// sharedMX answers one MX host for every domain: all share one site.
+type sharedMX struct{ fakeResolver }
+
+func (*sharedMX) LookupMX(ctx context.Context, domain string) (dns.MXResult, error) {
+	return dns.MXResult{Hosts: []dns.MX{{Host: "mx.shared.test", Pref: 10}}, TTL: time.Hour}, nil
+}
+
+// Domains of one site resolved while their mail keeps arriving: each
+// resolve joins the site under q.mu while others push to it. Before
+// isClosed stopped taking q.mu, this hung within 100 rounds (5 runs of 5).
+func TestEnqueueWhileDomainsJoinOneSite(t *testing.T) {
+	rules, err := mxrule.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour) // nothing is due: no session dials
+	const rounds, domains, perDomain, senders = 300, 40, 50, 4
+	for round := range rounds {
+		q := New(&Config{Rules: rules, Hostname: "penstock.test"}, Deps{Resolver: &sharedMX{}, Quotas: quota.NewLocal(quota.RealClock()),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var wg sync.WaitGroup
+			for g := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perDomain {
+						for d := g; d < domains; d += senders {
+							q.Enqueue(&spool.Message{ID: spool.ID(i*domains + d + 1),
+								Recipients: []spool.Recipient{{Addr: "u@d" + strconv.Itoa(d) + ".test", NextAttempt: later}}})
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q.Close(ctx) // waits for the resolvers too
+		}()
+		deadline := time.NewTimer(30 * time.Second)
+		select {
+		case <-done:
+			deadline.Stop()
+		case <-deadline.C:
+			var b strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&b, 1)
+			t.Fatalf("round %d: Enqueue or Close hung\n%s", round, b.String())
+		}
+	}
 }
