@@ -140,6 +140,10 @@ type Queue struct {
 	// once, sessions finish the message on the wire (ctx ends that only
 	// when Close's deadline passes).
 	closing chan struct{}
+	// liveMu makes "Close has not begun" and wg.Add one step (addLive):
+	// an Add racing Close's Wait with the count at zero is a WaitGroup
+	// misuse, and its goroutine would run after Close returned.
+	liveMu sync.Mutex
 	// durable carries asynchronous spool updates to awaitDurable; its
 	// capacity bounds them (backpressure on sessions when full).
 	durable     chan pendingUpdate
@@ -361,9 +365,11 @@ func (q *Queue) campaignRate(deliveryID string) int {
 // flight keep their spooled state; they are delivered after a restart.
 func (q *Queue) Close(ctx context.Context) error {
 	q.mu.Lock()
+	q.liveMu.Lock()
 	if !q.closed {
 		close(q.closing)
 	}
+	q.liveMu.Unlock()
 	q.closed = true
 	sites := make([]*site, 0, len(q.sites))
 	for _, s := range q.sites {
@@ -390,6 +396,18 @@ func (q *Queue) Close(ctx context.Context) error {
 	q.closeOnce.Do(func() { close(q.durable) })
 	<-q.durableDone
 	return err
+}
+
+// addLive counts one more goroutine Close waits for, unless Close has
+// begun: then it reports false and the caller starts none.
+func (q *Queue) addLive() bool {
+	q.liveMu.Lock()
+	defer q.liveMu.Unlock()
+	if q.isClosed() {
+		return false
+	}
+	q.wg.Add(1)
+	return true
 }
 
 // isClosed reports whether Close has started. It takes no lock: sites ask
@@ -481,11 +499,12 @@ func (q *Queue) route(j *job) {
 	}
 	d.pending = append(d.pending, j)
 	q.tally.move(&d.held, len(j.rcpts))
-	start := !d.resolving
-	d.resolving = true
+	start := !d.resolving && q.addLive()
+	if start {
+		d.resolving = true
+	}
 	q.mu.Unlock()
 	if start {
-		q.wg.Add(1)
 		go q.resolve(d)
 	}
 }

@@ -662,3 +662,30 @@ func TestEnqueueWhileDomainsJoinOneSite(t *testing.T) {
 		}
 	}
 }
+
+// Mail queued after Close starts nothing: no MX lookup goroutine, no
+// runner. Before, a new domain's lookup was started (and counted in the
+// WaitGroup) after Close had begun; with nothing else running, that Add
+// raced Close's Wait.
+func TestEnqueueAfterCloseStartsNothing(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.closed.test"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.q.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, "a@late.test")
+	f.q.mu.Lock()
+	d := f.q.domains["late.test"]
+	started := d != nil && d.resolving
+	f.q.mu.Unlock()
+	if started {
+		t.Error("an MX lookup was started after Close")
+	}
+	if err := f.q.Close(ctx); err != nil { // waits for anything started
+		t.Fatal(err)
+	}
+	if st := f.prov.Stats(); st.Connections != 0 {
+		t.Errorf("%d connections after Close, want none", st.Connections)
+	}
+}

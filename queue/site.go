@@ -130,10 +130,9 @@ func (s *site) enqueueLocked(j *job) kickoff {
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.noteExpiry(j)
 	s.arrived()
-	k := kickoff{top: j.index == 0, start: !s.running && !s.q.isClosed()}
+	k := kickoff{top: j.index == 0, start: !s.running && s.q.addLive()}
 	if k.start {
 		s.running = true
-		s.q.wg.Add(1)
 	}
 	return k
 }
@@ -759,10 +758,9 @@ func (s *site) refuse(j *job, w Wait) {
 	heap.Push(&s.jobs, j)
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.setWait(w)
-	start := !s.running && !s.q.isClosed()
+	start := !s.running && s.q.addLive()
 	if start {
 		s.running = true
-		s.q.wg.Add(1)
 	}
 	s.mu.Unlock()
 	if start {
