@@ -79,12 +79,14 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		}
 	}
 
-	// The state machine below is the one of net/textproto with only one
-	// modification to not rewrite CRLF -> LF. It runs over the bytes the
-	// bufio.Reader already holds instead of calling ReadByte for each byte,
-	// and copies runs of line data up to the next CR in one go: a 2 KB
-	// message is a few slice operations rather than 2,048 calls. It blocks
-	// for more input only when nothing has been produced yet.
+	// The state machine below is the one of net/textproto, modified not to
+	// rewrite CRLF -> LF: a CR is given as soon as it is read, and the
+	// state remembers it, so that a CR after it can still start CRLF. It
+	// runs over the bytes the bufio.Reader already holds instead of calling
+	// ReadByte for each byte, and copies runs of line data up to the next
+	// CR in one go: a 2 KB message is a few slice operations rather than
+	// 2,048 calls. It blocks for more input only when nothing has been
+	// produced yet.
 
 	// Run data through a simple state machine to
 	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
@@ -151,13 +153,22 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 					r.state = stateEOF
 					continue
 				}
-				r.state = stateData
+				// The line is a dot-stuffed one that starts with a bare
+				// CR: the held CR is data. Give it, then take c again as
+				// the byte after a CR (it may be a CR that starts CRLF).
+				i--
+				c = '\r'
+				r.state = stateCR
 			case stateCR:
 				if c == '\n' {
 					r.state = stateBeginLine
 					break
 				}
-				r.state = stateData
+				// A CR after a bare CR may start the CRLF that ends the
+				// line: "a\r\r\n.\r\n" ends the data.
+				if c != '\r' {
+					r.state = stateData
+				}
 			case stateData:
 				if c == '\r' {
 					r.state = stateCR

@@ -12,7 +12,9 @@ import (
 )
 
 // byteDataReader is the byte-at-a-time dataReader.Read of go-smtp v0.25.1,
-// kept as the reference the bulk reader must agree with.
+// kept as the reference the bulk reader must agree with, with v0.25.1's bare
+// CR handling fixed the same way: a CR after a bare CR may start CRLF, and
+// the CR of a line starting ".\r" is kept when no LF follows.
 type byteDataReader struct {
 	r     *bufio.Reader
 	state int
@@ -58,13 +60,17 @@ func (r *byteDataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			r.r.UnreadByte()
+			c = '\r'
+			r.state = stateCR
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR
@@ -199,4 +205,85 @@ func BenchmarkDataReader(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestDataReaderBareCR checks what a bare CR (RFC 5321 §2.3.8) becomes: data
+// kept as it came, which never hides the CRLF.CRLF that ends DATA
+// (§4.1.1.4) nor the dot-stuffing of the line after it (§4.5.2).
+func TestDataReaderBareCR(t *testing.T) {
+	for _, tc := range []struct{ in, want, rest string }{
+		{"a\r\r\n.\r\nQUIT\r\n", "a\r\r\n", "QUIT\r\n"},
+		{"a\r\r\n..b\r\n.\r\n", "a\r\r\n.b\r\n", ""},
+		{"a\r\r\r\n.\r\n", "a\r\r\r\n", ""},
+		{"\r\r\n.\r\n", "\r\r\n", ""},
+		{".\rx\r\n.\r\n", "\rx\r\n", ""},
+		{".\r\r\n.\r\n", "\r\r\n", ""},
+		{".\r.\r\n.\r\n", "\r.\r\n", ""},
+		{"a\rb\r\n.\r\n", "a\rb\r\n", ""},
+		{"a\r.\r\n.\r\n", "a\r.\r\n", ""},
+	} {
+		for _, size := range []int{16, 4096} {
+			for _, one := range []bool{false, true} {
+				var src io.Reader = strings.NewReader(tc.in)
+				if one {
+					src = iotest.OneByteReader(src)
+				}
+				br := bufio.NewReaderSize(src, size)
+				got, err := readAllSmall(&dataReader{r: br}, rand.New(rand.NewSource(1)))
+				if err != nil || string(got) != tc.want {
+					t.Errorf("%q: got %q, %v; want %q", tc.in, got, err, tc.want)
+				}
+				if rest, _ := io.ReadAll(br); string(rest) != tc.rest {
+					t.Errorf("%q: left %q, want %q", tc.in, rest, tc.rest)
+				}
+				// The reference reader agrees.
+				br = bufio.NewReaderSize(strings.NewReader(tc.in), size)
+				if got, err := io.ReadAll(&byteDataReader{r: br}); err != nil || string(got) != tc.want {
+					t.Errorf("reference %q: got %q, %v; want %q", tc.in, got, err, tc.want)
+				}
+			}
+		}
+	}
+}
+
+// FuzzDataReader checks the reader two ways: on any input it agrees with the
+// byte-at-a-time reference, buffer boundaries anywhere; and any body, its
+// lines (what CRLF ends) dot-stuffed and the end marker and a command
+// after it, reads back as the body itself, the command left unread.
+func FuzzDataReader(f *testing.F) {
+	for _, s := range []string{"", "a\r\n", ".\r\n", "..\r\n", "a\r\r\n", "a\r\r\n..b\r\n", ".\rx\r\n", "\r.\r\r\n", "a\n.\r\n", "a\rb"} {
+		f.Add([]byte(s), uint8(16))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, size uint8) {
+		bufSize := 16 + int(size)
+		in := string(body) + "\r\n.\r\nQUIT\r\n"
+		rng := rand.New(rand.NewSource(int64(size)))
+		wantR := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), bufSize)
+		want, wantErr := readAllSmall(&byteDataReader{r: wantR}, rng)
+		gotR := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), bufSize)
+		got, gotErr := readAllSmall(&dataReader{r: gotR}, rng)
+		restWant, _ := io.ReadAll(wantR)
+		restGot, _ := io.ReadAll(gotR)
+		if !bytes.Equal(got, want) || gotErr != wantErr || !bytes.Equal(restGot, restWant) {
+			t.Fatalf("input %q:\ngot  %q, %v, left %q\nwant %q, %v, left %q", in, got, gotErr, restGot, want, wantErr, restWant)
+		}
+
+		text := string(body)
+		if text != "" && !strings.HasSuffix(text, "\r\n") {
+			text += "\r\n"
+		}
+		lines := strings.SplitAfter(text, "\r\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, ".") {
+				lines[i] = "." + l
+			}
+		}
+		in = strings.Join(lines, "") + ".\r\nQUIT\r\n"
+		r := bufio.NewReaderSize(strings.NewReader(in), bufSize)
+		got, err := readAllSmall(&dataReader{r: r}, rng)
+		rest, _ := io.ReadAll(r)
+		if string(got) != text || err != nil || string(rest) != "QUIT\r\n" {
+			t.Fatalf("body %q sent as %q: read %q, %v, left %q", body, in, got, err, rest)
+		}
+	})
 }
