@@ -197,6 +197,15 @@ func (c *client) ehlo() string {
 // DATA in one write, the body after 354) and returns the DATA reply.
 func (c *client) sendMessage(from string, to []string, body string) string {
 	c.t.Helper()
+	c.beginData(from, to)
+	c.send(body + ".")
+	return c.reply()
+}
+
+// beginData sends MAIL, RCPTs and DATA in one write and expects them
+// accepted: the body goes next.
+func (c *client) beginData(from string, to []string) {
+	c.t.Helper()
 	lines := []string{"MAIL FROM:<" + from + ">"}
 	for _, r := range to {
 		lines = append(lines, "RCPT TO:<"+r+">")
@@ -206,8 +215,6 @@ func (c *client) sendMessage(from string, to []string, body string) string {
 		c.expect("250 ")
 	}
 	c.expect("354 ")
-	c.send(body + ".")
-	return c.reply()
 }
 
 func waitChan[T any](t testing.TB, ch <-chan T, what string) T {

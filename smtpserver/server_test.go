@@ -83,10 +83,7 @@ func TestAckOnlyAfterAccept(t *testing.T) {
 	_, addr, _ := startServer(t, Config{}, acc)
 	c := dial(t, addr)
 	c.ehlo()
-	c.send("MAIL FROM:<s@example.org>", "RCPT TO:<r@example.com>", "DATA")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("354 ")
+	c.beginData("s@example.org", []string{"r@example.com"})
 	c.send("Subject: wait", "", "hi", ".")
 	waitChan(t, acc.entered, "Accept to be called")
 
