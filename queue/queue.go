@@ -140,9 +140,10 @@ type Queue struct {
 	// once, sessions finish the message on the wire (ctx ends that only
 	// when Close's deadline passes).
 	closing chan struct{}
-	// liveMu makes "Close has not begun" and wg.Add one step (addLive):
-	// an Add racing Close's Wait with the count at zero is a WaitGroup
-	// misuse, and its goroutine would run after Close returned.
+	// liveMu orders Close's closing of closing against addLive's check
+	// and wg.Add, so the two are one step: an Add racing Close's Wait
+	// with the count at zero is a WaitGroup misuse, and its goroutine
+	// would run after Close returned.
 	liveMu sync.Mutex
 	// durable carries asynchronous spool updates to awaitDurable; its
 	// capacity bounds them (backpressure on sessions when full).
@@ -157,7 +158,6 @@ type Queue struct {
 	mu        sync.Mutex
 	domains   map[string]*domainState
 	sites     map[string]*site
-	closed    bool
 	cancelled map[string]bool // cancelled campaigns
 
 	susp   atomic.Pointer[map[string]string] // suspended tenants and campaigns (suspend.go)
@@ -364,13 +364,12 @@ func (q *Queue) campaignRate(deliveryID string) int {
 // Close stops every runner and session and waits for them. Recipients in
 // flight keep their spooled state; they are delivered after a restart.
 func (q *Queue) Close(ctx context.Context) error {
-	q.mu.Lock()
 	q.liveMu.Lock()
-	if !q.closed {
+	if !q.isClosed() {
 		close(q.closing)
 	}
 	q.liveMu.Unlock()
-	q.closed = true
+	q.mu.Lock()
 	sites := make([]*site, 0, len(q.sites))
 	for _, s := range q.sites {
 		sites = append(sites, s)
