@@ -63,7 +63,7 @@ func heldSite(q *Queue, key string) *site {
 // resolvedDomain routes domain to s without a lookup (as after the MX answer).
 func resolvedDomain(q *Queue, domain string, s *site) {
 	q.mu.Lock()
-	q.domains[domain] = &domainState{name: domain, site: s, expires: time.Now().Add(24 * time.Hour)}
+	q.domains[domain] = &domainState{name: unique.Make(domain), site: s, expires: time.Now().Add(24 * time.Hour)}
 	q.mu.Unlock()
 }
 

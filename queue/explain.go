@@ -161,7 +161,7 @@ func (q *Queue) heldViews(domain string) []SiteView {
 	defer q.mu.Unlock()
 	var out []SiteView
 	for _, d := range q.domains {
-		if domain != "" && d.name != domain {
+		if domain != "" && d.name.Value() != domain {
 			continue
 		}
 		n := 0
@@ -171,12 +171,12 @@ func (q *Queue) heldViews(domain string) []SiteView {
 		if n == 0 {
 			continue
 		}
-		w := &Wait{Status: statusResolvingMX, Detail: "waiting for the MX answer of " + d.name}
+		w := &Wait{Status: statusResolvingMX, Detail: "waiting for the MX answer of " + d.name.Value()}
 		if d.lastErr != nil {
 			w = &Wait{Status: StatusMXFailed, Since: d.errSince,
-				Detail: fmt.Sprintf("the MX lookup of %s has failed since %s (retried): %v", d.name, d.errSince.UTC().Format(time.RFC3339), d.lastErr)}
+				Detail: fmt.Sprintf("the MX lookup of %s has failed since %s (retried): %v", d.name.Value(), d.errSince.UTC().Format(time.RFC3339), d.lastErr)}
 		}
-		name := d.name
+		name := d.name.Value()
 		if d.pool != "" {
 			name += " (pool " + d.pool + ")"
 		}

@@ -236,12 +236,12 @@ func (d dueTime) After(t time.Time) bool { return int64(d) > t.UnixNano() }
 func (d dueTime) Sub(t time.Time) time.Duration { return time.Duration(int64(d) - t.UnixNano()) }
 
 type domainState struct {
-	name string
-	// interned keeps the domain's interned name alive while the queue
-	// knows the domain: unique drops a name no job refers to, and a
-	// domain whose mail goes out as it comes would otherwise be interned
-	// anew for each message (the slow path of unique.Make).
-	interned  unique.Handle[string]
+	// name is the domain, interned: holding the handle keeps the name
+	// interned while the queue knows the domain (unique drops a name no
+	// job refers to, and a domain whose mail goes out as it comes would
+	// otherwise be interned anew for each message, unique.Make's slow
+	// path).
+	name      unique.Handle[string]
 	pool      string // the pool its jobs go out through ("" = default)
 	policy    tlspolicy.Policy
 	site      *site
@@ -487,7 +487,7 @@ func (q *Queue) route(j *job) {
 	q.mu.Lock()
 	d := q.domains[key]
 	if d == nil {
-		d = &domainState{name: j.domain.Value(), interned: j.domain, pool: pool}
+		d = &domainState{name: j.domain, pool: pool}
 		q.domains[key] = d
 	}
 	if d.site != nil && now.Before(d.expires) {
@@ -512,6 +512,7 @@ func (q *Queue) route(j *job) {
 // site queue, or bounces / holds them on failure.
 func (q *Queue) resolve(d *domainState) {
 	defer q.wg.Done()
+	name := d.name.Value()
 	wait := firstDNSRetry
 	for {
 		cfg := q.config()
@@ -523,7 +524,7 @@ func (q *Queue) resolve(d *domainState) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-		res, err := q.deps.Resolver.LookupMX(ctx, d.name)
+		res, err := q.deps.Resolver.LookupMX(ctx, name)
 		cancel()
 		<-q.lookups
 		var pol tlspolicy.Policy
@@ -531,12 +532,12 @@ func (q *Queue) resolve(d *domainState) {
 			// The policy decides which connections may carry the domain's
 			// mail, so it is known before the domain joins a site.
 			pctx, pcancel := context.WithTimeout(q.ctx, time.Minute)
-			pol = q.deps.TLSPolicy.Policy(pctx, d.name)
+			pol = q.deps.TLSPolicy.Policy(pctx, name)
 			pcancel()
 		}
 		now := q.now()
-		if d.name == "" {
-			err = &dns.Error{Domain: d.name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
+		if name == "" {
+			err = &dns.Error{Domain: name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
 		}
 		q.mu.Lock()
 		jobs := d.pending
@@ -554,7 +555,7 @@ func (q *Queue) resolve(d *domainState) {
 			d.resolving = false
 			q.mu.Unlock()
 			if q.deps.Flow != nil {
-				q.deps.Flow.Record(flow.Event{Time: now, Site: s.key, Domain: d.name, OK: true, DNS: true})
+				q.deps.Flow.Record(flow.Event{Time: now, Site: s.key, Domain: name, OK: true, DNS: true})
 			}
 			for _, j := range jobs {
 				s.push(j)
@@ -581,7 +582,7 @@ func (q *Queue) resolve(d *domainState) {
 		q.tally.move(&d.held, rcptsOf(jobs))
 		q.mu.Unlock()
 		if q.deps.Flow != nil {
-			q.deps.Flow.Record(flow.Event{Time: now, Domain: d.name, Err: true, Local: true, DNS: true, Text: err.Error()})
+			q.deps.Flow.Record(flow.Event{Time: now, Domain: name, Err: true, Local: true, DNS: true, Text: err.Error()})
 		}
 		q.expireHeld(d, now)
 		// Look again soon, then less often, up to [dns] retry.

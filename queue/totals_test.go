@@ -64,7 +64,7 @@ func TestTotalsTallyMatchesWalk(t *testing.T) {
 	held := []string{"wait1.test", "wait2.test"}
 	q.mu.Lock()
 	for _, d := range held {
-		q.domains[d] = &domainState{name: d, resolving: true}
+		q.domains[d] = &domainState{name: unique.Make(d), resolving: true}
 	}
 	q.mu.Unlock()
 
