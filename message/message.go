@@ -117,11 +117,12 @@ type Options struct {
 	// Render builds messages stored as templates (campaigns); it leaves
 	// Data nil for the others, which Load reads.
 	Render Stage
-	// Load reads a message stored whole; nil: such messages fail.
+	// Load reads a message stored whole; nil (and no AppendLoad): such
+	// messages fail.
 	Load func(id spool.ID) ([]byte, error)
-	// AppendLoad is Load appending to dst (spool.AppendBody). When set it
-	// is used instead of Load, into buffers the pipeline reuses once the
-	// caller has Released the send.
+	// AppendLoad is Load appending to dst (spool.AppendBody), into buffers
+	// the pipeline reuses once the caller has Released the send. When set,
+	// Load is not used.
 	AppendLoad func(dst []byte, id spool.ID) ([]byte, error)
 	// Sign signs the final message (DKIM); nil: no signer configured.
 	Sign Stage
@@ -259,36 +260,36 @@ func (l *loadStage) Apply(_ context.Context, s *Send) error {
 		// it can only fail, and a restart with one configured fixes that.
 		return fmt.Errorf("campaign message %s: no render stage configured", s.Msg.ID)
 	}
-	if l.appendLoad != nil {
-		buf := l.bufs.Get().(*[]byte)
-		b, err := l.appendLoad((*buf)[:0], s.Msg.ID)
-		if err != nil {
+	var b []byte
+	var buf *[]byte // lent by the pipeline (appendLoad), nil for load
+	var err error
+	switch {
+	case l.appendLoad != nil:
+		buf = l.bufs.Get().(*[]byte)
+		b, err = l.appendLoad((*buf)[:0], s.Msg.ID)
+	case l.load != nil:
+		b, err = l.load(s.Msg.ID)
+	default:
+		return fmt.Errorf("message %s: no spool to read it from", s.Msg.ID)
+	}
+	if err != nil || len(b) == 0 {
+		if buf != nil {
 			l.bufs.Put(buf)
+		}
+		if err != nil {
+			// Temporary, even when not found: a recipient is never
+			// bounced for our own storage trouble (one purged meanwhile
+			// is already final and the queue skips it).
 			return fmt.Errorf("reading the message: %w", err)
 		}
-		if len(b) == 0 {
-			l.bufs.Put(buf)
-			s.Data = []byte{}
-			return nil
-		}
+		s.Data = []byte{}
+		return nil
+	}
+	if buf != nil {
 		*buf = b // grown: kept at its new size
 		// Capped: a stage that appends copies rather than writing into
 		// the buffer.
-		s.Data, s.loaded = b[:len(b):len(b)], buf
-		return nil
-	}
-	if l.load == nil {
-		return fmt.Errorf("message %s: no spool to read it from", s.Msg.ID)
-	}
-	b, err := l.load(s.Msg.ID)
-	if err != nil {
-		// Temporary, even when not found: a recipient is never bounced
-		// for our own storage trouble (one purged meanwhile is already
-		// final and the queue skips it).
-		return fmt.Errorf("reading the message: %w", err)
-	}
-	if b == nil {
-		b = []byte{}
+		b, s.loaded = b[:len(b):len(b)], buf
 	}
 	s.Data = b
 	return nil

@@ -258,7 +258,7 @@ func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 		Spool: sp, Resolver: m.Resolver, Quotas: m.Quotas, Flow: fl, Bounce: bc,
 		Log: lg, Logger: opts.Logger, Dialer: opts.Dialer, Now: opts.Now, Outcome: m.observe, ReturnPath: m.verp.ReturnPath,
 		RequireTLS: outcome.RequiresTLS, TLSConfig: &tls.Config{RootCAs: opts.TLSRoots}, Warmup: wu,
-		Pipeline: message.New(message.Options{Load: sp.Body, AppendLoad: sp.AppendBody, Sign: m.dkim,
+		Pipeline: message.New(message.Options{AppendLoad: sp.AppendBody, Sign: m.dkim,
 			Render: campaignsRender{m}}),
 		CampaignRate: func(id string) int { return m.campaigns.PerHour(id) }, // built below, before Start
 	})

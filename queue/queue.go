@@ -265,7 +265,7 @@ func New(cfg *Config, deps Deps) *Queue {
 		deps.Log = events.Discard()
 	}
 	if deps.Pipeline == nil {
-		deps.Pipeline = message.New(message.Options{Load: deps.Spool.Body, AppendLoad: deps.Spool.AppendBody})
+		deps.Pipeline = message.New(message.Options{AppendLoad: deps.Spool.AppendBody})
 	}
 	deps.TLSConfig = withSessionCache(deps.TLSConfig)
 	q := &Queue{
