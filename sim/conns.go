@@ -47,6 +47,11 @@ func (p *Provider) acceptLoop(ln net.Listener) {
 
 func (p *Provider) serveConn(c net.Conn) {
 	defer p.wg.Done()
+	if !p.takeSlot() {
+		p.drop(c)
+		return
+	}
+	defer p.giveSlot()
 	s := &session{
 		p:   p,
 		raw: c,
@@ -55,18 +60,15 @@ func (p *Provider) serveConn(c net.Conn) {
 		w:   bufio.NewWriterSize(deadlineConn{c}, writeBufSize),
 	}
 	s.path = s.ip + ">" + hostOf(c.LocalAddr())
-	if !p.takeSlot() {
-		c.Close()
-		p.mu.Lock()
-		delete(p.conns, c)
-		p.mu.Unlock()
-		return
-	}
-	defer p.giveSlot()
 	p.connOpened(s)
 	s.serve()
 	// Counts drop before the socket closes, so a client that saw EOF sees them.
 	p.connClosed(s)
+	p.drop(c)
+}
+
+// drop closes an accepted connection and forgets it.
+func (p *Provider) drop(c net.Conn) {
 	c.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
