@@ -235,16 +235,10 @@ func TestYieldsNudge(t *testing.T) {
 		t.Fatalf("a nudge of a receiver not known to be full closed %d idle connections at once", n)
 	}
 	// The interval runs out while the greeting is still missing.
-	tick := make(chan struct{})
 	stop = y.nudge("addr|192.0.2.1", own, time.Millisecond)
-	go func() { // bounded: the nudge fires every millisecond until stopped
-		defer close(tick)
-		deadline := time.Now().Add(10 * time.Second)
-		for told() < 2 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	<-tick
+	for deadline := time.Now().Add(10 * time.Second); told() < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	stop()
 	if n := told(); n < 2 {
 		t.Fatalf("a stalled greeting closed %d idle connections in 10 s, want one per interval", n)
