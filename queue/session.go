@@ -332,8 +332,7 @@ func (s *site) dialAddr(ctx context.Context, addr string, t target, opts smtpcli
 		if err == nil || try > 0 || !errors.As(err, &se) || se.Command != "greeting" || se.Reply.Code/100 != 4 {
 			return c, err
 		}
-		y.markFull(key, time.Now())
-		if !y.contend(key, s) {
+		if !y.overfull(key, s, time.Now()) {
 			return nil, err
 		}
 		pause := time.NewTimer(refusedPause)

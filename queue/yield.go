@@ -93,6 +93,10 @@ func (y *yields) contend(key string, from *site) bool {
 	}
 	y.mu.Lock()
 	defer y.mu.Unlock()
+	return y.contendLocked(key, from)
+}
+
+func (y *yields) contendLocked(key string, from *site) bool {
 	for w := range y.byKey[key] {
 		if w.idle && !w.closed && w.site != from {
 			w.closed = true
@@ -105,7 +109,7 @@ func (y *yields) contend(key string, from *site) bool {
 
 // nudge is for a connection about to wait for its greeting: every
 // interval until stop is called, it marks key's receiver full and asks
-// one idle connection holding key to close (contend), so that, when our
+// one idle connection holding key to close (overfull), so that, when our
 // own idle connections fill the receiver's slots, they free them one at a
 // time. While the receiver counts as full it asks once at the start too.
 func (y *yields) nudge(key string, from *site, every time.Duration) (stop func()) {
@@ -117,8 +121,7 @@ func (y *yields) nudge(key string, from *site, every time.Duration) (stop func()
 	var t *time.Timer
 	mu.Lock()
 	t = time.AfterFunc(every, func() {
-		y.markFull(key, time.Now())
-		y.contend(key, from)
+		y.overfull(key, from, time.Now())
 		mu.Lock()
 		if !stopped {
 			t.Reset(every)
@@ -141,9 +144,18 @@ func (y *yields) isFull(key string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
-func (y *yields) markFull(key string, now time.Time) {
+// overfull is for a receiver that kept a connection of ours waiting for
+// its greeting or refused it there: it counts as full from now, and one
+// idle connection of ours to it (of a site other than from) is told to
+// close. It reports whether there was one.
+func (y *yields) overfull(key string, from *site, now time.Time) bool {
 	y.mu.Lock()
 	defer y.mu.Unlock()
+	y.markFullLocked(key, now)
+	return y.contendLocked(key, from)
+}
+
+func (y *yields) markFullLocked(key string, now time.Time) {
 	if y.full == nil {
 		y.full = make(map[string]time.Time)
 	}
