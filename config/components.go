@@ -51,7 +51,7 @@ func (c *Config) RuleSet() (*mxrule.Set, error) {
 				MaxConnections: r.MaxConnections, MaxMessagesPerConnection: r.MaxMessagesPerConnection,
 				MessagesPerHour: r.MessagesPerHour, ConnectTimeout: time.Duration(r.ConnectTimeout),
 				CommandTimeout: time.Duration(r.CommandTimeout), DataTimeout: time.Duration(r.DataTimeout),
-				TLS: r.TLS, Builtin: builtin,
+				TLS: r.TLS, NoChunking: r.Chunking != nil && !*r.Chunking, Builtin: builtin,
 			})
 		}
 		return nil

@@ -196,6 +196,7 @@ type MXRule struct {
 	CommandTimeout           Duration `toml:"command_timeout"`     // default 5m
 	DataTimeout              Duration `toml:"data_timeout"`        // default 10m
 	TLS                      string   `toml:"tls"`                 // default|disabled|opportunistic|required|verify
+	Chunking                 *bool    `toml:"chunking"`            // default true: BDAT to receivers offering CHUNKING
 
 	Line int `toml:"-"` // line of the [[mx_rule]] header, 0 if not from a file
 }

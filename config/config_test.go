@@ -686,3 +686,25 @@ func TestBounceTrustedReporters(t *testing.T) {
 		t.Errorf("defaults %+v", d)
 	}
 }
+
+// chunking is on unless a rule says false; the rule set carries it to the
+// queue as NoChunking.
+func TestMXRuleChunking(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[[mx_rule]]\nname = \"old\"\nmx = \"*.old.test\"\nchunking = false\n\n"+
+		"[[mx_rule]]\nname = \"on\"\nmx = \"*.on.test\"\nchunking = true\n\n[[mx_rule]]\nname = \"unset\"\nmx = \"*.unset.test\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := c.RuleSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, off := range map[string]bool{"mx.old.test": true, "mx.on.test": false, "mx.unset.test": false, "mx.other.test": false} {
+		if got := set.Match([]string{host}).Rule.NoChunking; got != off {
+			t.Errorf("%s: NoChunking %v, want %v", host, got, off)
+		}
+	}
+	if _, err := Parse("t.toml", []byte("[[mx_rule]]\nname = \"x\"\nmx = \"*\"\nchunking = \"no\"\n")); err == nil || !strings.Contains(err.Error(), "chunking") {
+		t.Errorf("chunking = \"no\": %v", err)
+	}
+}

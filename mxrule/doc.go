@@ -43,6 +43,7 @@
 //	command_timeout              5m
 //	data_timeout                 10m
 //	tls                          default (takes [server] tls; opportunistic when that is unset too)
+//	chunking                     true (BDAT to a receiver that offers CHUNKING, RFC 3030)
 //
 // RFC 5321 §4.5.3.2 recommends 5 minutes for the greeting, MAIL and RCPT
 // replies, 2 minutes for the DATA 354, 3 minutes per data block and 10 minutes

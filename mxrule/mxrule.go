@@ -94,6 +94,10 @@ type Rule struct {
 	DataTimeout    time.Duration
 
 	TLS string // default | disabled | opportunistic | required | verify
+	// NoChunking (chunking = false) sends every message after DATA, even to
+	// a receiver that offers CHUNKING, where the body otherwise goes as
+	// one BDAT chunk (RFC 3030): for a receiver whose BDAT is broken.
+	NoChunking bool
 
 	// Builtin marks the catch-all and the shipped provider rules, so that
 	// `penstock check` and explain can tell them from the operator's own.

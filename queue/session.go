@@ -259,6 +259,7 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 			ConnectTimeout: lim.connTimeout,
 			CommandTimeout: lim.cmdTimeout,
 			DataTimeout:    lim.dataTimeout,
+			NoChunking:     lim.noChunking,
 			Dialer:         q.deps.Dialer,
 		}
 		if opts.EHLO == "" {

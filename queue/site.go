@@ -209,6 +209,7 @@ type limits struct {
 	flowState   string
 	flowDetail  string
 	tlsMode     string
+	noChunking  bool
 	source      string // the session's source name (warm-up counts per source)
 	connTimeout time.Duration
 	cmdTimeout  time.Duration
@@ -404,6 +405,7 @@ func (s *site) limits(cfg *Config, dec flow.Decision) limits {
 		flowState:   dec.State,
 		flowDetail:  dec.Detail,
 		tlsMode:     r.TLS,
+		noChunking:  r.NoChunking,
 		connTimeout: r.ConnectTimeout,
 		cmdTimeout:  r.CommandTimeout,
 		dataTimeout: r.DataTimeout,

@@ -155,7 +155,7 @@ func BenchmarkScanBody(b *testing.B) {
 	body := bytes.Repeat(line, 100<<10/len(line))
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if e, _, asIs := scanBody(body); e || !asIs {
+		if s := scanBody(body); s.eightBit || !s.asIs() {
 			b.Fatal("scanBody: wrong answer")
 		}
 	}

@@ -60,6 +60,11 @@ type Options struct {
 	// Zero means the default (30s, 5m, 10m). RFC 5321 §4.5.3.2.
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
 
+	// NoChunking never sends BDAT, even to a server that offers CHUNKING
+	// (RFC 3030): the body goes after DATA, dot-stuffed. For a receiver
+	// whose BDAT is broken.
+	NoChunking bool
+
 	// Dialer is optional; the default is a net.Dialer bound to LocalAddr.
 	// A custom Dialer binds the source itself (LocalAddr is not passed to it).
 	Dialer Dialer
@@ -86,8 +91,8 @@ type Client struct {
 	greeting Reply
 	ext      map[string]string
 
-	extEnhanced, extPipelining, ext8bit, extUTF8, extSize bool
-	maxSize                                               int64 // SIZE limit, 0 = none given
+	extEnhanced, extPipelining, ext8bit, extUTF8, extSize, extChunking bool
+	maxSize                                                            int64 // SIZE limit, 0 = none given
 
 	tls      bool
 	verified bool // the certificate verified for ServerName (RFC 6125)
@@ -240,7 +245,7 @@ func (c *Client) hello(ctx context.Context) *Error {
 // (RFC 5321 §4.1.1.1). Keywords are case-insensitive and stored upper case.
 func (c *Client) parseExtensions(text string) {
 	c.ext = map[string]string{}
-	c.extEnhanced, c.extPipelining, c.ext8bit, c.extUTF8, c.extSize = false, false, false, false, false
+	c.extEnhanced, c.extPipelining, c.ext8bit, c.extUTF8, c.extSize, c.extChunking = false, false, false, false, false, false
 	c.maxSize = 0
 	lines := strings.Split(text, "\n")
 	for _, l := range lines[1:] {
@@ -260,6 +265,8 @@ func (c *Client) parseExtensions(text string) {
 			c.ext8bit = true
 		case "SMTPUTF8":
 			c.extUTF8 = true
+		case "CHUNKING":
+			c.extChunking = true
 		case "SIZE":
 			// RFC 1870 §4: "SIZE" alone or "SIZE 0" means no fixed limit.
 			c.extSize = true

@@ -3,9 +3,9 @@
 // many and as fast as the caller asks, reporting each recipient's fate.
 //
 // It speaks SMTP (RFC 5321) with the extensions bulk delivery lives on:
-// PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8
-// (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034, codes from RFC 3463) and STARTTLS
-// (RFC 3207). It never touches queues, DNS, quotas, flow control, bounce
+// PIPELINING (RFC 2920), CHUNKING (RFC 3030), SIZE (RFC 1870), 8BITMIME
+// (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034, codes from
+// RFC 3463) and STARTTLS (RFC 3207). It never touches queues, DNS, quotas, flow control, bounce
 // rules or the spool: the caller has already chosen the MX IP, the source
 // address and the TLS mode (from the matched MX rule), holds the connection
 // slot, and decides what each reply means for the recipient.
@@ -50,6 +50,10 @@
 //     transaction. With PIPELINING, MAIL FROM, every RCPT TO and DATA are
 //     written in one flush and the replies read after, in order: one round
 //     trip instead of 2+N. Without it, each command waits for its reply.
+//     To a server with CHUNKING (unless Options.NoChunking), BDAT takes
+//     DATA's place: "BDAT <size> LAST" and the whole body follow RCPT in
+//     the same flush, and the reply to the chunk is the verdict, so a
+//     message costs one round trip, not two (the wait for 354 is gone).
 //     MAIL FROM carries SIZE= when the server has SIZE, BODY=8BITMIME when
 //     the body has 8-bit bytes and the server has 8BITMIME, and SMTPUTF8 when
 //     an address is not ASCII. Some checks refuse a message before any byte
@@ -67,7 +71,11 @@
 //     CRLF (a bare LF becomes CRLF) and a leading "." doubled (RFC 5321
 //     §4.5.2), then ".". The reply to the final dot is the server's verdict
 //     for every accepted recipient: 2xx delivered, otherwise an *Error with
-//     Command "DATA" set on each of them and returned.
+//     Command "DATA" set on each of them and returned. A chunk has the same
+//     CRLF lines without the dots; the server reads it even when it refuses
+//     the transaction (RFC 3030 §2), answering 503 or 554 when no recipient
+//     was accepted (RSET follows, as after DATA), and its reply is the
+//     verdict, with Command "BDAT" when refused.
 //
 //  7. Next message, or the end. The session sends more messages on the same
 //     connection until the rule's messages-per-connection quota (Messages
@@ -100,7 +108,7 @@
 // are made only when the caller gets it), commands written piece by piece
 // into the writer, the body scanned once for 8-bit bytes and size and
 // written once. A pipelined Send is one write for the commands, one for the
-// body, and the reads of their replies.
+// body, and the reads of their replies; with CHUNKING, one write for both.
 //
 // A Client is not safe for concurrent use: one goroutine owns it.
 package smtpclient

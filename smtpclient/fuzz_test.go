@@ -54,7 +54,7 @@ func FuzzWriteBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if e, _, _ := scanBody(body); e != slices.ContainsFunc(body, func(c byte) bool { return c >= 0x80 }) {
+		if e := scanBody(body).eightBit; e != slices.ContainsFunc(body, func(c byte) bool { return c >= 0x80 }) {
 			t.Fatalf("%q: scanBody says 8-bit %v", body, e)
 		}
 		var b bytes.Buffer
@@ -63,7 +63,7 @@ func FuzzWriteBody(f *testing.F) {
 		w.Flush()
 		out := b.Bytes()
 		// Send's one-copy path must send the very same bytes.
-		if _, _, asIs := scanBody(body); asIs && !bytes.Equal(append(bytes.Clone(body), ".\r\n"...), out) {
+		if scanBody(body).asIs() && !bytes.Equal(append(bytes.Clone(body), ".\r\n"...), out) {
 			t.Fatalf("%q: sent as is, but writeBody sends %q", body, out)
 		}
 		if !bytes.HasSuffix(out, []byte(".\r\n")) || (len(out) > 3 && !bytes.HasSuffix(out, []byte("\r\n.\r\n"))) {

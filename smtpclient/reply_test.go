@@ -122,13 +122,13 @@ func TestWriteBody(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", tc.in, b.String(), tc.out)
 		}
 		// SIZE is what was written, without stuffing dots and the final dot.
-		_, size, asIs := scanBody([]byte(tc.in))
-		if asIs && tc.in+".\r\n" != tc.out {
+		s := scanBody([]byte(tc.in))
+		if s.asIs() && tc.in+".\r\n" != tc.out {
 			t.Errorf("%q: scanBody says it goes as is, but writeBody sends %q", tc.in, tc.out)
 		}
 		unstuffed := strings.ReplaceAll("\n"+strings.TrimSuffix(tc.out, ".\r\n"), "\n.", "\n")[1:]
-		if size != int64(len(unstuffed)) {
-			t.Errorf("%q: size %d, want %d", tc.in, size, len(unstuffed))
+		if s.size != int64(len(unstuffed)) {
+			t.Errorf("%q: size %d, want %d", tc.in, s.size, len(unstuffed))
 		}
 	}
 }
@@ -138,11 +138,11 @@ func TestScanBody8Bit(t *testing.T) {
 	for _, n := range []int{20, 31, 32, 33, 64, 100} {
 		for i := 0; i < n; i++ {
 			b := bytes.Repeat([]byte("a"), n)
-			if e, _, _ := scanBody(b); e {
+			if scanBody(b).eightBit {
 				t.Fatalf("%d bytes of ascii seen as 8-bit", n)
 			}
 			b[i] = 0xc3
-			if e, _, _ := scanBody(b); !e {
+			if !scanBody(b).eightBit {
 				t.Fatalf("8-bit byte at %d of %d missed", i, n)
 			}
 		}
@@ -177,7 +177,7 @@ func TestScanBodyAsIs(t *testing.T) {
 		"": true, "a\r\n": true, "Subject: x\r\n\r\nbody\r\n": true, "a\r\r\n": true, "a\rb\r\n": true,
 		"a": false, "a\n": false, ".\r\n": false, "a\r\n.b\r\n": false, "a\r\nb": false, "a\r\nb\n": false, "a\r": false,
 	} {
-		if _, _, asIs := scanBody([]byte(in)); asIs != want {
+		if asIs := scanBody([]byte(in)).asIs(); asIs != want {
 			t.Errorf("%q: as is %v, want %v", in, asIs, want)
 		}
 	}

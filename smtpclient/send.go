@@ -19,7 +19,7 @@ type RcptResult struct {
 // Result is the outcome of one Send.
 type Result struct {
 	Rcpts []RcptResult // one per recipient, in the order given
-	Data  Reply        // the reply that ended the transaction after DATA, if any
+	Data  Reply        // the reply that ended the transaction after DATA or BDAT, if any
 }
 
 // fail gives e to every recipient without an error of its own and returns
@@ -94,38 +94,44 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 			return res.fail(permErr("MAIL", fmt.Errorf("%w: %s", ErrRequireTLS, why)))
 		}
 	}
-	eightBit, size, asIs := scanBody(body)
+	scan := scanBody(body)
 	// RFC 1870 §6: do not send what the server announced it will refuse.
-	if c.maxSize > 0 && size > c.maxSize {
-		return res.fail(permErr("MAIL", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, c.maxSize)))
+	if c.maxSize > 0 && scan.size > c.maxSize {
+		return res.fail(permErr("MAIL", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, scan.size, c.maxSize)))
 	}
 	if err := ctx.Err(); err != nil {
 		return res.fail(localErr("MAIL", err))
 	}
+	// RFC 3030: to a server with CHUNKING the body goes as one "BDAT n LAST"
+	// chunk right behind the commands, and the chunk's reply is the
+	// verdict. No wait for 354, no dot-stuffing.
+	msg := outgoing{body: body, scan: scan, chunk: c.extChunking && !c.opts.NoChunking}
 
 	stop := c.watch(ctx)
 	defer c.unwatch(stop)
 	c.messages++
 	c.deadline(ctx, c.opts.CommandTimeout)
-	c.writeMail(from, size, eightBit, utf8)
+	c.writeMail(from, scan.size, scan.eightBit, utf8)
 	var data bool
 	var e *Error
 	if c.extPipelining {
-		data, e = c.pipelined(ctx, res, rcpts)
+		data, e = c.pipelined(ctx, res, rcpts, msg)
 	} else {
-		data, e = c.lockstep(ctx, res, rcpts)
+		data, e = c.lockstep(ctx, res, rcpts, msg)
 	}
 	if e != nil {
 		return res.fail(e)
 	}
 	if !data {
-		return res, nil // every recipient refused, connection ready for the next
+		// Sent by BDAT, or every recipient refused; the connection is
+		// ready for the next message either way.
+		return res, nil
 	}
 
 	// RFC 5321 §4.5.3.2.5 gives 3 minutes per block written; the whole
 	// body gets DataTimeout, which is longer and simpler.
 	c.deadline(ctx, c.opts.DataTimeout)
-	if asIs {
+	if scan.asIs() {
 		c.w.Write(body)
 		c.w.WriteString(".\r\n")
 	} else {
@@ -147,11 +153,62 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 	return res, nil
 }
 
+// outgoing is the message a Send carries.
+type outgoing struct {
+	body  []byte
+	scan  bodyScan
+	chunk bool // the body goes as one BDAT chunk (RFC 3030), not after DATA
+}
+
+// writeChunk buffers the whole body as one last chunk (RFC 3030 §2):
+// "BDAT <size> LAST", then the body in CRLF lines, not dot-stuffed, the
+// size scanBody counted.
+func (c *Client) writeChunk(m outgoing) {
+	c.w.WriteString("BDAT ")
+	c.scratch = strconv.AppendInt(c.scratch[:0], m.scan.size, 10)
+	c.w.Write(c.scratch)
+	c.w.WriteString(" LAST\r\n")
+	if m.scan.crlf {
+		c.w.Write(m.body)
+	} else {
+		writeLines(c.w, m.body, false)
+	}
+}
+
+// chunkReply reads the reply to "BDAT LAST": the server's verdict on the
+// message for every accepted recipient, which may take as long as the
+// reply to DATA's final dot (RFC 3030 §2). A server refuses the chunk of a
+// transaction without a sender or recipients, after reading it; the
+// transaction is then closed with RSET, as after a refused DATA.
+func (c *Client) chunkReply(ctx context.Context, res *Result, mailErr *Error, accepted int) *Error {
+	c.deadline(ctx, c.opts.DataTimeout)
+	if e := c.recv(ctx, "BDAT"); e != nil {
+		return e
+	}
+	res.Data = c.rr.reply()
+	switch {
+	case mailErr != nil:
+		return mailErr
+	case accepted > 0 && res.Data.Code/100 == 2:
+		return nil
+	case c.broken:
+		return replyErr("BDAT", res.Data)
+	case accepted == 0:
+		c.rset(ctx)
+		return nil
+	}
+	e := replyErr("BDAT", res.Data)
+	c.rset(ctx)
+	return e
+}
+
 // pipelined runs MAIL, RCPT and DATA as one group (RFC 2920): the commands go
 // out in one write, the replies are read in order after. Recipient lists
 // larger than pipelineWindow go in several groups. It returns true when the
-// server is waiting for the body.
-func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string) (bool, *Error) {
+// server is waiting for the body. With m.chunk, the last group ends with the
+// body as one BDAT chunk instead of DATA (RFC 3030 §4.2), and the message
+// is done when it returns.
+func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string, m outgoing) (bool, *Error) {
 	var mailErr *Error
 	mailRead := false
 	accepted := 0
@@ -164,10 +221,16 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string) (bo
 			}
 		}
 		last := i == len(rcpts)
-		if last {
+		c.deadline(ctx, c.opts.CommandTimeout)
+		switch {
+		case last && m.chunk:
+			// The body is written before any reply is read: a server
+			// reads a chunk whole even when it refuses it (RFC 3030 §2).
+			c.deadline(ctx, c.opts.DataTimeout)
+			c.writeChunk(m)
+		case last:
 			c.w.WriteString("DATA\r\n")
 		}
-		c.deadline(ctx, c.opts.CommandTimeout)
 		if err := c.w.Flush(); err != nil {
 			return false, c.ioErr(ctx, "MAIL", err)
 		}
@@ -218,6 +281,9 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string) (bo
 			return false, mailErr // everything sent was read; DATA not sent
 		}
 	}
+	if m.chunk {
+		return false, c.chunkReply(ctx, res, mailErr, accepted)
+	}
 
 	c.deadline(ctx, c.opts.CommandTimeout)
 	if e := c.recv(ctx, "DATA"); e != nil {
@@ -261,8 +327,10 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string) (bo
 }
 
 // lockstep runs MAIL, each RCPT and DATA one at a time, for servers without
-// PIPELINING. It returns true when the server is waiting for the body.
-func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string) (bool, *Error) {
+// PIPELINING. It returns true when the server is waiting for the body. With
+// m.chunk, the body goes as one BDAT chunk instead of DATA, and the message is
+// done when it returns.
+func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string, m outgoing) (bool, *Error) {
 	if err := c.w.Flush(); err != nil {
 		return false, c.ioErr(ctx, "MAIL", err)
 	}
@@ -300,6 +368,14 @@ func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string) (boo
 	if accepted == 0 {
 		c.rset(ctx)
 		return false, nil
+	}
+	if m.chunk {
+		c.deadline(ctx, c.opts.DataTimeout)
+		c.writeChunk(m)
+		if err := c.w.Flush(); err != nil {
+			return false, c.ioErr(ctx, "BDAT", err)
+		}
+		return false, c.chunkReply(ctx, res, nil, accepted)
 	}
 	rep, e := c.cmd(ctx, "DATA", "DATA", "")
 	if e != nil {
@@ -364,14 +440,24 @@ func checkAddr(a string) (ok, nonASCII bool) {
 	return true, nonASCII
 }
 
-// scanBody reports whether body has 8-bit bytes, and its size as sent:
-// CRLF line ends included, dot-stuffing and the final dot not
-// (RFC 1870 §3). asIs says writeBody would send body unchanged before the
-// final dot: every line ends in CRLF and none starts with "." (what the
-// body pipeline stores and sends, nearly always), so it can be copied in
-// one write instead of line by line.
-func scanBody(body []byte) (eightBit bool, size int64, asIs bool) {
-	size = int64(len(body))
+// bodyScan is what scanBody learns of a body in one pass.
+type bodyScan struct {
+	eightBit bool  // it has a byte >= 0x80
+	size     int64 // bytes as sent: CRLF line ends, no dot-stuffing, no final dot (RFC 1870 §3)
+	crlf     bool  // every line ends in CRLF: the body is its own canonical form
+	dotted   bool  // a line starts with ".", which DATA must stuff
+}
+
+// asIs says writeBody would send body unchanged before the final dot, so
+// it can be copied in one write instead of line by line: every line ends
+// in CRLF and none starts with "." (what the body pipeline stores and
+// sends, nearly always).
+func (s bodyScan) asIs() bool { return s.crlf && !s.dotted }
+
+// scanBody reads body once: its 8-bit bytes, its size as sent, its line ends
+// and its leading dots.
+func scanBody(body []byte) bodyScan {
+	s := bodyScan{size: int64(len(body))}
 	// 32 bytes a round, their high bits OR'ed: most bodies are ASCII and
 	// scanned to the end.
 	const high = 0x8080808080808080
@@ -380,14 +466,15 @@ func scanBody(body []byte) (eightBit bool, size int64, asIs bool) {
 		w := binary.LittleEndian.Uint64(body[i:]) | binary.LittleEndian.Uint64(body[i+8:]) |
 			binary.LittleEndian.Uint64(body[i+16:]) | binary.LittleEndian.Uint64(body[i+24:])
 		if w&high != 0 {
-			eightBit = true
+			s.eightBit = true
 			break
 		}
 	}
-	for ; !eightBit && i < len(body); i++ {
-		eightBit = body[i] >= 0x80
+	for ; !s.eightBit && i < len(body); i++ {
+		s.eightBit = body[i] >= 0x80
 	}
-	asIs = len(body) == 0 || body[0] != '.' && body[len(body)-1] == '\n'
+	s.crlf = len(body) == 0 || body[len(body)-1] == '\n'
+	s.dotted = len(body) > 0 && body[0] == '.'
 	for off := 0; ; {
 		j := bytes.IndexByte(body[off:], '\n')
 		if j < 0 {
@@ -395,25 +482,33 @@ func scanBody(body []byte) (eightBit bool, size int64, asIs bool) {
 		}
 		p := off + j
 		if p == 0 || body[p-1] != '\r' {
-			size++ // bare LF, sent as CRLF
-			asIs = false
+			s.size++ // bare LF, sent as CRLF
+			s.crlf = false
 		}
 		if p+1 < len(body) && body[p+1] == '.' {
-			asIs = false
+			s.dotted = true
 		}
 		off = p + 1
 	}
 	if len(body) > 0 && body[len(body)-1] != '\n' {
-		size += 2 // the CRLF Send adds
+		s.size += 2 // the CRLF Send adds
 	}
-	return eightBit, size, asIs
+	return s
 }
 
 // writeBody buffers body as DATA content in one pass: every line ends in
-// CRLF (bare LF becomes CRLF), a line starting with "." gets another
-// (RFC 5321 §4.5.2), and "." ends it. A last line without a line end gets one.
-// Write errors stick in w and surface at Flush.
+// CRLF, a line starting with "." gets another (RFC 5321 §4.5.2), and "."
+// ends it. Write errors stick in w and surface at Flush.
 func writeBody(w *bufio.Writer, body []byte) {
+	writeLines(w, body, true)
+	w.WriteString(".\r\n")
+}
+
+// writeLines buffers body with every line ending in CRLF: a bare LF becomes
+// CRLF and a last line without a line end gets one, so it writes
+// scanBody's size in bytes, plus a dot for each line starting with "."
+// when stuff is set.
+func writeLines(w *bufio.Writer, body []byte, stuff bool) {
 	for len(body) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -424,11 +519,10 @@ func writeBody(w *bufio.Writer, body []byte) {
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
 		}
-		if len(line) > 0 && line[0] == '.' {
+		if stuff && len(line) > 0 && line[0] == '.' {
 			w.WriteByte('.')
 		}
 		w.Write(line)
 		w.WriteString("\r\n")
 	}
-	w.WriteString(".\r\n")
 }

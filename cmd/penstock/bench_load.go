@@ -177,7 +177,10 @@ func benchInject(addr string, size, c int, spread []int) loadResult {
 				body := benchBody(i, to, size, filler)
 				if cl == nil || cl.Broken() {
 					var err error
-					if cl, err = smtpclient.Dial(ctx, addr, smtpclient.Options{EHLO: "injector.bench.test", TLS: smtpclient.TLSDisabled}); err != nil {
+					// DATA, as most applications (and compare.sh's smtp-source
+					// into Postfix) inject; BDAT is for the outbound side.
+					opts := smtpclient.Options{EHLO: "injector.bench.test", TLS: smtpclient.TLSDisabled, NoChunking: true}
+					if cl, err = smtpclient.Dial(ctx, addr, opts); err != nil {
 						cl = nil
 						fail(err)
 						continue

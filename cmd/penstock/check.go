@@ -75,6 +75,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "limits:  scope %s, max_connections %d, max_messages_per_connection %d, messages_per_hour %d, tls %s\n",
 			r.Scope, r.MaxConnections, r.MaxMessagesPerConnection, r.MessagesPerHour, r.TLS)
 		fmt.Fprintf(stdout, "shaping: max_connection_rate %s, messages_per_day %s\n", r.MaxConnectionRate, perDay(r.MessagesPerDay))
+		if r.NoChunking {
+			fmt.Fprintln(stdout, "chunking: off (chunking = false: DATA even where CHUNKING is offered)")
+		}
 		for _, c := range capSet.ForSite(r.Name, hosts) {
 			from := "every source"
 			if len(c.Sources) > 0 {
