@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/netip"
@@ -353,6 +355,74 @@ func TestBDAT(t *testing.T) {
 	c.expect("250 2.0.0 OK queued as M1")
 	if body := acc.messages()[0].body; !strings.HasSuffix(body, "\r\nhello world\r\n") {
 		t.Errorf("body %q", body)
+	}
+}
+
+// A message in one chunk, BDAT LAST pipelined with MAIL and RCPT as most
+// clients send it, arrives as sent (DATA's end marker and dot-started lines
+// are data), for a keeping Acceptor and on a BodyBorrower's fast path; the
+// second transaction and a DATA one follow on the same connection.
+func TestBDATSingleChunk(t *testing.T) {
+	one := "Subject: one\r\n\r\n.\r\n..two dots\r\n.leading dot\r\n.\r\nend\r\n"
+	two := "Subject: two\r\n\r\n" + strings.Repeat("a line of a message larger than the read buffer\r\n", 1000)
+	tx := func(body string) string {
+		return fmt.Sprintf("MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.com>\r\nBDAT %d LAST\r\n%s", len(body), body)
+	}
+	for _, tc := range []struct {
+		name string
+		acc  interface {
+			Acceptor
+			messages() []accepted
+		}
+	}{
+		{"keeps", &fakeAcceptor{}},
+		{"borrows", &borrowingAcceptor{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr, _ := startServer(t, Config{MaxMessageSize: 1 << 20}, tc.acc)
+			c := dial(t, addr)
+			c.ehlo()
+			if _, err := io.WriteString(c.conn, tx(one)+tx(two)); err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i <= 2; i++ {
+				c.expect("250 ")
+				c.expect("250 ")
+				c.expect(fmt.Sprintf("250 2.0.0 OK queued as M%d", i))
+			}
+			if got := c.sendMessage("s@example.org", []string{"r@example.com"}, "Subject: three\r\n\r\nx\r\n"); got != "250 2.0.0 OK queued as M3" {
+				t.Fatalf("DATA after BDAT: %q", got)
+			}
+			got := tc.acc.messages()
+			if len(got) != 3 {
+				t.Fatalf("accepted %d messages, want 3", len(got))
+			}
+			for i, want := range []string{one, two} {
+				if body := afterReceived(t, got[i].body); body != want {
+					t.Errorf("message %d is %.80q, want %.80q", i+1, body, want)
+				}
+			}
+		})
+	}
+}
+
+// A client that goes away inside its one chunk has sent no message: none
+// is accepted.
+func TestBDATSingleChunkCut(t *testing.T) {
+	acc := &fakeAcceptor{}
+	_, addr, _ := startServer(t, Config{}, acc)
+	c := dial(t, addr)
+	c.ehlo()
+	if _, err := io.WriteString(c.conn, "MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.com>\r\nBDAT 100 LAST\r\nSubject: cut\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.(*net.TCPConn).CloseWrite()
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("554 ")
+	c.expectEOF()
+	if n := acc.callCount(); n != 0 {
+		t.Errorf("Accept called %d times for a cut message", n)
 	}
 }
 

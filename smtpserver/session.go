@@ -43,7 +43,10 @@ var receivedRoom [1024]byte
 
 // session is one go-smtp session: from EHLO to QUIT, or to STARTTLS, after
 // which go-smtp starts a new one. Methods run on the connection's goroutine,
-// except Data for BDAT (go-smtp runs it on a goroutine of its own), hence mu.
+// except Data for a message in more than one BDAT chunk: go-smtp runs that on
+// a goroutine of its own, and Reset or Logout can come while it runs, hence
+// mu. (A message in one chunk, BDAT LAST, is read on the connection's
+// goroutine, as DATA is.)
 type session struct {
 	srv          *Server
 	c            *smtp.Conn

@@ -1038,6 +1038,11 @@ func (c *Conn) handleBdat(arg string) {
 		return
 	}
 
+	if last && c.bdatPipe == nil {
+		c.handleBdatSingle(int64(size))
+		return
+	}
+
 	if c.bdatStatus == nil && c.server.LMTP {
 		c.bdatStatus = c.createStatusCollector()
 	}
@@ -1126,6 +1131,92 @@ func (c *Conn) handleBdat(arg string) {
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
 	}
+}
+
+// handleBdatSingle takes a message sent in one chunk (BDAT <size> LAST
+// opening the transaction, as most clients send it). Data, or LMTPData, reads
+// the chunk straight from the connection's reader on this goroutine, as for
+// DATA: no goroutine, pipe and copy, which only a message in several chunks
+// needs. The replies, panic handling and reset are those of the pipe path.
+func (c *Conn) handleBdatSingle(size int64) {
+	var status *statusCollector
+	if c.server.LMTP {
+		status = c.createStatusCollector()
+	}
+
+	// A chunk is octets, not lines.
+	c.lineLimitReader.LineLimit = 0
+	defer func() {
+		c.lineLimitReader.LineLimit = c.server.MaxLineLength
+	}()
+
+	chunk := &chunkReader{r: c.text.R, n: size}
+	err := c.bdatData(chunk, status)
+	// What Data left unread is still the chunk, not commands.
+	io.Copy(ioutil.Discard, chunk)
+	c.bytesReceived += size
+
+	if c.server.LMTP {
+		status.fillRemaining(err)
+		for i, rcpt := range c.recipients {
+			code, enchCode, msg := dataErrorToStatus(<-status.status[i])
+			c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
+		}
+	} else {
+		c.writeResponse(dataErrorToStatus(err))
+	}
+
+	if err == errPanic {
+		c.Close()
+		return
+	}
+	c.reset()
+}
+
+// bdatData runs Data, or LMTPData, on r; a panic in it is logged and
+// becomes errPanic.
+func (c *Conn) bdatData(r io.Reader, status *statusCollector) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.handlePanic(p, status)
+			err = errPanic
+		}
+	}()
+
+	if !c.server.LMTP {
+		return c.Session().Data(r)
+	}
+	if lmtpSession, ok := c.Session().(LMTPSession); ok {
+		return lmtpSession.LMTPData(r, status)
+	}
+	err = c.Session().Data(r)
+	for _, rcpt := range c.recipients {
+		status.SetStatus(rcpt, err)
+	}
+	return err
+}
+
+// chunkReader reads the n octets of a BDAT chunk from r and no further. A
+// connection that ends inside the chunk is io.ErrUnexpectedEOF, as in DATA,
+// not the end of a shorter message.
+type chunkReader struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (cr *chunkReader) Read(b []byte) (int, error) {
+	if cr.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > cr.n {
+		b = b[:cr.n]
+	}
+	n, err := cr.r.Read(b)
+	cr.n -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // ErrDataReset is returned by Reader pased to Data function if client does not
