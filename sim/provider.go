@@ -24,7 +24,8 @@ type Stats struct {
 	MaxOpen         int              // most connections open at once
 	MaxOpenBySource map[string]int   // client IP -> most connections open at once
 	MaxOpenByPath   map[string]int   // "clientIP>localIP" -> most connections open at once
-	Delivered       int64            // messages accepted at end of DATA
+	Delivered       int64            // messages accepted at end of DATA or by the LAST BDAT chunk
+	Chunked         int64            // of those, messages that came by BDAT (RFC 3030 CHUNKING)
 	DeliveredBy     map[string]int64 // client IP -> messages accepted from it
 	Recipients      int64            // accepted recipients of delivered messages
 	RcptRejected    map[int]int64    // reply code -> MAIL/RCPT rejections, throttles included
