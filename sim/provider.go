@@ -29,7 +29,7 @@ type Stats struct {
 	DeliveredBy     map[string]int64 // client IP -> messages accepted from it
 	Recipients      int64            // accepted recipients of delivered messages
 	RcptRejected    map[int]int64    // reply code -> MAIL/RCPT rejections, throttles included
-	DataRejected    map[int]int64    // reply code -> messages refused at end of DATA
+	DataRejected    map[int]int64    // reply code -> messages refused at end of DATA or BDAT, or too big
 	Attempts        int64            // MAIL FROM commands seen (transaction attempts)
 	MaxMsgsPerConn  int              // most messages delivered on one connection
 	TLSConns        int64            // connections that completed STARTTLS

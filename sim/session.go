@@ -676,10 +676,10 @@ func parseBDAT(arg []byte) (size int64, last, ok bool) {
 }
 
 // readChunk reads the n octets of a BDAT chunk, appending them to s.body when
-// keep. It sends the replies queued so far only when it is about to wait on
-// the socket: flushIfIdle would take a line end among the chunk's octets for a
-// waiting command and hold them back, or flush early when there is none,
-// though the client is still writing the chunk and waits for nothing.
+// keep. The replies queued so far go out only when it must wait on the socket,
+// so no client waits on us. flushIfIdle does not fit: it flushes as soon as no
+// line end is buffered, and a chunk needs none, so the replies to a pipelined
+// MAIL, RCPT, BDAT group would go out in two writes, not one.
 func (s *session) readChunk(n int64, keep bool) error {
 	for n > 0 {
 		if s.r.Buffered() == 0 {
