@@ -47,13 +47,17 @@ type Behavior struct {
 	REQUIRETLS bool
 	// NoPipelining stops advertising PIPELINING and enforces it: a client that sends
 	// a command before it has the reply to the previous one gets "554 5.5.0 Improper
-	// use of SMTP command pipelining" and is disconnected.
+	// use of SMTP command pipelining" and is disconnected. A BDAT chunk's octets
+	// sent with its command are part of it, not a command sent early.
 	NoPipelining bool
+	// NoChunking stops advertising CHUNKING (RFC 3030): BDAT is then an unknown
+	// command, and the octets a client sends after it are read as commands.
+	NoChunking bool
 	// RcptReply answers RCPT TO for a recipient address (without brackets). A nil
 	// function or an empty result means "250 2.1.5 OK"; a 2xx result accepts the
 	// recipient with that text; anything else rejects it; a 421 also closes.
 	RcptReply func(rcpt string) string
-	// DataReply answers the end of DATA; n is the number of messages the provider
+	// DataReply answers the end of DATA and the LAST chunk of BDAT; n is the number of messages the provider
 	// accepted before this one. An empty result means "250 2.0.0 OK queued as <id>";
 	// a non-2xx result refuses the message (counted in Stats.DataRejected); a 421
 	// also closes. Calls are serialised with acceptance, so n is exact.
@@ -91,6 +95,8 @@ type Behavior struct {
 	// StallAt is one of AtGreeting, AtMail, AtRcpt, AtData, AtDot (case-insensitive)
 	// or "": at that point the provider says nothing for StallFor, then goes on.
 	// AtDot stalls after the message was read, before it is accepted and answered.
+	// With BDAT, AtData is the first chunk of a message, before its octets are
+	// read, and AtDot the end of the LAST chunk.
 	StallAt  string
 	StallFor time.Duration
 	// DropAt takes the same points: the connection is closed there without a reply
@@ -99,7 +105,8 @@ type Behavior struct {
 	DropAt string
 	// BodyHook, if set, is called for each accepted message, before the reply is
 	// sent and before WaitMessages waiters are woken. body is dot-unstuffed with CRLF
-	// line ends and belongs to the hook. Calls may run concurrently.
+	// line ends after DATA, the chunks' octets as they came after BDAT, and belongs
+	// to the hook. Calls may run concurrently.
 	BodyHook func(from string, rcpts []string, body []byte)
 }
 

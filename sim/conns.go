@@ -260,6 +260,9 @@ func (p *Provider) accept(s *session) int64 {
 	defer p.smu.Unlock()
 	st := &p.st
 	st.Delivered++
+	if s.chunking {
+		st.Chunked++
+	}
 	st.DeliveredBy[s.ip]++
 	p.delivered.Store(st.Delivered)
 	st.Recipients += int64(len(s.rcpts))

@@ -23,7 +23,11 @@
 // buffered reader and queues replies in a buffered writer, flushing only when no
 // complete command is waiting in the input (RFC 2920 §3.1), so a pipelining client
 // gets one write per command group; message bodies are dot-unstuffed line by line and
-// kept only when a BodyHook asks for them. All counters of a provider sit under one
+// kept only when a BodyHook asks for them. CHUNKING (RFC 3030) is offered: a BDAT
+// chunk is read by its count of octets, as it is, and a refused one is still read so
+// the session stays in step; while a chunk is incomplete the queued replies go out
+// before we wait on the socket, since the client is still writing and waits for none.
+// The LAST chunk ends the message as the dot ends DATA, with the same verdict. All counters of a provider sit under one
 // mutex, taken a couple of times per message, and Stats copies them out as one
 // consistent snapshot.
 //

@@ -24,11 +24,12 @@ type Stats struct {
 	MaxOpen         int              // most connections open at once
 	MaxOpenBySource map[string]int   // client IP -> most connections open at once
 	MaxOpenByPath   map[string]int   // "clientIP>localIP" -> most connections open at once
-	Delivered       int64            // messages accepted at end of DATA
+	Delivered       int64            // messages accepted at end of DATA or by the LAST BDAT chunk
+	Chunked         int64            // of those, messages that came by BDAT (RFC 3030 CHUNKING)
 	DeliveredBy     map[string]int64 // client IP -> messages accepted from it
 	Recipients      int64            // accepted recipients of delivered messages
 	RcptRejected    map[int]int64    // reply code -> MAIL/RCPT rejections, throttles included
-	DataRejected    map[int]int64    // reply code -> messages refused at end of DATA
+	DataRejected    map[int]int64    // reply code -> messages refused at end of DATA or BDAT, or too big
 	Attempts        int64            // MAIL FROM commands seen (transaction attempts)
 	MaxMsgsPerConn  int              // most messages delivered on one connection
 	TLSConns        int64            // connections that completed STARTTLS

@@ -20,8 +20,12 @@ const (
 	// asks for 1000 octets at least; we are generous, but bounded, so a hostile
 	// client cannot make us buffer without end.
 	maxLineLen = 4096
-	// maxMessageSize is advertised with SIZE (RFC 1870) and enforced at DATA.
+	// maxMessageSize is advertised with SIZE (RFC 1870) and enforced at DATA
+	// and BDAT.
 	maxMessageSize = 50 << 20
+	// maxChunkDiscard bounds the octets of one refused BDAT chunk we read to
+	// stay in step with the client; a larger one closes the connection.
+	maxChunkDiscard = 2 * maxMessageSize
 	// maxRecipients per transaction; RFC 5321 §4.5.3.1.8 asks for at least 100.
 	maxRecipients = 1000
 	// maxErrors: after this many bad commands on one connection we hang up.
@@ -57,8 +61,10 @@ type session struct {
 	inTx     bool
 	from     string
 	rcpts    []string
-	rcptSeen bool // a RCPT was tried in this transaction
-	msgs     int  // messages delivered on this connection
+	rcptSeen bool  // a RCPT was tried in this transaction
+	chunking bool  // the transaction's message is arriving in BDAT chunks
+	chunked  int64 // octets of those chunks received so far
+	msgs     int   // messages delivered on this connection
 	errs     int
 	body     []byte
 }
@@ -197,6 +203,8 @@ func (s *session) resetTx() {
 	clear(s.rcpts)
 	s.rcpts = s.rcpts[:0]
 	s.rcptSeen = false
+	s.chunking = false
+	s.chunked = 0
 }
 
 // command handles one command line; false means close the connection (after
@@ -208,9 +216,12 @@ func (s *session) command(line []byte) bool {
 		verb, arg = line[:i], line[i+1:]
 	}
 	b := s.p.beh.Load()
-	if b.NoPipelining && s.r.Buffered() > 0 {
-		// The client sent more before it had our reply, without PIPELINING.
-		s.reply("554 5.5.0 Improper use of SMTP command pipelining")
+	if isVerb(verb, "BDAT") && !b.NoChunking {
+		// The chunk's octets follow the command line at once (RFC 3030 §2):
+		// bdat judges pipelining after it has read them.
+		return s.bdat(b, arg)
+	}
+	if s.pipelined(b) {
 		return false
 	}
 	switch {
@@ -239,6 +250,17 @@ func (s *session) command(line []byte) bool {
 	default:
 		return s.bad("500 5.5.2 Command not recognized")
 	}
+	return true
+}
+
+// pipelined answers a client that sent more before it had our reply though
+// PIPELINING is not offered (b.NoPipelining); true means it did, and the
+// connection is to close.
+func (s *session) pipelined(b *behavior) bool {
+	if !b.NoPipelining || s.r.Buffered() == 0 {
+		return false
+	}
+	s.reply("554 5.5.0 Improper use of SMTP command pipelining")
 	return true
 }
 
@@ -285,6 +307,9 @@ func (s *session) hello(b *behavior, ehlo bool, arg []byte) bool {
 	}
 	if b.REQUIRETLS && s.tls {
 		s.w.WriteString("250-REQUIRETLS\r\n")
+	}
+	if !b.NoChunking {
+		s.w.WriteString("250-CHUNKING\r\n")
 	}
 	s.w.WriteString("250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE " +
 		strconv.Itoa(maxMessageSize) + "\r\n")
@@ -434,6 +459,10 @@ func (s *session) data(b *behavior, arg []byte) bool {
 	switch {
 	case !s.inTx:
 		return s.bad("503 5.5.1 Need MAIL before DATA")
+	case s.chunking:
+		// RFC 3030 §2: DATA and BDAT do not mix in one transaction, which is over.
+		s.resetTx()
+		return s.bad("503 5.5.1 DATA after BDAT")
 	case len(s.rcpts) == 0 && s.rcptSeen:
 		// RFC 2920 §3.1: DATA after only failed RCPTs is refused.
 		return s.bad("554 5.5.1 No valid recipients")
@@ -451,12 +480,15 @@ func (s *session) data(b *behavior, arg []byte) bool {
 	if err != nil {
 		return false
 	}
-	b = s.p.beh.Load()
-	if b.NoPipelining && s.r.Buffered() > 0 {
-		s.reply("554 5.5.0 Improper use of SMTP command pipelining")
-		return false
-	}
-	if !s.at(b, atDot) {
+	return s.endMessage(problem)
+}
+
+// endMessage answers a message read in full, by DATA or BDAT: the reply
+// problem refuses it, else DataReply judges it, else it is accepted. The
+// transaction is over either way; false means close the connection.
+func (s *session) endMessage(problem string) bool {
+	b := s.p.beh.Load()
+	if s.pipelined(b) || !s.at(b, atDot) {
 		return false
 	}
 	defer s.resetTx()
@@ -553,6 +585,120 @@ func (s *session) readBody(keep bool) (problem string, err error) {
 			s.body = append(s.body, line...)
 		}
 	}
+}
+
+const tooBig = "552 5.3.4 Message size exceeds fixed maximum message size"
+
+// bdat handles BDAT <size> [LAST] (RFC 3030 §2). The size octets that follow
+// the command line are a chunk of the message, kept as they are (no
+// dot-stuffing, no end marker); the LAST chunk ends the message, which then
+// gets the verdict the end of DATA gives. A refused chunk is still read, so
+// that we stay in step with the client, and it ends the transaction.
+func (s *session) bdat(b *behavior, arg []byte) bool {
+	size, last, ok := parseBDAT(arg)
+	if !ok {
+		// Where the chunk ends is unknown, so nothing after it can be read
+		// as a command: hang up, as Postfix does.
+		s.reply("501 5.5.4 Syntax: BDAT size [LAST]")
+		return false
+	}
+	refusal := ""
+	switch {
+	case !s.inTx:
+		refusal = "503 5.5.1 Need MAIL before BDAT"
+	case len(s.rcpts) == 0 && s.rcptSeen:
+		refusal = "554 5.5.1 No valid recipients"
+	case len(s.rcpts) == 0:
+		refusal = "503 5.5.1 Need RCPT before BDAT"
+	case size > maxMessageSize-s.chunked:
+		refusal = tooBig
+	}
+	if size > maxChunkDiscard {
+		// Too much to read only to stay in step.
+		if refusal == tooBig {
+			s.p.countDataReject(552)
+		}
+		s.reply(refusal)
+		return false
+	}
+	if refusal == "" && !s.chunking {
+		if !s.at(b, atData) {
+			return false
+		}
+		s.chunking = true
+		s.body = s.body[:0]
+	}
+	if s.readChunk(size, refusal == "" && b.BodyHook != nil) != nil {
+		return false
+	}
+	if refusal != "" {
+		if s.pipelined(s.p.beh.Load()) {
+			return false
+		}
+		s.resetTx()
+		if refusal == tooBig {
+			s.p.countDataReject(552)
+			s.reply(refusal)
+			return true
+		}
+		return s.bad(refusal)
+	}
+	s.chunked += size
+	if last {
+		return s.endMessage("")
+	}
+	if s.pipelined(s.p.beh.Load()) {
+		return false
+	}
+	var buf [64]byte
+	out := append(buf[:0], "250 2.0.0 "...)
+	out = strconv.AppendInt(out, size, 10)
+	out = append(out, " octets received\r\n"...)
+	s.w.Write(out)
+	return true
+}
+
+// parseBDAT reads BDAT's arguments, chunk-size [SP "LAST"], where chunk-size
+// is 1*DIGIT (RFC 3030 §3).
+func parseBDAT(arg []byte) (size int64, last, ok bool) {
+	num, rest, _ := bytes.Cut(bytes.TrimSpace(arg), []byte(" "))
+	rest = bytes.TrimLeft(rest, " ")
+	if len(num) == 0 || len(rest) > 0 && !isVerb(rest, "LAST") {
+		return 0, false, false
+	}
+	for _, c := range num {
+		if c < '0' || c > '9' || size > (1<<63-1-9)/10 {
+			return 0, false, false
+		}
+		size = size*10 + int64(c-'0')
+	}
+	return size, len(rest) > 0, true
+}
+
+// readChunk reads the n octets of a BDAT chunk, appending them to s.body when
+// keep. The replies queued so far go out only when it must wait on the socket,
+// so no client waits on us. flushIfIdle does not fit: it flushes as soon as no
+// line end is buffered, and a chunk needs none, so the replies to a pipelined
+// MAIL, RCPT, BDAT group would go out in two writes, not one.
+func (s *session) readChunk(n int64, keep bool) error {
+	for n > 0 {
+		if s.r.Buffered() == 0 {
+			if err := s.w.Flush(); err != nil {
+				return err
+			}
+			if _, err := s.r.Peek(1); err != nil {
+				return err
+			}
+		}
+		k := int(min(n, int64(s.r.Buffered())))
+		if keep {
+			b, _ := s.r.Peek(k)
+			s.body = append(s.body, b...)
+		}
+		s.r.Discard(k)
+		n -= int64(k)
+	}
+	return nil
 }
 
 func (s *session) startTLS(b *behavior, arg []byte) bool {

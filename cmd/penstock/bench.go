@@ -257,6 +257,7 @@ type benchResult struct {
 	SinkMaxConns  int     `json:"sink_max_connections,omitempty"`
 	SinkConns     int64   `json:"sink_connections,omitempty"` // accepted in all
 	SinkWaited    int64   `json:"sink_waited,omitempty"`      // of those, waited for a session (-sink-sessions)
+	SinkChunked   int64   `json:"sink_chunked,omitempty"`     // messages the sink got by BDAT (CHUNKING)
 	SinkMaxPerCon int     `json:"sink_max_msgs_per_connection,omitempty"`
 	SpoolCommits  int64   `json:"spool_commits"`
 	WritesPerCmt  float64 `json:"spool_writes_per_commit"`
@@ -299,6 +300,9 @@ func (r *benchResult) print(w io.Writer) {
 		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
 		if r.SinkWaited > 0 {
 			fmt.Fprintf(w, ", %d waited for a session", r.SinkWaited)
+		}
+		if r.SinkChunked > 0 {
+			fmt.Fprintf(w, ", %d by BDAT", r.SinkChunked)
 		}
 		fmt.Fprint(w, ")")
 	}

@@ -43,6 +43,7 @@ type loadResult struct {
 	SinkMaxConns  int     `json:"sink_max_conns"`
 	SinkConns     int64   `json:"sink_conns"`
 	SinkWaited    int64   `json:"sink_waited"`
+	SinkChunked   int64   `json:"sink_chunked"`
 	SinkMaxPerCon int     `json:"sink_max_per_conn"`
 	SinkWaitError string  `json:"sink_wait_error,omitempty"`
 	CPUNs         int64   `json:"cpu_ns"`

@@ -116,6 +116,7 @@ func benchLoadChild(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		res.SinkMaxConns = st.MaxOpen
 		res.SinkConns = st.Connections
 		res.SinkWaited = st.Waited
+		res.SinkChunked = st.Chunked
 		res.SinkMaxPerCon = st.MaxMsgsPerConn
 		if len(st.Arrivals) > 0 {
 			res.SinkFirst = slices.MinFunc(st.Arrivals, time.Time.Compare).UnixNano()

@@ -324,7 +324,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	res.AckP50Ms, res.AckP99Ms = lr.AckP50Ms, lr.AckP99Ms
 	res.LoadCPUS = time.Duration(lr.CPUNs).Seconds()
 	res.SinkCounted, res.SinkMaxConns, res.SinkMaxPerCon = lr.SinkCounted, lr.SinkMaxConns, lr.SinkMaxPerCon
-	res.SinkConns, res.SinkWaited = lr.SinkConns, lr.SinkWaited
+	res.SinkConns, res.SinkWaited, res.SinkChunked = lr.SinkConns, lr.SinkWaited, lr.SinkChunked
 	if lr.InjectEnd > lr.InjectStart {
 		res.InjectS = time.Duration(lr.InjectEnd - lr.InjectStart).Seconds()
 		res.InjectMsgsPerS = float64(lr.Injected) / res.InjectS
