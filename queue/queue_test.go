@@ -100,6 +100,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, b sim.Behavior) *fixture {
 	t.Helper()
+	return newFixtureRules(t, b)
+}
+
+// newFixtureRules is newFixture with MX rules of the operator's before the
+// shipped ones.
+func newFixtureRules(t *testing.T, b sim.Behavior, own ...mxrule.Rule) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	sp, err := spool.Open(dir+"/spool", spool.Options{NoSync: true})
 	if err != nil {
@@ -122,7 +129,7 @@ func newFixture(t *testing.T, b sim.Behavior) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := mxrule.New(nil)
+	rules, err := mxrule.New(own)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -687,5 +694,24 @@ func TestEnqueueAfterCloseStartsNothing(t *testing.T) {
 	}
 	if st := f.prov.Stats(); st.Connections != 0 {
 		t.Errorf("%d connections after Close, want none", st.Connections)
+	}
+}
+
+// A message goes as one BDAT chunk to a receiver that offers CHUNKING, and
+// after DATA when its MX rule says chunking = false.
+func TestChunkingByRule(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.chunk.test"})
+	f.send(t, "a@chunk.test")
+	f.out.wait(t, 1)
+	if st := f.prov.Stats(); st.Delivered != 1 || st.Chunked != 1 {
+		t.Errorf("provider got %d messages, %d by BDAT; want 1 by BDAT", st.Delivered, st.Chunked)
+	}
+
+	f = newFixtureRules(t, sim.Behavior{Name: "mx.chunk.test"},
+		mxrule.Rule{Name: "broken-bdat", Patterns: []string{"*.chunk.test"}, NoChunking: true})
+	f.send(t, "a@chunk.test")
+	f.out.wait(t, 1)
+	if st := f.prov.Stats(); st.Delivered != 1 || st.Chunked != 0 {
+		t.Errorf("chunking = false: provider got %d messages, %d by BDAT; want 1 by DATA", st.Delivered, st.Chunked)
 	}
 }
