@@ -628,3 +628,28 @@ func TestBdatGoodCommandsBeforeTooLongLine(t *testing.T) {
 	c.expect("500 5.4.0 Too long line, closing connection")
 	c.expectEOF()
 }
+
+// A client that goes away inside the last of several chunks has not sent
+// a message: Data gets ErrDataReset, as when the connection ends between
+// chunks, and the client no 250.
+func TestBdatMultiChunkCut(t *testing.T) {
+	got := make(chan string, 1)
+	_, c := startBdat(t, &bdatBackend{data: readAllTo(got)}, nil)
+	c.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 3\r\nabcBDAT 100 LAST\r\nonly ten.\n")
+	c.conn.(*net.TCPConn).CloseWrite()
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 2.0.0 Continue")
+	if s := waitFor(t, got, "Data"); s != "error: "+smtp.ErrDataReset.Error() {
+		t.Errorf("Data got %q, want %v", s, smtp.ErrDataReset)
+	}
+	for i := 0; i < 10; i++ {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, "250") {
+			t.Fatalf("reply %q to a cut message", line)
+		}
+	}
+}
