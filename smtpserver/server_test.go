@@ -406,6 +406,40 @@ func TestBDATSingleChunk(t *testing.T) {
 	}
 }
 
+// Penstock's client writes MAIL, RCPT, BDAT LAST and the body at once; a
+// body line longer than the command line limit (3000 and 70,000 octets)
+// is chunk data, not a command line, and is stored as sent. The command
+// after it in the same write is answered.
+func TestBDATPipelinedLongLine(t *testing.T) {
+	bodies := []string{
+		"Subject: long\r\n\r\n" + strings.Repeat("x", 3000) + "\r\nend\r\n",
+		"Subject: longer\r\n\r\n" + strings.Repeat("y", 70000) + "\r\n",
+	}
+	acc := &fakeAcceptor{}
+	_, addr, _ := startServer(t, Config{}, acc)
+	c := dial(t, addr)
+	c.ehlo()
+	for i, body := range bodies {
+		tx := fmt.Sprintf("MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.com>\r\nBDAT %d LAST\r\n%sNOOP\r\n", len(body), body)
+		if _, err := io.WriteString(c.conn, tx); err != nil {
+			t.Fatal(err)
+		}
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect(fmt.Sprintf("250 2.0.0 OK queued as M%d", i+1))
+		c.expect("250 ")
+	}
+	got := acc.messages()
+	if len(got) != len(bodies) {
+		t.Fatalf("accepted %d messages, want %d", len(got), len(bodies))
+	}
+	for i, want := range bodies {
+		if body := afterReceived(t, got[i].body); body != want {
+			t.Errorf("message %d is %d octets, %.60q, want %d", i+1, len(body), body, len(want))
+		}
+	}
+}
+
 // A client that goes away inside its one chunk has sent no message: none
 // is accepted.
 func TestBDATSingleChunkCut(t *testing.T) {

@@ -542,3 +542,114 @@ func BenchmarkBDATSingleChunk(b *testing.B) {
 		}
 	}
 }
+
+// A chunk is octets, not lines (RFC 3030): a chunk written with its command,
+// as pipelining clients write it, is not held to MaxLineLength, though the
+// server reads it from the socket with the commands, under the limit. The
+// command lines around it still are.
+func TestBdatPipelinedLongLines(t *testing.T) {
+	got := make(chan string, 8)
+	_, c := startBdat(t, &bdatBackend{data: readAllTo(got)}, nil) // MaxLineLength 2000
+
+	for _, body := range []string{
+		"Subject: long\r\n\r\n" + strings.Repeat("x", 3000) + "\r\nend\r\n",
+		strings.Repeat("y", 70000), // no LF at all, past the read buffer
+	} {
+		// A command follows the chunk in the same write.
+		c.write(bdatTx(body) + "NOOP\r\n")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("250 2.0.0 OK: queued")
+		c.expect("250 2.0.0 I have successfully done nothing")
+		if b := waitFor(t, got, "the message"); b != body {
+			t.Errorf("message is %d bytes, %.40q..., want %d", len(b), b, len(body))
+		}
+	}
+
+	// Chunks wholly read with the commands, their lines and the command
+	// after them together over the limit: the count starts again after a
+	// chunk, at the command.
+	two := "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 1990\r\n" + strings.Repeat("z", 1990) +
+		"BDAT 10 LAST\r\n" + strings.Repeat("z", 10)
+	c.write(two + bdatTx(strings.Repeat("w", 1995)) + "NOOP\r\n")
+	for _, want := range []string{"250 ", "250 ", "250 2.0.0 Continue", "250 2.0.0 OK: queued",
+		"250 ", "250 ", "250 2.0.0 OK: queued", "250 2.0.0 I have successfully done nothing"} {
+		c.expect(want)
+	}
+	if b := waitFor(t, got, "the message"); b != strings.Repeat("z", 2000) {
+		t.Errorf("two chunks: message %.40q... (%d bytes)", b, len(b))
+	}
+	if b := waitFor(t, got, "the message"); b != strings.Repeat("w", 1995) {
+		t.Errorf("message %.40q... (%d bytes)", b, len(b))
+	}
+
+	// The next transaction, in its own write, works; the chunk's last
+	// line, without a line break, does not count against the command line
+	// after it.
+	c.write(bdatTx(strings.Repeat("v", 1990)))
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 2.0.0 OK: queued")
+	if b := waitFor(t, got, "the message"); b != strings.Repeat("v", 1990) {
+		t.Errorf("message %.40q... (%d bytes)", b, len(b))
+	}
+	c.write("NOOP " + strings.Repeat("n", 1900) + "\r\n")
+	c.expect("250 2.0.0 I have successfully done nothing")
+
+	// A command line over the limit is refused as before.
+	c.write("NOOP " + strings.Repeat("n", 3000) + "\r\n")
+	c.expect("500 5.4.0 Too long line, closing connection")
+	c.expectEOF()
+}
+
+// A chunk refused with its command (no transaction, over SIZE) is
+// discarded as octets too: its lines do not count against the limit.
+func TestBdatRefusedChunkLongLine(t *testing.T) {
+	_, c := startBdat(t, &bdatBackend{data: readAllTo(make(chan string, 1))},
+		func(s *smtp.Server) { s.MaxMessageBytes = 100 })
+	chunk := strings.Repeat("x", 3000) + "\r\n"
+	c.write(fmt.Sprintf("BDAT %d LAST\r\n%sNOOP\r\n", len(chunk), chunk))
+	c.expect("502 5.5.1 Missing RCPT TO command.")
+	c.expect("250 2.0.0 I have successfully done nothing")
+	c.write(bdatTx(chunk) + "NOOP\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("552 5.3.4 Max message size exceeded")
+	c.expect("250 2.0.0 I have successfully done nothing")
+}
+
+// Commands read in the same read as a command line over the limit are
+// answered before the connection is refused for it.
+func TestBdatGoodCommandsBeforeTooLongLine(t *testing.T) {
+	_, c := startBdat(t, &bdatBackend{data: readAllTo(make(chan string, 1))}, nil)
+	c.write("NOOP\r\nMAIL FROM:<a@example.org>\r\nNOOP " + strings.Repeat("n", 3000) + "\r\nNOOP\r\n")
+	c.expect("250 2.0.0 I have successfully done nothing")
+	c.expect("250 2.0.0 Roger, accepting mail from <a@example.org>")
+	c.expect("500 5.4.0 Too long line, closing connection")
+	c.expectEOF()
+}
+
+// A client that goes away inside the last of several chunks has not sent
+// a message: Data gets ErrDataReset, as when the connection ends between
+// chunks, and the client no 250.
+func TestBdatMultiChunkCut(t *testing.T) {
+	got := make(chan string, 1)
+	_, c := startBdat(t, &bdatBackend{data: readAllTo(got)}, nil)
+	c.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 3\r\nabcBDAT 100 LAST\r\nonly ten.\n")
+	c.conn.(*net.TCPConn).CloseWrite()
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 2.0.0 Continue")
+	if s := waitFor(t, got, "Data"); s != "error: "+smtp.ErrDataReset.Error() {
+		t.Errorf("Data got %q, want %v", s, smtp.ErrDataReset)
+	}
+	for i := 0; i < 10; i++ {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, "250") {
+			t.Fatalf("reply %q to a cut message", line)
+		}
+	}
+}

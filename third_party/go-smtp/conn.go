@@ -1021,6 +1021,10 @@ func (c *Conn) handleBdat(arg string) {
 		return
 	}
 
+	// A chunk is octets, not lines, whether it is taken or discarded.
+	c.lineLimitReader.lift()
+	defer c.lineLimitReader.restore(c.server.MaxLineLength)
+
 	if !c.fromReceived || len(c.recipients) == 0 {
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, "Missing RCPT TO command.")
 		// The chunk follows the command even when the command is rejected.
@@ -1083,12 +1087,7 @@ func (c *Conn) handleBdat(arg string) {
 		}()
 	}
 
-	c.lineLimitReader.LineLimit = 0
-	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
-	}()
-
-	chunk := io.LimitReader(c.text.R, int64(size))
+	chunk := &chunkReader{r: c.text.R, n: int64(size)}
 	_, err = io.Copy(c.bdatPipe, chunk)
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
@@ -1138,17 +1137,12 @@ func (c *Conn) handleBdat(arg string) {
 // the chunk straight from the connection's reader on this goroutine, as for
 // DATA: no goroutine, pipe and copy, which only a message in several chunks
 // needs. The replies, panic handling and reset are those of the pipe path.
+// handleBdat has lifted the line limit.
 func (c *Conn) handleBdatSingle(size int64) {
 	var status *statusCollector
 	if c.server.LMTP {
 		status = c.createStatusCollector()
 	}
-
-	// A chunk is octets, not lines.
-	c.lineLimitReader.LineLimit = 0
-	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
-	}()
 
 	chunk := &chunkReader{r: c.text.R, n: size}
 	err := c.bdatData(chunk, status)

@@ -159,30 +159,100 @@ func TestLineLimitReaderMatchesByteCount(t *testing.T) {
 		}
 		in := sb.String()
 
-		// The reference: the per-byte count.
+		// The reference: the per-byte count. Before the error come the
+		// lines before the one over the limit, whole, and of that line at
+		// most what earlier reads gave: what is under the limit.
 		wantErr := error(nil)
+		lineStart, over := 0, len(in)
 		cur := 0
-		for _, c := range []byte(in) {
+		for i, c := range []byte(in) {
 			if c == '\n' {
-				cur = 0
+				cur, lineStart = 0, i+1
 			}
 			cur++
 			if cur > limit {
-				wantErr = ErrTooLongLine
+				wantErr, over = ErrTooLongLine, i
 				break
 			}
 		}
+		if wantErr == nil {
+			lineStart = len(in)
+		}
 
 		lr := &lineLimitReader{R: strings.NewReader(in), LineLimit: limit}
-		_, gotErr := readAllSmall(lr, rng)
-		if gotErr != wantErr {
-			t.Fatalf("limit %d, input %q: got %v, want %v", limit, in, gotErr, wantErr)
+		got, gotErr := readAllSmall(lr, rng)
+		if gotErr != wantErr || !strings.HasPrefix(in, string(got)) || len(got) < lineStart || len(got) > over {
+			t.Fatalf("limit %d, input %q: got %q, %v, want %q and at most %q of the rest, %v",
+				limit, in, got, gotErr, in[:lineStart], in[lineStart:over], wantErr)
+		}
+		// Read at once, the line over the limit is held back whole.
+		if wantErr != nil {
+			b := make([]byte, len(in))
+			if n, err := (&lineLimitReader{R: strings.NewReader(in), LineLimit: limit}).Read(b); string(b[:n]) != in[:lineStart] ||
+				(err != nil) != (lineStart == 0) {
+				t.Fatalf("limit %d, input %q, one read: got %q, %v, want %q", limit, in, b[:n], err, in[:lineStart])
+			}
 		}
 		// The error is sticky: the connection is broken.
 		if wantErr != nil {
 			if _, err := lr.Read(make([]byte, 8)); err != ErrTooLongLine {
 				t.Fatalf("limit %d, input %q: read after the error: %v, want %v", limit, in, err, ErrTooLongLine)
 			}
+		}
+	}
+}
+
+// A line over the limit is held back with what follows it, for a caller
+// that lifts the limit (a BDAT chunk) before it reads them; restored, the
+// limit counts from the first byte after the chunk.
+func TestLineLimitReaderHoldsBack(t *testing.T) {
+	read := func(lr *lineLimitReader, size int) string {
+		t.Helper()
+		b := make([]byte, size)
+		n, err := lr.Read(b)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return string(b[:n])
+	}
+	tooLong := "error: " + ErrTooLongLine.Error()
+	const in = "ab\n0123456789\nxy\n"
+	for _, tc := range []struct {
+		name  string
+		steps func(lr *lineLimitReader) []string
+		want  []string
+	}{
+		{"limit on", func(lr *lineLimitReader) []string {
+			return []string{read(lr, 64), read(lr, 64), read(lr, 64)}
+		}, []string{"ab\n", tooLong, tooLong}},
+		{"lifted", func(lr *lineLimitReader) []string {
+			s := []string{read(lr, 64)}
+			lr.lift()
+			return append(s, read(lr, 64), read(lr, 64))
+		}, []string{"ab\n", "0123456789\nxy\n", "error: EOF"}},
+		{"restored after a short chunk", func(lr *lineLimitReader) []string {
+			s := []string{read(lr, 64)}
+			lr.lift()
+			s = append(s, read(lr, 4))
+			lr.restore(5)
+			return append(s, read(lr, 64), read(lr, 64))
+		}, []string{"ab\n", "0123", tooLong, tooLong}},
+		{"restored after a long chunk", func(lr *lineLimitReader) []string {
+			s := []string{read(lr, 64)}
+			lr.lift()
+			s = append(s, read(lr, 8))
+			lr.restore(5)
+			return append(s, read(lr, 4), read(lr, 64), read(lr, 64))
+		}, []string{"ab\n", "01234567", "89\nx", "y\n", "error: EOF"}},
+		{"errors while held, then lifted", func(lr *lineLimitReader) []string {
+			s := []string{read(lr, 64), read(lr, 64)}
+			lr.lift()
+			return append(s, read(lr, 3), read(lr, 64))
+		}, []string{"ab\n", tooLong, "012", "3456789\nxy\n"}},
+	} {
+		lr := &lineLimitReader{R: strings.NewReader(in), LineLimit: 5}
+		if got := tc.steps(lr); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
@@ -286,4 +356,25 @@ func FuzzDataReader(f *testing.F) {
 			t.Fatalf("body %q sent as %q: read %q, %v, left %q", body, in, got, err, rest)
 		}
 	})
+}
+
+// BenchmarkLineLimitReader counts the lines of a 2 KB message (76-octet
+// lines) read in one 4 KB read, as a connection's bufio.Reader reads it.
+func BenchmarkLineLimitReader(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 2048 {
+		sb.WriteString(strings.Repeat("x", 74) + "\r\n")
+	}
+	msg := sb.String()
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	sr := strings.NewReader(msg)
+	lr := &lineLimitReader{R: sr, LineLimit: 2000}
+	buf := make([]byte, 4096)
+	for b.Loop() {
+		sr.Reset(msg)
+		if n, err := lr.Read(buf); n != len(msg) || err != nil {
+			b.Fatalf("read %d, %v", n, err)
+		}
+	}
 }
