@@ -103,25 +103,33 @@ func appendCRLF(dst, src []byte) []byte {
 // ends in CRLF, every LF follows a CR, and there are as many CRs as LFs
 // (so no CR stands alone).
 func isCRLF(b []byte) bool {
-	if len(b) == 0 {
-		return true
-	}
-	if !bytes.HasSuffix(b, []byte("\r\n")) {
-		return false
-	}
+	crlf, _ := scanLines(b)
+	return crlf
+}
+
+// scanLines reads b a line at a time: whether it is CRLF-terminated lines
+// and nothing else (see isCRLF), and the length of its longest line, its
+// line end not counted.
+func scanLines(b []byte) (crlf bool, longest int) {
+	crlf = len(b) == 0 || bytes.HasSuffix(b, []byte("\r\n"))
 	lfs := 0
 	for i := 0; ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
+			longest = max(longest, len(b)-i)
 			break
 		}
-		if i+j == 0 || b[i+j-1] != '\r' {
-			return false
+		n := j
+		if i+j > 0 && b[i+j-1] == '\r' {
+			n--
+		} else {
+			crlf = false
 		}
+		longest = max(longest, n)
 		lfs++
 		i += j + 1
 	}
-	return bytes.Count(b, []byte{'\r'}) == lfs
+	return crlf && bytes.Count(b, []byte{'\r'}) == lfs, longest
 }
 
 // appendCRLFLines is appendCRLF a line at a time, for bodies with bare CRs

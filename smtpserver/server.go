@@ -124,6 +124,7 @@ type Server struct {
 	cfg      Config
 	acc      Acceptor
 	borrows  bool // acc is a BodyBorrower
+	maxLine  int  // longest body line taken, its CRLF not counted; 0: any
 	log      *slog.Logger
 	smtp     *smtp.Server
 	idPrefix string
@@ -191,6 +192,12 @@ func New(cfg Config, acc Acceptor, log *slog.Logger) (*Server, error) {
 	// A 100 KB message comes in 25 reads through go-smtp's default 4 KB
 	// buffer, in about 7 through this one; the commands fit either way.
 	ss.ReadBufferSize = readBufferSize
+	// go-smtp holds DATA's lines to MaxLineLength (the CRLF counted) but
+	// not a BDAT chunk's, which is counted, not read by lines (RFC 3030):
+	// data holds a chunk to the same limit.
+	if ss.MaxLineLength > 2 {
+		s.maxLine = ss.MaxLineLength - 2
+	}
 	ss.ReadTimeout = cfg.ReadTimeout
 	ss.WriteTimeout = cfg.WriteTimeout
 	ss.TLSConfig = cfg.TLSConfig

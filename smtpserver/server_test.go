@@ -406,17 +406,21 @@ func TestBDATSingleChunk(t *testing.T) {
 	}
 }
 
-// Penstock's client writes MAIL, RCPT, BDAT LAST and the body at once; a
-// body line longer than the command line limit (3000 and 70,000 octets)
-// is chunk data, not a command line, and is stored as sent. The command
-// after it in the same write is answered.
+// Penstock's client writes MAIL, RCPT, BDAT LAST and the body at once. A
+// body line longer than DATA allows (3000 and 70,000 octets) is chunk data
+// to go-smtp, not a command line: the session stays in step (the NOOP
+// written after it is answered), and the message gets the refusal DATA
+// gives it. A line at the limit (the CRLF counted, as for DATA) is taken
+// and stored as sent.
 func TestBDATPipelinedLongLine(t *testing.T) {
+	edge := "Subject: edge\r\n\r\n" + strings.Repeat("z", 1998) + "\r\nend\r\n"
 	bodies := []string{
 		"Subject: long\r\n\r\n" + strings.Repeat("x", 3000) + "\r\nend\r\n",
 		"Subject: longer\r\n\r\n" + strings.Repeat("y", 70000) + "\r\n",
+		edge,
 	}
 	acc := &fakeAcceptor{}
-	_, addr, _ := startServer(t, Config{}, acc)
+	srv, addr, _ := startServer(t, Config{}, acc)
 	c := dial(t, addr)
 	c.ehlo()
 	for i, body := range bodies {
@@ -426,17 +430,22 @@ func TestBDATPipelinedLongLine(t *testing.T) {
 		}
 		c.expect("250 ")
 		c.expect("250 ")
-		c.expect(fmt.Sprintf("250 2.0.0 OK queued as M%d", i+1))
+		if body == edge {
+			c.expect("250 2.0.0 OK queued as M1")
+		} else if got := c.reply(); !strings.HasPrefix(got, "500 5.5.0 Message has a line longer than SMTP allows") {
+			t.Fatalf("message %d: %q, want DATA's refusal of a long line", i+1, got)
+		}
 		c.expect("250 ")
 	}
 	got := acc.messages()
-	if len(got) != len(bodies) {
-		t.Fatalf("accepted %d messages, want %d", len(got), len(bodies))
+	if len(got) != 1 {
+		t.Fatalf("accepted %d messages, want 1", len(got))
 	}
-	for i, want := range bodies {
-		if body := afterReceived(t, got[i].body); body != want {
-			t.Errorf("message %d is %d octets, %.60q, want %d", i+1, len(body), body, len(want))
-		}
+	if body := afterReceived(t, got[0].body); body != edge {
+		t.Errorf("stored %d octets, %.60q, want %d", len(body), body, len(edge))
+	}
+	if n := srv.Stats().Rejected[ReasonLineTooLong]; n != 2 {
+		t.Errorf("line_too_long = %d, want 2", n)
 	}
 }
 

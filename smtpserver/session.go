@@ -286,7 +286,12 @@ func (s *session) data(r io.Reader) error {
 	all := buf.Bytes()
 	raw := all[len(receivedRoom):]
 	env.Body8Bit = env.Body8Bit || has8Bit(raw)
-	if s.srv.borrows && isCRLF(raw) {
+	crlf, longest := scanLines(raw)
+	if s.srv.maxLine > 0 && longest > s.srv.maxLine {
+		s.srv.stats.reject(ReasonLineTooLong)
+		return errBodyLineLimit
+	}
+	if s.srv.borrows && crlf {
 		// The field is built in the buffer's spare capacity, then moved
 		// in front of the message.
 		field := appendReceived(all[len(all):len(all)], trace)
@@ -297,7 +302,11 @@ func (s *session) data(r io.Reader) error {
 	}
 	body := make([]byte, 0, len(raw)+len(raw)/32+512)
 	body = appendReceived(body, trace)
-	body = appendCRLF(body, raw)
+	if crlf {
+		body = append(body, raw...)
+	} else {
+		body = appendCRLFLines(body, raw)
+	}
 	return s.srv.accept(env, body, trace.id, s.logAttrs)
 }
 
