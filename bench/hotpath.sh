@@ -25,7 +25,7 @@ SET=(
   "./queue/      ^Benchmark(Schedule|ScheduleFresh|EnqueueClaim)$"
   "./quota/      ^Benchmark(TryConn|TakeMessage|TryConnKeys|TakeMessageKeys)$"
   "./mxrule/     ^BenchmarkMatch$"
-  "./smtpclient/ ^BenchmarkSend$"
+  "./smtpclient/ ^BenchmarkSend(Chunked)?$"
   "./smtpserver/ ^BenchmarkInjectPipelined$"
   "./events/     ^BenchmarkWrite$"
   "./message/    ^BenchmarkBuildSingle$"

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,8 @@ import (
 // fastSink is the cheapest server that still speaks SMTP: it accepts
 // everything, reads the data, and flushes its replies only when it has read
 // all the client sent (so a pipelined group gets its replies in one write).
-func fastSink(tb testing.TB) string {
+// With chunking it offers CHUNKING and takes BDAT.
+func fastSink(tb testing.TB, chunking bool) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,7 +34,7 @@ func fastSink(tb testing.TB) string {
 			go func() {
 				defer wg.Done()
 				defer conn.Close()
-				sinkConn(conn)
+				sinkConn(conn, chunking)
 			}()
 		}
 	}()
@@ -43,7 +45,7 @@ func fastSink(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-func sinkConn(conn net.Conn) {
+func sinkConn(conn net.Conn, chunking bool) {
 	r := bufio.NewReaderSize(conn, 64<<10)
 	w := bufio.NewWriterSize(conn, 4<<10)
 	w.WriteString("220 sink ESMTP\r\n")
@@ -57,7 +59,20 @@ func sinkConn(conn net.Conn) {
 		}
 		switch string(bytes.ToUpper(line[:4])) {
 		case "EHLO":
-			w.WriteString("250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n")
+			w.WriteString("250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 10485760\r\n")
+			if chunking {
+				w.WriteString("250-CHUNKING\r\n")
+			}
+			w.WriteString("250 ENHANCEDSTATUSCODES\r\n")
+		case "BDAT":
+			n, err := strconv.Atoi(strings.Fields(string(line))[1])
+			if err != nil {
+				return
+			}
+			if _, err := r.Discard(n); err != nil {
+				return
+			}
+			w.WriteString("250 2.0.0 Ok: queued\r\n")
 		case "MAIL":
 			w.WriteString("250 2.1.0 Ok\r\n")
 		case "RCPT":
@@ -99,8 +114,14 @@ func body2K() []byte {
 	return []byte(b.String()[:2046] + "\r\n")
 }
 
-func BenchmarkSend(b *testing.B) {
-	addr := fastSink(b)
+func BenchmarkSend(b *testing.B) { benchSend(b, false) }
+
+// BenchmarkSendChunked is BenchmarkSend to a server with CHUNKING: the
+// message goes as one BDAT chunk.
+func BenchmarkSendChunked(b *testing.B) { benchSend(b, true) }
+
+func benchSend(b *testing.B, chunking bool) {
+	addr := fastSink(b, chunking)
 	c, err := Dial(context.Background(), addr, testOpts())
 	if err != nil {
 		b.Fatal(err)
@@ -124,7 +145,7 @@ func BenchmarkSend(b *testing.B) {
 // BenchmarkSendParallel runs one connection per goroutine, as the queue's
 // sessions do.
 func BenchmarkSendParallel(b *testing.B) {
-	addr := fastSink(b)
+	addr := fastSink(b, false)
 	body := body2K()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()

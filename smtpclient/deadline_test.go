@@ -25,7 +25,7 @@ func (d *deadlineDialer) DialContext(ctx context.Context, network, addr string) 
 // then data), not before every command and reply; each deadline set is at
 // least the timeout from the moment it was set, and at most 1/64 more.
 func TestSendSetsFewDeadlines(t *testing.T) {
-	addr := fastSink(t)
+	addr := fastSink(t, false)
 	o := testOpts()
 	o.CommandTimeout, o.DataTimeout = 5*time.Minute, 10*time.Minute
 	d := &deadlineDialer{}
@@ -57,7 +57,7 @@ func TestSendSetsFewDeadlines(t *testing.T) {
 
 // A context deadline sooner than the timeout is set exactly.
 func TestSendContextDeadlineExact(t *testing.T) {
-	addr := fastSink(t)
+	addr := fastSink(t, false)
 	d := &deadlineDialer{}
 	o := testOpts()
 	o.Dialer = d

@@ -221,12 +221,17 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string, m o
 			}
 		}
 		last := i == len(rcpts)
-		c.deadline(ctx, c.opts.CommandTimeout)
+		// The group that carries the body, and its replies, get the
+		// body's time.
+		timeout := c.opts.CommandTimeout
+		if last && m.chunk {
+			timeout = c.opts.DataTimeout
+		}
+		c.deadline(ctx, timeout)
 		switch {
 		case last && m.chunk:
 			// The body is written before any reply is read: a server
 			// reads a chunk whole even when it refuses it (RFC 3030 §2).
-			c.deadline(ctx, c.opts.DataTimeout)
 			c.writeChunk(m)
 		case last:
 			c.w.WriteString("DATA\r\n")
@@ -251,7 +256,7 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string, m o
 			if res.Rcpts[next].Err != nil {
 				continue // refused locally, never sent
 			}
-			c.deadline(ctx, c.opts.CommandTimeout)
+			c.deadline(ctx, timeout)
 			if e := c.recv(ctx, "RCPT"); e != nil {
 				return false, e
 			}
