@@ -2,15 +2,11 @@ package sim
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // bodies collects what BodyHook is given.
@@ -348,17 +344,11 @@ func BenchmarkProviderThroughputBDAT(b *testing.B) {
 // blastBDAT sends n transactions tx on one connection, one write and one
 // read of three replies each.
 func blastBDAT(addr string, n int, tx []byte) error {
-	d := net.Dialer{Timeout: testDeadline}
-	c, err := d.DialContext(context.Background(), "tcp", addr)
+	c, r, err := benchDial(addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Minute))
-	r := textproto.NewReader(bufio.NewReader(c))
-	if _, _, err := r.ReadResponse(220); err != nil {
-		return err
-	}
 	if _, err := io.WriteString(c, "EHLO bench.test\r\n"); err != nil {
 		return err
 	}

@@ -782,25 +782,35 @@ func benchConns(b *testing.B, msgSize int, blast func(addr string, n int) error)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 }
 
-// blast sends n messages on one connection, one write and one read per message.
-func blast(addr string, n int, next, body string) error {
+// benchDial connects a benchmark's client to addr and reads the greeting.
+func benchDial(addr string) (net.Conn, *textproto.Reader, error) {
 	d := net.Dialer{Timeout: testDeadline}
 	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Minute))
+	r := textproto.NewReader(bufio.NewReader(c))
+	if _, _, err := r.ReadResponse(220); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, r, nil
+}
+
+// blast sends n messages on one connection, one write and one read per message.
+func blast(addr string, n int, next, body string) error {
+	c, r, err := benchDial(addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Minute))
-	r := textproto.NewReader(bufio.NewReader(c))
 	w := bufio.NewWriterSize(c, 8<<10)
 	expect := func(code int) error {
 		if _, _, err := r.ReadResponse(code); err != nil {
 			return err
 		}
 		return nil
-	}
-	if err := expect(220); err != nil {
-		return err
 	}
 	w.WriteString("EHLO bench.test\r\n" + next)
 	if err := w.Flush(); err != nil {

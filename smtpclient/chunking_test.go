@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // chunk reads "BDAT <n> LAST" and the n bytes after it.
@@ -218,30 +217,4 @@ func TestGoSMTPChunking(t *testing.T) {
 	if err := cl.Quit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// The replies to a group that carries the chunk, and the chunk's verdict,
-// may take as long as the reply to DATA's final dot (RFC 3030 §2, RFC 5321
-// §4.5.3.2.6), not just a command's time.
-func TestChunkReplyGetsDataTimeout(t *testing.T) {
-	release := make(chan struct{})
-	s := newScript(t, nil, func(c *sconn) {
-		c.greet("PIPELINING", "CHUNKING")
-		c.expect("MAIL")
-		c.expect("RCPT")
-		c.chunk()
-		<-release
-		c.send("250 ok", "250 ok", "250 queued")
-		c.quit()
-	})
-	o := testOpts()
-	o.CommandTimeout = 100 * time.Millisecond
-	cl := dialT(t, s.addr(), o)
-	// Release the replies after more than CommandTimeout, bounded by DataTimeout.
-	timer := time.AfterFunc(300*time.Millisecond, func() { close(release) })
-	defer timer.Stop()
-	if _, err := cl.Send(context.Background(), "f@x.test", []string{"a@y.test"}, []byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	cl.Quit(context.Background())
 }

@@ -654,29 +654,50 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestDataTimeoutUsedForFinalReply(t *testing.T) {
-	// The final reply may take longer than a command (RFC 5321 §4.5.3.2.6).
-	release := make(chan struct{})
-	s := newScript(t, nil, func(c *sconn) {
-		c.greet("PIPELINING")
-		c.expect("MAIL")
-		c.expect("RCPT")
-		c.expect("DATA")
-		c.send("250 ok", "250 ok", "354 go")
-		c.data()
-		<-release
-		c.send("250 ok")
-		c.quit()
-	})
-	o := testOpts()
-	o.CommandTimeout = 100 * time.Millisecond
-	cl := dialT(t, s.addr(), o)
-	// Release the reply after more than CommandTimeout, bounded by DataTimeout.
-	timer := time.AfterFunc(300*time.Millisecond, func() { close(release) })
-	defer timer.Stop()
-	if _, err := cl.Send(context.Background(), "f@x.test", []string{"a@y.test"}, []byte(msg)); err != nil {
-		t.Fatal(err)
+	// The final reply may take longer than a command (RFC 5321 §4.5.3.2.6);
+	// so may the replies of a group that carries a BDAT chunk, the chunk's
+	// verdict among them (RFC 3030 §2).
+	for _, tc := range []struct {
+		name   string
+		script func(c *sconn, release <-chan struct{})
+	}{
+		{"DATA", func(c *sconn, release <-chan struct{}) {
+			c.greet("PIPELINING")
+			c.expect("MAIL")
+			c.expect("RCPT")
+			c.expect("DATA")
+			c.send("250 ok", "250 ok", "354 go")
+			c.data()
+			<-release
+			c.send("250 ok")
+		}},
+		{"BDAT", func(c *sconn, release <-chan struct{}) {
+			c.greet("PIPELINING", "CHUNKING")
+			c.expect("MAIL")
+			c.expect("RCPT")
+			c.chunk()
+			<-release
+			c.send("250 ok", "250 ok", "250 queued")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			s := newScript(t, nil, func(c *sconn) {
+				tc.script(c, release)
+				c.quit()
+			})
+			o := testOpts()
+			o.CommandTimeout = 100 * time.Millisecond
+			cl := dialT(t, s.addr(), o)
+			// Release the reply after more than CommandTimeout, bounded by DataTimeout.
+			timer := time.AfterFunc(300*time.Millisecond, func() { close(release) })
+			defer timer.Stop()
+			if _, err := cl.Send(context.Background(), "f@x.test", []string{"a@y.test"}, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			cl.Quit(context.Background())
+		})
 	}
-	cl.Quit(context.Background())
 }
 
 func TestCancel(t *testing.T) {
