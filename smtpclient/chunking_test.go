@@ -218,3 +218,63 @@ func TestGoSMTPChunking(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A server may refuse and hang up while a large body is still going out
+// (before reading a chunk whole, or in the middle of DATA); the write then
+// fails, and the replies it sent before say what happened, not the broken
+// pipe: a 421 is the receiver's, not a fault of our network.
+func TestRefusedWhileBodyGoes(t *testing.T) {
+	// Larger than the kernel buffers on both sides of a loopback
+	// connection can take while the server reads nothing.
+	body := []byte(strings.Repeat(strings.Repeat("x", 62)+"\r\n", 128<<10))
+	for _, tc := range []struct {
+		name       string
+		script     func(c *sconn)
+		cmd        string
+		code       int
+		permanent  bool
+		secondRcpt string // the second recipient's own refusal, if any
+	}{
+		{"MAIL 421 before the chunk", func(c *sconn) {
+			c.greet("PIPELINING", "CHUNKING")
+			c.expect("MAIL")
+			c.send("421 4.7.0 Too many connections, closing")
+		}, "MAIL", 421, false, ""},
+		{"chunk refused before its end", func(c *sconn) {
+			c.greet("PIPELINING", "CHUNKING")
+			c.expect("MAIL")
+			c.expect("RCPT TO:<a@y.test>")
+			c.expect("RCPT TO:<b@y.test>")
+			c.send("250 ok", "250 ok", "550 5.1.1 no such user", "421 4.3.2 shutting down")
+		}, "BDAT", 421, false, "550"},
+		{"DATA refused in the middle", func(c *sconn) {
+			c.greet("PIPELINING")
+			c.expect("MAIL")
+			c.expect("RCPT")
+			c.expect("RCPT")
+			c.expect("DATA")
+			c.send("250 ok", "250 ok", "250 ok", "354 go")
+			c.line()
+			c.send("552 5.3.4 Message too big for this system")
+		}, "DATA", 552, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScript(t, nil, func(c *sconn) {
+				tc.script(c)
+				c.Conn.Close() // with our bytes unread: a reset
+			})
+			cl := dialT(t, s.addr(), testOpts())
+			res, err := cl.Send(context.Background(), "f@x.test", []string{"a@y.test", "b@y.test"}, body)
+			e := checkErr(t, err, tc.cmd, tc.code, tc.permanent, false)
+			if e.Err != nil {
+				t.Errorf("a reply error carries %v", e.Err)
+			}
+			if got := res.Rcpts[1].Reply.Code; tc.secondRcpt != "" && strconv.Itoa(got) != tc.secondRcpt {
+				t.Errorf("second recipient's reply %d, want %s", got, tc.secondRcpt)
+			}
+			if !cl.Broken() {
+				t.Error("the connection is not broken after the server hung up")
+			}
+		})
+	}
+}

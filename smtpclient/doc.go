@@ -90,7 +90,12 @@
 // no retry can fix; Command names the step; Reply is the server's words;
 // Local tells our side and the network from the remote's verdict; Err is the
 // cause (errors.Is works with the sentinels here, with os.ErrDeadlineExceeded
-// for timeouts, with context.Canceled, with x509 errors for Verify).
+// for timeouts, with context.Canceled, with x509 errors for Verify). A
+// server that refuses and hangs up while a large body is still going out
+// (a BDAT chunk written behind its commands, or DATA's content) breaks our
+// write; the replies it sent before are read, and its refusal (MAIL's,
+// the message's, or a 421) is the error, not the broken pipe, which would
+// count against our own network.
 //
 // # Time
 //

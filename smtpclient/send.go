@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // RcptResult is the outcome for one recipient.
@@ -138,7 +139,11 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 		writeBody(c.w, body)
 	}
 	if err := c.w.Flush(); err != nil {
-		return res.fail(c.ioErr(ctx, "DATA", err))
+		e := c.ioErr(ctx, "DATA", err)
+		if r := c.lateReplies(res, false, 0, 0, "DATA"); r != nil {
+			return res.fail(r)
+		}
+		return res.fail(e)
 	}
 	// RFC 5321 §4.5.3.2.6: the server may take 10 minutes to answer the
 	// final dot, while it scans and stores the message.
@@ -151,6 +156,53 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 		return res.fail(replyErr("DATA", res.Data))
 	}
 	return res, nil
+}
+
+// lateWait bounds the wait for replies a server sent before it hung up.
+const lateWait = time.Second
+
+// lateReplies reads what the server said before a write of ours failed. A
+// server that refuses MAIL, a recipient or the message may answer and hang
+// up while we still write a large body (pipelined as a BDAT chunk, or
+// after 354), and its replies say more than the broken pipe: a "421 Too
+// many connections" is the receiver's doing, not a fault of our network.
+// It reads, in order, the replies the written commands are owed that are
+// already there: MAIL's (if mail), those of the recipients res.Rcpts[from:to]
+// that were sent (each gets its own), then final's. The first refusal of
+// MAIL or of final, or a 421, is returned; nil when none was there.
+func (c *Client) lateReplies(res *Result, mail bool, from, to int, final string) *Error {
+	c.dl = time.Time{}
+	c.netConn.SetReadDeadline(time.Now().Add(lateWait))
+	if mail {
+		if readReply(c.r, &c.rr, c.extEnhanced) != nil {
+			return nil
+		}
+		if c.rr.code/100 != 2 {
+			return replyErr("MAIL", c.rr.reply())
+		}
+	}
+	for k := from; k < to; k++ {
+		if res.Rcpts[k].Err != nil {
+			continue // refused locally, never sent
+		}
+		if readReply(c.r, &c.rr, c.extEnhanced) != nil {
+			return nil
+		}
+		rep := c.rr.reply()
+		res.Rcpts[k].Reply = rep
+		if rep.Code/100 != 2 {
+			e := replyErr("RCPT", rep)
+			res.Rcpts[k].Err = e
+			if rep.Code == 421 {
+				return e
+			}
+		}
+	}
+	if readReply(c.r, &c.rr, c.extEnhanced) != nil || c.rr.code/100 == 2 || c.rr.code == 354 {
+		return nil
+	}
+	res.Data = c.rr.reply()
+	return replyErr(final, res.Data)
 }
 
 // outgoing is the message a Send carries.
@@ -237,7 +289,13 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string, m o
 			c.w.WriteString("DATA\r\n")
 		}
 		if err := c.w.Flush(); err != nil {
-			return false, c.ioErr(ctx, "MAIL", err)
+			e := c.ioErr(ctx, "MAIL", err)
+			if last && m.chunk {
+				if r := c.lateReplies(res, !mailRead, next, i, "BDAT"); r != nil {
+					return false, r
+				}
+			}
+			return false, e
 		}
 		if !mailRead {
 			mailRead = true
@@ -378,7 +436,11 @@ func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string, m ou
 		c.deadline(ctx, c.opts.DataTimeout)
 		c.writeChunk(m)
 		if err := c.w.Flush(); err != nil {
-			return false, c.ioErr(ctx, "BDAT", err)
+			e := c.ioErr(ctx, "BDAT", err)
+			if r := c.lateReplies(res, false, 0, 0, "BDAT"); r != nil {
+				return false, r
+			}
+			return false, e
 		}
 		return false, c.chunkReply(ctx, res, nil, accepted)
 	}
