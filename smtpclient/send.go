@@ -106,7 +106,7 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 	// RFC 3030: to a server with CHUNKING the body goes as one "BDAT n LAST"
 	// chunk right behind the commands, and the chunk's reply is the
 	// verdict. No wait for 354, no dot-stuffing.
-	msg := outgoing{body: body, scan: scan, chunk: c.extChunking && !c.opts.NoChunking}
+	out := outgoing{body: body, scan: scan, chunk: c.extChunking && !c.opts.NoChunking}
 
 	stop := c.watch(ctx)
 	defer c.unwatch(stop)
@@ -116,9 +116,9 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 	var data bool
 	var e *Error
 	if c.extPipelining {
-		data, e = c.pipelined(ctx, res, rcpts, msg)
+		data, e = c.pipelined(ctx, res, rcpts, out)
 	} else {
-		data, e = c.lockstep(ctx, res, rcpts, msg)
+		data, e = c.lockstep(ctx, res, rcpts, out)
 	}
 	if e != nil {
 		return res.fail(e)
