@@ -6,7 +6,8 @@ package main
 //   - crash: clients inject over SMTP while the node is killed with
 //     SIGKILL again and again (during injection and during delivery) and
 //     restarted on the same spool; every message acknowledged with 250
-//     after DATA must reach the sink;
+//     at its end (DATA's final dot, or its BDAT LAST chunk: the clients
+//     send BDAT, the node offers CHUNKING) must reach the sink;
 //   - diskfull: the spool on a small tmpfs fills up; the node must refuse
 //     with 4xx (never a 250 for a message it could not store), stay up,
 //     and deliver everything it acknowledged once space is freed.
@@ -181,9 +182,9 @@ type hostileReport struct {
 	Scenario string
 	Skipped  string // why the scenario did not run
 	Attempts int64  // messages sent to the node
-	Acked    int64  // 250 after DATA
+	Acked    int64  // 250 at the message's end (DATA or BDAT)
 	Refused  map[int]int64
-	Dropped  int64 // no reply at the end of DATA: connection lost (the node died)
+	Dropped  int64 // no reply at the message's end: connection lost (the node died)
 	Received int64 // distinct messages at the sink
 	Dups     int64 // deliveries beyond the first of a message
 	Lost     int64 // acked, never received
@@ -213,11 +214,11 @@ func (r *hostileReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  kills       %d SIGKILLs: %d during injection, %d with acknowledged mail not yet delivered\n", r.Kills, r.KillsInj, r.KillsDlv)
 	}
 	fmt.Fprintf(w, "  attempts    %d messages sent to the node\n", r.Attempts)
-	fmt.Fprintf(w, "  acked       %d (250 after DATA)\n", r.Acked)
+	fmt.Fprintf(w, "  acked       %d (250 at the message's end)\n", r.Acked)
 	if len(r.Refused) > 0 {
 		fmt.Fprintf(w, "  refused     %s\n", codeCounts(r.Refused))
 	}
-	fmt.Fprintf(w, "  no reply    %d (connection lost at the end of DATA: no promise made)\n", r.Dropped)
+	fmt.Fprintf(w, "  no reply    %d (connection lost at the message's end: no promise made)\n", r.Dropped)
 	fmt.Fprintf(w, "  received    %d distinct messages at the sink (%d delivered without a 250: allowed)\n", r.Received, r.Unacked)
 	fmt.Fprintf(w, "  duplicates  %d\n", r.Dups)
 	fmt.Fprintf(w, "  LOST        %d\n", r.Lost)
@@ -586,7 +587,7 @@ type hostileInjector struct {
 	mu       sync.Mutex
 	acked    []string
 	refused  map[int]int64
-	lastCode int // the latest reply at the end of DATA
+	lastCode int // the latest reply at a message's end
 	problems []string
 }
 
