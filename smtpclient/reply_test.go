@@ -99,6 +99,13 @@ func TestReplyString(t *testing.T) {
 	}
 }
 
+// writeBody buffers body as DATA content as Send does when it cannot copy
+// it as is: CRLF lines, a leading "." doubled (RFC 5321 §4.5.2), then ".".
+func writeBody(w *bufio.Writer, body []byte) {
+	writeLines(w, body, true)
+	w.WriteString(".\r\n")
+}
+
 func TestWriteBody(t *testing.T) {
 	for _, tc := range []struct{ in, out string }{
 		{"", ".\r\n"},

@@ -132,18 +132,10 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 	// RFC 5321 §4.5.3.2.5 gives 3 minutes per block written; the whole
 	// body gets DataTimeout, which is longer and simpler.
 	c.deadline(ctx, c.opts.DataTimeout)
-	if scan.asIs() {
-		c.w.Write(body)
-		c.w.WriteString(".\r\n")
-	} else {
-		writeBody(c.w, body)
-	}
+	c.writeContent(body, scan, true)
+	c.w.WriteString(".\r\n")
 	if err := c.w.Flush(); err != nil {
-		e := c.ioErr(ctx, "DATA", err)
-		if r := c.lateReplies(res, false, 0, 0, "DATA"); r != nil {
-			return res.fail(r)
-		}
-		return res.fail(e)
+		return res.fail(c.brokenWrite(ctx, err, "DATA", res, false, 0, 0, "DATA"))
 	}
 	// RFC 5321 §4.5.3.2.6: the server may take 10 minutes to answer the
 	// final dot, while it scans and stores the message.
@@ -161,15 +153,25 @@ func (c *Client) Send(ctx context.Context, from string, rcpts []string, body []b
 // lateWait bounds the wait for replies a server sent before it hung up.
 const lateWait = time.Second
 
-// lateReplies reads what the server said before a write of ours failed. A
-// server that refuses MAIL, a recipient or the message may answer and hang
-// up while we still write a large body (pipelined as a BDAT chunk, or
-// after 354), and its replies say more than the broken pipe: a "421 Too
-// many connections" is the receiver's doing, not a fault of our network.
-// It reads, in order, the replies the written commands are owed that are
-// already there: MAIL's (if mail), those of the recipients res.Rcpts[from:to]
-// that were sent (each gets its own), then final's. The first refusal of
-// MAIL or of final, or a 421, is returned; nil when none was there.
+// brokenWrite is the error of a write, named cmd, that failed while a body
+// went out. A server that refuses MAIL, a recipient or the message may
+// answer and hang up while we still write a large body (pipelined as a
+// BDAT chunk, or after 354), and its replies say more than the broken
+// pipe: a "421 Too many connections" is the receiver's doing, not a fault
+// of our network. It reads, in order, the replies the written commands are
+// owed that are already there: MAIL's (if mail), those of the recipients
+// res.Rcpts[from:to] that were sent (each gets its own), then final's. The
+// first refusal of MAIL or of final, or a 421, is the error; with none
+// there, the write's.
+func (c *Client) brokenWrite(ctx context.Context, err error, cmd string, res *Result, mail bool, from, to int, final string) *Error {
+	e := c.ioErr(ctx, cmd, err)
+	if r := c.lateReplies(res, mail, from, to, final); r != nil {
+		return r
+	}
+	return e
+}
+
+// lateReplies reads the replies for brokenWrite; nil when none refused.
 func (c *Client) lateReplies(res *Result, mail bool, from, to int, final string) *Error {
 	c.dl = time.Time{}
 	c.netConn.SetReadDeadline(time.Now().Add(lateWait))
@@ -220,11 +222,19 @@ func (c *Client) writeChunk(m outgoing) {
 	c.scratch = strconv.AppendInt(c.scratch[:0], m.scan.size, 10)
 	c.w.Write(c.scratch)
 	c.w.WriteString(" LAST\r\n")
-	if m.scan.crlf {
-		c.w.Write(m.body)
-	} else {
-		writeLines(c.w, m.body, false)
+	c.writeContent(m.body, m.scan, false)
+}
+
+// writeContent buffers body, dot-stuffed for DATA when stuff is set, in
+// CRLF lines: copied in one write when scan says that is what it is
+// already (what the body pipeline stores and sends, nearly always), else
+// a line at a time.
+func (c *Client) writeContent(body []byte, scan bodyScan, stuff bool) {
+	if stuff && scan.asIs() || !stuff && scan.crlf {
+		c.w.Write(body)
+		return
 	}
+	writeLines(c.w, body, stuff)
 }
 
 // chunkReply reads the reply to "BDAT LAST": the server's verdict on the
@@ -289,13 +299,10 @@ func (c *Client) pipelined(ctx context.Context, res *Result, rcpts []string, m o
 			c.w.WriteString("DATA\r\n")
 		}
 		if err := c.w.Flush(); err != nil {
-			e := c.ioErr(ctx, "MAIL", err)
 			if last && m.chunk {
-				if r := c.lateReplies(res, !mailRead, next, i, "BDAT"); r != nil {
-					return false, r
-				}
+				return false, c.brokenWrite(ctx, err, "MAIL", res, !mailRead, next, i, "BDAT")
 			}
-			return false, e
+			return false, c.ioErr(ctx, "MAIL", err)
 		}
 		if !mailRead {
 			mailRead = true
@@ -436,11 +443,7 @@ func (c *Client) lockstep(ctx context.Context, res *Result, rcpts []string, m ou
 		c.deadline(ctx, c.opts.DataTimeout)
 		c.writeChunk(m)
 		if err := c.w.Flush(); err != nil {
-			e := c.ioErr(ctx, "BDAT", err)
-			if r := c.lateReplies(res, false, 0, 0, "BDAT"); r != nil {
-				return false, r
-			}
-			return false, e
+			return false, c.brokenWrite(ctx, err, "BDAT", res, false, 0, 0, "BDAT")
 		}
 		return false, c.chunkReply(ctx, res, nil, accepted)
 	}
@@ -515,10 +518,8 @@ type bodyScan struct {
 	dotted   bool  // a line starts with ".", which DATA must stuff
 }
 
-// asIs says writeBody would send body unchanged before the final dot, so
-// it can be copied in one write instead of line by line: every line ends
-// in CRLF and none starts with "." (what the body pipeline stores and
-// sends, nearly always).
+// asIs says DATA's content (writeLines with stuffing) is body unchanged:
+// every line ends in CRLF and none starts with ".".
 func (s bodyScan) asIs() bool { return s.crlf && !s.dotted }
 
 // scanBody reads body once: its 8-bit bytes, its size as sent, its line ends
@@ -561,14 +562,6 @@ func scanBody(body []byte) bodyScan {
 		s.size += 2 // the CRLF Send adds
 	}
 	return s
-}
-
-// writeBody buffers body as DATA content in one pass: every line ends in
-// CRLF, a line starting with "." gets another (RFC 5321 §4.5.2), and "."
-// ends it. Write errors stick in w and surface at Flush.
-func writeBody(w *bufio.Writer, body []byte) {
-	writeLines(w, body, true)
-	w.WriteString(".\r\n")
 }
 
 // writeLines buffers body with every line ending in CRLF: a bare LF becomes
