@@ -73,10 +73,17 @@ func TestAppendCRLF(t *testing.T) {
 		"no final ending": "no final ending\r\n",
 		"x\n.\r\n":        "x\r\n.\r\n",
 	} {
-		if got := string(appendCRLF(nil, []byte(in))); got != want {
+		if got := string(crlfLines([]byte(in))); got != want {
 			t.Errorf("appendCRLF(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// crlfLines is what data stores of a body: scanLines' verdict, then
+// appendCRLF.
+func crlfLines(src []byte) []byte {
+	crlf, _ := scanLines(src)
+	return appendCRLF(nil, src, crlf)
 }
 
 func TestReceivedHeader(t *testing.T) {

@@ -157,7 +157,7 @@ func FuzzBorrowedBody(f *testing.F) {
 		}
 		// Compared whole: a body that starts with a tab would read as
 		// more of the Received field.
-		full, want := k[len(k)-1].body, string(appendCRLF(nil, []byte(sent)))
+		full, want := k[len(k)-1].body, string(crlfLines([]byte(sent)))
 		if head, ok := strings.CutSuffix(full, want); !ok || afterReceived(t, head) != "" {
 			t.Fatalf("%q: stored %q, want the Received field and %q", body, full, want)
 		}

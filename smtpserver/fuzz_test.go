@@ -83,7 +83,7 @@ func FuzzAppendCRLF(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		out := appendCRLF(nil, src)
+		out := crlfLines(src)
 		if len(src) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
 			t.Fatalf("%q -> %q: no final CRLF", src, out)
 		}

@@ -91,25 +91,18 @@ func appendSafe(b []byte, s string) []byte {
 // the stored message is a sequence of CRLF-terminated lines.
 //
 // Almost every client sends CRLF lines already: that body is appended in
-// one copy; the rest go line by line.
-func appendCRLF(dst, src []byte) []byte {
-	if isCRLF(src) {
+// one copy; the rest go line by line. crlf is scanLines' verdict on src.
+func appendCRLF(dst, src []byte, crlf bool) []byte {
+	if crlf {
 		return append(dst, src...)
 	}
 	return appendCRLFLines(dst, src)
 }
 
-// isCRLF reports whether b is CRLF-terminated lines and nothing else: it
-// ends in CRLF, every LF follows a CR, and there are as many CRs as LFs
-// (so no CR stands alone).
-func isCRLF(b []byte) bool {
-	crlf, _ := scanLines(b)
-	return crlf
-}
-
 // scanLines reads b a line at a time: whether it is CRLF-terminated lines
-// and nothing else (see isCRLF), and the length of its longest line, its
-// line end not counted.
+// and nothing else (it ends in CRLF, every LF follows a CR, and there are
+// as many CRs as LFs, so no CR stands alone), and the length of its
+// longest line, its line end not counted.
 func scanLines(b []byte) (crlf bool, longest int) {
 	crlf = len(b) == 0 || bytes.HasSuffix(b, []byte("\r\n"))
 	lfs := 0

@@ -302,11 +302,7 @@ func (s *session) data(r io.Reader) error {
 	}
 	body := make([]byte, 0, len(raw)+len(raw)/32+512)
 	body = appendReceived(body, trace)
-	if crlf {
-		body = append(body, raw...)
-	} else {
-		body = appendCRLFLines(body, raw)
-	}
+	body = appendCRLF(body, raw, crlf)
 	return s.srv.accept(env, body, trace.id, s.logAttrs)
 }
 
