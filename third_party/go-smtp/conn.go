@@ -1058,30 +1058,7 @@ func (c *Conn) handleBdat(arg string) {
 		c.dataResult = make(chan error, 1)
 
 		go func() {
-			defer func() {
-				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
-
-					c.dataResult <- errPanic
-					r.CloseWithError(errPanic)
-				}
-			}()
-
-			var err error
-			if !c.server.LMTP {
-				err = c.Session().Data(r)
-			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
-				if !ok {
-					err = c.Session().Data(r)
-					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
-					}
-				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
-				}
-			}
-
+			err := c.bdatData(r, c.bdatStatus)
 			c.dataResult <- err
 			r.CloseWithError(err)
 		}()
@@ -1108,25 +1085,7 @@ func (c *Conn) handleBdat(arg string) {
 
 	if last {
 		c.bdatPipe.Close()
-
-		err := <-c.dataResult
-
-		if c.server.LMTP {
-			c.bdatStatus.fillRemaining(err)
-			for i, rcpt := range c.recipients {
-				code, enchCode, msg := dataErrorToStatus(<-c.bdatStatus.status[i])
-				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
-			}
-		} else {
-			c.writeResponse(dataErrorToStatus(err))
-		}
-
-		if err == errPanic {
-			c.Close()
-			return
-		}
-
-		c.reset()
+		c.endBdat(<-c.dataResult, c.bdatStatus)
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
 	}
@@ -1136,7 +1095,8 @@ func (c *Conn) handleBdat(arg string) {
 // opening the transaction, as most clients send it). Data, or LMTPData, reads
 // the chunk straight from the connection's reader on this goroutine, as for
 // DATA: no goroutine, pipe and copy, which only a message in several chunks
-// needs. The replies, panic handling and reset are those of the pipe path.
+// needs. The replies, panic handling and reset are those of the pipe path
+// (bdatData, endBdat).
 // handleBdat has lifted the line limit.
 func (c *Conn) handleBdatSingle(size int64) {
 	var status *statusCollector
@@ -1149,7 +1109,13 @@ func (c *Conn) handleBdatSingle(size int64) {
 	// What Data left unread is still the chunk, not commands.
 	io.Copy(ioutil.Discard, chunk)
 	c.bytesReceived += size
+	c.endBdat(err, status)
+}
 
+// endBdat answers the message that ended with a LAST chunk, Data's (or
+// LMTPData's) outcome err: one reply, or one per recipient for LMTP; then
+// closes the connection after a panic, or ends the transaction.
+func (c *Conn) endBdat(err error, status *statusCollector) {
 	if c.server.LMTP {
 		status.fillRemaining(err)
 		for i, rcpt := range c.recipients {
