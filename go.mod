@@ -53,3 +53,5 @@ require (
 )
 
 replace github.com/emersion/go-smtp => ./third_party/go-smtp
+
+replace go.etcd.io/bbolt => ./third_party/bbolt
