@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -138,6 +139,9 @@ type DB struct {
 	freelistLoad sync.Once
 
 	pagePool sync.Pool
+	// spanPools[k] holds zeroed buffers of 2<<k pages for the dirty
+	// spans of a commit (a large value is one span of many pages).
+	spanPools [maxSpanClass]sync.Pool
 
 	batchMu sync.Mutex
 	batch   *batch
@@ -1167,6 +1171,12 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	var buf []byte
 	if count == 1 {
 		buf = db.pagePool.Get().([]byte)
+	} else if k := spanClass(count); k < maxSpanClass {
+		if b, ok := db.spanPools[k].Get().([]byte); ok {
+			buf = b
+		} else {
+			buf = make([]byte, (2<<k)*db.pageSize)
+		}
 	} else {
 		buf = make([]byte, count*db.pageSize)
 	}
@@ -1452,4 +1462,14 @@ func (s *Stats) Sub(other *Stats) Stats {
 type Info struct {
 	Data     uintptr
 	PageSize int
+}
+
+// maxSpanClass bounds the pooled spans at 2<<(maxSpanClass-1) pages
+// (1 MiB of 4 KiB pages); larger ones are made and left to the GC.
+const maxSpanClass = 8
+
+// spanClass is the pool of a span of count > 1 pages: the smallest k with
+// 2<<k >= count.
+func spanClass(count int) int {
+	return bits.Len(uint(count-1)) - 1
 }

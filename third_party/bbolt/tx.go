@@ -571,11 +571,15 @@ func (tx *Tx) write() error {
 		}
 	}
 
-	// Put small pages back to page pool.
+	// Put the pages back to their pools.
 	for _, p := range pages {
-		// Ignore page sizes over 1 page.
-		// These are allocated using make() instead of the page pool.
-		if int(p.Overflow()) != 0 {
+		if n := int(p.Overflow()) + 1; n > 1 {
+			// A span of its pool goes back zeroed where it was used.
+			if k := spanClass(n); k < maxSpanClass {
+				buf := common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, (2<<k)*tx.db.pageSize)
+				clear(buf[:n*tx.db.pageSize])
+				tx.db.spanPools[k].Put(buf) //nolint:staticcheck
+			}
 			continue
 		}
 
