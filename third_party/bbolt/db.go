@@ -141,7 +141,7 @@ type DB struct {
 	pagePool sync.Pool
 	// spanPools[k] holds zeroed buffers of 2<<k pages for the dirty
 	// spans of a commit (a large value is one span of many pages).
-	spanPools [maxSpanClass]sync.Pool
+	spanPools [8]sync.Pool
 
 	batchMu sync.Mutex
 	batch   *batch
@@ -1171,7 +1171,7 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	var buf []byte
 	if count == 1 {
 		buf = db.pagePool.Get().([]byte)
-	} else if k := spanClass(count); k < maxSpanClass {
+	} else if k, ok := db.spanClass(count); ok {
 		if b, ok := db.spanPools[k].Get().([]byte); ok {
 			buf = b
 		} else {
@@ -1464,12 +1464,13 @@ type Info struct {
 	PageSize int
 }
 
-// maxSpanClass bounds the pooled spans at 2<<(maxSpanClass-1) pages
-// (1 MiB of 4 KiB pages); larger ones are made and left to the GC.
-const maxSpanClass = 8
+// maxSpanBytes bounds the pooled spans (1 MiB: 256 pages of 4 KiB);
+// larger ones are made and left to the GC, as before.
+const maxSpanBytes = 1 << 20
 
-// spanClass is the pool of a span of count > 1 pages: the smallest k with
-// 2<<k >= count.
-func spanClass(count int) int {
-	return bits.Len(uint(count-1)) - 1
+// spanClass is the pool of a span of count > 1 pages, the smallest k with
+// 2<<k >= count, and whether spans of that class are pooled.
+func (db *DB) spanClass(count int) (int, bool) {
+	k := bits.Len(uint(count-1)) - 1
+	return k, k < len(db.spanPools) && (2<<k)*db.pageSize <= maxSpanBytes
 }

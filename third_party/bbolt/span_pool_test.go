@@ -35,8 +35,13 @@ func TestSpanPoolZeroesReusedSpans(t *testing.T) {
 	// 26 pages, then 18: both spans of the 32-page class.
 	big := bytes.Repeat([]byte{0xAA}, 25*ps)
 	small := bytes.Repeat([]byte{0xBB}, 17*ps+ps/2)
-	if spanClass(26) != spanClass(18) {
-		t.Fatalf("classes %d and %d: the test needs one", spanClass(26), spanClass(18))
+	k26, ok26 := db.spanClass(26)
+	k18, ok18 := db.spanClass(18)
+	if k26 != k18 || !ok26 || !ok18 {
+		t.Fatalf("classes %d (%v) and %d (%v): the test needs one, pooled", k26, ok26, k18, ok18)
+	}
+	if _, ok := db.spanClass(maxSpanBytes/ps + 1); ok {
+		t.Errorf("a span over %d bytes is pooled", maxSpanBytes)
 	}
 	// sync.Pool may drop a buffer (the race detector drops some on
 	// purpose): a few rounds make a reuse all but certain.

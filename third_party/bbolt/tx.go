@@ -575,7 +575,7 @@ func (tx *Tx) write() error {
 	for _, p := range pages {
 		if n := int(p.Overflow()) + 1; n > 1 {
 			// A span of its pool goes back zeroed where it was used.
-			if k := spanClass(n); k < maxSpanClass {
+			if k, ok := tx.db.spanClass(n); ok {
 				buf := common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, (2<<k)*tx.db.pageSize)
 				clear(buf[:n*tx.db.pageSize])
 				tx.db.spanPools[k].Put(buf) //nolint:staticcheck
