@@ -1172,6 +1172,8 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	if count == 1 {
 		buf = db.pagePool.Get().([]byte)
 	} else if k, ok := db.spanClass(count); ok {
+		// Get or make, rather than a New set in Open as pagePool's is:
+		// a DB built without Open (allocate_test.go) must work too.
 		if b, ok := db.spanPools[k].Get().([]byte); ok {
 			buf = b
 		} else {
