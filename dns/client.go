@@ -37,12 +37,45 @@ const (
 	// partialTTL caps how long addresses are kept when one of the A and
 	// AAAA queries failed, so the missing family is asked for again soon.
 	partialTTL = 30 * time.Second
+	// idleSockets bounds the UDP sockets kept open for reuse per loopback
+	// nameserver: about the lookups in flight at once when a campaign
+	// reaches thousands of new domains.
+	idleSockets = 32
 )
 
 // client is the Resolver that talks to nameservers.
 type client struct {
 	servers []string // "ip:port"
 	timeout time.Duration
+	// idle holds, per loopback nameserver, sockets whose last query ended
+	// cleanly, for the next query to reuse (see reusable). Other servers
+	// have no entry: every query to them gets a fresh socket.
+	idle map[string]chan net.Conn
+}
+
+// newClient returns a client of servers, with a free list of sockets for
+// each loopback one.
+func newClient(servers []string, timeout time.Duration) *client {
+	c := &client{servers: servers, timeout: timeout, idle: make(map[string]chan net.Conn)}
+	for _, s := range servers {
+		if reusable(s) {
+			c.idle[s] = make(chan net.Conn, idleSockets)
+		}
+	}
+	return c
+}
+
+// reusable says whether queries to srv may share a source port. A fresh
+// random port for every query (RFC 5452 §4) is what keeps an off-path
+// attacker from forging replies: he must guess the port as well as the ID.
+// A loopback nameserver (a local unbound, systemd-resolved: what DANE's
+// DNSSEC validation needs anyway) cannot be reached from off the host, and
+// the kernel drops packets from outside that claim a loopback source, so the
+// port guards nothing there; opening and closing a socket was about half of
+// each query's CPU.
+func reusable(srv string) bool {
+	ap, err := netip.ParseAddrPort(srv)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // New returns a Resolver that asks nameservers ("ip" or "ip:port"; IPv6 as
@@ -65,7 +98,7 @@ func New(nameservers []string, timeout time.Duration) (Resolver, error) {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	return &client{servers: servers, timeout: timeout}, nil
+	return newClient(servers, timeout), nil
 }
 
 func newFromResolvConf(path string, timeout time.Duration) (Resolver, error) {
@@ -94,7 +127,7 @@ func newFromResolvConf(path string, timeout time.Duration) (Resolver, error) {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	return &client{servers: servers, timeout: timeout}, nil
+	return newClient(servers, timeout), nil
 }
 
 // parseServer accepts "ip", "ip:port", "[ipv6]" or "[ipv6]:port". A host name
@@ -356,14 +389,53 @@ func (c *client) attempt(ctx context.Context, conn net.Conn) (stop func() bool) 
 }
 
 func (c *client) exchangeUDP(ctx context.Context, srv string, q *mdns.Msg, packed []byte) (*mdns.Msg, error) {
-	conn, err := dialUDP(ctx, srv)
+	conn, err := c.udpConn(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	defer c.attempt(ctx, conn)()
+	stop := c.attempt(ctx, conn)
+	r, clean, err := c.roundTrip(conn, q, packed)
+	// A socket is reused only after a clean exchange: no error, no stray
+	// datagram, not cancelled (stop reports that the wake-up did not fire).
+	if stop() && clean {
+		c.keep(srv, conn)
+	} else {
+		conn.Close()
+	}
+	return r, err
+}
+
+// keep puts conn on srv's free list, or closes it when srv has none (not on
+// loopback: a nil channel is never ready) or it is full.
+func (c *client) keep(srv string, conn net.Conn) {
+	select {
+	case c.idle[srv] <- conn:
+	default:
+		conn.Close()
+	}
+}
+
+// udpConn returns a socket connected to srv: one kept from an earlier query
+// to a loopback server, or a new one.
+func (c *client) udpConn(ctx context.Context, srv string) (net.Conn, error) {
+	select {
+	case conn := <-c.idle[srv]:
+		// What dialUDP checks first: a caller that gave up sends nothing.
+		if err := live(ctx); err != nil {
+			c.keep(srv, conn)
+			return nil, err
+		}
+		return conn, nil
+	default:
+		return dialUDP(ctx, srv)
+	}
+}
+
+// roundTrip sends the query on conn and waits for its reply. clean is false
+// when anything besides the reply arrived or the read failed.
+func (c *client) roundTrip(conn net.Conn, q *mdns.Msg, packed []byte) (r *mdns.Msg, clean bool, err error) {
 	if _, err := conn.Write(packed); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// The socket is connected, so the kernel drops datagrams from other
 	// addresses; what still arrives may be a late reply to an earlier query,
@@ -380,16 +452,16 @@ func (c *client) exchangeUDP(ctx context.Context, srv string, q *mdns.Msg, packe
 				err = fmt.Errorf("no reply within %v: %w", c.timeout, os.ErrDeadlineExceeded)
 			}
 			if stray != nil {
-				return nil, fmt.Errorf("%w (%d unusable packets ignored, last: %w)", err, strays, stray)
+				return nil, false, fmt.Errorf("%w (%d unusable packets ignored, last: %w)", err, strays, stray)
 			}
-			return nil, err
+			return nil, false, err
 		}
 		r := new(mdns.Msg)
 		if err := r.Unpack(buf[:n]); err != nil {
 			// A truncated reply may be cut mid-record; its header is enough
 			// to know that TCP will give the whole answer.
 			if r.Truncated && r.Response && r.Id == q.Id {
-				return r, nil
+				return r, strays == 0, nil
 			}
 			stray = hostile("cannot parse reply: %v", err)
 			strays++
@@ -400,9 +472,9 @@ func (c *client) exchangeUDP(ctx context.Context, srv string, q *mdns.Msg, packe
 			strays++
 			continue
 		}
-		return r, nil
+		return r, strays == 0, nil
 	}
-	return nil, fmt.Errorf("%w (gave up after %d unusable packets)", stray, maxStrayPackets)
+	return nil, false, fmt.Errorf("%w (gave up after %d unusable packets)", stray, maxStrayPackets)
 }
 
 // udpBufs holds read buffers of UDP replies: one per query was most of
@@ -414,21 +486,18 @@ var udpBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// dialUDP opens a fresh socket (a new random source port for every query,
-// RFC 5452 §4) connected to srv. A server given as an address literal, as
+// dialUDP opens a fresh socket (a new random source port, RFC 5452 §4)
+// connected to srv. A server given as an address literal, as
 // parseServer makes them all, is connected without the resolver's address
 // parsing and dial machinery: a "connect" of UDP only sets the peer, it
-// never blocks. Each query pays for it, and a campaign to 10,000 new
-// domains makes ~40,000 of them.
+// never blocks. Each query to a server off the host pays for it, and a
+// campaign to 10,000 new domains makes ~40,000 of them.
 func dialUDP(ctx context.Context, srv string) (net.Conn, error) {
 	if ap, err := netip.ParseAddrPort(srv); err == nil {
 		// What DialContext checks first: a caller that gave up, or whose
 		// deadline passed, sends nothing.
-		if err := ctx.Err(); err != nil {
+		if err := live(ctx); err != nil {
 			return nil, err
-		}
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			return nil, context.DeadlineExceeded
 		}
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
 		if err != nil {
@@ -438,6 +507,18 @@ func dialUDP(ctx context.Context, srv string) (net.Conn, error) {
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, "udp", srv)
+}
+
+// live is nil while ctx may still be waited on: not cancelled, deadline
+// not passed.
+func live(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func (c *client) exchangeTCP(ctx context.Context, srv string, q *mdns.Msg, packed []byte) (*mdns.Msg, error) {

@@ -12,7 +12,10 @@
 // hosts of equal preference shuffled (RFC 5321 §5.1); a domain with no MX but
 // an address gets the implicit MX (itself, preference 0); a null MX (RFC 7505)
 // is a permanent error, as are NXDOMAIN and a domain with neither MX nor
-// address. Everything else that goes wrong (SERVFAIL, REFUSED, timeouts,
+// address. Each query to a server off the host goes from a fresh random
+// source port (RFC 5452 §4); to a loopback server, which nobody off the
+// host can forge, it reuses a socket whose last exchange was clean.
+// Everything else that goes wrong (SERVFAIL, REFUSED, timeouts,
 // network errors, hostile or malformed replies) is Temporary: the queue
 // retries later. Nothing here panics on any reply.
 //
