@@ -185,3 +185,23 @@ func BenchmarkScanBody(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDialSendQuit is a connection that carries one message, as most
+// do in a campaign to many domains. The sink's own buffers (68 KB a
+// connection) count in B/op too.
+func BenchmarkDialSendQuit(b *testing.B) {
+	addr := fastSink(b, true)
+	body := []byte(strings.Repeat("x", 2000) + "\r\n")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := Dial(ctx, addr, Options{EHLO: "bench.test"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Send(ctx, "f@x.test", []string{"a@y.test"}, body); err != nil {
+			b.Fatal(err)
+		}
+		c.Quit(ctx)
+	}
+}

@@ -770,3 +770,56 @@ func TestErrorString(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// A closed client's buffers serve the next connection: nothing of the
+// first message reaches the second, and a closed client refuses work
+// instead of touching buffers that are no longer its own.
+func TestClosedClientBuffersServeTheNext(t *testing.T) {
+	long := strings.Repeat("first message's line, which must not be seen again\r\n", 200)
+	short := "Subject: second\r\n\r\nshort\r\n"
+	s := newScript(t, nil,
+		func(c *sconn) {
+			c.greet("PIPELINING")
+			c.expect("MAIL")
+			c.expect("RCPT")
+			c.expect("DATA")
+			c.send("250 ok", "250 ok", "354 go")
+			c.data()
+			c.send("250 ok")
+		},
+		func(c *sconn) {
+			c.greet("PIPELINING")
+			c.expect("MAIL")
+			c.expect("RCPT")
+			c.expect("DATA")
+			c.send("250 ok", "250 ok", "354 go")
+			if d := c.data(); d != short+".\r\n" {
+				c.failf("second message on the wire:\n%q\nwant\n%q", d, short+".\r\n")
+			}
+			c.send("250 ok")
+			c.quit()
+		})
+	ctx := context.Background()
+	first := dialT(t, s.addr(), testOpts())
+	if _, err := first.Send(ctx, "f@x.test", []string{"a@y.test"}, []byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	if _, err := first.Send(ctx, "f@x.test", []string{"a@y.test"}, []byte(short)); !errors.Is(err, ErrBroken) {
+		t.Errorf("Send after Close: %v, want ErrBroken", err)
+	}
+	if err := first.Reset(ctx); !errors.Is(err, ErrBroken) {
+		t.Errorf("Reset after Close: %v, want ErrBroken", err)
+	}
+	if err := first.Quit(ctx); err != nil {
+		t.Errorf("Quit after Close: %v", err)
+	}
+
+	second := dialT(t, s.addr(), testOpts())
+	if _, err := second.Send(ctx, "f@x.test", []string{"a@y.test"}, []byte(short)); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
