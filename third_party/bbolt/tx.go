@@ -600,9 +600,15 @@ func (tx *Tx) writeMeta() error {
 	// gofail: var beforeWriteMetaError string
 	// return errors.New(beforeWriteMetaError)
 
-	// Create a temporary buffer for the meta page.
+	// Take a temporary buffer for the meta page from the pool of one-page
+	// buffers, zeroed as they all are, and give it back zeroed: a fresh
+	// one at every commit was the largest allocation of a busy writer.
 	lg := tx.db.Logger()
-	buf := make([]byte, tx.db.pageSize)
+	buf := tx.db.pagePool.Get().([]byte)
+	defer func() {
+		clear(buf)
+		tx.db.pagePool.Put(buf) //nolint:staticcheck
+	}()
 	p := tx.db.pageInBuffer(buf, 0)
 	tx.meta.Write(p)
 
