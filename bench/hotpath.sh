@@ -2,7 +2,8 @@
 # bench/hotpath.sh - the hot-path Go benchmarks, the no-regression set of
 # BENCHMARKS.md: spool append/update/body read, scheduler pick (push+claim)
 # at 10k-1M jobs and 1-10,000 sites, quota checks at 10-10,000 keys, MX rule
-# match, SMTP client send, SMTP injection, delivery log write, body pipeline
+# match, SMTP client send and a one-message connection, a new domain's
+# DNS lookups, SMTP injection, delivery log write, body pipeline
 # build.
 #
 # Usage: bench/hotpath.sh [OUT]      (default OUT: /tmp/penstock-hotpath.txt)
@@ -25,7 +26,8 @@ SET=(
   "./queue/      ^Benchmark(Schedule|ScheduleFresh|EnqueueClaim)$"
   "./quota/      ^Benchmark(TryConn|TakeMessage|TryConnKeys|TakeMessageKeys)$"
   "./mxrule/     ^BenchmarkMatch$"
-  "./smtpclient/ ^BenchmarkSend(Chunked)?$"
+  "./smtpclient/ ^Benchmark(Send|SendChunked|DialSendQuit)$"
+  "./dns/        ^BenchmarkLookup$"
   "./smtpserver/ ^BenchmarkInjectPipelined$"
   "./events/     ^BenchmarkWrite$"
   "./message/    ^BenchmarkBuildSingle$"

@@ -20,7 +20,7 @@ import (
 )
 
 // world is a loopback DNS server and a resolver pointed at it.
-func world(t *testing.T) (*sim.DNSServer, Resolver) {
+func world(t testing.TB) (*sim.DNSServer, Resolver) {
 	t.Helper()
 	s, err := sim.NewDNSServer("127.0.0.1:0")
 	if err != nil {

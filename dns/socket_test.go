@@ -1,12 +1,15 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/penstock-mta/penstock/sim"
 )
 
 // portResponder is a loopback DNS server that answers every MX query with
@@ -158,5 +161,23 @@ func TestDNSNoReuseAfterStrayOrTimeout(t *testing.T) {
 	}
 	if ports[2] == ports[1] || ports[4] == ports[3] {
 		t.Errorf("ports %v: a socket was reused after a stray or a timeout", ports)
+	}
+}
+
+// BenchmarkLookup is a new domain's lookups, uncached, against a loopback
+// server: MX, then A and AAAA of its host at once.
+func BenchmarkLookup(b *testing.B) {
+	s, r := world(b)
+	s.SetMX("bench.test", sim.MXRecord{Host: "mx.bench.test", Pref: 10})
+	s.SetA("mx.bench.test", "127.0.0.2")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.LookupMX(ctx, "bench.test"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.LookupIP(ctx, "mx.bench.test"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
