@@ -157,6 +157,13 @@ func TestDNSServfailAndRefusedAreTemporary(t *testing.T) {
 // nil, serves TCP on the same port.
 func startResponder(t *testing.T, udp func(q *mdns.Msg) [][]byte, tcp func(q *mdns.Msg) []byte) string {
 	t.Helper()
+	return startResponderFrom(t, func(q *mdns.Msg, _ *net.UDPAddr) [][]byte { return udp(q) }, tcp)
+}
+
+// startResponderFrom is startResponder whose udp is also told where each
+// query came from.
+func startResponderFrom(t *testing.T, udp func(q *mdns.Msg, from *net.UDPAddr) [][]byte, tcp func(q *mdns.Msg) []byte) string {
+	t.Helper()
 	var pc net.PacketConn
 	var ln net.Listener
 	var err error
@@ -189,7 +196,7 @@ func startResponder(t *testing.T, udp func(q *mdns.Msg) [][]byte, tcp func(q *md
 			if q.Unpack(buf[:n]) != nil {
 				continue
 			}
-			for _, p := range udp(q) {
+			for _, p := range udp(q, from.(*net.UDPAddr)) {
 				pc.WriteTo(p, from)
 			}
 		}

@@ -25,36 +25,17 @@ type portResponder struct {
 // an empty non-nil slice drops the query.
 func startPortResponder(t *testing.T, script func(n int, q *mdns.Msg) [][]byte) *portResponder {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	pr := &portResponder{addr: pc.LocalAddr().String()}
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return // closed
-			}
-			q := new(mdns.Msg)
-			if q.Unpack(buf[:n]) != nil {
-				continue
-			}
-			pr.mu.Lock()
-			i := len(pr.ports)
-			pr.ports = append(pr.ports, from.(*net.UDPAddr).Port)
-			pr.mu.Unlock()
-			out := script(i, q)
-			if out == nil {
-				out = [][]byte{pack(t, reply(q, q.Question[0].Name+" 60 IN MX 10 mx.example.test."))}
-			}
-			for _, p := range out {
-				pc.WriteTo(p, from)
-			}
+	pr := &portResponder{}
+	pr.addr = startResponderFrom(t, func(q *mdns.Msg, from *net.UDPAddr) [][]byte {
+		pr.mu.Lock()
+		n := len(pr.ports)
+		pr.ports = append(pr.ports, from.Port)
+		pr.mu.Unlock()
+		if out := script(n, q); out != nil {
+			return out
 		}
-	}()
+		return [][]byte{pack(t, reply(q, q.Question[0].Name+" 60 IN MX 10 mx.example.test."))}
+	}, nil)
 	return pr
 }
 

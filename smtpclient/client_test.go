@@ -777,26 +777,23 @@ func TestErrorString(t *testing.T) {
 func TestClosedClientBuffersServeTheNext(t *testing.T) {
 	long := strings.Repeat("first message's line, which must not be seen again\r\n", 200)
 	short := "Subject: second\r\n\r\nshort\r\n"
+	// take accepts one message and returns it as it came on the wire.
+	take := func(c *sconn) string {
+		c.greet("PIPELINING")
+		c.expect("MAIL")
+		c.expect("RCPT")
+		c.expect("DATA")
+		c.send("250 ok", "250 ok", "354 go")
+		d := c.data()
+		c.send("250 ok")
+		return d
+	}
 	s := newScript(t, nil,
+		func(c *sconn) { take(c) },
 		func(c *sconn) {
-			c.greet("PIPELINING")
-			c.expect("MAIL")
-			c.expect("RCPT")
-			c.expect("DATA")
-			c.send("250 ok", "250 ok", "354 go")
-			c.data()
-			c.send("250 ok")
-		},
-		func(c *sconn) {
-			c.greet("PIPELINING")
-			c.expect("MAIL")
-			c.expect("RCPT")
-			c.expect("DATA")
-			c.send("250 ok", "250 ok", "354 go")
-			if d := c.data(); d != short+".\r\n" {
+			if d := take(c); d != short+".\r\n" {
 				c.failf("second message on the wire:\n%q\nwant\n%q", d, short+".\r\n")
 			}
-			c.send("250 ok")
 			c.quit()
 		})
 	ctx := context.Background()
