@@ -12,17 +12,17 @@ import (
 	"github.com/penstock-mta/penstock/sim"
 )
 
-// portResponder is a loopback DNS server that answers every MX query with
-// one record, after what script adds for the n-th query (from 0), and
-// records the source port each query came from, in order.
+// portResponder is a loopback DNS server that answers the n-th query (from
+// 0) as its script says and records the source port each query came from,
+// in order.
 type portResponder struct {
 	addr  string
 	mu    sync.Mutex
 	ports []int
 }
 
-// script returns the datagrams to send for query n: nil answers normally,
-// an empty non-nil slice drops the query.
+// startPortResponder starts one. script returns the datagrams to send for
+// query n: nil sends one MX record, an empty non-nil slice drops the query.
 func startPortResponder(t *testing.T, script func(n int, q *mdns.Msg) [][]byte) *portResponder {
 	t.Helper()
 	pr := &portResponder{}
