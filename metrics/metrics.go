@@ -32,9 +32,11 @@ import (
 // and Spool are required.
 type Deps struct {
 	// Queue counts queued recipients per status text and open connections
-	// per MX rule (one walk of the queues for both).
+	// per MX rule (one walk of the queues for both), and the connections
+	// each rule has opened since the start.
 	Queue interface {
 		Gauges() (byStatus, connsByRule map[string]int)
+		ConnectionsOpened() map[string]uint64
 	}
 	Flow interface {
 		States() map[string]int       // sites per flow state
@@ -99,6 +101,7 @@ func New(d Deps) *Metrics {
 	reg.MustRegister(&gauges{src: d,
 		queued: prometheus.NewDesc("penstock_queue_recipients", "Queued recipients, by status text.", []string{"status"}, nil),
 		conns:  prometheus.NewDesc("penstock_queue_connections", "Open delivery connections, by MX rule.", []string{"rule"}, nil),
+		opened: prometheus.NewDesc("penstock_queue_connections_opened_total", "Delivery connections opened (greeted, EHLO answered), by MX rule.", []string{"rule"}, nil),
 		flow:   prometheus.NewDesc("penstock_flow_sites", "Sites per flow-control state.", []string{"state"}, nil),
 		flowSrc: prometheus.NewDesc("penstock_flow_sources", "Sources at sites, (site, source) pairs with recent attempts, per flow-control state.",
 			[]string{"state"}, nil),
@@ -201,7 +204,7 @@ func (m *Metrics) Count(r *events.Record) {
 type gauges struct {
 	src                                                      Deps
 	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
-	flowSrc                                                  *prometheus.Desc
+	flowSrc, opened                                          *prometheus.Desc
 	smtp                                                     smtpDescs
 }
 
@@ -210,7 +213,7 @@ type smtpDescs struct {
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.flow, g.flowSrc, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
+	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.opened, g.flow, g.flowSrc, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
 		g.smtp.sessions, g.smtp.rejected, g.smtp.stress, g.smtp.stressed, g.smtp.delayed, g.smtp.throttled} {
 		ch <- d
 	}
@@ -241,6 +244,9 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	for rule, n := range connsByRule {
 		ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(n), rule)
+	}
+	for rule, n := range g.src.Queue.ConnectionsOpened() {
+		ch <- prometheus.MustNewConstMetric(g.opened, prometheus.CounterValue, float64(n), rule)
 	}
 	for st, n := range g.src.Flow.States() {
 		ch <- prometheus.MustNewConstMetric(g.flow, prometheus.GaugeValue, float64(n), st)

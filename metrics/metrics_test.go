@@ -19,12 +19,13 @@ type parts struct{}
 func (parts) Gauges() (map[string]int, map[string]int) {
 	return map[string]int{"Messages queued (connection quotas met)": 7}, map[string]int{"gmail": 3}
 }
-func (parts) States() map[string]int           { return map[string]int{flow.Backoff: 2} }
-func (parts) SourceStates() map[string]int     { return map[string]int{flow.Normal: 4} }
-func (parts) Local() (bool, flow.LocalProblem) { return true, flow.LocalProblem{} }
-func (parts) Stats() spool.Stats               { return spool.Stats{Messages: 5, Recipients: 9, Bytes: 4096} }
-func (parts) Degraded() bool                   { return true }
-func (parts) Counts() map[string]uint64        { return map[string]uint64{"unsigned_no_key": 1} }
+func (parts) ConnectionsOpened() map[string]uint64 { return map[string]uint64{"gmail": 41} }
+func (parts) States() map[string]int               { return map[string]int{flow.Backoff: 2} }
+func (parts) SourceStates() map[string]int         { return map[string]int{flow.Normal: 4} }
+func (parts) Local() (bool, flow.LocalProblem)     { return true, flow.LocalProblem{} }
+func (parts) Stats() spool.Stats                   { return spool.Stats{Messages: 5, Recipients: 9, Bytes: 4096} }
+func (parts) Degraded() bool                       { return true }
+func (parts) Counts() map[string]uint64            { return map[string]uint64{"unsigned_no_key": 1} }
 func (parts) Status() []eventsout.Status {
 	return []eventsout.Status{{Name: "hook", Lag: 12, Failures: 2}}
 }
@@ -48,6 +49,7 @@ func TestGaugesReadTheParts(t *testing.T) {
 	for _, want := range []string{
 		`penstock_queue_recipients{status="Messages queued (connection quotas met)"} 7`,
 		`penstock_queue_connections{rule="gmail"} 3`,
+		`penstock_queue_connections_opened_total{rule="gmail"} 41`,
 		`penstock_flow_sites{state="backoff"} 2`,
 		`penstock_flow_sources{state="normal"} 4`,
 		`penstock_flow_local_problem 1`,

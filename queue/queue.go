@@ -171,6 +171,7 @@ type Queue struct {
 	tlsMem   tlsMemory                 // MX addresses with a broken TLS handshake
 	stripes  [entryStripes]entryStripe // the entries' locks and held messages (entry.go)
 	yields   yields                    // lingering sessions by the quota keys they hold
+	opened   opened                    // connections opened, by rule (gauges.go)
 
 	// lingerFor is how long an idle session waits for its site's next
 	// job (the constant lingerFor; tests make it long).

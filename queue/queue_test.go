@@ -479,8 +479,19 @@ func TestLingeringSessionTakesNextJob(t *testing.T) {
 		f.send(t, "u"+strconv.Itoa(i)+"@linger.test")
 		f.out.wait(t, i+1)
 	}
-	if st := f.prov.Stats(); st.Connections != 1 || st.Delivered != msgs {
+	st := f.prov.Stats()
+	if st.Connections != 1 || st.Delivered != msgs {
 		t.Errorf("provider saw %d connections for %d messages, want 1 for %d", st.Connections, st.Delivered, msgs)
+	}
+	// The queue's own count of connections opened agrees with the
+	// receiver's (bench and /metrics read it, whatever the receiver).
+	opened := f.q.ConnectionsOpened()
+	var sum uint64
+	for _, n := range opened {
+		sum += n
+	}
+	if sum != uint64(st.Connections) || len(opened) != 1 {
+		t.Errorf("ConnectionsOpened %v, want %d under one rule", opened, st.Connections)
 	}
 }
 

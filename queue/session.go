@@ -43,6 +43,9 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		q.fail(attempt{j: first, s: s, t: t, p: p, lim: lim, now: q.now()}, err, true)
 		return
 	}
+	if r := lim.match.Rule; r != nil {
+		q.opened.add(r.Name)
+	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
 		_ = c.Quit(ctx)

@@ -297,6 +297,9 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 		}
 	}
 	tot := m.Queue.Totals()
+	for _, n := range m.Queue.ConnectionsOpened() {
+		res.Opened += n
+	}
 	if res.Outputs != "" {
 		m.Log.Flush()
 		drain, st := benchDrain(ctx, m.EventsOutStatus, time.Minute)
