@@ -13,11 +13,7 @@ import (
 // `penstock check -domain` says when the matched rule keeps DATA
 // (chunking = false), and says nothing of it otherwise.
 func TestCheckDomainChunking(t *testing.T) {
-	srv, err := sim.NewDNSServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testDNS(t)
 	srv.SetMX("old.test", sim.MXRecord{Host: "mx.old.test", Pref: 10})
 	srv.SetMX("new.test", sim.MXRecord{Host: "mx.new.test", Pref: 10})
 	cfgFile := filepath.Join(t.TempDir(), "penstock.toml")

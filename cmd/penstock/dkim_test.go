@@ -18,6 +18,17 @@ import (
 	"github.com/penstock-mta/penstock/sim"
 )
 
+// testDNS is a loopback DNS server for the test, closed after it.
+func testDNS(t *testing.T) *sim.DNSServer {
+	t.Helper()
+	srv, err := sim.NewDNSServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
 func runCmd(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
@@ -91,11 +102,7 @@ func TestDKIMKeygen(t *testing.T) {
 // DNS, and `check` refuses a weak key.
 func TestDKIMCheckCommand(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := sim.NewDNSServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testDNS(t)
 	gen := func(sel string) (string, string) {
 		file := filepath.Join(dir, sel+".pem")
 		if code, _, errs := runCmd("dkim", "keygen", "-domain", "example.com", "-selector", sel, "-type", "ed25519", "-out", file); code != 0 {

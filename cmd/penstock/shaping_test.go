@@ -17,11 +17,7 @@ import (
 // rule's connection rate and daily quota; the full check lists them per
 // rule; a bad rate is refused with file, line and key.
 func TestCheckDomainShaping(t *testing.T) {
-	srv, err := sim.NewDNSServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testDNS(t)
 	srv.SetMX("shaped.test", sim.MXRecord{Host: "mx.shaped.test", Pref: 10})
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "penstock.toml")
@@ -75,11 +71,7 @@ func (b *opBackend) Explain(_ context.Context, target string) queue.Explanation 
 // sources, and with -api the running node's flow state per source; the
 // explain command prints each source's state and diagnosis.
 func TestCheckDomainSources(t *testing.T) {
-	srv, err := sim.NewDNSServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testDNS(t)
 	srv.SetMX("sources.test", sim.MXRecord{Host: "mx.sources.test", Pref: 10})
 	_, apiFlags := opServer(t)
 	cfgFile := filepath.Join(t.TempDir(), "penstock.toml")
