@@ -33,10 +33,12 @@ import (
 type Deps struct {
 	// Queue counts queued recipients per status text and open connections
 	// per MX rule (one walk of the queues for both), and the connections
-	// each rule has opened since the start.
+	// each rule has opened since the start, and how many times an idle
+	// connection took another site's job instead of that site dialling.
 	Queue interface {
 		Gauges() (byStatus, connsByRule map[string]int)
 		ConnectionsOpened() map[string]uint64
+		SessionsShared() uint64
 	}
 	Flow interface {
 		States() map[string]int       // sites per flow state
@@ -102,6 +104,7 @@ func New(d Deps) *Metrics {
 		queued: prometheus.NewDesc("penstock_queue_recipients", "Queued recipients, by status text.", []string{"status"}, nil),
 		conns:  prometheus.NewDesc("penstock_queue_connections", "Open delivery connections, by MX rule.", []string{"rule"}, nil),
 		opened: prometheus.NewDesc("penstock_queue_connections_opened_total", "Delivery connections opened (greeted, EHLO answered), by MX rule.", []string{"rule"}, nil),
+		shared: prometheus.NewDesc("penstock_queue_sessions_shared_total", "Jobs an idle delivery connection took from another site at the same MX address, instead of that site opening a connection.", nil, nil),
 		flow:   prometheus.NewDesc("penstock_flow_sites", "Sites per flow-control state.", []string{"state"}, nil),
 		flowSrc: prometheus.NewDesc("penstock_flow_sources", "Sources at sites, (site, source) pairs with recent attempts, per flow-control state.",
 			[]string{"state"}, nil),
@@ -204,7 +207,7 @@ func (m *Metrics) Count(r *events.Record) {
 type gauges struct {
 	src                                                      Deps
 	queued, conns, flow, local, spoolM, spoolR, spoolB, degr *prometheus.Desc
-	flowSrc, opened                                          *prometheus.Desc
+	flowSrc, opened, shared                                  *prometheus.Desc
 	smtp                                                     smtpDescs
 }
 
@@ -213,7 +216,7 @@ type smtpDescs struct {
 }
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.opened, g.flow, g.flowSrc, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
+	for _, d := range []*prometheus.Desc{g.queued, g.conns, g.opened, g.shared, g.flow, g.flowSrc, g.local, g.spoolM, g.spoolR, g.spoolB, g.degr,
 		g.smtp.sessions, g.smtp.rejected, g.smtp.stress, g.smtp.stressed, g.smtp.delayed, g.smtp.throttled} {
 		ch <- d
 	}
@@ -248,6 +251,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	for rule, n := range g.src.Queue.ConnectionsOpened() {
 		ch <- prometheus.MustNewConstMetric(g.opened, prometheus.CounterValue, float64(n), rule)
 	}
+	ch <- prometheus.MustNewConstMetric(g.shared, prometheus.CounterValue, float64(g.src.Queue.SessionsShared()))
 	for st, n := range g.src.Flow.States() {
 		ch <- prometheus.MustNewConstMetric(g.flow, prometheus.GaugeValue, float64(n), st)
 	}

@@ -20,6 +20,7 @@ func (parts) Gauges() (map[string]int, map[string]int) {
 	return map[string]int{"Messages queued (connection quotas met)": 7}, map[string]int{"gmail": 3}
 }
 func (parts) ConnectionsOpened() map[string]uint64 { return map[string]uint64{"gmail": 41} }
+func (parts) SessionsShared() uint64               { return 17 }
 func (parts) States() map[string]int               { return map[string]int{flow.Backoff: 2} }
 func (parts) SourceStates() map[string]int         { return map[string]int{flow.Normal: 4} }
 func (parts) Local() (bool, flow.LocalProblem)     { return true, flow.LocalProblem{} }
@@ -50,6 +51,7 @@ func TestGaugesReadTheParts(t *testing.T) {
 		`penstock_queue_recipients{status="Messages queued (connection quotas met)"} 7`,
 		`penstock_queue_connections{rule="gmail"} 3`,
 		`penstock_queue_connections_opened_total{rule="gmail"} 41`,
+		`penstock_queue_sessions_shared_total 17`,
 		`penstock_flow_sites{state="backoff"} 2`,
 		`penstock_flow_sources{state="normal"} 4`,
 		`penstock_flow_local_problem 1`,

@@ -49,3 +49,8 @@ func (q *Queue) ConnectionsOpened() map[string]uint64 {
 	defer q.opened.mu.Unlock()
 	return maps.Clone(q.opened.byRule)
 }
+
+// SessionsShared returns how many times an idle connection of one site
+// took a job of another site at the same address instead of that site
+// dialling (share.go).
+func (q *Queue) SessionsShared() uint64 { return q.shared.Load() }

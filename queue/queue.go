@@ -172,6 +172,7 @@ type Queue struct {
 	stripes  [entryStripes]entryStripe // the entries' locks and held messages (entry.go)
 	yields   yields                    // lingering sessions by the quota keys they hold
 	opened   opened                    // connections opened, by rule (gauges.go)
+	shared   atomic.Uint64             // sessions taken over from another site (share.go)
 
 	// lingerFor is how long an idle session waits for its site's next
 	// job (the constant lingerFor; tests make it long).

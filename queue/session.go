@@ -20,21 +20,21 @@ import (
 // session owns one SMTP connection: it delivers the job the runner claimed
 // for it, then keeps claiming due jobs of the same site (connection reuse)
 // until none is due, the rule's messages per connection is reached, or the
-// connection breaks.
+// connection breaks. An idle session connected where another site's job is
+// headed takes that job and becomes that site's session (share.go); a new
+// session first offers its job to such an idle one, and dials only when
+// none takes it.
 func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	q := s.q
+	if s.handOver(lease, p, first, lim) {
+		// The session that took the job holds its lease and counts in
+		// this site's active sessions; it ends them.
+		q.wg.Done()
+		return
+	}
 	defer func() {
-		lease.Release()
-		s.mu.Lock()
-		s.active--
-		if lim.probe {
-			s.probing = false
-		}
-		if lim.srcProbe {
-			delete(s.probingSrc, sourceIP(p.src))
-		}
-		s.mu.Unlock()
-		s.poke()
+		// s, lease, p and lim are the site's this connection serves last.
+		s.endSession(lease, p, lim)
 		q.wg.Done()
 	}()
 
@@ -54,8 +54,8 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	// The quota keys the connection holds, so that a runner refused
 	// under one of them can ask it to close while it idles (yield.go).
 	// Registered once per connection, not at each linger.
-	y := q.yields.watch(s, lingerKeys(lease.Key(), lim.caps, t.ip))
-	defer q.yields.unwatch(y)
+	y := q.yields.watchShared(s, lingerKeys(lease.Key(), lim.caps, t.ip), shareKeyOf(t, p, lim))
+	defer func() { q.yields.unwatch(y) }()
 	sent := 0
 	j := first
 	for {
@@ -64,10 +64,35 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() || !s.mayGoOn(lim, p, lease) {
 			return
 		}
-		if j = s.next(lim, lease, p, y); j == nil {
+		var h *handover
+		if j, h = s.next(lim, lease, p, y); h != nil {
+			// Another site's job at this address: the connection is
+			// that site's session from now on.
+			q.yields.unwatch(y)
+			s.endSession(lease, p, lim)
+			y = h.adopt(c)
+			s, lease, p, lim, t, via, j = h.s, h.lease, h.p, h.lim, h.t, "", h.j
+		}
+		if j == nil {
 			return
 		}
 	}
+}
+
+// endSession gives up a session's part in its site: its lease, its count
+// among the site's sessions and any probe it was; the runner looks again.
+func (s *site) endSession(lease quota.Lease, p path, lim limits) {
+	lease.Release()
+	s.mu.Lock()
+	s.active--
+	if lim.probe {
+		s.probing = false
+	}
+	if lim.srcProbe {
+		delete(s.probingSrc, sourceIP(p.src))
+	}
+	s.mu.Unlock()
+	s.poke()
 }
 
 // mayGoOn reports whether a session with its connection open may claim
@@ -95,11 +120,12 @@ func (s *site) mayGoOn(lim limits, p path, lease quota.Lease) bool {
 }
 
 // next claims the site's next due job for a session whose connection is
-// open, lingering for one when none is due; nil when none came. Meanwhile
+// open, lingering for one when none is due; nil when none came, or another
+// site's job handed over while it lingered (share.go). Meanwhile
 // the session counts as idle and the runner opens no other session for
 // the site (step); the runner looks again when the session stops looking,
 // with a job (more may be due) or without.
-func (s *site) next(lim limits, lease quota.Lease, p path, y *yieldWatch) *job {
+func (s *site) next(lim limits, lease quota.Lease, p path, y *yieldWatch) (*job, *handover) {
 	s.mu.Lock()
 	s.idle++
 	s.mu.Unlock()
@@ -114,7 +140,7 @@ func (s *site) next(lim limits, lease quota.Lease, p path, y *yieldWatch) *job {
 		}
 	}()
 	if j, _ := s.claim(lim, lease.Key()); j != nil {
-		return j
+		return j, nil
 	}
 	return s.linger(lim, lease, p, y)
 }
@@ -132,29 +158,35 @@ const lingerFor = 2 * time.Second
 // linger waits up to q.lingerFor for a job to become due on the site and
 // claims it; nil when none came, when the queue closes, when flow control
 // held the site meanwhile (mayGoOn), or when another site needs the
-// connection quota this one holds (y, closed by yields.contend).
-func (s *site) linger(lim limits, lease quota.Lease, p path, y *yieldWatch) *job {
+// connection quota this one holds (y, closed by yields.contend). A job of
+// another site handed over meanwhile (y.offers) is returned as h.
+func (s *site) linger(lim limits, lease quota.Lease, p path, y *yieldWatch) (j *job, h *handover) {
 	deadline := time.NewTimer(s.q.lingerFor)
 	defer deadline.Stop()
-	s.q.yields.setIdle(y, true)
-	defer s.q.yields.setIdle(y, false)
+	yields := &s.q.yields
+	yields.setIdle(y, true)
 	for {
 		select {
 		case <-y.ch:
-			return nil // asked to yield: before any job of its own
+			return nil, yields.leave(y) // asked to yield: before any job of its own
 		default:
 		}
 		now := s.q.now()
 		s.mu.Lock()
 		if len(s.jobs) > 0 && !s.jobs[0].due.After(now) {
 			s.mu.Unlock()
+			// Not idle while it claims: a job lent meanwhile comes first.
+			if h := yields.leave(y); h != nil {
+				return nil, h
+			}
 			if !s.mayGoOn(lim, p, lease) {
-				return nil
+				return nil, nil
 			}
 			if j, _ := s.claim(lim, lease.Key()); j != nil {
-				return j
+				return j, nil
 			}
 			// Taken by another session, or no rate token: wait again.
+			yields.setIdle(y, true)
 			s.mu.Lock()
 		}
 		// The channel is taken under the same lock as the check above, so
@@ -166,12 +198,14 @@ func (s *site) linger(lim limits, lease quota.Lease, p path, y *yieldWatch) *job
 		s.mu.Unlock()
 		select {
 		case <-ch:
+		case <-y.offers:
+			return nil, yields.leave(y)
 		case <-y.ch:
-			return nil
+			return nil, yields.leave(y)
 		case <-deadline.C:
-			return nil
+			return nil, yields.leave(y)
 		case <-s.q.closing:
-			return nil
+			return nil, yields.leave(y)
 		}
 	}
 }

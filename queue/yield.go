@@ -22,6 +22,9 @@ type yields struct {
 	byKey map[string]map[*yieldWatch]struct{}
 	// full: until when a key's receiver counts as full (nudge).
 	full map[string]time.Time
+	// idleShared counts the idle connections that take other sites'
+	// jobs (share.go).
+	idleShared int
 }
 
 // fullFor is how long a receiver that kept a new connection waiting for
@@ -41,6 +44,12 @@ type yieldWatch struct {
 	ch     chan struct{}
 	idle   bool // lingering now
 	closed bool // ch is closed
+	// share, offers and pending: a connection that takes another site's
+	// job (share.go) matching share; lend sets pending and signals offers
+	// while it lingers. offers is nil for one that takes none.
+	share   shareKey
+	offers  chan struct{}
+	pending *handover
 }
 
 // watch registers a connection of site s holding keys.
@@ -62,9 +71,23 @@ func (y *yields) watch(s *site, keys []string) *yieldWatch {
 	return w
 }
 
+// watchShared registers a connection that also takes jobs of other sites
+// matching k while it lingers (share.go).
+func (y *yields) watchShared(s *site, keys []string, k shareKey) *yieldWatch {
+	w := y.watch(s, keys)
+	y.mu.Lock()
+	w.share, w.offers = k, make(chan struct{}, 1)
+	y.mu.Unlock()
+	return w
+}
+
 // unwatch removes a registration; keys nobody holds leave the map.
 func (y *yields) unwatch(w *yieldWatch) {
 	y.mu.Lock()
+	if w.idle && w.offers != nil {
+		y.idleShared--
+	}
+	w.idle = false
 	for _, k := range w.keys {
 		if set := y.byKey[k]; set != nil {
 			delete(set, w)
@@ -79,8 +102,30 @@ func (y *yields) unwatch(w *yieldWatch) {
 // setIdle marks a connection lingering (or not).
 func (y *yields) setIdle(w *yieldWatch, idle bool) {
 	y.mu.Lock()
+	if w.offers != nil && w.idle != idle {
+		if idle {
+			y.idleShared++
+		} else {
+			y.idleShared--
+		}
+	}
 	w.idle = idle
 	y.mu.Unlock()
+}
+
+// leave marks a connection no longer lingering and returns the job of
+// another site lent to it meanwhile, if any: once lent, the job is its to
+// deliver, whatever ended its linger.
+func (y *yields) leave(w *yieldWatch) *handover {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if w.idle && w.offers != nil {
+		y.idleShared--
+	}
+	w.idle = false
+	h := w.pending
+	w.pending = nil
+	return h
 }
 
 // contend tells one idle connection holding key, of a site other than

@@ -32,6 +32,10 @@ func (f *fixture) waitIdle(t *testing.T, domain string) {
 	}
 }
 
+// unsharedRule gives two.test an MX rule of its own, so that a connection
+// of one.test (under the shipped default rule) never carries its mail.
+var unsharedRule = mxrule.Rule{Name: "two", Patterns: []string{"mx.two.test"}}
+
 // lingeringOne sends a message to one.test and waits until its session
 // idles on the connection, which it keeps for an hour (set before any
 // session starts) unless asked to close.
@@ -185,9 +189,11 @@ func waitClosed(t *testing.T, p *sim.Provider) {
 // processes are all busy). When those sessions are our own idle ones of
 // other sites on the same address, the new connection asks them to close
 // instead of waiting for their linger (an hour here; before, the second
-// message waited for it and the test timed out).
+// message waited for it and the test timed out). The two sites match
+// different MX rules, so the idle connection cannot take the other's
+// mail (share.go).
 func TestStalledGreetingClosesIdleConnectionsToTheAddress(t *testing.T) {
-	f := newFixture(t, sim.Behavior{Name: "mx.full.test", MaxSessions: 1})
+	f := newFixtureRules(t, sim.Behavior{Name: "mx.full.test", MaxSessions: 1}, unsharedRule)
 	f.lingeringOne(t)
 	start := time.Now()
 	f.send(t, "b@two.test")
@@ -262,9 +268,9 @@ func TestYieldsNudge(t *testing.T) {
 // idle connections of another site is open to it: that one closes, the
 // receiver counts as full, and the refused connection is tried again
 // (before, the message was deferred to its retry, an hour here, and the
-// idle connection stayed).
+// idle connection stayed). As above, the sites cannot share a connection.
 func TestRefusedGreetingClosesAnIdleConnectionToTheAddress(t *testing.T) {
-	f := newFixture(t, sim.Behavior{Name: "mx.percap.test", MaxConnsPerIP: 1})
+	f := newFixtureRules(t, sim.Behavior{Name: "mx.percap.test", MaxConnsPerIP: 1}, unsharedRule)
 	f.lingeringOne(t)
 	f.send(t, "b@two.test")
 	out := f.out.wait(t, 2)

@@ -254,6 +254,7 @@ type benchResult struct {
 	Bounced       int64   `json:"bounced"`
 	Deferred      int64   `json:"deferred"`
 	Opened        uint64  `json:"connections_opened"` // by Penstock, whatever the sink
+	Shared        uint64  `json:"sessions_shared"`    // jobs an idle connection took from another site
 	SinkCounted   int64   `json:"sink_counted,omitempty"`
 	SinkMaxConns  int     `json:"sink_max_connections,omitempty"`
 	SinkConns     int64   `json:"sink_connections,omitempty"` // accepted in all
@@ -295,8 +296,8 @@ func (r *benchResult) print(w io.Writer) {
 		fmt.Fprintf(w, "load generator    cpu %.2f s (injector + sink + DNS, child process); machine busy %.0f%%; other processes cpu %.2f s\n",
 			r.LoadCPUS, r.MachineBusyPct, r.OtherCPUS)
 	}
-	fmt.Fprintf(w, "counts            injected %d (errors %d)  delivered %d  bounced %d  deferred %d  connections opened %d",
-		r.Injected, r.InjectErrors, r.Delivered, r.Bounced, r.Deferred, r.Opened)
+	fmt.Fprintf(w, "counts            injected %d (errors %d)  delivered %d  bounced %d  deferred %d  connections opened %d  sessions shared %d",
+		r.Injected, r.InjectErrors, r.Delivered, r.Bounced, r.Deferred, r.Opened, r.Shared)
 	if r.SinkCounted > 0 {
 		fmt.Fprintf(w, "  sink counted %d (%d connections, max %d at once, max %d msgs/connection", r.SinkCounted, r.SinkConns, r.SinkMaxConns, r.SinkMaxPerCon)
 		if r.SinkWaited > 0 {

@@ -300,6 +300,7 @@ func benchRelay(ctx context.Context, f benchFlags, stderr io.Writer) (*benchResu
 	for _, n := range m.Queue.ConnectionsOpened() {
 		res.Opened += n
 	}
+	res.Shared = m.Queue.SessionsShared()
 	if res.Outputs != "" {
 		m.Log.Flush()
 		drain, st := benchDrain(ctx, m.EventsOutStatus, time.Minute)

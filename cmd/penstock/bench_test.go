@@ -65,7 +65,7 @@ func TestBenchPrintSinkChunked(t *testing.T) {
 	for _, tc := range []struct {
 		chunked int64
 		want    string
-	}{{7, "connections opened 2  sink counted 10 (2 connections, max 2 at once, max 5 msgs/connection, 7 by BDAT)"}, {0, "max 5 msgs/connection)"}} {
+	}{{7, "connections opened 2  sessions shared 0  sink counted 10 (2 connections, max 2 at once, max 5 msgs/connection, 7 by BDAT)"}, {0, "max 5 msgs/connection)"}} {
 		var b strings.Builder
 		r := benchResult{Opened: 2, SinkCounted: 10, SinkConns: 2, SinkMaxConns: 2, SinkMaxPerCon: 5, SinkChunked: tc.chunked}
 		r.print(&b)

@@ -1,0 +1,175 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/sim"
+	"github.com/penstock-mta/penstock/tlspolicy"
+)
+
+// waitLending waits (bounded) until a connection lingers where another
+// site's job can be lent to it.
+func (f *fixture) waitLending(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.q.yields.anyIdle() {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection lingers to take another site's job")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// connsHeld lists the connection leases held in the fixture's quota store.
+func (f *fixture) connsHeld() []string {
+	var out []string
+	for _, u := range f.q.deps.Quotas.(*quota.Local).Snapshot() {
+		if u.Kind == quota.KindConn && u.InUse > 0 {
+			out = append(out, fmt.Sprintf("%s=%d", u.Key, u.InUse))
+		}
+	}
+	return out
+}
+
+// Two domains with MX names of their own at one address (a hosting
+// provider's shape): the idle connection of the first carries the
+// second's mail and then belongs to it, lease and all, and back again
+// (before, each site dialled its own connection, and with a receiver
+// serving few sessions, closed the other's).
+func TestIdleSessionTakesAnotherSitesJob(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
+	f.lingeringOne(t)
+	f.waitLending(t)
+
+	f.send(t, "b@two.test")
+	if out := f.out.wait(t, 2); !out[1].Delivered {
+		t.Fatalf("two.test: %+v, want delivered", out[1])
+	}
+	if st := f.prov.Stats(); st.Connections != 1 {
+		t.Errorf("provider saw %d connections, want 1 (two.test's mail on one.test's idle connection)", st.Connections)
+	}
+	if n := f.q.SessionsShared(); n != 1 {
+		t.Errorf("SessionsShared = %d, want 1", n)
+	}
+	// The connection is two.test's now: its lease, its active session.
+	f.waitIdle(t, "two.test")
+	held := f.connsHeld()
+	if len(held) != 1 || !strings.Contains(held[0], "mx.two.test") {
+		t.Errorf("connection leases held %v, want one, two.test's (one.test's released)", held)
+	}
+	if s := f.q.findSite("one.test"); s != nil {
+		s.mu.Lock()
+		active := s.active
+		s.mu.Unlock()
+		if active != 0 {
+			t.Errorf("one.test still counts %d active sessions after its connection went to two.test", active)
+		}
+	}
+
+	// The next message of one.test rides the same connection back.
+	f.waitLending(t)
+	f.send(t, "c@one.test")
+	if out := f.out.wait(t, 3); !out[2].Delivered {
+		t.Fatalf("one.test again: %+v, want delivered", out[2])
+	}
+	if st := f.prov.Stats(); st.Connections != 1 || st.Delivered != 3 {
+		t.Errorf("provider: %d delivered over %d connections, want 3 over 1", st.Delivered, st.Connections)
+	}
+	if n := f.q.SessionsShared(); n != 2 {
+		t.Errorf("SessionsShared = %d, want 2", n)
+	}
+}
+
+// stsTesting gives every domain in it an MTA-STS policy in testing mode.
+type stsTesting map[string]bool
+
+func (p stsTesting) Policy(_ context.Context, domain string) tlspolicy.Policy {
+	if p[domain] {
+		return tlspolicy.Policy{Source: tlspolicy.SourceSTS, Mode: tlspolicy.ModeTesting, MX: []string{"mx." + domain}}
+	}
+	return tlspolicy.Policy{Source: tlspolicy.SourceNone, Mode: tlspolicy.ModeNone}
+}
+
+// A site whose domain has an MTA-STS policy checks its own MX host name
+// on a connection of its own: it never takes one made for another name.
+func TestPolicySiteDialsItsOwnConnection(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
+	f.q.deps.TLSPolicy = stsTesting{"two.test": true}
+	f.lingeringOne(t)
+	f.waitLending(t)
+	f.send(t, "b@two.test")
+	if out := f.out.wait(t, 2); !out[1].Delivered {
+		t.Fatalf("two.test: %+v, want delivered", out[1])
+	}
+	if st := f.prov.Stats(); st.Connections != 2 {
+		t.Errorf("provider saw %d connections, want 2 (two.test dials its own)", st.Connections)
+	}
+	if n := f.q.SessionsShared(); n != 0 {
+		t.Errorf("SessionsShared = %d, want 0", n)
+	}
+}
+
+// A site flow control holds borrows nothing: its runner claims no job,
+// so none is lent, and the mail waits with the hold's status.
+func TestHeldSiteBorrowsNoConnection(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
+	fl := &holdFlow{}
+	f.q.deps.Flow = fl
+	f.lingeringOne(t)
+	f.waitLending(t)
+	fl.hold.Store(true)
+	f.send(t, "b@two.test")
+	f.waitStatus(t, "two.test", StatusFlowControl, 1)
+	if n := f.q.SessionsShared(); n != 0 {
+		t.Errorf("SessionsShared = %d, want 0 (two.test is held)", n)
+	}
+	if st := f.prov.Stats(); st.Delivered != 1 {
+		t.Errorf("provider: %d delivered, want 1 (two.test's held)", st.Delivered)
+	}
+}
+
+// Many sites on one address, with sessions lingering briefly: every
+// message is delivered once, connections are shared, and when all is
+// done no session is counted and no lease is held (the accounting of
+// handovers racing lingers' ends, the queue's close and each other).
+func TestSharedSessionsLeaveNothingBehind(t *testing.T) {
+	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
+	f.q.lingerFor = 50 * time.Millisecond
+	const domains, each = 40, 5
+	n := 0
+	for round := range each {
+		for d := range domains {
+			f.send(t, fmt.Sprintf("u%d@d%d.test", round, d))
+			n++
+		}
+	}
+	out := f.out.wait(t, n)
+	for i, o := range out {
+		if !o.Delivered {
+			t.Fatalf("outcome %d: %+v, want delivered", i, o)
+		}
+	}
+	waitClosed(t, f.prov)
+	st := f.prov.Stats()
+	if st.Delivered != int64(n) {
+		t.Errorf("provider: %d delivered, want %d", st.Delivered, n)
+	}
+	t.Logf("%d messages of %d sites over %d connections, %d handovers", n, domains, st.Connections, f.q.SessionsShared())
+	if held := f.connsHeld(); len(held) != 0 {
+		t.Errorf("connection leases still held after every connection closed: %v", held)
+	}
+	f.q.mu.Lock()
+	defer f.q.mu.Unlock()
+	for key, s := range f.q.sites {
+		s.mu.Lock()
+		if s.active != 0 || s.idle != 0 {
+			t.Errorf("site %s: %d active, %d idle sessions after every connection closed", key, s.active, s.idle)
+		}
+		s.mu.Unlock()
+	}
+}
