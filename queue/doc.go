@@ -39,10 +39,11 @@
 //     while a session with its connection open looks for a job, the
 //     runner dials no other one for the site. The lease is released when
 //     the socket closes; a lingering session closes at once when another
-//     site's runner is refused under a quota key it holds (yield.go). A
-//     new session first offers its job and lease to a lingering session
-//     of another site connected to the address it would dial first, which
-//     takes both and serves that site from then on (share.go).
+//     site's runner is refused under a quota key it holds (yield.go).
+//     Before it starts a session, the runner offers the job and lease to a
+//     lingering session of another site connected to the address the new
+//     one would dial first, which takes both and serves that site from
+//     then on (share.go).
 //  6. Each result is qualified by the bounce rules, written to the spool
 //     (durably) and to the delivery log, and fed to flow control.
 //     Delivered and hard-bounced recipients are final; soft failures are

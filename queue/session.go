@@ -21,17 +21,10 @@ import (
 // for it, then keeps claiming due jobs of the same site (connection reuse)
 // until none is due, the rule's messages per connection is reached, or the
 // connection breaks. An idle session connected where another site's job is
-// headed takes that job and becomes that site's session (share.go); a new
-// session first offers its job to such an idle one, and dials only when
-// none takes it.
+// headed takes that job and becomes that site's session (share.go): the
+// runner offers it there before it starts a session that dials.
 func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	q := s.q
-	if s.handOver(lease, p, first, lim) {
-		// The session that took the job holds its lease and counts in
-		// this site's active sessions; it ends them.
-		q.wg.Done()
-		return
-	}
 	defer func() {
 		// s, lease, p and lim are the site's this connection serves last.
 		s.endSession(lease, p, lim)

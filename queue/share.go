@@ -20,7 +20,7 @@ import (
 // lingering at an address here takes a job of another site headed for the
 // same address, instead of that site dialling.
 //
-// The handover happens after the other site's runner has claimed the job
+// The handover happens when the other site's runner has claimed the job
 // and taken its connection lease, so every gate a new connection passes
 // (suspension, flow control, the rule's and caps' quotas, the rate
 // tokens) has passed for it. The idle session then releases its own
@@ -76,6 +76,8 @@ func sharable(pol tlspolicy.Policy) bool {
 // handOver gives a job the runner just claimed, with its lease, to an idle
 // session of another site connected to the address this site would dial
 // first. It reports whether one took it; the caller then owns nothing.
+// The runner asks it before it starts a session, so a job handed over
+// costs no goroutine.
 func (s *site) handOver(lease quota.Lease, p path, j *job, lim limits) bool {
 	q := s.q
 	if lim.probe || lim.srcProbe || !q.yields.anyIdle() || !sharable(s.policyOf()) {

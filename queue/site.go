@@ -377,6 +377,11 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		s.wait = Wait{}
 	}
 	s.mu.Unlock()
+	if s.handOver(lease, p, j, lim) {
+		// An idle connection of another site took the job and the lease;
+		// it counts in s.active and ends it (share.go).
+		return 0, nil
+	}
 	q.wg.Add(1)
 	go s.session(lease, p, j, lim)
 	return 0, nil
