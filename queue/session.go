@@ -47,7 +47,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	// The quota keys the connection holds, so that a runner refused
 	// under one of them can ask it to close while it idles (yield.go).
 	// Registered once per connection, not at each linger.
-	y := q.yields.watchShared(s, lingerKeys(lease.Key(), lim.caps, t.ip), shareKeyOf(t, p, lim))
+	y := q.yields.watchShared(s, lingerKeys(lease.Key(), lim.caps, t.ip), shareKeyOf(t, p, lim), len(lim.caps) > 0)
 	defer func() { q.yields.unwatch(y) }()
 	sent := 0
 	j := first
@@ -62,9 +62,16 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 			// Another site's job at this address: the connection is
 			// that site's session from now on.
 			q.yields.unwatch(y)
-			s.endSession(lease, p, lim)
-			y = h.adopt(c)
-			s, lease, p, lim, t, via, j = h.s, h.lease, h.p, h.lim, h.t, "", h.j
+			if h.keep {
+				// The job counts under this connection's own lease,
+				// a key both sites count under (lendHeld).
+				s.leaveSite(p, lim)
+			} else {
+				s.endSession(lease, p, lim)
+				lease = h.lease
+			}
+			y = h.adopt(c, lease)
+			s, p, lim, t, via, j = h.s, h.p, h.lim, h.t, "", h.j
 		}
 		if j == nil {
 			return
@@ -76,6 +83,11 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 // among the site's sessions and any probe it was; the runner looks again.
 func (s *site) endSession(lease quota.Lease, p path, lim limits) {
 	lease.Release()
+	s.leaveSite(p, lim)
+}
+
+// leaveSite is endSession for a connection that keeps its lease.
+func (s *site) leaveSite(p path, lim limits) {
 	s.mu.Lock()
 	s.active--
 	if lim.probe {

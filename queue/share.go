@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/penstock-mta/penstock/dns"
+	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlspolicy"
@@ -31,6 +33,11 @@ import (
 // timeouts and TLS settings are the ones the other site would have used).
 // A site whose domains have an MTA-STS or DANE policy never borrows: its
 // check is of its own MX host name on the connection it makes.
+//
+// A runner refused a connection under a key an idle connection of another
+// site holds a lease under (a rule or path scope met) gives that
+// connection the job without a lease (lendHeld): it keeps its own, which
+// counts for both.
 
 // shareKey is what a job of another site must match to ride a connection.
 type shareKey struct {
@@ -53,7 +60,8 @@ func shareKeyOf(t target, p path, lim limits) shareKey {
 // session of another site.
 type handover struct {
 	s     *site
-	lease quota.Lease
+	lease quota.Lease // nil with keep
+	keep  bool        // the connection keeps its own lease (lendHeld)
 	p     path
 	j     *job
 	lim   limits
@@ -102,10 +110,11 @@ func (s *site) handOver(lease quota.Lease, p path, j *job, lim limits) bool {
 	return q.yields.lend(s, shareKeyOf(t, p, lim), handover{s: s, lease: lease, p: p, j: j, lim: lim, t: t})
 }
 
-// adopt makes a session of another site the session of h's site: the
-// connection's TLS outcome is reported for h's domain as its own dial
-// would have, and the connection's new yield registration is returned.
-func (h handover) adopt(c *smtpclient.Client) *yieldWatch {
+// adopt makes a session of another site the session of h's site, holding
+// lease: the connection's TLS outcome is reported for h's domain as its
+// own dial would have, and the connection's new yield registration is
+// returned.
+func (h handover) adopt(c *smtpclient.Client, lease quota.Lease) *yieldWatch {
 	s, q := h.s, h.s.q
 	pol := s.policyOf()
 	domain := h.j.domain.Value()
@@ -116,7 +125,7 @@ func (h handover) adopt(c *smtpclient.Client) *yieldWatch {
 	_ = s.policyDial(pol, domain, h.t, c, nil, false)
 	s.recordTLS(pol, domain, mode, h.t, c, nil)
 	q.shared.Add(1)
-	return q.yields.watchShared(s, lingerKeys(h.lease.Key(), h.lim.caps, h.t.ip), shareKeyOf(h.t, h.p, h.lim))
+	return q.yields.watchShared(s, lingerKeys(lease.Key(), h.lim.caps, h.t.ip), shareKeyOf(h.t, h.p, h.lim), len(h.lim.caps) > 0)
 }
 
 // lend gives h to one idle connection at k's address, of a site other
@@ -149,4 +158,119 @@ func (y *yields) anyIdle() bool {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	return y.idleShared > 0
+}
+
+// lendHeld is for a runner refused a connection under key (a rule's or a
+// path's quota met, not a cap's): when an idle connection of another site
+// holds a lease under that key, is open to the address this site would
+// dial first, and matches what this site's session would be (source of
+// its pool, EHLO, rule, TLS mode), the job rides that connection under
+// the lease it already holds: both sites count under the key, so the
+// count stays right and no connection closes for another to open. A
+// connection whose lease holds caps, or a site with caps of its own at
+// that source, is left to the yield path (contend). It reports whether a
+// job was handed over.
+func (s *site) lendHeld(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan, key string) bool {
+	q := s.q
+	if lim.probe || lim.srcProbe || len(plan.probes) > 0 || !q.yields.anyIdle() || !sharable(s.policyOf()) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
+	targets, _ := s.lookupTargets(ctx, cfg, hosts[:min(len(hosts), 1)])
+	cancel()
+	if len(targets) == 0 {
+		return false
+	}
+	t := targets[0]
+	siteCaps := cfg.Caps.ForSite(lim.match.Rule.Name, mxNames(hosts))
+	fits := func(k shareKey) (Source, bool) {
+		if k.ip != t.ip || k.tls != lim.tlsMode || k.rule != lim.match.Rule.Name {
+			return Source{}, false
+		}
+		for _, src := range plan.usable {
+			if src.IP == k.src && src.EHLO == k.ehlo && len(siteCaps.ForSource(src.Name)) == 0 {
+				return src, true
+			}
+		}
+		if len(plan.usable) == 0 && !k.src.IsValid() && k.ehlo == "" && len(siteCaps.ForSource("")) == 0 {
+			return Source{}, true // an empty pool: the kernel's source, as acquire takes it
+		}
+		return Source{}, false
+	}
+	w, src := q.yields.reserve(key, s, fits)
+	if w == nil {
+		return false
+	}
+	sl := lim
+	if l, ok := plan.per[src.IP]; ok {
+		sl = l
+	}
+	sl.source, sl.caps = src.Name, nil
+	j, _ := s.claim(sl, key)
+	if j == nil {
+		q.yields.unreserve(w)
+		return false
+	}
+	p := path{src: src}
+	if lim.match.Rule.Scope == mxrule.ScopePath {
+		p.fixed = &t
+	}
+	s.mu.Lock()
+	s.active++
+	s.mu.Unlock()
+	if q.yields.complete(w, handover{s: s, keep: true, p: p, j: j, lim: sl, t: t}) {
+		return true
+	}
+	// The connection stopped lingering meanwhile: the job goes back.
+	s.mu.Lock()
+	s.active--
+	s.mu.Unlock()
+	s.release(j, true)
+	return false
+}
+
+// reserve picks an idle connection of a site other than from holding a
+// lease under key, with no caps, whose shareKey fits; it counts as busy
+// until complete or unreserve. fits also names the source to send as.
+func (y *yields) reserve(key string, from *site, fits func(shareKey) (Source, bool)) (*yieldWatch, Source) {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	for w := range y.byKey[key] {
+		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.capped || w.keys[0] != key {
+			continue
+		}
+		if src, ok := fits(w.share); ok {
+			w.idle, w.reserved = false, true
+			y.idleShared--
+			return w, src
+		}
+	}
+	return nil, Source{}
+}
+
+// unreserve gives a reserved connection back to its linger.
+func (y *yields) unreserve(w *yieldWatch) {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if w.reserved {
+		w.reserved, w.idle = false, true
+		y.idleShared++
+	}
+}
+
+// complete hands h to a reserved connection; false when it stopped
+// lingering meanwhile (leave cleared the reservation).
+func (y *yields) complete(w *yieldWatch, h handover) bool {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if !w.reserved {
+		return false
+	}
+	w.reserved = false
+	w.pending = &h
+	select {
+	case w.offers <- struct{}{}:
+	default:
+	}
+	return true
 }

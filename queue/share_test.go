@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/sim"
 	"github.com/penstock-mta/penstock/tlspolicy"
@@ -136,40 +137,93 @@ func TestHeldSiteBorrowsNoConnection(t *testing.T) {
 // Many sites on one address, with sessions lingering briefly: every
 // message is delivered once, connections are shared, and when all is
 // done no session is counted and no lease is held (the accounting of
-// handovers racing lingers' ends, the queue's close and each other).
+// handovers racing lingers' ends, the queue's close and each other),
+// under the shipped default rule (leases handed over) and under a
+// rule-scoped quota of 3 connections (jobs riding a held lease).
 func TestSharedSessionsLeaveNothingBehind(t *testing.T) {
-	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
-	f.q.lingerFor = 50 * time.Millisecond
-	const domains, each = 40, 5
-	n := 0
-	for round := range each {
-		for d := range domains {
-			f.send(t, fmt.Sprintf("u%d@d%d.test", round, d))
-			n++
-		}
+	for name, own := range map[string][]mxrule.Rule{
+		"default":    nil,
+		"rule-scope": {{Name: "three", Patterns: []string{"*.test"}, Scope: mxrule.ScopeRule, MaxConnections: 3}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixtureRules(t, sim.Behavior{Name: "mx.shared.test"}, own...)
+			f.q.lingerFor = 50 * time.Millisecond
+			const domains, each = 40, 5
+			n := 0
+			for round := range each {
+				for d := range domains {
+					f.send(t, fmt.Sprintf("u%d@d%d.test", round, d))
+					n++
+				}
+			}
+			out := f.out.wait(t, n)
+			for i, o := range out {
+				if !o.Delivered {
+					t.Fatalf("outcome %d: %+v, want delivered", i, o)
+				}
+			}
+			waitClosed(t, f.prov)
+			st := f.prov.Stats()
+			if st.Delivered != int64(n) {
+				t.Errorf("provider: %d delivered, want %d", st.Delivered, n)
+			}
+			if own != nil && st.MaxOpen > 3 {
+				t.Errorf("provider saw %d connections at once, the rule allows 3", st.MaxOpen)
+			}
+			t.Logf("%d messages of %d sites over %d connections (at most %d at once), %d handovers",
+				n, domains, st.Connections, st.MaxOpen, f.q.SessionsShared())
+			if held := f.connsHeld(); len(held) != 0 {
+				t.Errorf("connection leases still held after every connection closed: %v", held)
+			}
+			f.q.mu.Lock()
+			defer f.q.mu.Unlock()
+			for key, s := range f.q.sites {
+				s.mu.Lock()
+				if s.active != 0 || s.idle != 0 {
+					t.Errorf("site %s: %d active, %d idle sessions after every connection closed", key, s.active, s.idle)
+				}
+				s.mu.Unlock()
+			}
+		})
 	}
-	out := f.out.wait(t, n)
-	for i, o := range out {
-		if !o.Delivered {
-			t.Fatalf("outcome %d: %+v, want delivered", i, o)
-		}
-	}
-	waitClosed(t, f.prov)
-	st := f.prov.Stats()
-	if st.Delivered != int64(n) {
-		t.Errorf("provider: %d delivered, want %d", st.Delivered, n)
-	}
-	t.Logf("%d messages of %d sites over %d connections, %d handovers", n, domains, st.Connections, f.q.SessionsShared())
-	if held := f.connsHeld(); len(held) != 0 {
-		t.Errorf("connection leases still held after every connection closed: %v", held)
-	}
-	f.q.mu.Lock()
-	defer f.q.mu.Unlock()
-	for key, s := range f.q.sites {
-		s.mu.Lock()
-		if s.active != 0 || s.idle != 0 {
-			t.Errorf("site %s: %d active, %d idle sessions after every connection closed", key, s.active, s.idle)
-		}
-		s.mu.Unlock()
+}
+
+// A quota met under a key both sites count under (scope rule or path,
+// max_connections 1): the second site's job rides the first site's idle
+// connection under the lease it holds, instead of that connection closing
+// for the second site to dial (before: two connections, one after the
+// other).
+func TestHeldQuotaKeyCarriesAnotherSitesJob(t *testing.T) {
+	for _, scope := range []mxrule.Scope{mxrule.ScopeRule, mxrule.ScopePath} {
+		t.Run(scope.String(), func(t *testing.T) {
+			f := newFixtureRules(t, sim.Behavior{Name: "mx.shared.test"},
+				mxrule.Rule{Name: "one", Patterns: []string{"*.test"}, Scope: scope, MaxConnections: 1})
+			f.lingeringOne(t)
+			f.waitLending(t)
+			f.send(t, "b@two.test")
+			if out := f.out.wait(t, 2); !out[1].Delivered {
+				t.Fatalf("two.test: %+v, want delivered", out[1])
+			}
+			f.waitIdle(t, "two.test")
+			if st := f.prov.Stats(); st.Connections != 1 {
+				t.Errorf("provider saw %d connections, want 1 (the quota's one connection carried both)", st.Connections)
+			}
+			if n := f.q.SessionsShared(); n != 1 {
+				t.Errorf("SessionsShared = %d, want 1", n)
+			}
+			if held := f.connsHeld(); len(held) != 1 || !strings.HasSuffix(held[0], "=1") {
+				t.Errorf("connection leases held %v, want the one key, once", held)
+			}
+			for _, d := range []string{"one.test", "two.test"} {
+				if s := f.q.findSite(d); s != nil {
+					s.mu.Lock()
+					active := s.active
+					s.mu.Unlock()
+					if want := map[string]int{"one.test": 0, "two.test": 1}[d]; active != want {
+						t.Errorf("%s counts %d active sessions, want %d", d, active, want)
+					}
+				}
+			}
+		})
 	}
 }

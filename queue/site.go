@@ -313,8 +313,12 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 	lease, p, usage, plim, capped, ok := s.acquire(cfg, lim, hosts, plan)
 	if !ok && usage.Limit > 0 && usage.InUse >= usage.Limit {
 		// Refused (not a store failure): an idle connection of another
-		// site holding this quota gives it up; its release wakes this
-		// runner (Quotas.Wait below).
+		// site holding this quota carries the job under its lease when
+		// it can (share.go), or gives the quota up; its release wakes
+		// this runner (Quotas.Wait below).
+		if capped == nil && s.lendHeld(cfg, lim, hosts, plan, usage.Key) {
+			return 0, nil
+		}
 		q.yields.contend(usage.Key, s)
 	}
 	if !ok && capped != nil {

@@ -50,6 +50,12 @@ type yieldWatch struct {
 	share   shareKey
 	offers  chan struct{}
 	pending *handover
+	// capped: the connection's lease holds [[cap]] leases too, so it
+	// keeps no job of another site under its own lease (lendHeld).
+	capped bool
+	// reserved: lendHeld chose it and is claiming a job for it; it
+	// counts as busy meanwhile. leave clears it.
+	reserved bool
 }
 
 // watch registers a connection of site s holding keys.
@@ -73,10 +79,10 @@ func (y *yields) watch(s *site, keys []string) *yieldWatch {
 
 // watchShared registers a connection that also takes jobs of other sites
 // matching k while it lingers (share.go).
-func (y *yields) watchShared(s *site, keys []string, k shareKey) *yieldWatch {
+func (y *yields) watchShared(s *site, keys []string, k shareKey, capped bool) *yieldWatch {
 	w := y.watch(s, keys)
 	y.mu.Lock()
-	w.share, w.offers = k, make(chan struct{}, 1)
+	w.share, w.offers, w.capped = k, make(chan struct{}, 1), capped
 	y.mu.Unlock()
 	return w
 }
@@ -123,6 +129,7 @@ func (y *yields) leave(w *yieldWatch) *handover {
 		y.idleShared--
 	}
 	w.idle = false
+	w.reserved = false
 	h := w.pending
 	w.pending = nil
 	return h

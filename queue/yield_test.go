@@ -50,9 +50,12 @@ func (f *fixture) lingeringOne(t *testing.T) {
 // An idle connection gives up a connection quota another site needs: two
 // sites share one rule-scoped connection; the first one's session lingers
 // (here for an hour) after its message, and the second site's mail goes
-// out at once instead of waiting for the linger to end.
+// out at once instead of waiting for the linger to end. The second site's
+// domain has an MTA-STS policy, so it cannot ride the first one's
+// connection (share.go) and needs one of its own.
 func TestIdleConnectionYieldsQuota(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.yield.test"})
+	f.q.deps.TLSPolicy = stsTesting{"two.test": true}
 	rules, err := mxrule.New([]mxrule.Rule{{Name: "shared", Patterns: []string{"*"}, Scope: mxrule.ScopeRule, MaxConnections: 1}})
 	if err != nil {
 		t.Fatal(err)
