@@ -37,6 +37,25 @@ func (f *fixture) connsHeld() []string {
 	return out
 }
 
+// secondSite sends a message to two.test while one.test's connection
+// lingers, and checks it was delivered over wantConns connections in all,
+// with wantShared handovers.
+func (f *fixture) secondSite(t *testing.T, wantConns int64, wantShared uint64, why string) {
+	t.Helper()
+	f.lingeringOne(t)
+	f.waitLending(t)
+	f.send(t, "b@two.test")
+	if out := f.out.wait(t, 2); !out[1].Delivered {
+		t.Fatalf("two.test: %+v, want delivered", out[1])
+	}
+	if st := f.prov.Stats(); st.Connections != wantConns {
+		t.Errorf("provider saw %d connections, want %d (%s)", st.Connections, wantConns, why)
+	}
+	if n := f.q.SessionsShared(); n != wantShared {
+		t.Errorf("SessionsShared = %d, want %d", n, wantShared)
+	}
+}
+
 // Two domains with MX names of their own at one address (a hosting
 // provider's shape): the idle connection of the first carries the
 // second's mail and then belongs to it, lease and all, and back again
@@ -44,19 +63,7 @@ func (f *fixture) connsHeld() []string {
 // serving few sessions, closed the other's).
 func TestIdleSessionTakesAnotherSitesJob(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
-	f.lingeringOne(t)
-	f.waitLending(t)
-
-	f.send(t, "b@two.test")
-	if out := f.out.wait(t, 2); !out[1].Delivered {
-		t.Fatalf("two.test: %+v, want delivered", out[1])
-	}
-	if st := f.prov.Stats(); st.Connections != 1 {
-		t.Errorf("provider saw %d connections, want 1 (two.test's mail on one.test's idle connection)", st.Connections)
-	}
-	if n := f.q.SessionsShared(); n != 1 {
-		t.Errorf("SessionsShared = %d, want 1", n)
-	}
+	f.secondSite(t, 1, 1, "two.test's mail on one.test's idle connection")
 	// The connection is two.test's now: its lease, its active session.
 	f.waitIdle(t, "two.test")
 	held := f.connsHeld()
@@ -101,18 +108,7 @@ func (p stsTesting) Policy(_ context.Context, domain string) tlspolicy.Policy {
 func TestPolicySiteDialsItsOwnConnection(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
 	f.q.deps.TLSPolicy = stsTesting{"two.test": true}
-	f.lingeringOne(t)
-	f.waitLending(t)
-	f.send(t, "b@two.test")
-	if out := f.out.wait(t, 2); !out[1].Delivered {
-		t.Fatalf("two.test: %+v, want delivered", out[1])
-	}
-	if st := f.prov.Stats(); st.Connections != 2 {
-		t.Errorf("provider saw %d connections, want 2 (two.test dials its own)", st.Connections)
-	}
-	if n := f.q.SessionsShared(); n != 0 {
-		t.Errorf("SessionsShared = %d, want 0", n)
-	}
+	f.secondSite(t, 2, 0, "two.test dials its own")
 }
 
 // A site flow control holds borrows nothing: its runner claims no job,
@@ -198,19 +194,8 @@ func TestHeldQuotaKeyCarriesAnotherSitesJob(t *testing.T) {
 		t.Run(scope.String(), func(t *testing.T) {
 			f := newFixtureRules(t, sim.Behavior{Name: "mx.shared.test"},
 				mxrule.Rule{Name: "one", Patterns: []string{"*.test"}, Scope: scope, MaxConnections: 1})
-			f.lingeringOne(t)
-			f.waitLending(t)
-			f.send(t, "b@two.test")
-			if out := f.out.wait(t, 2); !out[1].Delivered {
-				t.Fatalf("two.test: %+v, want delivered", out[1])
-			}
+			f.secondSite(t, 1, 1, "the quota's one connection carried both")
 			f.waitIdle(t, "two.test")
-			if st := f.prov.Stats(); st.Connections != 1 {
-				t.Errorf("provider saw %d connections, want 1 (the quota's one connection carried both)", st.Connections)
-			}
-			if n := f.q.SessionsShared(); n != 1 {
-				t.Errorf("SessionsShared = %d, want 1", n)
-			}
 			if held := f.connsHeld(); len(held) != 1 || !strings.HasSuffix(held[0], "=1") {
 				t.Errorf("connection leases held %v, want the one key, once", held)
 			}
