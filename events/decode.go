@@ -101,6 +101,8 @@ func decodeField(b []byte, i int, key []byte, r *Record) (int, error) {
 		small = &r.Code
 	case "attempt":
 		small = &r.Attempt
+	case "conn_use":
+		small = &r.ConnUse
 	case "size":
 		n = &r.Size
 	case "id":
@@ -137,6 +139,8 @@ func decodeField(b []byte, i int, key []byte, r *Record) (int, error) {
 		s = &r.State
 	case "tls_info":
 		s = &r.TLSInfo
+	case "tls_policy":
+		s = &r.TLSPolicy
 	default:
 		return 0, errSlow
 	}

@@ -27,7 +27,7 @@ func TestDecodeAsEncodingJSON(t *testing.T) {
 		DeliveryID: "d1", Sender: "a@b", Recipient: "c@d", Site: "mx.d", MXHost: "mx.d", MXIP: "127.0.0.1",
 		SourceIP: "127.0.0.2", Rule: "default", Code: 250, EnhancedCode: "2.0.0", Text: `ok "quoted" \ <x> & é` + "\t\x01",
 		Reason: "r", Class: "c", Attempt: 3, Status: "delivered", Detail: "d\u2028", State: "s", Size: 2048, TLS: true,
-		TLSInfo: "TLS1.3"}
+		TLSInfo: "TLS1.3", TLSPolicy: "sts enforce", ConnUse: 4}
 	for _, r := range []*Record{full, {Type: Reception, Time: time.Unix(0, 0).UTC()}, {Text: "\xff\xfe bad utf-8"}} {
 		line := appendRecord(nil, r)
 		decodeBoth(t, line)
@@ -40,6 +40,7 @@ func TestDecodeAsEncodingJSON(t *testing.T) {
 		`{}`, `{"type":"delivery","extra":1}`, `{"code":2.5}`, `{"code":-0}`, `{"code":007}`, `{"size":null}`,
 		`{"tls":false}`, `{ "type":"x"}`, `{"type":"x",}`, `{"type":"x"`, `[1]`, `{"time":"not a time"}`,
 		`{"code":99999999999999999999}`, `{"text":"a\u00e9\ud83d\ude00"}`, `{"type":"a","type":"b"}`,
+		`{"conn_use":07}`, `{"conn_use":-1}`, `{"tls_policy":1}`,
 	} {
 		decodeBoth(t, []byte(line))
 	}

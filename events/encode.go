@@ -51,6 +51,10 @@ func appendRecord(b []byte, r *Record) []byte {
 	}
 	b = appendStringField(b, `,"tls_info":`, r.TLSInfo)
 	b = appendStringField(b, `,"tls_policy":`, r.TLSPolicy)
+	if r.ConnUse != 0 {
+		b = append(b, `,"conn_use":`...)
+		b = strconv.AppendInt(b, int64(r.ConnUse), 10)
+	}
 	return append(b, '}', '\n')
 }
 

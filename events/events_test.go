@@ -80,7 +80,7 @@ func fullRecord(i int) Record {
 		Text:   "The email account that you tried to reach does not exist.\r\n\t\"quoted\" \\ <x@y>",
 		Reason: "user_unknown", Class: "hard", Attempt: 3,
 		Status: "Messages queued (retry scheduled)", Detail: "d", State: "backoff",
-		Size: 2048, TLS: true,
+		Size: 2048, TLS: true, TLSPolicy: "rule opportunistic", ConnUse: 2,
 	}
 }
 
@@ -88,7 +88,7 @@ func TestEncodeMatchesStdlib(t *testing.T) {
 	recs := []Record{
 		{Type: Delivery, Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))},
 		fullRecord(1),
-		{Type: FlowControl, Time: time.Unix(0, 1).UTC(), Code: -1, Attempt: -5, Size: -7, State: "suspended"},
+		{Type: FlowControl, Time: time.Unix(0, 1).UTC(), Code: -1, Attempt: -5, Size: -7, ConnUse: -3, State: "suspended"},
 	}
 	for _, r := range recs {
 		ours := appendRecord(nil, &r)

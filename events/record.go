@@ -53,4 +53,9 @@ type Record struct {
 	// under: "dane enforce", "sts enforce", "sts testing", or "rule " and
 	// the MX rule's tls when the domain has no policy.
 	TLSPolicy string `json:"tls_policy,omitempty"`
+	// ConnUse is the attempt's place among the transactions of its
+	// connection (Postfix's conn_use): 1 on a connection opened for it,
+	// more on one reused, perhaps opened for another domain at the same
+	// MX address; 0 when no connection was made.
+	ConnUse int `json:"conn_use,omitempty"`
 }

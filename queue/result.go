@@ -174,6 +174,9 @@ type attempt struct {
 	// notes are what the body stages did (message.Send.Results), for the
 	// delivery log.
 	notes string
+	// connUse is the transaction's place on its connection (1: the
+	// first); 0 when none was made.
+	connUse int
 }
 
 // complete applies the result of a transaction to the job's recipients.
@@ -271,6 +274,7 @@ func (q *Queue) apply(a attempt, outs []Outcome, reportFlow bool) {
 			Site: siteKey, MXHost: t.host, MXIP: mxIP, SourceIP: ipOrEmpty(p.src), Rule: ruleName,
 			Code: o.Code, EnhancedCode: o.Enhanced, Text: o.Text, Reason: string(o.Verdict.Reason),
 			Class: string(o.Verdict.Class), TLS: tls.on, TLSInfo: tls.info, Size: m.Size, Detail: o.notes,
+			ConnUse: a.connUse,
 		}
 		if polNote != "" && !o.Expired {
 			rec.Detail = strings.TrimPrefix(rec.Detail+"; "+polNote, "; ")

@@ -52,8 +52,8 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	sent := 0
 	j := first
 	for {
-		s.deliver(c, via, j, t, p, lim)
 		sent++
+		s.deliver(c, via, j, t, p, lim, sent)
 		if c.Broken() || (lim.maxMsgs > 0 && sent >= lim.maxMsgs) || q.isClosed() || !s.mayGoOn(lim, p, lease) {
 			return
 		}
@@ -416,8 +416,9 @@ func replyOf(err error, t target, now time.Time) Reply {
 }
 
 // deliver sends one job on an open connection and applies the results.
-// via is the policy that authenticated the connection ("" for none).
-func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p path, lim limits) {
+// via is the policy that authenticated the connection ("" for none); use
+// is the transaction's place on the connection (1: the first).
+func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p path, lim limits, use int) {
 	q := s.q
 	m, err := q.hold(j.e)
 	if err != nil {
@@ -453,5 +454,5 @@ func (s *site) deliver(c *smtpclient.Client, via string, j *job, t target, p pat
 	}
 	c.SetRequireTLS(requireTLS)
 	res, err := c.Send(q.ctx, snd.From, rcpts, snd.Data)
-	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), notes: snd.Results()}, res, err)
+	q.complete(attempt{j: j, s: s, t: t, p: p, lim: lim, tls: tlsOf(c), notes: snd.Results(), connUse: use}, res, err)
 }

@@ -3,10 +3,12 @@ package queue
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/penstock-mta/penstock/events"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
 	"github.com/penstock-mta/penstock/sim"
@@ -63,6 +65,8 @@ func (f *fixture) secondSite(t *testing.T, wantConns int64, wantShared uint64, w
 // serving few sessions, closed the other's).
 func TestIdleSessionTakesAnotherSitesJob(t *testing.T) {
 	f := newFixture(t, sim.Behavior{Name: "mx.shared.test"})
+	recs, stop := f.q.deps.Log.Subscribe(64)
+	defer stop()
 	f.secondSite(t, 1, 1, "two.test's mail on one.test's idle connection")
 	// The connection is two.test's now: its lease, its active session.
 	f.waitIdle(t, "two.test")
@@ -90,6 +94,23 @@ func TestIdleSessionTakesAnotherSitesJob(t *testing.T) {
 	}
 	if n := f.q.SessionsShared(); n != 2 {
 		t.Errorf("SessionsShared = %d, want 2", n)
+	}
+	// The delivery log says so: the three transactions' places on the
+	// one connection (Postfix's conn_use).
+	use := map[string]int{}
+	deadline := time.After(10 * time.Second)
+	for len(use) < 3 {
+		select {
+		case r := <-recs:
+			if r.Type == events.Delivery {
+				use[r.Recipient] = r.ConnUse
+			}
+		case <-deadline:
+			t.Fatalf("delivery records seen: %v, want 3", use)
+		}
+	}
+	if want := map[string]int{"a@one.test": 1, "b@two.test": 2, "c@one.test": 3}; !maps.Equal(use, want) {
+		t.Errorf("conn_use by recipient %v, want %v", use, want)
 	}
 }
 
