@@ -47,7 +47,7 @@ func (s *site) session(lease quota.Lease, p path, first *job, lim limits) {
 	// The quota keys the connection holds, so that a runner refused
 	// under one of them can ask it to close while it idles (yield.go).
 	// Registered once per connection, not at each linger.
-	y := q.yields.watchShared(s, lingerKeys(lease.Key(), lim.caps, t.ip), shareKeyOf(t, p, lim), len(lim.caps) > 0)
+	y := q.yields.watchShared(s, lingerKeys(lease.Key(), lim.caps, t.ip), shareKeyOf(t, p, lim), len(lim.caps) > 0, leafOf(c))
 	defer func() { q.yields.unwatch(y) }()
 	sent := 0
 	j := first

@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"crypto/x509"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/dns"
@@ -30,7 +32,9 @@ import (
 // that site, delivers, lingers and is counted there, as if it had dialled.
 // Only what the connection already is must match (shareKey): the address,
 // the source address and EHLO name, and the MX rule and its TLS mode (so
-// timeouts and TLS settings are the ones the other site would have used).
+// timeouts and TLS settings are the ones the other site would have used);
+// under tls "verify", the certificate verified must name the other site's
+// MX host too (vouches).
 // A site whose domains have an MTA-STS or DANE policy never borrows: its
 // check is of its own MX host name on the connection it makes.
 //
@@ -125,7 +129,30 @@ func (h handover) adopt(c *smtpclient.Client, lease quota.Lease) *yieldWatch {
 	_ = s.policyDial(pol, domain, h.t, c, nil, false)
 	s.recordTLS(pol, domain, mode, h.t, c, nil)
 	q.shared.Add(1)
-	return q.yields.watchShared(s, lingerKeys(lease.Key(), h.lim.caps, h.t.ip), shareKeyOf(h.t, h.p, h.lim), len(h.lim.caps) > 0)
+	return q.yields.watchShared(s, lingerKeys(lease.Key(), h.lim.caps, h.t.ip), shareKeyOf(h.t, h.p, h.lim), len(h.lim.caps) > 0, leafOf(c))
+}
+
+// leafOf is the server's certificate of a connection whose TLS verified
+// it; nil otherwise.
+func leafOf(c *smtpclient.Client) *x509.Certificate {
+	if !c.Verified() {
+		return nil
+	}
+	if cs := c.TLSConnectionState(); cs != nil && len(cs.PeerCertificates) > 0 {
+		return cs.PeerCertificates[0]
+	}
+	return nil
+}
+
+// vouches reports whether connection w may carry mail for MX host name
+// host: under a rule whose tls is "verify" only when the certificate it
+// verified is valid for that name too (a certificate for one hosted
+// domain's MX name says nothing of another's, unless it names it).
+func (w *yieldWatch) vouches(host string) bool {
+	if !strings.EqualFold(w.share.tls, smtpclient.TLSVerify.String()) {
+		return true
+	}
+	return w.leaf != nil && w.leaf.VerifyHostname(host) == nil
 }
 
 // lend gives h to one idle connection at k's address, of a site other
@@ -136,7 +163,7 @@ func (y *yields) lend(from *site, k shareKey, h handover) bool {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	for w := range y.byKey[addrKey(k.ip)] {
-		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.share != k {
+		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.share != k || !w.vouches(h.t.host) {
 			continue
 		}
 		w.pending = &h
@@ -197,7 +224,7 @@ func (s *site) lendHeld(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan, 
 		}
 		return Source{}, false
 	}
-	w, src := q.yields.reserve(key, s, fits)
+	w, src := q.yields.reserve(key, t.host, s, fits)
 	if w == nil {
 		return false
 	}
@@ -232,11 +259,11 @@ func (s *site) lendHeld(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan, 
 // reserve picks an idle connection of a site other than from holding a
 // lease under key, with no caps, whose shareKey fits; it counts as busy
 // until complete or unreserve. fits also names the source to send as.
-func (y *yields) reserve(key string, from *site, fits func(shareKey) (Source, bool)) (*yieldWatch, Source) {
+func (y *yields) reserve(key, host string, from *site, fits func(shareKey) (Source, bool)) (*yieldWatch, Source) {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	for w := range y.byKey[key] {
-		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.capped || w.keys[0] != key {
+		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.capped || w.keys[0] != key || !w.vouches(host) {
 			continue
 		}
 		if src, ok := fits(w.share); ok {

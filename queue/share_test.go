@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"strings"
@@ -247,4 +248,46 @@ func (f *fixture) sessionsLeft() []string {
 		s.mu.Unlock()
 	}
 	return left
+}
+
+// Under a rule with tls "verify", a connection carries another site's mail
+// only when the certificate it verified names that site's MX host too: one
+// for mx.one.test alone says nothing of mx.two.test, whose own connection
+// then fails verification; one naming both carries both.
+func TestVerifiedConnectionCarriesOnlyNamesItsCertificateHolds(t *testing.T) {
+	ca, err := sim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		names     []string
+		delivered bool
+		conns     int64
+		shared    uint64
+	}{
+		{[]string{"mx.one.test"}, false, 2, 0},
+		{[]string{"mx.one.test", "mx.two.test"}, true, 1, 1},
+	} {
+		t.Run(strings.Join(tc.names, ","), func(t *testing.T) {
+			leaf, err := ca.Leaf(tc.names, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := newFixtureRules(t, sim.Behavior{Name: "mx.verify.test", STARTTLS: true, Certificate: &leaf},
+				mxrule.Rule{Name: "verify", Patterns: []string{"*.test"}, TLS: "verify"})
+			f.q.deps.TLSConfig = &tls.Config{RootCAs: ca.Pool()}
+			f.lingeringOne(t)
+			f.waitLending(t)
+			f.send(t, "b@two.test")
+			if out := f.out.wait(t, 2); out[1].Delivered != tc.delivered {
+				t.Errorf("two.test: %+v, want delivered %v", out[1], tc.delivered)
+			}
+			if st := f.prov.Stats(); st.Connections != tc.conns {
+				t.Errorf("provider saw %d connections, want %d", st.Connections, tc.conns)
+			}
+			if n := f.q.SessionsShared(); n != tc.shared {
+				t.Errorf("SessionsShared = %d, want %d", n, tc.shared)
+			}
+		})
+	}
 }

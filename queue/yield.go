@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"crypto/x509"
 	"sync"
 	"time"
 )
@@ -56,6 +57,9 @@ type yieldWatch struct {
 	// reserved: lendHeld chose it and is claiming a job for it; it
 	// counts as busy meanwhile. leave clears it.
 	reserved bool
+	// leaf: the server's certificate when the connection's TLS verified
+	// it (vouches).
+	leaf *x509.Certificate
 }
 
 // watch registers a connection of site s holding keys.
@@ -79,10 +83,10 @@ func (y *yields) watch(s *site, keys []string) *yieldWatch {
 
 // watchShared registers a connection that also takes jobs of other sites
 // matching k while it lingers (share.go).
-func (y *yields) watchShared(s *site, keys []string, k shareKey, capped bool) *yieldWatch {
+func (y *yields) watchShared(s *site, keys []string, k shareKey, capped bool, leaf *x509.Certificate) *yieldWatch {
 	w := y.watch(s, keys)
 	y.mu.Lock()
-	w.share, w.offers, w.capped = k, make(chan struct{}, 1), capped
+	w.share, w.offers, w.capped, w.leaf = k, make(chan struct{}, 1), capped, leaf
 	y.mu.Unlock()
 	return w
 }
