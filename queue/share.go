@@ -101,10 +101,10 @@ func (s *site) handOver(lease quota.Lease, p path, j *job, lim limits) bool {
 		t = *p.fixed
 	} else {
 		s.mu.Lock()
-		hosts := s.hosts
+		first := append([]dns.MX(nil), s.hosts[:min(len(s.hosts), 1)]...)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
-		targets, _ := s.lookupTargets(ctx, q.config(), hosts[:min(len(hosts), 1)])
+		targets, _ := s.lookupTargets(ctx, q.config(), first)
 		cancel()
 		if len(targets) == 0 {
 			return false
