@@ -279,10 +279,7 @@ func (s *site) dial(p path, lim limits, domain string) (c *smtpclient.Client, t 
 		q.flowRecord(flow.Event{Site: s.key, Err: true, Local: true, DNS: true, Text: err.Error()})
 		return nil, target{}, "", err
 	}
-	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
-	if err != nil {
-		mode = smtpclient.TLSOpportunistic
-	}
+	mode := lim.tls()
 	pol := s.policyOf()
 	if targets, err = s.policyTargets(pol, domain, targets); err != nil {
 		s.setPolicyErr(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/penstock-mta/penstock/dns"
@@ -49,11 +48,11 @@ type shareKey struct {
 	src  netip.Addr // the source address (invalid: the kernel's choice)
 	ehlo string
 	rule string
-	tls  string // the rule's effective TLS mode
+	tls  smtpclient.TLSMode // the rule's effective TLS mode
 }
 
 func shareKeyOf(t target, p path, lim limits) shareKey {
-	k := shareKey{ip: t.ip, src: p.src.IP, ehlo: p.src.EHLO, tls: lim.tlsMode}
+	k := shareKey{ip: t.ip, src: p.src.IP, ehlo: p.src.EHLO, tls: lim.tls()}
 	if r := lim.match.Rule; r != nil {
 		k.rule = r.Name
 	}
@@ -85,33 +84,40 @@ func sharable(pol tlspolicy.Policy) bool {
 	return true
 }
 
+// borrowTarget is where a job of this site would ride another site's
+// connection: fixed (a path-scoped lease covers that address only) or the
+// first address of its first MX host, as dial would try them. false when
+// the site may not borrow: a probe (it tests the site on a connection of
+// its own), a site with a TLS policy (sharable), or no idle connection to
+// borrow (anyIdle: then nothing is looked up).
+func (s *site) borrowTarget(cfg *Config, hosts []dns.MX, lim limits, fixed *target) (target, bool) {
+	q := s.q
+	if lim.probe || lim.srcProbe || !q.yields.anyIdle() || !sharable(s.policyOf()) {
+		return target{}, false
+	}
+	if fixed != nil {
+		return *fixed, true
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
+	targets, _ := s.lookupTargets(ctx, cfg, hosts[:min(len(hosts), 1)])
+	cancel()
+	if len(targets) == 0 {
+		return target{}, false
+	}
+	return targets[0], true
+}
+
 // handOver gives a job the runner just claimed, with its lease, to an idle
 // session of another site connected to the address this site would dial
 // first. It reports whether one took it; the caller then owns nothing.
 // The runner asks it before it starts a session, so a job handed over
 // costs no goroutine.
-func (s *site) handOver(lease quota.Lease, p path, j *job, lim limits) bool {
-	q := s.q
-	if lim.probe || lim.srcProbe || !q.yields.anyIdle() || !sharable(s.policyOf()) {
-		// A probe tests the site on a connection of its own.
+func (s *site) handOver(cfg *Config, hosts []dns.MX, lease quota.Lease, p path, j *job, lim limits) bool {
+	t, ok := s.borrowTarget(cfg, hosts, lim, p.fixed)
+	if !ok {
 		return false
 	}
-	var t target
-	if p.fixed != nil {
-		t = *p.fixed
-	} else {
-		s.mu.Lock()
-		first := append([]dns.MX(nil), s.hosts[:min(len(s.hosts), 1)]...)
-		s.mu.Unlock()
-		ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
-		targets, _ := s.lookupTargets(ctx, q.config(), first)
-		cancel()
-		if len(targets) == 0 {
-			return false
-		}
-		t = targets[0]
-	}
-	return q.yields.lend(s, shareKeyOf(t, p, lim), handover{s: s, lease: lease, p: p, j: j, lim: lim, t: t})
+	return s.q.yields.lend(s, shareKeyOf(t, p, lim), handover{s: s, lease: lease, p: p, j: j, lim: lim, t: t})
 }
 
 // adopt makes a session of another site the session of h's site, holding
@@ -122,12 +128,8 @@ func (h handover) adopt(c *smtpclient.Client, lease quota.Lease) *yieldWatch {
 	s, q := h.s, h.s.q
 	pol := s.policyOf()
 	domain := h.j.domain.Value()
-	mode, err := smtpclient.ParseTLSMode(h.lim.tlsMode)
-	if err != nil {
-		mode = smtpclient.TLSOpportunistic
-	}
 	_ = s.policyDial(pol, domain, h.t, c, nil, false)
-	s.recordTLS(pol, domain, mode, h.t, c, nil)
+	s.recordTLS(pol, domain, h.lim.tls(), h.t, c, nil)
 	q.shared.Add(1)
 	return q.yields.watchShared(s, lingerKeys(lease.Key(), h.lim.caps, h.t.ip), shareKeyOf(h.t, h.p, h.lim), len(h.lim.caps) > 0, leafOf(c))
 }
@@ -149,7 +151,7 @@ func leafOf(c *smtpclient.Client) *x509.Certificate {
 // verified is valid for that name too (a certificate for one hosted
 // domain's MX name says nothing of another's, unless it names it).
 func (w *yieldWatch) vouches(host string) bool {
-	if !strings.EqualFold(w.share.tls, smtpclient.TLSVerify.String()) {
+	if w.share.tls != smtpclient.TLSVerify {
 		return true
 	}
 	return w.leaf != nil && w.leaf.VerifyHostname(host) == nil
@@ -199,19 +201,16 @@ func (y *yields) anyIdle() bool {
 // job was handed over.
 func (s *site) lendHeld(cfg *Config, lim limits, hosts []dns.MX, plan poolPlan, key string) bool {
 	q := s.q
-	if lim.probe || lim.srcProbe || len(plan.probes) > 0 || !q.yields.anyIdle() || !sharable(s.policyOf()) {
+	if len(plan.probes) > 0 {
+		return false // a due probe takes the next connection
+	}
+	t, ok := s.borrowTarget(cfg, hosts, lim, nil)
+	if !ok {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
-	targets, _ := s.lookupTargets(ctx, cfg, hosts[:min(len(hosts), 1)])
-	cancel()
-	if len(targets) == 0 {
-		return false
-	}
-	t := targets[0]
 	siteCaps := cfg.Caps.ForSite(lim.match.Rule.Name, mxNames(hosts))
 	fits := func(k shareKey) (Source, bool) {
-		if k.ip != t.ip || k.tls != lim.tlsMode || k.rule != lim.match.Rule.Name {
+		if k.ip != t.ip || k.tls != lim.tls() || k.rule != lim.match.Rule.Name {
 			return Source{}, false
 		}
 		for _, src := range plan.usable {

@@ -15,6 +15,7 @@ import (
 	"github.com/penstock-mta/penstock/dns"
 	"github.com/penstock-mta/penstock/mxrule"
 	"github.com/penstock-mta/penstock/quota"
+	"github.com/penstock-mta/penstock/smtpclient"
 	"github.com/penstock-mta/penstock/tlspolicy"
 )
 
@@ -216,6 +217,16 @@ type limits struct {
 	dataTimeout time.Duration
 }
 
+// tls is the session's TLS mode; an unparsable one (the rule was
+// validated, so none in practice) counts as opportunistic.
+func (lim limits) tls() smtpclient.TLSMode {
+	mode, err := smtpclient.ParseTLSMode(lim.tlsMode)
+	if err != nil {
+		return smtpclient.TLSOpportunistic
+	}
+	return mode
+}
+
 // cut reports whether flow control is out of normal (a backoff, or a
 // pattern's timed limit) so that a quota met may be one it set.
 func (lim limits) cut() bool { return lim.flowState != "" && lim.flowState != flow.Normal }
@@ -381,7 +392,7 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 		s.wait = Wait{}
 	}
 	s.mu.Unlock()
-	if s.handOver(lease, p, j, lim) {
+	if s.handOver(cfg, hosts, lease, p, j, lim) {
 		// An idle connection of another site took the job and the lease;
 		// it counts in s.active and ends it (share.go).
 		return 0, nil
