@@ -165,19 +165,28 @@ func (y *yields) lend(from *site, k shareKey, h handover) bool {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	for w := range y.byKey[addrKey(k.ip)] {
-		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.share != k || !w.vouches(h.t.host) {
-			continue
+		if w.lendable(from, h.t.host) && w.share == k {
+			y.setIdleLocked(w, false)
+			w.offerLocked(h)
+			return true
 		}
-		w.pending = &h
-		w.idle = false
-		y.idleShared--
-		select {
-		case w.offers <- struct{}{}:
-		default:
-		}
-		return true
 	}
 	return false
+}
+
+// lendable reports whether w lingers, may take a job of site from for MX
+// host name host, and has none yet. Caller holds y.mu.
+func (w *yieldWatch) lendable(from *site, host string) bool {
+	return w.idle && !w.closed && w.site != from && w.offers != nil && w.pending == nil && w.vouches(host)
+}
+
+// offerLocked gives w the job and wakes its linger. Caller holds y.mu.
+func (w *yieldWatch) offerLocked(h handover) {
+	w.pending = &h
+	select {
+	case w.offers <- struct{}{}:
+	default:
+	}
 }
 
 // anyIdle reports whether any connection that could take another site's
@@ -262,12 +271,12 @@ func (y *yields) reserve(key, host string, from *site, fits func(shareKey) (Sour
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	for w := range y.byKey[key] {
-		if !w.idle || w.closed || w.site == from || w.offers == nil || w.pending != nil || w.capped || w.keys[0] != key || !w.vouches(host) {
+		if !w.lendable(from, host) || w.capped || w.keys[0] != key {
 			continue
 		}
 		if src, ok := fits(w.share); ok {
-			w.idle, w.reserved = false, true
-			y.idleShared--
+			y.setIdleLocked(w, false)
+			w.reserved = true
 			return w, src
 		}
 	}
@@ -279,8 +288,8 @@ func (y *yields) unreserve(w *yieldWatch) {
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	if w.reserved {
-		w.reserved, w.idle = false, true
-		y.idleShared++
+		w.reserved = false
+		y.setIdleLocked(w, true)
 	}
 }
 
@@ -293,10 +302,6 @@ func (y *yields) complete(w *yieldWatch, h handover) bool {
 		return false
 	}
 	w.reserved = false
-	w.pending = &h
-	select {
-	case w.offers <- struct{}{}:
-	default:
-	}
+	w.offerLocked(h)
 	return true
 }

@@ -94,10 +94,7 @@ func (y *yields) watchShared(s *site, keys []string, k shareKey, capped bool, le
 // unwatch removes a registration; keys nobody holds leave the map.
 func (y *yields) unwatch(w *yieldWatch) {
 	y.mu.Lock()
-	if w.idle && w.offers != nil {
-		y.idleShared--
-	}
-	w.idle = false
+	y.setIdleLocked(w, false)
 	for _, k := range w.keys {
 		if set := y.byKey[k]; set != nil {
 			delete(set, w)
@@ -112,6 +109,12 @@ func (y *yields) unwatch(w *yieldWatch) {
 // setIdle marks a connection lingering (or not).
 func (y *yields) setIdle(w *yieldWatch, idle bool) {
 	y.mu.Lock()
+	y.setIdleLocked(w, idle)
+	y.mu.Unlock()
+}
+
+// setIdleLocked is setIdle with y.mu held; it keeps idleShared.
+func (y *yields) setIdleLocked(w *yieldWatch, idle bool) {
 	if w.offers != nil && w.idle != idle {
 		if idle {
 			y.idleShared++
@@ -120,7 +123,6 @@ func (y *yields) setIdle(w *yieldWatch, idle bool) {
 		}
 	}
 	w.idle = idle
-	y.mu.Unlock()
 }
 
 // leave marks a connection no longer lingering and returns the job of
@@ -129,10 +131,7 @@ func (y *yields) setIdle(w *yieldWatch, idle bool) {
 func (y *yields) leave(w *yieldWatch) *handover {
 	y.mu.Lock()
 	defer y.mu.Unlock()
-	if w.idle && w.offers != nil {
-		y.idleShared--
-	}
-	w.idle = false
+	y.setIdleLocked(w, false)
 	w.reserved = false
 	h := w.pending
 	w.pending = nil
