@@ -6,9 +6,11 @@
 //
 // Algorithm. The queue writes one entry per domain and per MX host at
 // every connection, replacing the previous one. The tables are bounded:
-// when one is full, the entry seen longest ago is dropped (a scan, rare
-// and over at most Max entries). Readers get copies sorted by name. The
-// Board holds no I/O and is safe for concurrent use.
+// each keeps its entries in a list, most recently recorded first, so when
+// one is full the entry recorded longest ago is dropped in constant time
+// (a campaign to 100,000 domains overflows the table at every new domain
+// after the first 10,000). Readers get copies sorted by name. The Board
+// holds no I/O and is safe for concurrent use.
 package tlsstatus
 
 import (
@@ -61,10 +63,9 @@ const DefaultMax = 10000
 
 // Board is the two tables.
 type Board struct {
-	max     int
 	mu      sync.Mutex
-	domains map[string]DomainPolicy
-	hosts   map[string]HostOutcome
+	domains *table[DomainPolicy]
+	hosts   *table[HostOutcome]
 }
 
 // New returns an empty Board of at most max entries per table (0:
@@ -73,7 +74,7 @@ func New(max int) *Board {
 	if max <= 0 {
 		max = DefaultMax
 	}
-	return &Board{max: max, domains: map[string]DomainPolicy{}, hosts: map[string]HostOutcome{}}
+	return &Board{domains: newTable[DomainPolicy](max), hosts: newTable[HostOutcome](max)}
 }
 
 // SetDomain records d, replacing what was known of d.Domain.
@@ -85,7 +86,7 @@ func (b *Board) SetDomain(d DomainPolicy) {
 	d.MX = slices.Clone(d.MX)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	put(b.domains, d.Domain, d, b.max, func(d DomainPolicy) time.Time { return d.Seen })
+	b.domains.put(d.Domain, d)
 }
 
 // SetHost records h, replacing what was known of h.Host.
@@ -96,23 +97,65 @@ func (b *Board) SetHost(h HostOutcome) {
 	h.Host = strings.ToLower(strings.TrimSuffix(h.Host, "."))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	put(b.hosts, h.Host, h, b.max, func(h HostOutcome) time.Time { return h.Time })
+	b.hosts.put(h.Host, h)
 }
 
-// put stores v under k, first dropping the oldest entry when the table is
-// full and k is new.
-func put[V any](m map[string]V, k string, v V, max int, at func(V) time.Time) {
-	if _, ok := m[k]; !ok && len(m) >= max {
-		oldest, first := "", true
-		var t time.Time
-		for key, x := range m {
-			if first || at(x).Before(t) {
-				oldest, t, first = key, at(x), false
-			}
-		}
-		delete(m, oldest)
+// table is a map of at most max entries that drops the one recorded
+// longest ago to make room: the entries form a ring through a sentinel,
+// most recently recorded next to it on one side, least on the other.
+type table[V any] struct {
+	max   int
+	byKey map[string]*entry[V]
+	ring  entry[V] // sentinel: ring.next is the newest, ring.prev the oldest
+}
+
+type entry[V any] struct {
+	key        string
+	v          V
+	prev, next *entry[V]
+}
+
+func newTable[V any](max int) *table[V] {
+	t := &table[V]{max: max, byKey: map[string]*entry[V]{}}
+	t.ring.prev, t.ring.next = &t.ring, &t.ring
+	return t
+}
+
+// put stores v under k as the newest entry, first dropping the oldest
+// when the table is full and k is new.
+func (t *table[V]) put(k string, v V) {
+	e := t.byKey[k]
+	switch {
+	case e != nil:
+		e.unlink()
+	case len(t.byKey) >= t.max:
+		e = t.ring.prev
+		e.unlink()
+		delete(t.byKey, e.key)
+		e.key = k // reused for the new key
+		t.byKey[k] = e
+	default:
+		e = &entry[V]{key: k}
+		t.byKey[k] = e
 	}
-	m[k] = v
+	e.v = v
+	e.prev, e.next = &t.ring, t.ring.next
+	t.ring.next.prev = e
+	t.ring.next = e
+}
+
+func (e *entry[V]) unlink() {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+}
+
+// values returns the entries' values, in no order.
+func (t *table[V]) values() []V {
+	out := make([]V, 0, len(t.byKey))
+	for _, e := range t.byKey {
+		out = append(out, e.v)
+	}
+	return out
 }
 
 // Domains returns the domains' policies, sorted by domain.
@@ -121,12 +164,11 @@ func (b *Board) Domains() []DomainPolicy {
 		return nil
 	}
 	b.mu.Lock()
-	out := make([]DomainPolicy, 0, len(b.domains))
-	for _, d := range b.domains {
-		d.MX = slices.Clone(d.MX)
-		out = append(out, d)
-	}
+	out := b.domains.values()
 	b.mu.Unlock()
+	for i := range out {
+		out[i].MX = slices.Clone(out[i].MX)
+	}
 	slices.SortFunc(out, func(x, y DomainPolicy) int { return strings.Compare(x.Domain, y.Domain) })
 	return out
 }
@@ -137,10 +179,7 @@ func (b *Board) Hosts() []HostOutcome {
 		return nil
 	}
 	b.mu.Lock()
-	out := make([]HostOutcome, 0, len(b.hosts))
-	for _, h := range b.hosts {
-		out = append(out, h)
-	}
+	out := b.hosts.values()
 	b.mu.Unlock()
 	slices.SortFunc(out, func(x, y HostOutcome) int { return strings.Compare(x.Host, y.Host) })
 	return out

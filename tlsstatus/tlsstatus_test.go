@@ -78,3 +78,50 @@ func TestNilBoard(t *testing.T) {
 		t.Fatal("nil board returned entries")
 	}
 }
+
+// Recording an entry again makes it the newest: the one dropped is the
+// entry recorded longest ago, whatever order the keys came in first.
+func TestBoardDropsLeastRecentlyRecorded(t *testing.T) {
+	b := New(3)
+	for _, h := range []string{"h1", "h2", "h3", "h1", "h4", "h2"} {
+		b.SetHost(HostOutcome{Host: h})
+	}
+	var got []string
+	for _, h := range b.Hosts() {
+		got = append(got, h.Host)
+	}
+	// h2 was dropped for h4 (h1 had been recorded again), then h3 for h2.
+	if fmt.Sprint(got) != "[h1 h2 h4]" {
+		t.Fatalf("kept %v, want [h1 h2 h4]", got)
+	}
+	// A full table keeps working as one: every key kept is found again.
+	for i := range 10 {
+		b.SetDomain(DomainPolicy{Domain: fmt.Sprintf("d%d.test", i%5)})
+	}
+	var ds []string
+	for _, d := range b.Domains() {
+		ds = append(ds, d.Domain)
+	}
+	if fmt.Sprint(ds) != "[d2.test d3.test d4.test]" {
+		t.Fatalf("domains kept %v", ds)
+	}
+}
+
+// BenchmarkSetDomainFull is a campaign to more domains than the table
+// holds: every new domain drops one. Before the ring it was a scan of the
+// whole table (10,000 entries) at each one.
+func BenchmarkSetDomainFull(b *testing.B) {
+	board := New(DefaultMax)
+	names := make([]string, 4*DefaultMax)
+	for i := range names {
+		names[i] = fmt.Sprintf("d%d.test", i)
+	}
+	for _, n := range names[:DefaultMax] {
+		board.SetDomain(DomainPolicy{Domain: n})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		board.SetDomain(DomainPolicy{Domain: names[i%len(names)]})
+	}
+}
