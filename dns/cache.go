@@ -166,9 +166,9 @@ func (c *cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
 }
 
 // get returns the cached answer for key, or joins or starts the lookup.
-// The lookup runs on its own goroutine with a context that ends when every
-// caller waiting for it has given up, so one caller's cancellation never
-// fails the others.
+// The lookup runs on a goroutine of its own (a kept worker, workers.go)
+// with a context that ends when every caller waiting for it has given up,
+// so one caller's cancellation never fails the others.
 func (c *cache) get(ctx context.Context, key, given, qtype string, fetch func(context.Context) answer) answer {
 	c.mu.Lock()
 	if el, ok := c.byK[key]; ok {
@@ -189,7 +189,7 @@ func (c *cache) get(ctx context.Context, key, given, qtype string, fetch func(co
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		c.busy[key] = f
-		go c.run(fctx, key, f, fetch)
+		lookups.run(func() { c.run(fctx, key, f, fetch) })
 	}
 	f.waiters++
 	c.mu.Unlock()

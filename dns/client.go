@@ -260,10 +260,13 @@ type addrAnswer struct {
 func (c *client) lookupIP(ctx context.Context, name, given string) ([]netip.Addr, time.Duration, error) {
 	fqdn := name + "."
 	var a, aaaa addrAnswer
-	var wg sync.WaitGroup
-	wg.Go(func() { a = c.addrQuery(ctx, fqdn, mdns.TypeA) })
+	done := make(chan struct{})
+	lookups.run(func() {
+		a = c.addrQuery(ctx, fqdn, mdns.TypeA)
+		close(done)
+	})
 	aaaa = c.addrQuery(ctx, fqdn, mdns.TypeAAAA)
-	wg.Wait()
+	<-done
 
 	if len(a.addrs)+len(aaaa.addrs) > 0 {
 		addrs := append(a.addrs[:len(a.addrs):len(a.addrs)], aaaa.addrs...)
