@@ -77,6 +77,7 @@ type cache struct {
 	lru  *list.List               // of *cacheEntry, most recently used first
 	byK  map[string]*list.Element // key -> element of lru
 	busy map[string]*flight
+	w    *workers // the lookups' goroutines
 
 	joined chan<- string // tests only: told the key each time a caller waits for a flight
 }
@@ -97,6 +98,7 @@ func NewCache(r Resolver, maxEntries int, now func() time.Time) Resolver {
 	}
 	return &cache{
 		r:    r,
+		w:    newWorkers(),
 		max:  maxEntries,
 		now:  now,
 		lru:  list.New(),
@@ -189,7 +191,7 @@ func (c *cache) get(ctx context.Context, key, given, qtype string, fetch func(co
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		c.busy[key] = f
-		lookups.run(func() { c.run(fctx, key, f, fetch) })
+		c.w.run(func() { c.run(fctx, key, f, fetch) })
 	}
 	f.waiters++
 	c.mu.Unlock()

@@ -51,12 +51,13 @@ type client struct {
 	// cleanly, for the next query to reuse (see reusable). Other servers
 	// have no entry: every query to them gets a fresh socket.
 	idle map[string]chan net.Conn
+	w    *workers // the A queries' goroutines (lookupIP asks AAAA itself)
 }
 
 // newClient returns a client of servers, with a free list of sockets for
 // each loopback one.
 func newClient(servers []string, timeout time.Duration) *client {
-	c := &client{servers: servers, timeout: timeout, idle: make(map[string]chan net.Conn)}
+	c := &client{servers: servers, timeout: timeout, idle: make(map[string]chan net.Conn), w: newWorkers()}
 	for _, s := range servers {
 		if reusable(s) {
 			c.idle[s] = make(chan net.Conn, idleSockets)
@@ -261,7 +262,7 @@ func (c *client) lookupIP(ctx context.Context, name, given string) ([]netip.Addr
 	fqdn := name + "."
 	var a, aaaa addrAnswer
 	done := make(chan struct{})
-	lookups.run(func() {
+	c.w.run(func() {
 		a = c.addrQuery(ctx, fqdn, mdns.TypeA)
 		close(done)
 	})

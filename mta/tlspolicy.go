@@ -34,7 +34,9 @@ func (m *MTA) tlsPolicies(cfg *config.Config) (tlspolicy.Provider, error) {
 			return nil, fmt.Errorf("[dane]: %w", err)
 		}
 		// Cached per MX host for the answers' TTL, like MX answers.
-		p = &dane.Provider{MX: m.Resolver, TLSA: dns.NewTLSACache(tr, 10000, m.opts.Now), Next: p, Now: m.opts.Now}
+		tc := dns.NewTLSACache(tr, 10000, m.opts.Now)
+		m.resolvers = append(m.resolvers, tc)
+		p = &dane.Provider{MX: m.Resolver, TLSA: tc, Next: p, Now: m.opts.Now}
 	}
 	return p, nil
 }
