@@ -520,6 +520,11 @@ func (c *Controller) Tick(now time.Time) {
 			changes = append(changes, ch)
 		}
 		if s.state == Normal {
+			if c.forgettable(s, now) {
+				// A campaign's long tail of domains would keep one
+				// each for good; a new state is the same as this one.
+				delete(c.sites, key)
+			}
 			continue
 		}
 		if ch, ok := c.evaluate(key, s, now, Event{Time: now}); ok {
@@ -532,8 +537,7 @@ func (c *Controller) Tick(now time.Time) {
 				changes = append(changes, ch)
 			}
 			if s.state == Normal {
-				if s.limit == nil && now.Sub(s.win.last()) > c.cfg.Window {
-					// Quiet and healthy for a whole window: forget it.
+				if c.forgettable(s, now) {
 					delete(m, src)
 				}
 				continue
@@ -549,6 +553,13 @@ func (c *Controller) Tick(now time.Time) {
 	locals := c.scan(now, true)
 	c.mu.Unlock()
 	c.emit(changes, locals)
+}
+
+// forgettable reports whether a state in Normal may be dropped: quiet and
+// healthy for a whole window, no limit stepping, no suspension to double
+// next time, no other node's counts. Caller holds c.mu.
+func (c *Controller) forgettable(s *siteState, now time.Time) bool {
+	return s.limit == nil && s.suspends == 0 && s.shared == nil && now.Sub(s.win.last()) > c.cfg.Window
 }
 
 // minLevel is the floor of the backoff cuts: 1/16 of the rule's limits.

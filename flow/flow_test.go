@@ -2,7 +2,9 @@ package flow
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -434,5 +436,43 @@ func TestHoldsAgreesWithPeek(t *testing.T) {
 	}
 	if same("recovered") {
 		t.Fatal("a recovered site is held")
+	}
+}
+
+// A site quiet and healthy for a whole window is forgotten by Tick (a
+// campaign's long tail of domains would keep one state each for good);
+// one with a suspension to double next time is kept, and so is one in
+// trouble. A forgotten site reads normal and starts afresh.
+func TestQuietHealthySitesForgotten(t *testing.T) {
+	c, ck, _ := newTest(t, Config{Window: time.Minute, MinAttempts: 5})
+	for _, site := range []string{"quiet", "twice", "bad"} {
+		for range 5 {
+			c.Record(okEv(site, ck.Add(time.Second)))
+		}
+	}
+	for range 5 {
+		c.Record(errEv("bad", ck.Add(time.Second), 421, "4.7.0 try later"))
+	}
+	c.mu.Lock()
+	c.sites["twice"].suspends = 1
+	c.mu.Unlock()
+	if d := c.Check("bad", ck.Now()); d.State == Normal {
+		t.Fatalf("bad: %s after 5 errors in a row, want trouble", d.State)
+	}
+	known := func() []string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return slices.Sorted(maps.Keys(c.sites))
+	}
+	c.Tick(ck.Add(30 * time.Second))
+	if got := known(); !slices.Equal(got, []string{"bad", "quiet", "twice"}) {
+		t.Fatalf("half a window on: states %v, want all three", got)
+	}
+	c.Tick(ck.Add(time.Minute))
+	if got := known(); slices.Contains(got, "quiet") || !slices.Contains(got, "twice") {
+		t.Fatalf("a window and a half on: states %v, want quiet forgotten, twice kept", got)
+	}
+	if d := c.Check("quiet", ck.Now()); d.State != Normal {
+		t.Errorf("a forgotten site reads %s, want normal", d.State)
 	}
 }
