@@ -153,6 +153,7 @@ func (m *MTA) tick(ctx context.Context) {
 			}
 			if now.Second()%15 == 0 {
 				m.Queue.ExpireHeld(m.opts.Now())
+				m.Queue.Sweep(m.opts.Now()) // at most every few minutes
 			}
 			m.sampleWaits(now)
 			if m.warmup != nil {

@@ -30,6 +30,11 @@ func (q *Queue) Suspend(name string, d time.Duration, who string) error {
 	}
 	now := q.now()
 	s.mu.Lock()
+	if s.gone {
+		// Swept since findSite: it had no mail for an hour.
+		s.mu.Unlock()
+		return fmt.Errorf("%s: %w", name, errUnknownSite)
+	}
 	s.opSuspended = true
 	s.opUntil = time.Time{}
 	if d > 0 {

@@ -159,6 +159,7 @@ type Queue struct {
 	domains   map[string]*domainState
 	sites     map[string]*site
 	cancelled map[string]bool // cancelled campaigns
+	swept     time.Time       // the last Sweep (sweep.go)
 
 	susp   atomic.Pointer[map[string]string] // suspended tenants and campaigns (suspend.go)
 	suspMu sync.Mutex                        // serialises their changes

@@ -91,6 +91,8 @@ type site struct {
 	flowNext    map[sender]uint64     // fair share: where each flow's next tag starts
 	holds       map[string]tenantHold // tenants whose quota is met, until when
 	arrivals    chan struct{}         // closed at the next push: wakes lingering sessions
+	quiet       int                   // sweeps that found it with nothing to do since its last push (sweep.go)
+	gone        bool                  // dropped by Sweep (set under q.mu too): a push routes the job again
 }
 
 type siteStats struct {
@@ -113,6 +115,13 @@ func (s *site) poke() {
 // push adds a job and makes sure a runner looks at it.
 func (s *site) push(j *job) {
 	s.mu.Lock()
+	if s.gone {
+		// Swept after the caller found it: the domain's record is
+		// cleared, so routing again makes its site anew.
+		s.mu.Unlock()
+		s.q.route(j)
+		return
+	}
 	k := s.enqueueLocked(j)
 	s.mu.Unlock()
 	s.kick(k)
@@ -126,6 +135,7 @@ type kickoff struct{ start, top bool }
 // caller, once it has unlocked s.mu, passes the result to kick. Caller
 // holds s.mu.
 func (s *site) enqueueLocked(j *job) kickoff {
+	s.quiet = 0
 	j.seq = s.tagLocked(j)
 	heap.Push(&s.jobs, j)
 	s.q.tally.move(&s.queued, len(j.rcpts))
