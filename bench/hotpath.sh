@@ -4,7 +4,7 @@
 # at 10k-1M jobs and 1-10,000 sites, quota checks at 10-10,000 keys, MX rule
 # match, SMTP client send and a one-message connection, a new domain's
 # DNS lookups, SMTP injection, delivery log write, body pipeline
-# build.
+# build, the TLS status board at a full table.
 #
 # Usage: bench/hotpath.sh [OUT]      (default OUT: /tmp/penstock-hotpath.txt)
 #   COUNT=6 (runs of each benchmark, for benchstat), BENCHTIME=1s
@@ -31,6 +31,7 @@ SET=(
   "./smtpserver/ ^BenchmarkInjectPipelined$"
   "./events/     ^BenchmarkWrite$"
   "./message/    ^BenchmarkBuildSingle$"
+  "./tlsstatus/  ^BenchmarkSetDomainFull$"
 )
 
 cd "$ROOT" || exit 1
