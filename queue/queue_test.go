@@ -70,7 +70,7 @@ func (o *outcomes) hook(m *spool.Message, i int, out Outcome, site string) {
 }
 
 // wait returns once n outcomes were reported (bounded).
-func (o *outcomes) wait(t *testing.T, n int) []Outcome {
+func (o *outcomes) wait(t testing.TB, n int) []Outcome {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
@@ -98,14 +98,14 @@ type fixture struct {
 	out  *outcomes
 }
 
-func newFixture(t *testing.T, b sim.Behavior) *fixture {
+func newFixture(t testing.TB, b sim.Behavior) *fixture {
 	t.Helper()
 	return newFixtureRules(t, b)
 }
 
 // newFixtureRules is newFixture with MX rules of the operator's before the
 // shipped ones.
-func newFixtureRules(t *testing.T, b sim.Behavior, own ...mxrule.Rule) *fixture {
+func newFixtureRules(t testing.TB, b sim.Behavior, own ...mxrule.Rule) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	sp, err := spool.Open(dir+"/spool", spool.Options{NoSync: true})
@@ -164,7 +164,7 @@ func pendingEntry(q *Queue, m *spool.Message, n int32) *entry {
 }
 
 // send spools a message and queues it.
-func (f *fixture) send(t *testing.T, to ...string) *spool.Message {
+func (f *fixture) send(t testing.TB, to ...string) *spool.Message {
 	t.Helper()
 	now := time.Now()
 	m := &spool.Message{Sender: "sender@example.org", Received: now, Expires: now.Add(24 * time.Hour)}
