@@ -24,6 +24,11 @@
 // (RFC 2308 §5), temporary errors for 2 seconds, and concurrent lookups of the
 // same name share one query. NewTLSACache does the same for the TLSA
 // lookups of DANE (an answer without records lives for the negative TTL).
+// A cache runs each lookup on a goroutine of its own, so one caller giving
+// up never fails the others; these goroutines, and the one that asks A
+// while AAAA is asked, are kept between lookups (workers.go: unpacking a
+// reply grows a fresh goroutine's stack at every query). Close on a
+// resolver of this package ends them and closes its kept sockets.
 //
 // This package never decides what to do with an answer: filtering addresses
 // (loopback, private ranges), MX rules and retries belong to its callers.

@@ -75,6 +75,11 @@
 // sit at a few sites are reported as the provider throttling or blocking
 // us (reputation).
 //
+// States are made at a site's first event and forgotten by Tick once
+// normal, quiet and healthy for a whole window (no limit stepping, no
+// suspension to double next time): a site without a state reads normal,
+// so a campaign's long tail of domains leaves nothing behind.
+//
 // Patterns only ever see replies from remote servers (a code was
 // received), never Penstock's own deferral texts, so a suspension can not
 // feed itself.

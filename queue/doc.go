@@ -60,6 +60,12 @@
 //     authenticated by the domain's DANE or MTA-STS policy (verifiedBy)
 //     to a server advertising REQUIRETLS, and fails permanently with
 //     5.7.10 otherwise.
+//  8. Sites and domains are forgotten when the queue no longer needs them:
+//     the owner calls Sweep periodically, and a site found with nothing to
+//     do (no job, no session, no operator suspension) at 12 sweeps 5
+//     minutes apart with no push between them is dropped, with its
+//     domains' records. A push that reaches a site just dropped routes the
+//     job again (sweep.go).
 //
 // The package never touches sockets of the injection side, never decides
 // durability (the spool does), and never knows whether quotas and flow
