@@ -30,6 +30,17 @@ func (f *fixture) waitQuiet(t *testing.T, domain string) *site {
 	}
 }
 
+// quietOneTest is a fixture that delivered one message to one.test, whose
+// site has gone quiet since.
+func quietOneTest(t *testing.T) (*fixture, *site) {
+	t.Helper()
+	f := newFixture(t, sim.Behavior{Name: "mx.one.test"})
+	f.q.lingerFor = 20 * time.Millisecond
+	f.send(t, "a@one.test")
+	f.out.wait(t, 1)
+	return f, f.waitQuiet(t, "one.test")
+}
+
 // sweeps runs n sweeps, sweepEvery apart, from *at on.
 func (f *fixture) sweeps(at *time.Time, n int) (dropped int) {
 	for range n {
@@ -42,11 +53,7 @@ func (f *fixture) sweeps(at *time.Time, n int) (dropped int) {
 // A site with nothing to do for idleSweeps sweeps is forgotten, with its
 // domain's record; the domain's next message makes it anew and goes out.
 func TestSweepForgetsIdleSites(t *testing.T) {
-	f := newFixture(t, sim.Behavior{Name: "mx.one.test"})
-	f.q.lingerFor = 20 * time.Millisecond
-	f.send(t, "a@one.test")
-	f.out.wait(t, 1)
-	old := f.waitQuiet(t, "one.test")
+	f, old := quietOneTest(t)
 
 	at := time.Now()
 	if n := f.sweeps(&at, idleSweeps-1); n != 0 || f.q.findSite("one.test") != old {
@@ -87,11 +94,7 @@ func TestSweepForgetsIdleSites(t *testing.T) {
 // between. The push finds it gone and routes the job again: the message
 // goes out through a new site, not into a heap nobody runs.
 func TestPushToSweptSiteRoutesAgain(t *testing.T) {
-	f := newFixture(t, sim.Behavior{Name: "mx.one.test"})
-	f.q.lingerFor = 20 * time.Millisecond
-	f.send(t, "a@one.test")
-	f.out.wait(t, 1)
-	old := f.waitQuiet(t, "one.test")
+	f, old := quietOneTest(t)
 	at := time.Now()
 	if n := f.sweeps(&at, idleSweeps); n != 1 {
 		t.Fatalf("dropped %d sites, want 1", n)

@@ -34,10 +34,7 @@ func TestBoardBounded(t *testing.T) {
 		b.SetHost(HostOutcome{Host: h, Time: t0.Add(time.Duration(i) * time.Second)})
 	}
 	b.SetHost(HostOutcome{Host: "h3", Time: t0.Add(time.Hour)})
-	var got []string
-	for _, h := range b.Hosts() {
-		got = append(got, h.Host)
-	}
+	got := hostNames(b)
 	if fmt.Sprint(got) != "[h0 h2 h3]" {
 		t.Fatalf("after overflow: %v", got)
 	}
@@ -86,10 +83,7 @@ func TestBoardDropsLeastRecentlyRecorded(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3", "h1", "h4", "h2"} {
 		b.SetHost(HostOutcome{Host: h})
 	}
-	var got []string
-	for _, h := range b.Hosts() {
-		got = append(got, h.Host)
-	}
+	got := hostNames(b)
 	// h2 was dropped for h4 (h1 had been recorded again), then h3 for h2.
 	if fmt.Sprint(got) != "[h1 h2 h4]" {
 		t.Fatalf("kept %v, want [h1 h2 h4]", got)
@@ -124,4 +118,13 @@ func BenchmarkSetDomainFull(b *testing.B) {
 	for i := range b.N {
 		board.SetDomain(DomainPolicy{Domain: names[i%len(names)]})
 	}
+}
+
+// hostNames is the board's hosts, by name.
+func hostNames(b *Board) []string {
+	var out []string
+	for _, h := range b.Hosts() {
+		out = append(out, h.Host)
+	}
+	return out
 }
