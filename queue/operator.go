@@ -41,7 +41,7 @@ func (q *Queue) Suspend(name string, d time.Duration, who string) error {
 		s.opUntil = now.Add(d)
 	}
 	s.mu.Unlock()
-	s.poke()
+	s.nudge()
 	q.admin(s.key, "suspend", who, fmt.Sprintf("for %s", durText(d)))
 	return nil
 }
@@ -61,7 +61,7 @@ func (q *Queue) Resume(name, who string) error {
 	if q.deps.Flow != nil {
 		q.deps.Flow.Reset(s.key)
 	}
-	s.poke()
+	s.nudge()
 	q.admin(s.key, "resume", who, "")
 	return nil
 }
@@ -85,7 +85,7 @@ func (q *Queue) Retry(name, who string) (int, error) {
 	// except among equals, which heap.Init settles.
 	heapInit(&s.jobs)
 	s.mu.Unlock()
-	s.poke()
+	s.nudge()
 	q.admin(s.key, "retry", who, fmt.Sprintf("%d recipient(s) made due", n))
 	return n, nil
 }
@@ -114,7 +114,7 @@ func (q *Queue) Purge(name, who string) (int, error) {
 	heapInit(&s.jobs)
 	s.mu.Unlock()
 	n := q.cancelJobs(purged, s.key, who)
-	s.poke()
+	s.nudge()
 	q.admin(s.key, "purge", who, fmt.Sprintf("%d recipient(s) purged", n))
 	return n, nil
 }

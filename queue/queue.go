@@ -149,7 +149,7 @@ type Queue struct {
 	// capacity bounds them (backpressure on sessions when full).
 	durable     chan pendingUpdate
 	durableDone chan struct{}
-	lookups     chan struct{} // MX lookups in flight (bounded)
+	lookups     lookupQueue // domains waiting for their MX lookup (lookup.go)
 
 	closeOnce sync.Once
 
@@ -254,6 +254,7 @@ type domainState struct {
 	held      int    // their recipients (q.tally); changed with pending
 	lastErr   error
 	errSince  time.Time
+	retryWait time.Duration // the wait before the next lookup after this one fails (0: the first)
 }
 
 // New builds a scheduler. Run nothing until Start.
@@ -278,7 +279,6 @@ func New(cfg *Config, deps Deps) *Queue {
 		closing:     make(chan struct{}),
 		durable:     make(chan pendingUpdate, maxPendingUpdates),
 		durableDone: make(chan struct{}),
-		lookups:     make(chan struct{}, maxLookups),
 		lingerFor:   lingerFor,
 	}
 	go q.awaitDurable()
@@ -379,7 +379,9 @@ func (q *Queue) Close(ctx context.Context) error {
 	}
 	q.mu.Unlock()
 	// Sessions finish the message they are sending; they claim no more.
+	// A parked site's timer would start nothing now: it is disarmed.
 	for _, s := range sites {
+		s.stopPark()
 		s.poke()
 	}
 	done := make(chan struct{})
@@ -501,104 +503,92 @@ func (q *Queue) route(j *job) {
 	}
 	d.pending = append(d.pending, j)
 	q.tally.move(&d.held, len(j.rcpts))
-	start := !d.resolving && q.addLive()
+	start := !d.resolving && !q.isClosed()
 	if start {
 		d.resolving = true
 	}
 	q.mu.Unlock()
 	if start {
-		go q.resolve(d)
+		q.lookups.add(q, d)
 	}
 }
 
-// resolve looks up a domain's MX hosts and moves its pending jobs to the
-// site queue, or bounces / holds them on failure.
+// resolve looks up a domain's MX hosts once and moves its pending jobs to
+// the site queue, or bounces them on a permanent failure, or holds them
+// and asks again later on a temporary one (a timer puts the domain back
+// in the lookup queue: nothing waits meanwhile).
 func (q *Queue) resolve(d *domainState) {
-	defer q.wg.Done()
+	cfg := q.config()
 	name := d.name.Value()
-	wait := firstDNSRetry
-	for {
-		cfg := q.config()
-		// Bounded concurrency: a restart with 10,000 domains must not
-		// fire 10,000 queries at once at our resolver (and lose them).
-		select {
-		case q.lookups <- struct{}{}:
-		case <-q.closing:
-			return
+	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+	res, err := q.deps.Resolver.LookupMX(ctx, name)
+	cancel()
+	var pol tlspolicy.Policy
+	if err == nil && q.deps.TLSPolicy != nil {
+		// The policy decides which connections may carry the domain's
+		// mail, so it is known before the domain joins a site.
+		pctx, pcancel := context.WithTimeout(q.ctx, time.Minute)
+		pol = q.deps.TLSPolicy.Policy(pctx, name)
+		pcancel()
+	}
+	now := q.now()
+	if name == "" {
+		err = &dns.Error{Domain: name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
+	}
+	q.mu.Lock()
+	jobs := d.pending
+	d.pending = nil
+	q.tally.move(&d.held, -d.held)
+	if err == nil {
+		s := q.siteFor(res, d.pool, pol)
+		d.site, d.policy = s, pol
+		ttl := res.TTL
+		if ttl < time.Minute {
+			ttl = time.Minute
 		}
-		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-		res, err := q.deps.Resolver.LookupMX(ctx, name)
-		cancel()
-		<-q.lookups
-		var pol tlspolicy.Policy
-		if err == nil && q.deps.TLSPolicy != nil {
-			// The policy decides which connections may carry the domain's
-			// mail, so it is known before the domain joins a site.
-			pctx, pcancel := context.WithTimeout(q.ctx, time.Minute)
-			pol = q.deps.TLSPolicy.Policy(pctx, name)
-			pcancel()
-		}
-		now := q.now()
-		if name == "" {
-			err = &dns.Error{Domain: name, Kind: dns.NXDomain, Err: errors.New("recipient has no domain")}
-		}
-		q.mu.Lock()
-		jobs := d.pending
-		d.pending = nil
-		q.tally.move(&d.held, -d.held)
-		if err == nil {
-			s := q.siteFor(res, d.pool, pol)
-			d.site, d.policy = s, pol
-			ttl := res.TTL
-			if ttl < time.Minute {
-				ttl = time.Minute
-			}
-			d.expires = now.Add(ttl)
-			d.lastErr = nil
-			d.resolving = false
-			q.mu.Unlock()
-			if q.deps.Flow != nil {
-				q.deps.Flow.Record(flow.Event{Time: now, Site: s.key, Domain: name, OK: true, DNS: true})
-			}
-			for _, j := range jobs {
-				s.push(j)
-			}
-			return
-		}
-		var de *dns.Error
-		permanent := errors.As(err, &de) && de.Permanent()
-		if permanent {
-			d.resolving = false
-			q.mu.Unlock()
-			for _, j := range jobs {
-				q.failJob(j, err, now)
-			}
-			return
-		}
-		// Temporary: hold the jobs, say why, and look again later. Jobs
-		// arriving meanwhile join d.pending.
-		if d.lastErr == nil {
-			d.errSince = now
-		}
-		d.lastErr = err
-		d.pending = jobs
-		q.tally.move(&d.held, rcptsOf(jobs))
+		d.expires = now.Add(ttl)
+		d.lastErr = nil
+		d.resolving = false
+		d.retryWait = 0
 		q.mu.Unlock()
 		if q.deps.Flow != nil {
-			q.deps.Flow.Record(flow.Event{Time: now, Domain: name, Err: true, Local: true, DNS: true, Text: err.Error()})
+			q.deps.Flow.Record(flow.Event{Time: now, Site: s.key, Domain: name, OK: true, DNS: true})
 		}
-		q.expireHeld(d, now)
-		// Look again soon, then less often, up to [dns] retry.
-		select {
-		case <-q.closing:
-			return
-		case <-time.After(min(wait, cfg.DNSRetry)):
+		for _, j := range jobs {
+			s.push(j)
 		}
-		wait *= 2
-		if q.isClosed() {
-			return
-		}
+		return
 	}
+	var de *dns.Error
+	permanent := errors.As(err, &de) && de.Permanent()
+	if permanent {
+		d.resolving = false
+		d.retryWait = 0
+		q.mu.Unlock()
+		for _, j := range jobs {
+			q.failJob(j, err, now)
+		}
+		return
+	}
+	// Temporary: hold the jobs, say why, and look again soon, then less
+	// often, up to [dns] retry. Jobs arriving meanwhile join d.pending.
+	if d.lastErr == nil {
+		d.errSince = now
+	}
+	d.lastErr = err
+	d.pending = jobs
+	q.tally.move(&d.held, rcptsOf(jobs))
+	wait := d.retryWait
+	if wait == 0 {
+		wait = firstDNSRetry
+	}
+	d.retryWait = wait * 2
+	q.mu.Unlock()
+	if q.deps.Flow != nil {
+		q.deps.Flow.Record(flow.Event{Time: now, Domain: name, Err: true, Local: true, DNS: true, Text: err.Error()})
+	}
+	q.expireHeld(d, now)
+	time.AfterFunc(min(wait, cfg.DNSRetry), func() { q.lookups.add(q, d) })
 }
 
 // expireHeld expires the jobs of a domain held by MX lookup failures whose

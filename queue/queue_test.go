@@ -397,9 +397,10 @@ func TestSuspendAndPurge(t *testing.T) {
 	}
 }
 
-// step, white-box: an empty site ends its runner; a job not yet due sleeps
-// until it is; an operator suspension records its status and sleeps until
-// poked.
+// step, white-box: an empty site ends its runner; a job due soon sleeps
+// until it is; one due in a minute parks the site (the runner ends, a timer
+// starts it again: park.go); an operator suspension records its status and
+// sleeps until poked.
 func TestSiteStep(t *testing.T) {
 	f := newFixture(t, sim.Behavior{})
 	s := newSite(f.q, "mx.step.test", []dns.MX{{Host: "mx.step.test", Pref: 10}})
@@ -410,11 +411,25 @@ func TestSiteStep(t *testing.T) {
 	s.running = true
 	now := time.Now()
 	m := &spool.Message{ID: 1, Expires: now.Add(time.Hour), Recipients: []spool.Recipient{{Addr: "a@step.test"}}}
-	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(time.Minute))})
-	if d, ch := s.step(); d <= 0 || d > time.Minute || ch != nil {
-		t.Errorf("job due in a minute: step returned %s, want a sleep of at most a minute", d)
+	s.push(&job{e: pendingEntry(s.q, m, 1), rcpts: []int{0}, domain: unique.Make("step.test"), index: -1, due: dueOf(now.Add(parkAfter / 2))})
+	if d, ch := s.step(); d <= 0 || d > parkAfter/2 || ch != nil {
+		t.Errorf("job due in %s: step returned %s, want a sleep of at most that", parkAfter/2, d)
 	}
 	s.mu.Lock()
+	s.jobs[0].due = dueOf(now.Add(time.Minute))
+	s.mu.Unlock()
+	if d, _ := s.step(); d >= 0 {
+		t.Errorf("job due in a minute: step returned %s, want the runner to end (parked)", d)
+	}
+	s.mu.Lock()
+	parked, running, armed := s.parked, s.running, s.park != nil
+	s.mu.Unlock()
+	if !parked || running || !armed {
+		t.Errorf("job due in a minute: parked %v, running %v, timer armed %v; want parked with a timer", parked, running, armed)
+	}
+	s.stopPark()
+	s.mu.Lock()
+	s.parked, s.running = false, true // the test plays the runner again
 	s.jobs[0].due = dueOf(now.Add(-time.Second))
 	s.opSuspended = true
 	s.mu.Unlock()

@@ -91,6 +91,8 @@ type site struct {
 	flowNext    map[sender]uint64     // fair share: where each flow's next tag starts
 	holds       map[string]tenantHold // tenants whose quota is met, until when
 	arrivals    chan struct{}         // closed at the next push: wakes lingering sessions
+	parked      bool                  // no runner until park fires: nothing is due for a while (park.go)
+	park        *time.Timer           // starts the runner of a parked site at its next due time
 	quiet       int                   // sweeps that found it with nothing to do since its last push (sweep.go)
 	gone        bool                  // dropped by Sweep (set under q.mu too): a push routes the job again
 }
@@ -143,7 +145,7 @@ func (s *site) enqueueLocked(j *job) kickoff {
 	s.arrived()
 	k := kickoff{top: j.index == 0, start: !s.running && s.q.addLive()}
 	if k.start {
-		s.running = true
+		s.running, s.parked = true, false
 	}
 	return k
 }
@@ -261,6 +263,11 @@ func (s *site) step() (time.Duration, <-chan struct{}) {
 			s.wait = Wait{}
 		}
 		d := top.due.Sub(now)
+		if d >= parkAfter && s.active == 0 && s.inflight == 0 {
+			s.parkLocked(d)
+			s.mu.Unlock()
+			return -1, nil
+		}
 		s.mu.Unlock()
 		return d, nil
 	}
@@ -792,7 +799,7 @@ func (s *site) refuse(j *job, w Wait) {
 	s.setWait(w)
 	start := !s.running && s.q.addLive()
 	if start {
-		s.running = true
+		s.running, s.parked = true, false
 	}
 	s.mu.Unlock()
 	if start {

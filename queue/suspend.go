@@ -262,7 +262,7 @@ func (q *Queue) wakeSuspended(kind, name string) int {
 		}
 		s.mu.Unlock()
 		if woke {
-			s.poke()
+			s.nudge()
 		}
 	}
 	return n
