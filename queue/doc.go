@@ -13,14 +13,18 @@
 //     back from the spool when it is sent, and let go again once its
 //     updates are durable (entry.go).
 //  2. Each domain is resolved to its MX hosts (through the caching
-//     resolver, one lookup in flight per domain). The sorted MX host set
-//     names the site: every domain with the same MX hosts shares one site
-//     queue. A temporary DNS failure holds the domain's jobs with the
-//     status "Messages queued (MX lookup failed)" and retries the lookup;
-//     a permanent one (NXDOMAIN, null MX) bounces them at once.
+//     resolver, one lookup in flight per domain; domains wait for theirs
+//     in a queue served by at most 64 goroutines, lookup.go). The sorted
+//     MX host set names the site: every domain with the same MX hosts
+//     shares one site queue. A temporary DNS failure holds the domain's
+//     jobs with the status "Messages queued (MX lookup failed)" and a
+//     timer queues the lookup again; a permanent one (NXDOMAIN, null MX)
+//     bounces them at once.
 //  3. A site keeps its jobs in a heap ordered by due time, so finding work
-//     is O(log n) and nothing ever scans the queue. A site with jobs has
-//     one runner goroutine; a site with none has no goroutine at all.
+//     is O(log n) and nothing ever scans the queue. A site with due jobs
+//     has one runner goroutine; a site with none, or whose earliest job is
+//     a second or more away, has no goroutine at all: it is parked, and a
+//     timer starts its runner at the due time (park.go).
 //  4. The runner sleeps until the earliest job is due, then asks, in
 //     order: is the site suspended by the operator? does flow control hold
 //     it? is the matched MX rule's connection quota met (site-local count,
