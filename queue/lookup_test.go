@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -27,19 +26,6 @@ func (r gatedResolver) LookupMX(ctx context.Context, domain string) (dns.MXResul
 	return r.fakeResolver.LookupMX(ctx, domain)
 }
 
-// lookupGoroutines counts the goroutines in the queue's MX lookups.
-func lookupGoroutines() int {
-	buf := make([]byte, 8<<20)
-	n := runtime.Stack(buf, true)
-	count := 0
-	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "queue.(*Queue).resolve(") || strings.Contains(g, "queue.(*lookupQueue).work(") {
-			count++
-		}
-	}
-	return count
-}
-
 // Mail to many new domains at once (a restart, a campaign's first minute)
 // waits for its MX lookups in a queue served by at most maxLookups
 // goroutines, not a goroutine per domain; once the resolver answers, all
@@ -52,7 +38,7 @@ func TestLookupsQueueBehindFewGoroutines(t *testing.T) {
 	for i := range domains {
 		f.send(t, fmt.Sprintf("a@d%d.test", i))
 	}
-	if n := lookupGoroutines(); n == 0 || n > maxLookups {
+	if n := goroutinesIn("queue.(*Queue).resolve(", "queue.(*lookupQueue).work("); n == 0 || n > maxLookups {
 		t.Errorf("%d lookup goroutines for %d new domains, want 1 to %d", n, domains, maxLookups)
 	}
 	close(gate.open)

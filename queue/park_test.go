@@ -26,31 +26,26 @@ func (f *fixture) sendAt(t *testing.T, to string, due time.Time) {
 	f.q.Enqueue(m)
 }
 
-// runners counts the goroutines running a site's runner.
-func runners() int {
+// goroutinesIn counts the goroutines with any of frames on their stack.
+func goroutinesIn(frames ...string) int {
 	buf := make([]byte, 8<<20)
 	n := runtime.Stack(buf, true)
-	return strings.Count(string(buf[:n]), "queue.(*site).run(")
+	count := 0
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		for _, f := range frames {
+			if strings.Contains(g, f) {
+				count++
+				break
+			}
+		}
+	}
+	return count
 }
 
 // waitParked waits, bounded, until domain's site is parked.
 func (f *fixture) waitParked(t *testing.T, domain string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if s := f.q.findSite(domain); s != nil {
-			s.mu.Lock()
-			parked := s.parked && !s.running
-			s.mu.Unlock()
-			if parked {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's site never parked", domain)
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own state
-	}
+	f.waitSite(t, domain, "parking", func(s *site) bool { return s.parked && !s.running })
 }
 
 // Sites holding mail that is not due for a while keep no goroutine: 200
@@ -65,7 +60,7 @@ func TestHeldSitesKeepNoRunner(t *testing.T) {
 	for i := range sites {
 		f.waitParked(t, fmt.Sprintf("d%d.test", i))
 	}
-	if n := runners(); n != 0 {
+	if n := goroutinesIn("queue.(*site).run("); n != 0 {
 		t.Errorf("%d runner goroutines for %d sites holding mail due in an hour, want none", n, sites)
 	}
 	if got := f.q.Totals().Queued; got != sites {

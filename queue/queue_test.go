@@ -633,12 +633,14 @@ func TestSiteLockNotHeldForQueueLock(t *testing.T) {
 		f.q.siteFor(mx(s.key), "", tlspolicy.Policy{})
 	}
 	f.q.mu.Unlock()
+	// Someone runs each job when it is due: a runner, or the timer of a
+	// site parked because the job is an hour away (park.go).
 	for _, s := range []*site{pushed, refused, released} {
 		s.mu.Lock()
-		n, running := len(s.jobs), s.running
+		n, running, parked := len(s.jobs), s.running, s.parked
 		s.mu.Unlock()
-		if n != 1 || !running {
-			t.Errorf("%s: %d jobs queued, runner started %v; want 1 and true", s.key, n, running)
+		if n != 1 || !running && !parked {
+			t.Errorf("%s: %d jobs queued, runner started %v, parked %v; want 1 and one of the two", s.key, n, running, parked)
 		}
 	}
 }

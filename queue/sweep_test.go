@@ -15,21 +15,7 @@ import (
 // session has lingered and closed, its runner ended.
 func (f *fixture) waitQuiet(t *testing.T, domain string) *site {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if s := f.q.findSite(domain); s != nil {
-			s.mu.Lock()
-			empty := s.idleLocked()
-			s.mu.Unlock()
-			if empty {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's site never went quiet", domain)
-		}
-		time.Sleep(5 * time.Millisecond) // a bounded poll of the queue's own state
-	}
+	return f.waitSite(t, domain, "quiet", (*site).idleLocked)
 }
 
 // quietOneTest is a fixture that delivered one message to one.test, whose

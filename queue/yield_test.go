@@ -12,24 +12,32 @@ import (
 	"github.com/penstock-mta/penstock/sim"
 )
 
-// waitIdle waits (bounded) until a session of domain's site lingers.
-func (f *fixture) waitIdle(t *testing.T, domain string) {
+// waitSite waits, bounded, until domain's site exists and ok holds of it
+// (called with the site's lock held), and returns the site; it fails the
+// test saying what never came.
+func (f *fixture) waitSite(t *testing.T, domain, what string, ok func(s *site) bool) *site {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if s := f.q.findSite(domain); s != nil {
 			s.mu.Lock()
-			idle := s.idle
+			yes := ok(s)
 			s.mu.Unlock()
-			if idle > 0 {
-				return
+			if yes {
+				return s
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no session of %s looking for a job", domain)
+			t.Fatalf("%s: %s never came", domain, what)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // a bounded poll of the queue's own state
 	}
+}
+
+// waitIdle waits (bounded) until a session of domain's site lingers.
+func (f *fixture) waitIdle(t *testing.T, domain string) {
+	t.Helper()
+	f.waitSite(t, domain, "a session looking for a job", func(s *site) bool { return s.idle > 0 })
 }
 
 // unsharedRule gives two.test an MX rule of its own, so that a connection
