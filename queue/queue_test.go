@@ -743,3 +743,29 @@ func TestChunkingByRule(t *testing.T) {
 		t.Errorf("chunking = false: provider got %d messages, %d by BDAT; want 1 by DATA", st.Delivered, st.Chunked)
 	}
 }
+
+// A site's deliveries of the last hour: none before the first (no ring
+// is made), each minute's count while it is under an hour old, and a
+// minute's slot counted afresh when it comes round again.
+func TestDeliveredLastHour(t *testing.T) {
+	var st siteStats
+	t0 := time.Date(2026, 12, 8, 1, 0, 30, 0, time.UTC)
+	if n := st.hour.total(t0); n != 0 || st.hour != nil {
+		t.Fatalf("before any delivery: %d, ring made %v; want 0 and none", n, st.hour != nil)
+	}
+	st.addHour(t0)
+	st.addHour(t0.Add(10 * time.Second))
+	st.addHour(t0.Add(30 * time.Minute))
+	for _, c := range []struct {
+		at   time.Duration
+		want int64
+	}{{0, 2}, {30 * time.Minute, 3}, {59 * time.Minute, 3}, {61 * time.Minute, 1}, {91 * time.Minute, 0}} {
+		if n := st.hour.total(t0.Add(c.at)); n != c.want {
+			t.Errorf("%s after the first: %d in the last hour, want %d", c.at, n, c.want)
+		}
+	}
+	st.addHour(t0.Add(time.Hour)) // the first's slot, an hour on
+	if n := st.hour.total(t0.Add(time.Hour)); n != 2 {
+		t.Errorf("an hour on, one more: %d, want 2 (the two of t0 gone, 30 min's and this one)", n)
+	}
+}

@@ -483,7 +483,7 @@ func (q *Queue) count(s *site, typ events.Type, now time.Time) {
 	switch typ {
 	case events.Delivery:
 		s.stats.delivered++
-		s.stats.hour.add(now)
+		s.stats.addHour(now)
 	case events.Bounce:
 		s.stats.bounced++
 	case events.TransientFailure:
