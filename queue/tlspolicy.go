@@ -213,7 +213,7 @@ func (s *site) policyDial(pol tlspolicy.Policy, domain string, t target, c *smtp
 		default:
 			// In clear text: the server offered no STARTTLS (a failure to
 			// report, with or without a policy), or we did not try it.
-			if _, offered := c.Extensions()["STARTTLS"]; !offered {
+			if _, offered := c.Extension("STARTTLS"); !offered {
 				o.Result, o.Detail = tlspolicy.ResultSTARTTLSNotSupported, "STARTTLS not offered"
 				s.q.reportTLS(o)
 			}
@@ -358,7 +358,7 @@ func (s *site) recordTLS(pol tlspolicy.Policy, domain string, mode smtpclient.TL
 	case c.TLSError() != nil:
 		h.Failure = "delivered in clear text: " + c.TLSError().Error()
 	default:
-		if _, offered := c.Extensions()["STARTTLS"]; !offered {
+		if _, offered := c.Extension("STARTTLS"); !offered {
 			h.Failure = "STARTTLS not offered"
 		} else {
 			h.Failure = "TLS not tried (tls = disabled, or a recent handshake failure is remembered)"

@@ -199,6 +199,15 @@ func TestGoSMTPChunking(t *testing.T) {
 	if _, ok := cl.Extensions()["CHUNKING"]; !ok {
 		t.Fatalf("CHUNKING not offered: %v", cl.Extensions())
 	}
+	// Extension answers for one keyword what Extensions holds.
+	for kw, want := range cl.Extensions() {
+		if got, ok := cl.Extension(kw); !ok || got != want {
+			t.Errorf("Extension(%q) = %q, %v; Extensions has %q", kw, got, ok, want)
+		}
+	}
+	if _, ok := cl.Extension("NO-SUCH-EXTENSION"); ok {
+		t.Error("Extension reports a keyword the server did not offer")
+	}
 	body := "Subject: x\n\n.\n..\r\n.x\nend"
 	if _, err := cl.Send(context.Background(), "f@x.test", []string{"a@y.test"}, []byte(body)); err != nil {
 		t.Fatal(err)

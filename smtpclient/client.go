@@ -503,6 +503,14 @@ func (c *Client) TLSConnectionState() *tls.ConnectionState {
 // parameters ("SIZE" -> "35882577"). Empty after a HELO fallback.
 func (c *Client) Extensions() map[string]string { return maps.Clone(c.ext) }
 
+// Extension returns the parameters of one EHLO extension (upper-case
+// keyword) and whether the server offered it, without copying the rest:
+// a connection carrying several domains' mail asks at each.
+func (c *Client) Extension(keyword string) (string, bool) {
+	v, ok := c.ext[keyword]
+	return v, ok
+}
+
 // RemoteAddr is the MX address connected to.
 func (c *Client) RemoteAddr() net.Addr { return c.netConn.RemoteAddr() }
 
