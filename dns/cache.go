@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"slices"
 	"sync"
@@ -278,4 +279,20 @@ func copyErr(err error) error {
 		return &c
 	}
 	return err
+}
+
+// Close ends the cache's idle lookup goroutines, then closes the resolver
+// it wraps when that is an io.Closer.
+func (c *cache) Close() error {
+	c.w.close()
+	return closeResolver(c.r)
+}
+
+// closeResolver closes r when it is an io.Closer (a resolver of this
+// package wrapped in another).
+func closeResolver(r any) error {
+	if c, ok := r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

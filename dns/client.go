@@ -571,3 +571,20 @@ func seconds(ttl uint32) time.Duration {
 	}
 	return time.Duration(ttl) * time.Second
 }
+
+// Close ends the client's idle lookup goroutines and closes the sockets it
+// kept for reuse. A lookup made afterwards still gets its answer.
+func (c *client) Close() error {
+	c.w.close()
+	for _, ch := range c.idle {
+		for drained := false; !drained; {
+			select {
+			case conn := <-ch:
+				conn.Close()
+			default:
+				drained = true
+			}
+		}
+	}
+	return nil
+}

@@ -177,3 +177,6 @@ func (c *client) lookupNS(ctx context.Context, name string) error {
 	}
 	return fmt.Errorf("NS %s: no records", fqdn)
 }
+
+// Close closes the resolver the guard wraps when that is an io.Closer.
+func (g *Guard) Close() error { return closeResolver(g.r) }

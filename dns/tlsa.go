@@ -140,3 +140,10 @@ func parseTLSA(r *mdns.Msg, qname string) ([]TLSA, uint32, error) {
 	}
 	return out, ttl, nil
 }
+
+// Close ends the TLSA cache's idle lookup goroutines and closes the
+// resolver it wraps when that is an io.Closer.
+func (t *tlsaCache) Close() error {
+	t.c.w.close()
+	return closeResolver(t.r)
+}

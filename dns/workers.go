@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"io"
 	"sync"
 	"time"
 )
@@ -17,10 +16,9 @@ import (
 // idle ones at once (a busy one ends with its lookup, which its callers'
 // contexts bound), and lookups after it get a goroutine each.
 type workers struct {
-	idle chan func() // unbuffered: a send succeeds only into an idle worker
-	mu   sync.Mutex
+	idle chan func()   // unbuffered: a send succeeds only into an idle worker
 	quit chan struct{} // closed by close
-	done bool
+	once sync.Once
 }
 
 // workerIdle is how long a worker waits for the next lookup before it
@@ -57,52 +55,4 @@ func (w *workers) loop(f func()) {
 }
 
 // close ends the idle workers; it may be called more than once.
-func (w *workers) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.done = true
-		close(w.quit)
-	}
-}
-
-// Close ends the client's idle lookup goroutines and closes the sockets it
-// kept for reuse. A lookup made afterwards still gets its answer.
-func (c *client) Close() error {
-	c.w.close()
-	for _, ch := range c.idle {
-		for drained := false; !drained; {
-			select {
-			case conn := <-ch:
-				conn.Close()
-			default:
-				drained = true
-			}
-		}
-	}
-	return nil
-}
-
-// Close ends the cache's idle lookup goroutines, then closes the resolver
-// it wraps when that is an io.Closer.
-func (c *cache) Close() error {
-	c.w.close()
-	return closeResolver(c.r)
-}
-
-// Close closes the resolver the guard wraps when that is an io.Closer.
-func (g *Guard) Close() error { return closeResolver(g.r) }
-
-// Close ends the TLSA cache's idle lookup goroutines and closes the
-// resolver it wraps when that is an io.Closer.
-func (t *tlsaCache) Close() error {
-	t.c.w.close()
-	return closeResolver(t.r)
-}
-
-func closeResolver(r any) error {
-	if c, ok := r.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
-}
+func (w *workers) close() { w.once.Do(func() { close(w.quit) }) }

@@ -78,10 +78,9 @@ func TestCloseReachesTheClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, w := range map[string]*workers{"cache": c.(*cache).w, "client": r.(*client).w} {
-		w.mu.Lock()
-		done := w.done
-		w.mu.Unlock()
-		if !done {
+		select {
+		case <-w.quit:
+		default:
 			t.Errorf("the %s's workers are not closed", name)
 		}
 	}
