@@ -134,7 +134,7 @@ type MTA struct {
 	tlsStatus *tlsstatus.Board // policies and TLS outcomes, for GET /api/v1/tls
 	eventsOut *eventsout.Manager
 	warmup    *warmup.Tracker // nil without [[warmup]]
-	resolvers []any           // DNS resolvers to close at Shutdown (their lookup goroutines and sockets)
+	resolvers []io.Closer     // DNS resolvers to close at Shutdown (their lookup goroutines and sockets)
 }
 
 // tick drives flow control's time-based transitions for sites without
@@ -204,7 +204,7 @@ func New(cfg *config.Config, opts Options) (_ *MTA, err error) {
 	// reaches the cache as a temporary error, never cached as permanent.
 	res = dns.NewGuard(res, dns.GuardConfig{Canaries: cfg.DNS.Canaries, Now: opts.Now})
 	m.Resolver = dns.NewCache(res, 100000, opts.Now)
-	m.resolvers = append(m.resolvers, m.Resolver)
+	m.resolvers = append(m.resolvers, m.Resolver.(io.Closer))
 	m.Quotas = quota.NewLocal(quota.RealClock())
 
 	bc, err := cfg.BounceClassifier()
@@ -477,9 +477,7 @@ func (m *MTA) Shutdown(ctx context.Context) error {
 	}
 	m.wg.Wait()
 	for _, r := range m.resolvers {
-		if c, ok := r.(io.Closer); ok {
-			check("resolver", c.Close())
-		}
+		check("resolver", r.Close())
 	}
 	m.campaigns.SaveDirty()
 	for _, f := range m.unsub {

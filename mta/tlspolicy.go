@@ -2,6 +2,7 @@ package mta
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/penstock-mta/penstock/config"
@@ -35,7 +36,7 @@ func (m *MTA) tlsPolicies(cfg *config.Config) (tlspolicy.Provider, error) {
 		}
 		// Cached per MX host for the answers' TTL, like MX answers.
 		tc := dns.NewTLSACache(tr, 10000, m.opts.Now)
-		m.resolvers = append(m.resolvers, tc)
+		m.resolvers = append(m.resolvers, tc.(io.Closer))
 		p = &dane.Provider{MX: m.Resolver, TLSA: tc, Next: p, Now: m.opts.Now}
 	}
 	return p, nil
