@@ -979,7 +979,6 @@ func (h *jobHeap) Pop() any {
 	return j
 }
 
-// hourRing counts events per minute over the last hour.
 // hourRing counts deliveries per minute over the last hour, as 32-bit
 // counts and unix minutes (480 bytes: a site each of 100,000 domains
 // keeps one).
@@ -994,13 +993,17 @@ func (st *siteStats) addHour(t time.Time) {
 	if st.hour == nil {
 		st.hour = new(hourRing)
 	}
+	st.hour.add(t)
+}
+
+func (h *hourRing) add(t time.Time) {
 	m := uint32(t.Unix() / 60)
 	i := m % 60
-	if st.hour.stamp[i] != m {
-		st.hour.stamp[i] = m
-		st.hour.count[i] = 0
+	if h.stamp[i] != m {
+		h.stamp[i] = m
+		h.count[i] = 0
 	}
-	st.hour.count[i]++
+	h.count[i]++
 }
 
 // total is the deliveries of the hour up to now; none without a ring.
