@@ -64,12 +64,16 @@ type yieldWatch struct {
 
 // watch registers a connection of site s holding keys.
 func (y *yields) watch(s *site, keys []string) *yieldWatch {
-	w := &yieldWatch{site: s, keys: keys, ch: make(chan struct{})}
+	return y.register(&yieldWatch{site: s, keys: keys, ch: make(chan struct{})})
+}
+
+// register files w under each of its keys.
+func (y *yields) register(w *yieldWatch) *yieldWatch {
 	y.mu.Lock()
 	if y.byKey == nil {
 		y.byKey = make(map[string]map[*yieldWatch]struct{})
 	}
-	for _, k := range keys {
+	for _, k := range w.keys {
 		set := y.byKey[k]
 		if set == nil {
 			set = make(map[*yieldWatch]struct{}, 1)
@@ -84,11 +88,8 @@ func (y *yields) watch(s *site, keys []string) *yieldWatch {
 // watchShared registers a connection that also takes jobs of other sites
 // matching k while it lingers (share.go).
 func (y *yields) watchShared(s *site, keys []string, k shareKey, capped bool, leaf *x509.Certificate) *yieldWatch {
-	w := y.watch(s, keys)
-	y.mu.Lock()
-	w.share, w.offers, w.capped, w.leaf = k, make(chan struct{}, 1), capped, leaf
-	y.mu.Unlock()
-	return w
+	return y.register(&yieldWatch{site: s, keys: keys, ch: make(chan struct{}),
+		share: k, offers: make(chan struct{}, 1), capped: capped, leaf: leaf})
 }
 
 // unwatch removes a registration; keys nobody holds leave the map.
