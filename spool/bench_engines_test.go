@@ -206,7 +206,7 @@ func boltDel(tx *bolt.Tx, id uint64) error {
 	return tx.Bucket(bBody).Delete(k)
 }
 
-// boltSolo: one db.Update (one commit, two fdatasyncs) per operation; the
+// boltSolo: one db.Update (one commit, one fdatasync) per operation; the
 // baseline that shows what group commit buys.
 type boltSolo struct {
 	db *bolt.DB

@@ -15,7 +15,10 @@
 // Group commit: every write (Put, PutMany, Update, Delete, blobs, KV) is a
 // request on a channel to one committer goroutine. It takes all requests
 // already queued, applies them in one read-write transaction, commits (one
-// fsync round for the lot) and then answers each caller with its own error.
+// fdatasync for the lot: the patched bbolt in third_party/bbolt writes the
+// pages and a meta page that lists them with their checksums, syncs once,
+// and at Open passes over a newest commit whose listed pages are not all on
+// disk) and then answers each caller with its own error.
 // There is no batching timer: while one commit is on disk the next batch
 // forms, so batch size follows load. Callers encode meta on their own
 // goroutine, so the committer does little more than copy bytes.

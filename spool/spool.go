@@ -60,7 +60,7 @@ type Stats struct {
 	Recipients int64 // queued (not final) recipients of stored messages
 	Bytes      int64 // size of the database file
 	Used       int64 // bytes of the database up to its last page in use (bbolt grows the file ahead of need)
-	Commits    int64 // durable commits since Open (each is one fsync round: bbolt fdatasyncs data, then its meta page)
+	Commits    int64 // durable commits since Open (each is one fdatasync of its pages and meta page, see doc.go)
 	Writes     int64 // write requests those commits carried since Open
 }
 

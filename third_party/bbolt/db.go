@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -150,6 +151,14 @@ type DB struct {
 	metalock sync.Mutex   // Protects meta page access.
 	mmaplock sync.RWMutex // Protects mmap access during remapping.
 	statlock sync.RWMutex // Protects stats access.
+
+	// Penstock's commit in one fdatasync (pagelist.go). tornMeta is 1 + the
+	// slot of a meta page whose commit did not reach the disk whole, 0 for
+	// none; syncs counts fdatasyncs; maxRuns (tests) shortens the list.
+	tornMeta atomic.Int32
+	syncs    atomic.Int64
+	runs     []pageRun // the writer's page list, kept between commits
+	maxRuns  int
 
 	ops struct {
 		writeAt func(b []byte, off int64) (n int, err error)
@@ -303,6 +312,7 @@ func Open(path string, mode os.FileMode, options *Options) (db *DB, err error) {
 		lg.Errorf("failed to map db file (%s): %v", path, err)
 		return nil, err
 	}
+	db.checkNewestMeta()
 
 	if db.PreLoadFreelist {
 		db.loadFreelist()
@@ -1153,16 +1163,27 @@ func (db *DB) meta() *common.Meta {
 		metaB = db.meta0
 	}
 
-	// Use higher meta page if valid. Otherwise, fallback to previous, if valid.
-	if err := metaA.Validate(); err == nil {
+	// Use higher meta page if valid and not torn (pagelist.go). Otherwise,
+	// fallback to previous, if valid.
+	torn := int(db.tornMeta.Load()) - 1
+	if (torn < 0 || metaA != db.metaSlot(torn)) && metaA.Validate() == nil {
 		return metaA
-	} else if err := metaB.Validate(); err == nil {
+	}
+	if err := metaB.Validate(); err == nil {
 		return metaB
 	}
 
 	// This should never be reached, because both meta1 and meta0 were validated
 	// on mmap() and we do fsync() on every write.
 	panic("bolt.DB.meta(): invalid meta pages")
+}
+
+// metaSlot is the meta page at slot 0 or 1.
+func (db *DB) metaSlot(slot int) *common.Meta {
+	if slot == 0 {
+		return db.meta0
+	}
+	return db.meta1
 }
 
 // allocate returns a contiguous block of memory starting at a given page.

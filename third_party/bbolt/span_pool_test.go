@@ -2,10 +2,10 @@ package bbolt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
 	"go.etcd.io/bbolt/internal/common"
 )
@@ -100,7 +100,7 @@ func BenchmarkCommitLargeValue(b *testing.B) {
 }
 
 // The meta page is written from a pooled one-page buffer: each commit's
-// meta pages hold the meta and zeros after it, the buffers that go back
+// meta pages hold the meta, its page list (pagelist.go) and zeros after it, the buffers that go back
 // are zeroed (node.write asserts that a page buffer is empty, so a dirty
 // one would fail a later commit), and the file opens again at the last
 // transaction.
@@ -111,7 +111,6 @@ func TestMetaBufferPooled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := db.Info().PageSize
-	metaEnd := int(common.PageHeaderSize) + int(unsafe.Sizeof(common.Meta{}))
 	const commits = 64
 	for i := range commits {
 		if err := db.Update(func(tx *Tx) error {
@@ -137,6 +136,7 @@ func TestMetaBufferPooled(t *testing.T) {
 	}
 	for m := range 2 {
 		page := file[m*ps : (m+1)*ps]
+		metaEnd := pageListOffset + pageListHeader + pageRunSize*int(binary.LittleEndian.Uint32(page[pageListOffset+4:]))
 		if i := bytes.IndexFunc(page[metaEnd:], func(r rune) bool { return r != 0 }); i >= 0 {
 			t.Errorf("meta page %d has %#x at %d, past the meta", m, page[metaEnd+i], metaEnd+i)
 		}

@@ -32,6 +32,7 @@ type Tx struct {
 	root           Bucket
 	pages          map[common.Pgid]*common.Page
 	stats          TxStats
+	runs           []pageRun // what write wrote, for the meta page's list (pagelist.go)
 	commitHandlers []func()
 
 	// WriteFlag specifies the flag for write-related methods like WriteTo().
@@ -432,6 +433,8 @@ func (tx *Tx) WriteTo(w io.Writer) (n int64, err error) {
 	page := (*common.Page)(unsafe.Pointer(&buf[0]))
 	page.SetFlags(common.MetaPageFlag)
 	*page.Meta() = *tx.meta
+	// The copy has no page list (pagelist.go): its pages are written whole.
+	page.Meta().SetFlags(tx.meta.Flags() &^ common.MetaPageListFlag)
 
 	// Write meta 0.
 	page.SetId(0)
@@ -528,9 +531,15 @@ func (tx *Tx) write() error {
 	tx.pages = make(map[common.Pgid]*common.Page)
 	sort.Sort(pages)
 
-	// Write pages to disk in order.
+	// Write pages to disk in order, listing them for the meta page when
+	// the commit syncs (pagelist.go).
+	sync := !tx.db.NoSync || common.IgnoreNoSync
+	tx.runs = tx.db.runs[:0]
 	for _, p := range pages {
 		rem := (uint64(p.Overflow()) + 1) * uint64(tx.db.pageSize)
+		if sync {
+			tx.runs = addRun(tx.runs, p.Id(), common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, int(rem)), tx.db.pageSize)
+		}
 		offset := int64(p.Id()) * int64(tx.db.pageSize)
 		var written uintptr
 
@@ -562,10 +571,12 @@ func (tx *Tx) write() error {
 		}
 	}
 
-	// Ignore file sync if flag is set on DB.
-	if !tx.db.NoSync || common.IgnoreNoSync {
+	// Ignore file sync if flag is set on DB. A list that fits in the meta
+	// page lets writeMeta's sync cover these pages too.
+	if sync && len(tx.runs) > tx.db.pageListCap() {
+		tx.runs = tx.runs[:0]
 		// gofail: var beforeSyncDataPages struct{}
-		if err := fdatasync(tx.db); err != nil {
+		if err := tx.db.syncFile(); err != nil {
 			lg.Errorf("[GOOS: %s, GOARCH: %s] fdatasync failed: %w", runtime.GOOS, runtime.GOARCH, err)
 			return err
 		}
@@ -610,7 +621,17 @@ func (tx *Tx) writeMeta() error {
 		tx.db.pagePool.Put(buf) //nolint:staticcheck
 	}()
 	p := tx.db.pageInBuffer(buf, 0)
+	listed := len(tx.runs) > 0
+	if listed {
+		tx.meta.SetFlags(tx.meta.Flags() | common.MetaPageListFlag)
+	} else {
+		tx.meta.SetFlags(tx.meta.Flags() &^ common.MetaPageListFlag)
+	}
 	tx.meta.Write(p)
+	if listed {
+		putPageList(buf, tx.runs)
+		tx.db.runs = tx.runs[:0] // kept for the next commit
+	}
 
 	// Write the meta page to file.
 	tx.db.metalock.Lock()
@@ -619,10 +640,13 @@ func (tx *Tx) writeMeta() error {
 		lg.Errorf("writeAt failed, pgid: %d, pageSize: %d, error: %v", p.Id(), tx.db.pageSize, err)
 		return err
 	}
+	if int(tx.db.tornMeta.Load())-1 == int(p.Id()) {
+		tx.db.tornMeta.Store(0) // the torn page is written over
+	}
 	tx.db.metalock.Unlock()
 	if !tx.db.NoSync || common.IgnoreNoSync {
 		// gofail: var beforeSyncMetaPage struct{}
-		if err := fdatasync(tx.db); err != nil {
+		if err := tx.db.syncFile(); err != nil {
 			lg.Errorf("[GOOS: %s, GOARCH: %s] fdatasync failed: %w", runtime.GOOS, runtime.GOARCH, err)
 			return err
 		}

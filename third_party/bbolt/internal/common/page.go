@@ -26,6 +26,10 @@ const (
 	BucketLeafFlag = 0x01
 )
 
+// MetaPageListFlag marks a meta page (Meta.flags) that carries the list of
+// the pages its commit wrote (Penstock patch: a commit in one fdatasync).
+const MetaPageListFlag = 0x01
+
 type Pgid uint64
 
 type Page struct {
