@@ -665,3 +665,58 @@ func TestScanMatchesLoad(t *testing.T) {
 		t.Fatalf("Scan gave %d messages, want %d", n, len(ms))
 	}
 }
+
+// A busy committer (requests queued when a commit ends) waits for groupFill
+// requests before it commits; an idle one commits a lone write at once. The
+// wait is made a minute long, so a committer that waited when idle would
+// hold the last Put past the test's deadline.
+func TestBusyCommitterWaitsForAFullerGroup(t *testing.T) {
+	s := openT(t, t.TempDir())
+	s.groupWait, s.groupFill = time.Minute, 4
+	nop := func(w *writeTx) error { return nil }
+	entered, gate := make(chan struct{}), make(chan struct{})
+	first, err := s.enqueue(nil, 0, func(w *writeTx) error { close(entered); <-gate; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered // the committer holds the first commit
+	commits := s.Stats().Commits + 1
+	var reqs []*request
+	for range 2 { // queued while the first commit is held: the committer will be busy
+		r, err := s.enqueue(nil, 0, nop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r)
+	}
+	close(gate)
+	if err := <-first.done; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r, err := s.enqueue(nil, 0, nop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r)
+	}
+	for _, r := range reqs {
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Stats().Commits - commits; n != 1 || s.maxBatch.Load() != 4 {
+		t.Errorf("four requests after a busy commit: %d commits, largest %d; want one commit of 4", n, s.maxBatch.Load())
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Put(context.Background(), sampleMessage(), body(100, "idle")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a lone Put to an idle committer waited for a fuller group")
+	}
+}
