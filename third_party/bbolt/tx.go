@@ -32,7 +32,6 @@ type Tx struct {
 	root           Bucket
 	pages          map[common.Pgid]*common.Page
 	stats          TxStats
-	runs           []pageRun // what write wrote, for the meta page's list (pagelist.go)
 	commitHandlers []func()
 
 	// WriteFlag specifies the flag for write-related methods like WriteTo().
@@ -533,12 +532,14 @@ func (tx *Tx) write() error {
 
 	// Write pages to disk in order, listing them for the meta page when
 	// the commit syncs (pagelist.go).
+	// The list is kept on the DB, not the Tx: there is one writer, and a
+	// field would make every read transaction larger.
 	sync := !tx.db.NoSync || common.IgnoreNoSync
-	tx.runs = tx.db.runs[:0]
+	runs := tx.db.runs[:0]
 	for _, p := range pages {
 		rem := (uint64(p.Overflow()) + 1) * uint64(tx.db.pageSize)
 		if sync {
-			tx.runs = addRun(tx.runs, p.Id(), common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, int(rem)), tx.db.pageSize)
+			runs = addRun(runs, p.Id(), common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, int(rem)), tx.db.pageSize)
 		}
 		offset := int64(p.Id()) * int64(tx.db.pageSize)
 		var written uintptr
@@ -573,8 +574,11 @@ func (tx *Tx) write() error {
 
 	// Ignore file sync if flag is set on DB. A list that fits in the meta
 	// page lets writeMeta's sync cover these pages too.
-	if sync && len(tx.runs) > tx.db.pageListCap() {
-		tx.runs = tx.runs[:0]
+	if sync && len(runs) > tx.db.pageListCap() {
+		runs = runs[:0]
+	}
+	tx.db.runs = runs
+	if sync && len(runs) == 0 {
 		// gofail: var beforeSyncDataPages struct{}
 		if err := tx.db.syncFile(); err != nil {
 			lg.Errorf("[GOOS: %s, GOARCH: %s] fdatasync failed: %w", runtime.GOOS, runtime.GOARCH, err)
@@ -621,7 +625,7 @@ func (tx *Tx) writeMeta() error {
 		tx.db.pagePool.Put(buf) //nolint:staticcheck
 	}()
 	p := tx.db.pageInBuffer(buf, 0)
-	listed := len(tx.runs) > 0
+	listed := len(tx.db.runs) > 0
 	if listed {
 		tx.meta.SetFlags(tx.meta.Flags() | common.MetaPageListFlag)
 	} else {
@@ -629,8 +633,7 @@ func (tx *Tx) writeMeta() error {
 	}
 	tx.meta.Write(p)
 	if listed {
-		putPageList(buf, tx.runs)
-		tx.db.runs = tx.runs[:0] // kept for the next commit
+		putPageList(buf, tx.db.runs)
 	}
 
 	// Write the meta page to file.
