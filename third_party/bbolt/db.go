@@ -159,6 +159,8 @@ type DB struct {
 	syncs    atomic.Int64
 	runs     []pageRun // the writer's page list, kept between commits
 	maxRuns  int
+	syncErr  atomic.Pointer[error] // the first failed sync: writes stop (syncFile)
+	syncHook func(*DB) error       // tests: instead of fdatasync
 
 	ops struct {
 		writeAt func(b []byte, off int64) (n int, err error)
@@ -875,6 +877,12 @@ func (db *DB) beginRWTx() (*Tx, error) {
 	if db.data == nil {
 		db.rwlock.Unlock()
 		return nil, berrors.ErrInvalidMapping
+	}
+
+	// Exit if a sync failed (pagelist.go).
+	if err := db.syncFailure(); err != nil {
+		db.rwlock.Unlock()
+		return nil, err
 	}
 
 	// Create a transaction associated with the database.

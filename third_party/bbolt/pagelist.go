@@ -2,6 +2,8 @@ package bbolt
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
 	"unsafe"
 
@@ -155,8 +157,32 @@ func (db *DB) checkNewestMeta() {
 	}
 }
 
-// syncFile is fdatasync, counted for tests.
+// syncFile is fdatasync, counted for tests. A sync that fails stops the
+// database's writes until it is opened again (beginRWTx): the meta page of
+// the commit is already written, and the map shows it, while the commit
+// rolls back its free list, so a later commit could reuse the pages it
+// wrote. Which of the two commits the disk holds is then for Open to tell.
+// (bbolt's second sync, of the meta page, had the same hazard.)
 func (db *DB) syncFile() error {
 	db.syncs.Add(1)
-	return fdatasync(db)
+	sync := fdatasync
+	if db.syncHook != nil {
+		sync = db.syncHook
+	}
+	err := sync(db)
+	if err != nil {
+		db.syncErr.CompareAndSwap(nil, &err)
+	}
+	return err
+}
+
+// ErrSyncFailed wraps the error of an earlier failed sync: writes stopped.
+var ErrSyncFailed = errors.New("bbolt: an earlier fdatasync failed; writes stopped until the database is opened again")
+
+// syncFailure is ErrSyncFailed with the failed sync's error, or nil.
+func (db *DB) syncFailure() error {
+	if p := db.syncErr.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrSyncFailed, *p)
+	}
+	return nil
 }

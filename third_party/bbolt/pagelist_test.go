@@ -3,6 +3,7 @@ package bbolt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -239,4 +240,51 @@ func longestRun(t *testing.T, file []byte, slot, pageSize int) (id, n int) {
 		t.Fatalf("no run of more than one page in %d runs", c)
 	}
 	return id, n
+}
+
+// A failed sync stops writes until the file is opened again (the commit's
+// meta page is written, its free list rolled back); the file then opens at
+// one commit or the other, sound.
+func TestFailedSyncStopsWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, db, "k", []byte("one"))
+	eio := errors.New("input/output error")
+	db.syncHook = func(*DB) error { return eio }
+	if err := db.Update(func(tx *Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("two")) }); !errors.Is(err, eio) {
+		t.Fatalf("commit with a failing sync: %v, want %v", err, eio)
+	}
+	db.syncHook = nil // the device answers again: writes stay stopped
+	err = db.Update(func(tx *Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("three")) })
+	if !errors.Is(err, ErrSyncFailed) || !errors.Is(err, eio) {
+		t.Fatalf("commit after a failed sync: %v, want ErrSyncFailed wrapping %v", err, eio)
+	}
+	if err := db.View(func(tx *Tx) error { return nil }); err != nil {
+		t.Errorf("reads after a failed sync: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(func(tx *Tx) error {
+		if v := string(tx.Bucket([]byte("b")).Get([]byte("k"))); v != "one" && v != "two" {
+			t.Errorf("k = %q, want one or two", v)
+		}
+		for err := range tx.Check() {
+			t.Errorf("check: %v", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, db, "k", []byte("four"))
+	check(t, db, "k", []byte("four"))
 }
