@@ -19,9 +19,12 @@
 // pages and a meta page that lists them with their checksums, syncs once,
 // and at Open passes over a newest commit whose listed pages are not all on
 // disk) and then answers each caller with its own error.
-// There is no batching timer: while one commit is on disk the next batch
-// forms, so batch size follows load. Callers encode meta on their own
-// goroutine, so the committer does little more than copy bytes.
+// While one commit is on disk the next batch forms, so batch size follows
+// load. A busy committer (requests already queued as a commit ends) waits
+// up to 300 µs for 16 requests, since back-to-back commits of a few writes
+// each cost a flush; an idle one commits a lone write at once. Callers
+// encode meta on their own goroutine, so the committer does little more
+// than copy bytes.
 //
 // Message IDs come from the meta bucket's sequence, incremented in the same
 // transaction as the write, so an ID returned to a caller is never reused,
