@@ -84,7 +84,8 @@ const (
 	// groupWait and groupFill: a busy committer waits up to groupWait for
 	// groupFill requests (see run). Measured with penstock bench's zipf
 	// campaign: 30% fewer commits, 5–16% less CPU per message; one domain
-	// unchanged (BENCHMARKS.md, "One fdatasync a commit").
+	// no worse; 600 µs/32 and 150 µs/8 did less well (BENCHMARKS.md, "One
+	// fdatasync a commit").
 	groupWait = 300 * time.Microsecond
 	groupFill = 16
 	// fillPercent packs pages tight: keys are appended in increasing order,
