@@ -28,14 +28,22 @@ func (s *site) parkLocked(d time.Duration) {
 	}
 }
 
+// claimRunnerLocked reports whether the caller is to start the runner (go
+// s.run()): none runs and the queue is open (the runner counts in q.wg).
+// The site is then running, and parked no longer. Caller holds s.mu.
+func (s *site) claimRunnerLocked() bool {
+	if s.running || !s.q.addLive() {
+		return false
+	}
+	s.running, s.parked = true, false
+	return true
+}
+
 // unpark starts the runner of a parked site; of any other site it does
 // nothing.
 func (s *site) unpark() {
 	s.mu.Lock()
-	start := s.parked && !s.running && s.q.addLive()
-	if start {
-		s.running, s.parked = true, false
-	}
+	start := s.parked && s.claimRunnerLocked()
 	s.mu.Unlock()
 	if start {
 		go s.run()

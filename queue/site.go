@@ -143,11 +143,7 @@ func (s *site) enqueueLocked(j *job) kickoff {
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.noteExpiry(j)
 	s.arrived()
-	k := kickoff{top: j.index == 0, start: !s.running && s.q.addLive()}
-	if k.start {
-		s.running, s.parked = true, false
-	}
-	return k
+	return kickoff{top: j.index == 0, start: s.claimRunnerLocked()}
 }
 
 // kick starts the runner or pokes it, as enqueueLocked found. Called
@@ -797,10 +793,7 @@ func (s *site) refuse(j *job, w Wait) {
 	heap.Push(&s.jobs, j)
 	s.q.tally.move(&s.queued, len(j.rcpts))
 	s.setWait(w)
-	start := !s.running && s.q.addLive()
-	if start {
-		s.running, s.parked = true, false
-	}
+	start := s.claimRunnerLocked()
 	s.mu.Unlock()
 	if start {
 		go s.run()
