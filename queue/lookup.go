@@ -17,6 +17,9 @@ type lookupQueue struct {
 // After Close it does nothing: the jobs are in the spool, and the next
 // start looks their domains up again.
 func (l *lookupQueue) add(q *Queue, d *domainState) {
+	if q.isClosed() {
+		return // a failed lookup's timer may fire after Close
+	}
 	l.mu.Lock()
 	l.waiting = append(l.waiting, d)
 	start := l.workers < maxLookups && q.addLive()
