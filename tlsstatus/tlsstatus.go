@@ -14,6 +14,7 @@
 package tlsstatus
 
 import (
+	"container/list"
 	"slices"
 	"strings"
 	"sync"
@@ -101,59 +102,49 @@ func (b *Board) SetHost(h HostOutcome) {
 }
 
 // table is a map of at most max entries that drops the one recorded
-// longest ago to make room: the entries form a ring through a sentinel,
-// most recently recorded next to it on one side, least on the other.
+// longest ago to make room: a map of key to list element, the list most
+// recently recorded first (container/list, as the resolver's cache keeps
+// its LRU). A dropped entry's element and entry are reused for the new key.
 type table[V any] struct {
 	max   int
-	byKey map[string]*entry[V]
-	ring  entry[V] // sentinel: ring.next is the newest, ring.prev the oldest
+	byKey map[string]*list.Element // of *entry[V]
+	order *list.List               // most recently recorded first
 }
 
 type entry[V any] struct {
-	key        string
-	v          V
-	prev, next *entry[V]
+	key string
+	v   V
 }
 
 func newTable[V any](max int) *table[V] {
-	t := &table[V]{max: max, byKey: map[string]*entry[V]{}}
-	t.ring.prev, t.ring.next = &t.ring, &t.ring
-	return t
+	return &table[V]{max: max, byKey: map[string]*list.Element{}, order: list.New()}
 }
 
 // put stores v under k as the newest entry, first dropping the oldest
 // when the table is full and k is new.
 func (t *table[V]) put(k string, v V) {
-	e := t.byKey[k]
+	el := t.byKey[k]
 	switch {
-	case e != nil:
-		e.unlink()
+	case el != nil:
 	case len(t.byKey) >= t.max:
-		e = t.ring.prev
-		e.unlink()
+		el = t.order.Back()
+		e := el.Value.(*entry[V])
 		delete(t.byKey, e.key)
-		e.key = k // reused for the new key
-		t.byKey[k] = e
+		e.key = k
+		t.byKey[k] = el
 	default:
-		e = &entry[V]{key: k}
-		t.byKey[k] = e
+		el = t.order.PushFront(&entry[V]{key: k})
+		t.byKey[k] = el
 	}
-	e.v = v
-	e.prev, e.next = &t.ring, t.ring.next
-	t.ring.next.prev = e
-	t.ring.next = e
-}
-
-func (e *entry[V]) unlink() {
-	e.prev.next = e.next
-	e.next.prev = e.prev
+	el.Value.(*entry[V]).v = v
+	t.order.MoveToFront(el)
 }
 
 // values returns the entries' values, in no order.
 func (t *table[V]) values() []V {
 	out := make([]V, 0, len(t.byKey))
-	for _, e := range t.byKey {
-		out = append(out, e.v)
+	for _, el := range t.byKey {
+		out = append(out, el.Value.(*entry[V]).v)
 	}
 	return out
 }

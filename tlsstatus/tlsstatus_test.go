@@ -102,7 +102,7 @@ func TestBoardDropsLeastRecentlyRecorded(t *testing.T) {
 }
 
 // BenchmarkSetDomainFull is a campaign to more domains than the table
-// holds: every new domain drops one. Before the ring it was a scan of the
+// holds: every new domain drops one. Before the list it was a scan of the
 // whole table (10,000 entries) at each one.
 func BenchmarkSetDomainFull(b *testing.B) {
 	board := New(DefaultMax)
